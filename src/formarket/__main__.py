@@ -1,0 +1,3 @@
+from formarket.cli import main
+
+main()

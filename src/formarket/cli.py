@@ -1,0 +1,65 @@
+"""The `formarket` command: one entry point over every part of the marketplace.
+
+Each command group lives in ``formarket.commands``; this module only assembles them and turns
+errors into readable messages and exit codes, once, at the top.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Any
+
+import click
+
+from formarket import __version__
+from formarket.errors import FormarketError
+
+__all__ = ["main"]
+
+
+class _Root(click.Group):
+    """The root group: loads commands on demand, catches formarket's errors once and exits
+    with their code."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        from formarket.commands import COMMANDS
+
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        from formarket.commands import COMMANDS
+
+        module_name = COMMANDS.get(cmd_name)
+        if module_name is None:
+            return None
+        module = importlib.import_module(f"formarket.commands.{module_name}")
+        command: click.Command = module.command
+        return command
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except FormarketError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+        except BrokenPipeError:
+            sys.exit(0)
+
+
+@click.group(cls=_Root, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="formarket")
+def main() -> None:
+    """formarket: a marketplace for AI models and agents whose catalog is a git repository.
+
+    \b
+    Publish:   formarket validate            check a registry working tree
+               formarket formfile parse F    parse a Formfile, show its meaning or errors
+               formarket check --base --head --author LOGIN
+                                             the pull-request check
+    Contracts: formarket schema export       write the JSON Schemas to schemas/
+    Try it:    formarket demo                the whole journey on a scratch repository
+    """

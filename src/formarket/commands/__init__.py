@@ -1,0 +1,15 @@
+"""The command groups of the `formarket` CLI, one module each, imported only when used so
+that a quick command does not pay for the imports of a slow one."""
+
+from __future__ import annotations
+
+__all__ = ["COMMANDS"]
+
+# Command name -> module in formarket.commands that defines it as `command`.
+COMMANDS: dict[str, str] = {
+    "check": "check",
+    "demo": "demo",
+    "formfile": "formfile",
+    "schema": "schema",
+    "validate": "validate",
+}

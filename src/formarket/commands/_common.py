@@ -1,0 +1,54 @@
+"""What several commands share: opening a repository, the cache, printing a report."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+from dulwich.errors import NotGitRepository
+from dulwich.repo import Repo
+
+from formarket.errors import NotFoundError
+from formarket.registry.cache import ResultCache, code_digest, default_cache_dir
+from formarket.registry.report import FORMATS, render_findings
+from formarket.registry.validate import Report
+
+__all__ = ["FORMAT_OPTION", "echo_report", "open_cache", "open_repo"]
+
+FORMAT_OPTION = click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(FORMATS),
+    default="text",
+    show_default=True,
+    help="text for people, json for programs, github for workflow annotations.",
+)
+
+
+def open_repo(path: Path) -> Repo:
+    try:
+        return Repo(str(path))
+    except NotGitRepository as exc:
+        raise NotFoundError(
+            f"{path} is not a git repository", hint="pass --repo with the registry's clone"
+        ) from exc
+
+
+def open_cache(root: Path, enabled: bool) -> ResultCache:
+    return ResultCache(
+        default_cache_dir(root) / "results.pickle" if enabled else None, code_digest()
+    )
+
+
+def echo_report(report: Report, fmt: str, what: str) -> None:
+    summary = (
+        f"{what}: {report.documents} documents ({report.checked} checked, the rest"
+        f" unchanged) in {report.seconds:.2f}s"
+    )
+    extra: dict[str, object] = {"documents": report.documents, "checked": report.checked}
+    text = render_findings(report.findings, fmt, summary=summary, extra=extra)
+    click.echo(text)
+    if fmt != "text":
+        click.echo(summary, err=True) if fmt == "github" else None
+    sys.stdout.flush()

@@ -1,0 +1,1 @@
+"""The registry: loading, validating and checking changes to the catalog in git."""

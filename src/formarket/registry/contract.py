@@ -1,0 +1,147 @@
+"""Validation against the exported JSON Schemas: the contract is the file, not the code.
+
+Schemas are read from the registry's own `schemas/` folder (the revision being checked), so a
+registry is validated against the contract it publishes; a registry without them falls back to
+the schemas generated from the models in this version of formarket.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import re
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import jsonschema_rs
+
+from formarket.registry.findings import Finding, finding
+from formarket.registry.yaml_loader import LoadedYaml
+
+__all__ = ["Contract", "load_contract"]
+
+_UNEXPECTED = re.compile(r"'([^']*)' (?:was|were) unexpected")
+
+
+class Contract:
+    """Compiled validators, one per document kind."""
+
+    def __init__(self, schemas: Mapping[str, bytes]) -> None:
+        self.digest = hashlib.sha256(
+            b"".join(k.encode() + b"\0" + v for k, v in sorted(schemas.items()))
+        ).hexdigest()
+        self._schemas = {kind: json.loads(raw) for kind, raw in schemas.items()}
+        self._validators = {
+            kind: jsonschema_rs.Draft202012Validator(schema)
+            for kind, schema in self._schemas.items()
+        }
+
+    def kinds(self) -> frozenset[str]:
+        return frozenset(self._validators)
+
+    def check(self, kind: str, doc: LoadedYaml) -> list[Finding]:
+        validator = self._validators[kind]
+        if validator.is_valid(doc.data):
+            return []
+        findings: list[Finding] = []
+        for where, message, schema_path in self._errors(kind, validator, doc.data, ()):
+            hint = ""
+            unexpected = _UNEXPECTED.search(message)
+            if unexpected and isinstance(doc.data, dict):
+                key = unexpected.group(1)
+                where = (*where, key)
+                allowed = self._allowed_keys(kind, schema_path)
+                close = difflib.get_close_matches(key, allowed, n=1)
+                message = f"unknown field {key!r}"
+                hint = (
+                    f"did you mean {close[0]!r}?"
+                    if close
+                    else f"allowed here: {', '.join(sorted(allowed))}"
+                    if allowed
+                    else ""
+                )
+            location = doc.locate(where)
+            dotted = ".".join(str(p) for p in where) or "(document)"
+            findings.append(
+                finding(
+                    "REG001",
+                    doc.path,
+                    f"{dotted}: {message}",
+                    line=location.line,
+                    column=location.column,
+                    hint=hint,
+                )
+            )
+            if len(findings) >= 20:
+                break
+        return findings
+
+    def _errors(
+        self, kind: str, validator: Any, instance: Any, prefix: tuple[str | int, ...]
+    ) -> Iterator[tuple[tuple[str | int, ...], str, tuple[Any, ...]]]:
+        """(instance path, message, schema path) of each error. A tagged union's failure is
+        explained by the branch its tag selects, not by "matches none of five schemas"."""
+        for error in validator.iter_errors(instance):
+            where = (*prefix, *error.instance_path)
+            schema_path = tuple(error.schema_path)
+            branch = self._tagged_branch(kind, schema_path, error.instance)
+            if branch is not None:
+                yield from self._errors(
+                    kind, jsonschema_rs.Draft202012Validator(branch), error.instance, where
+                )
+                continue
+            yield where, error.message, schema_path
+
+    def _tagged_branch(
+        self, kind: str, schema_path: tuple[Any, ...], instance: Any
+    ) -> dict[str, Any] | None:
+        if not schema_path or schema_path[-1] != "oneOf" or not isinstance(instance, dict):
+            return None
+        node: Any = self._schemas[kind]
+        for part in schema_path[:-1]:
+            try:
+                node = node[part]
+            except (KeyError, IndexError, TypeError):
+                return None
+        if isinstance(node, dict) and "$ref" in node:
+            node = self._resolve(kind, node["$ref"])
+        tag = node.get("discriminator") if isinstance(node, dict) else None
+        if not isinstance(tag, dict):
+            return None
+        ref = tag.get("mapping", {}).get(instance.get(tag.get("propertyName")))
+        if not isinstance(ref, str):
+            return None
+        return {"$defs": self._schemas[kind].get("$defs", {}), **self._resolve(kind, ref)}
+
+    def _allowed_keys(self, kind: str, schema_path: tuple[Any, ...]) -> list[str]:
+        """The property names of the (sub)schema that refused an unknown key."""
+        node: Any = self._schemas[kind]
+        for part in schema_path[:-1]:
+            try:
+                node = node[part]
+            except (KeyError, IndexError, TypeError):
+                return []
+        if isinstance(node, dict) and "$ref" in node:
+            node = self._resolve(kind, node["$ref"])
+        props = node.get("properties", {}) if isinstance(node, dict) else {}
+        return list(props)
+
+    def _resolve(self, kind: str, ref: str) -> Any:
+        node: Any = self._schemas[kind]
+        for part in ref.removeprefix("#/").split("/"):
+            node = node.get(part, {}) if isinstance(node, dict) else {}
+        return node
+
+
+def load_contract(files: Mapping[str, bytes | None]) -> Contract:
+    """The contract from `<kind>.schema.json` files, each falling back to the built-in one."""
+    from formarket.schemas.export import render_schemas
+
+    builtin = render_schemas()
+    chosen: dict[str, bytes] = {}
+    for name, raw in builtin.items():
+        kind = name.removesuffix(".schema.json")
+        given = files.get(name)
+        chosen[kind] = given if given is not None else raw
+    return Contract(chosen)

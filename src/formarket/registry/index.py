@@ -1,0 +1,58 @@
+"""The compiled index of a registry: every document's summary by kind and id."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from formarket.registry.entries import Summary
+
+__all__ = ["RegistryIndex"]
+
+
+@dataclass(frozen=True, slots=True)
+class RegistryIndex:
+    publishers: dict[str, Summary] = field(default_factory=dict)
+    models: dict[str, Summary] = field(default_factory=dict)
+    agents: dict[str, Summary] = field(default_factory=dict)
+    solutions: dict[str, Summary] = field(default_factory=dict)
+    governance: Summary | None = None
+
+    @classmethod
+    def build(cls, summaries: Iterable[Summary]) -> RegistryIndex:
+        index = cls()
+        tables = {
+            "publisher": index.publishers,
+            "model": index.models,
+            "agent": index.agents,
+            "solution": index.solutions,
+        }
+        governance = None
+        for summary in summaries:
+            if summary.kind == "governance":
+                governance = summary
+            else:
+                tables[summary.kind][summary.id] = summary
+        if governance is not None:
+            index = cls(index.publishers, index.models, index.agents, index.solutions, governance)
+        return index
+
+    def listing(self, ident: str) -> Summary | None:
+        return self.models.get(ident) or self.agents.get(ident)
+
+    def owners(self, publisher: str) -> frozenset[str]:
+        summary = self.publishers.get(publisher)
+        if summary is None or not summary.valid:
+            return frozenset()
+        return frozenset(summary.data.get("owners", ()))
+
+    def maintainers(self) -> frozenset[str]:
+        if self.governance is None or not self.governance.valid:
+            return frozenset()
+        return frozenset(self.governance.data.get("maintainers", ()))
+
+    def bot(self) -> str | None:
+        if self.governance is None or not self.governance.valid:
+            return None
+        bot = self.governance.data.get("bot")
+        return bot if isinstance(bot, str) else None

@@ -1,0 +1,244 @@
+"""The pull-request check: what changed between two commits, who changed it, and whether the
+registry still holds together.
+
+Ownership is judged by the base commit (a pull request cannot make its author an owner and use
+that in the same breath); documents by the head commit.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from dulwich.diff_tree import tree_changes
+from dulwich.repo import Repo
+
+from formarket.registry.cache import ResultCache
+from formarket.registry.findings import Finding, finding
+from formarket.registry.index import RegistryIndex
+from formarket.registry.invariants import registry_findings
+from formarket.registry.scan import LISTING_KINDS
+from formarket.registry.snapshot import GitSnapshot, open_git_snapshot
+from formarket.registry.validate import Report, check_env, scan_snapshot
+
+__all__ = ["Roles", "changed_paths", "check_pull_request", "ownership_findings"]
+
+BOT_PATHS = ("registry/deployments/", "registry/usage/", "royalties/")
+# Files of a listing that may change without a new version: they do not change what is built,
+# deployed or charged.
+DOC_ONLY = frozenset({"README.md"})
+
+
+@dataclass(frozen=True, slots=True)
+class Roles:
+    maintainers: frozenset[str]
+    bot: str | None
+
+
+def changed_paths(repo: Repo, base: GitSnapshot, head: GitSnapshot) -> list[str]:
+    """Every file path added, removed or modified between the two commits, sorted."""
+    paths: set[str] = set()
+    for change in tree_changes(repo.object_store, base.root_tree, head.root_tree):
+        for side in (change.old, change.new):
+            if side is not None and side.path is not None:
+                paths.add(side.path.decode("utf-8", "surrogateescape"))
+    return sorted(paths)
+
+
+def _area(path: str) -> str:
+    return next(prefix for prefix in BOT_PATHS if path.startswith(prefix))
+
+
+def _owner_of(path: str) -> tuple[str, str] | None:
+    """(publisher, area) for paths inside a publisher's space, else None."""
+    parts = path.split("/")
+    if len(parts) >= 4 and parts[0] == "registry" and parts[1] in (*LISTING_KINDS, "solutions"):
+        return parts[2], parts[1]
+    if len(parts) == 3 and parts[:2] == ["registry", "publishers"] and parts[2].endswith(".yaml"):
+        return parts[2].removesuffix(".yaml"), "publishers"
+    return None
+
+
+def ownership_findings(
+    paths: Iterable[str],
+    author: str,
+    roles: Roles,
+    base_index: RegistryIndex,
+    head_index: RegistryIndex,
+) -> list[Finding]:
+    out: list[Finding] = []
+    maintainer = author in roles.maintainers
+    for path in paths:
+        if path.startswith(BOT_PATHS):
+            if author != roles.bot:
+                out.append(
+                    finding(
+                        "REG017",
+                        path,
+                        f"only the bot ({roles.bot or 'not configured'}) writes {_area(path)};"
+                        f" {author} may not",
+                        hint="deployments, usage and royalties are written by the farm; ask for"
+                        " a deployment with `formarket deploy` or a deployment issue instead",
+                    )
+                )
+            continue
+        owned = _owner_of(path)
+        if owned is None:
+            if not maintainer:
+                out.append(
+                    finding(
+                        "REG018",
+                        path,
+                        f"only maintainers may change {path}; {author} is not one",
+                        hint="a pull request from a publisher may only touch its own listings",
+                    )
+                )
+            continue
+        if maintainer:
+            continue
+        publisher, area = owned
+        owners = base_index.owners(publisher)
+        if owners:
+            if author not in owners:
+                out.append(
+                    finding(
+                        "REG016",
+                        path,
+                        f"{author} does not own publisher {publisher!r}"
+                        f" (owners: {', '.join(sorted(owners))})",
+                        hint="ask an owner to add you to registry/publishers/"
+                        f"{publisher}.yaml in a pull request of its own",
+                    )
+                )
+            continue
+        # A publisher that does not exist yet: created in this pull request by its author.
+        new_owners = head_index.owners(publisher)
+        if author not in new_owners:
+            out.append(
+                finding(
+                    "REG019" if area == "publishers" else "REG016",
+                    path,
+                    f"publisher {publisher!r} is new; its file must name {author} as an owner",
+                    hint=f"add registry/publishers/{publisher}.yaml with owners: [{author}]",
+                )
+            )
+    return out
+
+
+def _version_key(version: str) -> tuple[tuple[int, int, int], int, tuple[tuple[int, str], ...]]:
+    core, _, rest = version.partition("+")[0].partition("-")
+    major, minor, patch = (int(p) for p in core.split("."))
+    # A release sorts after its pre-releases; pre-release fields compare numerically first.
+    pre = (
+        tuple((0, f"{int(p):020d}") if p.isdigit() else (1, p) for p in rest.split("."))
+        if rest
+        else ()
+    )
+    return (major, minor, patch), 0 if rest else 1, pre
+
+
+def version_findings(
+    paths: Iterable[str], base_index: RegistryIndex, head_index: RegistryIndex
+) -> list[Finding]:
+    """A published version is never rewritten, and versions only go up."""
+    changed: dict[str, set[str]] = {}
+    for path in paths:
+        parts = path.split("/")
+        if len(parts) >= 5 and parts[0] == "registry" and parts[1] in LISTING_KINDS:
+            ident = f"{parts[2]}/{parts[3]}"
+            changed.setdefault(ident, set()).add("/".join(parts[4:]))
+        elif len(parts) == 4 and parts[:2] == ["registry", "solutions"]:
+            changed.setdefault(f"{parts[2]}/{parts[3].removesuffix('.yaml')}", set()).add("*")
+    out: list[Finding] = []
+    for ident, files in sorted(changed.items()):
+        before = base_index.listing(ident) or base_index.solutions.get(ident)
+        after = head_index.listing(ident) or head_index.solutions.get(ident)
+        if before is None or after is None or not before.valid or not after.valid:
+            continue
+        old, new = before.data.get("version"), after.data.get("version")
+        if not isinstance(old, str) or not isinstance(new, str):
+            continue
+        if new == old and files - DOC_ONLY:
+            out.append(
+                finding(
+                    "REG011",
+                    after.path,
+                    f"version {old} of {ident} is published and cannot change"
+                    f" ({', '.join(sorted(files - DOC_ONLY))} changed)",
+                    hint="bump `version` (semver) for any change to what is built or sold",
+                )
+            )
+        elif new != old and _version_key(new) < _version_key(old):
+            out.append(
+                finding(
+                    "REG012",
+                    after.path,
+                    f"version goes back from {old} to {new}",
+                    hint="a new version must be greater than the published one",
+                )
+            )
+    return out
+
+
+def check_pull_request(
+    repo: Repo,
+    base_rev: str,
+    head_rev: str,
+    author: str,
+    cache: ResultCache,
+    *,
+    maintainers: frozenset[str] = frozenset(),
+    bot: str | None = None,
+    jobs: int | None = None,
+) -> Report:
+    started = time.perf_counter()
+    base = open_git_snapshot(repo, base_rev)
+    head = open_git_snapshot(repo, head_rev)
+    paths = changed_paths(repo, base, head)
+
+    env, env_digest = check_env(base)
+    base_tasks, base_summaries, _, _ = scan_snapshot(base, cache, env, env_digest, jobs)
+    head_tasks, head_summaries, head_found, checked = scan_snapshot(
+        head, cache, env, env_digest, jobs
+    )
+    base_index = RegistryIndex.build(base_summaries)
+    head_index = RegistryIndex.build(head_summaries)
+    roles = Roles(
+        maintainers | base_index.maintainers(), bot if bot is not None else base_index.bot()
+    )
+
+    touched = set(paths)
+    findings = [f for f in head_found if f.path in touched or _in_changed_folder(f.path, touched)]
+    changed_ids = {t.ident for t in head_tasks if _task_touched(t.path, touched)}
+    known_before = set(registry_findings(base_index, focus=changed_ids))
+    findings.extend(
+        f for f in registry_findings(head_index, focus=changed_ids) if f not in known_before
+    )
+    findings.extend(ownership_findings(paths, author, roles, base_index, head_index))
+    findings.extend(version_findings(paths, base_index, head_index))
+    cache.retain({f"{env_digest}:{t.key}:{t.path}" for t in (*base_tasks, *head_tasks)})
+    cache.save()
+    return Report(
+        sorted(set(findings)),
+        head_index,
+        documents=len(head_tasks),
+        checked=checked,
+        seconds=time.perf_counter() - started,
+        tasks=head_tasks,
+    )
+
+
+def _task_touched(task_path: str, touched: set[str]) -> bool:
+    if task_path in touched:
+        return True
+    prefix = task_path + "/"
+    return any(p.startswith(prefix) for p in touched)
+
+
+def _in_changed_folder(path: str, touched: set[str]) -> bool:
+    parts = path.split("/")
+    if len(parts) >= 4 and parts[0] == "registry" and parts[1] in LISTING_KINDS:
+        prefix = "/".join(parts[:4]) + "/"
+        return any(p.startswith(prefix) for p in touched)
+    return False

@@ -1,0 +1,208 @@
+"""Walking a registry snapshot: which documents it holds, each checked once per content.
+
+The walk reads only folder listings; a document is read and checked only when its key (git
+object id, or size and mtime on disk) is not in the cache. Checks of many documents run on
+all cores.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+from formarket.registry.contract import Contract
+from formarket.registry.entries import Summary
+from formarket.registry.findings import Finding, finding
+from formarket.registry.snapshot import GitSnapshot, Item, Snapshot, WorkTreeSnapshot
+
+__all__ = ["Task", "layout", "run_tasks"]
+
+REGISTRY = "registry"
+LISTING_KINDS = {"models": "model", "agents": "agent"}
+# Written by the bot and checked by their own parts of formarket, not as listings.
+_OWN_CHECKS = {"deployments", "usage"}
+_ALLOWED_TOP = {"publishers", "models", "agents", "solutions", "governance.yaml", "README.md"}
+
+
+@dataclass(frozen=True, slots=True)
+class Task:
+    """One document to check: a listing folder, a publisher, a solution or governance."""
+
+    kind: str
+    path: str  # the folder of a listing, else the file
+    ident: str
+    key: str
+
+
+def layout(snapshot: Snapshot) -> tuple[list[Task], list[Finding]]:
+    """The documents of a registry and the findings of entries that break its layout."""
+    tasks: list[Task] = []
+    findings: list[Finding] = []
+
+    def stray(path: str, why: str, hint: str) -> None:
+        findings.append(finding("REG020", path, why, hint=hint))
+
+    for top in snapshot.listdir(REGISTRY):
+        path = f"{REGISTRY}/{top.name}"
+        if top.name in _OWN_CHECKS and top.kind == "dir":
+            continue
+        if top.name not in _ALLOWED_TOP:
+            stray(
+                path,
+                f"unexpected {top.kind} in registry/",
+                "registry/ holds publishers/, models/, agents/, solutions/, deployments/, usage/",
+            )
+            continue
+        if top.name == "governance.yaml":
+            tasks.append(Task("governance", path, "governance", top.key))
+        elif top.name == "publishers":
+            for item in snapshot.listdir(path):
+                stem, dot, ext = item.name.rpartition(".")
+                if item.kind != "file" or ext != "yaml" or not dot:
+                    stray(
+                        f"{path}/{item.name}",
+                        "publishers/ holds <publisher>.yaml files",
+                        "name the file after the publisher's id",
+                    )
+                    continue
+                tasks.append(Task("publisher", f"{path}/{item.name}", stem, item.key))
+        elif top.name in LISTING_KINDS:
+            kind = LISTING_KINDS[top.name]
+            tasks.extend(_listing_tasks(snapshot, path, kind, stray))
+        elif top.name == "solutions":
+            for pub in _dirs(snapshot, path, stray):
+                for item in snapshot.listdir(f"{path}/{pub.name}"):
+                    stem, dot, ext = item.name.rpartition(".")
+                    file_path = f"{path}/{pub.name}/{item.name}"
+                    if item.kind != "file" or ext != "yaml" or not dot:
+                        stray(
+                            file_path,
+                            "solutions/<publisher>/ holds <slug>.yaml files",
+                            "a solution is one YAML file",
+                        )
+                        continue
+                    tasks.append(Task("solution", file_path, f"{pub.name}/{stem}", item.key))
+    return tasks, findings
+
+
+def _dirs(snapshot: Snapshot, path: str, stray: Any) -> Iterator[Item]:
+    for item in snapshot.listdir(path):
+        if item.kind == "dir":
+            yield item
+        else:
+            stray(
+                f"{path}/{item.name}",
+                f"only folders belong in {path}/",
+                "listings live in <kind>/<publisher>/<slug>/",
+            )
+
+
+def _listing_tasks(snapshot: Snapshot, path: str, kind: str, stray: Any) -> Iterator[Task]:
+    for pub in _dirs(snapshot, path, stray):
+        pub_path = f"{path}/{pub.name}"
+        for item in _dirs(snapshot, pub_path, stray):
+            folder = f"{pub_path}/{item.name}"
+            yield Task(kind, folder, f"{pub.name}/{item.name}", snapshot.folder_key(folder, item))
+
+
+@dataclass(frozen=True, slots=True)
+class CheckEnv:
+    """Everything a check needs besides the document: shared by every task of a run."""
+
+    contract: Contract
+    known_bases: frozenset[str]
+    known_gpus: frozenset[str]
+
+
+Result = tuple[Summary, tuple[Finding, ...]]
+
+
+def check_task(snapshot: Snapshot, env: CheckEnv, task: Task) -> Result:
+    from formarket.registry import entries
+
+    if task.kind in LISTING_KINDS.values():
+        files = snapshot.files_under(task.path)
+        summary, found = entries.check_listing(
+            task.kind,
+            task.path,
+            task.ident,
+            files,
+            snapshot.read,
+            env.contract,
+            env.known_bases,
+            env.known_gpus,
+        )
+        return summary, tuple(found)
+    raw = snapshot.read(task.path)
+    if raw is None:
+        return Summary(task.kind, task.ident, task.path, False), (
+            finding("REG020", task.path, "not a regular file"),
+        )
+    if task.kind == "publisher":
+        summary, found = entries.check_publisher(raw, task.path, task.ident, env.contract)
+    elif task.kind == "solution":
+        summary, found = entries.check_solution(raw, task.path, task.ident, env.contract)
+    else:
+        summary, found = entries.check_governance(raw, task.path, env.contract)
+    return summary, tuple(found)
+
+
+# Worker processes rebuild the snapshot and environment once, from these.
+_worker: tuple[Snapshot, CheckEnv] | None = None
+
+
+def _snapshot_spec(snapshot: Snapshot) -> tuple[str, str, str]:
+    if isinstance(snapshot, GitSnapshot):
+        return ("git", str(snapshot.repo.path), snapshot.commit_id.decode())
+    assert isinstance(snapshot, WorkTreeSnapshot)
+    return ("worktree", str(snapshot.root), "")
+
+
+def _init_worker(spec: tuple[str, str, str], env: CheckEnv) -> None:
+    global _worker
+    kind, where, commit = spec
+    snapshot: Snapshot
+    if kind == "git":
+        from dulwich.objects import ObjectID
+        from dulwich.repo import Repo
+
+        snapshot = GitSnapshot(Repo(where), ObjectID(commit.encode()), commit)
+    else:
+        snapshot = WorkTreeSnapshot(Path(where))
+    _worker = (snapshot, env)
+
+
+def _run_chunk(tasks: list[Task]) -> list[Result]:
+    assert _worker is not None
+    snapshot, env = _worker
+    return [check_task(snapshot, env, task) for task in tasks]
+
+
+# Below this many documents a process pool costs more than it saves.
+_PARALLEL_FROM = 400
+
+
+def run_tasks(
+    snapshot: Snapshot, env: CheckEnv, tasks: list[Task], jobs: int | None = None
+) -> Iterable[tuple[Task, Result]]:
+    """Check every task, on all cores when there are many."""
+    jobs = jobs or os.cpu_count() or 1
+    if jobs <= 1 or len(tasks) < _PARALLEL_FROM:
+        for task in tasks:
+            yield task, check_task(snapshot, env, task)
+        return
+    size = max(50, len(tasks) // (jobs * 8))
+    chunks = [tasks[i : i + size] for i in range(0, len(tasks), size)]
+    with ProcessPoolExecutor(
+        max_workers=jobs,
+        mp_context=get_context("fork"),
+        initializer=_init_worker,
+        initargs=(_snapshot_spec(snapshot), env),
+    ) as pool:
+        for chunk, results in zip(chunks, pool.map(_run_chunk, chunks), strict=True):
+            yield from zip(chunk, results, strict=True)

@@ -1,0 +1,379 @@
+"""Reading YAML that comes from outside, safely and with every value's line.
+
+What is refused, with the file, line and column: anything but UTF-8, NUL and other control
+characters, files over a size limit, more than one document, explicit tags (no object
+construction, no `!!binary`, no custom tags), merge keys, duplicate keys, non-string keys,
+nesting deeper than a limit and alias expansion past a node budget (the "billion laughs").
+
+Plain scalars resolve by YAML 1.2's core schema, so `no`, `on` and `yes` stay strings and a
+version such as `1.10` is only a number where the schema asks for one.
+
+Two parsers answer the same question. libyaml (through PyYAML's composer) is the reference and
+gives positions. A much faster Rust parser (`yaml_rs`) is tried first on files that cannot hold
+the constructs where the two differ (tags, anchors, merge keys, directives, several documents,
+dates, `0b`/`0o` numbers, underscores in numbers); anything it refuses, or any file that could
+differ, goes to the reference. Positions are computed lazily, by the reference parser, only when
+a finding needs one: valid files never pay for them.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from formarket.errors import LocatedError, Location
+
+__all__ = [
+    "DEFAULT_LIMITS",
+    "Limits",
+    "LoadedYaml",
+    "YamlError",
+    "load_yaml",
+    "load_yaml_strict",
+]
+
+YamlPath = tuple[str | int, ...]
+
+
+class YamlError(LocatedError):
+    """A YAML file that cannot be read as data; `code` says which rule it broke."""
+
+    def __init__(self, location: Location, message: str, *, code: str, hint: str = "") -> None:
+        super().__init__(location, message, hint=hint)
+        self.code = code
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_bytes: int = 1 << 20
+    max_depth: int = 64
+    max_nodes: int = 200_000
+
+
+DEFAULT_LIMITS = Limits()
+
+# Codes (stable, referenced by the registry's rules).
+ENCODING = "YAML001"
+SYNTAX = "YAML002"
+TOO_LARGE = "YAML003"
+TAG = "YAML004"
+DUPLICATE_KEY = "YAML005"
+KEY_TYPE = "YAML006"
+BOMB = "YAML007"
+DOCUMENTS = "YAML008"
+
+_STR = "tag:yaml.org,2002:str"
+_SEQ = "tag:yaml.org,2002:seq"
+_MAP = "tag:yaml.org,2002:map"
+# Scalar styles that make a string whatever it looks like; libyaml reports plain as ''.
+_QUOTED = frozenset({'"', "'", "|", ">"})
+_EXPLICIT_OK = {
+    _STR,
+    _SEQ,
+    _MAP,
+    "tag:yaml.org,2002:int",
+    "tag:yaml.org,2002:float",
+    "tag:yaml.org,2002:bool",
+    "tag:yaml.org,2002:null",
+}
+
+# YAML 1.2 core schema (https://yaml.org/spec/1.2.2/#1023-core-schema).
+_NULL = re.compile(r"^(?:~|null|Null|NULL|)$")
+_TRUE = re.compile(r"^(?:true|True|TRUE)$")
+_FALSE = re.compile(r"^(?:false|False|FALSE)$")
+_INT10 = re.compile(r"^[-+]?[0-9]+$")
+_INT8 = re.compile(r"^0o[0-7]+$")
+_INT16 = re.compile(r"^0x[0-9a-fA-F]+$")
+_FLOAT = re.compile(r"^[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?$")
+_INF = re.compile(r"^[-+]?\.(?:inf|Inf|INF)$")
+_NAN = re.compile(r"^\.(?:nan|NaN|NAN)$")
+
+# Bytes that may make the fast parser and the reference disagree, or that need the
+# reference's checks: tags, anchors and aliases, merge keys, directives, tabs, control
+# characters, a byte-order mark and non-ASCII line breaks.
+_NEEDS_REFERENCE = re.compile(
+    rb"[!&*<%\t\x00-\x08\x0b\x0c\x0e-\x1f\x7f]|\xc2\x85|\xe2\x80[\xa8\xa9]|\xef\xbb\xbf"
+)
+_DOCUMENT_MARKER = re.compile(rb"^(?:---|\.\.\.)", re.MULTILINE)
+# The fast parser reads numbers more widely than the core schema (`1_000`, `_1`, `0b10`):
+# any token that could be such a number goes to the reference. Searching for the rare
+# characters first keeps the common case to one scan in C.
+_NUMBER_HINT = re.compile(rb"[0-9.]_|_[0-9.]|0[box]")
+_TOKEN_EDGE = re.compile(rb"[\s,\[\]{}:#\"']")
+_WIDE_NUMBER = re.compile(rb"[-+]?[0-9_.]*(?:[eE][-+]?[0-9_]*)?|[-+]?0[box][0-9a-fA-F_]*")
+# What else the fast parser reads differently (dates, complex keys) it returns as values that
+# are not plain data, and `_plain_data` sends those to the reference.
+
+
+def _could_differ(data: bytes) -> bool:
+    if _NEEDS_REFERENCE.search(data) or _DOCUMENT_MARKER.search(data):
+        return True
+    for match in _NUMBER_HINT.finditer(data):
+        start = match.start()
+        while start > 0 and not _TOKEN_EDGE.match(data, start - 1):
+            start -= 1
+        end = match.end()
+        while end < len(data) and not _TOKEN_EDGE.match(data, end):
+            end += 1
+        if _WIDE_NUMBER.fullmatch(data, start, end):
+            return True
+    return False
+
+
+class _Loader(yaml.CSafeLoader):
+    """libyaml's parser and composer with no implicit typing: every plain scalar is a string
+    here and is typed afterwards by the core schema."""
+
+    yaml_implicit_resolvers: dict[Any, Any] = {}  # noqa: RUF012 - PyYAML's class-level table
+
+
+@dataclass
+class _Builder:
+    path: str
+    limits: Limits
+    positions: dict[YamlPath, tuple[int, int]] = field(default_factory=dict)
+    nodes: int = 0
+
+    def fail(self, node: yaml.Node, code: str, message: str, hint: str = "") -> YamlError:
+        mark = node.start_mark
+        return YamlError(
+            Location(self.path, mark.line + 1, mark.column + 1), message, code=code, hint=hint
+        )
+
+    def build(self, node: yaml.Node, where: YamlPath, depth: int) -> Any:
+        self.nodes += 1
+        if self.nodes > self.limits.max_nodes:
+            raise self.fail(
+                node,
+                BOMB,
+                f"more than {self.limits.max_nodes} values after expanding aliases",
+                "a listing never needs this many; anchors and aliases that multiply are refused",
+            )
+        if depth > self.limits.max_depth:
+            raise self.fail(node, BOMB, f"nested deeper than {self.limits.max_depth} levels")
+        self.positions.setdefault(where, (node.start_mark.line + 1, node.start_mark.column + 1))
+        if node.tag not in _EXPLICIT_OK:
+            raise self.fail(
+                node,
+                TAG,
+                f"the tag {node.tag!r} is not allowed",
+                "write plain values; formarket reads YAML as data only",
+            )
+        if isinstance(node, yaml.MappingNode):
+            return self._mapping(node, where, depth)
+        if isinstance(node, yaml.SequenceNode):
+            if node.tag != _SEQ:
+                raise self.fail(node, TAG, f"a sequence cannot be tagged {node.tag!r}")
+            return [self.build(item, (*where, i), depth + 1) for i, item in enumerate(node.value)]
+        assert isinstance(node, yaml.ScalarNode)
+        return self._scalar(node)
+
+    def _mapping(self, node: yaml.MappingNode, where: YamlPath, depth: int) -> dict[str, Any]:
+        if node.tag != _MAP:
+            raise self.fail(node, TAG, f"a mapping cannot be tagged {node.tag!r}")
+        out: dict[str, Any] = {}
+        first_line: dict[str, int] = {}
+        for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):
+                raise self.fail(key_node, KEY_TYPE, "a key must be a plain string")
+            if key_node.value == "<<" and key_node.style not in _QUOTED:
+                raise self.fail(
+                    key_node, TAG, "merge keys (<<) are not allowed", "write the keys out in full"
+                )
+            key = self._scalar(key_node)
+            if not isinstance(key, str):
+                raise self.fail(
+                    key_node,
+                    KEY_TYPE,
+                    f"the key {key_node.value!r} is not a string",
+                    "quote it if a string is meant",
+                )
+            if key in out:
+                raise self.fail(
+                    key_node,
+                    DUPLICATE_KEY,
+                    f"duplicate key {key!r} (first at line {first_line[key]})",
+                    "a key may appear once; remove or merge the repeat",
+                )
+            first_line[key] = key_node.start_mark.line + 1
+            out[key] = self.build(value_node, (*where, key), depth + 1)
+        return out
+
+    def _scalar(self, node: yaml.ScalarNode) -> Any:
+        value: str = node.value
+        tag = node.tag
+        if tag == _STR and node.style in _QUOTED:  # quoted or block scalar: always a string
+            return value
+        if tag == _STR:
+            return _resolve_plain(value)
+        typed = _resolve_plain(value)
+        expected = {
+            "tag:yaml.org,2002:int": int,
+            "tag:yaml.org,2002:float": float,
+            "tag:yaml.org,2002:bool": bool,
+            "tag:yaml.org,2002:null": type(None),
+        }[tag]
+        if expected is float and type(typed) is int:
+            return float(typed)
+        if type(typed) is not expected:
+            raise self.fail(node, TAG, f"{value!r} is not a valid {tag.rsplit(':', 1)[-1]}")
+        return typed
+
+
+def _resolve_plain(value: str) -> Any:
+    if _NULL.match(value):
+        return None
+    if _TRUE.match(value):
+        return True
+    if _FALSE.match(value):
+        return False
+    if _INT10.match(value):
+        return int(value)
+    if _INT8.match(value):
+        return int(value[2:], 8)
+    if _INT16.match(value):
+        return int(value[2:], 16)
+    if _FLOAT.match(value):
+        return float(value)
+    if _INF.match(value):
+        return -math.inf if value.startswith("-") else math.inf
+    if _NAN.match(value):
+        return math.nan
+    return value
+
+
+def _decode(data: bytes, path: str, limits: Limits) -> str:
+    if len(data) > limits.max_bytes:
+        raise YamlError(
+            Location(path),
+            f"file is {len(data)} bytes; the limit is {limits.max_bytes}",
+            code=TOO_LARGE,
+            hint="keep large content out of YAML: link to it, or put it in a file of its own",
+        )
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise YamlError(
+            Location(path, line, column),
+            f"not UTF-8: byte 0x{data[exc.start]:02x} cannot start a character here",
+            code=ENCODING,
+            hint="save the file as UTF-8",
+        ) from exc
+    return text.removeprefix("\ufeff")
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedYaml:
+    """A YAML document as plain data, and the position of any value on request."""
+
+    path: str
+    data: Any
+    _positions: Callable[[], dict[YamlPath, tuple[int, int]]]
+
+    def locate(self, where: YamlPath) -> Location:
+        """Where the value at `where` (keys and indexes) starts, or its nearest parent."""
+        positions = self._positions()
+        where = tuple(where)
+        while where and where not in positions:
+            where = where[:-1]
+        line, column = positions.get(where, (1, 1))
+        return Location(self.path, line, column)
+
+
+def load_yaml_strict(
+    data: bytes, path: str, limits: Limits = DEFAULT_LIMITS
+) -> tuple[Any, dict[YamlPath, tuple[int, int]]]:
+    """The reference reader: data and positions, or a YamlError."""
+    text = _decode(data, path, limits)
+    try:
+        loader = _Loader(text)
+        try:
+            node = loader.get_single_node()
+        finally:
+            loader.dispose()
+    except yaml.composer.ComposerError as exc:
+        raise _marked(exc, path, DOCUMENTS if "single document" in str(exc) else SYNTAX) from exc
+    except yaml.MarkedYAMLError as exc:
+        raise _marked(exc, path, SYNTAX) from exc
+    except yaml.YAMLError as exc:  # libyaml reports some errors without a mark
+        raise YamlError(Location(path), f"not valid YAML: {exc}", code=SYNTAX) from exc
+    if node is None:
+        return None, {}
+    builder = _Builder(path, limits)
+    try:
+        value = builder.build(node, (), 0)
+    except RecursionError as exc:
+        raise YamlError(Location(path), "nested too deeply", code=BOMB) from exc
+    return value, builder.positions
+
+
+def _marked(exc: yaml.MarkedYAMLError, path: str, code: str) -> YamlError:
+    mark = exc.problem_mark or exc.context_mark
+    problem = exc.problem or exc.context or "not valid YAML"
+    if mark is None:
+        return YamlError(Location(path), f"not valid YAML: {problem}", code=code)
+    hint = ""
+    if "\\t" in str(problem) or "tab" in str(problem):
+        hint = "indent with spaces, not tabs"
+    return YamlError(
+        Location(path, mark.line + 1, mark.column + 1),
+        f"not valid YAML: {problem}",
+        code=code,
+        hint=hint,
+    )
+
+
+def load_yaml(data: bytes, path: str, limits: Limits = DEFAULT_LIMITS) -> LoadedYaml:
+    """Read one YAML document from outside input; raises YamlError with its location."""
+    if len(data) <= limits.max_bytes and not _could_differ(data):
+        fast = _load_fast(data)
+        if fast is not _REFUSED:
+            cache: dict[YamlPath, tuple[int, int]] | None = None
+
+            def positions() -> dict[YamlPath, tuple[int, int]]:
+                nonlocal cache
+                if cache is None:
+                    cache = load_yaml_strict(data, path, limits)[1]
+                return cache
+
+            return LoadedYaml(path, fast, positions)
+    value, table = load_yaml_strict(data, path, limits)
+    return LoadedYaml(path, value, lambda: table)
+
+
+_REFUSED = object()
+
+
+def _load_fast(data: bytes) -> Any:
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return _REFUSED
+    try:
+        import yaml_rs
+
+        value = yaml_rs.loads(text)
+    except Exception:
+        return _REFUSED
+    # The fast parser returns a list for several documents; only mappings are trusted here.
+    if not isinstance(value, dict) or not _plain_data(value, 0):
+        return _REFUSED
+    return value
+
+
+def _plain_data(value: Any, depth: int) -> bool:
+    """True when `value` holds only what the reference reader can produce."""
+    if depth > DEFAULT_LIMITS.max_depth:
+        return False
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _plain_data(v, depth + 1) for k, v in value.items())
+    if isinstance(value, list):
+        return all(_plain_data(v, depth + 1) for v in value)
+    return value is None or isinstance(value, str | int | float)

@@ -1,0 +1,213 @@
+"""Model and agent listings: what a publisher offers, how it is built, priced and shared."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from formarket.schemas._base import Document
+from formarket.schemas._types import (
+    HttpUrl,
+    LicenseId,
+    ListingId,
+    RelativePath,
+    SemVer,
+    Sha256,
+    Tag,
+)
+from formarket.schemas.pricing import Monetization, Pricing
+from formarket.schemas.resources import Resources
+
+__all__ = [
+    "AgentListing",
+    "AgentPermissions",
+    "AgentTool",
+    "Capability",
+    "Compatibility",
+    "Links",
+    "Listing",
+    "ModelListing",
+    "ModelTask",
+    "WeightFile",
+]
+
+ModelTask = Literal[
+    "text-generation",
+    "chat",
+    "embeddings",
+    "reranking",
+    "image-generation",
+    "image-classification",
+    "speech-to-text",
+    "text-to-speech",
+    "translation",
+    "summarization",
+    "object-detection",
+]
+Capability = Literal[
+    "chat", "tools", "json-mode", "vision", "streaming", "code", "function-calling", "long-context"
+]
+Quantization = Literal[
+    "none",
+    "fp32",
+    "fp16",
+    "bf16",
+    "fp8",
+    "int8",
+    "int4",
+    "q8_0",
+    "q6_k",
+    "q5_k_m",
+    "q4_k_m",
+    "q4_0",
+    "gptq",
+    "awq",
+]
+AgentType = Literal[
+    "assistant",
+    "research",
+    "coding",
+    "data-analysis",
+    "customer-support",
+    "workflow",
+    "retrieval",
+    "monitoring",
+    "other",
+]
+Framework = Literal[
+    "langchain",
+    "langgraph",
+    "llamaindex",
+    "crewai",
+    "autogen",
+    "haystack",
+    "semantic-kernel",
+    "custom",
+]
+Runtime = Literal["python", "node", "rust", "go", "java", "binary"]
+
+
+class Links(Document):
+    """Where to read more."""
+
+    repository: HttpUrl | None = None
+    paper: HttpUrl | None = None
+    demo: HttpUrl | None = None
+    homepage: HttpUrl | None = None
+
+
+class _ListingBase(Document):
+    """What every listing says about itself."""
+
+    id: ListingId = Field(description="`<publisher>/<slug>`, matching the listing's folder.")
+    name: str = Field(min_length=1, max_length=80, description="The display name.")
+    version: SemVer = Field(description="This version; a published version is never rewritten.")
+    description: str = Field(min_length=10, max_length=2000, description="One paragraph.")
+    license: LicenseId
+    tags: tuple[Tag, ...] = Field(default=(), max_length=20)
+    links: Links = Field(default_factory=Links)
+    readme: RelativePath = Field(default="README.md", description="The long description.")
+    formfile: RelativePath = Field(default="Formfile", description="The build recipe.")
+    resources: Resources
+    pricing: Pricing
+    monetization: Monetization
+
+    @model_validator(mode="after")
+    def _tags_unique(self) -> _ListingBase:
+        if len(set(self.tags)) != len(self.tags):
+            raise ValueError("tags must be unique")
+        return self
+
+    @property
+    def publisher(self) -> str:
+        return self.id.split("/", 1)[0]
+
+    @property
+    def slug(self) -> str:
+        return self.id.split("/", 1)[1]
+
+
+class WeightFile(Document):
+    """A file of model weights, verified by digest when the image is built."""
+
+    url: HttpUrl
+    sha256: Sha256
+    size_bytes: int = Field(ge=1, description="Size in bytes.")
+
+
+class ModelListing(_ListingBase):
+    """A model: weights plus a server that exposes them over an OpenAI-compatible API."""
+
+    kind: Literal["model"] = "model"
+    task: ModelTask = Field(description="What the model does (Hugging Face's pipeline tag).")
+    capabilities: tuple[Capability, ...] = Field(default=())
+    parameters: int | None = Field(
+        default=None, ge=1, description="Number of parameters, such as 7000000000."
+    )
+    architecture: str | None = Field(default=None, max_length=60)
+    base_model: str | None = Field(
+        default=None, max_length=120, description="The model this one was fine-tuned from."
+    )
+    quantization: Quantization = "none"
+    context_length: int | None = Field(default=None, ge=1, le=10_000_000)
+    languages: tuple[str, ...] = Field(default=(), description="ISO 639-1 codes.")
+    weights: tuple[WeightFile, ...] = Field(default=(), max_length=64)
+
+
+class AgentTool(Document):
+    """A tool the agent can call."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")
+    description: str = Field(min_length=1, max_length=300)
+
+
+class AgentPermissions(Document):
+    """What the agent may reach beyond its VM; shown to users before they deploy it."""
+
+    internet: bool = False
+    filesystem: Literal["none", "read-only", "read-write"] = "none"
+    external_apis: tuple[str, ...] = Field(
+        default=(), description="Host names of outside APIs the agent calls."
+    )
+
+
+class Compatibility(Document):
+    """Which models an agent works with: one named model, or constraints any model must meet."""
+
+    requires_model: ListingId | None = Field(
+        default=None, description="The one model this agent needs."
+    )
+    model_tasks: tuple[str, ...] = Field(
+        default=(), description="The model must do one of these tasks."
+    )
+    min_context_length: int | None = Field(default=None, ge=1)
+    capabilities: tuple[Capability, ...] = Field(
+        default=(), description="The model must have all of these."
+    )
+
+    @property
+    def needs_model(self) -> bool:
+        return bool(
+            self.requires_model or self.model_tasks or self.min_context_length or self.capabilities
+        )
+
+
+class AgentListing(_ListingBase):
+    """An agent: code that acts for its user, usually with a model behind it."""
+
+    kind: Literal["agent"] = "agent"
+    agent_type: AgentType
+    framework: Framework
+    runtime: Runtime
+    tools: tuple[AgentTool, ...] = Field(default=(), max_length=64)
+    permissions: AgentPermissions = Field(default_factory=AgentPermissions)
+    settings_schema: dict[str, Any] | None = Field(
+        default=None,
+        description="A JSON Schema (draft 2020-12) for the settings a user gives at deploy time.",
+    )
+    compatibility: Compatibility = Field(default_factory=Compatibility)
+    preferred_models: tuple[ListingId, ...] = Field(default=(), max_length=16)
+
+
+Listing = ModelListing | AgentListing

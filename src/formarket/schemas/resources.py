@@ -1,0 +1,56 @@
+"""What a deployment needs from a host."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from formarket.schemas._base import Document
+
+__all__ = ["GpuModel", "GpuSpec", "ResourceSpec", "Resources"]
+
+GpuModel = Literal["RTX5090", "H100", "H200", "B200", "L4", "L40S", "A100"]
+
+
+class GpuSpec(Document):
+    """GPUs of one model."""
+
+    model: GpuModel = Field(description="The GPU model, as the farm's host inventory names it.")
+    count: int = Field(default=1, ge=1, le=8, description="How many GPUs of that model.")
+    vram_gib: int | None = Field(
+        default=None, ge=1, le=1024, description="VRAM needed per GPU, in GiB."
+    )
+
+
+class ResourceSpec(Document):
+    """One size of virtual machine."""
+
+    vcpus: int = Field(ge=1, le=128, description="Virtual CPUs.")
+    memory_mib: int = Field(ge=512, le=256000, description="Memory in MiB.")
+    disk_gib: int = Field(ge=5, le=65535, description="Root disk in GiB.")
+    gpu: GpuSpec | None = Field(default=None, description="GPUs, if any.")
+
+
+class Resources(Document):
+    """The smallest machine the listing runs on, and the one it runs well on."""
+
+    minimum: ResourceSpec = Field(description="Below this the listing does not work.")
+    recommended: ResourceSpec | None = Field(
+        default=None, description="What the publisher advises; defaults to the minimum."
+    )
+
+    @model_validator(mode="after")
+    def _recommended_not_below_minimum(self) -> Resources:
+        rec = self.recommended
+        if rec is None:
+            return self
+        low = self.minimum
+        for field in ("vcpus", "memory_mib", "disk_gib"):
+            if getattr(rec, field) < getattr(low, field):
+                raise ValueError(f"recommended.{field} is below minimum.{field}")
+        return self
+
+    @property
+    def effective_recommended(self) -> ResourceSpec:
+        return self.recommended or self.minimum

@@ -1,0 +1,77 @@
+"""Shared fixtures: a small registry to break, and git repositories built from it."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+from dulwich.repo import Repo
+
+from formarket.gitstore import Identity, commit_changes, import_tree
+
+CORPUS = Path(__file__).parent / "corpus"
+BASE = CORPUS / "base"
+ROOT = Path(__file__).parent.parent
+
+Overlay = Mapping[str, Any]
+
+
+def overlay_bytes(value: Any) -> bytes | None:
+    """A corpus file's content: text, null (delete), {hex: ...} or {repeat: ..., times: n}."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value.encode()
+    if "hex" in value:
+        return bytes.fromhex(value["hex"])
+    if "repeat" in value:
+        return str(value["repeat"]).encode() * int(value["times"])
+    raise ValueError(f"unknown overlay value {value!r}")
+
+
+def apply_overlay(root: Path, overlay: Overlay) -> None:
+    for rel, value in overlay.items():
+        target = root / rel
+        content = overlay_bytes(value)
+        if content is None:
+            if target.is_dir():
+                shutil.rmtree(target)
+            else:
+                target.unlink(missing_ok=True)
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(content)
+
+
+@pytest.fixture
+def base_tree(tmp_path: Path) -> Path:
+    """A copy of the small corpus registry, with the exported schemas, to change freely."""
+    root = tmp_path / "market"
+    shutil.copytree(BASE, root)
+    shutil.copytree(ROOT / "schemas", root / "schemas")
+    return root
+
+
+MAINTAINER = Identity("mara-maintainer", "mara@example.org")
+
+
+@pytest.fixture
+def git_registry(base_tree: Path) -> Callable[..., tuple[Repo, str, str]]:
+    """Make a repository whose `main` holds the corpus registry and whose `pr` branch adds
+    the given overlay, committed by `author`."""
+
+    def make(overlay: Overlay, author: str = "acme-dev", base_overlay: Overlay | None = None):
+        if base_overlay:
+            apply_overlay(base_tree, base_overlay)
+        repo = Repo.init(str(base_tree.parent / "repo"), mkdir=True)
+        files = import_tree(base_tree, ("registry", "schemas", "builder"))
+        commit_changes(repo, "main", files, "base", MAINTAINER)
+        repo.refs[b"refs/heads/pr"] = repo.refs[b"refs/heads/main"]
+        changes = {path: overlay_bytes(value) for path, value in overlay.items()}
+        commit_changes(repo, "pr", changes, "change", Identity(author, f"{author}@example.org"))
+        return repo, "main", "pr"
+
+    return make
