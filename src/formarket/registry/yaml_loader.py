@@ -67,12 +67,13 @@ KEY_TYPE = "YAML006"
 BOMB = "YAML007"
 DOCUMENTS = "YAML008"
 
+# The tag plain (unquoted, untagged) scalars get, so that `!!str 12` stays a string.
+_PLAIN = "tag:formarket,2026:plain"
 _STR = "tag:yaml.org,2002:str"
 _SEQ = "tag:yaml.org,2002:seq"
 _MAP = "tag:yaml.org,2002:map"
-# Scalar styles that make a string whatever it looks like; libyaml reports plain as ''.
-_QUOTED = frozenset({'"', "'", "|", ">"})
 _EXPLICIT_OK = {
+    _PLAIN,
     _STR,
     _SEQ,
     _MAP,
@@ -126,10 +127,13 @@ def _could_differ(data: bytes) -> bool:
 
 
 class _Loader(yaml.CSafeLoader):
-    """libyaml's parser and composer with no implicit typing: every plain scalar is a string
-    here and is typed afterwards by the core schema."""
+    """libyaml's parser and composer with no implicit typing: plain scalars get a tag of their
+    own and are typed afterwards by the core schema; explicitly tagged ones keep their tag."""
 
-    yaml_implicit_resolvers: dict[Any, Any] = {}  # noqa: RUF012 - PyYAML's class-level table
+    def resolve(self, kind: Any, value: Any, implicit: Any) -> Any:
+        if kind is yaml.ScalarNode and implicit and implicit[0]:
+            return _PLAIN
+        return super().resolve(kind, value, implicit)
 
 
 @dataclass
@@ -181,7 +185,7 @@ class _Builder:
         for key_node, value_node in node.value:
             if not isinstance(key_node, yaml.ScalarNode):
                 raise self.fail(key_node, KEY_TYPE, "a key must be a plain string")
-            if key_node.value == "<<" and key_node.style not in _QUOTED:
+            if key_node.value == "<<" and key_node.tag == _PLAIN:
                 raise self.fail(
                     key_node, TAG, "merge keys (<<) are not allowed", "write the keys out in full"
                 )
@@ -207,10 +211,10 @@ class _Builder:
     def _scalar(self, node: yaml.ScalarNode) -> Any:
         value: str = node.value
         tag = node.tag
-        if tag == _STR and node.style in _QUOTED:  # quoted or block scalar: always a string
-            return value
-        if tag == _STR:
+        if tag == _PLAIN:
             return _resolve_plain(value)
+        if tag == _STR:
+            return value
         typed = _resolve_plain(value)
         expected = {
             "tag:yaml.org,2002:int": int,
@@ -266,7 +270,23 @@ def _decode(data: bytes, path: str, limits: Limits) -> str:
             code=ENCODING,
             hint="save the file as UTF-8",
         ) from exc
-    return text.removeprefix("\ufeff")
+    text = text.removeprefix("\ufeff")
+    odd = _AMBIGUOUS_BREAK.search(text)
+    if odd is not None:
+        line = text.count("\n", 0, odd.start()) + 1
+        raise YamlError(
+            Location(path, line, odd.start() - text.rfind("\n", 0, odd.start())),
+            f"the character U+{ord(odd.group()):04X} is a line break in some YAML versions and"
+            " not in others",
+            code=ENCODING,
+            hint="use a plain line break, or write it as an escape in a double-quoted string",
+        )
+    return text
+
+
+# NEL, LINE SEPARATOR and PARAGRAPH SEPARATOR: YAML 1.1 breaks lines at them, 1.2 does not, so
+# a file holding them means different things to different readers.
+_AMBIGUOUS_BREAK = re.compile("[\u0085\u2028\u2029]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -302,6 +322,17 @@ def load_yaml_strict(
         raise _marked(exc, path, DOCUMENTS if "single document" in str(exc) else SYNTAX) from exc
     except yaml.MarkedYAMLError as exc:
         raise _marked(exc, path, SYNTAX) from exc
+    except yaml.reader.ReaderError as exc:
+        line = text.count("\n", 0, exc.position) + 1
+        column = exc.position - text.rfind("\n", 0, exc.position)
+        raise YamlError(
+            Location(path, line, column),
+            f"character U+{exc.character:04X} is not allowed in YAML"
+            if isinstance(exc.character, int)
+            else f"not valid YAML: {exc.reason}",
+            code=SYNTAX,
+            hint="remove control characters from the file",
+        ) from exc
     except yaml.YAMLError as exc:  # libyaml reports some errors without a mark
         raise YamlError(Location(path), f"not valid YAML: {exc}", code=SYNTAX) from exc
     if node is None:
