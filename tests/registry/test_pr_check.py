@@ -95,7 +95,9 @@ def test_ownership_comes_from_the_base_commit(git_registry: MakeRepo) -> None:
     """Adding yourself as an owner and using it in the same pull request does not work."""
     repo, _, _ = git_registry(
         {
-            "registry/publishers/acme.yaml": "id: acme\nname: Acme AI\nowners: [acme-dev, zeta-dev]\n",
+            "registry/publishers/acme.yaml": (
+                "id: acme\nname: Acme AI\nowners: [acme-dev, zeta-dev]\n"
+            ),
             LISTING: _listing("1.1.0"),
         },
         author="zeta-dev",
