@@ -5,10 +5,12 @@ Errors block a pull request; warnings advise. Tests assert on rule ids, never on
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
+from typing import Any
 
-__all__ = ["RULES", "Finding", "Rule", "Severity", "finding"]
+__all__ = ["RULES", "Finding", "Rule", "Severity", "finding", "with_lines"]
 
 
 class Severity(StrEnum):
@@ -67,6 +69,9 @@ class Finding:
     severity: Severity
     message: str
     hint: str = ""
+    # Where in the document the finding points (keys and indexes), for rules that work on
+    # summaries and learn the line only when the finding is reported: see `with_lines`.
+    where: tuple[str | int, ...] = field(default=(), compare=False, repr=False)
 
     @property
     def location(self) -> str:
@@ -89,7 +94,39 @@ class Finding:
 
 
 def finding(
-    code: str, path: str, message: str, *, line: int = 0, column: int = 0, hint: str = ""
+    code: str,
+    path: str,
+    message: str,
+    *,
+    line: int = 0,
+    column: int = 0,
+    hint: str = "",
+    where: tuple[str | int, ...] = (),
 ) -> Finding:
     """A finding of rule `code`, with the rule's severity."""
-    return Finding(path, line, column, code, RULES[code].severity, message, hint)
+    return Finding(path, line, column, code, RULES[code].severity, message, hint, where)
+
+
+def with_lines(findings: list[Finding], read: Callable[[str], bytes | None]) -> list[Finding]:
+    """Fill in the line of findings that know only where in their document they point."""
+    from formarket.registry.yaml_loader import YamlError, load_yaml
+
+    docs: dict[str, Any] = {}
+    out: list[Finding] = []
+    for f in findings:
+        if f.line or not f.where:
+            out.append(f)
+            continue
+        if f.path not in docs:
+            raw = read(f.path)
+            try:
+                docs[f.path] = load_yaml(raw, f.path) if raw is not None else None
+            except YamlError:
+                docs[f.path] = None
+        doc = docs[f.path]
+        if doc is None:
+            out.append(f)
+            continue
+        loc = doc.locate(f.where)
+        out.append(replace(f, line=loc.line, column=loc.column))
+    return out

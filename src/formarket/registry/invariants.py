@@ -40,6 +40,7 @@ def registry_findings(index: RegistryIndex, focus: Collection[str] | None = None
                 "REG004",
                 index.agents[ident].path,
                 f"{ident} is both a model and an agent",
+                where=("id",),
                 hint="ids are shared by models and agents; rename one of them",
             )
         )
@@ -52,6 +53,7 @@ def registry_findings(index: RegistryIndex, focus: Collection[str] | None = None
                     "REG005",
                     summary.path,
                     f"publisher {publisher!r} has no registry/publishers/{publisher}.yaml",
+                    where=("id",),
                     hint="add the publisher file in the same pull request",
                 )
             )
@@ -74,6 +76,7 @@ def registry_findings(index: RegistryIndex, focus: Collection[str] | None = None
                     found.path,
                     f"{mine} is easily mistaken for {other}",
                     hint="choose a name that cannot be taken for another publisher's listing",
+                    where=("id",),
                 )
             )
     return out
@@ -89,6 +92,7 @@ def _agent_references(index: RegistryIndex, agent: Summary) -> list[Finding]:
                 "REG006",
                 agent.path,
                 f"compatibility.requires_model names {required}, which is not a model listing",
+                where=("compatibility", "requires_model"),
                 hint="list the model first, or fix the id",
             )
         )
@@ -99,6 +103,7 @@ def _agent_references(index: RegistryIndex, agent: Summary) -> list[Finding]:
                     "REG026",
                     agent.path,
                     f"preferred model {preferred} is not a model listing",
+                    where=("preferred_models",),
                 )
             )
         elif required and preferred != required:
@@ -107,6 +112,7 @@ def _agent_references(index: RegistryIndex, agent: Summary) -> list[Finding]:
                     "REG007",
                     agent.path,
                     f"preferred model {preferred} is not the required model {required}",
+                    where=("preferred_models",),
                 )
             )
     return out
@@ -128,6 +134,7 @@ def _solution_findings(index: RegistryIndex, solution: Summary) -> list[Finding]
                     solution.path,
                     f"{what}.id {ref.get('id')} is not {'an' if what == 'agent' else 'a'}"
                     f" {what} listing",
+                    where=(what, "id"),
                 )
             )
             continue
@@ -139,12 +146,13 @@ def _solution_findings(index: RegistryIndex, solution: Summary) -> list[Finding]
                     "REG006",
                     solution.path,
                     f"{what} {ref.get('id')} has no version {pinned} yet (newest: {current})",
+                    where=(what, "version"),
                 )
             )
     if agent is None or model is None or not agent.valid or not model.valid:
         return out
     for reason in incompatibilities(agent.id, agent.data, model.id, model.data):
-        out.append(finding("REG007", solution.path, reason))
+        out.append(finding("REG007", solution.path, reason, where=("model", "id")))
     schema = agent.data.get("settings_schema")
     settings = data.get("settings") or {}
     if schema and jsonschema_rs.meta.is_valid(schema):
@@ -159,6 +167,7 @@ def _solution_findings(index: RegistryIndex, solution: Summary) -> list[Finding]
                     if error.instance_path
                     else f"settings: {error.message}",
                     hint=f"see the settings_schema of {agent.id}",
+                    where=("settings", *error.instance_path),
                 )
             )
     elif settings and not schema:
@@ -168,6 +177,7 @@ def _solution_findings(index: RegistryIndex, solution: Summary) -> list[Finding]
                 solution.path,
                 f"{agent.id} takes no settings",
                 hint="remove `settings`, or the agent must publish a settings_schema",
+                where=("settings",),
             )
         )
     return out

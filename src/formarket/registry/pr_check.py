@@ -15,7 +15,7 @@ from dulwich.diff_tree import tree_changes
 from dulwich.repo import Repo
 
 from formarket.registry.cache import ResultCache
-from formarket.registry.findings import Finding, finding
+from formarket.registry.findings import Finding, finding, with_lines
 from formarket.registry.index import RegistryIndex
 from formarket.registry.invariants import registry_findings
 from formarket.registry.scan import LISTING_KINDS
@@ -220,7 +220,7 @@ def check_pull_request(
     cache.retain({f"{env_digest}:{t.key}:{t.path}" for t in (*base_tasks, *head_tasks)})
     cache.save()
     return Report(
-        sorted(set(findings)),
+        sorted(set(with_lines(findings, head.read))),
         head_index,
         documents=len(head_tasks),
         checked=checked,

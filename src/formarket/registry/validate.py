@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from formarket.registry.cache import ResultCache
 from formarket.registry.contract import load_contract
 from formarket.registry.entries import Summary
-from formarket.registry.findings import Finding, Severity
+from formarket.registry.findings import Finding, Severity, with_lines
 from formarket.registry.index import RegistryIndex
 from formarket.registry.invariants import registry_findings
 from formarket.registry.scan import CheckEnv, Task, layout, run_tasks
@@ -101,7 +101,7 @@ def validate_snapshot(snapshot: Snapshot, cache: ResultCache, *, jobs: int | Non
     cache.retain({f"{env_digest}:{t.key}:{t.path}" for t in tasks})
     cache.save()
     return Report(
-        sorted(set(findings)),
+        sorted(set(with_lines(findings, snapshot.read))),
         index,
         documents=len(tasks),
         checked=checked,
