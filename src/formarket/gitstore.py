@@ -21,7 +21,7 @@ from dulwich.repo import Repo
 
 from formarket.errors import FormarketError
 
-__all__ = ["Identity", "commit_changes", "import_tree", "ConflictError"]
+__all__ = ["ConflictError", "Identity", "commit_changes", "import_tree"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,11 +15,9 @@ from formarket.registry.invariants import registry_findings
 from formarket.registry.scan import CheckEnv, Task, layout, run_tasks
 from formarket.registry.snapshot import Snapshot
 from formarket.registry.yaml_loader import YamlError, load_yaml
+from formarket.schemas.formfile import DEFAULT_BASES, DEFAULT_GPUS
 
 __all__ = ["Report", "check_env", "scan_snapshot", "validate_snapshot"]
-
-DEFAULT_BASES = frozenset({"busybox", "debian:bookworm"})
-DEFAULT_GPUS = frozenset({"RTX5090", "H100", "H200", "B200", "L4", "L40S", "A100"})
 
 
 @dataclass

@@ -1,0 +1,142 @@
+"""code-reviewer: review comments on the lines a pull request adds.
+
+Standard library only; an OpenAI-compatible front (/health, /v1/models, /v1/chat/completions)
+on PORT. Settings given at deploy time arrive as a JSON object in AGENT_SETTINGS. The replies
+are deterministic, so demos and tests can check what comes back.
+"""
+
+import hashlib
+import json
+import os
+import re
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+AGENT_ID = os.environ.get("AGENT_ID", "northwind-ai/code-reviewer")
+PORT = int(os.environ.get("PORT", "8000"))
+SETTINGS = json.loads(os.environ.get("AGENT_SETTINGS") or "{}")
+HERE = os.path.dirname(os.path.abspath(__file__))
+MAX_BODY = 4 << 20
+WORD = re.compile(r"[a-z0-9]+")
+
+
+def words(text):
+    return set(WORD.findall(text.lower()))
+
+
+def overlap(a, b):
+    """Cosine similarity of two word sets: 1.0 when equal, 0.0 when disjoint."""
+    return len(a & b) / ((len(a) * len(b)) ** 0.5) if a and b else 0.0
+
+
+def last_user_text(messages):
+    for message in reversed(messages):
+        if isinstance(message, dict) and message.get("role") == "user":
+            content = message.get("content")
+            if isinstance(content, list):
+                return " ".join(p.get("text", "") for p in content if isinstance(p, dict))
+            return str(content or "")
+    return ""
+
+CHECKS = [
+    # (strictness at which it is reported, pattern, comment)
+    ("lenient", re.compile(r"\beval\(|\bexec\("), "eval/exec on data is a code-injection risk"),
+    ("lenient", re.compile(r"(password|secret|token|api_key)\s*=\s*['\"][^'\"]+['\"]", re.I),
+     "a credential is hard-coded; read it from the environment or a secret store"),
+    ("lenient", re.compile(r"^\s*except\s*:"), "a bare except hides every error"),
+    ("normal", re.compile(r"\bTODO\b|\bFIXME\b"), "an open TODO is being merged"),
+    ("normal", re.compile(r"^\s*print\("), "print() left in; use logging"),
+    ("strict", re.compile(r"\s+$"), "trailing whitespace"),
+]
+LEVELS = {"lenient": 0, "normal": 1, "strict": 2}
+
+
+def respond(diff):
+    """Review comments on the lines a unified diff adds."""
+    level = LEVELS.get(SETTINGS.get("strictness", "normal"), 1)
+    limit = max(1, min(int(SETTINGS.get("max_comments", 20)), 100))
+    max_len = int(SETTINGS.get("max_line_length", 100))
+    comments, path, line_no = [], "?", 0
+    for line in diff.splitlines():
+        if line.startswith("+++ "):
+            path = line[4:].removeprefix("b/")
+        elif line.startswith("@@"):
+            match = re.search(r"\+(\d+)", line)
+            line_no = int(match.group(1)) - 1 if match else 0
+        elif line.startswith("+"):
+            line_no += 1
+            added = line[1:]
+            for needed, pattern, comment in CHECKS:
+                if LEVELS[needed] <= level and pattern.search(added):
+                    comments.append(f"{path}:{line_no}: {comment}")
+            if level >= 1 and len(added) > max_len:
+                comments.append(
+                    f"{path}:{line_no}: line is {len(added)} characters (limit {max_len})"
+                )
+        elif not line.startswith("-"):
+            line_no += 1
+    if not comments:
+        return "LGTM: no issues found in the added lines."
+    shown = comments[:limit]
+    more = len(comments) - len(shown)
+    tail = [f"(and {more} more)"] if more else []
+    return "\n".join([f"{len(comments)} comment(s):", *shown, *tail])
+
+
+class Handler(BaseHTTPRequestHandler):
+    server_version = "formarket-agent/1.0"
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, fmt, *args):
+        pass
+
+    def send_json(self, status, payload):
+        body = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def error(self, status, message):
+        self.send_json(status, {"error": {"message": message, "type": "invalid_request_error"}})
+
+    def do_GET(self):
+        if self.path == "/health":
+            self.send_json(200, {"status": "ok"})
+        elif self.path == "/v1/models":
+            model = {"id": AGENT_ID, "object": "model", "owned_by": AGENT_ID.split("/")[0]}
+            self.send_json(200, {"object": "list", "data": [model]})
+        else:
+            self.error(404, "not found")
+
+    def do_POST(self):
+        if self.path != "/v1/chat/completions":
+            return self.error(404, "not found")
+        length = int(self.headers.get("Content-Length") or 0)
+        if not 0 < length <= MAX_BODY:
+            return self.error(400, "a JSON body is required")
+        try:
+            request = json.loads(self.rfile.read(length))
+        except ValueError:
+            return self.error(400, "the body is not JSON")
+        messages = request.get("messages") if isinstance(request, dict) else None
+        if not isinstance(messages, list) or not messages:
+            return self.error(400, "messages must be a non-empty list")
+        text = respond(last_user_text(messages))
+        prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in messages
+                            if isinstance(m, dict))
+        completion_tokens = len(text.split())
+        ident = "chatcmpl-" + hashlib.sha256(json.dumps(messages).encode()).hexdigest()[:16]
+        self.send_json(200, {
+            "id": ident, "object": "chat.completion", "created": int(time.time()),
+            "model": AGENT_ID,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                         "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                      "total_tokens": prompt_tokens + completion_tokens},
+        })
+
+
+if __name__ == "__main__":
+    ThreadingHTTPServer(("0.0.0.0", PORT), Handler).serve_forever()

@@ -1,0 +1,1 @@
+"""The build farm: Formfile parsing, build plans, images and their deployment."""
