@@ -7,6 +7,7 @@ errors into readable messages and exit codes, once, at the top.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from typing import Any
 
@@ -48,6 +49,19 @@ class _Root(click.Group):
             sys.exit(130)
         except BrokenPipeError:
             sys.exit(0)
+        except (click.exceptions.Exit, click.ClickException, SystemExit):
+            raise
+        except Exception as exc:
+            # A bug, not the user's mistake: say so plainly; FORMARKET_DEBUG=1 shows where.
+            if os.environ.get("FORMARKET_DEBUG"):
+                raise
+            click.echo(
+                f"internal error: {type(exc).__name__}: {exc}\n"
+                "  hint: this is a bug in formarket; run again with FORMARKET_DEBUG=1 for the"
+                " traceback and report it",
+                err=True,
+            )
+            sys.exit(70)
 
 
 @click.group(cls=_Root, context_settings={"help_option_names": ["-h", "--help"]})

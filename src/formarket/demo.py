@@ -55,6 +55,7 @@ def run_demo(source: Path, scratch: Path, echo: Echo) -> None:
     if not any(p.startswith("registry/") for p in files):
         raise NotFoundError(f"{source} holds no registry/")
     repo = Repo.init(str(repo_path), mkdir=True)
+    repo.refs.set_symbolic_ref(Ref(b"HEAD"), MAIN)
     cache = ResultCache(None, code_digest())
     governance = yaml.safe_load(files["registry/governance.yaml"])
     maintainer = Identity(governance["maintainers"][0], f"{governance['maintainers'][0]}@users")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from dulwich.diff_tree import tree_changes
 from dulwich.repo import Repo
@@ -160,12 +161,17 @@ def version_findings(
         if not isinstance(old, str) or not isinstance(new, str):
             continue
         if new == old and files - DOC_ONLY:
+            fields = _changed_fields(before.data, after.data)
+            what = ", ".join(fields[:5]) + (" ..." if len(fields) > 5 else "")
             out.append(
                 finding(
                     "REG011",
                     after.path,
                     f"version {old} of {ident} is published and cannot change"
-                    f" ({', '.join(sorted(files - DOC_ONLY))} changed)",
+                    f" ({', '.join(sorted(files - DOC_ONLY))} changed"
+                    + (f": {what}" if fields else "")
+                    + ")",
+                    where=("version",),
                     hint="bump `version` (semver) for any change to what is built or sold",
                 )
             )
@@ -179,6 +185,21 @@ def version_findings(
                 )
             )
     return out
+
+
+def _changed_fields(before: Any, after: Any, prefix: str = "") -> list[str]:
+    """Dotted names of the fields that differ, as `a.b: old -> new` for scalars."""
+    if isinstance(before, dict) and isinstance(after, dict):
+        out: list[str] = []
+        for key in sorted(set(before) | set(after), key=str):
+            out.extend(_changed_fields(before.get(key), after.get(key), f"{prefix}{key}."))
+        return out
+    if before == after:
+        return []
+    name = prefix.rstrip(".")
+    if isinstance(before, dict | list) or isinstance(after, dict | list):
+        return [name]
+    return [f"{name}: {before!r} -> {after!r}"]
 
 
 def check_pull_request(
