@@ -33,3 +33,10 @@ def test_export_writes_then_reports_up_to_date(tmp_path: Path) -> None:
     drift = runner.invoke(command, ["export", "--out", str(tmp_path), "--check"])
     assert drift.exit_code == 1
     assert "formarket schema export" in drift.output
+
+
+def test_the_contract_covers_every_document_kind() -> None:
+    from formarket.registry.contract import KINDS
+    from formarket.schemas.export import DOCUMENT_KINDS
+
+    assert set(KINDS) == set(DOCUMENT_KINDS)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
@@ -47,8 +46,4 @@ def echo_report(report: Report, fmt: str, what: str) -> None:
         f" unchanged) in {report.seconds:.2f}s"
     )
     extra: dict[str, object] = {"documents": report.documents, "checked": report.checked}
-    text = render_findings(report.findings, fmt, summary=summary, extra=extra)
-    click.echo(text)
-    if fmt != "text":
-        click.echo(summary, err=True) if fmt == "github" else None
-    sys.stdout.flush()
+    click.echo(render_findings(report.findings, fmt, summary=summary, extra=extra))

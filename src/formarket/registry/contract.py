@@ -16,10 +16,11 @@ from typing import Any
 
 import jsonschema_rs
 
+from formarket.errors import InputError
 from formarket.registry.findings import Finding, finding
 from formarket.registry.yaml_loader import LoadedYaml
 
-__all__ = ["Contract", "load_contract"]
+__all__ = ["KINDS", "Contract", "load_contract"]
 
 _UNEXPECTED = re.compile(r"'([^']*)' (?:was|were) unexpected")
 
@@ -134,14 +135,28 @@ class Contract:
         return node
 
 
+# The kinds of document the contract covers; `formarket.schemas.export.DOCUMENT_KINDS` has
+# the models behind them (a test keeps the two in step without importing pydantic here).
+KINDS = ("model", "agent", "publisher", "solution", "governance")
+
+
 def load_contract(files: Mapping[str, bytes | None]) -> Contract:
     """The contract from `<kind>.schema.json` files, each falling back to the built-in one."""
-    from formarket.schemas.export import render_schemas
-
-    builtin = render_schemas()
     chosen: dict[str, bytes] = {}
-    for name, raw in builtin.items():
-        kind = name.removesuffix(".schema.json")
-        given = files.get(name)
-        chosen[kind] = given if given is not None else raw
-    return Contract(chosen)
+    for kind in KINDS:
+        raw = files.get(f"{kind}.schema.json")
+        if raw is not None:
+            chosen[kind] = raw
+    if len(chosen) < len(KINDS):
+        from formarket.schemas.export import render_schemas
+
+        builtin = render_schemas()
+        for kind in KINDS:
+            chosen.setdefault(kind, builtin[f"{kind}.schema.json"])
+    try:
+        return Contract(chosen)
+    except (ValueError, jsonschema_rs.ValidationError) as exc:
+        raise InputError(
+            f"the registry's JSON Schemas in schemas/ cannot be used: {exc}",
+            hint="regenerate them with `formarket schema export`",
+        ) from exc

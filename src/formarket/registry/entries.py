@@ -9,13 +9,13 @@ summaries these checks return.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
 from formarket.registry.contract import Contract
 from formarket.registry.findings import Finding, finding
+from formarket.registry.index import Summary
 from formarket.registry.licenses import license_hint
 from formarket.registry.yaml_loader import LoadedYaml, YamlError, load_yaml
 
@@ -31,17 +31,6 @@ __all__ = [
 # A file in a listing folder larger than this does not belong in git: weights are fetched at
 # build time from the URLs the listing declares.
 MAX_CONTEXT_FILE = 10 << 20
-
-
-@dataclass(frozen=True, slots=True)
-class Summary:
-    """What the registry-wide rules and the index need to know of one document."""
-
-    kind: str  # model, agent, solution, publisher, governance
-    id: str
-    path: str
-    valid: bool
-    data: Mapping[str, Any] = field(default_factory=dict)
 
 
 def _read_yaml(raw: bytes, path: str) -> tuple[LoadedYaml | None, list[Finding]]:

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
-from formarket.registry.entries import Summary
+__all__ = ["RegistryIndex", "Summary"]
 
-__all__ = ["RegistryIndex"]
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """What the registry-wide rules and the index need to know of one document."""
+
+    kind: str  # model, agent, solution, publisher, governance
+    id: str
+    path: str
+    valid: bool
+    data: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

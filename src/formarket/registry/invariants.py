@@ -8,9 +8,8 @@ import jsonschema_rs
 
 from formarket.registry.compatibility import incompatibilities
 from formarket.registry.confusables import confusable_pairs
-from formarket.registry.entries import Summary
 from formarket.registry.findings import Finding, finding
-from formarket.registry.index import RegistryIndex
+from formarket.registry.index import RegistryIndex, Summary
 
 __all__ = ["registry_findings"]
 

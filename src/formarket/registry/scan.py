@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from formarket.registry.contract import Contract
-from formarket.registry.entries import Summary
 from formarket.registry.findings import Finding, finding
+from formarket.registry.index import Summary
 from formarket.registry.snapshot import GitSnapshot, Item, Snapshot, WorkTreeSnapshot
 
 __all__ = ["Task", "layout", "run_tasks"]

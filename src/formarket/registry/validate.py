@@ -8,14 +8,13 @@ from dataclasses import dataclass, field
 
 from formarket.registry.cache import ResultCache
 from formarket.registry.contract import load_contract
-from formarket.registry.entries import Summary
 from formarket.registry.findings import Finding, Severity, with_lines
-from formarket.registry.index import RegistryIndex
+from formarket.registry.index import RegistryIndex, Summary
 from formarket.registry.invariants import registry_findings
 from formarket.registry.scan import CheckEnv, Task, layout, run_tasks
 from formarket.registry.snapshot import Snapshot
 from formarket.registry.yaml_loader import YamlError, load_yaml
-from formarket.schemas.formfile import DEFAULT_BASES, DEFAULT_GPUS
+from formarket.schemas.farm import DEFAULT_BASES, DEFAULT_GPUS
 
 __all__ = ["Report", "check_env", "scan_snapshot", "validate_snapshot"]
 

@@ -14,12 +14,12 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Callable
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, SecretStr, StringConstraints, model_validator
 
 from formarket.schemas._base import Document
-from formarket.schemas.resources import GpuModel
+from formarket.schemas.farm import DEFAULT_BASES, DEFAULT_GPUS
 
 __all__ = [
     "BASE_PATTERN",
@@ -56,10 +56,6 @@ __all__ = [
     "text_problem",
 ]
 
-# Farm configuration has the last word on these; the defaults are what a fresh farm ships with.
-DEFAULT_BASES: frozenset[str] = frozenset({"busybox", "debian:bookworm"})
-# Formation's list (RTX5090, H100, H200, B200) and the data-centre cards listings declare.
-DEFAULT_GPUS: frozenset[str] = frozenset(get_args(GpuModel))
 
 NAME_PATTERN = r"[a-z0-9][a-z0-9._-]{0,62}"
 USERNAME_PATTERN = r"[a-z_][a-z0-9_-]{0,31}"

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 from pydantic import Field, model_validator
 
 from formarket.schemas._base import Document
+from formarket.schemas.farm import GpuModel
 
 __all__ = ["GpuModel", "GpuSpec", "ResourceSpec", "Resources"]
-
-GpuModel = Literal["RTX5090", "H100", "H200", "B200", "L4", "L40S", "A100"]
 
 
 class GpuSpec(Document):
