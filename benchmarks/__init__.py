@@ -1,0 +1,1 @@
+"""Benchmarks of formarket's registry checks against their baselines (`make bench`)."""
