@@ -11,6 +11,7 @@ Pure: no I/O, no clock, no randomness; the farm's known bases and GPU models are
 from __future__ import annotations
 
 import contextlib
+import functools
 import re
 from collections.abc import Iterable
 
@@ -56,7 +57,13 @@ _KEYWORD = re.compile(r"[^ \t]+")
 
 
 def _settings(known_bases: Iterable[str], known_gpus: Iterable[str]) -> Settings:
-    settings = Settings(frozenset(known_bases), frozenset(known_gpus))
+    return _checked_settings(frozenset(known_bases), frozenset(known_gpus))
+
+
+# A registry check parses thousands of Formfiles with the same farm configuration.
+@functools.cache
+def _checked_settings(bases: frozenset[str], gpus: frozenset[str]) -> Settings:
+    settings = Settings(bases, gpus)
     # A farm name the model cannot hold would turn a valid Formfile into a crash; refuse it here.
     for names, pattern in ((settings.bases, BASE_PATTERN), (settings.gpus, GPU_MODEL_PATTERN)):
         for name in sorted(names):

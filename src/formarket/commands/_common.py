@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-from dulwich.errors import NotGitRepository
-from dulwich.repo import Repo
 
 from formarket.errors import NotFoundError
 from formarket.registry.cache import ResultCache, code_digest, default_cache_dir
 from formarket.registry.report import FORMATS, render_findings
-from formarket.registry.validate import Report
+
+if TYPE_CHECKING:
+    from dulwich.repo import Repo
+
+    from formarket.registry.validate import Report
 
 __all__ = ["FORMAT_OPTION", "echo_report", "open_cache", "open_repo"]
 
@@ -26,6 +29,9 @@ FORMAT_OPTION = click.option(
 
 
 def open_repo(path: Path) -> Repo:
+    from dulwich.errors import NotGitRepository
+    from dulwich.repo import Repo
+
     try:
         return Repo(str(path))
     except NotGitRepository as exc:
@@ -34,9 +40,11 @@ def open_repo(path: Path) -> Repo:
         ) from exc
 
 
-def open_cache(root: Path, enabled: bool) -> ResultCache:
+def open_cache(root: Path, enabled: bool, name: str) -> ResultCache:
+    """The cache `name` of the repository at `root`: `worktree` for files on disk, `git` for
+    commits (their keys differ, so each kind keeps its own file and never evicts the other's)."""
     return ResultCache(
-        default_cache_dir(root) / "results.pickle" if enabled else None, code_digest()
+        default_cache_dir(root) / f"{name}.cache" if enabled else None, code_digest()
     )
 
 

@@ -74,7 +74,7 @@ def command(
             base,
             head,
             author,
-            open_cache(repo, not no_cache),
+            open_cache(repo, not no_cache, "git"),
             maintainers=frozenset(maintainers),
             bot=bot,
             jobs=jobs,

@@ -49,6 +49,8 @@ def command(path: Path, fmt: str, no_cache: bool, jobs: int | None) -> None:
             f"{path} has no registry/ folder",
             hint="run it in the marketplace repository, or pass its path",
         )
-    report = validate_snapshot(WorkTreeSnapshot(path), open_cache(path, not no_cache), jobs=jobs)
+    report = validate_snapshot(
+        WorkTreeSnapshot(path), open_cache(path, not no_cache, "worktree"), jobs=jobs
+    )
     echo_report(report, fmt, "validated")
     sys.exit(1 if report.errors else 0)

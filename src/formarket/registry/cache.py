@@ -10,8 +10,8 @@ read is ignored and rebuilt: it is never a source of truth.
 from __future__ import annotations
 
 import hashlib
+import marshal
 import os
-import pickle
 import tempfile
 from functools import cache
 from pathlib import Path
@@ -19,18 +19,21 @@ from typing import Any
 
 __all__ = ["ResultCache", "code_digest", "default_cache_dir"]
 
-_FORMAT = b"formarket-cache-1"
+_FORMAT = b"formarket-cache-2"
+
+
+# The code a check result depends on: the rules, the models, the Formfile parser, their data.
+_RESULT_CODE = ("registry/*.py", "schemas/*.py", "builder/formfile*.py", "data/*")
 
 
 @cache
 def code_digest() -> str:
-    """A digest of formarket's own source: results of older code are never reused."""
+    """A digest of the code behind check results: results of other code are never reused."""
     root = Path(__file__).resolve().parent.parent
     digest = hashlib.blake2b(_FORMAT, digest_size=16)
-    for path in sorted(root.rglob("*.py")):
-        digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
-    for path in sorted((root / "data").glob("*")):
-        digest.update(path.read_bytes())
+    for pattern in _RESULT_CODE:
+        for path in sorted(root.glob(pattern)):
+            digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()
 
 
@@ -45,29 +48,50 @@ def default_cache_dir(root: Path) -> Path:
 
 
 class ResultCache:
-    """One pickle file of {key: result}; loaded once, written back atomically if changed."""
+    """Check results by key, in two files read only when needed.
+
+    `<name>.cache` holds one entry per document checked; `<name>.runs` holds the findings of
+    whole runs, so that a run with nothing changed reads a small file and never the large one.
+    Values are plain data (tuples, dicts, strings, numbers) written with `marshal`, which reads
+    a cache of ten thousand listings several times faster than pickle. Both files are written
+    back atomically, only when changed.
+    """
+
+    # Whole-run results kept: enough for a few branches checked in turn.
+    RUNS_KEPT = 8
 
     def __init__(self, path: Path | None, salt: str) -> None:
         self.path = path
         self.salt = salt
-        self._data: dict[str, Any] = {}
-        self._dirty = False
+        self._entries: dict[str, Any] | None = None if path is not None else {}
+        self._runs: dict[str, Any] | None = None if path is not None else {}
+        self._dirty: set[str] = set()
         self.hits = 0
         self.misses = 0
-        if path is not None:
-            self._data = self._load(path, salt)
 
-    @staticmethod
-    def _load(path: Path, salt: str) -> dict[str, Any]:
+    def _load(self, path: Path) -> dict[str, Any]:
         try:
             with path.open("rb") as f:
-                stored_salt, data = pickle.load(f)  # noqa: S301 - our own file, salted
-        except (OSError, EOFError, pickle.UnpicklingError, ValueError, TypeError, AttributeError):
+                stored_salt, data = marshal.load(f)  # noqa: S302 - our own file, salted
+        except (OSError, EOFError, ValueError, TypeError):
             return {}
-        return data if stored_salt == salt and isinstance(data, dict) else {}
+        return data if stored_salt == self.salt and isinstance(data, dict) else {}
+
+    def _table(self, key: str) -> dict[str, Any]:
+        if key.startswith("run:"):
+            if self._runs is None:
+                assert self.path is not None
+                self._runs = self._load(self.path.with_suffix(".runs"))
+            return self._runs
+        if self._entries is None:
+            assert self.path is not None
+            self._entries = self._load(self.path)
+        return self._entries
 
     def get(self, key: str) -> Any:
-        value = self._data.get(key)
+        value = self._table(key).get(key)
+        if key.startswith("run:"):
+            return value
         if value is None:
             self.misses += 1
         else:
@@ -75,25 +99,37 @@ class ResultCache:
         return value
 
     def put(self, key: str, value: Any) -> None:
-        self._data[key] = value
-        self._dirty = True
+        table = self._table(key)
+        if key.startswith("run:"):
+            table.pop(key, None)  # re-inserted last: the dict's order is the age order
+            while len(table) >= self.RUNS_KEPT:
+                del table[next(iter(table))]
+            self._dirty.add("runs")
+        else:
+            self._dirty.add("entries")
+        table[key] = value
 
     def retain(self, keys: set[str]) -> None:
-        """Forget results for keys not in `keys`, so the file does not grow without end."""
-        stale = [k for k in self._data if k not in keys]
+        """Forget entries not in `keys`, so the file does not grow without end."""
+        table = self._table("")
+        stale = [k for k in table if k not in keys]
         for k in stale:
-            del self._data[k]
-        self._dirty = self._dirty or bool(stale)
+            del table[k]
+        if stale:
+            self._dirty.add("entries")
 
     def save(self) -> None:
-        if self.path is None or not self._dirty:
+        if self.path is None:
             return
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".tmp-")
-            with os.fdopen(fd, "wb") as f:
-                pickle.dump((self.salt, self._data), f, protocol=pickle.HIGHEST_PROTOCOL)
-            os.replace(tmp, self.path)
-        except OSError:
-            return  # a cache that cannot be written only costs time next run
-        self._dirty = False
+        for part in sorted(self._dirty):
+            target = self.path if part == "entries" else self.path.with_suffix(".runs")
+            data = self._entries if part == "entries" else self._runs
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
+                with os.fdopen(fd, "wb") as f:
+                    marshal.dump((self.salt, data), f)
+                os.replace(tmp, target)
+            except OSError:
+                continue  # a cache that cannot be written only costs time next run
+        self._dirty.clear()

@@ -37,14 +37,18 @@ def _one_edit(a: str, b: str) -> bool:
     return a[i:] == b[i + 1 :]
 
 
-def confusable_pairs(ids: Iterable[str]) -> list[tuple[str, str]]:
+def confusable_pairs(looks: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
     """Pairs of listing ids that a reader could take for one another: slugs that look the
     same (case, separators, look-alike letters), from the same publisher or from publishers
-    whose names are one slip apart. Each pair once, in sorted order."""
+    whose names are one slip apart. `looks` are (id, skeleton of its slug) pairs, the
+    skeleton computed once when the listing was checked. Each pair once, in sorted order."""
     by_slug: dict[str, list[tuple[str, str]]] = defaultdict(list)
-    for ident in sorted(set(ids)):
-        publisher, _, slug = ident.partition("/")
-        by_slug[skeleton(slug)].append((ident, skeleton(publisher)))
+    publisher_look: dict[str, str] = {}
+    for ident, slug_look in sorted(set(looks)):
+        publisher = ident.partition("/")[0]
+        if publisher not in publisher_look:
+            publisher_look[publisher] = skeleton(publisher)
+        by_slug[slug_look].append((ident, publisher_look[publisher]))
     pairs: list[tuple[str, str]] = []
     for group in by_slug.values():
         for i, (id_a, pub_a) in enumerate(group):

@@ -81,6 +81,23 @@ class Finding:
             return f"{self.path}:{self.line}"
         return self.path
 
+    def to_plain(self) -> tuple[Any, ...]:
+        return (
+            self.path,
+            self.line,
+            self.column,
+            self.code,
+            self.severity.value,
+            self.message,
+            self.hint,
+            self.where,
+        )
+
+    @classmethod
+    def from_plain(cls, plain: tuple[Any, ...]) -> Finding:
+        path, line, column, code, severity, message, hint, where = plain
+        return cls(path, line, column, code, Severity(severity), message, hint, tuple(where))
+
     def to_json(self) -> dict[str, object]:
         return {
             "code": self.code,

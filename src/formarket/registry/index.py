@@ -18,6 +18,16 @@ class Summary:
     path: str
     valid: bool
     data: Mapping[str, Any] = field(default_factory=dict)
+    # The slug as a reader sees it (see `confusables.skeleton`), kept so that look-alike names
+    # are found without recomputing every listing's on every run.
+    look: str = ""
+
+    def to_plain(self) -> tuple[Any, ...]:
+        return (self.kind, self.id, self.path, self.valid, dict(self.data), self.look)
+
+    @classmethod
+    def from_plain(cls, plain: tuple[Any, ...]) -> Summary:
+        return cls(*plain)
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,7 @@ from collections.abc import Collection
 import jsonschema_rs
 
 from formarket.registry.compatibility import incompatibilities
-from formarket.registry.confusables import confusable_pairs
+from formarket.registry.confusables import confusable_pairs, skeleton
 from formarket.registry.findings import Finding, finding
 from formarket.registry.index import RegistryIndex, Summary
 
@@ -62,8 +62,11 @@ def registry_findings(index: RegistryIndex, focus: Collection[str] | None = None
     for solution in index.solutions.values():
         if solution.valid:
             out.extend(_solution_findings(index, solution))
-    ids = [*index.models, *index.agents]
-    for a, b in confusable_pairs(ids):
+    looks = [
+        (s.id, s.look or skeleton(s.id.partition("/")[2]))
+        for s in (*index.models.values(), *index.agents.values())
+    ]
+    for a, b in confusable_pairs(looks):
         for mine, other in ((a, b), (b, a)):
             if focus is not None and mine not in focus:
                 continue

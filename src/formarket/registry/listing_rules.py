@@ -199,7 +199,8 @@ def _pricing_findings(listing: ModelListing | AgentListing, doc: LoadedYaml) -> 
     pricing = listing.pricing
     metered = set(listing.monetization.metered)
     out: list[Finding] = []
-    line = doc.locate(("pricing",)).line
+    # Lines are looked up only for findings (by `where`): locating needs the slow reader.
+    pricing_at: tuple[str | int, ...] = ("pricing",)
     needs: tuple[str, ...] = ()
     high = False
     if isinstance(pricing, PerTokenPricing):
@@ -210,7 +211,7 @@ def _pricing_findings(listing: ModelListing | AgentListing, doc: LoadedYaml) -> 
                     "REG013",
                     doc.path,
                     "both token prices are zero",
-                    line=line,
+                    where=pricing_at,
                     hint="write `model: free` instead",
                 )
             )
@@ -229,7 +230,7 @@ def _pricing_findings(listing: ModelListing | AgentListing, doc: LoadedYaml) -> 
                 "REG013",
                 doc.path,
                 "a free listing earns nothing, so its royalty share has nothing to share",
-                line=doc.locate(("monetization", "royalty_percent")).line,
+                where=("monetization", "royalty_percent"),
                 hint="set royalty_percent: 0, or price the listing",
             )
         )
@@ -239,7 +240,7 @@ def _pricing_findings(listing: ModelListing | AgentListing, doc: LoadedYaml) -> 
                 "REG013",
                 doc.path,
                 "the price is unusually high; is the decimal point in the right place?",
-                line=line,
+                where=pricing_at,
             )
         )
     missing = [m for m in needs if m not in metered]
@@ -250,7 +251,7 @@ def _pricing_findings(listing: ModelListing | AgentListing, doc: LoadedYaml) -> 
                 doc.path,
                 f"pricing model {pricing.model!r} charges by {', '.join(needs)} but"
                 f" monetization.metered lacks {', '.join(missing)}",
-                line=doc.locate(("monetization", "metered")).line,
+                where=("monetization", "metered"),
                 hint=f"add {', '.join(missing)} to monetization.metered",
             )
         )

@@ -17,10 +17,10 @@ from dulwich.repo import Repo
 
 from formarket.registry.cache import ResultCache
 from formarket.registry.findings import Finding, finding, with_lines
+from formarket.registry.git_snapshot import GitSnapshot, open_git_snapshot
 from formarket.registry.index import RegistryIndex
 from formarket.registry.invariants import registry_findings
 from formarket.registry.scan import LISTING_KINDS
-from formarket.registry.snapshot import GitSnapshot, open_git_snapshot
 from formarket.registry.validate import Report, check_env, scan_snapshot
 
 __all__ = ["Roles", "changed_paths", "check_pull_request", "ownership_findings"]

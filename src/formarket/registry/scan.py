@@ -10,15 +10,16 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
+from formarket.registry.confusables import skeleton
 from formarket.registry.contract import Contract
 from formarket.registry.findings import Finding, finding
 from formarket.registry.index import Summary
-from formarket.registry.snapshot import GitSnapshot, Item, Snapshot, WorkTreeSnapshot
+from formarket.registry.snapshot import Item, Snapshot, WorkTreeSnapshot
 
 __all__ = ["Task", "layout", "run_tasks"]
 
@@ -137,7 +138,8 @@ def check_task(snapshot: Snapshot, env: CheckEnv, task: Task) -> Result:
             env.known_bases,
             env.known_gpus,
         )
-        return summary, tuple(found)
+        look = skeleton(task.ident.partition("/")[2])
+        return replace(summary, look=look), tuple(found)
     raw = snapshot.read(task.path)
     if raw is None:
         return Summary(task.kind, task.ident, task.path, False), (
@@ -157,10 +159,12 @@ _worker: tuple[Snapshot, CheckEnv] | None = None
 
 
 def _snapshot_spec(snapshot: Snapshot) -> tuple[str, str, str]:
-    if isinstance(snapshot, GitSnapshot):
-        return ("git", str(snapshot.repo.path), snapshot.commit_id.decode())
-    assert isinstance(snapshot, WorkTreeSnapshot)
-    return ("worktree", str(snapshot.root), "")
+    if isinstance(snapshot, WorkTreeSnapshot):
+        return ("worktree", str(snapshot.root), "")
+    from formarket.registry.git_snapshot import GitSnapshot
+
+    assert isinstance(snapshot, GitSnapshot)
+    return ("git", str(snapshot.repo.path), snapshot.commit_id.decode())
 
 
 def _init_worker(spec: tuple[str, str, str], env: CheckEnv) -> None:
@@ -170,6 +174,8 @@ def _init_worker(spec: tuple[str, str, str], env: CheckEnv) -> None:
     if kind == "git":
         from dulwich.objects import ObjectID
         from dulwich.repo import Repo
+
+        from formarket.registry.git_snapshot import GitSnapshot
 
         snapshot = GitSnapshot(Repo(where), ObjectID(commit.encode()), commit)
     else:

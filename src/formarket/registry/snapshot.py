@@ -13,15 +13,24 @@ import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from dulwich.objects import Blob, Commit, ObjectID, Tree
-from dulwich.refs import Ref
-from dulwich.repo import Repo
-
-from formarket.errors import NotFoundError, UsageError
+if TYPE_CHECKING:
+    from formarket.registry.git_snapshot import GitSnapshot, open_git_snapshot
 
 __all__ = ["GitSnapshot", "Item", "Snapshot", "WorkTreeSnapshot", "open_git_snapshot"]
+
+# The git side lives in `git_snapshot` so that reading a working tree never imports dulwich.
+_GIT_NAMES = frozenset({"GitSnapshot", "open_git_snapshot", "resolve_rev"})
+
+
+def __getattr__(name: str) -> Any:
+    if name in _GIT_NAMES:
+        from formarket.registry import git_snapshot
+
+        return getattr(git_snapshot, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 ItemKind = Literal["dir", "file", "link", "other"]
 
@@ -62,16 +71,27 @@ class Snapshot(Protocol):
 
 
 class WorkTreeSnapshot:
-    """Files as they are on disk."""
+    """Files as they are on disk.
+
+    Paths are joined as strings, not pathlib objects: a registry of ten thousand listings is
+    walked on every run, and pathlib's parsing was a tenth of the whole validation.
+    """
 
     def __init__(self, root: Path) -> None:
         self.root = root
         self.label = str(root)
+        self._base = os.fspath(root)
+        # What `folder_key` saw of each listing folder, so that `files_under` need not look again
+        # (worker processes are forked after the walk and inherit it).
+        self._seen: dict[str, dict[str, int]] = {}
+
+    def _full(self, path: str) -> str:
+        return f"{self._base}/{path}" if path else self._base
 
     def listdir(self, path: str) -> list[Item]:
         items: list[Item] = []
         try:
-            with os.scandir(self.root / path) as it:
+            with os.scandir(self._full(path)) as it:
                 for entry in it:
                     if entry.is_symlink():
                         items.append(Item(entry.name, "link"))
@@ -89,33 +109,44 @@ class WorkTreeSnapshot:
         return items
 
     def read(self, path: str) -> bytes | None:
-        full = self.root / path
+        full = self._full(path)
         try:
-            if not stat.S_ISREG(os.lstat(full).st_mode):
-                return None
-            return full.read_bytes()
-        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            # O_NOFOLLOW: a link is not a file of the registry, wherever it points.
+            fd = os.open(full, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError, OSError):
             return None
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return None
+            with os.fdopen(fd, "rb", closefd=False) as f:
+                return f.read()
+        finally:
+            os.close(fd)
 
     def folder_key(self, path: str, item: Item) -> str:
-        digest = hashlib.blake2b(digest_size=16)
-        stack = [str(self.root / path)]
+        seen: list[tuple[str, int, int, int, int]] = []
+        files: dict[str, int] = {}
+        stack = [""]
         while stack:
-            top = stack.pop()
-            with os.scandir(top) as it:
-                for entry in sorted(it, key=lambda e: e.name):
+            rel = stack.pop()
+            with os.scandir(self._full(f"{path}/{rel}".rstrip("/"))) as it:
+                for entry in it:
                     st = entry.stat(follow_symlinks=False)
+                    name = rel + entry.name
                     if stat.S_ISDIR(st.st_mode):
-                        stack.append(entry.path)
-                    digest.update(
-                        f"{entry.path}\0{st.st_mode}\0{st.st_size}\0{st.st_mtime_ns}\0"
-                        f"{st.st_ino}\n".encode()
-                    )
-        return "wt:" + digest.hexdigest()
+                        stack.append(name + "/")
+                    else:
+                        files[name] = st.st_size if stat.S_ISREG(st.st_mode) else -1
+                    seen.append((name, st.st_mode, st.st_size, st.st_mtime_ns, st.st_ino))
+        seen.sort()
+        self._seen[path] = files
+        return "wt:" + hashlib.blake2b(repr(seen).encode(), digest_size=16).hexdigest()
 
     def files_under(self, path: str) -> dict[str, int]:
+        seen = self._seen.get(path)
+        if seen is not None:
+            return seen
         out: dict[str, int] = {}
-        base = self.root / path
         stack = [""]
         while stack:
             rel = stack.pop()
@@ -125,154 +156,4 @@ class WorkTreeSnapshot:
                     stack.append(name + "/")
                 else:
                     out[name] = item.size if item.kind == "file" else -1
-        del base
         return out
-
-
-_MODE_DIR = 0o040000
-_MODE_LINK = 0o120000
-_MODE_SUBMODULE = 0o160000
-
-
-class GitSnapshot:
-    """Files as they are in one commit, read from git objects."""
-
-    def __init__(self, repo: Repo, commit_id: ObjectID, label: str) -> None:
-        self.repo = repo
-        self.commit_id = commit_id
-        self.label = label
-        commit = repo[commit_id]
-        if not isinstance(commit, Commit):
-            raise NotFoundError(f"{label} is not a commit")
-        self.root_tree: ObjectID = commit.tree
-        self._trees: dict[str, Tree | None] = {}
-
-    def _tree(self, path: str) -> Tree | None:
-        if path in self._trees:
-            return self._trees[path]
-        tree: Tree | None
-        if path in ("", "."):
-            obj = self.repo.object_store[self.root_tree]
-            tree = obj if isinstance(obj, Tree) else None
-        else:
-            parent_path, _, name = path.rpartition("/")
-            parent = self._tree(parent_path)
-            tree = None
-            if parent is not None:
-                try:
-                    mode, sha = parent[name.encode()]
-                except KeyError:
-                    mode, sha = 0, ObjectID(b"")
-                if mode == _MODE_DIR:
-                    obj = self.repo.object_store[sha]
-                    tree = obj if isinstance(obj, Tree) else None
-        self._trees[path] = tree
-        return tree
-
-    def tree_id(self, path: str) -> ObjectID | None:
-        tree = self._tree(path)
-        return tree.id if tree is not None else None
-
-    def listdir(self, path: str) -> list[Item]:
-        tree = self._tree(path)
-        if tree is None:
-            return []
-        items: list[Item] = []
-        for entry in tree.iteritems():
-            name = entry.path.decode("utf-8", "surrogateescape")
-            mode = entry.mode
-            key = entry.sha.decode()
-            if mode == _MODE_DIR:
-                items.append(Item(name, "dir", 0, key))
-            elif mode == _MODE_LINK:
-                items.append(Item(name, "link", 0, key))
-            elif mode == _MODE_SUBMODULE:
-                items.append(Item(name, "other", 0, key))
-            else:
-                items.append(Item(name, "file", 0, key))
-        items.sort(key=lambda i: i.name)
-        return items
-
-    def blob_id(self, path: str) -> ObjectID | None:
-        parent_path, _, name = path.rpartition("/")
-        tree = self._tree(parent_path)
-        if tree is None:
-            return None
-        try:
-            mode, sha = tree[name.encode()]
-        except KeyError:
-            return None
-        return sha if mode not in (_MODE_DIR, _MODE_LINK, _MODE_SUBMODULE) else None
-
-    def read(self, path: str) -> bytes | None:
-        sha = self.blob_id(path)
-        if sha is None:
-            return None
-        obj = self.repo.object_store[sha]
-        return obj.as_raw_string() if isinstance(obj, Blob) else None
-
-    def folder_key(self, path: str, item: Item) -> str:
-        return "git:" + item.key
-
-    def files_under(self, path: str) -> dict[str, int]:
-        out: dict[str, int] = {}
-        stack = [""]
-        while stack:
-            rel = stack.pop()
-            tree = self._tree(f"{path}/{rel}".rstrip("/"))
-            if tree is None:
-                continue
-            for entry in tree.iteritems():
-                name = rel + entry.path.decode("utf-8", "surrogateescape")
-                if entry.mode == _MODE_DIR:
-                    stack.append(name + "/")
-                elif entry.mode in (_MODE_LINK, _MODE_SUBMODULE):
-                    out[name] = -1
-                else:
-                    out[name] = self._blob_size(entry.sha)
-        return out
-
-    def _blob_size(self, sha: ObjectID) -> int:
-        _, raw = self.repo.object_store.get_raw(sha)
-        return len(raw)
-
-
-def open_git_snapshot(repo: Repo, rev: str) -> GitSnapshot:
-    """The snapshot at `rev`: a branch, tag, full or abbreviated commit id, or HEAD."""
-    commit_id = resolve_rev(repo, rev)
-    return GitSnapshot(repo, commit_id, rev)
-
-
-def resolve_rev(repo: Repo, rev: str) -> ObjectID:
-    if not rev or rev.startswith("-") or any(c in rev for c in "\0\n\r "):
-        raise UsageError(f"{rev!r} is not a revision")
-    raw = rev.encode()
-    for candidate in (raw, b"refs/heads/" + raw, b"refs/tags/" + raw, b"refs/remotes/" + raw):
-        try:
-            sha = repo.refs[Ref(candidate)]
-        except KeyError:
-            continue
-        return _peel(repo, sha, rev)
-    if 4 <= len(rev) <= 40 and all(c in "0123456789abcdef" for c in rev):
-        if len(rev) == 40 and ObjectID(raw) in repo.object_store:
-            return _peel(repo, ObjectID(raw), rev)
-        matches = [sha for sha in repo.object_store if sha.startswith(raw)]
-        commits = [sha for sha in matches if isinstance(repo.object_store[sha], Commit)]
-        if len(commits) == 1:
-            return commits[0]
-        if len(commits) > 1:
-            raise UsageError(f"revision {rev} is ambiguous", hint="give more digits")
-    raise NotFoundError(
-        f"no revision {rev!r} in {repo.path}",
-        hint="use a branch name, a tag or a commit id (git log --oneline shows them)",
-    )
-
-
-def _peel(repo: Repo, sha: ObjectID, rev: str) -> ObjectID:
-    obj = repo.object_store[sha]
-    while not isinstance(obj, Commit):
-        target = getattr(obj, "object", None)
-        if target is None:
-            raise NotFoundError(f"{rev} does not name a commit")
-        obj = repo.object_store[target[1]]
-    return obj.id

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
 
 from formarket.registry.cache import ResultCache
 from formarket.registry.contract import load_contract
@@ -19,14 +19,32 @@ from formarket.schemas.farm import DEFAULT_BASES, DEFAULT_GPUS
 __all__ = ["Report", "check_env", "scan_snapshot", "validate_snapshot"]
 
 
-@dataclass
 class Report:
-    findings: list[Finding]
-    index: RegistryIndex
-    documents: int = 0
-    checked: int = 0
-    seconds: float = 0.0
-    tasks: list[Task] = field(default_factory=list)
+    """The outcome of a check: findings, counts, and the index of what was checked (built on
+    first use: a run answered whole from the cache never needs it)."""
+
+    def __init__(
+        self,
+        findings: list[Finding],
+        index: RegistryIndex | Callable[[], RegistryIndex],
+        *,
+        documents: int = 0,
+        checked: int = 0,
+        seconds: float = 0.0,
+        tasks: list[Task] | None = None,
+    ) -> None:
+        self.findings = findings
+        self._index = index
+        self.documents = documents
+        self.checked = checked
+        self.seconds = seconds
+        self.tasks = tasks or []
+
+    @property
+    def index(self) -> RegistryIndex:
+        if not isinstance(self._index, RegistryIndex):
+            self._index = self._index()
+        return self._index
 
     @property
     def errors(self) -> list[Finding]:
@@ -64,21 +82,48 @@ def check_env(snapshot: Snapshot) -> tuple[CheckEnv, str]:
     return env, digest.hexdigest()
 
 
+def _entry_key(env_digest: str, task: Task) -> str:
+    return f"{env_digest}:{task.key}:{task.path}"
+
+
+def _run_key(env_digest: str, tasks: list[Task], layout_findings: list[Finding]) -> str:
+    """A key for a whole run: the same documents in the same places under the same rules."""
+    digest = hashlib.blake2b(env_digest.encode(), digest_size=16)
+    for task in tasks:
+        digest.update(f"{task.path}\0{task.key}\n".encode())
+    for f in layout_findings:
+        digest.update(repr(f.to_plain()).encode())
+    return "run:" + digest.hexdigest()
+
+
 def scan_snapshot(
-    snapshot: Snapshot, cache: ResultCache, env: CheckEnv, env_digest: str, jobs: int | None
+    snapshot: Snapshot,
+    cache: ResultCache,
+    env: CheckEnv,
+    env_digest: str,
+    jobs: int | None,
+    tasks_and_layout: tuple[list[Task], list[Finding]] | None = None,
 ) -> tuple[list[Task], list[Summary], list[Finding], int]:
     """Every document of a snapshot checked (or taken from the cache), and layout findings."""
-    tasks, findings = layout(snapshot)
+    tasks, findings = tasks_and_layout or layout(snapshot)
+    findings = list(findings)
     results: dict[str, tuple[Summary, tuple[Finding, ...]]] = {}
     missing: list[Task] = []
     for task in tasks:
-        cached = cache.get(f"{env_digest}:{task.key}:{task.path}")
+        cached = cache.get(_entry_key(env_digest, task))
         if cached is None:
             missing.append(task)
         else:
-            results[task.path] = cached
+            summary, found = cached
+            results[task.path] = (
+                Summary.from_plain(summary),
+                tuple(Finding.from_plain(f) for f in found),
+            )
     for task, result in run_tasks(snapshot, env, missing, jobs):
-        cache.put(f"{env_digest}:{task.key}:{task.path}", result)
+        summary, found = result
+        cache.put(
+            _entry_key(env_digest, task), (summary.to_plain(), tuple(f.to_plain() for f in found))
+        )
         results[task.path] = result
     summaries: list[Summary] = []
     for task in tasks:
@@ -89,16 +134,43 @@ def scan_snapshot(
 
 
 def validate_snapshot(snapshot: Snapshot, cache: ResultCache, *, jobs: int | None = None) -> Report:
-    """Check every document of a registry and the rules that span them."""
+    """Check every document of a registry and the rules that span them.
+
+    A run whose documents are all as the last run saw them is answered from the cache whole,
+    without reading any document or building the index.
+    """
     started = time.perf_counter()
     env, env_digest = check_env(snapshot)
-    tasks, summaries, findings, checked = scan_snapshot(snapshot, cache, env, env_digest, jobs)
+    tasks, layout_findings = layout(snapshot)
+    run_key = _run_key(env_digest, tasks, layout_findings)
+
+    def build_index() -> RegistryIndex:
+        _, summaries, _, _ = scan_snapshot(
+            snapshot, cache, env, env_digest, jobs, (tasks, layout_findings)
+        )
+        return RegistryIndex.build(summaries)
+
+    whole = cache.get(run_key)
+    if whole is not None:
+        return Report(
+            [Finding.from_plain(f) for f in whole],
+            build_index,
+            documents=len(tasks),
+            checked=0,
+            seconds=time.perf_counter() - started,
+            tasks=tasks,
+        )
+    tasks, summaries, findings, checked = scan_snapshot(
+        snapshot, cache, env, env_digest, jobs, (tasks, layout_findings)
+    )
     index = RegistryIndex.build(summaries)
     findings.extend(registry_findings(index))
-    cache.retain({f"{env_digest}:{t.key}:{t.path}" for t in tasks})
+    findings = sorted(set(with_lines(findings, snapshot.read)))
+    cache.retain({_entry_key(env_digest, t) for t in tasks})
+    cache.put(run_key, tuple(f.to_plain() for f in findings))
     cache.save()
     return Report(
-        sorted(set(with_lines(findings, snapshot.read))),
+        findings,
         index,
         documents=len(tasks),
         checked=checked,

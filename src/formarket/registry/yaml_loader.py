@@ -394,17 +394,39 @@ def _load_fast(data: bytes) -> Any:
     except Exception:
         return _REFUSED
     # The fast parser returns a list for several documents; only mappings are trusted here.
-    if not isinstance(value, dict) or not _plain_data(value, 0):
+    if not isinstance(value, dict) or not _plain_data(value):
         return _REFUSED
     return value
 
 
-def _plain_data(value: Any, depth: int) -> bool:
-    """True when `value` holds only what the reference reader can produce."""
-    if depth > DEFAULT_LIMITS.max_depth:
-        return False
-    if isinstance(value, dict):
-        return all(isinstance(k, str) and _plain_data(v, depth + 1) for k, v in value.items())
-    if isinstance(value, list):
-        return all(_plain_data(v, depth + 1) for v in value)
-    return value is None or isinstance(value, str | int | float)
+def _plain_data(value: dict[str, Any]) -> bool:
+    """True when `value` holds only what the reference reader can produce: string keys and
+    JSON's types (the fast reader also makes dates and tuple keys)."""
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    limit = DEFAULT_LIMITS.max_depth
+    while stack:
+        node, depth = stack.pop()
+        kind = type(node)
+        if kind is dict:
+            if depth > limit:
+                return False
+            for key, item in node.items():
+                if type(key) is not str:
+                    return False
+                if type(item) in _CONTAINERS:
+                    stack.append((item, depth + 1))
+                elif type(item) not in _SCALARS:
+                    return False
+        elif kind is list:
+            if depth > limit:
+                return False
+            for item in node:
+                if type(item) in _CONTAINERS:
+                    stack.append((item, depth + 1))
+                elif type(item) not in _SCALARS:
+                    return False
+    return True
+
+
+_CONTAINERS = frozenset({dict, list})
+_SCALARS = frozenset({str, int, float, bool, type(None)})
