@@ -110,9 +110,12 @@ class ResultCache:
         table[key] = value
 
     def retain(self, keys: set[str]) -> None:
-        """Forget entries not in `keys`, so the file does not grow without end."""
+        """Forget document entries not in `keys` (and remembered folder listings beyond a
+        bound), so the file does not grow without end."""
         table = self._table("")
-        stale = [k for k in table if k not in keys]
+        trees = [k for k in table if k.startswith("tree:")]
+        stale = [k for k in table if k not in keys and not k.startswith("tree:")]
+        stale += trees[: max(0, len(trees) - 4 * len(keys) - 64)]
         for k in stale:
             del table[k]
         if stale:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import marshal
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["RegistryIndex", "Summary"]
+__all__ = ["LazyData", "RegistryIndex", "Summary"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,11 +24,44 @@ class Summary:
     look: str = ""
 
     def to_plain(self) -> tuple[Any, ...]:
-        return (self.kind, self.id, self.path, self.valid, dict(self.data), self.look)
+        data = self.data
+        raw = data.raw if isinstance(data, LazyData) else marshal.dumps(dict(data))
+        return (self.kind, self.id, self.path, self.valid, raw, self.look)
 
     @classmethod
     def from_plain(cls, plain: tuple[Any, ...]) -> Summary:
-        return cls(*plain)
+        kind, ident, path, valid, raw, look = plain
+        return cls(kind, ident, path, valid, LazyData(raw), look)
+
+
+class LazyData(Mapping[str, Any]):
+    """A document's data, kept as bytes until someone reads it.
+
+    A check of a large registry loads every summary from the cache but reads the data of only a
+    few (the agents, and the listings a pull request touches); decoding all of them was most of
+    the time of a pull-request check.
+    """
+
+    __slots__ = ("_data", "raw")
+
+    def __init__(self, raw: bytes) -> None:
+        self.raw = raw
+        self._data: dict[str, Any] | None = None
+
+    def _decoded(self) -> dict[str, Any]:
+        if self._data is None:
+            data = marshal.loads(self.raw)  # noqa: S302 - written by our own cache
+            self._data = data if isinstance(data, dict) else {}
+        return self._data
+
+    def __getitem__(self, key: str) -> Any:
+        return self._decoded()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._decoded())
+
+    def __len__(self) -> int:
+        return len(self._decoded())
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,7 @@ that in the same breath); documents by the head commit.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -189,7 +189,7 @@ def version_findings(
 
 def _changed_fields(before: Any, after: Any, prefix: str = "") -> list[str]:
     """Dotted names of the fields that differ, as `a.b: old -> new` for scalars."""
-    if isinstance(before, dict) and isinstance(after, dict):
+    if isinstance(before, Mapping) and isinstance(after, Mapping):
         out: list[str] = []
         for key in sorted(set(before) | set(after), key=str):
             out.extend(_changed_fields(before.get(key), after.get(key), f"{prefix}{key}."))
@@ -197,7 +197,7 @@ def _changed_fields(before: Any, after: Any, prefix: str = "") -> list[str]:
     if before == after:
         return []
     name = prefix.rstrip(".")
-    if isinstance(before, dict | list) or isinstance(after, dict | list):
+    if isinstance(before, Mapping | list) or isinstance(after, Mapping | list):
         return [name]
     return [f"{name}: {before!r} -> {after!r}"]
 
@@ -232,10 +232,12 @@ def check_pull_request(
     touched = set(paths)
     findings = [f for f in head_found if f.path in touched or _in_changed_folder(f.path, touched)]
     changed_ids = {t.ident for t in head_tasks if _task_touched(t.path, touched)}
-    known_before = set(registry_findings(base_index, focus=changed_ids))
-    findings.extend(
-        f for f in registry_findings(head_index, focus=changed_ids) if f not in known_before
-    )
+    spanning = registry_findings(head_index, focus=changed_ids)
+    if spanning:
+        # Only what this change brings: problems the base had already are not its doing.
+        known_before = set(registry_findings(base_index, focus=changed_ids))
+        spanning = [f for f in spanning if f not in known_before]
+    findings.extend(spanning)
     findings.extend(ownership_findings(paths, author, roles, base_index, head_index))
     findings.extend(version_findings(paths, base_index, head_index))
     cache.retain({f"{env_digest}:{t.key}:{t.path}" for t in (*base_tasks, *head_tasks)})

@@ -13,7 +13,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from formarket.registry.confusables import skeleton
 from formarket.registry.contract import Contract
@@ -40,8 +40,12 @@ class Task:
     key: str
 
 
-def layout(snapshot: Snapshot) -> tuple[list[Task], list[Finding]]:
-    """The documents of a registry and the findings of entries that break its layout."""
+def layout(snapshot: Snapshot, memo: Memo | None = None) -> tuple[list[Task], list[Finding]]:
+    """The documents of a registry and the findings of entries that break its layout.
+
+    With a `memo`, what a publisher's folder holds is remembered by the folder's key (a git
+    tree id), so that a commit is walked only where it differs from one seen before.
+    """
     tasks: list[Task] = []
     findings: list[Finding] = []
 
@@ -74,7 +78,7 @@ def layout(snapshot: Snapshot) -> tuple[list[Task], list[Finding]]:
                 tasks.append(Task("publisher", f"{path}/{item.name}", stem, item.key))
         elif top.name in LISTING_KINDS:
             kind = LISTING_KINDS[top.name]
-            tasks.extend(_listing_tasks(snapshot, path, kind, stray))
+            tasks.extend(_listing_tasks(snapshot, path, kind, stray, memo))
         elif top.name == "solutions":
             for pub in _dirs(snapshot, path, stray):
                 for item in snapshot.listdir(f"{path}/{pub.name}"):
@@ -103,12 +107,40 @@ def _dirs(snapshot: Snapshot, path: str, stray: Any) -> Iterator[Item]:
             )
 
 
-def _listing_tasks(snapshot: Snapshot, path: str, kind: str, stray: Any) -> Iterator[Task]:
+class Memo(Protocol):
+    def get(self, key: str) -> Any: ...
+
+    def put(self, key: str, value: Any) -> None: ...
+
+
+def _listing_tasks(
+    snapshot: Snapshot, path: str, kind: str, stray: Any, memo: Memo | None
+) -> Iterator[Task]:
     for pub in _dirs(snapshot, path, stray):
         pub_path = f"{path}/{pub.name}"
-        for item in _dirs(snapshot, pub_path, stray):
+        memo_key = f"tree:{pub_path}:{pub.key}" if memo is not None and pub.key else ""
+        known = memo.get(memo_key) if memo is not None and memo_key else None
+        if known is not None:
+            tasks, strays = known
+            for slug, key in tasks:
+                yield Task(kind, f"{pub_path}/{slug}", f"{pub.name}/{slug}", key)
+            for where, why, hint in strays:
+                stray(where, why, hint)
+            continue
+        seen: list[tuple[str, str]] = []
+        lost: list[tuple[str, str, str]] = []
+
+        def note(where: str, why: str, hint: str, lost: list[tuple[str, str, str]] = lost) -> None:
+            lost.append((where, why, hint))
+            stray(where, why, hint)
+
+        for item in _dirs(snapshot, pub_path, note):
             folder = f"{pub_path}/{item.name}"
-            yield Task(kind, folder, f"{pub.name}/{item.name}", snapshot.folder_key(folder, item))
+            key = snapshot.folder_key(folder, item)
+            seen.append((item.name, key))
+            yield Task(kind, folder, f"{pub.name}/{item.name}", key)
+        if memo is not None and memo_key:
+            memo.put(memo_key, (tuple(seen), tuple(lost)))
 
 
 @dataclass(frozen=True, slots=True)

@@ -105,7 +105,7 @@ def scan_snapshot(
     tasks_and_layout: tuple[list[Task], list[Finding]] | None = None,
 ) -> tuple[list[Task], list[Summary], list[Finding], int]:
     """Every document of a snapshot checked (or taken from the cache), and layout findings."""
-    tasks, findings = tasks_and_layout or layout(snapshot)
+    tasks, findings = tasks_and_layout or layout(snapshot, cache)
     findings = list(findings)
     results: dict[str, tuple[Summary, tuple[Finding, ...]]] = {}
     missing: list[Task] = []
