@@ -88,6 +88,10 @@ class ResultCache:
             self._entries = self._load(self.path)
         return self._entries
 
+    def empty(self) -> bool:
+        """True when no document has a result here (a first run, or a cache turned off)."""
+        return not self._table("")
+
     def get(self, key: str) -> Any:
         value = self._table(key).get(key)
         if key.startswith("run:"):

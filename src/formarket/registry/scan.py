@@ -40,11 +40,15 @@ class Task:
     key: str
 
 
-def layout(snapshot: Snapshot, memo: Memo | None = None) -> tuple[list[Task], list[Finding]]:
+def layout(
+    snapshot: Snapshot, memo: Memo | None = None, *, keys: bool = True
+) -> tuple[list[Task], list[Finding]]:
     """The documents of a registry and the findings of entries that break its layout.
 
     With a `memo`, what a publisher's folder holds is remembered by the folder's key (a git
-    tree id), so that a commit is walked only where it differs from one seen before.
+    tree id), so that a commit is walked only where it differs from one seen before. Without
+    `keys`, listing folders are not keyed here but by whoever checks them (`check_task`): with
+    nothing cached, keying them first would only delay the parallel work.
     """
     tasks: list[Task] = []
     findings: list[Finding] = []
@@ -78,7 +82,7 @@ def layout(snapshot: Snapshot, memo: Memo | None = None) -> tuple[list[Task], li
                 tasks.append(Task("publisher", f"{path}/{item.name}", stem, item.key))
         elif top.name in LISTING_KINDS:
             kind = LISTING_KINDS[top.name]
-            tasks.extend(_listing_tasks(snapshot, path, kind, stray, memo))
+            tasks.extend(_listing_tasks(snapshot, path, kind, stray, memo, keys))
         elif top.name == "solutions":
             for pub in _dirs(snapshot, path, stray):
                 for item in snapshot.listdir(f"{path}/{pub.name}"):
@@ -114,7 +118,7 @@ class Memo(Protocol):
 
 
 def _listing_tasks(
-    snapshot: Snapshot, path: str, kind: str, stray: Any, memo: Memo | None
+    snapshot: Snapshot, path: str, kind: str, stray: Any, memo: Memo | None, keys: bool
 ) -> Iterator[Task]:
     for pub in _dirs(snapshot, path, stray):
         pub_path = f"{path}/{pub.name}"
@@ -136,10 +140,10 @@ def _listing_tasks(
 
         for item in _dirs(snapshot, pub_path, note):
             folder = f"{pub_path}/{item.name}"
-            key = snapshot.folder_key(folder, item)
+            key = snapshot.folder_key(folder, item) if keys or item.key else ""
             seen.append((item.name, key))
             yield Task(kind, folder, f"{pub.name}/{item.name}", key)
-        if memo is not None and memo_key:
+        if memo is not None and memo_key and all(key for _, key in seen):
             memo.put(memo_key, (tuple(seen), tuple(lost)))
 
 
@@ -153,9 +157,18 @@ class CheckEnv:
 
 
 Result = tuple[Summary, tuple[Finding, ...]]
+# A task (keyed, if it came without a key) and its result.
+Checked = tuple[Task, Result]
 
 
-def check_task(snapshot: Snapshot, env: CheckEnv, task: Task) -> Result:
+def check_task(snapshot: Snapshot, env: CheckEnv, task: Task) -> Checked:
+    if not task.key:
+        name = task.path.rsplit("/", 1)[1]
+        task = replace(task, key=snapshot.folder_key(task.path, Item(name, "dir")))
+    return task, _check(snapshot, env, task)
+
+
+def _check(snapshot: Snapshot, env: CheckEnv, task: Task) -> Result:
     from formarket.registry import entries
 
     if task.kind in LISTING_KINDS.values():
@@ -215,7 +228,7 @@ def _init_worker(spec: tuple[str, str, str], env: CheckEnv) -> None:
     _worker = (snapshot, env)
 
 
-def _run_chunk(tasks: list[Task]) -> list[Result]:
+def _run_chunk(tasks: list[Task]) -> list[Checked]:
     assert _worker is not None
     snapshot, env = _worker
     return [check_task(snapshot, env, task) for task in tasks]
@@ -227,12 +240,12 @@ _PARALLEL_FROM = 400
 
 def run_tasks(
     snapshot: Snapshot, env: CheckEnv, tasks: list[Task], jobs: int | None = None
-) -> Iterable[tuple[Task, Result]]:
+) -> Iterable[Checked]:
     """Check every task, on all cores when there are many."""
     jobs = jobs or os.cpu_count() or 1
     if jobs <= 1 or len(tasks) < _PARALLEL_FROM:
         for task in tasks:
-            yield task, check_task(snapshot, env, task)
+            yield check_task(snapshot, env, task)
         return
     size = max(50, len(tasks) // (jobs * 8))
     chunks = [tasks[i : i + size] for i in range(0, len(tasks), size)]
@@ -242,5 +255,5 @@ def run_tasks(
         initializer=_init_worker,
         initargs=(_snapshot_spec(snapshot), env),
     ) as pool:
-        for chunk, results in zip(chunks, pool.map(_run_chunk, chunks), strict=True):
-            yield from zip(chunk, results, strict=True)
+        for results in pool.map(_run_chunk, chunks):
+            yield from results

@@ -104,33 +104,36 @@ def scan_snapshot(
     jobs: int | None,
     tasks_and_layout: tuple[list[Task], list[Finding]] | None = None,
 ) -> tuple[list[Task], list[Summary], list[Finding], int]:
-    """Every document of a snapshot checked (or taken from the cache), and layout findings."""
+    """Every document of a snapshot checked (or taken from the cache), and layout findings.
+    The tasks returned all have their keys, even those that came without."""
     tasks, findings = tasks_and_layout or layout(snapshot, cache)
     findings = list(findings)
-    results: dict[str, tuple[Summary, tuple[Finding, ...]]] = {}
+    results: dict[str, tuple[Task, Summary, tuple[Finding, ...]]] = {}
     missing: list[Task] = []
     for task in tasks:
-        cached = cache.get(_entry_key(env_digest, task))
+        cached = cache.get(_entry_key(env_digest, task)) if task.key else None
         if cached is None:
             missing.append(task)
         else:
             summary, found = cached
             results[task.path] = (
+                task,
                 Summary.from_plain(summary),
                 tuple(Finding.from_plain(f) for f in found),
             )
-    for task, result in run_tasks(snapshot, env, missing, jobs):
-        summary, found = result
+    for task, (summary, found) in run_tasks(snapshot, env, missing, jobs):
         cache.put(
             _entry_key(env_digest, task), (summary.to_plain(), tuple(f.to_plain() for f in found))
         )
-        results[task.path] = result
+        results[task.path] = (task, summary, found)
+    keyed: list[Task] = []
     summaries: list[Summary] = []
     for task in tasks:
-        summary, found = results[task.path]
+        keyed_task, summary, found = results[task.path]
+        keyed.append(keyed_task)
         summaries.append(summary)
         findings.extend(found)
-    return tasks, summaries, findings, len(missing)
+    return keyed, summaries, findings, len(missing)
 
 
 def validate_snapshot(snapshot: Snapshot, cache: ResultCache, *, jobs: int | None = None) -> Report:
@@ -141,7 +144,8 @@ def validate_snapshot(snapshot: Snapshot, cache: ResultCache, *, jobs: int | Non
     """
     started = time.perf_counter()
     env, env_digest = check_env(snapshot)
-    tasks, layout_findings = layout(snapshot)
+    # With nothing cached there is nothing to look up: folders are keyed by the workers.
+    tasks, layout_findings = layout(snapshot, cache, keys=not cache.empty())
     run_key = _run_key(env_digest, tasks, layout_findings)
 
     def build_index() -> RegistryIndex:
@@ -150,7 +154,7 @@ def validate_snapshot(snapshot: Snapshot, cache: ResultCache, *, jobs: int | Non
         )
         return RegistryIndex.build(summaries)
 
-    whole = cache.get(run_key)
+    whole = cache.get(run_key) if all(t.key for t in tasks) else None
     if whole is not None:
         return Report(
             [Finding.from_plain(f) for f in whole],
@@ -163,6 +167,7 @@ def validate_snapshot(snapshot: Snapshot, cache: ResultCache, *, jobs: int | Non
     tasks, summaries, findings, checked = scan_snapshot(
         snapshot, cache, env, env_digest, jobs, (tasks, layout_findings)
     )
+    run_key = _run_key(env_digest, tasks, layout_findings)
     index = RegistryIndex.build(summaries)
     findings.extend(registry_findings(index))
     findings = sorted(set(with_lines(findings, snapshot.read)))
