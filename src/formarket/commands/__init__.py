@@ -7,9 +7,11 @@ __all__ = ["COMMANDS"]
 
 # Command name -> module in formarket.commands that defines it as `command`.
 COMMANDS: dict[str, str] = {
+    "build": "build",
     "check": "check",
     "demo": "demo",
     "formfile": "formfile",
+    "new": "new",
     "schema": "schema",
     "validate": "validate",
 }

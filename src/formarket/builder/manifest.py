@@ -1,0 +1,64 @@
+"""The build manifest: what an image is, what it was made from and how long each step took.
+
+It is published next to the image (`manifest.json`) and is what the deployer reads: the disk,
+kernel and initrd to boot, the command line, the ports to forward and health-check.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from formarket.builder.context import ContextEntry
+from formarket.schemas._base import Document
+
+__all__ = ["Artifact", "BuildManifest", "StepRecord"]
+
+
+class StepRecord(Document):
+    """One named step of the build and what it cost."""
+
+    name: str
+    title: str
+    key: str = Field("", description="The step cache key; empty for the builder's own steps.")
+    cached: bool = False
+    seconds: float
+
+
+class Artifact(Document):
+    """A file of the published image."""
+
+    name: str
+    role: Literal["disk", "kernel", "initrd", "log"]
+    size: int = Field(description="Bytes on disk.")
+    sha256: str
+    virtual_size: int | None = Field(None, description="A disk's size as the VM sees it.")
+
+
+class BuildManifest(Document):
+    """Everything a deployer and an auditor need to know about one built image."""
+
+    build_id: str
+    name: str = Field(description="The Formfile's NAME.")
+    format_version: str
+    base: str
+    base_digest: str
+    formfile_sha256: str = Field(description="sha256 of the canonical Formfile.")
+    inputs: tuple[ContextEntry, ...] = Field(description="The context entries that went in.")
+    vcpus: int
+    memory_mib: int
+    disk_gib: int
+    gpus: tuple[str, ...] = ()
+    expose: tuple[int, ...]
+    entrypoint: tuple[str, ...] | None
+    workdir: str
+    kernel_cmdline: str
+    artifacts: tuple[Artifact, ...]
+    steps: tuple[StepRecord, ...]
+    cache_hits: int = Field(description="Steps whose layer came from the step cache.")
+    seconds: float = Field(description="Wall time of the build.")
+    created: str = Field(description="When the build finished (UTC, ISO 8601).")
+
+    def artifact(self, role: str) -> Artifact:
+        return next(a for a in self.artifacts if a.role == role)

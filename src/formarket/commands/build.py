@@ -1,0 +1,190 @@
+"""`formarket build`: a Formfile (or a listing) to a bootable VM image in the artifact store.
+
+Imports are lazy: an unchanged recipe is answered from `formarket.builder.quick` (standard
+library only) before the builder, pydantic and the parser are imported at all.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from formarket.errors import NotFoundError
+
+__all__ = ["command"]
+
+_LISTING_ID = re.compile(r"^[a-z0-9][a-z0-9-]*/[a-z0-9][a-z0-9._-]*$")
+
+
+def default_store() -> Path:
+    configured = os.environ.get("FORMARKET_STORE")
+    if configured:
+        return Path(configured)
+    cache_home = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache_home) / "formarket" / "store"
+
+
+def resolve_target(target: str, repo: Path) -> Path:
+    """The Formfile a LISTING-ID or a path names."""
+    path = Path(target)
+    if path.is_file():
+        return path
+    if path.is_dir() and (path / "Formfile").is_file():
+        return path / "Formfile"
+    if _LISTING_ID.match(target):
+        for kind in ("models", "agents"):
+            folder = repo / "registry" / kind / target
+            if (folder / "listing.yaml").is_file():
+                return folder / _listing_formfile(folder / "listing.yaml")
+        raise NotFoundError(
+            f"no listing {target} under {repo / 'registry'}",
+            hint="pass --repo with the marketplace repository, or the path of a Formfile",
+        )
+    raise NotFoundError(
+        f"{target}: no such Formfile or listing",
+        hint="give a Formfile's path, its folder, or a listing id such as tinyforge/echo-chat",
+    )
+
+
+def _listing_formfile(listing: Path) -> str:
+    import yaml
+
+    data = yaml.load(listing.read_bytes(), Loader=yaml.CSafeLoader)
+    name = data.get("formfile", "Formfile") if isinstance(data, dict) else "Formfile"
+    if not isinstance(name, str) or name.startswith("/") or ".." in name.split("/"):
+        raise NotFoundError(f"{listing}: formfile must be a path inside the listing's folder")
+    return name
+
+
+def _size(count: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if count < 1024 or unit == "GB":
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1024
+    return f"{count:.1f} GB"
+
+
+def _summary(manifest: dict[str, object], image_dir: Path, cached: bool, seconds: float) -> str:
+    steps = manifest["steps"]
+    assert isinstance(steps, list)
+    planned = [s for s in steps if s.get("key")]
+    artifacts = {a["role"]: a for a in manifest["artifacts"]}  # type: ignore[attr-defined]
+    disk = artifacts["disk"]
+    lines = [
+        f"{'cached' if cached else 'built'} {manifest['name']}: {manifest['build_id']}",
+        f"  base        {manifest['base']} ({str(manifest['base_digest'])[:16]})",
+        f"  cache hits  {'the whole build' if cached else ''}"
+        + ("" if cached else f"{manifest['cache_hits']} of {len(planned)} steps"),
+        f"  disk        {_size(disk['size'])} qcow2, {disk['virtual_size'] // 1024**3} GiB ext4",
+        f"  kernel      {_size(artifacts['kernel']['size'])}, initrd"
+        f" {_size(artifacts['initrd']['size'])}",
+        f"  expose      {' '.join(str(p) for p in manifest['expose']) or 'none'}",  # type: ignore[attr-defined]
+        f"  time        {seconds:.2f}s" + ("" if cached else f" (build {manifest['seconds']}s)"),
+        f"  image       {image_dir}",
+    ]
+    return "\n".join(lines)
+
+
+@click.command("build", short_help="Build a Formfile into a bootable VM image, cached by content.")
+@click.argument("target")
+@click.option(
+    "--store",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="The artifact store (default: $FORMARKET_STORE or ~/.cache/formarket/store).",
+)
+@click.option(
+    "--cache",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Bases and step layers (default: STORE/cache).",
+)
+@click.option(
+    "--repo",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("."),
+    show_default=True,
+    help="The marketplace repository: its registry/ for listing ids, builder/bases/ for bases.",
+)
+@click.option(
+    "--context",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="The build context (default: the Formfile's folder).",
+)
+@click.option("--no-step-cache", is_flag=True, help="Run every step again (bases stay cached).")
+@click.option("--json", "as_json", is_flag=True, help="Print the build manifest as JSON.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
+def command(
+    target: str,
+    store: Path | None,
+    cache: Path | None,
+    repo: Path,
+    context: Path | None,
+    no_step_cache: bool,
+    as_json: bool,
+    quiet: bool,
+) -> None:
+    """Build the VM image of a Formfile: a listing id (`tinyforge/echo-chat`), a Formfile or
+    its folder. The image (qcow2 disk, kernel, initrd, manifest, build log) is published in the
+    store under its build id, a hash of everything it is made from: building the same inputs
+    again is a cache hit, and changing only the last RUN re-runs only that step.
+
+    \b
+    Examples:
+      formarket build tinyforge/echo-chat
+      formarket build ./my-agent --store /srv/images --json | jq .build_id
+    """
+    started = time.perf_counter()
+    formfile = resolve_target(target, repo)
+    context_dir = context or formfile.parent
+    store = store or default_store()
+    cache = cache or store / "cache"
+    from formarket.builder import quick
+
+    hit = quick.lookup(cache, store, formfile, context_dir)
+    if hit is not None:
+        build_id, raw = hit
+        _finish(json.loads(raw), store / "images" / build_id, True, started, as_json, raw)
+        return
+    from formarket.builder.bases import find_bases_dir
+    from formarket.builder.build import Builder, BuildSettings
+
+    bases_dir = (
+        repo / "builder" / "bases"
+        if (repo / "builder" / "bases").is_dir()
+        else find_bases_dir(formfile.parent)
+    )
+    settings = BuildSettings(
+        store=store, cache=cache, bases_dir=bases_dir, step_cache=not no_step_cache
+    )
+
+    def progress(line: str) -> None:
+        if not quiet:
+            click.echo(line, err=True)
+
+    result = Builder(settings, progress).build(formfile, context_dir)
+    quick.remember(cache, formfile, context_dir, result.manifest.build_id, result.watched)
+    data = result.manifest.model_dump(mode="json")
+    raw = (result.image_dir / "manifest.json").read_bytes()
+    _finish(data, result.image_dir, result.whole_build_cached, started, as_json, raw)
+
+
+def _finish(
+    manifest: dict[str, object],
+    image_dir: Path,
+    cached: bool,
+    started: float,
+    as_json: bool,
+    raw: bytes,
+) -> None:
+    if as_json:
+        sys.stdout.write(raw.decode())
+        return
+    click.echo(_summary(manifest, image_dir, cached, time.perf_counter() - started))
