@@ -121,10 +121,17 @@ def run_demo(source: Path, scratch: Path, echo: Echo) -> None:
         raise NotFoundError("the bad pull request was not refused as it should be")
     echo(f"refused ({', '.join(refused)}): pr-2 stays unmerged")
 
+    _step(echo, 4, "The build farm builds a listing and boots it")
+    from formarket.builder.demo import DEMO_LISTING, demo_build
+
+    repo.get_worktree().reset_index()
+    manifest = demo_build(repo_path, scratch / "store", echo)
+
     echo("\n== Summary")
     echo(f"  registry validated: {report.documents} documents, no errors")
     echo(f"  pr-1 by {owner}: passed, merged ({publisher}/{new_slug} is listed)")
     echo(f"  pr-2 by {owner}: refused with {', '.join(refused)}")
+    echo(f"  {DEMO_LISTING}: image {manifest.build_id[:16]} built, booted and answered")
 
 
 def _pick_publisher(files: dict[str, bytes]) -> tuple[str, str, str]:
