@@ -13,5 +13,6 @@ COMMANDS: dict[str, str] = {
     "formfile": "formfile",
     "new": "new",
     "schema": "schema",
+    "site": "site",
     "validate": "validate",
 }

@@ -1,0 +1,518 @@
+"""What each generated page shows, as plain JSON-like data ("views").
+
+A view holds everything its page depends on and nothing else: the build hashes it to decide
+whether the page must be rendered again, so a listing page is re-rendered exactly when
+something on it changed (its own document, a compatible listing's name, its usage, ...). Views
+are cheap; turning one into HTML (Markdown, templates) is the expensive part that is skipped.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from decimal import Decimal
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from formarket.site.catalog import Catalog, Entry, price_label
+from formarket.site.charts import bar_chart, format_amount
+from formarket.site.compat import Compatibility
+from formarket.site.history import Version
+from formarket.site.markdown import safe_url
+
+__all__ = [
+    "COMPAT_SHOWN",
+    "chart_view",
+    "deploy_view",
+    "listing_view",
+    "publisher_view",
+    "record",
+    "solution_view",
+]
+
+COMPAT_SHOWN = 12  # compatible listings named on a page; the explorer has the rest
+_DESCRIPTION = 200
+
+
+def record(entry: Entry) -> dict[str, Any]:
+    """A listing as a catalog card shows it."""
+    data = entry.data
+    facet = data.get("task") or data.get("agent_type") or ""
+    pricing = data.get("pricing")
+    description = " ".join(str(data.get("description", "")).split())
+    if len(description) > _DESCRIPTION:
+        description = description[: _DESCRIPTION - 1].rstrip() + "…"
+    return {
+        "kind": entry.kind,
+        "id": entry.id,
+        "name": entry.name,
+        "url": entry.url,
+        "version": str(data.get("version", "")),
+        "license": str(data.get("license", "")),
+        "facet": str(facet),
+        "price": price_label(pricing) if isinstance(pricing, Mapping) else "",
+        "description": description,
+    }
+
+
+def _link(entry: Entry | None, ident: str, note: str = "") -> dict[str, str]:
+    if entry is None:
+        return {"id": ident, "name": ident, "url": "", "note": note or "not listed"}
+    return {"id": ident, "name": entry.name, "url": entry.url, "note": note}
+
+
+def _issue_url(catalog: Catalog, fields: Mapping[str, str]) -> str | None:
+    repository = catalog.settings.repository
+    if repository is None:
+        return None
+    query = urlencode({"template": "deploy.yml", **fields}, quote_via=quote)
+    return f"https://github.com/{repository}/issues/new?{query}"
+
+
+def deploy_view(
+    catalog: Catalog, agent: str | None, model: str | None, *, solution: str | None = None
+) -> dict[str, Any]:
+    """The deploy command and the prefilled deployment issue for an agent (with a model)."""
+    agent_arg = agent or "AGENT-ID"
+    command = f"formarket deploy {agent_arg}" + (f" --model {model}" if model else "")
+    if solution is not None:
+        intro = "Deploy the agent with the model and the settings below:"
+    elif agent is None:
+        intro = (
+            "No listed agent runs on this model yet; deploy it behind an agent of your own"
+            " (replace AGENT-ID):"
+        )
+    elif model is None:
+        intro = "This agent runs without a model:"
+    else:
+        intro = "Deploy with the command line, or ask the farm through a deployment issue:"
+    fields = {"title": f"Deploy {solution or agent_arg}" + (f" with {model}" if model else "")}
+    if agent is not None:
+        fields["agent"] = agent
+    if model is not None:
+        fields["model"] = model
+    if solution is not None:
+        fields["solution"] = solution
+    issue = _issue_url(catalog, fields) if agent is not None else None
+    note = (
+        "The deployment-issue link appears when the site knows its GitHub repository"
+        " (`formarket site build --repository OWNER/NAME`)."
+        if catalog.settings.repository is None
+        else "A deployment issue needs an agent."
+    )
+    return {"intro": intro, "command": command, "issue_url": issue, "issue_note": note}
+
+
+def chart_view(
+    points: Sequence[tuple[str, Decimal | int]],
+    *,
+    title: str,
+    unit: str,
+    chart_id: str,
+    empty: str,
+    period_label: str = "Month",
+) -> dict[str, Any]:
+    """A chart and its numbers, or what to say when there are none."""
+    if not points or not any(value for _, value in points):
+        return {"svg": "", "empty": empty}
+    return {
+        "svg": bar_chart(points, title=title, unit=unit, chart_id=chart_id),
+        "caption": title,
+        "unit": unit,
+        "period_label": period_label,
+        "rows": [[label, format_amount(value)] for label, value in points],
+        "empty": "",
+    }
+
+
+def _usage_note(catalog: Catalog, what: str) -> str:
+    if not catalog.usage_recorded:
+        return "No usage recorded yet: the registry holds no usage logs so far."
+    return f"No usage recorded yet for {what}."
+
+
+def _versions(entry: Entry, catalog: Catalog) -> tuple[list[dict[str, Any]], str]:
+    current = str(entry.data.get("version", ""))
+    repository = catalog.settings.repository
+    rows = [
+        {
+            "version": v.version,
+            "date": v.date[:10],
+            "commit": v.commit[:10],
+            "commit_url": f"https://github.com/{repository}/commit/{v.commit}"
+            if repository
+            else "",
+            "current": v.version == current,
+        }
+        for v in reversed(entry.versions)
+    ]
+    if not catalog.history.available:
+        note = f"Version history comes from git: {catalog.history.note}."
+    elif not any(v.version == current for v in entry.versions):
+        note = f"Version {current} is not committed to the branch yet."
+    else:
+        note = ""
+    return rows, note
+
+
+def _gib(mib: Any) -> str:
+    value = Decimal(int(mib)) / 1024
+    return f"{format_amount(value)} GiB"
+
+
+def _resources(data: Mapping[str, Any]) -> list[dict[str, str]]:
+    resources = data.get("resources") or {}
+    out = []
+    for key, label in (("minimum", "Minimum"), ("recommended", "Recommended")):
+        spec = resources.get(key)
+        if not spec:
+            continue
+        gpu = spec.get("gpu")
+        gpu_text = "none"
+        if gpu:
+            gpu_text = f"{gpu.get('count', 1)} × {gpu.get('model')}"
+            if gpu.get("vram_gib"):
+                gpu_text += f" ({gpu['vram_gib']} GiB)"
+        out.append(
+            {
+                "label": label,
+                "vcpus": str(spec.get("vcpus")),
+                "memory": _gib(spec.get("memory_mib", 0)),
+                "disk": f"{spec.get('disk_gib')} GiB",
+                "gpu": gpu_text,
+            }
+        )
+    return out
+
+
+def _pricing(data: Mapping[str, Any]) -> tuple[list[list[str]], list[dict[str, str]], str]:
+    pricing = data.get("pricing") or {}
+    currency = pricing.get("currency", "")
+    model = pricing.get("model")
+    rows: list[list[str]] = [["Pricing model", str(model).replace("_", " ")]]
+    tiers: list[dict[str, str]] = []
+
+    def money(value: Any) -> str:
+        return f"{format_amount(Decimal(str(value)))} {currency}"
+
+    if model == "per_request":
+        rows.append(["Per request", money(pricing["per_request"])])
+    elif model == "per_token":
+        rows.append(["Per million input tokens", money(pricing["input_per_million"])])
+        rows.append(["Per million output tokens", money(pricing["output_per_million"])])
+    elif model == "per_instance_hour":
+        rows.append(["Per instance-hour", money(pricing["per_hour"])])
+    elif model == "subscription":
+        for tier in pricing.get("tiers") or ():
+            overage = tier.get("overage_per_request")
+            tiers.append(
+                {
+                    "name": str(tier.get("name")),
+                    "monthly": money(tier.get("monthly")),
+                    "requests": format_amount(tier["included_requests"])
+                    if tier.get("included_requests") is not None
+                    else "—",
+                    "tokens": format_amount(tier["included_tokens"])
+                    if tier.get("included_tokens") is not None
+                    else "—",
+                    "overage": money(overage) if overage is not None else "—",
+                }
+            )
+    else:
+        rows.append(["Price", "Free"])
+    monetization = data.get("monetization") or {}
+    metered = ", ".join(str(m).replace("_", " ") for m in monetization.get("metered") or ())
+    if metered:
+        rows.append(["Metered", metered])
+    share = Decimal(str(monetization.get("royalty_percent", 0)))
+    royalty = (
+        f"the publisher receives {format_amount(share)}% of what this listing earns; the"
+        f" platform keeps {format_amount(Decimal(100) - share)}%."
+    )
+    return rows, tiers, royalty
+
+
+def _details(entry: Entry) -> tuple[list[list[str]], list[dict[str, str]]]:
+    data = entry.data
+    rows: list[list[str]] = []
+
+    def add(label: str, value: Any) -> None:
+        if value not in (None, "", (), []):
+            rows.append([label, str(value)])
+
+    if entry.kind == "model":
+        add("Task", data.get("task"))
+        add("Capabilities", ", ".join(data.get("capabilities") or ()))
+        params = data.get("parameters")
+        add("Parameters", format_amount(int(params)) if params else None)
+        add("Architecture", data.get("architecture"))
+        add("Base model", data.get("base_model"))
+        add("Quantization", data.get("quantization"))
+        context = data.get("context_length")
+        add("Context length", f"{format_amount(int(context))} tokens" if context else None)
+        add("Languages", ", ".join(data.get("languages") or ()))
+        weights = data.get("weights") or ()
+        if weights:
+            size = sum(int(w.get("size_bytes", 0)) for w in weights)
+            add("Weights", f"{len(weights)} file(s), {format_amount(size)} bytes, sha256-checked")
+        return rows, []
+    add("Type", data.get("agent_type"))
+    add("Framework", data.get("framework"))
+    add("Runtime", data.get("runtime"))
+    permissions = data.get("permissions") or {}
+    add("Internet access", "yes" if permissions.get("internet") else "no")
+    add("Host files", permissions.get("filesystem", "none"))
+    add("Outside APIs", ", ".join(permissions.get("external_apis") or ()))
+    tools = [
+        {"name": str(t.get("name")), "description": str(t.get("description"))}
+        for t in data.get("tools") or ()
+    ]
+    return rows, tools
+
+
+def _compat(entry: Entry, catalog: Catalog, compat: Compatibility) -> dict[str, Any]:
+    if entry.kind == "agent":
+        if entry.id in compat.standalone:
+            return {
+                "anchor": "compatible-models",
+                "title": "Compatible models",
+                "standalone": "This agent needs no model: it is deployed on its own.",
+            }
+        preferred = [m for m in entry.data.get("preferred_models") or () if m in catalog.models]
+        found = compat.models_for(entry.id, COMPAT_SHOWN)
+        first = [m for m in preferred if compat.fits(entry.id, m)]
+        ordered = first + [m for m in found if m not in first]
+        items = [
+            _link(catalog.models.get(m), m, "preferred" if m in first else "")
+            for m in ordered[:COMPAT_SHOWN]
+        ]
+        count = compat.model_count(entry.id)
+        return {
+            "anchor": "compatible-models",
+            "title": "Compatible models",
+            "standalone": "",
+            "items": items,
+            "count": count,
+            "explorer": f"/compatibility/?agent={quote(entry.id, safe='/')}",
+            "more": f"All {count} compatible models in the explorer",
+            "empty": "No listed model meets this agent's requirements yet.",
+        }
+    found = compat.agents_for(entry.id, COMPAT_SHOWN)
+    count = compat.agent_count(entry.id)
+    return {
+        "anchor": "compatible-agents",
+        "title": "Compatible agents",
+        "standalone": "",
+        "items": [_link(catalog.agents.get(a), a) for a in found],
+        "count": count,
+        "explorer": f"/compatibility/?model={quote(entry.id, safe='/')}",
+        "more": f"All {count} compatible agents in the explorer",
+        "empty": "No listed agent runs on this model yet.",
+    }
+
+
+def _usage(entry: Entry, catalog: Catalog) -> dict[str, Any]:
+    points: list[tuple[str, Decimal | int]] = [(m.month, m.requests) for m in entry.usage]
+    return chart_view(
+        points,
+        title=f"Requests to {entry.id} per month",
+        unit="requests",
+        chart_id="usage",
+        empty=_usage_note(catalog, "this listing"),
+    )
+
+
+def _deploy_for(entry: Entry, catalog: Catalog, compat: Compatibility) -> dict[str, Any]:
+    if entry.kind == "agent":
+        if entry.id in compat.standalone:
+            return deploy_view(catalog, entry.id, None)
+        preferred = [m for m in entry.data.get("preferred_models") or () if m in catalog.models]
+        best = compat.models_for(entry.id, 1)
+        model = next((m for m in preferred if compat.fits(entry.id, m)), best[0] if best else None)
+        return deploy_view(catalog, entry.id, model or "MODEL-ID")
+    agents = compat.agents_for(entry.id, 1)
+    return deploy_view(catalog, agents[0] if agents else None, entry.id)
+
+
+def listing_view(entry: Entry, catalog: Catalog, compat: Compatibility) -> dict[str, Any]:
+    """Everything a model or agent page shows."""
+    data = entry.data
+    publisher = catalog.publishers.get(entry.publisher) or {}
+    pricing_rows, tiers, royalty = _pricing(data)
+    details, tools = _details(entry)
+    versions, versions_note = _versions(entry, catalog)
+    links = [
+        {"label": key, "url": url}
+        for key, value in sorted((data.get("links") or {}).items())
+        if isinstance(value, str) and (url := safe_url(value)) is not None
+    ]
+    schema = data.get("settings_schema")
+    compat_view = _compat(entry, catalog, compat)
+    toc = [
+        ["deploy", "Deploy"],
+        ["pricing", "Pricing"],
+        ["resources", "Resources"],
+        [compat_view["anchor"], compat_view["title"]],
+        ["usage", "Usage"],
+        ["readme", "Readme"],
+        ["details", "Details"],
+        ["versions", "Versions"],
+        ["formfile", "Formfile"],
+    ]
+    return {
+        "kind": entry.kind,
+        "id": entry.id,
+        "anchor": "top",
+        "name": entry.name,
+        "version": str(data.get("version", "")),
+        "license": str(data.get("license", "")),
+        "description": str(data.get("description", "")),
+        "tags": [str(t) for t in data.get("tags") or ()],
+        "publisher_name": str(publisher.get("name") or entry.publisher),
+        "publisher_url": f"/publishers/{entry.publisher}/",
+        "deploy": _deploy_for(entry, catalog, compat),
+        "pricing_rows": pricing_rows,
+        "tiers": tiers,
+        "royalty": royalty,
+        "resources": _resources(data),
+        "compat": compat_view,
+        "usage": _usage(entry, catalog),
+        "readme": entry.readme,
+        "readme_folder": entry.folder,
+        "details": details,
+        "tools": tools,
+        "links": links,
+        "settings_schema": json.dumps(schema, indent=2, sort_keys=True) if schema else "",
+        "versions": versions,
+        "versions_note": versions_note,
+        "api_url": f"/api/v1/{entry.kind}s/{entry.id}.json",
+        "formfile": entry.formfile,
+        "toc": toc,
+    }
+
+
+def solution_view(entry: Entry, catalog: Catalog) -> dict[str, Any]:
+    """Everything a solution page shows."""
+    data = entry.data
+    publisher = catalog.publishers.get(entry.publisher) or {}
+    parts = []
+    refs: dict[str, str] = {}
+    for role, kind in (("Agent", "agent"), ("Model", "model")):
+        ref = data.get(kind) or {}
+        ident = str(ref.get("id", ""))
+        refs[kind] = ident
+        target = catalog.entry(kind, ident)
+        pricing = target.data.get("pricing") if target else None
+        parts.append(
+            {
+                "role": role,
+                "id": ident,
+                "name": target.name if target else ident,
+                "url": target.url if target else "",
+                "version": str(ref.get("version") or "newest"),
+                "price": price_label(pricing) if isinstance(pricing, Mapping) else "not listed",
+            }
+        )
+    versions, versions_note = _versions(entry, catalog)
+    settings = data.get("settings")
+    return {
+        "kind": "solution",
+        "id": entry.id,
+        "anchor": "top",
+        "name": entry.name,
+        "version": str(data.get("version", "")),
+        "description": str(data.get("description", "")),
+        "tags": [str(t) for t in data.get("tags") or ()],
+        "publisher_name": str(publisher.get("name") or entry.publisher),
+        "publisher_url": f"/publishers/{entry.publisher}/",
+        "deploy": deploy_view(catalog, refs["agent"], refs["model"], solution=entry.id),
+        "parts": parts,
+        "settings": json.dumps(settings, indent=2, sort_keys=True) if settings else "",
+        "versions": versions,
+        "versions_note": versions_note,
+        "api_url": f"/api/v1/solutions/{entry.id}.json",
+        "toc": [
+            ["deploy", "Deploy"],
+            ["parts", "Agent and model"],
+            ["settings", "Settings"],
+            ["versions", "Versions"],
+        ],
+    }
+
+
+def publisher_view(
+    ident: str, catalog: Catalog, mine: Sequence[Entry] | None = None
+) -> dict[str, Any]:
+    """A publisher's page: their listings (`mine`, when the caller has them at hand), usage
+    per month and earnings per period."""
+    data = catalog.publishers.get(ident) or {}
+    if mine is None:
+        mine = [e for e in catalog.all_entries() if e.publisher == ident]
+    months: dict[str, int] = {}
+    for entry in mine:
+        for month in entry.usage:
+            months[month.month] = months.get(month.month, 0) + month.requests
+    usage = chart_view(
+        sorted(months.items()),
+        title=f"Requests to {ident}'s listings per month",
+        unit="requests",
+        chart_id="usage",
+        empty=_usage_note(catalog, "this publisher's listings"),
+    )
+    by_currency: dict[str, list[tuple[str, Decimal | int]]] = {}
+    for earning in catalog.earnings.get(ident, ()):
+        by_currency.setdefault(earning.currency, []).append((earning.period, earning.amount))
+    earnings = [
+        chart_view(
+            sorted(points),
+            title=f"{ident}'s royalties per period, in {currency}",
+            unit=currency,
+            chart_id=f"earnings-{currency.lower()}",
+            empty="",
+            period_label="Period",
+        )
+        for currency, points in sorted(by_currency.items())
+    ]
+    if catalog.periods_closed:
+        earnings_note = (
+            f"No earnings recorded yet: none in the {len(catalog.periods_closed)} closed"
+            " royalty period(s)."
+        )
+    else:
+        earnings_note = "No earnings recorded yet: no royalty period has been closed so far."
+    website = data.get("website")
+    listings = []
+    for kind, title in (("model", "Models"), ("agent", "Agents"), ("solution", "Solutions")):
+        items = [_link(e, e.id) for e in mine if e.kind == kind]
+        listings.append(
+            {
+                "anchor": f"{kind}s",
+                "title": title,
+                "items": items,
+                "empty": f"No {kind}s listed.",
+            }
+        )
+    return {
+        "id": ident,
+        "anchor": "top",
+        "name": str(data.get("name") or ident),
+        "description": str(data.get("description") or ""),
+        "website": safe_url(website) if isinstance(website, str) else None,
+        "owners": [str(o) for o in data.get("owners") or ()],
+        "usage": usage,
+        "earnings": [e for e in earnings if e["svg"]],
+        "earnings_note": earnings_note,
+        "listings": listings,
+        "toc": [
+            ["usage", "Usage"],
+            ["earnings", "Earnings"],
+            ["models", "Models"],
+            ["agents", "Agents"],
+            ["solutions", "Solutions"],
+        ],
+    }
+
+
+def version_rows(versions: Sequence[Version]) -> list[dict[str, str]]:
+    """Versions as the API lists them, oldest first."""
+    return [{"version": v.version, "date": v.date, "commit": v.commit} for v in versions]
