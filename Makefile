@@ -8,8 +8,10 @@ DEBIAN_PACKAGES := git python3-venv chromium qemu-system-x86 qemu-utils busybox-
 
 .PHONY: demo test bench lint debian-packages schemas clean
 
+# The demo's repository, images and site stay in build/demo to look at afterwards.
 demo: $(STAMP)
-	$(BIN)/formarket demo
+	rm -rf build/demo
+	$(BIN)/formarket demo --workdir build/demo
 
 test: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

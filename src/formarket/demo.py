@@ -127,11 +127,17 @@ def run_demo(source: Path, scratch: Path, echo: Echo) -> None:
     repo.get_worktree().reset_index()
     manifest = demo_build(repo_path, scratch / "store", echo)
 
+    _step(echo, 5, "The catalog site is built from the registry")
+    from formarket.site.demo import demo_site
+
+    site = demo_site(repo_path, scratch / "site", echo)
+
     echo("\n== Summary")
     echo(f"  registry validated: {report.documents} documents, no errors")
     echo(f"  pr-1 by {owner}: passed, merged ({publisher}/{new_slug} is listed)")
     echo(f"  pr-2 by {owner}: refused with {', '.join(refused)}")
     echo(f"  {DEMO_LISTING}: image {manifest.build_id[:16]} built, booted and answered")
+    echo(f"  the catalog: formarket site serve --dir {site}")
 
 
 def _pick_publisher(files: dict[str, bytes]) -> tuple[str, str, str]:
