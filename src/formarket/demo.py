@@ -24,7 +24,7 @@ from formarket.registry.validate import Report, validate_snapshot
 __all__ = ["run_demo", "starter_source"]
 
 Echo = Callable[[str], None]
-_STARTER = ("registry", "schemas", "builder")
+_STARTER = ("registry", "schemas", "builder", "royalties/policy.yaml")
 MAIN, PR1, PR2 = Ref(b"refs/heads/main"), Ref(b"refs/heads/pr-1"), Ref(b"refs/heads/pr-2")
 
 
@@ -127,7 +127,18 @@ def run_demo(source: Path, scratch: Path, echo: Echo) -> None:
     repo.get_worktree().reset_index()
     manifest = demo_build(repo_path, scratch / "store", echo)
 
-    _step(echo, 5, "The catalog site is built from the registry")
+    _step(echo, 5, "Calls go through the gateway, which meters them into git")
+    from formarket.gateway.demo import demo_gateway
+
+    demo_gateway(repo_path, echo)
+
+    _step(echo, 6, "A royalty period is closed, its statements verified")
+    from formarket.royalties.demo import demo_royalties
+
+    demo_royalties(repo, echo)
+    repo.get_worktree().reset_index()
+
+    _step(echo, 7, "The catalog site is built from the registry")
     from formarket.site.demo import demo_site
 
     site = demo_site(repo_path, scratch / "site", echo)

@@ -134,7 +134,13 @@ def test_bot_paths_are_for_the_bot(git_registry: MakeRepo, path: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "path", ["schemas/model.schema.json", ".github/workflows/validate.yml", "builder/bases/x.yaml"]
+    "path",
+    [
+        "schemas/model.schema.json",
+        ".github/workflows/validate.yml",
+        "builder/bases/x.yaml",
+        "royalties/policy.yaml",
+    ],
 )
 def test_everything_else_is_for_maintainers(git_registry: MakeRepo, path: str) -> None:
     repo, _, _ = git_registry({path: "name: changed\n"}, author="acme-dev")

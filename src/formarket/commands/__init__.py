@@ -11,8 +11,11 @@ COMMANDS: dict[str, str] = {
     "check": "check",
     "demo": "demo",
     "formfile": "formfile",
+    "gateway": "gateway",
     "new": "new",
+    "royalties": "royalties",
     "schema": "schema",
     "site": "site",
+    "usage": "usage",
     "validate": "validate",
 }

@@ -27,7 +27,9 @@ def command() -> None:
 )
 @click.option("--check", is_flag=True, help="Write nothing; exit 1 if any file differs.")
 def export(out: Path, check: bool) -> None:
-    """Write schemas/<kind>.schema.json for model, agent, publisher, solution and governance.
+    """Write schemas/<kind>.schema.json for every document: the registry's (model, agent,
+    publisher, solution, governance) and the ones formarket writes (usage-event,
+    royalty-policy, royalty-statement).
 
     Editors use them for completion (yaml-language-server); `formarket validate` checks every
     document against them. Run it after changing a model in formarket.schemas.

@@ -26,6 +26,8 @@ from formarket.registry.validate import Report, check_env, scan_snapshot
 __all__ = ["Roles", "changed_paths", "check_pull_request", "ownership_findings"]
 
 BOT_PATHS = ("registry/deployments/", "registry/usage/", "royalties/")
+# Inside the bot's paths, the platform's terms: the maintainers' to change, never the bot's.
+MAINTAINER_FILES = frozenset({"royalties/policy.yaml"})
 # Files of a listing that may change without a new version: they do not change what is built,
 # deployed or charged.
 DOC_ONLY = frozenset({"README.md"})
@@ -71,7 +73,7 @@ def ownership_findings(
     out: list[Finding] = []
     maintainer = author in roles.maintainers
     for path in paths:
-        if path.startswith(BOT_PATHS):
+        if path.startswith(BOT_PATHS) and path not in MAINTAINER_FILES:
             if author != roles.bot:
                 out.append(
                     finding(

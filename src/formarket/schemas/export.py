@@ -26,10 +26,22 @@ DOCUMENT_KINDS: Mapping[str, type[BaseModel]] = {
 }
 
 
+def _published() -> Mapping[str, type[BaseModel]]:
+    """Documents formarket writes rather than reads from publishers: usage events, the
+    royalty terms and statements. Published so that anyone can check them."""
+    from formarket.schemas.usage import RoyaltyPolicy, Statement, UsageEvent
+
+    return {
+        "usage-event": UsageEvent,
+        "royalty-policy": RoyaltyPolicy,
+        "royalty-statement": Statement,
+    }
+
+
 def render_schemas() -> dict[str, bytes]:
     """File name -> the exact bytes that `schemas/` must hold."""
     out: dict[str, bytes] = {}
-    for kind, model in DOCUMENT_KINDS.items():
+    for kind, model in {**DOCUMENT_KINDS, **_published()}.items():
         schema = model.model_json_schema(mode="validation")
         document = {
             "$schema": "https://json-schema.org/draft/2020-12/schema",

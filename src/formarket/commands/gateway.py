@@ -1,0 +1,310 @@
+"""`formarket gateway`: serve the OpenAI-compatible gateway; manage its keys and routes."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from formarket.errors import UsageError
+
+if TYPE_CHECKING:
+    from formarket.gateway.config import StatePaths
+    from formarket.schemas.usage import ListingVersion
+
+__all__ = ["REPO_OPTION", "STATE_OPTION", "command", "state_paths"]
+
+REPO_OPTION = click.option(
+    "--repo",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("."),
+    show_default=True,
+    help="The marketplace repository (a git clone).",
+)
+STATE_OPTION = click.option(
+    "--state",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="The gateway's state folder: keys, routes, the usage spool (default:"
+    " <repo>/.git/formarket-gateway, or $FORMARKET_GATEWAY_DIR).",
+)
+_REF = re.compile(r"^(?P<id>[^@\s]+)@(?P<version>[^@\s]+)$")
+
+
+def state_paths(repo: Path, state: Path | None) -> StatePaths:
+    from formarket.gateway.config import StatePaths, default_state_dir
+
+    return StatePaths(state if state is not None else default_state_dir(repo))
+
+
+@click.group("gateway")
+def command() -> None:
+    """The inference gateway: OpenAI-compatible access to running deployments, metered.
+
+    \b
+    Every call that reaches a deployment is one usage event in the spool; `formarket usage
+    flush` commits them to registry/usage/ in git.
+
+    \b
+      formarket gateway keys create acme          a key for account acme (shown once)
+      formarket gateway routes add dep-1 --endpoint http://10.0.0.5:8000 \\
+          --account acme --model acme/llama-8b@1.2.0
+      formarket gateway serve --port 8080
+      curl -H "Authorization: Bearer $KEY" localhost:8080/v1/models
+    """
+
+
+@command.command("serve")
+@REPO_OPTION
+@STATE_OPTION
+@click.option("--host", default="127.0.0.1", show_default=True, help="The address to listen on.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True)
+@click.option(
+    "--source",
+    default=None,
+    help="The usage source, `gateway/<name>` (default: gateway/<host name>).",
+)
+@click.option(
+    "--fsync-interval",
+    type=click.FloatRange(0, 10),
+    default=0.05,
+    show_default=True,
+    help="Seconds between syncs of the spool to disk; 0 syncs before each answer.",
+)
+@click.option(
+    "--max-body",
+    type=click.IntRange(1024, 1 << 30),
+    default=4 << 20,
+    show_default=True,
+    help="The largest request body accepted, in bytes.",
+)
+def serve(
+    repo: Path,
+    state: Path | None,
+    host: str,
+    port: int,
+    source: str | None,
+    fsync_interval: float,
+    max_body: int,
+) -> None:
+    """Serve the gateway until interrupted (SIGINT or SIGTERM seal the spool cleanly)."""
+    from formarket.gateway.app import GatewayLimits
+    from formarket.gateway.config import GatewayConfig, default_source
+    from formarket.gateway.server import serve as run
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    config = GatewayConfig(
+        state_paths(repo, state),
+        source=source or default_source(),
+        fsync_interval=fsync_interval,
+        limits=GatewayLimits(max_body=max_body),
+    )
+    run(
+        config,
+        host,
+        port,
+        lambda url: click.echo(
+            f"gateway listening on {url} (source {config.source}, state {config.state.root})"
+        ),
+    )
+
+
+@command.command("openapi")
+def openapi() -> None:
+    """Print the gateway's OpenAPI document."""
+    from formarket.gateway.openapi import openapi_document
+
+    click.echo(json.dumps(json.loads(openapi_document()), indent=2))
+
+
+@command.group("keys")
+def keys() -> None:
+    """API keys: one or more per account, stored hashed."""
+
+
+@keys.command("create")
+@click.argument("account")
+@REPO_OPTION
+@STATE_OPTION
+@click.option(
+    "--rate",
+    type=click.FloatRange(min=0.001),
+    default=20.0,
+    show_default=True,
+    help="Requests per second.",
+)
+@click.option(
+    "--burst",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Requests at once (default: twice the rate).",
+)
+@click.option(
+    "--requests-per-day",
+    type=click.IntRange(min=1),
+    default=None,
+    help="A daily quota of requests (UTC days).",
+)
+@click.option(
+    "--tokens-per-day",
+    type=click.IntRange(min=1),
+    default=None,
+    help="A daily quota of billed tokens (UTC days).",
+)
+def keys_create(
+    account: str,
+    repo: Path,
+    state: Path | None,
+    rate: float,
+    burst: int | None,
+    requests_per_day: int | None,
+    tokens_per_day: int | None,
+) -> None:
+    """Make a key for ACCOUNT and print it: it is shown this once and stored only hashed."""
+    from formarket.gateway.keys import create_key
+
+    key, record = create_key(
+        state_paths(repo, state).keys,
+        account,
+        rate_per_second=rate,
+        burst=burst,
+        requests_per_day=requests_per_day,
+        tokens_per_day=tokens_per_day,
+    )
+    click.echo(key)
+    click.echo(
+        f"key {record.id} for {account}: {rate:g} requests/s; keep it now, it is not stored",
+        err=True,
+    )
+
+
+@keys.command("list")
+@REPO_OPTION
+@STATE_OPTION
+def keys_list(repo: Path, state: Path | None) -> None:
+    """The keys: id, account, limits (never the keys themselves)."""
+    from formarket.gateway.keys import load_keys
+
+    for record in sorted(
+        load_keys(state_paths(repo, state).keys).by_id.values(),
+        key=lambda r: (r.account, r.created),
+    ):
+        quota = []
+        if record.requests_per_day:
+            quota.append(f"{record.requests_per_day} requests/day")
+        if record.tokens_per_day:
+            quota.append(f"{record.tokens_per_day} tokens/day")
+        click.echo(
+            f"{record.id}  {record.account}  {record.rate_per_second:g}/s burst {record.burst}"
+            f"  {', '.join(quota) or 'no quota'}  created {record.created}"
+            + ("  REVOKED" if record.revoked else "")
+        )
+
+
+@keys.command("revoke")
+@click.argument("key_id")
+@REPO_OPTION
+@STATE_OPTION
+def keys_revoke(key_id: str, repo: Path, state: Path | None) -> None:
+    """Revoke a key by its id; a running gateway refuses it within a second."""
+    from formarket.gateway.keys import revoke_key
+
+    record = revoke_key(state_paths(repo, state).keys, key_id)
+    click.echo(f"revoked key {record.id} of {record.account}")
+
+
+@command.group("routes")
+def routes() -> None:
+    """Where calls go, until the farm publishes its running deployments itself."""
+
+
+def _listing(value: str | None, what: str) -> ListingVersion | None:
+    from formarket.schemas.usage import ListingVersion
+
+    if value is None:
+        return None
+    match = _REF.match(value)
+    if match is None:
+        raise UsageError(f"--{what} {value!r} is not ID@VERSION", hint="such as acme/llama@1.2.0")
+    return ListingVersion(id=match["id"], version=match["version"])
+
+
+@routes.command("add")
+@click.argument("deployment")
+@click.option(
+    "--endpoint", required=True, help="The deployment's server, such as http://10.0.0.5:8000."
+)
+@click.option("--account", required=True, help="The account that deployed it (who may call it).")
+@click.option("--model", "model", default=None, help="The model it serves, ID@VERSION.")
+@click.option("--agent", "agent", default=None, help="The agent it runs, ID@VERSION.")
+@click.option("--upstream-model", default=None, help="The model name its server expects.")
+@REPO_OPTION
+@STATE_OPTION
+def routes_add(
+    deployment: str,
+    endpoint: str,
+    account: str,
+    model: str | None,
+    agent: str | None,
+    upstream_model: str | None,
+    repo: Path,
+    state: Path | None,
+) -> None:
+    """Route DEPLOYMENT (replacing its route if it has one)."""
+    from pydantic import ValidationError
+
+    from formarket.gateway.routes import Route, load_routes, save_routes
+
+    path = state_paths(repo, state).routes
+    try:
+        route = Route(
+            deployment=deployment,
+            endpoint=endpoint,
+            account=account,
+            agent=_listing(agent, "agent"),
+            model=_listing(model, "model"),
+            upstream_model=upstream_model,
+        )
+    except ValidationError as exc:
+        raise UsageError(f"not a route:\n{exc}") from exc
+    others = [r for r in load_routes(path).routes if r.deployment != deployment]
+    save_routes(path, [*others, route])
+    click.echo(f"{deployment} -> {endpoint} for {account}")
+
+
+@routes.command("list")
+@REPO_OPTION
+@STATE_OPTION
+def routes_list(repo: Path, state: Path | None) -> None:
+    """The routes."""
+    from formarket.gateway.routes import load_routes
+
+    for route in load_routes(state_paths(repo, state).routes).routes:
+        served = ", ".join(
+            f"{what} {ref.id}@{ref.version}"
+            for what, ref in (("agent", route.agent), ("model", route.model))
+            if ref is not None
+        )
+        click.echo(f"{route.deployment}  {route.endpoint}  {route.account}  {served}")
+
+
+@routes.command("remove")
+@click.argument("deployment")
+@REPO_OPTION
+@STATE_OPTION
+def routes_remove(deployment: str, repo: Path, state: Path | None) -> None:
+    """Stop routing DEPLOYMENT."""
+    from formarket.errors import NotFoundError
+    from formarket.gateway.routes import load_routes, save_routes
+
+    path = state_paths(repo, state).routes
+    current = load_routes(path).routes
+    kept = [r for r in current if r.deployment != deployment]
+    if len(kept) == len(current):
+        raise NotFoundError(f"no route for {deployment}")
+    save_routes(path, kept)
+    click.echo(f"{deployment} is no longer routed")

@@ -1,0 +1,234 @@
+"""`formarket royalties`: close a period, preview an open one, verify a closed one."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from formarket.commands._common import open_repo
+from formarket.errors import UsageError
+
+__all__ = ["command"]
+
+_REPO = click.option(
+    "--repo",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("."),
+    show_default=True,
+    help="The marketplace repository (a git clone); nothing is checked out.",
+)
+_PERIOD = click.option(
+    "--period", required=True, metavar="YYYY-MM", help="The month, in UTC, such as 2026-01."
+)
+_BRANCH = click.option(
+    "--branch", default="main", show_default=True, help="The branch whose usage is read."
+)
+_JOBS = click.option(
+    "--jobs",
+    "-j",
+    type=click.IntRange(1, 64),
+    default=None,
+    help="Processes to read usage with (default: one per core).",
+)
+
+
+def _say(message: str) -> None:
+    click.echo(message, err=True)
+
+
+class _Progress:
+    """Reading usage can take a minute: say how far it got, every two seconds at most."""
+
+    def __init__(self) -> None:
+        self.last = 0.0
+
+    def __call__(self, done: int, total: int, events: int) -> None:
+        now = time.monotonic()
+        if done == total or now - self.last >= 2:
+            self.last = now
+            click.echo(f"  read {done:,}/{total:,} usage files, {events:,} events", err=True)
+
+
+@click.group("royalties")
+def command() -> None:
+    """Royalties: from the usage committed to git to statements, a ledger and payouts.
+
+    \b
+    A period is a calendar month in UTC. Usage is read from registry/usage/ in git objects;
+    each event is rated with the terms of the listing version that served it, split between
+    its creator (the listing's royalty_percent) and the platform, and posted to a double-entry
+    ledger. Statements per publisher, the ledger, payouts and a summary go to
+    royalties/YYYY-MM/, committed by the bot. The terms are in royalties/policy.yaml.
+
+    \b
+      formarket royalties preview --period 2026-02     an open period, as it stands
+      formarket royalties close --period 2026-01 --commit
+      formarket royalties verify --period 2026-01      recompute and compare, byte for byte
+    """
+
+
+@command.command("close")
+@_PERIOD
+@_REPO
+@_BRANCH
+@click.option("--commit", is_flag=True, help="Commit royalties/YYYY-MM/ as the bot.")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Also write the files to this folder, to read them before committing.",
+)
+@_JOBS
+def close_command(
+    period: str, repo: Path, branch: str, commit: bool, out: Path | None, jobs: int | None
+) -> None:
+    """Close a finished period: rate its usage, split it, post the ledger, write statements
+    and payouts.
+
+    Without --commit nothing is written to git: the result is shown, and written to --out if
+    given. A closed period never changes; usage that arrives for it later is posted as an
+    adjustment in the next period that is closed.
+
+    \b
+    Exit status: 0 closed (or would close), 1 an error, 2 bad usage (a period not over, or
+    closed already).
+    """
+    from formarket.royalties import engine
+
+    repository = open_repo(repo)
+    try:
+        computed, new = engine.close(
+            repository,
+            period,
+            branch=branch,
+            commit=commit,
+            jobs=jobs,
+            say=_say,
+            progress=_Progress(),
+        )
+    finally:
+        repository.close()
+    _show(computed.files, out)
+    if new is None:
+        click.echo(f"\nnot committed (dry run): add --commit to commit royalties/{period}/")
+    else:
+        click.echo(
+            f"\ncommitted royalties/{period}/ ({len(computed.files)} files) to {branch}"
+            f" as {new.decode()[:12]}"
+        )
+
+
+@command.command("preview")
+@_PERIOD
+@_REPO
+@_BRANCH
+@click.option(
+    "--publisher", default=None, help="Show this publisher's statement instead of the summary."
+)
+@_JOBS
+def preview_command(
+    period: str, repo: Path, branch: str, publisher: str | None, jobs: int | None
+) -> None:
+    """Show what closing a period now would give, for an open period (even an unfinished
+    one). Nothing is written."""
+    from formarket.royalties import engine
+
+    repository = open_repo(repo)
+    try:
+        computed = engine.preview(
+            repository, period, branch=branch, jobs=jobs, say=_say, progress=_Progress()
+        )
+    finally:
+        repository.close()
+    if publisher is None:
+        click.echo(computed.files["README.md"].decode(), nl=False)
+        return
+    page = computed.files.get(f"statements/{publisher}.md")
+    if page is None:
+        names = sorted(
+            p.removeprefix("statements/").removesuffix(".md")
+            for p in computed.files
+            if p.startswith("statements/") and p.endswith(".md")
+        )
+        raise UsageError(
+            f"{publisher} has no statement for {period}",
+            hint=f"publishers with one: {', '.join(names) or 'none'}",
+        )
+    click.echo(page.decode(), nl=False)
+
+
+@command.command("verify")
+@_PERIOD
+@_REPO
+@_BRANCH
+@_JOBS
+def verify_command(period: str, repo: Path, branch: str, jobs: int | None) -> None:
+    """Recompute a closed period from git and compare it with what is committed, byte for
+    byte.
+
+    \b
+    Exit status: 0 every file agrees, 1 any difference (each is listed, with a diff).
+    """
+    from formarket.royalties import engine
+
+    repository = open_repo(repo)
+    try:
+        differences = engine.verify(
+            repository, period, branch=branch, jobs=jobs, say=_say, progress=_Progress()
+        )
+    finally:
+        repository.close()
+    if not differences:
+        click.echo(f"royalties/{period}/ agrees with its recomputation, byte for byte")
+        return
+    for difference in differences:
+        click.echo(f"{difference.path}: {difference.problem}")
+        if difference.diff:
+            click.echo(difference.diff)
+    click.echo(f"{len(differences)} difference(s): royalties/{period}/ does not verify")
+    sys.exit(1)
+
+
+@command.command("simulate")
+@_PERIOD
+@_REPO
+@_BRANCH
+@click.option("--calls", type=click.IntRange(1, 10_000_000), default=5000, show_default=True)
+@click.option("--seed", type=int, default=7, show_default=True)
+def simulate_command(period: str, repo: Path, branch: str, calls: int, seed: int) -> None:
+    """Commit SIMULATED usage for the listings of a branch, as the bot: a stand-in until the
+    gateway and the farm meter real usage. Never run it on a real marketplace."""
+    from formarket.royalties import engine, gitio
+    from formarket.royalties.simulate import Plan, commit_usage, simulate
+
+    engine.check_period(period)
+    repository = open_repo(repo)
+    try:
+        tip = engine.branch_tip(repository, branch)
+        book = gitio.price_book(repository, tip, gitio.cache_dir_of(repository))
+        files = simulate(book.latest(), Plan(period=period, calls=calls, seed=seed))
+        bot = engine.bot_identity(repository, gitio.commit_tree(repository, tip))
+        new = commit_usage(
+            repository,
+            branch,
+            files,
+            bot,
+            f"Simulated usage for {period}: {calls} calls (seed {seed}); not real usage",
+        )
+    finally:
+        repository.close()
+    click.echo(f"committed {len(files)} simulated usage files to {branch} as {new.decode()[:12]}")
+
+
+def _show(files: dict[str, bytes], out: Path | None) -> None:
+    click.echo(files["README.md"].decode(), nl=False)
+    if out is None:
+        return
+    for rel, data in files.items():
+        target = out / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+    click.echo(f"\nwrote {len(files)} files to {out}")

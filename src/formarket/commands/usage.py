@@ -1,0 +1,91 @@
+"""`formarket usage`: commit the spooled usage to git; show what git holds."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import date
+from pathlib import Path
+
+import click
+
+from formarket.commands._common import open_repo
+from formarket.commands.gateway import REPO_OPTION, STATE_OPTION, state_paths
+from formarket.errors import UsageError
+
+__all__ = ["command"]
+
+_BRANCH = click.option("--branch", default="main", show_default=True, help="The branch to use.")
+
+
+@click.group("usage")
+def command() -> None:
+    """Metered usage: from the gateway's spool to registry/usage/ in git, and back out.
+
+    \b
+      formarket usage flush                    commit what the gateway spooled, as the bot
+      formarket usage flush --every 60         ... every minute, until interrupted
+      formarket usage show --since 2026-01-01 --listing acme/llama-8b
+    """
+
+
+@command.command("flush")
+@REPO_OPTION
+@STATE_OPTION
+@_BRANCH
+@click.option(
+    "--every",
+    type=click.FloatRange(min=0.01),
+    default=None,
+    help="Keep flushing, every this many seconds, until interrupted.",
+)
+def flush(repo: Path, state: Path | None, branch: str, every: float | None) -> None:
+    """Commit the events of sealed spool segments to registry/usage/YYYY/MM/DD/, each once."""
+    from formarket.gateway.flush import flush_all
+
+    git = open_repo(repo)
+    spool = state_paths(repo, state).spool
+    while True:
+        results = flush_all(git, spool, branch=branch)
+        for result in results:
+            for segment, line, reason in ((s.segment, s.line, s.reason) for s in result.set_aside):
+                click.echo(
+                    f"set aside: {segment} line {line}: {reason} (kept in {spool}/rejected/)",
+                    err=True,
+                )
+            if result.reconciled:
+                click.echo(
+                    f"{len(result.reconciled)} segments were already committed; removed them"
+                )
+            if result.commit:
+                for path, events in result.files:
+                    click.echo(f"committed {events:,} events to {path}")
+                click.echo(f"  commit {result.commit} ({len(result.segments)} segments)")
+        if every is None:
+            if not results:
+                click.echo("nothing to flush")
+            return
+        time.sleep(every)
+
+
+@command.command("show")
+@REPO_OPTION
+@_BRANCH
+@click.option("--listing", default=None, help="Only this listing (`publisher/slug`).")
+@click.option("--since", default=None, metavar="YYYY-MM-DD", help="Only usage from this day on.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for programs.")
+def show(repo: Path, branch: str, listing: str | None, since: str | None, as_json: bool) -> None:
+    """The committed usage, per listing version: calls, tokens, instance-hours."""
+    from formarket.gateway.show import render_text, usage_summary
+
+    day = None
+    if since is not None:
+        try:
+            day = date.fromisoformat(since)
+        except ValueError as exc:
+            raise UsageError(f"--since {since!r} is not a date", hint="YYYY-MM-DD") from exc
+    summary = usage_summary(open_repo(repo), branch=branch, since=day, listing=listing)
+    if as_json:
+        click.echo(json.dumps(summary.as_json(), indent=2))
+    else:
+        click.echo(render_text(summary))

@@ -1,0 +1,643 @@
+"""The gateway as an ASGI application: authenticate, limit, check, route, forward, meter.
+
+    GET  /v1/models                  the deployments the caller may use
+    GET  /v1/models/{id}             one of them
+    POST /v1/chat/completions        forwarded to the deployment `model` names (streams too)
+    POST /v1/completions             ditto
+    POST /v1/embeddings              ditto
+    GET  /openapi.json               the OpenAPI document of all of this
+    GET  /health                     200 while the gateway can meter
+
+A plain ASGI callable rather than a framework: five fixed routes need no router, and every
+layer between uvicorn and the forwarding costs CPU on every call, which is what bounds the
+gateway's throughput. Every refusal is OpenAI's error shape (`wire.ApiError`); an unexpected
+failure is a 500 in the same shape, logged, never a traceback to the caller.
+
+Metering: a call that reached a deployment is one usage event, written to the spool before
+the caller has the whole answer (for a stream, before the final `[DONE]`), so a caller who got
+an answer was metered even if the gateway dies right after. Refusals before forwarding (no key,
+over a limit, malformed, unknown deployment) reach no deployment and are not metered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+
+from formarket.gateway.events import Outcome, Served, call_event
+from formarket.gateway.keys import KeyRecord, KeyStore
+from formarket.gateway.limits import Limits
+from formarket.gateway.meter import Meter
+from formarket.gateway.routes import Route, Routes, RouteTable, resolve
+from formarket.gateway.spool import SpoolError
+from formarket.gateway.sse import SseSplitter, event_data
+from formarket.gateway.tokens import (
+    Kind,
+    Measure,
+    Settled,
+    measure_choices,
+    measure_request,
+    settle,
+    upstream_usage,
+)
+from formarket.gateway.upstream import Endpoint, UpstreamError, UpstreamPool, UpstreamResponse
+from formarket.gateway.wire import ENDPOINTS, ApiError, Request, error_body
+
+__all__ = ["Gateway", "GatewayLimits"]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+_log = logging.getLogger("formarket.gateway")
+_decode = msgspec.json.decode
+_encode = msgspec.json.Encoder().encode
+_JSON = (b"content-type", b"application/json")
+_BAD_JSON = (msgspec.DecodeError, UnicodeDecodeError, RecursionError)
+_PASSED_4XX = frozenset({400, 404, 409, 413, 422, 429})
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayLimits:
+    """Bounds on what a caller and a deployment may send."""
+
+    max_body: int = 4 << 20
+    max_response: int = 64 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class _Target:
+    route: Route
+    served: Served
+    endpoint: Endpoint
+
+
+class _Exchange:
+    """One HTTP exchange: remembers whether the answer has begun, so that a failure after it
+    began is not answered twice."""
+
+    __slots__ = ("send", "started")
+
+    def __init__(self, send: Send) -> None:
+        self.send = send
+        self.started = False
+
+    async def start(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
+        self.started = True
+        await self.send({"type": "http.response.start", "status": status, "headers": headers})
+
+    async def respond(
+        self, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None
+    ) -> None:
+        head = [_JSON, (b"content-length", str(len(body)).encode())]
+        if headers:
+            head.extend(headers)
+        await self.start(status, head)
+        await self.send({"type": "http.response.body", "body": body})
+
+
+class Gateway:
+    """The ASGI application. Its collaborators are passed in: where keys and routes come
+    from, the meter, the pool of connections to deployments and the clocks."""
+
+    def __init__(
+        self,
+        *,
+        keys: Callable[[], KeyStore],
+        routes: RouteTable,
+        meter: Meter,
+        pool: UpstreamPool,
+        openapi: bytes,
+        limits: GatewayLimits = GatewayLimits(),
+        allowance: Limits | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+        on_startup: Callable[[], Awaitable[None]] | None = None,
+        on_shutdown: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        self.keys = keys
+        self.routes = routes
+        self.meter = meter
+        self.pool = pool
+        self.limits = limits
+        self.allowance = allowance if allowance is not None else Limits()
+        self._openapi = openapi
+        self._clock = clock
+        self._wall = wall
+        self._on_startup = on_startup
+        self._on_shutdown = on_shutdown
+        self._snapshot: Routes | None = None
+        self._targets: dict[str, _Target] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if kind != "http":
+            return  # the gateway speaks no websockets; returning closes the connection
+        exchange = _Exchange(send)
+        try:
+            await self._dispatch(scope, receive, exchange)
+        except ApiError as err:
+            if not exchange.started:
+                await exchange.respond(err.status, err.body(), list(err.headers))
+        except Exception:
+            _log.exception("internal error on %s %s", scope.get("method"), scope.get("path"))
+            if not exchange.started:
+                body = error_body("internal error in the gateway", "server_error", None, None)
+                await exchange.respond(500, body)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                if self._on_startup is not None:
+                    await self._on_startup()
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                if self._on_shutdown is not None:
+                    await self._on_shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _dispatch(self, scope: Scope, receive: Receive, exchange: _Exchange) -> None:
+        method: str = scope["method"]
+        path: str = scope["path"]
+        endpoint = ENDPOINTS.get(path)
+        if endpoint is not None:
+            _allow(method, "POST")
+            await self._forward(scope, receive, exchange, path, *endpoint)
+        elif path == "/v1/models" or path.startswith("/v1/models/"):
+            _allow(method, "GET")
+            key = self._authenticate(scope)
+            await self._models(
+                exchange, key, path[len("/v1/models/") :] if path != "/v1/models" else None
+            )
+        elif path == "/openapi.json":
+            _allow(method, "GET")
+            await exchange.respond(200, self._openapi)
+        elif path == "/health":
+            _allow(method, "GET")
+            if self.meter.error is not None:
+                raise _metering_down(self.meter.error)
+            await exchange.respond(200, b'{"status":"ok"}')
+        else:
+            raise ApiError(404, f"unknown request URL: {method} {path}", code="unknown_url")
+
+    # --- who is calling ------------------------------------------------------------------
+
+    def _authenticate(self, scope: Scope) -> KeyRecord:
+        presented = b""
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                presented = value
+                break
+        if not presented:
+            raise ApiError(
+                401,
+                "no API key: send `Authorization: Bearer <key>`"
+                " (`formarket gateway keys create ACCOUNT` makes one)",
+                code="missing_api_key",
+                headers=[(b"www-authenticate", b"Bearer")],
+            )
+        scheme, _, token = presented.decode("latin-1").partition(" ")
+        record = self.keys().authenticate(token.strip()) if scheme.lower() == "bearer" else None
+        if record is None:
+            raise ApiError(
+                401,
+                "invalid API key",
+                code="invalid_api_key",
+                headers=[(b"www-authenticate", b'Bearer error="invalid_token"')],
+            )
+        return record
+
+    def _admit(self, key: KeyRecord) -> None:
+        refusal = self.allowance.admit(key, self._clock(), self._wall())
+        if refusal is not None:
+            raise ApiError(
+                429,
+                refusal.message,
+                type="insufficient_quota" if refusal.code == "insufficient_quota" else "requests",
+                code=refusal.code,
+                headers=[(b"retry-after", str(refusal.retry_after).encode())],
+            )
+
+    def _target(self, key: KeyRecord, name: str) -> _Target:
+        routes = self.routes.snapshot()
+        if routes is not self._snapshot:
+            self._snapshot, self._targets = routes, {}
+        found = resolve(routes, key.account, name)
+        if isinstance(found, list):
+            if found:
+                raise ApiError(
+                    404,
+                    f"`{name}` is served by several of your deployments"
+                    f" ({', '.join(found)}): name one of them",
+                    param="model",
+                    code="model_ambiguous",
+                )
+            raise ApiError(
+                404,
+                f"the model `{name}` does not exist or you do not have access to it",
+                param="model",
+                code="model_not_found",
+            )
+        target = self._targets.get(found.deployment)
+        if target is None:
+            target = _Target(found, found.served(), Endpoint.parse(found.endpoint))
+            self._targets[found.deployment] = target
+        return target
+
+    # --- GET /v1/models --------------------------------------------------------------------
+
+    async def _models(self, exchange: _Exchange, key: KeyRecord, one: str | None) -> None:
+        routes = self.routes.snapshot().by_account.get(key.account, ())
+        if one is None:
+            data = [_model(route) for route in sorted(routes, key=lambda r: r.deployment)]
+            await exchange.respond(200, _encode({"object": "list", "data": data}))
+            return
+        for route in routes:
+            if route.deployment == one:
+                await exchange.respond(200, _encode(_model(route)))
+                return
+        raise ApiError(
+            404,
+            f"the model `{one}` does not exist or you do not have access to it",
+            param="model",
+            code="model_not_found",
+        )
+
+    # --- POST: forward and meter ---------------------------------------------------------
+
+    async def _forward(
+        self,
+        scope: Scope,
+        receive: Receive,
+        exchange: _Exchange,
+        path: str,
+        kind: Kind,
+        request_type: type[Request],
+    ) -> None:
+        key = self._authenticate(scope)
+        self._admit(key)
+        body = await self._read_body(scope, receive)
+        request, document = _parse(body, request_type)
+        target = self._target(key, request.model)
+        if self.meter.error is not None:
+            raise _metering_down(self.meter.error)
+        stream = bool(getattr(request, "stream", False))
+        wants_usage = False
+        if target.route.upstream_model is not None:
+            document["model"] = target.route.upstream_model
+        if stream:
+            # Ask for the deployment's counts at the end of the stream; the caller sees
+            # them only if it asked too.
+            options = document.get("stream_options")
+            wants_usage = isinstance(options, dict) and options.get("include_usage") is True
+            document["stream_options"] = {
+                **(options if isinstance(options, dict) else {}),
+                "include_usage": True,
+            }
+        measured_in = measure_request(kind, document)
+        call = _Call(self, key, target, kind, measured_in, self.meter.next_id())
+        try:
+            response = await self.pool.post(target.endpoint, path, _encode(document))
+        except UpstreamError as exc:
+            await call.record_failure("error")
+            raise _upstream_failed(exc) from exc
+        try:
+            content_type = response.header(b"content-type") or b""
+            if stream and response.status == 200 and content_type.startswith(b"text/event-stream"):
+                await self._stream(call, response, exchange, receive, wants_usage)
+            else:
+                await self._complete(call, response, exchange)
+        finally:
+            response.close()
+
+    async def _read_body(self, scope: Scope, receive: Receive) -> bytes:
+        limit = self.limits.max_body
+        content_type = b""
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    raise ApiError(400, "the Content-Length header is not a number") from None
+                if declared > limit:
+                    raise _too_large(limit)
+            elif name == b"content-type":
+                content_type = value
+        if content_type.split(b";", 1)[0].strip().lower() != b"application/json":
+            raise ApiError(
+                415,
+                "the request body must be JSON, sent with `Content-Type: application/json`",
+                code="unsupported_media_type",
+            )
+        parts = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise ApiError(400, "the client went away", code="client_disconnected")
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise _too_large(limit)
+            parts.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(parts)
+
+    async def _complete(self, call: _Call, response: UpstreamResponse, exchange: _Exchange) -> None:
+        """A whole answer: read it, meter it, then pass it on unchanged."""
+        try:
+            data = await response.read(self.limits.max_response)
+        except UpstreamError as exc:
+            await call.record_failure("error")
+            raise _upstream_failed(exc) from exc
+        status = response.status
+        if 200 <= status < 300:
+            try:
+                document = _decode(data)
+            except _BAD_JSON:
+                document = None
+            if not isinstance(document, dict):
+                await call.record_failure("error")
+                raise ApiError(
+                    502,
+                    "the deployment's answer is not a JSON object",
+                    type="upstream_error",
+                    code="bad_upstream_response",
+                )
+            choices = document.get("choices")
+            settled = settle(
+                call.measured_in,
+                measure_choices(choices),
+                len(choices) if isinstance(choices, list) else 0,
+                upstream_usage(call.kind, document.get("usage")),
+            )
+            await call.record(settled, "ok")
+            await exchange.respond(200, data, [(b"x-request-id", call.event_id.encode())])
+            return
+        if 400 <= status < 500:
+            await call.record_failure("rejected")
+            raise ApiError(
+                status if status in _PASSED_4XX else 400,
+                f"the deployment refused the request: {_upstream_message(data)}",
+                code="upstream_rejected",
+                headers=[(b"x-request-id", call.event_id.encode())],
+            )
+        await call.record_failure("error")
+        raise ApiError(
+            502,
+            f"the deployment failed (HTTP {status}): {_upstream_message(data)}",
+            type="upstream_error",
+            code="upstream_error",
+            headers=[(b"x-request-id", call.event_id.encode())],
+        )
+
+    async def _stream(
+        self,
+        call: _Call,
+        response: UpstreamResponse,
+        exchange: _Exchange,
+        receive: Receive,
+        wants_usage: bool,
+    ) -> None:
+        """Pass a stream through event by event, metering it as it goes. The final `[DONE]`
+        is held back until the event is in the spool."""
+        await exchange.start(
+            200,
+            [
+                (b"content-type", b"text/event-stream; charset=utf-8"),
+                (b"cache-control", b"no-cache"),
+                (b"x-request-id", call.event_id.encode()),
+            ],
+        )
+        gone = asyncio.Event()
+
+        async def watch() -> None:
+            # uvicorn answers receive() with http.disconnect once the caller has gone.
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            gone.set()
+            response.close()
+
+        watcher = asyncio.get_running_loop().create_task(watch())
+        splitter = SseSplitter()
+        out = Measure()
+        indexes: set[int] = set()
+        reported: tuple[int, int] | None = None
+        done: bytes | None = None
+        outcome: Outcome = "ok"
+        try:
+            async for chunk in response.chunks():
+                forward = []
+                for event in splitter.feed(chunk):
+                    data = event_data(event)
+                    if data == b"[DONE]":
+                        done = event
+                        continue
+                    keep = True
+                    if data is not None:
+                        keep, measured, usage = _stream_chunk(call.kind, data, indexes, wants_usage)
+                        out += measured
+                        reported = usage or reported
+                    if keep:
+                        forward.append(event + b"\n\n")
+                if forward:
+                    await exchange.send(
+                        {"type": "http.response.body", "body": b"".join(forward), "more_body": True}
+                    )
+            rest = splitter.rest()
+            if rest:
+                out += Measure(len(rest))
+                await exchange.send(
+                    {"type": "http.response.body", "body": rest + b"\n\n", "more_body": True}
+                )
+        except (UpstreamError, ValueError):
+            # The caller leaving closes the response under us: what it was sent, it used.
+            outcome = "ok" if gone.is_set() else "error"
+        finally:
+            watcher.cancel()
+        settled = settle(call.measured_in, out, len(indexes), reported)
+        try:
+            if outcome == "ok":
+                await call.record(settled, "ok")
+            else:
+                await call.record_failure("error")
+        except SpoolError as exc:
+            tail = _sse_error(_metering_down(exc))
+        else:
+            if outcome == "ok":
+                tail = (done or b"data: [DONE]") + b"\n\n"
+            else:
+                tail = _sse_error(
+                    ApiError(502, "the deployment's stream broke off", type="upstream_error")
+                )
+        await exchange.send({"type": "http.response.body", "body": tail, "more_body": False})
+
+
+class _Call:
+    """What a forwarded call knows about itself, for its usage event."""
+
+    __slots__ = ("event_id", "gateway", "key", "kind", "measured_in", "started", "target", "wall")
+
+    def __init__(
+        self,
+        gateway: Gateway,
+        key: KeyRecord,
+        target: _Target,
+        kind: Kind,
+        measured_in: Measure,
+        event_id: str,
+    ) -> None:
+        self.gateway = gateway
+        self.key = key
+        self.target = target
+        self.kind = kind
+        self.measured_in = measured_in
+        self.event_id = event_id
+        self.started = gateway._clock()
+        self.wall = gateway._wall()
+
+    async def record(self, settled: Settled, outcome: Outcome) -> None:
+        gateway = self.gateway
+        payload = call_event(
+            event_id=self.event_id,
+            source=gateway.meter.source,
+            moment=datetime.fromtimestamp(self.wall, UTC),
+            served=self.target.served,
+            input_tokens=settled.input_tokens,
+            output_tokens=settled.output_tokens,
+            duration_ms=int((gateway._clock() - self.started) * 1000),
+            outcome=outcome,
+            tokens_source=settled.source,
+        )
+        try:
+            await gateway.meter.record(payload)
+        except SpoolError as exc:
+            raise _metering_down(exc) from exc
+        if outcome == "ok":
+            gateway.allowance.charge(
+                self.key, self.wall, settled.input_tokens + settled.output_tokens
+            )
+
+    async def record_failure(self, outcome: Outcome) -> None:
+        """A call that reached the deployment but was not served: metered, never charged."""
+        await self.record(Settled(self.measured_in.estimate, 0, "measured"), outcome)
+
+
+def _parse(body: bytes, request_type: type[Request]) -> tuple[Request, dict[str, Any]]:
+    """The typed request (its named fields checked) and the whole document (forwarded)."""
+    try:
+        request = _decode(body, type=request_type)
+    except msgspec.ValidationError as exc:
+        raise ApiError(
+            400, f"invalid request: {exc}", param=_param(exc), code="invalid_value"
+        ) from exc
+    except _BAD_JSON as exc:
+        raise ApiError(400, f"the body is not valid JSON: {exc}", code="invalid_json") from exc
+    document = _decode(body)
+    assert isinstance(document, dict)  # the typed decode accepted an object
+    return request, document
+
+
+def _param(exc: msgspec.ValidationError) -> str | None:
+    text = str(exc)
+    at = text.rfind("at `$")
+    if at < 0:
+        return None
+    return text[at + 5 :].rstrip("`").lstrip(".") or None
+
+
+def _stream_chunk(
+    kind: Kind, data: bytes, indexes: set[int], wants_usage: bool
+) -> tuple[bool, Measure, tuple[int, int] | None]:
+    """(forward it?, the text it carries, the counts it reports) for one chunk's data."""
+    try:
+        chunk = _decode(data)
+    except _BAD_JSON:
+        chunk = None
+    if not isinstance(chunk, dict):
+        # Not a chunk we can read: whatever it carries is at most its bytes.
+        return True, Measure(len(data)), None
+    choices = chunk.get("choices")
+    if isinstance(choices, list):
+        for choice in choices:
+            if isinstance(choice, dict) and isinstance(choice.get("index"), int):
+                indexes.add(choice["index"])
+    usage = upstream_usage(kind, chunk.get("usage"))
+    # The usage-only chunk the gateway asked for on the caller's behalf stays with the gateway.
+    keep = wants_usage or usage is None or bool(choices)
+    return keep, measure_choices(choices), usage
+
+
+def _model(route: Route) -> dict[str, Any]:
+    return {
+        "id": route.deployment,
+        "object": "model",
+        "created": 0,
+        "owned_by": route.account,
+        "formarket": {
+            "agent": route.agent.model_dump() if route.agent else None,
+            "model": route.model.model_dump() if route.model else None,
+        },
+    }
+
+
+def _allow(method: str, allowed: str) -> None:
+    if method != allowed:
+        raise ApiError(
+            405,
+            f"method {method} is not allowed here; use {allowed}",
+            code="method_not_allowed",
+            headers=[(b"allow", allowed.encode())],
+        )
+
+
+def _too_large(limit: int) -> ApiError:
+    return ApiError(413, f"the request body is larger than {limit} bytes", code="request_too_large")
+
+
+def _metering_down(exc: Exception) -> ApiError:
+    return ApiError(
+        503,
+        f"usage metering is unavailable, so calls are refused: {exc}",
+        type="server_error",
+        code="metering_unavailable",
+    )
+
+
+def _upstream_failed(exc: UpstreamError) -> ApiError:
+    return ApiError(
+        504 if exc.timeout else 502,
+        f"the deployment could not be reached: {exc}",
+        type="upstream_error",
+        code="upstream_timeout" if exc.timeout else "upstream_unavailable",
+    )
+
+
+def _upstream_message(data: bytes) -> str:
+    """The deployment's own error message, if it sent one in OpenAI's shape, else a snippet."""
+    try:
+        document = _decode(data)
+    except _BAD_JSON:
+        document = None
+    if isinstance(document, dict):
+        error = document.get("error")
+        if isinstance(error, dict) and isinstance(error.get("message"), str):
+            return str(error["message"])[:500]
+    return data[:200].decode("utf-8", "replace") or "(no body)"
+
+
+def _sse_error(err: ApiError) -> bytes:
+    return b"data: " + err.body() + b"\n\n"

@@ -1,0 +1,199 @@
+"""Usage events as bytes: one CloudEvents 1.0 JSON document per metered fact.
+
+The shape is `formarket.schemas.usage.UsageEvent` (the contract the royalties read); events are
+built here as plain dicts in that field order and encoded once with msgspec, because the
+gateway writes one per call and validating a pydantic model on the hot path would cost more
+than the rest of the call. tests/gateway/test_events.py holds every event built here to the
+contract.
+
+    call_event            a call through the gateway
+    instance_hours        "deployment X ran from t0 to t1" -> one event per UTC hour it ran
+    EventIds              ids unique per source: a random boot prefix and a counter
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Literal
+
+import msgspec
+
+from formarket.schemas.usage import CALL, INSTANCE_HOURS
+
+__all__ = [
+    "EventIds",
+    "Outcome",
+    "Served",
+    "call_event",
+    "event_time",
+    "instance_hours",
+]
+
+Outcome = Literal["ok", "error", "rejected"]
+_ENCODE = msgspec.json.Encoder().encode
+_HOUR = 3600
+
+
+@dataclass(frozen=True, slots=True)
+class Served:
+    """Who served a call and for whom: the deployment, its listings and the paying account."""
+
+    deployment: str
+    account: str
+    agent: tuple[str, str] | None
+    model: tuple[str, str] | None
+
+    def __post_init__(self) -> None:
+        if self.agent is None and self.model is None:
+            raise ValueError(f"deployment {self.deployment} serves neither an agent nor a model")
+
+
+class EventIds:
+    """`<boot>-<n>`: the boot prefix (milliseconds since the epoch and 24 random bits, in hex)
+    makes ids unique across restarts of one source; the counter makes them cheap and, since
+    consecutive ids share their prefix, compress to a byte or two in a usage file."""
+
+    def __init__(self, boot: str | None = None) -> None:
+        self.boot = boot or f"{int(time.time() * 1000):x}{secrets.token_hex(3)}"
+        self._next = 0
+
+    def __call__(self) -> str:
+        self._next += 1
+        return f"{self.boot}-{self._next}"
+
+
+_second: list[tuple[int, str]] = [(-1, "")]
+
+
+def event_time(moment: datetime) -> str:
+    """RFC 3339 in UTC to the millisecond: finer is noise for billing and costs bytes. The
+    text of the current second is kept: formatting a date costs more than the rest of a
+    call's bookkeeping."""
+    utc = moment.astimezone(UTC)
+    second = int(utc.timestamp())
+    seen, text = _second[0]
+    if seen != second:
+        text = f"{utc:%Y-%m-%dT%H:%M:%S}"
+        _second[0] = (second, text)
+    return f"{text}.{utc.microsecond // 1000:03d}Z"
+
+
+def _ref(ref: tuple[str, str] | None) -> dict[str, str] | None:
+    return None if ref is None else {"id": ref[0], "version": ref[1]}
+
+
+def _event(
+    kind: str,
+    event_id: str,
+    source: str,
+    moment: datetime,
+    served: Served,
+    data: dict[str, object],
+) -> bytes:
+    body: dict[str, object] = {
+        "account": served.account,
+        "agent": _ref(served.agent),
+        "model": _ref(served.model),
+    }
+    body.update(data)
+    return _ENCODE(
+        {
+            "specversion": "1.0",
+            "id": event_id,
+            "source": source,
+            "type": kind,
+            "time": event_time(moment),
+            "subject": served.deployment,
+            "datacontenttype": "application/json",
+            "data": body,
+        }
+    )
+
+
+def call_event(
+    *,
+    event_id: str,
+    source: str,
+    moment: datetime,
+    served: Served,
+    input_tokens: int,
+    output_tokens: int,
+    duration_ms: int,
+    outcome: Outcome,
+    tokens_source: Literal["upstream", "measured"],
+) -> bytes:
+    """One call, as the JSON of a `dev.formarket.usage.call` event (no trailing newline)."""
+    return _event(
+        CALL,
+        event_id,
+        source,
+        moment,
+        served,
+        {
+            "input_tokens": input_tokens,
+            "output_tokens": output_tokens,
+            "requests": 1,
+            "duration_ms": duration_ms,
+            "outcome": outcome,
+            "tokens_source": tokens_source,
+            "instance_seconds": 0,
+        },
+    )
+
+
+def _hours(start: int, end: int) -> Iterator[tuple[int, int]]:
+    """[start, end) in whole seconds, cut at every UTC hour."""
+    at = start
+    while at < end:
+        cut = min(end, (at // _HOUR + 1) * _HOUR)
+        yield at, cut
+        at = cut
+
+
+def instance_hours(
+    *,
+    source: str,
+    served: Served,
+    start: datetime,
+    end: datetime,
+) -> list[bytes]:
+    """The running time of a deployment from `start` to `end`, as one
+    `dev.formarket.usage.instance-hours` event per UTC hour it touched.
+
+    Cutting at hours keeps every event inside one royalty period (a month starts on an hour)
+    and makes the ids a function of the interval alone, `ih-<deployment>-<from>-<to>` in epoch
+    seconds: a farm that reports the same interval twice writes the same events twice, which
+    the royalties count once. Seconds are whole (start and end are truncated), so consecutive
+    intervals add up exactly. Each event's time is the start of its slice: when it began to run.
+    """
+    if start.tzinfo is None or end.tzinfo is None:
+        raise ValueError("start and end must be timezone-aware")
+    first, last = int(start.timestamp()), int(end.timestamp())
+    if last < first:
+        raise ValueError(f"the deployment cannot stop ({end}) before it starts ({start})")
+    events = []
+    for lo, hi in _hours(first, last):
+        moment = datetime.fromtimestamp(lo, UTC)
+        events.append(
+            _event(
+                INSTANCE_HOURS,
+                f"ih-{served.deployment}-{lo}-{hi}",
+                source,
+                moment,
+                served,
+                {
+                    "input_tokens": 0,
+                    "output_tokens": 0,
+                    "requests": 0,
+                    "duration_ms": 0,
+                    "outcome": "ok",
+                    "tokens_source": "measured",
+                    "instance_seconds": hi - lo,
+                },
+            )
+        )
+    return events

@@ -1,0 +1,199 @@
+"""Where calls go: the running deployments, their endpoints and who may call them.
+
+The gateway asks a `RouteTable` for a snapshot of the routes; it does not care who fills it.
+Until the farm publishes the endpoints of running deployments itself, `FileRouteTable` reads
+them from `routes.json` in the gateway's state folder, which the farm (or an operator, with
+`formarket gateway routes`) writes and the gateway re-reads when it changes:
+
+    {"format": "formarket.gateway-routes/1",
+     "routes": [{"deployment": "dep-1", "endpoint": "http://10.0.0.5:8000",
+                 "account": "acme", "agent": null,
+                 "model": {"id": "acme/llama-8b", "version": "1.2.0"}}]}
+
+A caller may use the deployments of its own account, by deployment id or, when exactly one of
+its deployments serves it, by listing id.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Protocol
+from urllib.parse import urlsplit
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+
+from formarket.errors import InputError
+from formarket.gateway.events import Served
+from formarket.gateway.watch import WatchedFile
+from formarket.schemas._base import Document
+from formarket.schemas.usage import ACCOUNT_PATTERN, DEPLOYMENT_PATTERN, ListingVersion
+
+__all__ = [
+    "FileRouteTable",
+    "Route",
+    "RouteTable",
+    "Routes",
+    "RoutesFile",
+    "load_routes",
+    "resolve",
+    "save_routes",
+]
+
+
+class Route(Document):
+    """One running deployment the gateway forwards to."""
+
+    deployment: str = Field(pattern=DEPLOYMENT_PATTERN, description="The deployment id.")
+    endpoint: str = Field(
+        max_length=2048,
+        description="Base URL of the deployment's OpenAI-compatible server, such as"
+        " http://10.0.0.5:8000 (the gateway appends /v1/chat/completions and the like).",
+    )
+    account: str = Field(pattern=ACCOUNT_PATTERN, description="The account that deployed it.")
+    agent: ListingVersion | None = Field(default=None, description="The agent it runs, if any.")
+    model: ListingVersion | None = Field(default=None, description="The model it runs, if any.")
+    upstream_model: str | None = Field(
+        default=None,
+        max_length=256,
+        description="The model name the deployment's server expects; the caller's is passed"
+        " through when unset.",
+    )
+
+    @field_validator("endpoint")
+    @classmethod
+    def _http(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL with a host")
+        if parts.query or parts.fragment or parts.username or parts.password:
+            raise ValueError("must not carry a query, a fragment or credentials")
+        return value
+
+    @model_validator(mode="after")
+    def _serves_something(self) -> Route:
+        if self.agent is None and self.model is None:
+            raise ValueError("a deployment serves an agent, a model or both")
+        return self
+
+    def served(self) -> Served:
+        return Served(
+            self.deployment,
+            self.account,
+            (self.agent.id, self.agent.version) if self.agent else None,
+            (self.model.id, self.model.version) if self.model else None,
+        )
+
+    def listings(self) -> tuple[str, ...]:
+        return tuple(ref.id for ref in (self.agent, self.model) if ref is not None)
+
+
+class RoutesFile(Document):
+    format: Literal["formarket.gateway-routes/1"] = "formarket.gateway-routes/1"
+    routes: tuple[Route, ...] = ()
+
+    @model_validator(mode="after")
+    def _unique(self) -> RoutesFile:
+        seen: set[str] = set()
+        for route in self.routes:
+            if route.deployment in seen:
+                raise ValueError(f"deployment {route.deployment} is routed twice")
+            seen.add(route.deployment)
+        return self
+
+
+@dataclass(frozen=True, slots=True)
+class Routes:
+    """A snapshot of the routes, indexed for the two lookups a call makes."""
+
+    by_deployment: Mapping[str, Route]
+    by_account: Mapping[str, tuple[Route, ...]]
+
+    @staticmethod
+    def of(routes: Iterable[Route]) -> Routes:
+        by_deployment = {route.deployment: route for route in routes}
+        by_account: dict[str, list[Route]] = {}
+        for route in by_deployment.values():
+            by_account.setdefault(route.account, []).append(route)
+        return Routes(by_deployment, {k: tuple(v) for k, v in by_account.items()})
+
+
+class RouteTable(Protocol):
+    """What the gateway needs of whoever knows the running deployments."""
+
+    def snapshot(self) -> Routes: ...
+
+
+def resolve(routes: Routes, account: str, name: str) -> Route | list[str]:
+    """The route `name` means for `account`: its deployment of that id, or its one deployment
+    of that listing. Otherwise the deployments it could mean (empty when none)."""
+    route = routes.by_deployment.get(name)
+    if route is not None:
+        return route if route.account == account else []
+    matches = [r for r in routes.by_account.get(account, ()) if name in r.listings()]
+    if len(matches) == 1:
+        return matches[0]
+    return sorted(r.deployment for r in matches)
+
+
+def load_routes(path: Path) -> RoutesFile:
+    """The routes file; a missing one routes nothing."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return RoutesFile()
+    try:
+        return RoutesFile.model_validate_json(raw)
+    except ValidationError as exc:
+        raise InputError(
+            f"{path} is not a routes file:\n{exc}",
+            hint="see `formarket gateway routes --help` for its shape",
+        ) from exc
+
+
+def save_routes(path: Path, routes: Iterable[Route]) -> None:
+    """Replace the routes file atomically (the gateway never reads half of one)."""
+    doc = RoutesFile(routes=tuple(sorted(routes, key=lambda r: r.deployment)))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".routes-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(doc.model_dump_json(indent=2).encode() + b"\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+class FileRouteTable:
+    """Routes from `routes.json`, re-read when it changes (see `WatchedFile`)."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        check_every: float = 0.5,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._file = WatchedFile(
+            path,
+            lambda p: Routes.of(load_routes(p).routes),
+            Routes.of(()),
+            check_every=check_every,
+            clock=clock,
+        )
+
+    @property
+    def problem(self) -> str:
+        return self._file.problem
+
+    def snapshot(self) -> Routes:
+        return self._file.get()

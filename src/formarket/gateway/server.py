@@ -1,0 +1,247 @@
+"""Running the gateway: its parts wired together, served by uvicorn.
+
+uvicorn serves the ASGI app with httptools (llhttp) parsing requests and uvloop as the event
+loop: the fastest of the boring choices, and it refuses malformed HTTP (bad request lines,
+header injection through bare CR or LF) before the app sees a byte. `ServerThread` runs any
+ASGI app (the gateway, the stand-in deployment) in a thread, for the demo and the tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, cast
+
+import uvicorn
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+
+from formarket.gateway.app import Gateway
+from formarket.gateway.config import GatewayConfig
+from formarket.gateway.keys import KeyStore, load_keys
+from formarket.gateway.limits import Limits
+from formarket.gateway.meter import Meter
+from formarket.gateway.openapi import openapi_document
+from formarket.gateway.routes import FileRouteTable
+from formarket.gateway.spool import SpoolWriter
+from formarket.gateway.upstream import UpstreamPool
+from formarket.gateway.watch import WatchedFile
+from formarket.gateway.wire import error_body
+
+__all__ = ["ServerThread", "bind", "build_gateway", "run_app", "serve"]
+
+_log = logging.getLogger("formarket.gateway")
+_QUOTA_SAVE_SECONDS = 2.0
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket; port 0 picks a free one (read it from getsockname())."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def _save_atomically(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def build_gateway(config: GatewayConfig) -> Gateway:
+    """The gateway and everything it needs, from its configuration; its lifespan starts and
+    stops the background work (syncing and sealing the spool, saving quotas)."""
+    paths = config.state
+    paths.root.mkdir(parents=True, exist_ok=True)
+    writer = SpoolWriter(
+        paths.spool,
+        segment_bytes=config.segment_bytes,
+        segment_seconds=config.segment_seconds,
+    )
+    meter = Meter(writer, config.source, fsync_interval=config.fsync_interval)
+    pool = UpstreamPool(
+        connect_timeout=config.connect_timeout,
+        response_timeout=config.response_timeout,
+        idle_timeout=config.stream_idle_timeout,
+    )
+    allowance = Limits()
+    with contextlib.suppress(FileNotFoundError):
+        allowance.load(paths.quota.read_bytes())
+    keys: WatchedFile[KeyStore] = WatchedFile(paths.keys, load_keys, KeyStore({}))
+    tasks: list[asyncio.Task[None]] = []
+
+    async def save_quota() -> None:
+        while True:
+            await asyncio.sleep(_QUOTA_SAVE_SECONDS)
+            if allowance.dirty:
+                await asyncio.to_thread(_save_atomically, paths.quota, allowance.dump())
+
+    async def startup() -> None:
+        meter.start()
+        tasks.append(asyncio.get_running_loop().create_task(save_quota()))
+
+    async def shutdown() -> None:
+        for task in tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await meter.stop()
+        _save_atomically(paths.quota, allowance.dump())
+        pool.close()
+
+    return Gateway(
+        keys=keys.get,
+        routes=FileRouteTable(paths.routes),
+        meter=meter,
+        pool=pool,
+        openapi=openapi_document(),
+        limits=config.limits,
+        allowance=allowance,
+        on_startup=startup,
+        on_shutdown=shutdown,
+    )
+
+
+class _Coalesced:
+    """A transport whose writes within one turn of the event loop leave as one: uvicorn writes
+    a response's head and body separately, and on loopback each write is a system call and a
+    wake-up of the reader, a good part of what a forwarded call costs."""
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._pending: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        if not self._pending:
+            # The first write waits for a second one (a body after its head) until the end of
+            # this turn of the loop at the latest.
+            self._pending.append(data)
+            self._loop.call_soon(self._flush)
+            return
+        self._pending.append(data)
+        self._flush()
+
+    def _flush(self) -> None:
+        if self._pending:
+            data = b"".join(self._pending)
+            self._pending.clear()
+            if not self._transport.is_closing():
+                self._transport.write(data)
+
+    def close(self) -> None:
+        self._flush()
+        self._transport.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
+class _Protocol(HttpToolsProtocol):
+    """uvicorn's HTTP/1.1 protocol, writing each response in one piece, and refusing malformed
+    HTTP (which never reaches the app) in OpenAI's error shape too, so that a client sees one
+    shape for every refusal."""
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(cast(asyncio.Transport, _Coalesced(transport, self.loop)))
+
+    def send_400_response(self, msg: str) -> None:
+        body = error_body(msg, "invalid_request_error", None, "malformed_http")
+        self.transport.write(
+            b"".join(
+                (
+                    STATUS_LINE[400],
+                    b"content-type: application/json\r\n",
+                    b"content-length: " + str(len(body)).encode() + b"\r\n",
+                    b"connection: close\r\n\r\n",
+                    body,
+                )
+            )
+        )
+        self.transport.close()
+
+
+def _uvicorn_config(app: Any, *, log_level: str = "warning") -> uvicorn.Config:
+    return uvicorn.Config(
+        app,
+        loop="uvloop",
+        http=_Protocol,
+        lifespan="on",
+        access_log=False,
+        log_level=log_level,
+        server_header=False,
+        proxy_headers=False,  # the gateway trusts no X-Forwarded-For from its callers
+        date_header=False,
+        timeout_keep_alive=30,
+        timeout_graceful_shutdown=10,
+    )
+
+
+def run_app(app: Any, host: str, port: int, announce: Callable[[str], None]) -> None:
+    """Serve an ASGI app in this thread until SIGINT or SIGTERM; `announce` is told where."""
+    sock = bind(host, port)
+    server = uvicorn.Server(_uvicorn_config(app))
+    announce(f"http://{host}:{sock.getsockname()[1]}")
+    try:
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
+
+
+def serve(config: GatewayConfig, host: str, port: int, announce: Callable[[str], None]) -> None:
+    """Serve the gateway until SIGINT or SIGTERM; `announce` is told where it listens."""
+    run_app(build_gateway(config), host, port, announce)
+
+
+class ServerThread:
+    """An ASGI app served by uvicorn in a thread of this process, on `host`:`port` (0: any
+    free port); `url` says where once `start` returns."""
+
+    def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0) -> None:
+        self._sock = bind(host, port)
+        self.url = f"http://{host}:{self._sock.getsockname()[1]}"
+        self._server = uvicorn.Server(_uvicorn_config(app))
+        self._thread = threading.Thread(target=self._run, name=f"server {self.url}", daemon=True)
+
+    def _run(self) -> None:
+        self._server.run(sockets=[self._sock])
+
+    def start(self, timeout: float = 10.0) -> ServerThread:
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"the server at {self.url} did not start")
+            time.sleep(0.01)
+        return self
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(30)
+        self._sock.close()
+
+    def __enter__(self) -> ServerThread:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,474 @@
+"""Closing, previewing and verifying a period against a repository: the driver.
+
+It gathers the inputs of a close from git (the usage commit, the price book of its history,
+the policy, the publishers' payout methods, the previous close and its balances), runs the pure
+core and, for a close, commits the result as the bot. A close records its inputs in
+summary.json, which is all that `verify` needs to recompute it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import cast
+
+from dulwich.objects import ObjectID
+from dulwich.refs import Ref
+from dulwich.repo import BaseRepo, Repo
+from pydantic import ValidationError
+
+from formarket.errors import FormarketError, InputError, NotFoundError, UsageError
+from formarket.gitstore import Identity, commit_changes
+from formarket.registry.yaml_loader import YamlError, load_yaml
+from formarket.royalties import gitio
+from formarket.royalties.close import CloseContext, Closing, close_period, render_closing
+from formarket.royalties.core import rules_for
+from formarket.royalties.money import MINOR_UNITS, to_minor_exact
+from formarket.royalties.payouts import prior_balances
+from formarket.royalties.reader import ScanSpec, month_index
+from formarket.royalties.scanner import Progress, Scanner
+from formarket.royalties.tally import ScanFile, tally
+from formarket.schemas.publisher import Governance, Payout, Publisher
+from formarket.schemas.usage import (
+    Payouts,
+    PolicyRef,
+    PreviousClose,
+    RoyaltyPolicy,
+    SetAside,
+    Summary,
+)
+
+__all__ = [
+    "Computed",
+    "Difference",
+    "bot_identity",
+    "branch_tip",
+    "check_period",
+    "close",
+    "closed_periods",
+    "compute",
+    "load_policy",
+    "preview",
+    "verify",
+]
+
+Say = Callable[[str], None]
+_PERIOD = re.compile(r"^[0-9]{4}-(0[1-9]|1[0-2])$")
+
+
+def _quiet(_: str) -> None:
+    return None
+
+
+def check_period(period: str) -> str:
+    if not _PERIOD.fullmatch(period):
+        raise UsageError(f"{period!r} is not a period", hint="write the month as YYYY-MM")
+    return period
+
+
+def load_policy(raw: bytes | None, where: str) -> RoyaltyPolicy:
+    if raw is None:
+        raise NotFoundError(
+            f"no {gitio.POLICY_PATH} in {where}",
+            hint="a maintainer commits the platform's terms first; formarket's own checkout"
+            " has an example",
+        )
+    try:
+        policy = RoyaltyPolicy.model_validate(load_yaml(raw, gitio.POLICY_PATH).data)
+    except YamlError as exc:
+        raise InputError(str(exc), hint="fix the YAML of the policy") from exc
+    except ValidationError as exc:
+        raise InputError(
+            f"{gitio.POLICY_PATH} in {where} is not valid: {exc}",
+            hint="see RoyaltyPolicy in formarket/schemas/usage.py for its fields",
+        ) from exc
+    for currency, terms in policy.currencies.items():
+        if currency not in MINOR_UNITS:
+            raise InputError(
+                f"{gitio.POLICY_PATH}: formarket does not know the minor unit of {currency}",
+                hint="add it to formarket.royalties.money.MINOR_UNITS or remove it",
+            )
+        to_minor_exact(terms.payout_threshold, currency)
+        to_minor_exact(terms.payout_fee, currency)
+    return policy
+
+
+def closed_periods(repo: BaseRepo, tree: ObjectID) -> list[str]:
+    """Periods with a committed close (a royalties/YYYY-MM/summary.json), oldest first."""
+    return sorted(
+        name
+        for name, (is_dir, sha) in gitio.list_dir(repo, tree, "royalties").items()
+        if is_dir and _PERIOD.fullmatch(name) and "summary.json" in gitio.list_dir(repo, sha, "")
+    )
+
+
+def _summary(repo: BaseRepo, tree: ObjectID, period: str) -> Summary:
+    raw = gitio.read_path(repo, tree, f"royalties/{period}/summary.json")
+    if raw is None:
+        raise NotFoundError(f"period {period} is not closed", hint="close it first")
+    try:
+        return Summary.model_validate_json(raw)
+    except ValidationError as exc:
+        raise InputError(
+            f"royalties/{period}/summary.json is not a summary: {exc}",
+            hint="a closed period's files are written by formarket only; restore them from git",
+        ) from exc
+
+
+def _methods(repo: BaseRepo, tree: ObjectID) -> dict[str, Payout | None]:
+    out: dict[str, Payout | None] = {}
+    for name, (is_dir, sha) in gitio.list_dir(repo, tree, "registry/publishers").items():
+        if is_dir or not name.endswith(".yaml"):
+            continue
+        try:
+            publisher = Publisher.model_validate(
+                load_yaml(gitio.read_blob(repo, sha), f"registry/publishers/{name}").data
+            )
+        except (YamlError, ValidationError):
+            continue  # the registry check reports it; without terms nothing is paid
+        out[publisher.id] = publisher.payout
+    return out
+
+
+@dataclass(frozen=True)
+class Computed:
+    usage_commit: ObjectID
+    closing: Closing
+    files: dict[str, bytes]  # by path relative to royalties/<period>/
+
+
+def _first_day(month: int) -> date:
+    return date(month // 12, month % 12 + 1, 1)
+
+
+def compute(
+    repo: BaseRepo,
+    usage_commit: ObjectID,
+    period: str,
+    previous: PreviousClose | None,
+    balances_tree: ObjectID,
+    *,
+    jobs: int | None = None,
+    say: Say = _quiet,
+    progress: Progress | None = None,
+) -> Computed:
+    """Close `period` from the usage and listings of `usage_commit`, after `previous`, whose
+    payouts file is read from `balances_tree`. Pure in effect: writes nothing."""
+    say(f"reading the listings' history up to {usage_commit.decode()[:12]}")
+    book = gitio.price_book(repo, usage_commit, gitio.cache_dir_of(repo))
+    tree = gitio.commit_tree(repo, usage_commit)
+    where = f"commit {usage_commit.decode()[:12]}"
+    policy = load_policy(gitio.read_path(repo, tree, gitio.POLICY_PATH), where)
+    rules = rules_for(period, policy, book)
+    old_rules = None
+    old_tree = None
+    prior = {}
+    if previous is not None:
+        if previous.usage_commit not in book.positions:
+            raise InputError(
+                f"the usage commit of the {previous.period} close is not in the history of {where}",
+                hint="royalties are closed on one branch whose history is never rewritten",
+            )
+        old_tree = gitio.commit_tree(repo, ObjectID(previous.usage_commit.encode()))
+        old_policy = load_policy(gitio.read_path(repo, old_tree, gitio.POLICY_PATH), "it")
+        old_rules = rules_for(previous.period, old_policy, book, previous.usage_commit)
+        raw = gitio.read_path(repo, balances_tree, f"royalties/{previous.period}/payouts.json")
+        if raw is None:
+            raise NotFoundError(f"royalties/{previous.period}/payouts.json is missing")
+        prior = prior_balances(Payouts.model_validate_json(raw).lines)
+    spec = ScanSpec(rules, old_rules)
+    first = min(rules.first, old_rules.first if old_rules else rules.first)
+    # A file written the day before the window opens may hold its first events.
+    first_day = _first_day(first) - timedelta(days=1)
+    files, blobs, extra = _scan_list(repo, tree, old_tree, first_day)
+    say(f"reading {len(files)} usage files")
+    with Scanner(repo, files, blobs, spec, jobs=jobs) as scanner:
+        scans = scanner.scan(progress)
+        say("settling events seen more than once")
+        result = tally(files, scans, scanner.fetch, spec, extra)
+    say(f"rating {len(result.usage)} listing versions")
+    context = CloseContext(
+        period=period,
+        usage_commit=usage_commit.decode(),
+        previous=previous,
+        policy=policy,
+        policy_ref=PolicyRef(version=policy.version, commit=book.policy_commit),
+        book=book,
+        methods=_methods(repo, tree),
+        prior=prior,
+    )
+    closing = close_period(result, context)
+    return Computed(usage_commit, closing, render_closing(closing))
+
+
+def _scan_list(
+    repo: BaseRepo, tree: ObjectID, old_tree: ObjectID | None, first_day: date
+) -> tuple[list[ScanFile], list[ObjectID], list[SetAside]]:
+    """The files to read: those the previous close read (old) and those new since."""
+    new, bad = gitio.usage_files(repo, tree, first_day)
+    old, old_bad = gitio.usage_files(repo, old_tree, first_day) if old_tree else ({}, {})
+    items: list[tuple[str, bool, ScanFile, ObjectID]] = []
+    extra: list[SetAside] = []
+    for path, (file, blob) in old.items():
+        items.append((path, True, ScanFile(file, True), blob))
+        if path not in new:
+            extra.append(
+                SetAside(
+                    code="USG016",
+                    file=path,
+                    line=0,
+                    message="deleted after the previous close read it: usage files are"
+                    " append-only; the copy that close read is still read from git",
+                )
+            )
+    for path, (file, blob) in new.items():
+        if path in old and old[path][1] == blob:
+            continue
+        if path in old:
+            extra.append(
+                SetAside(
+                    code="USG015",
+                    file=path,
+                    line=0,
+                    message="rewritten after the previous close: usage files are append-only;"
+                    " the copy that close read stays counted, the new one is read as new",
+                )
+            )
+        items.append((path, False, ScanFile(file, False), blob))
+    for path in sorted(set(bad) - set(old_bad)):
+        extra.append(
+            SetAside(
+                code="USG014",
+                file=path,
+                line=0,
+                message="not a usage file: usage is registry/usage/YYYY/MM/DD/"
+                "<kind>/<name>-<seq>.jsonl.gz",
+            )
+        )
+    items.sort(key=lambda i: (i[0], not i[1]))
+    return [i[2] for i in items], [i[3] for i in items], extra
+
+
+def branch_tip(repo: BaseRepo, branch: str) -> ObjectID:
+    try:
+        return repo.refs[Ref(f"refs/heads/{branch}".encode())]
+    except KeyError:
+        raise NotFoundError(f"no branch {branch}", hint="pass --branch") from None
+
+
+def _previous(repo: BaseRepo, tree: ObjectID, period: str) -> PreviousClose | None:
+    closed = closed_periods(repo, tree)
+    if period in closed:
+        raise UsageError(
+            f"{period} is closed already; a closed period never changes",
+            hint=f"check it with `formarket royalties verify --period {period}`; late usage"
+            " goes into the next open period as adjustments",
+        )
+    later = [p for p in closed if p > period]
+    if later:
+        raise UsageError(
+            f"{later[-1]} is closed already, so {period} can no longer be closed",
+            hint=f"usage of {period} that is not counted yet goes into the next open period"
+            " as adjustments",
+        )
+    if not closed:
+        return None
+    last = closed[-1]
+    return PreviousClose(period=last, usage_commit=_summary(repo, tree, last).usage_commit)
+
+
+def preview(
+    repo: BaseRepo,
+    period: str,
+    *,
+    branch: str = "main",
+    jobs: int | None = None,
+    say: Say = _quiet,
+    progress: Progress | None = None,
+) -> Computed:
+    """What closing `period` now would give; nothing is written."""
+    check_period(period)
+    tip = branch_tip(repo, branch)
+    tree = gitio.commit_tree(repo, tip)
+    previous = _previous(repo, tree, period)
+    return compute(repo, tip, period, previous, tree, jobs=jobs, say=say, progress=progress)
+
+
+def bot_identity(repo: BaseRepo, tree: ObjectID) -> Identity:
+    raw = gitio.read_path(repo, tree, "registry/governance.yaml")
+    try:
+        governance = Governance.model_validate(
+            load_yaml(raw or b"", "registry/governance.yaml").data
+        )
+    except (YamlError, ValidationError) as exc:
+        raise InputError(
+            "registry/governance.yaml does not name the bot",
+            hint="royalties are committed as the bot it names",
+        ) from exc
+    return Identity(governance.bot, f"{governance.bot}@users.noreply.github.com")
+
+
+def close(
+    repo: BaseRepo,
+    period: str,
+    *,
+    branch: str = "main",
+    commit: bool = False,
+    now: datetime | None = None,
+    jobs: int | None = None,
+    say: Say = _quiet,
+    progress: Progress | None = None,
+) -> tuple[Computed, ObjectID | None]:
+    """Close `period` from the tip of `branch`; with `commit`, commit royalties/<period>/ as
+    the bot. Returns what was computed and the new commit (None without `commit`)."""
+    check_period(period)
+    moment = now or datetime.now(UTC)
+    ends = _first_day(month_index(period) + 1)
+    if moment.date() < ends:
+        raise UsageError(
+            f"{period} is not over until {ends} (UTC)",
+            hint=f"see where it stands with `formarket royalties preview --period {period}`",
+        )
+    tip = branch_tip(repo, branch)
+    tree = gitio.commit_tree(repo, tip)
+    previous = _previous(repo, tree, period)
+    computed = compute(repo, tip, period, previous, tree, jobs=jobs, say=say, progress=progress)
+    if not commit:
+        return computed, None
+    bot = bot_identity(repo, tree)
+    wanted = {f"royalties/{period}/{rel}": data for rel, data in computed.files.items()}
+
+    def changes(current: ObjectID | None) -> dict[str, bytes | None]:
+        if current is not None and gitio.read_path(
+            repo, gitio.commit_tree(repo, current), f"royalties/{period}/summary.json"
+        ):
+            raise FormarketError(
+                f"{period} was closed by someone else meanwhile",
+                hint=f"check it with `formarket royalties verify --period {period}`",
+            )
+        return dict(wanted)
+
+    statements = len(computed.closing.statements)
+    message = (
+        f"Close royalties {period}: {statements} statements from usage up to"
+        f" {tip.decode()[:12]}\n\nComputed by `formarket royalties close`; recompute and compare"
+        f" with `formarket royalties verify --period {period}`.\n"
+    )
+    # gitstore needs only refs and objects, which every dulwich repository has.
+    new = commit_changes(cast(Repo, repo), branch, changes, message, bot)
+    return computed, new
+
+
+@dataclass(frozen=True)
+class Difference:
+    path: str
+    problem: str
+    diff: str = ""
+
+
+def verify(
+    repo: BaseRepo,
+    period: str,
+    *,
+    branch: str = "main",
+    jobs: int | None = None,
+    say: Say = _quiet,
+    progress: Progress | None = None,
+) -> list[Difference]:
+    """Recompute a closed period from the inputs its summary records and compare every file
+    with what is committed; an empty list means they agree byte for byte."""
+    check_period(period)
+    tip = branch_tip(repo, branch)
+    tree = gitio.commit_tree(repo, tip)
+    where = f"royalties/{period}/summary.json"
+    try:
+        summary = _summary(repo, tree, period)
+    except InputError as exc:
+        # The record of the inputs is broken: nothing can be recomputed from it.
+        return [Difference(where, exc.message)]
+    usage_commit = ObjectID(summary.usage_commit.encode())
+    if usage_commit not in repo.object_store:
+        return [Difference(where, f"its usage commit {summary.usage_commit[:12]} does not exist")]
+    chain = gitio.first_parent_chain(repo, tip, stop={usage_commit})
+    if chain[0] != usage_commit:
+        return [
+            Difference(
+                where,
+                f"its usage commit {summary.usage_commit[:12]} is not in the history of {branch}",
+            )
+        ]
+    differences = []
+    earlier = [p for p in closed_periods(repo, tree) if p < period]
+    expected = (
+        PreviousClose(
+            period=earlier[-1], usage_commit=_summary(repo, tree, earlier[-1]).usage_commit
+        )
+        if earlier
+        else None
+    )
+    if expected != summary.previous_close:
+        differences.append(
+            Difference(
+                f"royalties/{period}/summary.json",
+                "the previous close it records is not the one committed before it",
+            )
+        )
+    try:
+        computed = compute(
+            repo,
+            usage_commit,
+            period,
+            summary.previous_close,
+            tree,
+            jobs=jobs,
+            say=say,
+            progress=progress,
+        )
+    except FormarketError as exc:
+        return [*differences, Difference(where, f"cannot be recomputed: {exc.message}")]
+    base = f"royalties/{period}"
+    committed = _files_under(repo, tree, base)
+    for rel in sorted(set(committed) | set(computed.files)):
+        path = f"{base}/{rel}"
+        mine, theirs = computed.files.get(rel), committed.get(rel)
+        if theirs is None:
+            differences.append(Difference(path, "missing from the repository"))
+        elif mine is None:
+            differences.append(Difference(path, "not part of a close: added by hand"))
+        elif mine != theirs:
+            differences.append(
+                Difference(path, "differs from the recomputed file", _diff(theirs, mine, path))
+            )
+    return differences
+
+
+def _files_under(repo: BaseRepo, tree: ObjectID, base: str) -> dict[str, bytes]:
+    out: dict[str, bytes] = {}
+    stack = [""]
+    while stack:
+        rel = stack.pop()
+        for name, (is_dir, sha) in gitio.list_dir(repo, tree, f"{base}/{rel}".rstrip("/")).items():
+            if is_dir:
+                stack.append(f"{rel}{name}/")
+            else:
+                out[f"{rel}{name}"] = gitio.read_blob(repo, sha)
+    return out
+
+
+def _diff(committed: bytes, recomputed: bytes, path: str, limit: int = 40) -> str:
+    lines = list(
+        difflib.unified_diff(
+            committed.decode("utf-8", "replace").splitlines(),
+            recomputed.decode("utf-8", "replace").splitlines(),
+            f"{path} (committed)",
+            f"{path} (recomputed)",
+            lineterm="",
+            n=1,
+        )
+    )
+    if len(lines) > limit:
+        lines = [*lines[:limit], f"... {len(lines) - limit} more diff lines"]
+    return "\n".join(lines)

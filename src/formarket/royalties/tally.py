@@ -1,0 +1,245 @@
+"""From per-file scans to the period's usage: duplicates settled exactly, events classified.
+
+An event is identified by (source, id). The scans keep a 64-bit hash of each event's key;
+sorting the hashes (numpy: 16 bytes an event instead of a Python object each) finds every key
+that may occur more than once. Only those lines are read again and compared in full, so a hash
+collision costs a re-read, never a lost or doubled event.
+
+Which copy counts: copies the previous close had already read come first (it may have counted
+one of them); among the rest, the smallest SHA-256 of the canonical content, then the smallest
+file path and line. The order files are read in, or lines written in, never matters. The other
+copies are subtracted exactly as they were added (`take_events` on the copy again).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from formarket.royalties import reader
+from formarket.royalties.reader import FileScan, ScanSpec, Sums, TotalsKey, UsageFile
+from formarket.schemas.usage import SetAside, SummaryCounts, UsageConflict
+
+__all__ = [
+    "Fetch",
+    "Quantities",
+    "ScanFile",
+    "Tally",
+    "UsageKey",
+    "add_totals",
+    "fetch_lines",
+    "fetch_serially",
+    "tally",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class ScanFile:
+    file: UsageFile
+    old: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Quantities:
+    """What the charged (outcome ok) events of one listing version added up to."""
+
+    events: int = 0
+    requests: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    instance_seconds: int = 0
+
+    def plus(self, sums: Sums) -> Quantities:
+        return Quantities(
+            self.events + sums[0],
+            self.requests + sums[1],
+            self.input_tokens + sums[2],
+            self.output_tokens + sums[3],
+            self.instance_seconds + sums[4],
+        )
+
+
+# (usage or adjustment, the period the usage belongs to, listing id, version)
+UsageKey = tuple[str, str, str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Tally:
+    usage: dict[UsageKey, Quantities]
+    counts: SummaryCounts
+    conflicts: tuple[UsageConflict, ...]
+    set_aside: tuple[SetAside, ...]
+
+
+def tally(
+    files: Sequence[ScanFile],
+    scans: Sequence[FileScan],
+    fetch: Fetch,
+    spec: ScanSpec,
+    extra: Sequence[SetAside] = (),
+) -> Tally:
+    """The period's usage from the scans of `files` (scan.index indexes `files`); `fetch`
+    reads the few lines that need a second look again (see `fetch_serially`); `extra` are
+    files set aside before scanning."""
+    totals: dict[TotalsKey, Sums] = {}
+    for scan in scans:
+        add_totals(totals, scan.totals)
+    duplicates, conflicts = _settle_duplicates(files, scans, fetch, spec, totals)
+    set_aside = sorted(
+        [*extra, *(item for scan in scans for item in scan.set_aside)],
+        key=lambda s: (s.file, s.line, s.code, s.message),
+    )
+    usage: dict[UsageKey, Quantities] = {}
+    counted = adjustments = before_count = later = not_charged = 0
+    period = spec.new.period
+    for (before, month, agent, model, ok), sums in sorted(totals.items(), key=_sort_key):
+        events = sums[0]
+        if before:
+            before_count += events
+            continue
+        if month > period:
+            later += events
+            continue
+        kind = "usage" if month == period else "adjustment"
+        if month == period:
+            counted += events
+        else:
+            adjustments += events
+        if not ok:
+            not_charged += events
+            continue
+        for ref in (agent, model):
+            if ref is not None and events:
+                key = (kind, reader.month_text(month), ref[0], ref[1])
+                usage[key] = usage.get(key, Quantities()).plus(sums)
+    counts = SummaryCounts(
+        files=len(files),
+        lines=sum(s.lines for s in scans),
+        events=sum(s.events for s in scans),
+        duplicates=duplicates,
+        conflicts=len(conflicts),
+        set_aside=len(set_aside),
+        not_charged=not_charged,
+        counted=counted,
+        adjustments=adjustments,
+        counted_before=before_count,
+        later=later,
+    )
+    return Tally(usage, counts, tuple(conflicts), tuple(set_aside))
+
+
+def _sort_key(item: tuple[TotalsKey, Sums]) -> tuple[object, ...]:
+    before, month, agent, model, ok = item[0]
+    return (before, month, agent or ("", ""), model or ("", ""), ok)
+
+
+def add_totals(into: dict[TotalsKey, Sums], more: dict[TotalsKey, Sums], sign: int = 1) -> None:
+    """Add (or with sign -1, subtract) one set of totals to another."""
+    for key, sums in more.items():
+        current = into.get(key)
+        if current is None:
+            into[key] = [sign * v for v in sums]
+        else:
+            for i, value in enumerate(sums):
+                current[i] += sign * value
+
+
+def _candidates(scans: Sequence[FileScan]) -> dict[int, set[int]]:
+    """file index -> line numbers of events whose key hash occurs more than once."""
+    if not scans:
+        return {}
+    hashes = np.concatenate([np.frombuffer(s.digests, dtype=np.int64) for s in scans])
+    if len(hashes) < 2:
+        return {}
+    ordered = np.sort(hashes)
+    repeated = np.unique(ordered[1:][ordered[1:] == ordered[:-1]])
+    if len(repeated) == 0:
+        return {}
+    del ordered
+    picked = np.flatnonzero(np.isin(hashes, repeated))
+    # Which scan each picked position falls in, from where each scan's events start.
+    ends = np.cumsum([s.events for s in scans])
+    owners = np.searchsorted(ends, picked, side="right")
+    out: dict[int, set[int]] = defaultdict(set)
+    for position, owner in zip(picked.tolist(), owners.tolist(), strict=True):
+        scan = scans[owner]
+        start = int(ends[owner]) - scan.events
+        out[scan.index].add(scan.line_numbers[position - start])
+    return out
+
+
+Fetch = Callable[[Mapping[int, set[int]]], Iterable[tuple[int, int, reader.WireEvent]]]
+
+
+def fetch_serially(read: Callable[[int], bytes]) -> Fetch:
+    """A `Fetch` that reads the files again here, one after the other."""
+
+    def fetch(wanted: Mapping[int, set[int]]) -> Iterable[tuple[int, int, reader.WireEvent]]:
+        for index, lines in sorted(wanted.items()):
+            yield from fetch_lines(index, read(index), lines)
+
+    return fetch
+
+
+def fetch_lines(
+    index: int, data: bytes, lines: set[int]
+) -> list[tuple[int, int, reader.WireEvent]]:
+    """The events on `lines` of file `index`, whose bytes are `data`."""
+    raw = reader.decompress(data)
+    assert isinstance(raw, bytes), "a file that was read once reads again"
+    return [(index, number, event) for number, event in reader.decode_wanted(raw, lines)]
+
+
+@dataclass(frozen=True, slots=True)
+class _Copy:
+    old: bool
+    digest: bytes
+    path: str
+    line: int
+    index: int
+    event: reader.WireEvent
+
+
+def _settle_duplicates(
+    files: Sequence[ScanFile],
+    scans: Sequence[FileScan],
+    fetch: Fetch,
+    spec: ScanSpec,
+    totals: dict[TotalsKey, Sums],
+) -> tuple[int, list[UsageConflict]]:
+    groups: dict[tuple[str, str], list[_Copy]] = defaultdict(list)
+    for index, number, item in fetch(_candidates(scans)):
+        scan_file = files[index]
+        digest = reader.canonical_digest(item)
+        copy = _Copy(scan_file.old, digest, scan_file.file.path, number, index, item)
+        groups[(item.source, item.id)].append(copy)
+    duplicates = 0
+    conflicts: list[UsageConflict] = []
+    for (source, ident), copies in sorted(groups.items()):
+        if len(copies) < 2:
+            continue  # another key with the same digest
+        copies.sort(key=lambda c: (not c.old, c.digest, c.path, c.line))
+        kept, *others = copies
+        for other in others:
+            # Copies the previous close had read were reported by it.
+            duplicates += not other.old
+            single = FileScan(other.index)
+            scan_file = files[other.index]
+            reader.take_events(single, scan_file.file, [other.event], [other.line], other.old, spec)
+            add_totals(totals, single.totals, -1)
+        if any(c.digest != kept.digest and not c.old for c in others):
+            conflicts.append(
+                UsageConflict(
+                    source=source,
+                    id=ident,
+                    counted=f"{kept.path}:{kept.line}",
+                    ignored=tuple(f"{c.path}:{c.line}" for c in others),
+                )
+            )
+    # A subtraction can leave an all-zero entry; it would still be a (zero) line otherwise.
+    for key in [k for k, v in totals.items() if not any(v)]:
+        del totals[key]
+    return duplicates, conflicts

@@ -1,0 +1,295 @@
+"""The usage file format: where usage lives in git, how a line decodes, what makes it valid.
+
+`WireEvent` is `formarket.schemas.usage.UsageEvent` as msgspec decodes it, in C, several times
+faster than pydantic: the same fields in the same order, with only bounds on its strings.
+The patterns are checked by `field_problem` and `ref_problem` (which the hot loop calls once
+per distinct value), so that `validate_line` accepts exactly what `UsageEvent` accepts:
+tests/royalties/test_reader.py holds the two together.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Annotated, Literal, cast
+
+import msgspec
+from isal import isal_zlib
+
+from formarket.schemas._types import LISTING_ID_PATTERN, SEMVER_PATTERN
+from formarket.schemas.usage import (
+    ACCOUNT_PATTERN,
+    CALL,
+    DEPLOYMENT_PATTERN,
+    EVENT_ID_PATTERN,
+    INSTANCE_HOURS,
+    MAX_COUNT,
+    SOURCE_PATTERN,
+    SetAside,
+    event_problem,
+)
+
+__all__ = [
+    "CODES",
+    "DECODER",
+    "MAX_FILE_BYTES",
+    "MAX_LINE_BYTES",
+    "USAGE_ROOT",
+    "UsageFile",
+    "WireEvent",
+    "WireRef",
+    "canonical_digest",
+    "decode_lines",
+    "decode_wanted",
+    "decompress",
+    "field_problem",
+    "is_utc",
+    "issue",
+    "month_index",
+    "month_text",
+    "parse_usage_path",
+    "ref_problem",
+    "usage_path",
+    "validate_line",
+]
+
+USAGE_ROOT = "registry/usage"
+
+# Why usage is set aside: the one table of codes, stable forever (a retired code is never
+# reused). Tests assert on codes, never on the wording of messages.
+CODES: dict[str, str] = {
+    "USG001": "the file cannot be read (not gzip, truncated, too large)",
+    "USG003": "a line is longer than the limit",
+    "USG004": "a line is not JSON",
+    "USG005": "a line is not a usage event (unknown field, wrong type, out of range, bad id)",
+    "USG006": "the event's time is not in UTC",
+    "USG007": "the event's time is after its file's day ended (a timestamp from the future)",
+    "USG008": "the event names a listing that does not exist",
+    "USG009": "the event names a version of a listing that was never published",
+    "USG010": "the event's source is not the source of its file",
+    "USG011": "the event's data does not fit its type",
+    "USG013": "the event is older than late usage may be",
+    "USG014": "a file under registry/usage/ is not named as a usage file",
+    "USG015": "a usage file was rewritten after a close had read it",
+    "USG016": "a usage file was deleted after a close had read it",
+}
+# A flush of one collector: far above a real one (a few MB), small enough to hold in memory.
+MAX_FILE_BYTES = 256 << 20
+MAX_LINE_BYTES = 16 << 10
+
+_Count = Annotated[int, msgspec.Meta(ge=0, le=MAX_COUNT)]
+# Strings are only bounded here: msgspec checks a pattern by calling Python's re per value,
+# which would triple the cost of a line. `take_events` checks the patterns instead, each
+# distinct account, deployment and listing version once per file.
+_Text = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+
+
+class WireRef(msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc=False):
+    id: _Text
+    version: _Text
+
+
+class _Data(msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc=False):
+    account: _Text
+    agent: WireRef | None
+    model: WireRef | None
+    input_tokens: _Count
+    output_tokens: _Count
+    requests: _Count
+    duration_ms: _Count
+    outcome: Literal["ok", "error", "rejected"]
+    tokens_source: Literal["upstream", "measured"]
+    instance_seconds: _Count = 0
+
+
+class WireEvent(msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc=False):
+    """`UsageEvent` as msgspec decodes it: the same fields, in the same order."""
+
+    specversion: Literal["1.0"]
+    id: _Text
+    source: _Text
+    type: Literal["dev.formarket.usage.call", "dev.formarket.usage.instance-hours"]
+    time: datetime
+    subject: _Text
+    datacontenttype: Literal["application/json"]
+    data: _Data
+
+
+_EVENT_ID = re.compile(EVENT_ID_PATTERN)
+_ACCOUNT = re.compile(ACCOUNT_PATTERN)
+_DEPLOYMENT = re.compile(DEPLOYMENT_PATTERN)
+_LISTING = re.compile(LISTING_ID_PATTERN)
+_VERSION = re.compile(SEMVER_PATTERN)
+_SOURCE = re.compile(SOURCE_PATTERN)
+assert {CALL, INSTANCE_HOURS} == {"dev.formarket.usage.call", "dev.formarket.usage.instance-hours"}
+
+DECODER = msgspec.json.Decoder(WireEvent)
+_ENCODER = msgspec.json.Encoder()
+_PATH = re.compile(
+    r"^registry/usage/([0-9]{4})/([0-9]{2})/([0-9]{2})/"
+    r"([a-z][a-z0-9-]{0,30})/([a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?)-([0-9]{1,12})\.jsonl\.gz$"
+)
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class UsageFile:
+    """`registry/usage/YYYY/MM/DD/<source>-<seq>.jsonl.gz`: a collector's flush on a day."""
+
+    path: str
+    day: date
+    source: str
+    seq: int
+
+
+def usage_path(day: date, source: str, seq: int) -> str:
+    return f"{USAGE_ROOT}/{day.year:04d}/{day.month:02d}/{day.day:02d}/{source}-{seq:06d}.jsonl.gz"
+
+
+def parse_usage_path(path: str) -> UsageFile | None:
+    match = _PATH.fullmatch(path)
+    if match is None:
+        return None
+    year, month, day, kind, name, seq = match.groups()
+    try:
+        when = date(int(year), int(month), int(day))
+    except ValueError:
+        return None
+    return UsageFile(path, when, f"{kind}/{name}", int(seq))
+
+
+def month_index(period: str) -> int:
+    """`YYYY-MM` as a count of months, so periods compare and subtract as integers."""
+    return int(period[:4]) * 12 + int(period[5:7]) - 1
+
+
+def month_text(index: int) -> str:
+    return f"{index // 12:04d}-{index % 12 + 1:02d}"
+
+
+def canonical_digest(event: WireEvent) -> bytes:
+    """The digest of an event's content, independent of how its line was written: the
+    event re-encoded with fields in schema order, no spaces, time in UTC."""
+    return hashlib.sha256(_ENCODER.encode(event)).digest()
+
+
+# isal's stub declares its error as an instance; it is the exception class.
+_INFLATE_ERROR = cast(type[Exception], isal_zlib.error)
+
+
+def decompress(data: bytes) -> bytes | str:
+    """The file's bytes, or why they cannot be had. Several gzip members are one stream.
+
+    ISA-L inflates the same deflate streams as zlib, about three times as fast: reading
+    usage is mostly inflating and decoding, and a month is read twice (scan, then settle)."""
+    out: list[bytes] = []
+    size = 0
+    rest = data
+    try:
+        while rest:
+            engine = isal_zlib.decompressobj(wbits=31)
+            chunk = engine.decompress(rest, MAX_FILE_BYTES + 1 - size)
+            size += len(chunk)
+            out.append(chunk)
+            if size > MAX_FILE_BYTES or engine.unconsumed_tail:
+                return f"holds more than {MAX_FILE_BYTES >> 20} MiB of usage"
+            if not engine.eof:
+                return "the gzip stream is truncated"
+            rest = engine.unused_data
+    except _INFLATE_ERROR as exc:
+        return f"not a gzip file ({exc})"
+    return b"".join(out)
+
+
+def decode_lines(raw: bytes) -> Iterable[tuple[int, WireEvent | SetAside]]:
+    """Each non-blank line decoded, or why not (as a SetAside without a file)."""
+    for number, line in enumerate(raw.split(b"\n"), 1):
+        if len(line) > MAX_LINE_BYTES:
+            yield number, issue("USG003", "", number, f"line longer than {MAX_LINE_BYTES} bytes")
+            continue
+        if not line.strip():
+            continue
+        try:
+            yield number, DECODER.decode(line)
+        except msgspec.ValidationError as exc:
+            yield number, issue("USG005", "", number, f"not a usage event: {exc}")
+        except msgspec.DecodeError as exc:
+            yield number, issue("USG004", "", number, f"not JSON: {exc}")
+
+
+def decode_wanted(raw: bytes, wanted: Iterable[int]) -> Iterable[tuple[int, WireEvent]]:
+    """The events on the given lines (1-based); lines that are not events are skipped."""
+    lines = raw.split(b"\n")
+    for number in sorted(set(wanted)):
+        if 1 <= number <= len(lines):
+            try:
+                yield number, DECODER.decode(lines[number - 1])
+            except msgspec.DecodeError:
+                continue
+
+
+def validate_line(line: bytes) -> WireEvent | str:
+    """One line checked as `UsageEvent` checks a document: the event, or why it is not one.
+    What depends on the file or the close (source, day, listings) is not checked here."""
+    try:
+        event = DECODER.decode(line)
+    except msgspec.DecodeError as exc:
+        return f"not a usage event: {exc}"
+    problem = (
+        field_problem(event)
+        or ("" if _SOURCE.fullmatch(event.source) else "source is not <kind>/<name>")
+        or next(
+            (p for r in (event.data.agent, event.data.model) if r and (p := ref_problem(r))), ""
+        )
+        or event_problem(event.type, event.data)
+    )
+    if not problem and not is_utc(event.time):
+        problem = "time is not in UTC"
+    return problem or event
+
+
+def issue(code: str, file: str, line: int, message: str) -> SetAside:
+    return SetAside(code=code, file=file, line=line, message=message)
+
+
+def ref_problem(ref: WireRef) -> str:
+    if not _LISTING.fullmatch(ref.id):
+        return f"not a usage event: agent or model id {ref.id!r} is not a listing id"
+    if not _VERSION.fullmatch(ref.version):
+        return f"not a usage event: {ref.version!r} is not a semantic version"
+    return ""
+
+
+# Every id of a file at once: one regular expression over the joined ids costs a fraction of
+# one match per id. Ids cannot hold a line break, so the join is unambiguous.
+def is_utc(moment: datetime) -> bool:
+    offset = moment.utcoffset()
+    return offset is not None and not offset
+
+
+def field_problem(
+    event: WireEvent,
+    accounts: set[str] | None = None,
+    subjects: set[str] | None = None,
+    id_ok: bool = False,
+) -> str:
+    """What breaks the patterns the schema gives an event's strings ("" when nothing).
+    Valid accounts and deployments are added to `accounts` and `subjects`, and those already
+    there are not checked again; `id_ok` says the id was checked already."""
+    if not id_ok and not _EVENT_ID.fullmatch(event.id):
+        return f"not a usage event: id {event.id!r} does not match {EVENT_ID_PATTERN}"
+    account = event.data.account
+    if accounts is None or account not in accounts:
+        if not _ACCOUNT.fullmatch(account):
+            return f"not a usage event: account {account!r} does not match {ACCOUNT_PATTERN}"
+        if accounts is not None:
+            accounts.add(account)
+    subject = event.subject
+    if subjects is None or subject not in subjects:
+        if not _DEPLOYMENT.fullmatch(subject):
+            return f"not a usage event: subject {subject!r} is not a deployment id"
+        if subjects is not None:
+            subjects.add(subject)
+    return ""

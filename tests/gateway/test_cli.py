@@ -1,0 +1,84 @@
+"""The `formarket gateway` and `formarket usage` commands, and the demo's gateway step."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from click.testing import CliRunner
+from dulwich.repo import Repo
+
+from formarket.cli import main
+from formarket.gateway.demo import demo_gateway
+from formarket.gitstore import Identity, commit_changes, import_tree
+from tests.conftest import ROOT
+from tests.gateway.helpers import make_market
+from tests.gateway.test_flush import spool_events
+
+
+def run(*args: str) -> str:
+    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_keys_and_routes(tmp_path: Path) -> None:
+    where = ["--repo", str(tmp_path), "--state", str(tmp_path / "state")]
+    key = run("gateway", "keys", "create", "acme", "--rate", "5", *where).splitlines()[0]
+    assert key.startswith("fmk_")
+    listed = run("gateway", "keys", "list", *where)
+    assert "acme" in listed
+    assert key not in listed
+    key_id = key.split("_")[1]
+    assert "revoked" in run("gateway", "keys", "revoke", key_id, *where)
+    assert "REVOKED" in run("gateway", "keys", "list", *where)
+    run(
+        "gateway", "routes", "add", "dep-1", "--endpoint", "http://127.0.0.1:9",
+        "--account", "acme", "--model", "acme/llama-8b@1.2.0", *where,
+    )  # fmt: skip
+    assert "acme/llama-8b@1.2.0" in run("gateway", "routes", "list", *where)
+    run("gateway", "routes", "remove", "dep-1", *where)
+    assert run("gateway", "routes", "list", *where) == ""
+    bad = CliRunner().invoke(
+        main, ["gateway", "routes", "add", "x", "--endpoint", "ftp://h", "--account", "a",
+               "--model", "a/b@1.0.0", *where],
+    )  # fmt: skip
+    assert bad.exit_code == 2
+    assert "http" in bad.output
+
+
+def test_flush_and_show(tmp_path: Path) -> None:
+    make_market(tmp_path / "market")
+    state = tmp_path / "state"
+    spool_events(state / "spool", 12)
+    where = ["--repo", str(tmp_path / "market")]
+    out = run("usage", "flush", *where, "--state", str(state))
+    assert "committed 12 events to registry/usage/" in out
+    assert run("usage", "flush", *where, "--state", str(state)).strip() == "nothing to flush"
+    shown = json.loads(run("usage", "show", *where, "--json"))
+    assert shown["events"] == 12
+    assert shown["duplicates"] == 0
+    assert shown["set_aside"] == 0
+    (row,) = shown["rows"]
+    assert (row["listing"], row["calls"], row["input_tokens"]) == ("acme/llama-8b", 12, 66)
+    assert json.loads(run("usage", "show", *where, "--json", "--listing", "x/y"))["events"] == 0
+    later = json.loads(run("usage", "show", *where, "--json", "--since", "2026-04-01"))
+    assert later["events"] == 0
+    assert "acme/llama-8b" in run("usage", "show", *where)
+
+
+def test_the_openapi_document_is_printed() -> None:
+    assert "/v1/chat/completions" in json.loads(run("gateway", "openapi"))["paths"]
+
+
+def test_the_demo_step_commits_what_it_called(tmp_path: Path) -> None:
+    repo = Repo.init(str(tmp_path / "market"), mkdir=True)
+    commit_changes(
+        repo, "main", import_tree(ROOT, ("registry",)), "Start", Identity("m", "m@example.com")
+    )
+    lines: list[str] = []
+    demo_gateway(tmp_path / "market", lines.append)
+    text = "\n".join(lines)
+    assert "3 events committed to registry/usage/" in text
+    assert "401: invalid_api_key" in text
+    assert "0 duplicate copies" in text

@@ -1,0 +1,179 @@
+"""`formarket royalties` as a user runs it, the simulated usage and the demo step."""
+
+from __future__ import annotations
+
+import gzip
+from datetime import date
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from dulwich.refs import Ref
+from dulwich.repo import Repo
+
+from formarket.cli import main
+from formarket.gitstore import commit_changes
+from formarket.royalties import engine, gitio
+from formarket.royalties.demo import demo_royalties
+from formarket.royalties.simulate import Plan, simulate
+from formarket.schemas.usage import UsageEvent
+from tests.royalties.helpers import BOT, MAINTAINER, simulate_month, starter
+
+
+@pytest.fixture
+def market(tmp_path: Path) -> Path:
+    path = tmp_path / "market"
+    repo = Repo.init(str(path), mkdir=True)
+    repo.refs.set_symbolic_ref(Ref(b"HEAD"), Ref(b"refs/heads/main"))
+    starter(repo)
+    simulate_month(repo, "2026-03", calls=300)
+    repo.close()
+    return path
+
+
+def run(*args: str) -> tuple[int, str]:
+    """Exit code and everything printed (progress goes to stderr, results to stdout)."""
+    result = CliRunner().invoke(main, ["royalties", *args])
+    return result.exit_code, result.output
+
+
+def stdout(*args: str) -> str:
+    result = CliRunner().invoke(main, ["royalties", *args])
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+def test_help_says_what_each_command_does() -> None:
+    code, out = run("--help")
+    assert code == 0
+    for word in ("close", "preview", "verify", "policy.yaml"):
+        assert word in out
+    code, out = run("close", "--help")
+    assert code == 0
+    assert "--commit" in out
+    assert "adjustment" in out
+
+
+def test_close_commit_and_verify(market: Path) -> None:
+    code, out = run("close", "--period", "2026-03", "--repo", str(market))
+    assert code == 0, out
+    assert "not committed (dry run)" in out
+    assert "# Royalties 2026-03" in out
+    code, out = run("close", "--period", "2026-03", "--repo", str(market), "--commit")
+    assert code == 0, out
+    assert "committed royalties/2026-03/" in out
+    code, out = run("verify", "--period", "2026-03", "--repo", str(market))
+    assert code == 0, out
+    assert "byte for byte" in out
+    code, out = run("close", "--period", "2026-03", "--repo", str(market), "--commit")
+    assert code == 2
+    assert "closed already" in out
+    assert "hint:" in out
+
+    repo = Repo(str(market))
+    tree = gitio.commit_tree(repo, engine.branch_tip(repo, "main"))
+    path = "royalties/2026-03/statements/northwind-ai.json"
+    data = gitio.read_path(repo, tree, path) or b""
+    commit_changes(
+        repo, "main", {path: data.replace(b'"gross": "', b'"gross": "9', 1)}, "edit", BOT
+    )
+    repo.close()
+    code, out = run("verify", "--period", "2026-03", "--repo", str(market))
+    assert code == 1
+    assert path in out
+    assert "(recomputed)" in out
+
+
+def test_preview_shows_a_statement_and_names_the_publishers(market: Path) -> None:
+    out = stdout(
+        "preview", "--period", "2026-03", "--repo", str(market), "--publisher", "tinyforge"
+    )
+    assert out.startswith("# Royalty statement: tinyforge, 2026-03")
+    code, out = run(
+        "preview", "--period", "2026-03", "--repo", str(market), "--publisher", "nobody"
+    )
+    assert code == 2
+    assert "tinyforge" in out
+
+
+@pytest.mark.parametrize(
+    ("args", "exit_code", "words"),
+    [
+        (("close", "--period", "2026-13"), 2, "YYYY-MM"),
+        (("close", "--period", "2099-01"), 2, "preview"),
+        (("verify", "--period", "2026-02"), 1, "not closed"),
+        (("preview", "--period", "2026-03", "--branch", "nope"), 1, "no branch"),
+    ],
+)
+def test_mistakes_are_explained(
+    market: Path, args: tuple[str, ...], exit_code: int, words: str
+) -> None:
+    code, out = run(*args, "--repo", str(market))
+    assert code == exit_code, out
+    assert words in out
+    assert "Traceback" not in out
+
+
+def test_no_policy_is_an_error_with_a_hint(market: Path) -> None:
+    repo = Repo(str(market))
+    commit_changes(repo, "main", {"royalties/policy.yaml": None}, "drop the terms", MAINTAINER)
+    repo.close()
+    code, out = run("close", "--period", "2026-03", "--repo", str(market))
+    assert code == 1
+    assert "policy.yaml" in out
+    assert "hint:" in out
+
+
+def test_simulated_usage_is_deterministic_and_valid() -> None:
+    from tests.royalties.helpers import memory_market
+
+    market = memory_market()
+    book = gitio.price_book(market, engine.branch_tip(market, "main"))
+    plan = Plan(period="2026-02", calls=500, flush_events=30, seed=3, days=(1, 2, 28))
+    first = simulate(book.latest(), plan)
+    assert first == simulate(book.latest(), plan)
+    assert first != simulate(
+        book.latest(), Plan(period="2026-02", calls=500, seed=4, days=(1, 2, 28))
+    )
+    days = set()
+    for path, data in first.items():
+        for raw in gzip.decompress(data).splitlines():
+            event = UsageEvent.model_validate_json(raw)
+            days.add(event.time.date())
+        assert path.startswith("registry/usage/2026/0")
+    assert days == {date(2026, 2, 1), date(2026, 2, 2), date(2026, 2, 28)}
+
+
+def test_the_demo_step(tmp_path: Path) -> None:
+    repo = Repo.init(str(tmp_path / "demo"), mkdir=True)
+    repo.refs.set_symbolic_ref(Ref(b"HEAD"), Ref(b"refs/heads/main"))
+    from formarket.gitstore import import_tree
+    from tests.royalties.helpers import ROOT
+
+    files = {p: d for p, d in import_tree(ROOT, ("registry",)).items() if "/usage/" not in p}
+    commit_changes(repo, "main", files, "Start the marketplace", MAINTAINER)
+    lines: list[str] = []
+    demo_royalties(repo, lines.append, today=date(2026, 4, 12))
+    text = "\n".join(lines)
+    assert "SIMULATED" in text
+    assert "# Royalties 2026-03" in text
+    assert "agrees with its recomputation" in text
+    assert "1 adjustment(s) of 2026-03" in text
+    assert "exits 1" in text
+
+
+def test_reading_on_several_cores_gives_the_same_bytes(market: Path) -> None:
+    repo = Repo(str(market))
+    before = engine.preview(repo, "2026-03", jobs=1).closing.summary.counts.duplicates
+    tree = gitio.commit_tree(repo, engine.branch_tip(repo, "main"))
+    # Copies of a few calls in a later file, so that settling duplicates runs in the workers.
+    found, _ = gitio.usage_files(repo, tree, date(2026, 3, 1))
+    path = sorted(p for p in found if "/gw-2-" in p)[0]
+    lines = gzip.decompress(gitio.read_blob(repo, found[path][1])).splitlines()[:5]
+    later = "registry/usage/2026/03/30/gateway/gw-2-999999.jsonl.gz"
+    commit_changes(repo, "main", {later: gzip.compress(b"\n".join(lines) + b"\n")}, "again", BOT)
+    serial = engine.preview(repo, "2026-03", jobs=1)
+    parallel = engine.preview(repo, "2026-03", jobs=2)
+    repo.close()
+    assert parallel.files == serial.files
+    assert serial.closing.summary.counts.duplicates == before + 5

@@ -1,0 +1,128 @@
+"""The pure pipeline on small, hand-made usage: rating, splitting, ledger, statements."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+
+from formarket.royalties.ledger import balances, payable
+from tests.royalties.helpers import (
+    Offer,
+    book_of,
+    call,
+    close,
+    context,
+    gz,
+    hours,
+    line,
+    usage_file,
+)
+
+CHAT = Offer(
+    "model",
+    "acme/chat",
+    "1.0.0",
+    {
+        "model": "per_token",
+        "currency": "USD",
+        "input_per_million": "0.20",
+        "output_per_million": "0.60",
+    },
+    "70",
+)
+CODER = Offer(
+    "model",
+    "acme/coder",
+    "2.0.0",
+    {"model": "per_instance_hour", "currency": "USD", "per_hour": "4.80"},
+    "60",
+)
+BOT = Offer(
+    "agent",
+    "zeta/helper",
+    "0.1.0",
+    {"model": "per_request", "currency": "EUR", "per_request": "0.05"},
+    "85",
+)
+FREE = Offer("model", "zeta/free", "1.0.0", {"model": "free"}, "0")
+SUB = Offer(
+    "agent",
+    "zeta/sub",
+    "1.0.0",
+    {"model": "subscription", "currency": "EUR", "tiers": [{"name": "Basic", "monthly": "9"}]},
+    "70",
+)
+BOOK = book_of([CHAT, CODER, BOT, FREE, SUB])
+
+
+def test_tokens_are_priced_per_million_and_rounded_once_per_line() -> None:
+    events = [
+        call(f"e{i}", model=("acme/chat", "1.0.0"), input_tokens=1_000_001, output_tokens=333)
+        for i in range(3)
+    ]
+    _, files = close({usage_file("2026-03-10"): gz(line(e) for e in events)}, context(BOOK))
+    statement = json.loads(files["statements/acme.json"])
+    lines = {ln["metric"]: ln for ln in statement["currencies"][0]["lines"]}
+    # 3,000,003 input tokens x 0.20 / 1e6 = 0.6000006 -> 0.60; 999 x 0.60 / 1e6 -> 0.00
+    assert lines["input_tokens"]["quantity"] == 3_000_003
+    assert lines["input_tokens"]["gross"] == "0.60"
+    assert lines["input_tokens"]["creator"] == "0.42"
+    assert lines["input_tokens"]["platform"] == "0.18"
+    assert lines["output_tokens"]["gross"] == "0.00"
+
+
+def test_instance_hours_agent_requests_and_unrated_usage() -> None:
+    events = [
+        hours("h1", model=("acme/coder", "2.0.0"), seconds=3600, time="2026-03-01T01:00:00Z"),
+        hours("h2", model=("acme/coder", "2.0.0"), seconds=1800, time="2026-03-01T02:00:00Z"),
+    ]
+    calls = [
+        call("c1", agent=("zeta/helper", "0.1.0"), model=("zeta/free", "1.0.0")),
+        call("c2", agent=("zeta/sub", "1.0.0"), model=("acme/chat", "1.0.0")),
+        call("c3", agent=("zeta/helper", "0.1.0"), outcome="error"),
+    ]
+    files = {
+        usage_file("2026-03-01", "farm/meter-1"): gz(line(e) for e in events),
+        usage_file("2026-03-10"): gz(line(e) for e in calls),
+    }
+    closing, rendered = close(files, context(BOOK))
+    acme = json.loads(rendered["statements/acme.json"])
+    hourly = [ln for ln in acme["currencies"][0]["lines"] if ln["metric"] == "instance_seconds"]
+    assert hourly[0]["quantity"] == 5400
+    assert hourly[0]["gross"] == "7.20"  # 1.5 h x 4.80
+    zeta = json.loads(rendered["statements/zeta.json"])
+    eur = zeta["currencies"][0]
+    assert eur["currency"] == "EUR"
+    assert [ln["quantity"] for ln in eur["lines"]] == [1]  # the failed call is not charged
+    assert {u["pricing"] for u in zeta["unrated"]} == {"free", "subscription"}
+    assert closing.summary.counts.not_charged == 1
+
+
+def test_ledger_balances_and_statement_totals() -> None:
+    events = [
+        call(f"e{i}", model=("acme/chat", "1.0.0"), input_tokens=10**6 * i) for i in range(1, 40)
+    ]
+    closing, _ = close({usage_file("2026-03-10"): gz(line(e) for e in events)}, context(BOOK))
+    for transaction in closing.ledger:
+        assert sum(e.amount for e in transaction.entries) == 0
+    owed = -balances(closing.ledger)[(payable("acme"), "USD")]
+    statement = next(s for s in closing.statements if s.publisher == "acme")
+    assert owed == statement.currencies[0].creator
+    block = statement.currencies[0]
+    assert block.gross == sum((ln.gross for ln in block.lines), Decimal(0))
+    assert closing.payouts.lines[0].status == "nothing-due"  # held for one period
+
+
+def test_close_events_is_the_pure_function_of_events_price_book_and_policy() -> None:
+    from formarket.royalties.core import close_events
+    from formarket.schemas.usage import UsageEvent
+
+    events = [
+        UsageEvent.model_validate(call(f"e{i}", model=("acme/chat", "1.0.0"), input_tokens=10**6))
+        for i in range(5)
+    ]
+    first = close_events(events, context(BOOK))
+    again = close_events(list(reversed(events)), context(BOOK))
+    assert first == again
+    (statement,) = (s for s in first.statements if s.publisher == "acme")
+    assert statement.currencies[0].gross == Decimal("1.00")  # 5 M input tokens x 0.20
