@@ -82,7 +82,7 @@ def layout(
                 tasks.append(Task("publisher", f"{path}/{item.name}", stem, item.key))
         elif top.name in LISTING_KINDS:
             kind = LISTING_KINDS[top.name]
-            tasks.extend(_listing_tasks(snapshot, path, kind, stray, memo, keys))
+            tasks.extend(_listing_tasks(snapshot, path, kind, stray, memo))
         elif top.name == "solutions":
             for pub in _dirs(snapshot, path, stray):
                 for item in snapshot.listdir(f"{path}/{pub.name}"):
@@ -96,7 +96,20 @@ def layout(
                         )
                         continue
                     tasks.append(Task("solution", file_path, f"{pub.name}/{stem}", item.key))
+    if keys and any(not t.key for t in tasks):
+        tasks = _keyed(snapshot, tasks)
     return tasks, findings
+
+
+def _keyed(snapshot: Snapshot, tasks: list[Task]) -> list[Task]:
+    """Every task with its key. (Two threads made this slower: the walk is mostly Python.)"""
+    out: list[Task] = []
+    for task in tasks:
+        if not task.key:
+            name = task.path.rsplit("/", 1)[1]
+            task = replace(task, key=snapshot.folder_key(task.path, Item(name, "dir")))
+        out.append(task)
+    return out
 
 
 def _dirs(snapshot: Snapshot, path: str, stray: Any) -> Iterator[Item]:
@@ -118,7 +131,7 @@ class Memo(Protocol):
 
 
 def _listing_tasks(
-    snapshot: Snapshot, path: str, kind: str, stray: Any, memo: Memo | None, keys: bool
+    snapshot: Snapshot, path: str, kind: str, stray: Any, memo: Memo | None
 ) -> Iterator[Task]:
     for pub in _dirs(snapshot, path, stray):
         pub_path = f"{path}/{pub.name}"
@@ -140,7 +153,8 @@ def _listing_tasks(
 
         for item in _dirs(snapshot, pub_path, note):
             folder = f"{pub_path}/{item.name}"
-            key = snapshot.folder_key(folder, item) if keys or item.key else ""
+            # Keys that cost a walk (a working tree's) are made afterwards, all at once.
+            key = snapshot.folder_key(folder, item) if item.key else ""
             seen.append((item.name, key))
             yield Task(kind, folder, f"{pub.name}/{item.name}", key)
         if memo is not None and memo_key and all(key for _, key in seen):
