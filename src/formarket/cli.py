@@ -70,10 +70,14 @@ def main() -> None:
     """formarket: a marketplace for AI models and agents whose catalog is a git repository.
 
     \b
-    Publish:   formarket validate            check a registry working tree
-               formarket formfile parse F    parse a Formfile, show its meaning or errors
-               formarket check --base --head --author LOGIN
-                                             the pull-request check
-    Contracts: formarket schema export       write the JSON Schemas to schemas/
-    Try it:    formarket demo                the whole journey on a scratch repository
+    Publish:   formarket new model|agent P/SLUG -t TEMPLATE   scaffold a listing
+               formarket build P/SLUG                        its VM image, cached by content
+               formarket validate                            check a registry working tree
+               formarket check --base --head --author LOGIN  the pull-request check
+    Use:       formarket site build && formarket site serve  the catalog and JSON API
+               formarket gateway serve                       the metered OpenAI-compatible API
+               formarket usage flush|show                    usage committed to git
+    Operate:   formarket royalties close|verify --period YYYY-MM
+               formarket schema export                       the JSON Schemas in schemas/
+    Try it:    formarket demo                                the whole journey, narrated
     """
