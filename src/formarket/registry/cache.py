@@ -66,8 +66,6 @@ class ResultCache:
         self._entries: dict[str, Any] | None = None if path is not None else {}
         self._runs: dict[str, Any] | None = None if path is not None else {}
         self._dirty: set[str] = set()
-        self.hits = 0
-        self.misses = 0
 
     def _load(self, path: Path) -> dict[str, Any]:
         try:
@@ -93,14 +91,7 @@ class ResultCache:
         return not self._table("")
 
     def get(self, key: str) -> Any:
-        value = self._table(key).get(key)
-        if key.startswith("run:"):
-            return value
-        if value is None:
-            self.misses += 1
-        else:
-            self.hits += 1
-        return value
+        return self._table(key).get(key)
 
     def put(self, key: str, value: Any) -> None:
         table = self._table(key)

@@ -53,10 +53,6 @@ class GitSnapshot:
         self._trees[path] = tree
         return tree
 
-    def tree_id(self, path: str) -> ObjectID | None:
-        tree = self._tree(path)
-        return tree.id if tree is not None else None
-
     def listdir(self, path: str) -> list[Item]:
         tree = self._tree(path)
         if tree is None:
