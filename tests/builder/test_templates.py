@@ -64,8 +64,10 @@ def test_the_wrong_kind_an_unknown_template_and_an_existing_folder_are_refused(
     with pytest.raises(UsageError, match="templates: ") as caught:
         scaffold(templates, "nope", "model", "acme/x", tmp_path)
     assert "openai-model" in caught.value.hint
-    with pytest.raises(UsageError, match="not a listing id"):
-        scaffold(templates, "openai-model", "model", "Acme/x y", tmp_path)
+    for hostile in ("Acme/x y", "../../etc/x", "acme/../../x", "/abs/x", "acme/x;rm -rf /"):
+        with pytest.raises(UsageError, match="not a listing id"):
+            scaffold(templates, "openai-model", "model", hostile, tmp_path)
+    assert not any(tmp_path.iterdir())
     scaffold(templates, "openai-model", "model", "acme/x", tmp_path)
     with pytest.raises(UsageError, match="exists already"):
         scaffold(templates, "openai-model", "model", "acme/x", tmp_path)
