@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # Debian packages the product and its tests need; installed only when missing.
-DEBIAN_PACKAGES := git python3-venv chromium qemu-system-x86 qemu-utils busybox-static e2fsprogs mmdebstrap openssl
+DEBIAN_PACKAGES := git python3-venv chromium qemu-system-x86 qemu-utils busybox-static e2fsprogs mmdebstrap openssl redis-server libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients libvirt-dev pkg-config gcc
 
 .PHONY: demo test bench lint debian-packages schemas clean
 
