@@ -1,0 +1,158 @@
+"""Desired state: the deployments that should run, as `registry/deployments/<id>.yaml` in git.
+
+Only the bot writes here (the pull-request check refuses anyone else). Writes are one
+compare-and-swap commit, retried on conflict, so a CLI request, an issue and the reconciler
+never lose each other's work. A document that does not parse is reported and left alone: the
+farm keeps running everything else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Literal
+
+import yaml
+from dulwich.objects import Commit, ObjectID
+from dulwich.refs import Ref
+from dulwich.repo import Repo
+from pydantic import ValidationError
+
+from formarket.errors import InputError, NotFoundError
+from formarket.gitstore import Identity, commit_changes
+from formarket.registry.git_snapshot import GitSnapshot
+from formarket.registry.yaml_loader import YamlError, load_yaml
+from formarket.schemas.deployment import Deployment
+
+__all__ = [
+    "DEPLOYMENTS_DIR",
+    "bot_identity",
+    "deployment_path",
+    "dump_deployment",
+    "read_deployments",
+    "set_state",
+    "submit",
+]
+
+DEPLOYMENTS_DIR = "registry/deployments"
+
+
+def deployment_path(deployment_id: str) -> str:
+    return f"{DEPLOYMENTS_DIR}/{deployment_id}.yaml"
+
+
+def dump_deployment(deployment: Deployment) -> bytes:
+    """The document's canonical bytes: the same deployment always writes the same file."""
+    plain = deployment.model_dump(mode="json", exclude_defaults=False)
+    header = (
+        "# Desired state, written by the farm's bot; `formarket deployments stop ID` stops it.\n"
+    )
+    body = yaml.safe_dump(plain, sort_keys=False, allow_unicode=True, width=100)
+    return (header + body).encode()
+
+
+def _tip(repo: Repo, branch: str) -> ObjectID | None:
+    try:
+        return repo.refs[Ref(f"refs/heads/{branch}".encode())]
+    except KeyError:
+        return None
+
+
+def parse_deployment(raw: bytes, path: str) -> Deployment:
+    loaded = load_yaml(raw, path)
+    try:
+        deployment = Deployment.model_validate(loaded.data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"]) or "(top level)"
+        raise InputError(f"{path}: {field}: {first['msg']}") from exc
+    if path != deployment_path(deployment.id):
+        raise InputError(f"{path}: its id is {deployment.id}, which belongs in another file")
+    return deployment
+
+
+def read_deployments(
+    repo: Repo, branch: str = "main", *, problems: list[str] | None = None
+) -> dict[str, Deployment]:
+    """Every desired deployment at the branch tip, by id.
+
+    With `problems`, a document that does not parse is described there and skipped; without,
+    it raises."""
+    tip = _tip(repo, branch)
+    if tip is None:
+        return {}
+    snapshot = GitSnapshot(repo, tip, branch)
+    found: dict[str, Deployment] = {}
+    for item in snapshot.listdir(DEPLOYMENTS_DIR):
+        if not item.name.endswith(".yaml"):
+            continue
+        path = f"{DEPLOYMENTS_DIR}/{item.name}"
+        try:
+            deployment = parse_deployment(snapshot.read(path) or b"", path)
+        except (InputError, YamlError) as exc:
+            if problems is None:
+                raise
+            problems.append(str(exc))
+            continue
+        found[deployment.id] = deployment
+    return found
+
+
+def bot_identity(repo: Repo, branch: str = "main") -> Identity:
+    """The bot named by the branch's registry/governance.yaml: the only writer of deployments."""
+    from formarket.royalties.engine import bot_identity as read_bot  # the one reading of it
+
+    tip = _tip(repo, branch)
+    if tip is None:
+        raise NotFoundError(f"the branch {branch} has no commits, so no bot is named")
+    commit = repo[tip]
+    assert isinstance(commit, Commit)
+    return read_bot(repo, commit.tree)
+
+
+def _changes(repo: Repo, branch: str, wanted: Iterable[Deployment]) -> dict[str, bytes | None]:
+    current = read_deployments(repo, branch, problems=[])
+    changes: dict[str, bytes | None] = {}
+    for deployment in wanted:
+        if current.get(deployment.id) != deployment:
+            changes[deployment_path(deployment.id)] = dump_deployment(deployment)
+    return changes
+
+
+def submit(
+    repo: Repo,
+    branch: str,
+    deployments: Sequence[Deployment],
+    message: str,
+    bot: Identity,
+) -> ObjectID | None:
+    """Commit the documents in one compare-and-swap commit; None when all were already there
+    exactly as given (re-running a request changes nothing)."""
+    if not _changes(repo, branch, deployments):
+        return None
+
+    def changes(_tip: ObjectID | None) -> dict[str, bytes | None]:
+        # Recomputed on the tip that this attempt builds on (another writer may have moved it).
+        return _changes(repo, branch, deployments)
+
+    return commit_changes(repo, branch, changes, message, bot)
+
+
+def set_state(
+    repo: Repo,
+    branch: str,
+    deployment_id: str,
+    state: Literal["running", "stopped"],
+    message: str,
+    bot: Identity,
+) -> ObjectID | None:
+    """Change one deployment's desired state; None when it already was."""
+    current = read_deployments(repo, branch, problems=[])
+    if deployment_id not in current:
+        raise NotFoundError(
+            f"no deployment {deployment_id} in {DEPLOYMENTS_DIR}/",
+            hint="`formarket deployments list` shows them",
+        )
+    if current[deployment_id].state == state:
+        return None
+    changed = current[deployment_id].model_copy(update={"state": state})
+    return submit(repo, branch, [changed], message, bot)
