@@ -47,3 +47,8 @@ class Governance(Document):
     bot: GitHubLogin = Field(
         description="The farm's identity; the only writer of deployments, usage and royalties."
     )
+    deployers: tuple[GitHubLogin, ...] = Field(
+        default=(),
+        description="May deploy through a deployment issue without a maintainer's `approved`"
+        " label.",
+    )

@@ -36,18 +36,31 @@ class Resources(Document):
     recommended: ResourceSpec | None = Field(
         default=None, description="What the publisher advises; defaults to the minimum."
     )
+    maximum: ResourceSpec | None = Field(
+        default=None,
+        description="The largest machine a user may deploy it on; defaults to the recommended.",
+    )
 
     @model_validator(mode="after")
-    def _recommended_not_below_minimum(self) -> Resources:
-        rec = self.recommended
-        if rec is None:
-            return self
-        low = self.minimum
-        for field in ("vcpus", "memory_mib", "disk_gib"):
-            if getattr(rec, field) < getattr(low, field):
-                raise ValueError(f"recommended.{field} is below minimum.{field}")
+    def _sizes_in_order(self) -> Resources:
+        # maximum >= recommended >= minimum, field by field (GPU counts included).
+        sizes = [("minimum", self.minimum)]
+        if self.recommended is not None:
+            sizes.append(("recommended", self.recommended))
+        if self.maximum is not None:
+            sizes.append(("maximum", self.maximum))
+        for (low_name, low), (high_name, high) in zip(sizes, sizes[1:], strict=False):
+            for field in ("vcpus", "memory_mib", "disk_gib"):
+                if getattr(high, field) < getattr(low, field):
+                    raise ValueError(f"{high_name}.{field} is below {low_name}.{field}")
+            if low.gpu is not None and high.gpu is not None and high.gpu.count < low.gpu.count:
+                raise ValueError(f"{high_name}.gpu.count is below {low_name}.gpu.count")
         return self
 
     @property
     def effective_recommended(self) -> ResourceSpec:
         return self.recommended or self.minimum
+
+    @property
+    def effective_maximum(self) -> ResourceSpec:
+        return self.maximum or self.effective_recommended

@@ -1,0 +1,172 @@
+"""`formarket deploy`: check a deployment request, print its plan, commit it as the bot."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from formarket.errors import FormarketError, UsageError
+
+if TYPE_CHECKING:
+    from formarket.deploy.request import Planned
+    from formarket.farm.settings import FarmSettings
+
+__all__ = ["command"]
+
+
+@click.command("deploy")
+@click.argument("agent", required=False, metavar="[AGENT-ID]")
+@click.option("--model", metavar="MODEL-ID", help="The model behind the agent, or alone.")
+@click.option("--solution", metavar="ID", help="A ready-made agent + model pairing.")
+@click.option(
+    "--version",
+    metavar="V",
+    help="The version of the agent (or of the model or solution deployed alone); the current"
+    " one when left out.",
+)
+@click.option("--vcpus", type=click.IntRange(1, 128), help="vCPUs of the deployment you name.")
+@click.option("--memory", "memory_mib", type=click.IntRange(128, 1048576), help="Memory, MiB.")
+@click.option("--gpu", metavar="MODEL:COUNT", help="GPUs, such as H100:1.")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="An agent setting.")
+@click.option(
+    "--secret",
+    "secret_refs",
+    multiple=True,
+    metavar="NAME=REF",
+    help="A secret by reference: env:NAME, file:/path or vault:path (never the value).",
+)
+@click.option("--account", help="Who pays for the usage (default: you).")
+@click.option(
+    "--repo",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="The marketplace repository (default: FORMARKET_REPO, else here).",
+)
+@click.option("--branch", default=None, help="Its branch (default: FORMARKET_BRANCH, else main).")
+@click.option("--dry-run", is_flag=True, help="Check and print the plan; commit nothing.")
+@click.option("--wait", is_flag=True, help="Follow progress until the endpoint answers.")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=1),
+    default=1800.0,
+    show_default=True,
+    help="Seconds --wait waits.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
+def command(
+    agent: str | None,
+    model: str | None,
+    solution: str | None,
+    version: str | None,
+    vcpus: int | None,
+    memory_mib: int | None,
+    gpu: str | None,
+    sets: tuple[str, ...],
+    secret_refs: tuple[str, ...],
+    account: str | None,
+    repo: Path | None,
+    branch: str | None,
+    dry_run: bool,
+    wait: bool,
+    timeout: float,
+    as_json: bool,
+) -> None:
+    """Deploy an agent (with a model), a model alone, or a solution.
+
+    Everything is checked before anything is committed: that the listings exist at the given
+    versions, agent–model compatibility, resources within the listings' bounds, settings
+    against the agent's settings schema. Resources size the deployment you name (the agent,
+    or the model deployed alone); an agent's model runs at its recommended size. An agent
+    without --model gets its first compatible preferred model.
+
+    \b
+      formarket deploy tinyforge/faq-bot --model tinyforge/echo-chat --set min_match=0.5
+      formarket deploy --model tinyforge/echo-chat --dry-run
+      formarket deploy --solution tinyforge/faq-demo --wait
+    """
+    from formarket.deploy.request import DeployOptions, RefusedError, build_request, plan, run
+    from formarket.farm.settings import FarmSettings
+
+    if dry_run and wait:
+        raise UsageError("--wait follows a committed deployment; leave out --dry-run")
+    settings = FarmSettings.from_env()
+    if repo is not None:
+        settings = replace(settings, repo=repo.absolute())
+    if branch is not None:
+        settings = replace(settings, branch=branch)
+    options = DeployOptions(
+        agent, model, solution, version, vcpus, memory_mib, gpu, sets, secret_refs, account
+    )
+    if as_json:
+        try:
+            if dry_run:
+                planned = plan(settings, build_request(options))
+            else:
+                planned = run(settings, options, echo=lambda _line: None)
+        except RefusedError as exc:
+            click.echo(json.dumps({"refused": list(exc.reasons)}, indent=2))
+            raise SystemExit(1) from exc
+        click.echo(json.dumps(_as_json(planned, committed=not dry_run), indent=2))
+    else:
+        planned = run(settings, options, dry_run=dry_run, echo=click.echo)
+    if wait:
+        _wait(settings, planned.resolved.all[-1].id, timeout, echo=not as_json)
+
+
+def _as_json(planned: Planned, *, committed: bool) -> dict[str, Any]:
+    resolved = planned.resolved
+    return {
+        "committed": committed,
+        "deployments": [
+            {**d.model_dump(mode="json"), "runs": planned.where.get(d.id)}
+            for d in resolved.deployments
+        ],
+        "reused": [d.id for d in resolved.reused],
+        "prices": [
+            {
+                "listing": p.listing,
+                "currency": p.currency,
+                "per_unit": [{"unit": unit, "amount": str(amount)} for amount, unit in p.charges],
+            }
+            for p in resolved.prices
+        ],
+    }
+
+
+def _wait(settings: FarmSettings, deployment_id: str, timeout: float, *, echo: bool) -> None:
+    try:
+        # Written alongside the farm; looked up at run time so that deploying never needs it.
+        endpoint = importlib.import_module("formarket.farm.status").endpoint
+    except (ImportError, AttributeError) as exc:
+        raise FormarketError(
+            "--wait needs the farm's status (formarket.farm.status), which this installation lacks",
+            hint="the deployment is committed; `formarket deployments list` follows it",
+        ) from exc
+    deadline = time.monotonic() + timeout
+    delay = 1.0
+    if echo:
+        click.echo(f"Waiting for {deployment_id} to answer...")
+    while True:
+        url = endpoint(settings, deployment_id)
+        if url:
+            break
+        if time.monotonic() > deadline:
+            raise FormarketError(
+                f"{deployment_id} did not answer within {timeout:.0f}s",
+                hint="the farm may still be building it; `formarket deployments list` shows it",
+            )
+        time.sleep(delay)
+        delay = min(delay * 1.5, 10.0)
+    click.echo(f"Endpoint: {url}")
+    click.echo(
+        f"Call it:\n  curl -s {url}/v1/chat/completions -H 'Content-Type: application/json'"
+        ' -d \'{"model": "'
+        + deployment_id
+        + '", "messages": [{"role": "user", "content": "Hello"}]}\''
+    )

@@ -1,0 +1,156 @@
+"""A request from the command line: options in, a checked plan out, committed unless dry.
+
+`formarket deploy` is a thin click wrapper over these functions, and `formarket demo` calls
+them directly, so both take the same path.
+"""
+
+from __future__ import annotations
+
+import getpass
+import re
+import secrets
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from pydantic import ValidationError
+
+from formarket.deploy.catalog import Catalog, open_market
+from formarket.deploy.checks import Refusal, Resolved, resolve
+from formarket.deploy.plan import forecast, plan_lines
+from formarket.deploy.values import parse_gpu, parse_listing, parse_secret, parse_set
+from formarket.errors import FormarketError, InputError, UsageError
+from formarket.farm import desired
+from formarket.farm.hosts import load_inventory
+from formarket.farm.settings import FarmSettings
+from formarket.registry.git_snapshot import open_git_snapshot
+from formarket.schemas.deployment import DeploymentRequest, Origin
+from formarket.schemas.usage import ACCOUNT_PATTERN
+
+__all__ = ["DeployOptions", "Planned", "RefusedError", "build_request", "plan", "run"]
+
+
+class RefusedError(FormarketError):
+    """The request failed its checks; `reasons` lists every one."""
+
+    def __init__(self, reasons: Sequence[str]) -> None:
+        listed = "\n".join(f"  - {reason}" for reason in reasons)
+        super().__init__(
+            f"the request was refused; nothing was committed:\n{listed}",
+            hint="fix them and run the command again (--dry-run checks without committing)",
+        )
+        self.reasons = tuple(reasons)
+
+
+@dataclass(frozen=True, slots=True)
+class DeployOptions:
+    """`formarket deploy`'s options, as typed."""
+
+    agent: str | None = None
+    model: str | None = None
+    solution: str | None = None
+    version: str | None = None
+    vcpus: int | None = None
+    memory_mib: int | None = None
+    gpu: str | None = None
+    sets: tuple[str, ...] = ()
+    secrets: tuple[str, ...] = ()
+    account: str | None = None
+    requester: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Planned:
+    resolved: Resolved
+    where: dict[str, str] = field(default_factory=dict)
+    lines: tuple[str, ...] = ()
+    commit: bytes | None = None
+
+
+def _login() -> str:
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = ""
+    return user if re.fullmatch(ACCOUNT_PATTERN, user) else "cli"
+
+
+def build_request(options: DeployOptions) -> DeploymentRequest:
+    """The request the options describe; InputError/UsageError say what is wrong with them."""
+    if options.solution and (options.agent or options.model):
+        raise UsageError("a solution names its own agent and model; give one or the other")
+    if not (options.agent or options.model or options.solution):
+        raise UsageError(
+            "name an agent, a model (--model) or a solution (--solution)",
+            hint="formarket deploy tinyforge/faq-bot --model tinyforge/echo-chat",
+        )
+    version = f"@{options.version}" if options.version else ""
+    agent = parse_listing(options.agent + version, "agent") if options.agent else None
+    model_version = version if options.model and not options.agent else ""
+    model = parse_listing(options.model + model_version, "model") if options.model else None
+    solution = parse_listing(options.solution + version, "solution") if options.solution else None
+    requester = options.requester or _login()
+    try:
+        return DeploymentRequest(
+            agent=agent,
+            model=model,
+            solution=solution,
+            vcpus=options.vcpus,
+            memory_mib=options.memory_mib,
+            gpu=parse_gpu(options.gpu) if options.gpu else None,
+            settings=parse_set(options.sets),
+            secrets=tuple(parse_secret(item) for item in options.secrets),
+            requester=requester,
+            account=options.account or requester,
+            origin=Origin(kind="cli"),
+        )
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "request"
+        raise InputError(f"{where}: {first['msg']}") from exc
+
+
+def plan(settings: FarmSettings, request: DeploymentRequest, *, seed: str | None = None) -> Planned:
+    """Check the request against the branch tip and say where it would run; RefusedError
+    lists every reason when it cannot."""
+    repo = open_market(settings)
+    current = desired.read_deployments(repo, settings.branch, problems=[])
+    catalog = Catalog(open_git_snapshot(repo, settings.branch), current)
+    requested = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    result = resolve(request, catalog, seed=seed or secrets.token_hex(16), requested=requested)
+    if isinstance(result, Refusal):
+        raise RefusedError(result.reasons)
+    where: dict[str, str] = {}
+    if settings.hosts is not None:
+        where = forecast(result.deployments, current, load_inventory(settings.hosts).hosts)
+    return Planned(result, where, tuple(plan_lines(result, where)))
+
+
+def run(
+    settings: FarmSettings,
+    options: DeployOptions,
+    *,
+    dry_run: bool = False,
+    echo: Callable[[str], None] = print,
+) -> Planned:
+    """Check, print the plan and (unless `dry_run`) commit the deployments as the bot."""
+    planned = plan(settings, build_request(options))
+    for line in planned.lines:
+        echo(line)
+    if dry_run:
+        echo("Dry run: nothing was committed.")
+        return planned
+    repo = open_market(settings)
+    deployments = planned.resolved.deployments
+    names = " and ".join(f"{d.listing.id}@{d.listing.version}" for d in deployments)
+    commit = desired.submit(
+        repo,
+        settings.branch,
+        deployments,
+        f"Deploy {names or 'nothing new'} for {planned.resolved.request.account}",
+        desired.bot_identity(repo, settings.branch),
+    )
+    ids = ", ".join(d.id for d in deployments)
+    reused = "".join(f" (reusing {d.id})" for d in planned.resolved.reused)
+    echo(f"Committed {ids}{reused} to registry/deployments/ on {settings.branch}.")
+    return Planned(planned.resolved, planned.where, planned.lines, commit)

@@ -1,0 +1,69 @@
+"""Instance-hours: the farm meters how long each deployment runs, as usage events of its own.
+
+Every reconcile cycle, each deployment libvirt reports running is metered from where the
+last cycle left it to now, cut at UTC hours (`gateway.events.instance_hours`). The events go
+to the usage spool that `formarket usage flush` commits. The clock of each deployment is
+saved only after its events are in the spool: a crash in between reports that interval again,
+with the same event ids (they are a function of the interval), which royalties count once.
+A deployment is metered from the first cycle that sees it running.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+
+from formarket.gateway.events import Served, instance_hours
+from formarket.gateway.spool import write_events
+
+__all__ = ["meter_running"]
+
+
+def _load(path: Path) -> dict[str, int]:
+    try:
+        data = json.loads(path.read_bytes())
+    except (FileNotFoundError, ValueError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {k: v for k, v in data.items() if isinstance(k, str) and isinstance(v, int)}
+
+
+def _save(path: Path, clocks: Mapping[str, int]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".meter-")
+    with os.fdopen(fd, "w") as f:
+        json.dump(dict(sorted(clocks.items())), f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def meter_running(
+    clock_file: Path,
+    spool: Path,
+    source: str,
+    running: Mapping[str, Served],
+    now: datetime | None = None,
+) -> int:
+    """Meter every running deployment up to `now`; how many events went to the spool."""
+    at = int((now or datetime.now(UTC)).timestamp())
+    clocks = _load(clock_file)
+    events: list[bytes] = []
+    for dep_id, served in sorted(running.items()):
+        since = clocks.get(dep_id)
+        if since is not None and since < at:
+            events += instance_hours(
+                source=source,
+                served=served,
+                start=datetime.fromtimestamp(since, UTC),
+                end=datetime.fromtimestamp(at, UTC),
+            )
+    if events:
+        write_events(spool, events)
+    _save(clock_file, {dep_id: max(at, clocks.get(dep_id, at)) for dep_id in running})
+    return len(events)
