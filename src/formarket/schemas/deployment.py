@@ -29,9 +29,9 @@ __all__ = [
     "SecretRef",
 ]
 
-SECRET_NAME_PATTERN = r"^[A-Z][A-Z0-9_]{0,63}$"
+SECRET_NAME_PATTERN = r"^[A-Z][A-Z0-9_]{0,63}$"  # noqa: S105 - a pattern, not a secret
 # A reference names where the farm finds the secret; the value never enters git or a log.
-SECRET_REF_PATTERN = r"^(env|file|vault):[A-Za-z0-9_./:-]{1,200}$"
+SECRET_REF_PATTERN = r"^(env|file|vault):[A-Za-z0-9_./:-]{1,200}$"  # noqa: S105
 
 
 class RequestedListing(Document):
