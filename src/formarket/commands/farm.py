@@ -1,0 +1,130 @@
+"""`formarket farm`: run the build farm's Celery workers and its beat (the reconcile clock).
+
+Settings come from the environment (`FORMARKET_BROKER_URL`, `FORMARKET_REPO`, ...: see
+formarket.farm.settings); with no broker configured the farm runs on sqlite files in its state
+folder, so one machine needs no server at all.
+"""
+
+from __future__ import annotations
+
+import os
+
+import click
+
+from formarket.errors import UsageError
+
+__all__ = ["command"]
+
+_LOGLEVELS = ("debug", "info", "warning", "error")
+
+
+def _queues(value: str) -> list[str]:
+    from formarket.farm.celery_app import QUEUES
+
+    names = [name.strip() for name in value.split(",") if name.strip()]
+    unknown = sorted(set(names) - set(QUEUES))
+    if not names or unknown:
+        raise UsageError(
+            f"--queues {value!r}: unknown queue {', '.join(unknown) or '(none given)'}",
+            hint=f"the farm's queues are {', '.join(QUEUES)}; e.g. --queues build,deploy",
+        )
+    return names
+
+
+@click.group("farm")
+def command() -> None:
+    """The build farm: Celery workers that build images and deploy them, and the beat that
+    runs the reconciler.
+
+    \b
+    The farm reads its settings from the environment:
+      FORMARKET_BROKER_URL   redis://host:6379/0 (unset: sqlite files in the state folder)
+      FORMARKET_REPO         the marketplace repository (default: the current folder)
+      FORMARKET_STATE        the farm's state folder (default: <repo>/build/farm)
+      FORMARKET_BUILD_TIME_LIMIT, FORMARKET_RECONCILE_SECONDS, FORMARKET_HOSTS, ...
+
+    \b
+    Examples:
+      formarket farm worker --queues build --concurrency 2     a build host
+      formarket farm worker --queues deploy                    a deploy host
+      formarket farm beat                                      exactly one per farm
+    """
+
+
+@command.command("worker")
+@click.option(
+    "--queues",
+    "-Q",
+    default="build,deploy",
+    show_default=True,
+    help="Which queues this worker takes tasks from, comma-separated: `build` (image builds:"
+    " long, CPU-heavy, need root) and `deploy` (deployments, stops, the reconciler).",
+)
+@click.option(
+    "--concurrency",
+    "-c",
+    type=click.IntRange(1, 256),
+    default=None,
+    help="How many tasks run at once, one process each (default: the number of CPUs). A"
+    " build uses a core or more, so a build host wants about one per two cores.",
+)
+@click.option(
+    "--loglevel",
+    "-l",
+    type=click.Choice(_LOGLEVELS),
+    default="info",
+    show_default=True,
+    help="How much the worker logs: info shows each task received and finished.",
+)
+def worker(queues: str, concurrency: int | None, loglevel: str) -> None:
+    """Run a farm worker in this process until it is stopped (Ctrl-C or SIGTERM: running
+    tasks finish first; a second Ctrl-C stops at once, and those tasks go to another worker).
+
+    A worker takes one task at a time per process and acknowledges it only when it is done,
+    so a worker that dies mid-build hands the build to another worker.
+
+    \b
+    Examples:
+      FORMARKET_BROKER_URL=redis://farm-redis:6379/0 formarket farm worker -Q build -c 2
+      formarket farm worker          (embedded: sqlite files under build/farm)
+    """
+    from formarket.farm.celery_app import make_app
+    from formarket.farm.settings import FarmSettings
+
+    names = _queues(queues)
+    app = make_app(FarmSettings.from_env())
+    argv = ["worker", "--queues", ",".join(names), "--loglevel", loglevel.upper()]
+    argv += ["-O", "fair", "--prefetch-multiplier", "1"]
+    # A name of its own per process: several workers may run on one machine.
+    argv += ["--hostname", f"formarket-{os.getpid()}@%h"]
+    # Gossip and mingle synchronise revocations between workers at start (a second or more
+    # of waiting); the farm revokes nothing, and its heartbeat is the reconciler.
+    argv += ["--without-gossip", "--without-mingle", "--without-heartbeat"]
+    if concurrency is not None:
+        argv += ["--concurrency", str(concurrency)]
+    app.worker_main(argv)
+
+
+@command.command("beat")
+@click.option(
+    "--loglevel",
+    "-l",
+    type=click.Choice(_LOGLEVELS),
+    default="info",
+    show_default=True,
+    help="How much beat logs: info shows each reconcile it sends.",
+)
+def beat(loglevel: str) -> None:
+    """Run the farm's clock in this process: it sends `formarket.reconcile` every
+    FORMARKET_RECONCILE_SECONDS (default 30) to the deploy queue. Run exactly one per farm;
+    a reconcile that waits longer than a period expires unrun, the next one supersedes it.
+
+    \b
+    Example:
+      FORMARKET_RECONCILE_SECONDS=10 formarket farm beat
+    """
+    from formarket.farm.celery_app import make_app
+    from formarket.farm.settings import FarmSettings
+
+    app = make_app(FarmSettings.from_env())
+    app.start(["beat", "--loglevel", loglevel.upper()])

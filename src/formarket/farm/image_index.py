@@ -1,0 +1,84 @@
+"""Which image a listing version builds to, without planning the build again.
+
+A build id is a hash of the Formfile, its context and the base's digest, so knowing it means
+exporting the listing and hashing its files. The reconciler asks "is this listing's image in the
+store?" every cycle for every deployment, so builds record their answer under a key made of
+git's own content hashes (the listing folder's and the bases folder's tree ids) and the
+builder's format version. The
+same key means the same inputs, so the same build id; any change to either makes a new key,
+which has no record until it is built.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tempfile
+from pathlib import Path
+
+from dulwich.objects import Commit, ObjectID, Tree
+from dulwich.repo import Repo
+
+from formarket.builder.plan import FORMAT_VERSION
+from formarket.builder.store import DirectoryStore
+
+__all__ = ["image_key", "lookup", "record"]
+
+_KINDS = ("models", "agents")
+_BUILD_ID = re.compile(r"^[0-9a-f]{64}$")
+_MODE_DIR = 0o040000
+
+
+def _entry(repo: Repo, tree: Tree, path: str) -> bytes | None:
+    for part in path.split("/"):
+        try:
+            mode, sha = tree[part.encode()]
+        except KeyError:
+            return None
+        if mode != _MODE_DIR:
+            return None
+        found = repo.object_store[sha]
+        if not isinstance(found, Tree):
+            return None
+        tree = found
+    return tree.id
+
+
+def image_key(repo: Repo, commit_id: ObjectID, listing_id: str) -> str | None:
+    """The key of a listing's image inputs at a commit; None when there is no such listing."""
+    commit = repo[commit_id]
+    assert isinstance(commit, Commit)
+    root = repo[commit.tree]
+    assert isinstance(root, Tree)
+    for kind in _KINDS:
+        folder = _entry(repo, root, f"registry/{kind}/{listing_id}")
+        if folder is not None:
+            bases = _entry(repo, root, "builder/bases") or b"-"
+            inputs = b"\0".join((FORMAT_VERSION.encode(), folder, bases))
+            return hashlib.sha256(inputs).hexdigest()
+    return None
+
+
+def _path(store: DirectoryStore, key: str) -> Path:
+    return store.root / "listings" / key
+
+
+def record(store: DirectoryStore, key: str, build_id: str) -> None:
+    path = _path(store, key)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".key-")
+    with os.fdopen(fd, "w") as f:
+        f.write(build_id + "\n")
+    os.replace(tmp, path)
+
+
+def lookup(store: DirectoryStore, key: str) -> str | None:
+    """The build id recorded for `key` when its image is published in the store."""
+    try:
+        build_id = _path(store, key).read_text().strip()
+    except (FileNotFoundError, UnicodeDecodeError):
+        return None
+    if not _BUILD_ID.match(build_id) or store.manifest_bytes(build_id) is None:
+        return None
+    return build_id
