@@ -76,8 +76,12 @@ def main() -> None:
                formarket check --base --head --author LOGIN  the pull-request check
     Use:       formarket site build && formarket site serve  the catalog and JSON API
                formarket gateway serve                       the metered OpenAI-compatible API
+               formarket deploy AGENT --model MODEL --wait   run an agent with its model
+               formarket deployments list|show|stop          what runs, and where
                formarket usage flush|show                    usage committed to git
-    Operate:   formarket royalties close|verify --period YYYY-MM
+    Operate:   formarket farm worker|beat|reconcile          build and run deployments
+               formarket issue-deploy --event PATH           a deployment issue's request
+               formarket royalties close|verify --period YYYY-MM
                formarket schema export                       the JSON Schemas in schemas/
     Try it:    formarket demo                                the whole journey, narrated
     """

@@ -310,7 +310,12 @@ def _systemd_quote(arg: str) -> str:
 
 
 def _service_files(base: BaseRef, argv: tuple[str, ...], workdir: str) -> list[PlannedFile]:
-    env_files = ("/etc/formfile/env", f"/etc/formfile/env.service.{SERVICE_NAME}")
+    # env.deploy comes last: a deployment's own settings (the farm's config disk) win.
+    env_files = (
+        "/etc/formfile/env",
+        f"/etc/formfile/env.service.{SERVICE_NAME}",
+        "/etc/formfile/env.deploy",
+    )
     if base.init == "systemd":
         unit = "\n".join(
             [

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 import time
 from dataclasses import replace
@@ -140,33 +139,35 @@ def _as_json(planned: Planned, *, committed: bool) -> dict[str, Any]:
 
 
 def _wait(settings: FarmSettings, deployment_id: str, timeout: float, *, echo: bool) -> None:
-    try:
-        # Written alongside the farm; looked up at run time so that deploying never needs it.
-        endpoint = importlib.import_module("formarket.farm.status").endpoint
-    except (ImportError, AttributeError) as exc:
-        raise FormarketError(
-            "--wait needs the farm's status (formarket.farm.status), which this installation lacks",
-            hint="the deployment is committed; `formarket deployments list` follows it",
-        ) from exc
+    from formarket.farm.status import endpoint, progress
+
     deadline = time.monotonic() + timeout
     delay = 1.0
+    said = ""
     if echo:
         click.echo(f"Waiting for {deployment_id} to answer...")
     while True:
         url = endpoint(settings, deployment_id)
         if url:
             break
+        now = progress(settings, deployment_id)
+        if echo and now != said:
+            click.echo(f"  {now}")
+            said = now
+        if now.startswith("refused"):
+            raise FormarketError(f"{deployment_id} is {now}")
         if time.monotonic() > deadline:
             raise FormarketError(
-                f"{deployment_id} did not answer within {timeout:.0f}s",
-                hint="the farm may still be building it; `formarket deployments list` shows it",
+                f"{deployment_id} did not answer within {timeout:.0f}s (last: {now})",
+                hint="the farm may still be building it; `formarket deployments show` follows it",
             )
         time.sleep(delay)
         delay = min(delay * 1.5, 10.0)
-    click.echo(f"Endpoint: {url}")
+    click.echo(f"Endpoint: {url}  (the VM itself; call it through the gateway to be metered)")
     click.echo(
-        f"Call it:\n  curl -s {url}/v1/chat/completions -H 'Content-Type: application/json'"
-        ' -d \'{"model": "'
+        "Call it through the gateway:\n"
+        '  curl -s http://127.0.0.1:8080/v1/chat/completions -H "Authorization: Bearer $KEY"'
+        " -H 'Content-Type: application/json' -d '{\"model\": \""
         + deployment_id
         + '", "messages": [{"role": "user", "content": "Hello"}]}\''
     )

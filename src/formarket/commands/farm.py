@@ -128,3 +128,77 @@ def beat(loglevel: str) -> None:
 
     app = make_app(FarmSettings.from_env())
     app.start(["beat", "--loglevel", loglevel.upper()])
+
+
+@command.command("reconcile")
+@click.option(
+    "--here",
+    is_flag=True,
+    help="Build, deploy and stop in this process instead of handing the work to the queues"
+    " (for a farm of one machine with no worker running, and for debugging).",
+)
+@click.option(
+    "--until-settled",
+    "settle",
+    type=click.FloatRange(0, 86400),
+    default=0,
+    metavar="SECONDS",
+    help="Repeat cycles until nothing is left to do or the time is up (with --here).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print each cycle's summary as JSON.")
+def reconcile(here: bool, settle: float, as_json: bool) -> None:
+    """Compare the deployments git wants with the domains on every host, and hand out the
+    builds, deploys and stops that make them agree (what beat runs every few seconds).
+
+    Deployments whose host does not answer are placed again elsewhere; work already handed
+    out is not handed out twice while its lease lasts.
+
+    \b
+    Examples:
+      FORMARKET_HOSTS=hosts.yaml formarket farm reconcile
+      formarket farm reconcile --here --until-settled 300
+    """
+    import json
+    import time
+
+    from formarket.farm.operations import celery_enqueue, reconcile_once, run_here
+    from formarket.farm.settings import FarmSettings
+
+    settings = FarmSettings.from_env()
+    enqueue = run_here(settings) if here else celery_enqueue(settings)
+    deadline = time.monotonic() + settle
+    while True:
+        cycle = reconcile_once(settings, enqueue)
+        summary = cycle.summary()
+        if as_json:
+            click.echo(json.dumps(summary, sort_keys=True))
+        else:
+            _echo_cycle(summary)
+        waiting = any(w.startswith("waiting for") for w in summary["waiting"].values())
+        settled = cycle.plan.idle and not waiting and not summary["failed"]
+        if settled or time.monotonic() >= deadline:
+            break
+        if not here:
+            time.sleep(min(5.0, max(deadline - time.monotonic(), 0)))
+    if summary["failed"]:
+        raise SystemExit(1)
+
+
+def _echo_cycle(summary: dict[str, object]) -> None:
+    def count(key: str) -> int:
+        value = summary[key]
+        return len(value) if isinstance(value, list | dict) else 0
+
+    click.echo(
+        f"reconciled in {summary['seconds']}s: {count('running')} running,"
+        f" {count('builds')} builds, {count('deploys')} deploys, {count('stops')} stops handed"
+        f" out; {count('waiting')} waiting, {count('refused')} refused"
+    )
+    for key in ("builds", "deploys", "stops", "failed", "problems"):
+        value = summary[key]
+        for item in value if isinstance(value, list) else []:
+            click.echo(f"  {key[:-1]}: {item}")
+    for key in ("waiting", "refused", "down"):
+        value = summary[key]
+        for name, why in sorted(value.items()) if isinstance(value, dict) else []:
+            click.echo(f"  {key}: {name}: {why}")

@@ -164,6 +164,12 @@ def plan(
                     f"its model deployment {deployment.model_deployment} is not running in git"
                 )
                 continue
+            if deployment.model_deployment in refused:
+                refused[dep_id] = (
+                    f"its model deployment {deployment.model_deployment} cannot run:"
+                    f" {refused[deployment.model_deployment]}"
+                )
+                continue
             if deployment.model_deployment not in running:
                 waiting[dep_id] = f"waiting for its model deployment {deployment.model_deployment}"
                 continue

@@ -1,0 +1,197 @@
+"""The libvirt deployer: start a deployment's domain on a host, check it answers, stop it,
+and read back what runs.
+
+`start` is idempotent (a deployment is keyed by its id): a domain that already runs the same
+build is left alone; a stopped one, or one of another build, is replaced. Host
+ports are free ports of this machine when the host's address is loopback (the host is this
+machine); for other hosts, the first ports of a fixed range that none of formarket's domains
+on that host uses (this machine cannot see which ports are free over there).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import ipaddress
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import httpx
+
+from formarket.builder.manifest import BuildManifest
+from formarket.builder.store import DirectoryStore
+from formarket.builder.vm import free_port
+from formarket.errors import FormarketError
+from formarket.farm.configdisk import config_disk_bytes, deployment_env
+from formarket.farm.domain import DomainRecord, DomainSpec, domain_name, domain_xml, read_metadata
+from formarket.farm.hosts import Host
+from formarket.farm.images import (
+    HostImage,
+    console_log_path,
+    create_config_disk,
+    create_overlay,
+    ensure_image,
+    remove_deployment_volumes,
+)
+from formarket.farm.libvirt_conn import HostConnection
+from formarket.schemas.deployment import Deployment
+
+__all__ = ["HealthError", "Started", "actual", "start", "stop", "wait_healthy"]
+
+REMOTE_PORTS = range(20000, 30000)
+
+
+class HealthError(FormarketError):
+    """A deployment's service did not answer in time."""
+
+
+@dataclass(frozen=True, slots=True)
+class Started:
+    """A deployment's domain, running on a host."""
+
+    deployment_id: str
+    host: str
+    domain: str
+    endpoint: str | None  # None when the image EXPOSEs no port
+    ports: tuple[tuple[int, int], ...]  # (guest, host)
+    console_log: str  # on the host
+    image: HostImage | None  # None when the domain already ran and was left alone
+
+
+def _is_loopback(address: str) -> bool:
+    if address == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
+
+
+def _choose_ports(
+    conn: HostConnection, host: Host, expose: tuple[int, ...]
+) -> tuple[tuple[int, int], ...]:
+    if _is_loopback(host.address):
+        return tuple((guest, free_port()) for guest in expose)
+    taken = {port for record in actual(conn) for _guest, port in record.ports}
+    free = (port for port in REMOTE_PORTS if port not in taken)
+    try:
+        return tuple((guest, next(free)) for guest in expose)
+    except StopIteration:
+        raise FormarketError(
+            f"host {host.name}: every port from {REMOTE_PORTS.start} to {REMOTE_PORTS.stop - 1}"
+            " is forwarded already",
+            hint="place the deployment on another host",
+        ) from None
+
+
+def _started(conn: HostConnection, record: DomainRecord, console: str) -> Started:
+    return Started(
+        deployment_id=record.deployment_id,
+        host=conn.name,
+        domain=domain_name(record.deployment_id),
+        endpoint=record.endpoint,
+        ports=record.ports,
+        console_log=console,
+        image=None,
+    )
+
+
+def start(
+    conn: HostConnection,
+    host: Host,
+    deployment: Deployment,
+    manifest: BuildManifest,
+    store: DirectoryStore,
+    env: Mapping[str, str],
+) -> Started:
+    """Run `deployment` on `host`: image, overlay, config disk (the deployment's own variables
+    with `env` on top: MODEL_ENDPOINT, resolved secrets), ports, domain; started."""
+    name = domain_name(deployment.id)
+    pool_path = conn.ensure_pool()
+    console = console_log_path(pool_path, deployment.id)
+    existing = conn.domain(name)
+    if existing is not None:
+        record = read_metadata(existing.xml)
+        if existing.running and record is not None and record.build_id == manifest.build_id:
+            return _started(conn, record, console)
+        # Stopped, or another build: made again from scratch, so that its ports are free
+        # now and its config disk says what the deployment says now.
+        stop(conn, deployment.id)
+    image = ensure_image(conn, store, manifest)
+    overlay = create_overlay(conn, image, deployment.id)
+    variables = deployment_env(deployment) | dict(env)
+    config = create_config_disk(conn, deployment.id, config_disk_bytes(variables))
+    spec = DomainSpec(
+        deployment_id=deployment.id,
+        kind=deployment.kind,
+        listing_id=deployment.listing.id,
+        listing_version=deployment.listing.version,
+        model_deployment=deployment.model_deployment,
+        build_id=manifest.build_id,
+        domain_type=host.domain_type,
+        vcpus=deployment.size.vcpus,
+        memory_mib=deployment.size.memory_mib,
+        kernel=image.kernel,
+        initrd=image.initrd,
+        disk=overlay,
+        config_disk=config,
+        kernel_cmdline=manifest.kernel_cmdline,
+        ports=_choose_ports(conn, host, manifest.expose),
+        address=host.address,
+        console_log=console,
+    )
+    try:
+        conn.define_and_start(domain_xml(spec))
+    except FormarketError:
+        # Nothing half-made stays behind: the next try starts from scratch. (If the host
+        # stopped answering, cleaning up fails too; the first error is the one to report.)
+        with contextlib.suppress(FormarketError):
+            stop(conn, deployment.id)
+        raise
+    return Started(
+        deployment_id=deployment.id,
+        host=conn.name,
+        domain=name,
+        endpoint=spec.record().endpoint,
+        ports=spec.ports,
+        console_log=console,
+        image=image,
+    )
+
+
+def wait_healthy(endpoint: str, timeout: float = 120.0, *, interval: float = 0.3) -> float:
+    """Seconds until the service at `endpoint` gives any HTTP answer (`/health`, then `/`)."""
+    started = time.monotonic()
+    deadline = started + timeout
+    last = "no answer yet"
+    with httpx.Client(timeout=5.0) as client:
+        while time.monotonic() < deadline:
+            for path in ("/health", "/"):
+                try:
+                    client.get(endpoint.rstrip("/") + path)
+                except httpx.HTTPError as exc:
+                    last = f"{type(exc).__name__}: {exc}"
+                    continue
+                return time.monotonic() - started
+            time.sleep(interval)
+    raise HealthError(
+        f"{endpoint} did not answer within {timeout:.0f}s ({last})",
+        hint="the deployment's console log shows how far its VM got",
+    )
+
+
+def stop(conn: HostConnection, deployment_id: str) -> bool:
+    """Remove a deployment's domain and volumes from the host; True if anything was there."""
+    removed = conn.destroy(domain_name(deployment_id))
+    return bool(remove_deployment_volumes(conn, deployment_id)) or removed
+
+
+def actual(conn: HostConnection) -> list[DomainRecord]:
+    """formarket's domains on the host, running or not, read from their metadata."""
+    records = []
+    for dom in conn.domains():
+        record = read_metadata(dom.xml)
+        if record is not None:
+            records.append(dataclasses.replace(record, running=dom.running))
+    return records

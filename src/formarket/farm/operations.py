@@ -1,0 +1,404 @@
+"""The farm's work, as plain functions the Celery tasks call: deploy, stop, reconcile.
+
+Each is idempotent and reads what it needs from git (the desired deployments), the host
+inventory and libvirt (the actual domains), so a task that runs twice, or after Redis lost
+its queue, does no harm. Connections to hosts live as long as the process (libvirt's test
+driver forgets its domains when its connection closes), in one pool per process.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import socket
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dulwich.repo import Repo
+
+from formarket.builder.manifest import BuildManifest
+from formarket.builder.store import DirectoryStore
+from formarket.errors import NotFoundError, UsageError
+from formarket.farm import deployer, image_index, status
+from formarket.farm.configdisk import resolve_secrets
+from formarket.farm.desired import read_deployments
+from formarket.farm.domain import DomainRecord
+from formarket.farm.errors import TransientError
+from formarket.farm.hosts import Host, Inventory, load_inventory
+from formarket.farm.leases import Leases, open_leases
+from formarket.farm.libvirt_conn import Connections, HostError
+from formarket.farm.metering import meter_running
+from formarket.farm.publish import publish_routes, route_for, routes_for, served_by
+from formarket.farm.reconcile import Build, Deploy, Domain, Plan, Stop, plan
+from formarket.farm.settings import FarmSettings
+from formarket.gateway.config import default_state_dir
+from formarket.gateway.routes import Route, load_routes, save_routes
+from formarket.registry.git_snapshot import resolve_rev
+from formarket.schemas.deployment import Deployment
+
+__all__ = [
+    "Actual",
+    "Enqueue",
+    "deploy",
+    "observe",
+    "reconcile",
+    "reconcile_once",
+    "stop",
+]
+
+_log = logging.getLogger("formarket.farm")
+# How long a handed-out action is not handed out again (it is released when it finishes).
+LEASE_SECONDS = {"deploy": 960.0, "stop": 360.0}
+# From inside a VM on qemu's user network, the host's loopback is this address.
+GUEST_HOST_ADDRESS = "10.0.2.2"
+
+Enqueue = Callable[[Build | Deploy | Stop], None]
+
+_pool_lock = threading.Lock()
+_pools: dict[int, Connections] = {}
+
+
+def connections() -> Connections:
+    """This process's connection pool (a forked worker gets its own)."""
+    with _pool_lock:
+        pool = _pools.get(os.getpid())
+        if pool is None:
+            pool = _pools[os.getpid()] = Connections()
+        return pool
+
+
+def inventory(settings: FarmSettings) -> Inventory:
+    if settings.hosts is None:
+        raise UsageError(
+            "the farm has no host inventory",
+            hint="set FORMARKET_HOSTS to a hosts file (see builder/hosts.example.yaml)",
+        )
+    return load_inventory(settings.hosts)
+
+
+def routes_path(settings: FarmSettings) -> Path:
+    return default_state_dir(settings.repo) / "routes.json"
+
+
+def _repo(settings: FarmSettings) -> Repo:
+    try:
+        return Repo(str(settings.repo))
+    except Exception as exc:  # dulwich raises NotGitRepository and OSError alike
+        raise NotFoundError(
+            f"{settings.repo} is not a git repository",
+            hint="set FORMARKET_REPO to the marketplace repository",
+        ) from exc
+
+
+@dataclass(frozen=True, slots=True)
+class Actual:
+    """What libvirt says: every formarket domain on the hosts that answered, and the rest."""
+
+    records: dict[str, list[DomainRecord]] = field(default_factory=dict)  # host -> domains
+    down: dict[str, str] = field(default_factory=dict)  # host -> why
+
+    def domains(self) -> list[Domain]:
+        return [
+            Domain(r.deployment_id, host, bool(r.running), r.build_id, r.endpoint)
+            for host, records in sorted(self.records.items())
+            for r in records
+        ]
+
+    def find(self, deployment_id: str) -> tuple[str, DomainRecord] | None:
+        for host, records in sorted(self.records.items()):
+            for record in records:
+                if record.deployment_id == deployment_id and record.running:
+                    return host, record
+        return None
+
+
+def observe(hosts: tuple[Host, ...], pool: Connections) -> Actual:
+    actual = Actual()
+    for host in hosts:
+        try:
+            actual.records[host.name] = deployer.actual(pool.get(host))
+        except HostError as exc:
+            pool.mark_down(host.name, str(exc))
+            actual.down[host.name] = exc.message
+    return actual
+
+
+def _published_manifest(
+    settings: FarmSettings, store: DirectoryStore, deployment: Deployment
+) -> BuildManifest | None:
+    """The image the listing builds to at the branch tip, when it is in the store already."""
+    repo = _repo(settings)
+    try:
+        key = image_index.image_key(repo, resolve_rev(repo, settings.branch), deployment.listing.id)
+    finally:
+        repo.close()
+    build_id = image_index.lookup(store, key) if key else None
+    raw = store.manifest_bytes(build_id) if build_id else None
+    return BuildManifest.model_validate_json(raw) if raw else None
+
+
+def _model_endpoint(deployment: Deployment, host: Host, actual: Actual, hosts: Inventory) -> str:
+    found = actual.find(deployment.model_deployment or "")
+    if found is None or found[1].endpoint is None:
+        raise TransientError(
+            f"{deployment.id}: its model deployment {deployment.model_deployment} is not"
+            " running yet",
+            hint="the reconciler deploys the agent once its model runs",
+        )
+    model_host, record = found
+    endpoint = record.endpoint
+    assert endpoint is not None
+    if model_host == host.name and deployer._is_loopback(hosts.host(model_host).address):
+        # Both VMs on one host whose ports listen on loopback: the agent reaches the model
+        # through qemu's user network, where the host's loopback is 10.0.2.2.
+        return f"http://{GUEST_HOST_ADDRESS}:{record.ports[0][1]}"
+    return endpoint
+
+
+def deploy(
+    settings: FarmSettings,
+    deployment_id: str,
+    host_name: str,
+    *,
+    pool: Connections | None = None,
+    health_timeout: float = 180.0,
+) -> str:
+    """Run a deployment on a host and wait until it answers; its endpoint ("" when git no
+    longer wants it running)."""
+    from formarket.farm.building import build_listing
+
+    pool = pool or connections()
+    repo = _repo(settings)
+    try:
+        desired = read_deployments(repo, settings.branch)
+    finally:
+        repo.close()
+    deployment = desired.get(deployment_id)
+    leases = open_leases(settings.broker_url or "", settings.state)
+    try:
+        if deployment is None or deployment.state != "running":
+            _log.info("%s is not wanted running any more; nothing to deploy", deployment_id)
+            return ""
+        hosts = inventory(settings)
+        host = hosts.host(host_name)
+        env = resolve_secrets(deployment.secrets)
+        if deployment.model_deployment:
+            actual = observe(hosts.hosts, pool)
+            env["MODEL_ENDPOINT"] = _model_endpoint(deployment, host, actual, hosts)
+        store = DirectoryStore(settings.store.absolute())
+        manifest = _published_manifest(settings, store, deployment)
+        if manifest is None:
+            # The reconciler builds before it deploys; a deploy asked for directly builds here.
+            listing = deployment.listing
+            manifest = build_listing(settings, listing.id, listing.version)
+        conn = pool.get(host)
+        started = deployer.start(conn, host, deployment, manifest, store, env)
+        endpoint = started.endpoint or ""
+        if endpoint and not conn.is_test:
+            deployer.wait_healthy(endpoint, health_timeout)
+        if endpoint:
+            _add_route(settings, route_for(deployment, endpoint, desired))
+        _log.info("%s runs on %s at %s", deployment_id, host_name, endpoint or "(no port)")
+        return endpoint
+    finally:
+        leases.release(f"deploy:{deployment_id}")
+
+
+def _add_route(settings: FarmSettings, route: Route) -> None:
+    path = routes_path(settings)
+    others = [r for r in load_routes(path).routes if r.deployment != route.deployment]
+    save_routes(path, [*others, route])
+
+
+def stop(
+    settings: FarmSettings,
+    deployment_id: str,
+    host_name: str | None = None,
+    *,
+    pool: Connections | None = None,
+) -> bool:
+    """Remove a deployment's domain from one host, or from every host that answers."""
+    pool = pool or connections()
+    hosts = inventory(settings)
+    targets = [hosts.host(host_name)] if host_name else list(hosts.hosts)
+    removed = False
+    leases = open_leases(settings.broker_url or "", settings.state)
+    try:
+        for host in targets:
+            try:
+                removed = deployer.stop(pool.get(host), deployment_id) or removed
+            except HostError as exc:
+                if host_name:
+                    raise
+                pool.mark_down(host.name, str(exc))
+        if removed and host_name is None:
+            path = routes_path(settings)
+            kept = [r for r in load_routes(path).routes if r.deployment != deployment_id]
+            save_routes(path, kept)
+        return removed
+    finally:
+        for host in targets:
+            leases.release(f"stop:{deployment_id}@{host.name}")
+
+
+@dataclass(frozen=True, slots=True)
+class Cycle:
+    plan: Plan
+    down: Mapping[str, str]
+    problems: tuple[str, ...]
+    enqueued: int
+    failed: tuple[str, ...]
+    metered: int
+    seconds: float
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "running": sorted(self.plan.running),
+            "builds": [f"{b.listing}@{b.version}" for b in self.plan.builds],
+            "deploys": [f"{d.deployment} on {d.host}" for d in self.plan.deploys],
+            "stops": [f"{s.deployment} on {s.host}" for s in self.plan.stops],
+            "waiting": dict(self.plan.waiting),
+            "refused": dict(self.plan.refused),
+            "down": dict(self.down),
+            "problems": list(self.problems),
+            "enqueued": self.enqueued,
+            "failed": list(self.failed),
+            "metered": self.metered,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def _has_images(
+    repo: Repo, settings: FarmSettings, desired: Mapping[str, Deployment]
+) -> dict[tuple[str, str], bool]:
+    tip = resolve_rev(repo, settings.branch)
+    store = DirectoryStore(settings.store.absolute())
+    found: dict[tuple[str, str], bool] = {}
+    for deployment in desired.values():
+        ref = (deployment.listing.id, deployment.listing.version)
+        if ref in found or deployment.state != "running":
+            continue
+        key = image_index.image_key(repo, tip, ref[0])
+        found[ref] = key is not None and image_index.lookup(store, key) is not None
+    return found
+
+
+def reconcile_once(
+    settings: FarmSettings,
+    enqueue: Enqueue,
+    *,
+    pool: Connections | None = None,
+    leases: Leases | None = None,
+    meter: bool = True,
+) -> Cycle:
+    """One cycle: read git and libvirt, plan, hand out the work (each under a lease), publish
+    the routes of what runs and meter its running time."""
+    started = time.perf_counter()
+    pool = pool or connections()
+    leases = leases or open_leases(settings.broker_url or "", settings.state)
+    hosts = inventory(settings)
+    repo = _repo(settings)
+    problems: list[str] = []
+    try:
+        desired = read_deployments(repo, settings.branch, problems=problems)
+        has_image = _has_images(repo, settings, desired)
+    finally:
+        repo.close()
+    actual = observe(hosts.hosts, pool)
+    the_plan = plan(
+        desired, actual.domains(), hosts.hosts, frozenset(actual.down), has_image, leases.held()
+    )
+    enqueued = 0
+    failed: list[str] = []
+    actions: list[Build | Deploy | Stop] = [*the_plan.stops, *the_plan.builds, *the_plan.deploys]
+    for action in actions:
+        kind = action.key.partition(":")[0]
+        host = "" if isinstance(action, Build) else action.host
+        seconds = LEASE_SECONDS.get(kind, float(settings.build_time_limit + 120))
+        if not leases.take(action.key, host, seconds):
+            continue
+        try:
+            enqueue(action)
+        except Exception as exc:  # the broker is down: the next cycle tries again
+            leases.release(action.key)
+            failed.append(f"{action.key}: {exc}")
+            continue
+        enqueued += 1
+    endpoints = {
+        dep_id: domain.endpoint
+        for dep_id, domain in the_plan.running.items()
+        if domain.endpoint is not None
+    }
+    routes = routes_for(desired, endpoints)
+    publish_routes(routes_path(settings), routes)
+    metered = 0
+    if meter:
+        metered = meter_running(
+            settings.state / "meter.json",
+            default_state_dir(settings.repo) / "spool",
+            _meter_source(),
+            served_by(routes),
+        )
+    cycle = Cycle(
+        the_plan,
+        actual.down,
+        tuple(problems),
+        enqueued,
+        tuple(failed),
+        metered,
+        time.perf_counter() - started,
+    )
+    status.save_cycle(settings, cycle.summary())
+    return cycle
+
+
+def _meter_source() -> str:
+    name = re.sub(r"[^a-z0-9-]+", "-", socket.gethostname().lower()).strip("-")[:60].strip("-")
+    return f"farm/{name or 'farm'}"
+
+
+def celery_enqueue(settings: FarmSettings) -> Enqueue:
+    """Hand actions to the farm's queues by task name."""
+    from formarket.farm.celery_app import make_app
+
+    app = make_app(settings)
+
+    def enqueue(action: Build | Deploy | Stop) -> None:
+        if isinstance(action, Build):
+            app.send_task("formarket.build", (action.listing, action.version))
+        elif isinstance(action, Deploy):
+            app.send_task("formarket.deploy", (action.deployment, action.host))
+        else:
+            app.send_task("formarket.stop", (action.deployment, action.host))
+
+    return enqueue
+
+
+def run_here(settings: FarmSettings, pool: Connections | None = None) -> Enqueue:
+    """Do each action at once in this process, instead of through the queues."""
+    from formarket.farm.building import build_listing
+
+    leases = open_leases(settings.broker_url or "", settings.state)
+
+    def execute(action: Build | Deploy | Stop) -> None:
+        if isinstance(action, Build):
+            try:
+                build_listing(settings, action.listing, action.version)
+            finally:
+                leases.release(action.key)
+        elif isinstance(action, Deploy):
+            deploy(settings, action.deployment, action.host, pool=pool)
+        else:
+            stop(settings, action.deployment, action.host, pool=pool)
+
+    return execute
+
+
+def reconcile(settings: FarmSettings) -> dict[str, Any]:
+    """The reconcile task's body: one cycle through the farm's own queues."""
+    return reconcile_once(settings, celery_enqueue(settings)).summary()

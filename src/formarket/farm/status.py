@@ -1,0 +1,63 @@
+"""Where a deployment stands, for people following it (`formarket deploy --wait`,
+`formarket deployments`): its endpoint once the farm routes it, else what the last reconcile
+cycle said about it (waiting for its image, being deployed, refused and why)."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from formarket.farm.settings import FarmSettings
+from formarket.gateway.config import default_state_dir
+from formarket.gateway.routes import load_routes
+
+__all__ = ["endpoint", "last_cycle", "progress", "save_cycle"]
+
+
+def _cycle_file(settings: FarmSettings) -> Path:
+    return settings.state / "last-cycle.json"
+
+
+def save_cycle(settings: FarmSettings, summary: dict[str, Any]) -> None:
+    path = _cycle_file(settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".cycle-")
+    with os.fdopen(fd, "w") as f:
+        json.dump(summary, f, indent=1, sort_keys=True)
+    os.replace(tmp, path)
+
+
+def last_cycle(settings: FarmSettings) -> dict[str, Any]:
+    try:
+        data = json.loads(_cycle_file(settings).read_bytes())
+    except (FileNotFoundError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def endpoint(settings: FarmSettings, deployment_id: str) -> str | None:
+    """The deployment's endpoint once it runs and answers (the farm routes it then)."""
+    routes = load_routes(default_state_dir(settings.repo) / "routes.json")
+    for route in routes.routes:
+        if route.deployment == deployment_id:
+            return route.endpoint
+    return None
+
+
+def progress(settings: FarmSettings, deployment_id: str) -> str:
+    """What the farm last said about the deployment, in a few words."""
+    cycle = last_cycle(settings)
+    if not cycle:
+        return "the farm has not reconciled yet (is a worker and beat running?)"
+    for key, words in (("refused", "refused: "), ("waiting", "")):
+        found = cycle.get(key, {}).get(deployment_id)
+        if found:
+            return f"{words}{found}"
+    if any(d.startswith(f"{deployment_id} ") for d in cycle.get("deploys", [])):
+        return "being deployed"
+    if deployment_id in cycle.get("running", []):
+        return "running"
+    return "not seen by the farm yet"
