@@ -1,8 +1,11 @@
 #!/bin/sh
 # faq-bot: one HTTP exchange per connection (busybox `nc -ll -e` runs this once per client).
 # POST /v1/chat/completions: the last message is matched against faq.txt; a good match is
-# answered from the FAQ, anything else goes to the chat model at $FAQ_MODEL_URL when one is
-# configured, or gets the hand-off message.
+# answered from the FAQ, anything else goes to the chat model at $MODEL_ENDPOINT (the farm
+# gives it the endpoint of the model deployed with it), or gets the hand-off message.
+# Settings arrive as SETTING_<KEY> variables (min_match, handoff_message).
+MODEL_URL=${MODEL_ENDPOINT:-$FAQ_MODEL_URL}
+MIN_MATCH=${SETTING_MIN_MATCH:-${FAQ_MIN_MATCH:-0.34}}
 HERE=${0%/*}
 CR=$(printf '\r')
 read -r method target _version
@@ -37,17 +40,17 @@ case "$method $target" in
   "POST /v1/chat/completions")
     asked=$(printf '%s' "$body" | tr -d '\\\n' \
       | sed -n 's/.*"content"[[:space:]]*:[[:space:]]*"\([^"]*\)".*/\1/p')
-    if answer=$(awk -v q="$asked" -v min="${FAQ_MIN_MATCH:-0.34}" -f "$HERE/faq.awk" "$HERE/faq.txt"); then
+    if answer=$(awk -v q="$asked" -v min="$MIN_MATCH" -f "$HERE/faq.awk" "$HERE/faq.txt"); then
       completion "$answer"
-    elif [ -n "$FAQ_MODEL_URL" ]; then
+    elif [ -n "$MODEL_URL" ]; then
       if forwarded=$(wget -q -O - --header 'Content-Type: application/json' \
-          --post-data "$body" "$FAQ_MODEL_URL/v1/chat/completions"); then
+          --post-data "$body" "$MODEL_URL/v1/chat/completions"); then
         reply "200 OK" "$forwarded"
       else
         reply "502 Bad Gateway" '{"error":{"message":"the model did not answer","type":"server_error"}}'
       fi
     else
-      handoff=${FAQ_HANDOFF:-I could not find that in our FAQ. A person from our team will get back to you within one working day.}
+      handoff=${SETTING_HANDOFF_MESSAGE:-${FAQ_HANDOFF:-I could not find that in our FAQ. A person from our team will get back to you within one working day.}}
       completion "$(printf '%s' "$handoff" | tr -d '"\\')"
     fi ;;
   *)
