@@ -1,11 +1,16 @@
 """The demo journey, as a function of a source folder, a scratch folder and a printer.
 
-Each later part of formarket adds its step here; `formarket demo` and `make demo` run it.
+A developer's pull request adds a listing, the check passes and it is merged (and a bad one is
+refused); users ask for an agent with that model, once by issue and once by CLI; the farm builds
+both and runs them as VMs; calls go through the gateway; usage is committed; the period is
+closed, its statements and payouts verified; the site shows the listing, its usage and its
+creator's earnings. Everything runs on embedded defaults: `formarket demo` and `make demo`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import yaml
@@ -13,6 +18,7 @@ from dulwich.refs import Ref
 from dulwich.repo import Repo
 
 from formarket.errors import NotFoundError
+from formarket.farm.desired import bot_identity, read_deployments, set_state
 from formarket.gitstore import Identity, commit_changes, import_tree
 from formarket.registry.cache import ResultCache, code_digest
 from formarket.registry.findings import Severity
@@ -26,6 +32,9 @@ __all__ = ["run_demo", "starter_source"]
 Echo = Callable[[str], None]
 _STARTER = ("registry", "schemas", "builder", "royalties/policy.yaml")
 MAIN, PR1, PR2 = Ref(b"refs/heads/main"), Ref(b"refs/heads/pr-1"), Ref(b"refs/heads/pr-2")
+# The journey's listings: busybox images that build in seconds and boot in a few more.
+_MODEL = "tinyforge/echo-chat"
+_AGENT = "tinyforge/faq-bot"
 
 
 def starter_source() -> Path:
@@ -121,45 +130,88 @@ def run_demo(source: Path, scratch: Path, echo: Echo) -> None:
         raise NotFoundError("the bad pull request was not refused as it should be")
     echo(f"refused ({', '.join(refused)}): pr-2 stays unmerged")
 
-    _step(echo, 4, "The build farm builds a listing and boots it")
-    from formarket.builder.demo import DEMO_LISTING, demo_build
+    _step(echo, 4, f"Users ask for {_AGENT} with {publisher}/{new_slug}, the new model")
+    from formarket.deploy.demo import demo_requests
+    from formarket.farm.settings import FarmSettings
 
     repo.get_worktree().reset_index()
-    manifest = demo_build(repo_path, scratch / "store", echo)
+    farm_state = scratch / "farm"
+    settings = FarmSettings(repo=repo_path.absolute(), state=farm_state.absolute())
+    model_id = f"{publisher}/{new_slug}"
+    requested = demo_requests(repo_path, echo, settings=settings, model=model_id)
+    desired = read_deployments(repo)
+    pairs = [d for d in (desired[i] for i in requested) if d.kind == "agent"]
+    echo(f"committed by the bot: {', '.join(requested)} in registry/deployments/")
 
-    _step(echo, 5, "Calls go through the gateway, which meters them into git")
-    from formarket.gateway.demo import demo_gateway
+    _step(echo, 5, "The farm builds the images and runs them as VMs")
+    from formarket.farm.demo import demo_farm
 
-    demo_gateway(repo_path, echo)
+    with demo_farm(repo_path, farm_state, echo) as farm:
+        endpoints = farm.wait_routed(requested)
+        for dep_id in requested:
+            d = desired[dep_id]
+            echo(f"  {dep_id}: {d.kind} {d.listing.id}@{d.listing.version} at {endpoints[dep_id]}")
 
-    _step(echo, 6, "A royalty period is closed, its statements verified")
-    from formarket.royalties.demo import demo_royalties
+        _step(echo, 6, "Calls go through the gateway, which meters them into git")
+        from formarket.gateway.demo import demo_calls
 
-    demo_royalties(repo, echo)
+        calls = [(d.id, d.account, "Do you sell purple giraffes?") for d in pairs]
+        calls += [(d.id, d.account, "Where is my order?") for d in pairs[:1]]
+        farm.cycle()  # meters the instance-hours so far, into the same spool
+        events = demo_calls(repo_path, calls, echo)
+
+        _step(echo, 7, "The deployments are stopped in git; the farm removes their VMs")
+        bot = bot_identity(repo)
+        for dep_id in requested:
+            set_state(repo, "main", dep_id, "stopped", f"Stop {dep_id} (demo)", bot)
+        echo(f"formarket deployments stop ... ({len(requested)} deployments)")
+        farm.wait_gone()
+
+    _step(echo, 8, "A month later the period is closed, its statements verified")
+    from formarket.royalties.demo import demo_close
+
+    now = datetime.now(UTC)
+    next_month = date(now.year + now.month // 12, now.month % 12 + 1, 1)
+    period = demo_close(repo, echo, now=datetime(next_month.year, next_month.month, 2, tzinfo=UTC))
     repo.get_worktree().reset_index()
 
-    _step(echo, 7, "The catalog site is built from the registry")
+    _step(echo, 9, "The catalog site shows the listings, their usage and their earnings")
     from formarket.site.demo import demo_site
 
     site = demo_site(repo_path, scratch / "site", echo)
+    shown = _site_shows(site, _AGENT, publisher)
+    echo(shown)
 
     echo("\n== Summary")
     echo(f"  registry validated: {report.documents} documents, no errors")
-    echo(f"  pr-1 by {owner}: passed, merged ({publisher}/{new_slug} is listed)")
+    echo(f"  pr-1 by {owner}: passed, merged ({model_id} is listed)")
     echo(f"  pr-2 by {owner}: refused with {', '.join(refused)}")
-    echo(f"  {DEMO_LISTING}: image {manifest.build_id[:16]} built, booted and answered")
+    echo(f"  requests: {len(pairs)} of {_AGENT} with {model_id} (an issue and the CLI)")
+    echo(f"  the farm: {len(requested)} VMs built, booted, answered, stopped")
+    echo(f"  the gateway: {events} usage events committed to registry/usage/")
+    echo(f"  royalties/{period}/: statements and payouts closed and verified")
     echo(f"  the catalog: formarket site serve --dir {site}")
 
 
+def _site_shows(site: Path, agent: str, publisher: str) -> str:
+    listing = (site / "agents" / agent / "index.html").read_text()
+    owner = (site / "publishers" / publisher / "index.html").read_text()
+    if "<svg" not in listing.split('id="usage"', 1)[-1][:4000]:
+        raise NotFoundError(f"the site's page of {agent} shows no usage chart")
+    if "<svg" not in owner.split('id="earnings"', 1)[-1][:4000]:
+        raise NotFoundError(f"the site's page of {publisher} shows no earnings chart")
+    return f"the pages of {agent} and of {publisher} chart its usage and {publisher}'s earnings"
+
+
 def _pick_publisher(files: dict[str, bytes]) -> tuple[str, str, str]:
-    """A publisher with a model listing, one of its owners and that listing's folder."""
-    for path in sorted(files):
-        parts = path.split("/")
-        if len(parts) == 5 and parts[1] == "models" and parts[4] == "listing.yaml":
-            publisher = parts[2]
-            pub = yaml.safe_load(files[f"registry/publishers/{publisher}.yaml"])
-            return publisher, pub["owners"][0], "/".join(parts[:4])
-    raise NotFoundError("the starter registry has no model listing")
+    """The publisher of the demo's model (a small busybox listing the farm builds in seconds),
+    one of its owners and that listing's folder."""
+    folder = f"registry/models/{_MODEL}"
+    if f"{folder}/listing.yaml" not in files:
+        raise NotFoundError(f"the starter registry has no {_MODEL}")
+    publisher = _MODEL.split("/")[0]
+    pub = yaml.safe_load(files[f"registry/publishers/{publisher}.yaml"])
+    return publisher, pub["owners"][0], folder
 
 
 def _pick_other_listing(files: dict[str, bytes], publisher: str) -> str:

@@ -30,13 +30,22 @@ __all__ = ["command"]
 )
 @click.option("--keep", is_flag=True, help="Keep the scratch repository to look at.")
 def command(workdir: Path | None, source: Path | None, keep: bool) -> None:
-    """Run the marketplace end to end on a scratch git repository.
+    """Run the marketplace end to end on a scratch git repository, on embedded defaults
+    (sqlite files for the queue, a private libvirtd running qemu; no server to install).
 
     \b
     1. copies the starter registry into a new git repository and validates it;
-    2. a publisher opens a good pull request (a new listing): the check passes, it is merged;
-    3. the same publisher opens a bad one (touches another publisher's listing and rewrites
-       a published version): the check refuses it and says why.
+    2. a publisher's pull request adds a listing: the check passes, it is merged;
+    3. the same publisher's next pull request breaks two rules: it is refused, with why;
+    4. users ask for an agent with the new model: once by a GitHub issue (against a local
+       stand-in of GitHub's API), once by `formarket deploy`;
+    5. the farm builds the images and runs all four as VMs (a local worker, reconcile cycles);
+    6. calls go through the gateway; their usage and the VMs' running time are committed;
+    7. the deployments are stopped in git and the farm removes the VMs;
+    8. the month is closed: statements and payouts are committed and verified;
+    9. the catalog site is built: the listing, its usage and its creator's earnings.
+
+    Needs root (image builds run in namespaces) and takes about a minute.
     """
     src = source or starter_source()
     if workdir is None:

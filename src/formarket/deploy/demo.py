@@ -26,13 +26,13 @@ _BOT_TOKEN = "demo-bot-token"  # noqa: S105 - the stand-in's own token, not a se
 AGENT = "tinyforge/faq-bot"
 MODEL = "tinyforge/echo-chat"
 
-_BODY = f"""### Agent
+_BODY = """### Agent
 
-{AGENT}
+{agent}
 
 ### Model
 
-{MODEL}
+{model}
 
 ### Solution
 
@@ -52,15 +52,23 @@ handoff_message: A person will follow up.
 
 
 def demo_requests(
-    repo_path: Path, echo: Callable[[str], None], *, settings: FarmSettings | None = None
+    repo_path: Path,
+    echo: Callable[[str], None],
+    *,
+    settings: FarmSettings | None = None,
+    model: str = MODEL,
 ) -> list[str]:
-    """Request tinyforge/faq-bot with tinyforge/echo-chat twice (issue, then CLI); returns the
-    ids of the deployments committed (or already there from an earlier run)."""
+    """Request tinyforge/faq-bot with `model` twice (issue, then CLI); returns the ids of the
+    deployments committed (or already there from an earlier run)."""
     settings = settings or FarmSettings(repo=repo_path)
     ids: list[str] = []
     with StandIn({_BOT_TOKEN: "formarket-bot"}) as standin, tempfile.TemporaryDirectory() as tmp:
         number = standin.open_issue(
-            DEMO_REPO, DEMO_DEPLOYER, f"Deploy: {AGENT}", _BODY, labels=(REQUEST_LABEL,)
+            DEMO_REPO,
+            DEMO_DEPLOYER,
+            f"Deploy: {AGENT}",
+            _BODY.format(agent=AGENT, model=model),
+            labels=(REQUEST_LABEL,),
         )
         echo(f"Issue #{number} opened by @{DEMO_DEPLOYER} on the GitHub stand-in ({standin.url})")
         payload = standin.payload(DEMO_REPO, number, "opened", DEMO_DEPLOYER)
@@ -73,10 +81,10 @@ def demo_requests(
             )
         echo(f"The bot answered on issue #{number}: {outcome.action} {outcome.deployment_ids}")
         ids += outcome.deployment_ids
-    echo(f"formarket deploy {AGENT} --model {MODEL} --account demo-cli")
+    echo(f"formarket deploy {AGENT} --model {model} --account demo-cli")
     planned = run(
         settings,
-        DeployOptions(agent=AGENT, model=MODEL, account="demo-cli", requester="demo-cli"),
+        DeployOptions(agent=AGENT, model=model, account="demo-cli", requester="demo-cli"),
         echo=echo,
     )
     ids += [d.id for d in planned.resolved.all if d.id not in ids]

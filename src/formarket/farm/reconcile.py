@@ -157,6 +157,13 @@ def plan(
         current = kept.get(dep_id)
         if current is not None and current.running:
             continue
+        listing = deployment.listing
+        if not has_image.get((listing.id, listing.version), False):
+            build = Build(listing.id, listing.version)
+            if build.key not in in_flight:
+                builds.setdefault(build.key, build)
+            waiting[dep_id] = f"waiting for the image of {listing.id}@{listing.version}"
+            continue
         if deployment.model_deployment:
             model = desired.get(deployment.model_deployment)
             if model is None or model.state != "running":
@@ -173,13 +180,6 @@ def plan(
             if deployment.model_deployment not in running:
                 waiting[dep_id] = f"waiting for its model deployment {deployment.model_deployment}"
                 continue
-        listing = deployment.listing
-        if not has_image.get((listing.id, listing.version), False):
-            build = Build(listing.id, listing.version)
-            if build.key not in in_flight:
-                builds.setdefault(build.key, build)
-            waiting[dep_id] = f"waiting for the image of {listing.id}@{listing.version}"
-            continue
         action_key = f"deploy:{dep_id}"
         if current is not None:
             if action_key not in in_flight:

@@ -142,3 +142,44 @@ def demo_gateway(repo_path: Path, echo: Echo) -> None:
             first = gzip.decompress(raw or b"").split(b"\n", 1)[0].decode()
             echo(f"  its first line: {first}")
     echo(render_text(usage_summary(repo, since=None)))
+
+
+def demo_calls(
+    repo_path: Path, deployments: list[tuple[str, str, str]], echo: Echo, *, calls: int = 20
+) -> int:
+    """Call running deployments through the gateway over HTTP, then commit the usage (the
+    calls' events and the farm's instance-hours) as the bot. `deployments` holds (deployment
+    id, account, what to ask); returns how many events were committed."""
+    repo = Repo(str(repo_path))
+    paths = StatePaths(default_state_dir(repo_path))
+    keys: dict[str, str] = {}
+    for _dep, account, _ask in deployments:
+        if account not in keys:
+            keys[account], record = create_key(paths.keys, account)
+            echo(f"formarket gateway keys create {account}  -> key {record.id} (stored hashed)")
+    config = GatewayConfig(paths, source="gateway/demo")
+    with ServerThread(build_gateway(config)) as gateway:
+        echo(f"the gateway listens on {gateway.url}; it routes to what the farm publishes")
+        for dep, account, ask in deployments:
+            call = _client(gateway.url, keys[account])
+            status, body = call("GET", "/v1/models")
+            listed = [m["id"] for m in json.loads(body)["data"]]
+            echo(f"  {account}: GET /v1/models -> {status}: {', '.join(listed)}")
+            answer = ""
+            for n in range(calls):
+                message = {"role": "user", "content": ask if n == 0 else f"{ask} ({n})"}
+                status, body = call(
+                    "POST", "/v1/chat/completions", {"model": dep, "messages": [message]}
+                )
+                if status != 200:
+                    raise NotFoundError(f"{dep} answered {status}: {body[:200]!r}")
+                if n == 0:
+                    answer = json.loads(body)["choices"][0]["message"]["content"]
+            echo(f"  {account} -> {dep}: {ask!r} -> {answer[:70]!r} ({calls} calls)")
+    committed = 0
+    for result in flush_all(repo, paths.spool):
+        for path, count in result.files:
+            committed += count
+            echo(f"formarket usage flush -> {count} events committed to {path}")
+    echo(render_text(usage_summary(repo, since=None)))
+    return committed

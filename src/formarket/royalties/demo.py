@@ -156,3 +156,27 @@ def _late_file(offers: list[PriceEntry], period: str, day: date) -> dict[str, by
     )
     path = usage_path(day, "gateway/gw-1", 999_000_001)
     return {path: gzip.compress(event.encode() + b"\n", mtime=0)}
+
+
+def demo_close(repo: Repo, echo: Echo, *, now: datetime) -> str:
+    """Close the month before `now` from the usage metered into git, show a statement and
+    verify the close; returns the period."""
+    month = now.year * 12 + now.month - 1
+    period = month_text(month - 1)
+    echo(f"-- formarket royalties close --period {period} --commit  (as on {now:%Y-%m-%d})")
+    computed, new = engine.close(repo, period, commit=True, now=now)
+    if new is None:
+        raise FormarketError(f"royalties/{period}/ was not committed")
+    echo(computed.files["README.md"].decode().rstrip())
+    charged = [s for s in computed.closing.statements if s.currencies]
+    for statement in charged:
+        echo(f"\n-- royalties/{period}/statements/{statement.publisher}.md")
+        echo(computed.files[f"statements/{statement.publisher}.md"].decode().rstrip())
+    payouts = computed.files.get("payouts.json", b"").decode()
+    echo(f"\n-- royalties/{period}/payouts.json\n{payouts.rstrip()}")
+    echo(f"\n-- formarket royalties verify --period {period}")
+    differences = engine.verify(repo, period)
+    if differences:
+        raise FormarketError(f"the close of {period} does not verify: {differences[0].problem}")
+    echo(f"royalties/{period}/ agrees with its recomputation from git, byte for byte")
+    return period

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 from pydantic import Field, model_validator
 
 from formarket.schemas._base import Document
@@ -49,7 +51,7 @@ class Resources(Document):
             sizes.append(("recommended", self.recommended))
         if self.maximum is not None:
             sizes.append(("maximum", self.maximum))
-        for (low_name, low), (high_name, high) in zip(sizes, sizes[1:], strict=False):
+        for (low_name, low), (high_name, high) in pairwise(sizes):
             for field in ("vcpus", "memory_mib", "disk_gib"):
                 if getattr(high, field) < getattr(low, field):
                     raise ValueError(f"{high_name}.{field} is below {low_name}.{field}")

@@ -24,7 +24,7 @@ from dulwich.repo import Repo
 from formarket.errors import UsageError
 from formarket.registry.cache import ResultCache, code_digest, default_cache_dir
 from formarket.registry.index import RegistryIndex
-from formarket.registry.snapshot import WorkTreeSnapshot
+from formarket.registry.snapshot import Item, WorkTreeSnapshot
 from formarket.registry.validate import validate_snapshot
 from formarket.registry.yaml_loader import YamlError, load_yaml
 from formarket.site.catalog import Catalog, Entry, Settings
@@ -110,6 +110,22 @@ def _history(root: Path, state: Path) -> tuple[History, Repo | None]:
     return history, repo
 
 
+def _usage_files(snapshot: WorkTreeSnapshot, day: str) -> list[tuple[str, Item]]:
+    """A day's usage files: `<source>-<seq>.jsonl.gz`, where a source such as gateway/gw-1
+    puts its files in a folder of its kind."""
+    found: list[tuple[str, Item]] = []
+    for item in snapshot.listdir(day):
+        if item.kind == "dir":
+            found += [
+                (f"{day}/{item.name}", inner)
+                for inner in snapshot.listdir(f"{day}/{item.name}")
+                if inner.kind == "file" and inner.name.endswith(".jsonl.gz")
+            ]
+        elif item.kind == "file" and item.name.endswith(".jsonl.gz"):
+            found.append((day, item))
+    return found
+
+
 def _usage(snapshot: WorkTreeSnapshot, state: Path) -> tuple[dict[str, Any], bool]:
     """Monthly usage by listing, reading only files not read by an earlier build."""
     kept = _load_state(state, "usage.json")
@@ -122,10 +138,9 @@ def _usage(snapshot: WorkTreeSnapshot, state: Path) -> tuple[dict[str, Any], boo
     for year in snapshot.listdir(base):
         for month in snapshot.listdir(f"{base}/{year.name}"):
             for day in snapshot.listdir(f"{base}/{year.name}/{month.name}"):
-                folder = f"{base}/{year.name}/{month.name}/{day.name}"
-                for item in snapshot.listdir(folder):
-                    if item.kind != "file" or not item.name.endswith(".jsonl.gz"):
-                        continue
+                for folder, item in _usage_files(
+                    snapshot, f"{base}/{year.name}/{month.name}/{day.name}"
+                ):
                     path = f"{folder}/{item.name}"
                     old = files.get(path)
                     if isinstance(old, dict) and old.get("key") == item.key:
