@@ -133,6 +133,22 @@ def handle_payload(
         return _ignore(f"the action {action!r} asks nothing of the farm", number)
 
     repo = open_market(settings)
+    try:
+        return _handle(repo, payload, settings, github, slug, event_issue, action)
+    finally:
+        repo.close()
+
+
+def _handle(
+    repo: Repo,
+    payload: Mapping[str, Any],
+    settings: FarmSettings,
+    github: GitHub,
+    slug: str,
+    event_issue: Issue,
+    action: str,
+) -> Outcome:
+    number = event_issue.number
     seed = issue_seed(slug, number)
     own_ids = (deployment_id(seed, "model"), deployment_id(seed, "agent"))
     current = desired.read_deployments(repo, settings.branch, problems=[])

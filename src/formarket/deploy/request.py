@@ -114,10 +114,13 @@ def plan(settings: FarmSettings, request: DeploymentRequest, *, seed: str | None
     """Check the request against the branch tip and say where it would run; RefusedError
     lists every reason when it cannot."""
     repo = open_market(settings)
-    current = desired.read_deployments(repo, settings.branch, problems=[])
-    catalog = Catalog(open_git_snapshot(repo, settings.branch), current)
-    requested = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    result = resolve(request, catalog, seed=seed or secrets.token_hex(16), requested=requested)
+    try:
+        current = desired.read_deployments(repo, settings.branch, problems=[])
+        catalog = Catalog(open_git_snapshot(repo, settings.branch), current)
+        requested = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        result = resolve(request, catalog, seed=seed or secrets.token_hex(16), requested=requested)
+    finally:
+        repo.close()
     if isinstance(result, Refusal):
         raise RefusedError(result.reasons)
     where: dict[str, str] = {}
@@ -143,13 +146,16 @@ def run(
     repo = open_market(settings)
     deployments = planned.resolved.deployments
     names = " and ".join(f"{d.listing.id}@{d.listing.version}" for d in deployments)
-    commit = desired.submit(
-        repo,
-        settings.branch,
-        deployments,
-        f"Deploy {names or 'nothing new'} for {planned.resolved.request.account}",
-        desired.bot_identity(repo, settings.branch),
-    )
+    try:
+        commit = desired.submit(
+            repo,
+            settings.branch,
+            deployments,
+            f"Deploy {names or 'nothing new'} for {planned.resolved.request.account}",
+            desired.bot_identity(repo, settings.branch),
+        )
+    finally:
+        repo.close()
     ids = ", ".join(d.id for d in deployments)
     reused = "".join(f" (reusing {d.id})" for d in planned.resolved.reused)
     echo(f"Committed {ids}{reused} to registry/deployments/ on {settings.branch}.")
