@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from formarket.builder.store import DirectoryStore
-from formarket.farm import deployer
+from formarket.farm import deployer, images
 from formarket.farm.hosts import Host
 from formarket.farm.images import LOCK_STALE_SECONDS, ROLES, ImageBusy, ensure_image
 from formarket.farm.libvirt_conn import Connections, HostConnection
@@ -79,10 +79,12 @@ def test_echo_chat_is_distributed_deployed_called_and_stopped_without_a_trace(
     assert not Path(started.console_log).exists()
 
     # A cached volume that changed is caught by its sha256 and sent again, alone.
-    disk = conn.volume_path(f"{result.manifest.build_id}.disk")
+    cached = images._image_name(result.manifest)
+    assert cached.startswith(result.manifest.build_id)
+    disk = conn.volume_path(f"{cached}.disk")
     assert disk is not None
     flip_a_byte(disk)
-    lock = f"{result.manifest.build_id}.lock"
+    lock = f"{cached}.lock"
     # Another worker's upload holds the lock: this one waits, then gives up (and is retried).
     hold_lock(conn, lock, time.time())
     with pytest.raises(ImageBusy):

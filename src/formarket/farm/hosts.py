@@ -2,7 +2,7 @@
 
 Capacity is configured, not asked of libvirt: libvirt's own figures can be wrong (a 24 GiB
 machine reports 7.3 GiB) and its test driver reports none. `builder/hosts.example.yaml` is an
-example; the farm reads `FORMARKET_HOSTS` or `--hosts`.
+example; the farm reads the file that `FORMARKET_HOSTS` names.
 """
 
 from __future__ import annotations

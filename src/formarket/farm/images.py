@@ -2,7 +2,8 @@
 
 Images are uploaded over the libvirt connection into the host's storage pool, one volume per
 file, named by build id, so a host needs nothing but libvirt (no shared filesystem, no ssh).
-They are cached there: the marker volume `<build-id>.sha256`, written LAST, holds the sha256
+They are cached there under `<build-id>-<digest of their sha256s>` (see `_image_name`): the
+marker volume `<name>.sha256`, written LAST, holds the sha256
 of each file and says the upload finished. Each use checks the cached volumes against the
 manifest's sha256 (read back over the connection); a missing marker (a half-finished upload)
 or a volume that no longer matches is uploaded again. Uploads of one build to one host take
@@ -65,6 +66,14 @@ class HostImage:
     virtual_size: int  # of the disk, for its overlays
     uploaded: tuple[str, ...]  # roles sent this time; empty when the host's cache served
     in_pool: bool  # False on test hosts: the paths are the artifact store's
+
+
+def _image_name(manifest: BuildManifest) -> str:
+    """The cache entry's name: the build id and a digest of the files' sha256s. A build made
+    again (the store lost) has the same id but may differ in bytes (file times in the ext4):
+    it gets volumes of its own and never replaces those that running overlays are backed by."""
+    files = "".join(manifest.artifact(role).sha256 for role in ROLES)
+    return f"{manifest.build_id}-{hashlib.sha256(files.encode()).hexdigest()[:16]}"
 
 
 def _volume(build_id: str, role: str) -> str:
@@ -155,13 +164,13 @@ def _stale_roles(conn: HostConnection, manifest: BuildManifest) -> list[str]:
     """The roles whose cached volume is missing or differs from the manifest: all of them
     without a marker, else those whose bytes read back do not match their sha256."""
     expected = _expected(manifest)
-    if _read_marker(conn, manifest.build_id) != expected:
+    name = _image_name(manifest)
+    if _read_marker(conn, name) != expected:
         return list(ROLES)
     return [
         role
         for role in ROLES
-        if _volume_sha256(conn, _volume(manifest.build_id, role), manifest.artifact(role).size)
-        != expected[role]
+        if _volume_sha256(conn, _volume(name, role), manifest.artifact(role).size) != expected[role]
     ]
 
 
@@ -224,13 +233,14 @@ def ensure_image(
             uploaded=(),
             in_pool=False,
         )
+    name = _image_name(manifest)
     stale = _stale_roles(conn, manifest)
     if stale:
-        with _upload_lock(conn, manifest.build_id, wait):
+        with _upload_lock(conn, name, wait):
             # Another worker may have finished the upload while this one waited for the lock.
             stale = _stale_roles(conn, manifest)
             # The marker goes first: an upload cut short must never look finished.
-            conn.delete_volume(_marker(manifest.build_id))
+            conn.delete_volume(_marker(name))
             for role in stale:
                 path = image_dir / artifacts[role].name
                 if not path.is_file():
@@ -238,13 +248,13 @@ def ensure_image(
                         f"{path}: the image's {role} is missing from the artifact store",
                         hint=f"rebuild build {manifest.build_id}",
                     )
-                _upload(conn, _volume(manifest.build_id, role), path, artifacts[role])
-            _write_marker(conn, manifest.build_id, _expected(manifest))
+                _upload(conn, _volume(name, role), path, artifacts[role])
+            _write_marker(conn, name, _expected(manifest))
     paths: dict[str, str] = {}
     for role in ROLES:
-        found = conn.volume_path(_volume(manifest.build_id, role))
+        found = conn.volume_path(_volume(name, role))
         if found is None:
-            raise HostError(conn.name, f"volume {_volume(manifest.build_id, role)} vanished")
+            raise HostError(conn.name, f"volume {_volume(name, role)} vanished")
         paths[role] = found
     return HostImage(
         manifest.build_id,

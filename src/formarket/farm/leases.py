@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -30,6 +30,10 @@ class Leases(Protocol):
 
     def take(self, key: str, host: str, seconds: float) -> bool:
         """Take a lease; False when someone holds it already."""
+        ...
+
+    def take_all(self, wanted: Sequence[tuple[str, str, float]]) -> set[str]:
+        """Take many leases (key, host, seconds) at once; the keys that were free."""
         ...
 
     def release(self, key: str) -> None: ...
@@ -59,6 +63,13 @@ class RedisLeases:
     def take(self, key: str, host: str, seconds: float) -> bool:
         ms = max(1, int(seconds * 1000))
         return bool(self._redis.set(f"{_PREFIX}{key}", host, nx=True, px=ms))
+
+    def take_all(self, wanted: Sequence[tuple[str, str, float]]) -> set[str]:
+        pipe = self._redis.pipeline(transaction=False)
+        for key, host, seconds in wanted:
+            pipe.set(f"{_PREFIX}{key}", host, nx=True, px=max(1, int(seconds * 1000)))
+        results = pipe.execute()
+        return {key for (key, _h, _s), ok in zip(wanted, results, strict=True) if ok}
 
     def release(self, key: str) -> None:
         self._redis.delete(f"{_PREFIX}{key}")
@@ -101,6 +112,21 @@ class SqliteLeases:
                 (key, host, now + seconds),
             )
             return cursor.rowcount == 1
+
+    def take_all(self, wanted: Sequence[tuple[str, str, float]]) -> set[str]:
+        # One transaction for a whole cycle's work: one fsync, not one per action.
+        now = time.time()
+        taken: set[str] = set()
+        with self._db() as db:
+            for key, host, seconds in wanted:
+                db.execute("DELETE FROM lease WHERE key = ? AND until <= ?", (key, now))
+                cursor = db.execute(
+                    "INSERT OR IGNORE INTO lease (key, host, until) VALUES (?, ?, ?)",
+                    (key, host, now + seconds),
+                )
+                if cursor.rowcount == 1:
+                    taken.add(key)
+        return taken
 
     def release(self, key: str) -> None:
         with self._db() as db:

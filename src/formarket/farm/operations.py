@@ -23,7 +23,7 @@ from dulwich.repo import Repo
 
 from formarket.builder.manifest import BuildManifest
 from formarket.builder.store import DirectoryStore
-from formarket.errors import NotFoundError, UsageError
+from formarket.errors import FormarketError, NotFoundError, UsageError
 from formarket.farm import deployer, image_index, status
 from formarket.farm.configdisk import resolve_secrets
 from formarket.farm.desired import read_deployments
@@ -58,6 +58,13 @@ LEASE_SECONDS = {"deploy": 960.0, "stop": 360.0}
 GUEST_HOST_ADDRESS = "10.0.2.2"
 
 Enqueue = Callable[[Build | Deploy | Stop], None]
+RECONCILE_LEASE = "reconcile"
+RECONCILE_LEASE_SECONDS = 300.0
+
+
+class ReconcileBusy(FormarketError):
+    """Another reconcile cycle holds the farm's reconcile lease."""
+
 
 _pool_lock = threading.Lock()
 _pools: dict[int, Connections] = {}
@@ -301,6 +308,26 @@ def reconcile_once(
     started = time.perf_counter()
     pool = pool or connections()
     leases = leases or open_leases(settings.broker_url or "", settings.state)
+    # One cycle at a time per farm: two at once would meter the same running time twice.
+    if not leases.take(RECONCILE_LEASE, socket.gethostname(), RECONCILE_LEASE_SECONDS):
+        raise ReconcileBusy(
+            "another reconcile cycle is running",
+            hint=f"it ends within {RECONCILE_LEASE_SECONDS:.0f}s even if its process died",
+        )
+    try:
+        return _cycle(settings, enqueue, pool, leases, meter, started)
+    finally:
+        leases.release(RECONCILE_LEASE)
+
+
+def _cycle(
+    settings: FarmSettings,
+    enqueue: Enqueue,
+    pool: Connections,
+    leases: Leases,
+    meter: bool,
+    started: float,
+) -> Cycle:
     hosts = inventory(settings)
     repo = _repo(settings)
     problems: list[str] = []
@@ -316,11 +343,10 @@ def reconcile_once(
     enqueued = 0
     failed: list[str] = []
     actions: list[Build | Deploy | Stop] = [*the_plan.stops, *the_plan.builds, *the_plan.deploys]
+    wanted = [(a.key, _host_of(a), _lease_seconds(a, settings)) for a in actions]
+    taken = leases.take_all(wanted) if wanted else set()
     for action in actions:
-        kind = action.key.partition(":")[0]
-        host = "" if isinstance(action, Build) else action.host
-        seconds = LEASE_SECONDS.get(kind, float(settings.build_time_limit + 120))
-        if not leases.take(action.key, host, seconds):
+        if action.key not in taken:
             continue
         try:
             enqueue(action)
@@ -355,6 +381,15 @@ def reconcile_once(
     )
     status.save_cycle(settings, cycle.summary())
     return cycle
+
+
+def _host_of(action: Build | Deploy | Stop) -> str:
+    return "" if isinstance(action, Build) else action.host
+
+
+def _lease_seconds(action: Build | Deploy | Stop, settings: FarmSettings) -> float:
+    kind = action.key.partition(":")[0]
+    return LEASE_SECONDS.get(kind, float(settings.build_time_limit + 120))
 
 
 def _meter_source() -> str:
@@ -401,4 +436,7 @@ def run_here(settings: FarmSettings, pool: Connections | None = None) -> Enqueue
 
 def reconcile(settings: FarmSettings) -> dict[str, Any]:
     """The reconcile task's body: one cycle through the farm's own queues."""
-    return reconcile_once(settings, celery_enqueue(settings)).summary()
+    try:
+        return reconcile_once(settings, celery_enqueue(settings)).summary()
+    except ReconcileBusy as exc:
+        return {"skipped": exc.message}
