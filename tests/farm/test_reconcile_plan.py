@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from formarket.farm.hosts import Host
-from formarket.farm.reconcile import Build, Deploy, Domain, Stop, plan
+from formarket.farm.reconcile import Build, Deploy, Domain, Stop, model_endpoint_for, plan
 from tests.farm.factories import deployment
 
 HOSTS = [
@@ -118,3 +118,29 @@ def test_placing_the_plan_never_overfills_a_host(
             assert sum(d.size.memory_mib for d in mine) <= host.memory_mib
             assert host.name not in down or not any(d.host == host.name for d in result.deploys)
     assert all(desired[d.deployment].state == "running" for d in domains)
+
+
+def test_an_agent_whose_model_moved_is_started_again_with_the_new_endpoint() -> None:
+    desired = {
+        "dep-m": deployment("dep-m"),
+        "dep-a": deployment(
+            "dep-a", kind="agent", listing="tinyforge/faq-bot", model_deployment="dep-m"
+        ),
+    }
+    loopback = frozenset({"a", "b"})
+    model_on_b = Domain("dep-m", "b", True, endpoint="http://127.0.0.1:4100")
+    # The agent on a was given the model's endpoint when the model ran on a.
+    agent = Domain("dep-a", "a", True, model_endpoint="http://10.0.2.2:4000")
+    moved = plan(desired, [model_on_b, agent], HOSTS, frozenset(), IMAGE, loopback=loopback)
+    assert moved.deploys == (Deploy("dep-a", "a", "its model moved to http://127.0.0.1:4100"),)
+    same_host = Domain("dep-m", "a", True, endpoint="http://127.0.0.1:4000")
+    settled = plan(desired, [same_host, agent], HOSTS, frozenset(), IMAGE, loopback=loopback)
+    assert settled.idle
+
+
+def test_the_model_endpoint_as_an_agent_sees_it() -> None:
+    model = Domain("dep-m", "a", True, endpoint="http://127.0.0.1:4000")
+    assert model_endpoint_for("a", model, frozenset({"a"})) == "http://10.0.2.2:4000"
+    assert model_endpoint_for("b", model, frozenset({"a"})) == "http://127.0.0.1:4000"
+    remote = Domain("dep-m", "gpu-1", True, endpoint="http://10.20.0.11:20001")
+    assert model_endpoint_for("gpu-1", remote, frozenset()) == "http://10.20.0.11:20001"

@@ -170,3 +170,13 @@ def test_text_that_is_not_a_domain_xml_is_a_clear_error(xml: str) -> None:
 def test_any_text_gives_a_record_none_or_a_metadata_error(text: str) -> None:
     with contextlib.suppress(MetadataError):
         read_metadata(text)
+
+
+def test_an_agents_model_endpoint_round_trips_and_hostile_ones_are_refused() -> None:
+    agent = spec(kind="agent", model_endpoint="http://10.0.2.2:41234")
+    assert read_metadata(domain_xml(agent)) == dataclasses.replace(
+        agent.record(), model_endpoint="http://10.0.2.2:41234"
+    )
+    for hostile in ("javascript:alert(1)", "http://x/$(id)", "http://" + "a" * 400):
+        xml = domain_xml(dataclasses.replace(agent, model_endpoint=hostile))
+        assert read_metadata(xml) is None

@@ -113,10 +113,15 @@ def start(
     existing = conn.domain(name)
     if existing is not None:
         record = read_metadata(existing.xml)
-        if existing.running and record is not None and record.build_id == manifest.build_id:
+        if (
+            existing.running
+            and record is not None
+            and record.build_id == manifest.build_id
+            and record.model_endpoint == env.get("MODEL_ENDPOINT")
+        ):
             return _started(conn, record, console)
-        # Stopped, or another build: made again from scratch, so that its ports are free
-        # now and its config disk says what the deployment says now.
+        # Stopped, another build or (an agent) a model that moved: made again from scratch,
+        # so that its ports are free now and its config disk says what is true now.
         stop(conn, deployment.id)
     image = ensure_image(conn, store, manifest)
     overlay = create_overlay(conn, image, deployment.id)
@@ -140,6 +145,7 @@ def start(
         ports=_choose_ports(conn, host, manifest.expose),
         address=host.address,
         console_log=console,
+        model_endpoint=env.get("MODEL_ENDPOINT"),
     )
     try:
         conn.define_and_start(domain_xml(spec))

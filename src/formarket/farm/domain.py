@@ -47,6 +47,9 @@ _DEPLOYMENT = re.compile(DEPLOYMENT_PATTERN)
 _LISTING = re.compile(LISTING_ID_PATTERN)
 _SEMVER = re.compile(SEMVER_PATTERN)
 _MAX_PORTS = 64
+_ENDPOINT = re.compile(
+    r"^https?://[A-Za-z0-9.\[\]:-]{1,253}(?::[0-9]{1,5})?(?:/[A-Za-z0-9._/-]*)?$"
+)
 
 Kind = Literal["agent", "model"]
 
@@ -72,6 +75,7 @@ class DomainRecord:
     address: str
     ports: tuple[tuple[int, int], ...]  # (guest, host), the first EXPOSEd port first
     running: bool | None = None
+    model_endpoint: str | None = None  # what an agent was given as MODEL_ENDPOINT
 
     @property
     def endpoint(self) -> str | None:
@@ -103,6 +107,7 @@ class DomainSpec:
     ports: tuple[tuple[int, int], ...]  # (guest, host)
     address: str  # where the forwarded ports listen
     console_log: str
+    model_endpoint: str | None = None  # an agent's MODEL_ENDPOINT, so a moved model is noticed
 
     @property
     def name(self) -> str:
@@ -118,6 +123,7 @@ class DomainSpec:
             model_deployment=self.model_deployment,
             address=self.address,
             ports=self.ports,
+            model_endpoint=self.model_endpoint,
         )
 
 
@@ -140,6 +146,8 @@ def _metadata(parent: ET.Element, record: DomainRecord) -> None:
     _sub(meta, _q("build"), record.build_id)
     if record.model_deployment is not None:
         _sub(meta, _q("model-deployment"), record.model_deployment)
+    if record.model_endpoint is not None:
+        _sub(meta, _q("model-endpoint"), record.model_endpoint)
     ports = _sub(meta, _q("ports"), address=record.address)
     for guest, host in record.ports:
         _sub(ports, _q("port"), guest=str(guest), host=str(host))
@@ -228,6 +236,10 @@ def _record(meta: ET.Element) -> DomainRecord | None:
         return None
     if model_text is not None and model is None:
         return None
+    endpoint_text = meta.findtext(_q("model-endpoint"))
+    endpoint = _matches(_ENDPOINT, endpoint_text, limit=300)
+    if endpoint_text is not None and endpoint is None:
+        return None
     port_elements = ports_el.findall(_q("port"))
     if len(port_elements) > _MAX_PORTS:
         return None
@@ -246,6 +258,7 @@ def _record(meta: ET.Element) -> DomainRecord | None:
         model_deployment=model,
         address=address,
         ports=tuple(ports),
+        model_endpoint=endpoint,
     )
 
 

@@ -14,7 +14,7 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,7 +34,7 @@ from formarket.farm.leases import Leases, open_leases
 from formarket.farm.libvirt_conn import Connections, HostError
 from formarket.farm.metering import meter_running
 from formarket.farm.publish import publish_routes, route_for, routes_for, served_by
-from formarket.farm.reconcile import Build, Deploy, Domain, Plan, Stop, plan
+from formarket.farm.reconcile import Build, Deploy, Domain, Plan, Stop, model_endpoint_for, plan
 from formarket.farm.settings import FarmSettings
 from formarket.gateway.config import default_state_dir
 from formarket.gateway.routes import Route, load_routes, save_routes
@@ -54,8 +54,6 @@ __all__ = [
 _log = logging.getLogger("formarket.farm")
 # How long a handed-out action is not handed out again (it is released when it finishes).
 LEASE_SECONDS = {"deploy": 960.0, "stop": 360.0}
-# From inside a VM on qemu's user network, the host's loopback is this address.
-GUEST_HOST_ADDRESS = "10.0.2.2"
 
 Enqueue = Callable[[Build | Deploy | Stop], None]
 RECONCILE_LEASE = "reconcile"
@@ -111,7 +109,7 @@ class Actual:
 
     def domains(self) -> list[Domain]:
         return [
-            Domain(r.deployment_id, host, bool(r.running), r.build_id, r.endpoint)
+            Domain(r.deployment_id, host, bool(r.running), r.build_id, r.endpoint, r.model_endpoint)
             for host, records in sorted(self.records.items())
             for r in records
         ]
@@ -158,13 +156,14 @@ def _model_endpoint(deployment: Deployment, host: Host, actual: Actual, hosts: I
             hint="the reconciler deploys the agent once its model runs",
         )
     model_host, record = found
-    endpoint = record.endpoint
+    model = Domain(record.deployment_id, model_host, True, record.build_id, record.endpoint)
+    endpoint = model_endpoint_for(host.name, model, _loopback(hosts.hosts))
     assert endpoint is not None
-    if model_host == host.name and deployer._is_loopback(hosts.host(model_host).address):
-        # Both VMs on one host whose ports listen on loopback: the agent reaches the model
-        # through qemu's user network, where the host's loopback is 10.0.2.2.
-        return f"http://{GUEST_HOST_ADDRESS}:{record.ports[0][1]}"
     return endpoint
+
+
+def _loopback(hosts: Sequence[Host]) -> frozenset[str]:
+    return frozenset(h.name for h in hosts if deployer._is_loopback(h.address))
 
 
 def deploy(
@@ -338,7 +337,13 @@ def _cycle(
         repo.close()
     actual = observe(hosts.hosts, pool)
     the_plan = plan(
-        desired, actual.domains(), hosts.hosts, frozenset(actual.down), has_image, leases.held()
+        desired,
+        actual.domains(),
+        hosts.hosts,
+        frozenset(actual.down),
+        has_image,
+        leases.held(),
+        _loopback(hosts.hosts),
     )
     enqueued = 0
     failed: list[str] = []
