@@ -27,11 +27,15 @@ DOCUMENT_KINDS: Mapping[str, type[BaseModel]] = {
 
 
 def _published() -> Mapping[str, type[BaseModel]]:
-    """Documents formarket writes rather than reads from publishers: usage events, the
-    royalty terms and statements. Published so that anyone can check them."""
+    """Documents formarket writes rather than reads from publishers: deployment requests and
+    the desired deployments, usage events, the royalty terms and statements. Published so that
+    anyone can check them."""
+    from formarket.schemas.deployment import Deployment, DeploymentRequest
     from formarket.schemas.usage import RoyaltyPolicy, Statement, UsageEvent
 
     return {
+        "deployment": Deployment,
+        "deployment-request": DeploymentRequest,
         "usage-event": UsageEvent,
         "royalty-policy": RoyaltyPolicy,
         "royalty-statement": Statement,
