@@ -75,3 +75,16 @@ def git_registry(base_tree: Path) -> Callable[..., tuple[Repo, str, str]]:
         return repo, "main", "pr"
 
     return make
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Make `--dist loadgroup` group again: pytest-xdist 3.8 marks a grouped test by writing
+    `<id>@<group>` to `item._nodeid`, which pytest 9 no longer reads (the id lives in
+    `item._id`), so tests of one `xdist_group` were spread over workers."""
+    from _pytest.nodeid import coerce_node_id
+
+    for item in items:
+        suffixed = item.__dict__.get("_nodeid")
+        if isinstance(suffixed, str) and "@" in suffixed and suffixed != item.nodeid:
+            item._id = coerce_node_id(suffixed)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -33,6 +34,7 @@ def test_the_starter_registry_has_no_findings() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("vm-journeys")  # the journeys boot four VMs each: one at a time
 @pytest.mark.skipif(os.geteuid() != 0, reason="image builds need root")
 def test_the_demo_runs_the_whole_journey(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["demo", "--workdir", str(tmp_path), "--source", str(ROOT)])
@@ -45,7 +47,10 @@ def test_the_demo_runs_the_whole_journey(tmp_path: Path) -> None:
     assert "agrees with its recomputation from git, byte for byte" in result.output
     assert (tmp_path / "site" / "agents" / "tinyforge" / "faq-bot" / "index.html").is_file()
     # Nothing of the farm is left running.
-    assert not [p for p in Path("/proc").glob("*/cmdline") if b"formarket-dep-" in _read(p)]
+    ids = re.findall(r"dep-[0-9a-f]{12}", result.output.split("committed by the bot:")[1])
+    assert len(ids) == 4
+    running = [_read(p) for p in Path("/proc").glob("*/cmdline")]
+    assert not [c for c in running if any(f"guest=formarket-{d}".encode() in c for d in ids)]
 
 
 def _read(path: Path) -> bytes:

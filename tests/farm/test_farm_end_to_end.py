@@ -31,6 +31,7 @@ from tests.redis_server import RedisServer
 
 pytestmark = [
     pytest.mark.slow,
+    pytest.mark.xdist_group("vm-journeys"),
     pytest.mark.skipif(os.geteuid() != 0, reason="building images needs root"),
 ]
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import http.client
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -166,16 +167,24 @@ def demo_calls(
             listed = [m["id"] for m in json.loads(body)["data"]]
             echo(f"  {account}: GET /v1/models -> {status}: {', '.join(listed)}")
             answer = ""
+            failed = 0
             for n in range(calls):
                 message = {"role": "user", "content": ask if n == 0 else f"{ask} ({n})"}
-                status, body = call(
-                    "POST", "/v1/chat/completions", {"model": dep, "messages": [message]}
-                )
+                request = {"model": dep, "messages": [message]}
+                for attempt in range(4):
+                    status, body = call("POST", "/v1/chat/completions", request)
+                    if status not in (502, 503, 504):
+                        break
+                    # A VM under software emulation on a busy machine drops a connection now
+                    # and then; a client tries again, and the failed call is metered as such.
+                    failed += 1
+                    time.sleep(0.5 * (attempt + 1))
                 if status != 200:
                     raise NotFoundError(f"{dep} answered {status}: {body[:200]!r}")
                 if n == 0:
                     answer = json.loads(body)["choices"][0]["message"]["content"]
-            echo(f"  {account} -> {dep}: {ask!r} -> {answer[:70]!r} ({calls} calls)")
+            retried = f", {failed} failed and tried again" if failed else ""
+            echo(f"  {account} -> {dep}: {ask!r} -> {answer[:70]!r} ({calls} calls{retried})")
     committed = 0
     for result in flush_all(repo, paths.spool):
         for path, count in result.files:
