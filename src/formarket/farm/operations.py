@@ -33,6 +33,7 @@ from formarket.farm.hosts import Host, Inventory, load_inventory
 from formarket.farm.leases import Leases, open_leases
 from formarket.farm.libvirt_conn import Connections, HostError
 from formarket.farm.metering import meter_running
+from formarket.farm.notify import tell_ready_issues
 from formarket.farm.publish import publish_routes, route_for, routes_for, served_by
 from formarket.farm.reconcile import Build, Deploy, Domain, Plan, Stop, model_endpoint_for, plan
 from formarket.farm.settings import FarmSettings
@@ -367,6 +368,17 @@ def _cycle(
     }
     routes = routes_for(desired, endpoints)
     publish_routes(routes_path(settings), routes)
+    if settings.github_repo:
+        from formarket.deploy.github import GitHub
+
+        tell_ready_issues(
+            settings.state,
+            desired,
+            set(endpoints),
+            settings.github_repo,
+            GitHub.from_env,
+            settings.gateway_url,
+        )
     metered = 0
     if meter:
         metered = meter_running(

@@ -19,6 +19,7 @@ FORMARKET_RECONCILE_SECONDS   how often beat runs the reconciler (default 30)
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,6 +61,17 @@ def _url(environ: Mapping[str, str], name: str) -> str | None:
     return raw
 
 
+def _repo_slug(environ: Mapping[str, str]) -> str | None:
+    raw = environ.get("FORMARKET_GITHUB_REPO", "").strip()
+    if not raw:
+        return None
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9-]{0,38}/[A-Za-z0-9._-]{1,100}", raw):
+        raise UsageError(
+            f"FORMARKET_GITHUB_REPO={raw!r} is not owner/name", hint="for example acme/marketplace"
+        )
+    return raw
+
+
 @dataclass(frozen=True, slots=True)
 class FarmSettings:
     """Where the farm keeps things and how its queue behaves; see the module for the variables."""
@@ -76,6 +88,8 @@ class FarmSettings:
     build_time_limit: int = 3600
     visibility_timeout: int = 4500
     reconcile_seconds: float = 30.0
+    github_repo: str | None = None  # owner/name: where the farm comments on deployment issues
+    gateway_url: str = "http://127.0.0.1:8080"  # what callers use, for those comments
 
     @classmethod
     def from_env(
@@ -127,6 +141,8 @@ class FarmSettings:
             build_time_limit=limit,
             visibility_timeout=visibility,
             reconcile_seconds=_number(env, "FORMARKET_RECONCILE_SECONDS", 30.0, integer=False),
+            github_repo=_repo_slug(env),
+            gateway_url=_url(env, "FORMARKET_GATEWAY_URL") or "http://127.0.0.1:8080",
         )
 
     @property
@@ -157,12 +173,14 @@ class FarmSettings:
             "FORMARKET_BUILD_TIME_LIMIT": str(self.build_time_limit),
             "FORMARKET_VISIBILITY_TIMEOUT": str(self.visibility_timeout),
             "FORMARKET_RECONCILE_SECONDS": repr(self.reconcile_seconds),
+            "FORMARKET_GATEWAY_URL": self.gateway_url,
         }
         optional = {
             "FORMARKET_BASE_CACHE": self.base_cache,
             "FORMARKET_HOSTS": self.hosts,
             "FORMARKET_BROKER_URL": self.broker_url,
             "FORMARKET_RESULT_BACKEND": self.result_backend,
+            "FORMARKET_GITHUB_REPO": self.github_repo,
         }
         env.update({name: str(value) for name, value in optional.items() if value is not None})
         return env
