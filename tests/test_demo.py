@@ -47,7 +47,8 @@ def test_the_demo_runs_the_whole_journey(tmp_path: Path) -> None:
     assert "agrees with its recomputation from git, byte for byte" in result.output
     assert (tmp_path / "site" / "agents" / "tinyforge" / "faq-bot" / "index.html").is_file()
     # Nothing of the farm is left running.
-    ids = re.findall(r"dep-[0-9a-f]{12}", result.output.split("committed by the bot:")[1])
+    committed = result.output.split("committed by the bot:")[1].split("\n", 1)[0]
+    ids = re.findall(r"dep-[0-9a-f]{12}", committed)
     assert len(ids) == 4
     running = [_read(p) for p in Path("/proc").glob("*/cmdline")]
     assert not [c for c in running if any(f"guest=formarket-{d}".encode() in c for d in ids)]
