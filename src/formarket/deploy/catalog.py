@@ -10,12 +10,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from dulwich.errors import NotGitRepository
-from dulwich.repo import Repo
 from pydantic import BaseModel, ValidationError
 
-from formarket.errors import FormarketError, NotFoundError
-from formarket.farm.settings import FarmSettings
+from formarket.errors import FormarketError
+from formarket.farm.settings import open_market
 from formarket.registry.snapshot import Snapshot
 from formarket.registry.yaml_loader import load_yaml
 from formarket.schemas.deployment import Deployment
@@ -64,14 +62,3 @@ class Catalog:
 
     def governance(self) -> Governance | None:
         return self._load("registry/governance.yaml", Governance)
-
-
-def open_market(settings: FarmSettings) -> Repo:
-    """The marketplace's git repository that the farm's settings name."""
-    try:
-        return Repo(str(settings.repo))
-    except NotGitRepository as exc:
-        raise NotFoundError(
-            f"{settings.repo} is not a git repository",
-            hint="set FORMARKET_REPO (or pass --repo) to the marketplace's repository",
-        ) from exc

@@ -19,7 +19,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from dulwich.errors import NotGitRepository
 from dulwich.objects import Blob, Commit, Tree
 from dulwich.repo import Repo
 
@@ -33,7 +32,8 @@ from formarket.builder.store import DirectoryStore
 from formarket.errors import InputError, NotFoundError, UsageError
 from formarket.farm import image_index
 from formarket.farm.errors import BuildBusy
-from formarket.farm.settings import FarmSettings
+from formarket.farm.image_index import subtree
+from formarket.farm.settings import FarmSettings, open_market
 from formarket.process import Runner
 from formarket.registry.git_snapshot import resolve_rev
 from formarket.registry.yaml_loader import load_yaml
@@ -47,31 +47,6 @@ _LISTING_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}/[a-z0-9][a-z0-9._-]{0,99}$")
 _KINDS = ("models", "agents")
 _MODE_DIR = 0o040000
 _MODE_LINK = 0o120000
-
-
-def _open(settings: FarmSettings) -> Repo:
-    try:
-        return Repo(str(settings.repo))
-    except NotGitRepository as exc:
-        raise NotFoundError(
-            f"{settings.repo} is not a git repository",
-            hint="set FORMARKET_REPO to the marketplace repository's clone",
-        ) from exc
-
-
-def _subtree(repo: Repo, tree: Tree, path: str) -> Tree | None:
-    for part in path.split("/"):
-        try:
-            mode, sha = tree[part.encode()]
-        except KeyError:
-            return None
-        if mode != _MODE_DIR:
-            return None
-        found = repo.object_store[sha]
-        if not isinstance(found, Tree):
-            return None
-        tree = found
-    return tree
 
 
 def _export(repo: Repo, tree: Tree, target: Path) -> None:
@@ -97,7 +72,7 @@ def _listing_tree(repo: Repo, root: Tree, listing_id: str, version: str) -> tupl
     """The listing's folder at the tip and its Formfile's name, checking its version."""
     for kind in _KINDS:
         folder = f"registry/{kind}/{listing_id}"
-        tree = _subtree(repo, root, folder)
+        tree = subtree(repo, root, folder)
         if tree is None or b"listing.yaml" not in tree:
             continue
         raw = repo.object_store[tree[b"listing.yaml"][1]]
@@ -147,7 +122,7 @@ def build_lock(store: Path, build_id: str, *, wait: bool = True) -> Iterator[Non
 
 
 def _bases_dir(repo: Repo, root: Tree, settings: FarmSettings, scratch: Path) -> Path:
-    bases = _subtree(repo, root, BASES_DIR.as_posix())
+    bases = subtree(repo, root, BASES_DIR.as_posix())
     if bases is None:
         return find_bases_dir(settings.repo)
     _export(repo, bases, scratch / "bases")
@@ -162,7 +137,7 @@ def plan_listing(
     Builds the base image when it is not cached yet (once, under its own lock)."""
     if not _LISTING_ID.match(listing_id):
         raise UsageError(f"{listing_id!r} is not a listing id", hint="e.g. tinyforge/echo-chat")
-    repo = _open(settings)
+    repo = open_market(settings)
     try:
         tip = repo[resolve_rev(repo, settings.branch)]
         assert isinstance(tip, Commit)

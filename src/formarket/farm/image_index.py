@@ -23,14 +23,15 @@ from dulwich.repo import Repo
 from formarket.builder.plan import FORMAT_VERSION
 from formarket.builder.store import DirectoryStore
 
-__all__ = ["image_key", "lookup", "record"]
+__all__ = ["image_key", "lookup", "record", "subtree"]
 
 _KINDS = ("models", "agents")
 _BUILD_ID = re.compile(r"^[0-9a-f]{64}$")
 _MODE_DIR = 0o040000
 
 
-def _entry(repo: Repo, tree: Tree, path: str) -> bytes | None:
+def subtree(repo: Repo, tree: Tree, path: str) -> Tree | None:
+    """The tree at `path` below `tree`; None when there is no such folder."""
     for part in path.split("/"):
         try:
             mode, sha = tree[part.encode()]
@@ -42,7 +43,7 @@ def _entry(repo: Repo, tree: Tree, path: str) -> bytes | None:
         if not isinstance(found, Tree):
             return None
         tree = found
-    return tree.id
+    return tree
 
 
 def image_key(repo: Repo, commit_id: ObjectID, listing_id: str) -> str | None:
@@ -52,10 +53,11 @@ def image_key(repo: Repo, commit_id: ObjectID, listing_id: str) -> str | None:
     root = repo[commit.tree]
     assert isinstance(root, Tree)
     for kind in _KINDS:
-        folder = _entry(repo, root, f"registry/{kind}/{listing_id}")
+        folder = subtree(repo, root, f"registry/{kind}/{listing_id}")
         if folder is not None:
-            bases = _entry(repo, root, "builder/bases") or b"-"
-            inputs = b"\0".join((FORMAT_VERSION.encode(), folder, bases))
+            bases = subtree(repo, root, "builder/bases")
+            ids = (FORMAT_VERSION.encode(), folder.id, bases.id if bases else b"-")
+            inputs = b"\0".join(ids)
             return hashlib.sha256(inputs).hexdigest()
     return None
 

@@ -23,7 +23,7 @@ from dulwich.repo import Repo
 
 from formarket.builder.manifest import BuildManifest
 from formarket.builder.store import DirectoryStore
-from formarket.errors import FormarketError, NotFoundError, UsageError
+from formarket.errors import FormarketError, UsageError
 from formarket.farm import deployer, image_index, status
 from formarket.farm.configdisk import resolve_secrets
 from formarket.farm.desired import read_deployments
@@ -36,7 +36,7 @@ from formarket.farm.metering import meter_running
 from formarket.farm.notify import tell_ready_issues
 from formarket.farm.publish import publish_routes, route_for, routes_for, served_by
 from formarket.farm.reconcile import Build, Deploy, Domain, Plan, Stop, model_endpoint_for, plan
-from formarket.farm.settings import FarmSettings
+from formarket.farm.settings import FarmSettings, open_market
 from formarket.gateway.config import default_state_dir
 from formarket.gateway.routes import Route, load_routes, save_routes
 from formarket.registry.git_snapshot import resolve_rev
@@ -91,16 +91,6 @@ def routes_path(settings: FarmSettings) -> Path:
     return default_state_dir(settings.repo) / "routes.json"
 
 
-def _repo(settings: FarmSettings) -> Repo:
-    try:
-        return Repo(str(settings.repo))
-    except Exception as exc:  # dulwich raises NotGitRepository and OSError alike
-        raise NotFoundError(
-            f"{settings.repo} is not a git repository",
-            hint="set FORMARKET_REPO to the marketplace repository",
-        ) from exc
-
-
 @dataclass(frozen=True, slots=True)
 class Actual:
     """What libvirt says: every formarket domain on the hosts that answered, and the rest."""
@@ -138,7 +128,7 @@ def _published_manifest(
     settings: FarmSettings, store: DirectoryStore, deployment: Deployment
 ) -> BuildManifest | None:
     """The image the listing builds to at the branch tip, when it is in the store already."""
-    repo = _repo(settings)
+    repo = open_market(settings)
     try:
         key = image_index.image_key(repo, resolve_rev(repo, settings.branch), deployment.listing.id)
     finally:
@@ -180,7 +170,7 @@ def deploy(
     from formarket.farm.building import build_listing
 
     pool = pool or connections()
-    repo = _repo(settings)
+    repo = open_market(settings)
     try:
         desired = read_deployments(repo, settings.branch)
     finally:
@@ -329,7 +319,7 @@ def _cycle(
     started: float,
 ) -> Cycle:
     hosts = inventory(settings)
-    repo = _repo(settings)
+    repo = open_market(settings)
     problems: list[str] = []
     try:
         desired = read_deployments(repo, settings.branch, problems=problems)

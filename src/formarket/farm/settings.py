@@ -23,10 +23,14 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from formarket.errors import UsageError
+from formarket.errors import NotFoundError, UsageError
 
-__all__ = ["FarmSettings"]
+if TYPE_CHECKING:
+    from dulwich.repo import Repo
+
+__all__ = ["FarmSettings", "open_market"]
 
 _EMBEDDED_BROKER = "broker.sqlite"
 _EMBEDDED_RESULTS = "results.sqlite"
@@ -184,3 +188,17 @@ class FarmSettings:
         }
         env.update({name: str(value) for name, value in optional.items() if value is not None})
         return env
+
+
+def open_market(settings: FarmSettings) -> Repo:
+    """The marketplace's git repository that the farm's settings name."""
+    from dulwich.errors import NotGitRepository
+    from dulwich.repo import Repo
+
+    try:
+        return Repo(str(settings.repo))
+    except NotGitRepository as exc:
+        raise NotFoundError(
+            f"{settings.repo} is not a git repository",
+            hint="set FORMARKET_REPO (or pass --repo) to the marketplace's repository",
+        ) from exc
