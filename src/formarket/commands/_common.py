@@ -44,7 +44,9 @@ def open_cache(root: Path, enabled: bool, name: str) -> ResultCache:
     """The cache `name` of the repository at `root`: `worktree` for files on disk, `git` for
     commits (their keys differ, so each kind keeps its own file and never evicts the other's)."""
     return ResultCache(
-        default_cache_dir(root) / f"{name}.cache" if enabled else None, code_digest()
+        default_cache_dir(root) / f"{name}.cache" if enabled else None,
+        code_digest(),
+        for_command=True,
     )
 
 

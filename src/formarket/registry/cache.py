@@ -9,6 +9,7 @@ read is ignored and rebuilt: it is never a source of truth.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import marshal
 import os
@@ -60,19 +61,33 @@ class ResultCache:
     # Whole-run results kept: enough for a few branches checked in turn.
     RUNS_KEPT = 8
 
-    def __init__(self, path: Path | None, salt: str) -> None:
+    def __init__(self, path: Path | None, salt: str, *, for_command: bool = False) -> None:
+        """`for_command`: the cache lives as long as the process, a command that ends when its
+        check does; what is read then stays out of the cycle collector's walks for good."""
         self.path = path
         self.salt = salt
+        self.for_command = for_command
         self._entries: dict[str, Any] | None = None if path is not None else {}
         self._runs: dict[str, Any] | None = None if path is not None else {}
         self._dirty: set[str] = set()
 
     def _load(self, path: Path) -> dict[str, Any]:
+        # Tens of thousands of tuples, none in a cycle: the cycle collector, run again and
+        # again while they were made and afterwards, walked them all each time (a fifth of a
+        # pull-request check). It is paused while they are read, and in a command it no longer
+        # walks what exists at that point.
+        enabled = gc.isenabled()
+        gc.disable()
         try:
             with path.open("rb") as f:
                 stored_salt, data = marshal.load(f)  # noqa: S302 - our own file, salted
         except (OSError, EOFError, ValueError, TypeError):
             return {}
+        finally:
+            if enabled:
+                gc.enable()
+        if self.for_command:
+            gc.freeze()
         return data if stored_salt == self.salt and isinstance(data, dict) else {}
 
     def _table(self, key: str) -> dict[str, Any]:
@@ -87,7 +102,11 @@ class ResultCache:
         return self._entries
 
     def empty(self) -> bool:
-        """True when no document has a result here (a first run, or a cache turned off)."""
+        """True when no document has a result here (a first run, or a cache turned off).
+        Whole runs are asked first: their file is small, and a run that is answered whole
+        never needs the large one."""
+        if self._table("run:"):
+            return False
         return not self._table("")
 
     def get(self, key: str) -> Any:

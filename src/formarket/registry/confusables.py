@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import unicodedata
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 
 __all__ = ["confusable_pairs", "skeleton"]
 
@@ -37,14 +37,23 @@ def _one_edit(a: str, b: str) -> bool:
     return a[i:] == b[i + 1 :]
 
 
-def confusable_pairs(looks: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+def confusable_pairs(
+    looks: Iterable[tuple[str, str]], focus: Collection[str] | None = None
+) -> list[tuple[str, str]]:
     """Pairs of listing ids that a reader could take for one another: slugs that look the
     same (case, separators, look-alike letters), from the same publisher or from publishers
     whose names are one slip apart. `looks` are (id, skeleton of its slug) pairs, the
-    skeleton computed once when the listing was checked. Each pair once, in sorted order."""
+    skeleton computed once when the listing was checked. Each pair once, in sorted order.
+    With `focus`, only pairs that involve one of its ids."""
+    unique = set(looks)
+    if focus is not None:
+        # A pull request touches a few listings: only their look-alike groups can pair them,
+        # and sorting the whole registry's names was most of the time of this rule.
+        wanted = {slug_look for ident, slug_look in unique if ident in focus}
+        unique = {pair for pair in unique if pair[1] in wanted}
     by_slug: dict[str, list[tuple[str, str]]] = defaultdict(list)
     publisher_look: dict[str, str] = {}
-    for ident, slug_look in sorted(set(looks)):
+    for ident, slug_look in sorted(unique):
         publisher = ident.partition("/")[0]
         if publisher not in publisher_look:
             publisher_look[publisher] = skeleton(publisher)
@@ -55,4 +64,6 @@ def confusable_pairs(looks: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
             for id_b, pub_b in group[i + 1 :]:
                 if pub_a == pub_b or (min(len(pub_a), len(pub_b)) >= 4 and _one_edit(pub_a, pub_b)):
                     pairs.append((id_a, id_b))
+    if focus is not None:
+        pairs = [(a, b) for a, b in pairs if a in focus or b in focus]
     return sorted(pairs)

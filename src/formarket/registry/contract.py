@@ -12,15 +12,22 @@ import hashlib
 import json
 import re
 from collections.abc import Iterator, Mapping
-from typing import Any
-
-import jsonschema_rs
+from typing import TYPE_CHECKING, Any
 
 from formarket.errors import InputError
 from formarket.registry.findings import Finding, finding
-from formarket.registry.yaml_loader import LoadedYaml
 
-__all__ = ["KINDS", "Contract", "load_contract"]
+if TYPE_CHECKING:
+    from formarket.registry.yaml_loader import LoadedYaml
+
+__all__ = [
+    "KINDS",
+    "Contract",
+    "compile_contract",
+    "contract_files",
+    "load_contract",
+    "schemas_digest",
+]
 
 _UNEXPECTED = re.compile(r"'([^']*)' (?:was|were) unexpected")
 
@@ -29,9 +36,9 @@ class Contract:
     """Compiled validators, one per document kind."""
 
     def __init__(self, schemas: Mapping[str, bytes]) -> None:
-        self.digest = hashlib.sha256(
-            b"".join(k.encode() + b"\0" + v for k, v in sorted(schemas.items()))
-        ).hexdigest()
+        import jsonschema_rs
+
+        self.digest = schemas_digest(schemas)
         self._schemas = {kind: json.loads(raw) for kind, raw in schemas.items()}
         self._validators = {
             kind: jsonschema_rs.Draft202012Validator(schema)
@@ -83,6 +90,8 @@ class Contract:
     ) -> Iterator[tuple[tuple[str | int, ...], str, tuple[Any, ...]]]:
         """(instance path, message, schema path) of each error. A tagged union's failure is
         explained by the branch its tag selects, not by "matches none of five schemas"."""
+        import jsonschema_rs
+
         for error in validator.iter_errors(instance):
             where = (*prefix, *error.instance_path)
             schema_path = tuple(error.schema_path)
@@ -140,8 +149,16 @@ class Contract:
 KINDS = ("model", "agent", "publisher", "solution", "governance")
 
 
-def load_contract(files: Mapping[str, bytes | None]) -> Contract:
-    """The contract from `<kind>.schema.json` files, each falling back to the built-in one."""
+def schemas_digest(schemas: Mapping[str, bytes]) -> str:
+    """What a contract is made of, as a digest: the same for the same schema files."""
+    return hashlib.sha256(
+        b"".join(k.encode() + b"\0" + v for k, v in sorted(schemas.items()))
+    ).hexdigest()
+
+
+def contract_files(files: Mapping[str, bytes | None]) -> dict[str, bytes]:
+    """The schema of each kind from `<kind>.schema.json` files, each falling back to the
+    built-in one."""
     chosen: dict[str, bytes] = {}
     for kind in KINDS:
         raw = files.get(f"{kind}.schema.json")
@@ -153,8 +170,20 @@ def load_contract(files: Mapping[str, bytes | None]) -> Contract:
         builtin = render_schemas()
         for kind in KINDS:
             chosen.setdefault(kind, builtin[f"{kind}.schema.json"])
+    return chosen
+
+
+def load_contract(files: Mapping[str, bytes | None]) -> Contract:
+    """The contract from `<kind>.schema.json` files, each falling back to the built-in one."""
+    return compile_contract(contract_files(files))
+
+
+def compile_contract(schemas: Mapping[str, bytes]) -> Contract:
+    """The contract of the schema of each kind (as `contract_files` chooses them)."""
+    import jsonschema_rs
+
     try:
-        return Contract(chosen)
+        return Contract(schemas)
     except (ValueError, jsonschema_rs.ValidationError) as exc:
         raise InputError(
             f"the registry's JSON Schemas in schemas/ cannot be used: {exc}",

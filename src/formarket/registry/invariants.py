@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Collection
-
-import jsonschema_rs
+from typing import Any
 
 from formarket.registry.compatibility import incompatibilities
 from formarket.registry.confusables import confusable_pairs, skeleton
@@ -66,7 +65,7 @@ def registry_findings(index: RegistryIndex, focus: Collection[str] | None = None
         (s.id, s.look or skeleton(s.id.partition("/")[2]))
         for s in (*index.models.values(), *index.agents.values())
     ]
-    for a, b in confusable_pairs(looks):
+    for a, b in confusable_pairs(looks, focus):
         for mine, other in ((a, b), (b, a)):
             if focus is not None and mine not in focus:
                 continue
@@ -157,8 +156,8 @@ def _solution_findings(index: RegistryIndex, solution: Summary) -> list[Finding]
         out.append(finding("REG007", solution.path, reason, where=("model", "id")))
     schema = agent.data.get("settings_schema")
     settings = data.get("settings") or {}
-    if schema and jsonschema_rs.meta.is_valid(schema):
-        validator = jsonschema_rs.validator_for(schema)
+    validator = _settings_validator(schema) if schema else None
+    if validator is not None:
         for error in validator.iter_errors(settings):
             where = ".".join(str(p) for p in error.instance_path) or "settings"
             out.append(
@@ -183,3 +182,10 @@ def _solution_findings(index: RegistryIndex, solution: Summary) -> list[Finding]
             )
         )
     return out
+
+
+def _settings_validator(schema: Any) -> Any:
+    """The validator of an agent's settings schema, or None when the schema is not valid."""
+    import jsonschema_rs  # only solutions with settings need it: a cached run never does
+
+    return jsonschema_rs.validator_for(schema) if jsonschema_rs.meta.is_valid(schema) else None

@@ -21,7 +21,7 @@ from formarket.registry.git_snapshot import GitSnapshot, open_git_snapshot
 from formarket.registry.index import RegistryIndex
 from formarket.registry.invariants import registry_findings
 from formarket.registry.scan import LISTING_KINDS
-from formarket.registry.validate import Report, check_env, scan_snapshot
+from formarket.registry.validate import Checked, Report, check_env, scan_snapshot
 
 __all__ = ["Roles", "changed_paths", "check_pull_request", "ownership_findings"]
 
@@ -221,9 +221,14 @@ def check_pull_request(
     paths = changed_paths(repo, base, head)
 
     env, env_digest = check_env(base)
-    base_tasks, base_summaries, _, _ = scan_snapshot(base, cache, env, env_digest, jobs)
+    # The head is the base but for the pull request's changes: what both hold is taken from
+    # the base's scan, and only what changed is looked up or checked again.
+    known: dict[str, Checked] = {}
+    base_tasks, base_summaries, _, _ = scan_snapshot(
+        base, cache, env, env_digest, jobs, known=known
+    )
     head_tasks, head_summaries, head_found, checked = scan_snapshot(
-        head, cache, env, env_digest, jobs
+        head, cache, env, env_digest, jobs, known=known
     )
     base_index = RegistryIndex.build(base_summaries)
     head_index = RegistryIndex.build(head_summaries)

@@ -7,11 +7,10 @@ all cores.
 
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, replace
-from multiprocessing import get_context
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -107,7 +106,8 @@ def _keyed(snapshot: Snapshot, tasks: list[Task]) -> list[Task]:
     for task in tasks:
         if not task.key:
             name = task.path.rsplit("/", 1)[1]
-            task = replace(task, key=snapshot.folder_key(task.path, Item(name, "dir")))
+            key = snapshot.folder_key(task.path, Item(name, "dir"))
+            task = Task(task.kind, task.path, task.ident, key)
         out.append(task)
     return out
 
@@ -171,15 +171,20 @@ class CheckEnv:
 
 
 Result = tuple[Summary, tuple[Finding, ...]]
+# A result as plain data (`Summary.to_plain`, `Finding.to_plain`): what the cache stores, and
+# what worker processes send back, since pickling it is far cheaper than the objects.
+PlainResult = tuple[tuple[Any, ...], tuple[tuple[Any, ...], ...]]
 # A task (keyed, if it came without a key) and its result.
-Checked = tuple[Task, Result]
+Checked = tuple[Task, PlainResult]
 
 
 def check_task(snapshot: Snapshot, env: CheckEnv, task: Task) -> Checked:
     if not task.key:
         name = task.path.rsplit("/", 1)[1]
-        task = replace(task, key=snapshot.folder_key(task.path, Item(name, "dir")))
-    return task, _check(snapshot, env, task)
+        key = snapshot.folder_key(task.path, Item(name, "dir"))
+        task = Task(task.kind, task.path, task.ident, key)
+    summary, found = _check(snapshot, env, task)
+    return task, (summary.to_plain(), tuple(f.to_plain() for f in found))
 
 
 def _check(snapshot: Snapshot, env: CheckEnv, task: Task) -> Result:
@@ -198,7 +203,8 @@ def _check(snapshot: Snapshot, env: CheckEnv, task: Task) -> Result:
             env.known_gpus,
         )
         look = skeleton(task.ident.partition("/")[2])
-        return replace(summary, look=look), tuple(found)
+        keyed = Summary(summary.kind, summary.id, summary.path, summary.valid, summary.data, look)
+        return keyed, tuple(found)
     raw = snapshot.read(task.path)
     if raw is None:
         return Summary(task.kind, task.ident, task.path, False), (
@@ -240,6 +246,11 @@ def _init_worker(spec: tuple[str, str, str], env: CheckEnv) -> None:
     else:
         snapshot = WorkTreeSnapshot(Path(where))
     _worker = (snapshot, env)
+    # What the fork inherited lives as long as the worker: collections need not walk it, and
+    # the checks allocate many short-lived objects, which the default thresholds collect far
+    # more often than they need to.
+    gc.freeze()
+    gc.set_threshold(20_000, 50, 100)
 
 
 def _run_chunk(tasks: list[Task]) -> list[Checked]:
@@ -261,7 +272,16 @@ def run_tasks(
         for task in tasks:
             yield check_task(snapshot, env, task)
         return
-    size = max(50, len(tasks) // (jobs * 8))
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    # The first document is checked here: that imports and loads what every check needs (the
+    # models, the Formfile parser, the license list) once, and the workers inherit it instead
+    # of each paying for it.
+    yield check_task(snapshot, env, tasks[0])
+    tasks = tasks[1:]
+    # Small enough that no worker is left alone with a long last chunk.
+    size = max(50, len(tasks) // (jobs * 16))
     chunks = [tasks[i : i + size] for i in range(0, len(tasks), size)]
     with ProcessPoolExecutor(
         max_workers=jobs,

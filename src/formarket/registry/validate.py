@@ -5,18 +5,18 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from formarket.registry.cache import ResultCache
-from formarket.registry.contract import load_contract
+from formarket.registry.contract import compile_contract, contract_files, schemas_digest
 from formarket.registry.findings import Finding, Severity, with_lines
 from formarket.registry.index import RegistryIndex, Summary
 from formarket.registry.invariants import registry_findings
 from formarket.registry.scan import CheckEnv, Task, layout, run_tasks
 from formarket.registry.snapshot import Snapshot
-from formarket.registry.yaml_loader import YamlError, load_yaml
 from formarket.schemas.farm import DEFAULT_BASES, DEFAULT_GPUS
 
-__all__ = ["Report", "check_env", "scan_snapshot", "validate_snapshot"]
+__all__ = ["EnvFiles", "Report", "check_env", "env_files", "scan_snapshot", "validate_snapshot"]
 
 
 class Report:
@@ -55,31 +55,62 @@ class Report:
         return [f for f in self.findings if f.severity is Severity.WARNING]
 
 
+@dataclass(frozen=True, slots=True)
+class EnvFiles:
+    """The files a check's environment is made of (the contract's schemas, the farm's bases),
+    read but not yet compiled: a run answered whole from the cache needs only their digest."""
+
+    schemas: dict[str, bytes]
+    bases: tuple[tuple[str, bytes | None], ...]
+    digest: str
+
+    def env(self) -> CheckEnv:
+        from formarket.registry.yaml_loader import YamlError, load_yaml
+
+        contract = compile_contract(self.schemas)
+        bases = set()
+        for name, raw in self.bases:
+            try:
+                data = load_yaml(raw or b"", f"builder/bases/{name}").data
+            except YamlError:
+                continue
+            if isinstance(data, dict) and isinstance(data.get("name"), str):
+                bases.add(data["name"])
+        return CheckEnv(contract, frozenset(bases) or DEFAULT_BASES, DEFAULT_GPUS)
+
+
+def env_files(snapshot: Snapshot) -> EnvFiles:
+    """The schemas and farm bases of a snapshot, and a digest that changes with any of them."""
+    schemas = contract_files(
+        {
+            item.name: snapshot.read(f"schemas/{item.name}")
+            for item in snapshot.listdir("schemas")
+            if item.name.endswith(".schema.json")
+        }
+    )
+    bases = tuple(
+        (item.name, snapshot.read(f"builder/bases/{item.name}"))
+        for item in snapshot.listdir("builder/bases")
+        if item.name.endswith(".yaml")
+    )
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(schemas_digest(schemas).encode())
+    for name, raw in bases:
+        digest.update(f"\0{name}\0{-1 if raw is None else len(raw)}\0".encode())
+        digest.update(raw or b"")
+    digest.update("\0".join(sorted(DEFAULT_BASES)).encode())
+    digest.update("\0".join(sorted(DEFAULT_GPUS)).encode())
+    return EnvFiles(schemas, bases, digest.hexdigest())
+
+
 def check_env(snapshot: Snapshot) -> tuple[CheckEnv, str]:
     """The contract and farm configuration of a snapshot, and a digest of them."""
-    schema_files = {
-        item.name: snapshot.read(f"schemas/{item.name}")
-        for item in snapshot.listdir("schemas")
-        if item.name.endswith(".schema.json")
-    }
-    contract = load_contract(schema_files)
-    bases = set()
-    for item in snapshot.listdir("builder/bases"):
-        if not item.name.endswith(".yaml"):
-            continue
-        raw = snapshot.read(f"builder/bases/{item.name}")
-        try:
-            data = load_yaml(raw or b"", f"builder/bases/{item.name}").data
-        except YamlError:
-            continue
-        if isinstance(data, dict) and isinstance(data.get("name"), str):
-            bases.add(data["name"])
-    env = CheckEnv(contract, frozenset(bases) or DEFAULT_BASES, DEFAULT_GPUS)
-    digest = hashlib.blake2b(digest_size=16)
-    digest.update(contract.digest.encode())
-    digest.update("\0".join(sorted(env.known_bases)).encode())
-    digest.update("\0".join(sorted(env.known_gpus)).encode())
-    return env, digest.hexdigest()
+    files = env_files(snapshot)
+    return files.env(), files.digest
+
+
+# A document's task (with its key), summary and findings.
+Checked = tuple[Task, Summary, tuple[Finding, ...]]
 
 
 def _entry_key(env_digest: str, task: Task) -> str:
@@ -89,8 +120,7 @@ def _entry_key(env_digest: str, task: Task) -> str:
 def _run_key(env_digest: str, tasks: list[Task], layout_findings: list[Finding]) -> str:
     """A key for a whole run: the same documents in the same places under the same rules."""
     digest = hashlib.blake2b(env_digest.encode(), digest_size=16)
-    for task in tasks:
-        digest.update(f"{task.path}\0{task.key}\n".encode())
+    digest.update("".join([f"{task.path}\0{task.key}\n" for task in tasks]).encode())
     for f in layout_findings:
         digest.update(repr(f.to_plain()).encode())
     return "run:" + digest.hexdigest()
@@ -103,14 +133,25 @@ def scan_snapshot(
     env_digest: str,
     jobs: int | None,
     tasks_and_layout: tuple[list[Task], list[Finding]] | None = None,
+    known: dict[str, Checked] | None = None,
 ) -> tuple[list[Task], list[Summary], list[Finding], int]:
     """Every document of a snapshot checked (or taken from the cache), and layout findings.
-    The tasks returned all have their keys, even those that came without."""
+    The tasks returned all have their keys, even those that came without.
+
+    `known` holds results by path from the scan of another snapshot under the same
+    environment (the other side of a pull request): a document at the same path with the same
+    key is the same document, taken from there without a cache lookup. Results of this scan
+    are added to it."""
     tasks, findings = tasks_and_layout or layout(snapshot, cache)
     findings = list(findings)
-    results: dict[str, tuple[Task, Summary, tuple[Finding, ...]]] = {}
+    results: dict[str, Checked] = {}
     missing: list[Task] = []
     for task in tasks:
+        if known is not None and task.key:
+            same = known.get(task.path)
+            if same is not None and same[0].key == task.key:
+                results[task.path] = same
+                continue
         cached = cache.get(_entry_key(env_digest, task)) if task.key else None
         if cached is None:
             missing.append(task)
@@ -121,11 +162,14 @@ def scan_snapshot(
                 Summary.from_plain(summary),
                 tuple(Finding.from_plain(f) for f in found),
             )
-    for task, (summary, found) in run_tasks(snapshot, env, missing, jobs):
-        cache.put(
-            _entry_key(env_digest, task), (summary.to_plain(), tuple(f.to_plain() for f in found))
+    for task, plain in run_tasks(snapshot, env, missing, jobs):
+        cache.put(_entry_key(env_digest, task), plain)
+        summary, found = plain
+        results[task.path] = (
+            task,
+            Summary.from_plain(summary),
+            tuple(Finding.from_plain(f) for f in found),
         )
-        results[task.path] = (task, summary, found)
     keyed: list[Task] = []
     summaries: list[Summary] = []
     for task in tasks:
@@ -133,6 +177,8 @@ def scan_snapshot(
         keyed.append(keyed_task)
         summaries.append(summary)
         findings.extend(found)
+    if known is not None:
+        known.update(results)
     return keyed, summaries, findings, len(missing)
 
 
@@ -143,14 +189,15 @@ def validate_snapshot(snapshot: Snapshot, cache: ResultCache, *, jobs: int | Non
     without reading any document or building the index.
     """
     started = time.perf_counter()
-    env, env_digest = check_env(snapshot)
+    files = env_files(snapshot)
+    env_digest = files.digest
     # With nothing cached there is nothing to look up: folders are keyed by the workers.
     tasks, layout_findings = layout(snapshot, cache, keys=not cache.empty())
     run_key = _run_key(env_digest, tasks, layout_findings)
 
     def build_index() -> RegistryIndex:
         _, summaries, _, _ = scan_snapshot(
-            snapshot, cache, env, env_digest, jobs, (tasks, layout_findings)
+            snapshot, cache, files.env(), env_digest, jobs, (tasks, layout_findings)
         )
         return RegistryIndex.build(summaries)
 
@@ -165,7 +212,7 @@ def validate_snapshot(snapshot: Snapshot, cache: ResultCache, *, jobs: int | Non
             tasks=tasks,
         )
     tasks, summaries, findings, checked = scan_snapshot(
-        snapshot, cache, env, env_digest, jobs, (tasks, layout_findings)
+        snapshot, cache, files.env(), env_digest, jobs, (tasks, layout_findings)
     )
     run_key = _run_key(env_digest, tasks, layout_findings)
     index = RegistryIndex.build(summaries)
