@@ -2,6 +2,9 @@
 
     parse -> base -> context -> plan -> [store hit? done] -> 01-... NN-service -> disk -> publish
 
+The disk is linked from an earlier image when that image was made from the same layers (a
+build that changes only VCPU or MEMORY, say); otherwise it is made (see `image.py`).
+
 Configuration is frozen (`BuildSettings`); what changes while building lives in `_Run`. Every
 process goes through the `Runner` given in, whose log becomes `build.log` beside the image.
 """
@@ -70,6 +73,18 @@ class BuildResult:
 def _sha256_file(path: Path) -> str:
     with path.open("rb") as handle:
         return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def _disk_key(plan: BuildPlan) -> str:
+    """What the disk is made from: the base, the key of every layer on it, its size. The
+    filesystem's UUID comes from it too, so builds that share it share one disk."""
+    inputs = {
+        "format": plan.format_version,
+        "base": plan.base.digest,
+        "layers": [step.key for step in plan.steps],
+        "disk_gib": plan.disk_gib,
+    }
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
 
 
 def _require_root() -> None:
@@ -251,10 +266,17 @@ class Builder:
                 meta = {"key": step.key, "title": step.title, "seconds": run.records[-1].seconds}
                 stack.append(layers.keep(layer, step.key, meta))
             disk = staging / "disk.qcow2"
-            with run.timed("disk", f"ext4 of {plan.disk_gib} GiB -> qcow2"):
-                make_disk(
-                    sandbox, runner, stack, plan.disk_gib, plan.build_id, layers.scratch, disk
-                )
+            disk_key = _disk_key(plan)
+            reused = self._published_disk(layers.disk_owner(disk_key))
+            if reused is not None:
+                source, disk_sha256 = reused
+                with run.timed("disk", f"the same layers as {source.parent.name[:16]}: linked"):
+                    _link_or_copy(source, disk)
+            else:
+                with run.timed("disk", f"ext4 of {plan.disk_gib} GiB -> qcow2"):
+                    disk_sha256 = make_disk(
+                        sandbox, stack, plan.disk_gib, disk_key, layers.scratch, disk
+                    )
         finally:
             layers.cleanup()
         for source in (base.vmlinuz, base.initrd):
@@ -269,7 +291,8 @@ class Builder:
         )
         for name, role in roles:
             path = staging / name
-            known = base.sha256.get(name) if role in ("kernel", "initrd") else None
+            # The disk was hashed while it was written; the kernel and initrd with the base.
+            known = disk_sha256 if role == "disk" else base.sha256.get(name)
             artifacts.append(
                 Artifact(
                     name=name,
@@ -306,4 +329,18 @@ class Builder:
         (staging / "manifest.json").write_text(
             json.dumps(manifest.model_dump(mode="json"), indent=2) + "\n"
         )
+        layers.remember_disk(disk_key, plan.build_id)
         return manifest
+
+    def _published_disk(self, build_id: str | None) -> tuple[Path, str] | None:
+        """The disk of a published image and its sha256, when it is still there, whole."""
+        raw = self.store.manifest_bytes(build_id) if build_id else None
+        if build_id is None or raw is None:
+            return None
+        artifact = BuildManifest.model_validate_json(raw).artifact("disk")
+        path = self.store.image_dir(build_id) / artifact.name
+        try:
+            whole = path.stat().st_size == artifact.size
+        except OSError:
+            return None
+        return (path, artifact.sha256) if whole else None

@@ -4,6 +4,9 @@ A layer is the upper folder of the step's overlay mount: exactly what the step c
 (deletions are overlayfs whiteouts). It is made in a scratch folder and renamed into
 `layers/<key>/` when the step succeeds, so a layer under its key is always complete. With the
 cache off, layers live in the build's scratch folder and are removed with it.
+
+`disks/<key>` names the published image whose disk holds exactly a given stack of layers, so
+that a build which changes nothing below the disk (its VCPU or MEMORY, say) links that disk.
 """
 
 from __future__ import annotations
@@ -68,3 +71,21 @@ class LayerCache:
 
     def cleanup(self) -> None:
         shutil.rmtree(self.scratch, ignore_errors=True)
+
+    def disk_owner(self, disk_key: str) -> str | None:
+        """The build id of a published image whose disk was made from these same layers."""
+        if not self.enabled:
+            return None
+        try:
+            key, build_id = (self.root / "disks" / disk_key[:_NAME]).read_text().split()
+        except (OSError, ValueError):
+            return None
+        return build_id if key == disk_key else None
+
+    def remember_disk(self, disk_key: str, build_id: str) -> None:
+        """Record that `build_id` published the disk of `disk_key` (written whole, renamed)."""
+        final = self.root / "disks" / disk_key[:_NAME]
+        final.parent.mkdir(parents=True, exist_ok=True)
+        partial = final.with_name(f"{final.name}.{uuid.uuid4().hex[:12]}")
+        partial.write_text(f"{disk_key} {build_id}\n")
+        partial.replace(final)
