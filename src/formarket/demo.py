@@ -73,7 +73,7 @@ def run_demo(source: Path, scratch: Path, echo: Echo) -> None:
     commit_changes(repo, "main", files, "Start the marketplace", maintainer)
     echo(f"a new git repository at {repo_path} holds the starter registry ({len(files)} files)")
     repo.get_worktree().reset_index()
-    report = validate_snapshot(WorkTreeSnapshot(repo_path), cache)
+    report = validated = validate_snapshot(WorkTreeSnapshot(repo_path), cache)
     _show(echo, report, "formarket validate")
     if report.errors:
         raise NotFoundError("the starter registry does not validate; see the findings above")
@@ -183,7 +183,7 @@ def run_demo(source: Path, scratch: Path, echo: Echo) -> None:
     echo(shown)
 
     echo("\n== Summary")
-    echo(f"  registry validated: {report.documents} documents, no errors")
+    echo(f"  registry validated: {validated.documents} documents, no errors")
     echo(f"  pr-1 by {owner}: passed, merged ({model_id} is listed)")
     echo(f"  pr-2 by {owner}: refused with {', '.join(refused)}")
     echo(f"  requests: {len(pairs)} of {_AGENT} with {model_id} (an issue and the CLI)")
