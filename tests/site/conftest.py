@@ -14,6 +14,8 @@ from dulwich.repo import Repo
 from formarket.gitstore import Identity, commit_changes, import_tree
 from formarket.site.build import BuildReport, build_site
 
+from .browser import browser  # noqa: F401 - the browser tests' shared fixture
+
 ROOT = Path(__file__).resolve().parents[2]
 MAINTAINER = Identity("mara-maintainer", "mara@example.org")
 REPOSITORY = "example-org/marketplace"

@@ -10,31 +10,19 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from formarket.site.build import build_site
 from formarket.site.serve import start_server
 
+from .browser import TIMEOUT
 from .conftest import REPOSITORY, ROOT, make_registry
 
 pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("site-browser")]
 
-CHROMIUM = Path("/usr/bin/chromium")
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 SHOTS = ROOT / "build" / "screenshots"
-TIMEOUT = 10_000
 
 
 @pytest.fixture(scope="module")
@@ -44,16 +32,6 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     build_site(root, base / "out", repository=REPOSITORY)
     with start_server(base / "out") as server:
         yield server.url
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if not CHROMIUM.exists():
-        pytest.skip("Debian's chromium is not installed (make installs it)")
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture

@@ -15,15 +15,15 @@ from pathlib import Path
 
 import pytest
 from dulwich.repo import Repo
-from playwright.sync_api import Browser, Page, ViewportSize, expect, sync_playwright
+from playwright.sync_api import Browser, Page, ViewportSize, expect
 
 from formarket.royalties import engine, gitio
 from formarket.royalties.simulate import Plan, commit_usage, simulate
 from formarket.site.build import build_site
 from formarket.site.serve import start_server
 
+from .browser import TIMEOUT
 from .conftest import REPOSITORY, ROOT, make_registry
-from .test_browser import CHROMIUM, FLAGS, TIMEOUT
 
 pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("site-browser")]
 
@@ -64,16 +64,6 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     build_site(root, base / "out", repository=REPOSITORY)
     with start_server(base / "out") as server:
         yield server.url
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if not CHROMIUM.exists():
-        pytest.skip("Debian's chromium is not installed (make installs it)")
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture
