@@ -12,14 +12,13 @@ which has no record until it is built.
 from __future__ import annotations
 
 import hashlib
-import os
 import re
-import tempfile
 from pathlib import Path
 
 from dulwich.objects import Commit, ObjectID, Tree
 from dulwich.repo import Repo
 
+from formarket.atomicfile import write_atomically
 from formarket.builder.plan import FORMAT_VERSION
 from formarket.builder.store import DirectoryStore
 
@@ -67,12 +66,7 @@ def _path(store: DirectoryStore, key: str) -> Path:
 
 
 def record(store: DirectoryStore, key: str, build_id: str) -> None:
-    path = _path(store, key)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".key-")
-    with os.fdopen(fd, "w") as f:
-        f.write(build_id + "\n")
-    os.replace(tmp, path)
+    write_atomically(_path(store, key), (build_id + "\n").encode())
 
 
 def lookup(store: DirectoryStore, key: str) -> str | None:

@@ -11,12 +11,11 @@ A deployment is metered from the first cycle that sees it running.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
+from formarket.atomicfile import write_atomically
 from formarket.gateway.events import Served, instance_hours
 from formarket.gateway.spool import write_events
 
@@ -34,13 +33,7 @@ def _load(path: Path) -> dict[str, int]:
 
 
 def _save(path: Path, clocks: Mapping[str, int]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".meter-")
-    with os.fdopen(fd, "w") as f:
-        json.dump(dict(sorted(clocks.items())), f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    write_atomically(path, json.dumps(dict(sorted(clocks.items()))).encode())
 
 
 def meter_running(

@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Protocol
 
+from formarket.atomicfile import write_atomically
 from formarket.errors import FormarketError
 from formarket.schemas.deployment import Deployment
 
@@ -65,11 +64,7 @@ def _load(path: Path) -> set[int]:
 
 
 def _save(path: Path, told: set[int]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".told-")
-    with os.fdopen(fd, "w") as f:
-        json.dump(sorted(told), f)
-    os.replace(tmp, path)
+    write_atomically(path, json.dumps(sorted(told)).encode())
 
 
 def tell_ready_issues(

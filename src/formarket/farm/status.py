@@ -5,11 +5,10 @@ cycle said about it (waiting for its image, being deployed, refused and why)."""
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from formarket.atomicfile import write_atomically
 from formarket.farm.settings import FarmSettings
 from formarket.gateway.config import default_state_dir
 from formarket.gateway.routes import load_routes
@@ -22,12 +21,9 @@ def _cycle_file(settings: FarmSettings) -> Path:
 
 
 def save_cycle(settings: FarmSettings, summary: dict[str, Any]) -> None:
-    path = _cycle_file(settings)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".cycle-")
-    with os.fdopen(fd, "w") as f:
-        json.dump(summary, f, indent=1, sort_keys=True)
-    os.replace(tmp, path)
+    # Not durable: it only tells people how the farm last found things; the next cycle rewrites it.
+    data = json.dumps(summary, indent=1, sort_keys=True).encode()
+    write_atomically(_cycle_file(settings), data, durable=False)
 
 
 def last_cycle(settings: FarmSettings) -> dict[str, Any]:

@@ -29,7 +29,6 @@ import gzip
 import logging
 import os
 import re
-import tempfile
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -42,6 +41,7 @@ from dulwich.objects import Commit, ObjectID
 from dulwich.refs import Ref
 from dulwich.repo import BaseRepo, Repo
 
+from formarket.atomicfile import write_atomically
 from formarket.errors import FormarketError
 from formarket.gateway.spool import (
     SEGMENT_SUFFIX,
@@ -198,21 +198,6 @@ def _load_state(spool: Path) -> _State:
         return _State()
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
-
-
 def _fsync_dir(directory: Path) -> None:
     fd = os.open(directory, os.O_RDONLY)
     try:
@@ -222,7 +207,7 @@ def _fsync_dir(directory: Path) -> None:
 
 
 def _save_state(spool: Path, state: _State) -> None:
-    _write_atomically(spool / _STATE, msgspec.json.encode(state))
+    write_atomically(spool / _STATE, msgspec.json.encode(state))
 
 
 def _delete(spool: Path, names: Sequence[str]) -> None:
@@ -240,7 +225,7 @@ def _set_aside(spool: Path, segment: str, problems: Sequence[LineProblem]) -> No
         {"segment": segment, "line": p.line, "reason": p.reason, "raw": p.raw.decode("latin-1")}
         for p in problems
     ]
-    _write_atomically(
+    write_atomically(
         folder / f"{segment}.jsonl", b"".join(msgspec.json.encode(r) + b"\n" for r in records)
     )
 

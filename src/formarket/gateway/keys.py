@@ -16,10 +16,8 @@ import contextlib
 import fcntl
 import hashlib
 import hmac
-import os
 import re
 import secrets
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -27,6 +25,7 @@ from pathlib import Path
 
 import msgspec
 
+from formarket.atomicfile import write_atomically
 from formarket.errors import InputError, NotFoundError, UsageError
 from formarket.schemas.usage import ACCOUNT_PATTERN
 
@@ -126,18 +125,8 @@ def _locked(path: Path) -> Iterator[None]:
 def _save(path: Path, store: KeyStore) -> None:
     records = tuple(sorted(store.by_id.values(), key=lambda r: (r.account, r.created, r.id)))
     data = msgspec.json.format(msgspec.json.encode(_KeysFile(_FORMAT, records)), indent=2)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".keys-")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data + b"\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    # The temporary file is made 0600 (mkstemp), and the rename keeps that mode.
+    write_atomically(path, data + b"\n")
 
 
 def create_key(

@@ -16,9 +16,6 @@ its deployments serves it, by listing id.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -28,6 +25,7 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
+from formarket.atomicfile import write_atomically
 from formarket.errors import InputError
 from formarket.gateway.events import Served
 from formarket.gateway.watch import WatchedFile
@@ -159,18 +157,7 @@ def load_routes(path: Path) -> RoutesFile:
 def save_routes(path: Path, routes: Iterable[Route]) -> None:
     """Replace the routes file atomically (the gateway never reads half of one)."""
     doc = RoutesFile(routes=tuple(sorted(routes, key=lambda r: r.deployment)))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".routes-")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(doc.model_dump_json(indent=2).encode() + b"\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    write_atomically(path, doc.model_dump_json(indent=2).encode() + b"\n")
 
 
 class FileRouteTable:

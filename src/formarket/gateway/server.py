@@ -11,18 +11,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import socket
-import tempfile
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, cast
 
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
+from formarket.atomicfile import write_atomically
 from formarket.gateway.app import Gateway
 from formarket.gateway.config import GatewayConfig
 from formarket.gateway.keys import KeyStore, load_keys
@@ -56,18 +54,6 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _save_atomically(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
 def build_gateway(config: GatewayConfig) -> Gateway:
     """The gateway and everything it needs, from its configuration; its lifespan starts and
     stops the background work (syncing and sealing the spool, saving quotas)."""
@@ -94,7 +80,9 @@ def build_gateway(config: GatewayConfig) -> Gateway:
         while True:
             await asyncio.sleep(_QUOTA_SAVE_SECONDS)
             if allowance.dirty:
-                await asyncio.to_thread(_save_atomically, paths.quota, allowance.dump())
+                await asyncio.to_thread(
+                    write_atomically, paths.quota, allowance.dump(), durable=False
+                )
 
     async def startup() -> None:
         meter.start()
@@ -106,7 +94,7 @@ def build_gateway(config: GatewayConfig) -> Gateway:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await meter.stop()
-        _save_atomically(paths.quota, allowance.dump())
+        write_atomically(paths.quota, allowance.dump(), durable=False)
         pool.close()
 
     return Gateway(
