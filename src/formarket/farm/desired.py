@@ -77,10 +77,15 @@ def read_deployments(
 
     With `problems`, a document that does not parse is described there and skipped; without,
     it raises."""
-    tip = _tip(repo, branch)
-    if tip is None:
+    return _read_at(repo, _tip(repo, branch), branch, problems)
+
+
+def _read_at(
+    repo: Repo, commit: ObjectID | None, label: str, problems: list[str] | None
+) -> dict[str, Deployment]:
+    if commit is None:
         return {}
-    snapshot = GitSnapshot(repo, tip, branch)
+    snapshot = GitSnapshot(repo, commit, label)
     found: dict[str, Deployment] = {}
     for item in snapshot.listdir(DEPLOYMENTS_DIR):
         if not item.name.endswith(".yaml"):
@@ -109,8 +114,11 @@ def bot_identity(repo: Repo, branch: str = "main") -> Identity:
     return read_bot(repo, commit.tree)
 
 
-def _changes(repo: Repo, branch: str, wanted: Iterable[Deployment]) -> dict[str, bytes | None]:
-    current = read_deployments(repo, branch, problems=[])
+def _changes(
+    repo: Repo, commit: ObjectID | None, wanted: Iterable[Deployment]
+) -> dict[str, bytes | None]:
+    """The files to write so that `commit` holds `wanted` exactly."""
+    current = _read_at(repo, commit, "the branch tip", [])
     changes: dict[str, bytes | None] = {}
     for deployment in wanted:
         if current.get(deployment.id) != deployment:
@@ -127,12 +135,14 @@ def submit(
 ) -> ObjectID | None:
     """Commit the documents in one compare-and-swap commit; None when all were already there
     exactly as given (re-running a request changes nothing)."""
-    if not _changes(repo, branch, deployments):
+    read = _tip(repo, branch)
+    first = _changes(repo, read, deployments)
+    if not first:
         return None
 
-    def changes(_tip: ObjectID | None) -> dict[str, bytes | None]:
-        # Recomputed on the tip that this attempt builds on (another writer may have moved it).
-        return _changes(repo, branch, deployments)
+    def changes(tip: ObjectID | None) -> dict[str, bytes | None]:
+        # Computed again only when another writer moved the branch since it was read.
+        return first if tip == read else _changes(repo, tip, deployments)
 
     return commit_changes(repo, branch, changes, message, bot)
 
