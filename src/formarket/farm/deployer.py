@@ -37,7 +37,7 @@ from formarket.farm.images import (
 from formarket.farm.libvirt_conn import HostConnection
 from formarket.schemas.deployment import Deployment
 
-__all__ = ["HealthError", "Started", "actual", "start", "stop", "wait_healthy"]
+__all__ = ["HealthError", "Started", "actual", "is_loopback", "start", "stop", "wait_healthy"]
 
 REMOTE_PORTS = range(20000, 30000)
 
@@ -59,7 +59,7 @@ class Started:
     image: HostImage | None  # None when the domain already ran and was left alone
 
 
-def _is_loopback(address: str) -> bool:
+def is_loopback(address: str) -> bool:
     if address == "localhost":
         return True
     try:
@@ -71,7 +71,7 @@ def _is_loopback(address: str) -> bool:
 def _choose_ports(
     conn: HostConnection, host: Host, expose: tuple[int, ...]
 ) -> tuple[tuple[int, int], ...]:
-    if _is_loopback(host.address):
+    if is_loopback(host.address):
         return tuple((guest, free_port()) for guest in expose)
     taken = {port for record in actual(conn) for _guest, port in record.ports}
     free = (port for port in REMOTE_PORTS if port not in taken)

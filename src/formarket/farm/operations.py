@@ -37,7 +37,6 @@ from formarket.farm.notify import tell_ready_issues
 from formarket.farm.publish import publish_routes, route_for, routes_for, served_by
 from formarket.farm.reconcile import Build, Deploy, Domain, Plan, Stop, model_endpoint_for, plan
 from formarket.farm.settings import FarmSettings, open_market
-from formarket.gateway.config import default_state_dir
 from formarket.gateway.routes import Route, load_routes, save_routes
 from formarket.registry.git_snapshot import resolve_rev
 from formarket.schemas.deployment import Deployment
@@ -88,7 +87,7 @@ def inventory(settings: FarmSettings) -> Inventory:
 
 
 def routes_path(settings: FarmSettings) -> Path:
-    return default_state_dir(settings.repo) / "routes.json"
+    return status.gateway_state(settings).routes
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,7 +153,7 @@ def _model_endpoint(deployment: Deployment, host: Host, actual: Actual, hosts: I
 
 
 def _loopback(hosts: Sequence[Host]) -> frozenset[str]:
-    return frozenset(h.name for h in hosts if deployer._is_loopback(h.address))
+    return frozenset(h.name for h in hosts if deployer.is_loopback(h.address))
 
 
 def deploy(
@@ -373,7 +372,7 @@ def _cycle(
     if meter:
         metered = meter_running(
             settings.state / "meter.json",
-            default_state_dir(settings.repo) / "spool",
+            status.gateway_state(settings).spool,
             _meter_source(),
             served_by(routes),
         )

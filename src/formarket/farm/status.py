@@ -10,10 +10,10 @@ from typing import Any
 
 from formarket.atomicfile import write_atomically
 from formarket.farm.settings import FarmSettings
-from formarket.gateway.config import default_state_dir
+from formarket.gateway.config import StatePaths, default_state_dir
 from formarket.gateway.routes import load_routes
 
-__all__ = ["endpoint", "last_cycle", "progress", "save_cycle"]
+__all__ = ["endpoint", "gateway_state", "last_cycle", "progress", "save_cycle"]
 
 
 def _cycle_file(settings: FarmSettings) -> Path:
@@ -34,9 +34,15 @@ def last_cycle(settings: FarmSettings) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+def gateway_state(settings: FarmSettings) -> StatePaths:
+    """The gateway's state folder the farm shares: routes.json it publishes, the spool it
+    meters instance-hours into."""
+    return StatePaths(default_state_dir(settings.repo))
+
+
 def endpoint(settings: FarmSettings, deployment_id: str) -> str | None:
     """The deployment's endpoint once it runs and answers (the farm routes it then)."""
-    routes = load_routes(default_state_dir(settings.repo) / "routes.json")
+    routes = load_routes(gateway_state(settings).routes)
     for route in routes.routes:
         if route.deployment == deployment_id:
             return route.endpoint
