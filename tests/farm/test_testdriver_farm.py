@@ -14,12 +14,10 @@ import yaml
 from dulwich.repo import Repo
 
 from formarket.farm import operations
-from formarket.farm.building import build_listing
 from formarket.farm.desired import bot_identity, read_deployments, set_state, submit
 from formarket.farm.hosts import Host
 from formarket.farm.leases import open_leases
 from formarket.farm.libvirt_conn import Connections, HostConnection, HostUnreachable
-from formarket.farm.reconcile import Build, Deploy, Stop
 from formarket.farm.settings import FarmSettings
 from formarket.farm.testdriver import write_test_host
 from formarket.gateway.routes import load_routes
@@ -77,18 +75,13 @@ class Farm:
         self.dead.add(name)
         self.pool.mark_down(name, "killed by the test")  # its domains are gone with it
 
-    def run(self, action: Build | Deploy | Stop) -> None:
-        if isinstance(action, Build):
-            build_listing(self.settings, action.listing, action.version)
-            self.leases.release(action.key)
-        elif isinstance(action, Deploy):
-            operations.deploy(self.settings, action.deployment, action.host, pool=self.pool)
-        else:
-            operations.stop(self.settings, action.deployment, action.host, pool=self.pool)
-
     def cycle(self, enqueue: operations.Enqueue | None = None) -> operations.Cycle:
         return operations.reconcile_once(
-            self.settings, enqueue or self.run, pool=self.pool, leases=self.leases, meter=False
+            self.settings,
+            enqueue or operations.run_here(self.settings, self.pool),
+            pool=self.pool,
+            leases=self.leases,
+            meter=False,
         )
 
     def settle(self, limit: int = 8) -> operations.Cycle:
