@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable, Mapping
+import tempfile
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ import pytest
 from dulwich.repo import Repo
 
 from formarket.gitstore import Identity, commit_changes, import_tree
+from tests.redis_server import RedisServer
 
 CORPUS = Path(__file__).parent / "corpus"
 BASE = CORPUS / "base"
@@ -75,6 +77,27 @@ def git_registry(base_tree: Path) -> Callable[..., tuple[Repo, str, str]]:
         return repo, "main", "pr"
 
     return make
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A private Redis of this test's own (never the machine's shared one)."""
+    with RedisServer(tmp_path / "redis") as server:
+        yield server
+
+
+@pytest.fixture
+def libvirt_workdir() -> Iterator[Path]:
+    """A folder for a private libvirtd, stopped afterwards. Not under tmp_path: the daemon
+    runs unprivileged and must reach its folder."""
+    from formarket.farm.libvirtd import stop_libvirtd
+
+    workdir = Path(tempfile.mkdtemp(prefix="fm-libvirtd-", dir="/tmp"))
+    try:
+        yield workdir
+    finally:
+        stop_libvirtd(workdir)
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 @pytest.hookimpl(trylast=True)

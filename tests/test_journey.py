@@ -18,9 +18,8 @@ import os
 import re
 import shutil
 import sys
-import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -37,7 +36,7 @@ from formarket.farm import operations, status
 from formarket.farm.desired import bot_identity, read_deployments, set_state
 from formarket.farm.hosts import Host
 from formarket.farm.libvirt_conn import Connections
-from formarket.farm.libvirtd import ensure_libvirtd, local_host, stop_libvirtd
+from formarket.farm.libvirtd import ensure_libvirtd, local_host
 from formarket.farm.settings import FarmSettings
 from formarket.gitstore import Identity, commit_changes, import_tree
 from formarket.process import Runner
@@ -85,22 +84,6 @@ def until(what: str, timeout: float, tick: Callable[[], bool]) -> None:
             return
         time.sleep(1.0)
     raise AssertionError(f"timed out after {timeout}s: {what}")
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    with RedisServer(tmp_path / "redis") as server:
-        yield server
-
-
-@pytest.fixture
-def libvirt_workdir() -> Iterator[Path]:
-    workdir = Path(tempfile.mkdtemp(prefix="fm-journey-", dir="/tmp"))
-    try:
-        yield workdir
-    finally:
-        stop_libvirtd(workdir)
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def formarket(*args: str, env: dict[str, str] | None = None) -> str:

@@ -7,10 +7,8 @@ either is left: no domain, no volume, no qemu process, no route."""
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -22,7 +20,7 @@ from formarket.deploy.request import DeployOptions, run
 from formarket.farm import operations, status
 from formarket.farm.desired import bot_identity, set_state
 from formarket.farm.libvirt_conn import Connections
-from formarket.farm.libvirtd import ensure_libvirtd, local_host, stop_libvirtd
+from formarket.farm.libvirtd import ensure_libvirtd, local_host
 from formarket.farm.settings import FarmSettings
 from tests.builder.conftest import shared_cache
 from tests.farm_libvirt.real import qemu_processes
@@ -34,17 +32,6 @@ pytestmark = [
     pytest.mark.xdist_group("vm-journeys"),
     pytest.mark.skipif(os.geteuid() != 0, reason="building images needs root"),
 ]
-
-
-@pytest.fixture
-def libvirt_workdir() -> Iterator[Path]:
-    # Not under tmp_path: the daemon runs unprivileged and must reach its folder.
-    workdir = Path(tempfile.mkdtemp(prefix="fm-farm-", dir="/tmp"))
-    try:
-        yield workdir
-    finally:
-        stop_libvirtd(workdir)
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def until(

@@ -17,7 +17,6 @@ from formarket.farm.embedded import start_worker, stop_worker, wait_ready
 from formarket.farm.settings import FarmSettings
 from formarket.gitstore import Identity, commit_changes
 from formarket.process import Started
-from tests.redis_server import RedisServer
 
 ROOT = Path(__file__).parents[2]
 LISTING = "testpub/slow-echo"
@@ -58,12 +57,6 @@ def make_market(root: Path, seconds: float, version: str = VERSION) -> Path:
     commit_changes(repo, "main", files, "add slow-echo", Identity("t", "t@example.org"))
     repo.close()
     return root
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    with RedisServer(tmp_path / "redis") as server:
-        yield server
 
 
 MakeSettings = Callable[..., FarmSettings]
