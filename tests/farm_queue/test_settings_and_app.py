@@ -46,6 +46,8 @@ def test_settings_survive_the_trip_to_a_worker(tmp_path: Path) -> None:
         "FORMARKET_BUILD_TIME_LIMIT": "120",
         "FORMARKET_RECONCILE_SECONDS": "2.5",
         "FORMARKET_BRANCH": "farm",
+        "FORMARKET_GITHUB_REPO": "acme/marketplace",
+        "FORMARKET_GATEWAY_URL": "https://gateway.example.net",
     }
     settings = FarmSettings.from_env(tmp_path, env)
     assert FarmSettings.from_env(Path("/"), settings.to_env()) == settings
@@ -62,6 +64,10 @@ def test_settings_survive_the_trip_to_a_worker(tmp_path: Path) -> None:
         ("FORMARKET_VISIBILITY_TIMEOUT", "3600"),  # not longer than the default build limit
         ("FORMARKET_BROKER_URL", "localhost:6379"),
         ("FORMARKET_BRANCH", "--upload-pack=x"),
+        ("FORMARKET_GITHUB_REPO", "acme"),
+        ("FORMARKET_GITHUB_REPO", "acme/market; rm -rf /"),
+        ("FORMARKET_GITHUB_REPO", "../../etc/passwd"),
+        ("FORMARKET_GATEWAY_URL", "gateway.example.net"),
     ],
 )
 def test_invalid_values_name_their_variable(tmp_path: Path, name: str, value: str) -> None:
