@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
@@ -10,6 +11,7 @@ from typing import Any
 
 import pytest
 from dulwich.repo import Repo
+from hypothesis import settings
 
 from formarket.gitstore import Identity, commit_changes, import_tree
 from tests.redis_server import RedisServer
@@ -19,6 +21,10 @@ BASE = CORPUS / "base"
 ROOT = Path(__file__).parent.parent
 
 Overlay = Mapping[str, Any]
+
+# `HYPOTHESIS_PROFILE=thorough pytest -k ...` searches much harder than the suite's default run.
+settings.register_profile("thorough", max_examples=5000, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
 def overlay_bytes(value: Any) -> bytes | None:

@@ -134,6 +134,16 @@ def test_segments_read_back_what_was_written_and_catch_damage(
         assert len(damaged.events) < len(payloads) or damaged.problems
 
 
+def test_a_checksum_whose_letters_changed_case_is_damage() -> None:
+    # crc32(b"\x00\x00") is 41d912ff: hex that still parses once its case bit flips.
+    line = encode_line(b"\x00\x00")
+    assert line[:8] == b"41d912ff"
+    damaged = line[:2] + line[2:3].upper() + line[3:]
+    read = parse_segment(damaged)
+    assert not read.events
+    assert read.problems[0].reason.startswith("checksum mismatch")
+
+
 # --- streams --------------------------------------------------------------------------------
 
 

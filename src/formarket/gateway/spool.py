@@ -98,15 +98,16 @@ def parse_segment(data: bytes) -> SegmentRead:
 
 
 def _line_problem(line: bytes) -> str:
-    if len(line) < 10 or line[8:9] != b" ":
+    if len(line) < 10 or line[8:9] != b" " or not _is_checksum(line[:8]):
         return "not a spool line (no checksum)"
-    try:
-        expected = int(line[:8], 16)
-    except ValueError:
-        return "not a spool line (no checksum)"
-    if zlib.crc32(line[9:]) != expected:
+    # Compared as written (lowercase hex), so a flipped case bit is damage, not a match.
+    if b"%08x" % zlib.crc32(line[9:]) != line[:8]:
         return "checksum mismatch: the line was changed or damaged after it was written"
     return ""
+
+
+def _is_checksum(field: bytes) -> bool:
+    return all(c in b"0123456789abcdefABCDEF" for c in field)
 
 
 def is_sealed(path: Path) -> bool:
