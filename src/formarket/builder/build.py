@@ -29,6 +29,7 @@ from formarket.builder.bases import BaseSpec, load_bases
 from formarket.builder.context import ContextLimits, scan_context
 from formarket.builder.formfile import canonical_json, parse_formfile
 from formarket.builder.image import make_disk
+from formarket.builder.kept_disks import DiskRecipe, KeptDisks
 from formarket.builder.layers import LayerCache
 from formarket.builder.manifest import Artifact, BuildManifest, StepRecord
 from formarket.builder.plan import BuildPlan, copy_sources, plan_build
@@ -274,9 +275,7 @@ class Builder:
                     _link_or_copy(source, disk)
             else:
                 with run.timed("disk", f"ext4 of {plan.disk_gib} GiB -> qcow2"):
-                    disk_sha256 = make_disk(
-                        sandbox, stack, plan.disk_gib, disk_key, layers.scratch, disk
-                    )
+                    disk_sha256 = self._make_disk(plan, sandbox, layers, stack, disk_key, disk, run)
         finally:
             layers.cleanup()
         for source in (base.vmlinuz, base.initrd):
@@ -331,6 +330,45 @@ class Builder:
         )
         layers.remember_disk(disk_key, plan.build_id)
         return manifest
+
+    def _make_disk(
+        self,
+        plan: BuildPlan,
+        sandbox: Sandbox,
+        layers: LayerCache,
+        stack: list[Path],
+        disk_key: str,
+        out: Path,
+        run: _Run,
+    ) -> str:
+        """The disk from a kept one brought forward when the step cache is on and one will do,
+        else made whole (and kept for the next build)."""
+        if not self.settings.step_cache:
+            return make_disk(sandbox, stack, plan.disk_gib, disk_key, layers.scratch, out)
+        kept = KeptDisks(self.settings.cache / "kept-disks")
+        recipe = DiskRecipe(
+            base=plan.base.digest,
+            disk_gib=plan.disk_gib,
+            format_version=plan.format_version,
+            layers=tuple(step.key for step in plan.steps),
+        )
+
+        def say(line: str) -> None:
+            run.log(line)
+            self.progress(f"  {'':<12} {line.strip()}")
+
+        sha256 = kept.bring_forward(sandbox, recipe, stack, layers.lookup, layers.scratch, out, say)
+        if sha256 is not None:
+            return sha256
+        return make_disk(
+            sandbox,
+            stack,
+            plan.disk_gib,
+            disk_key,
+            layers.scratch,
+            out,
+            keep=lambda raw: kept.keep(raw, recipe),
+        )
 
     def _published_disk(self, build_id: str | None) -> tuple[Path, str] | None:
         """The disk of a published image and its sha256, when it is still there, whole."""

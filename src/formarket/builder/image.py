@@ -21,7 +21,7 @@ import stat
 import struct
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -29,7 +29,7 @@ from pathlib import Path
 from formarket.builder.sandbox import Sandbox
 from formarket.process import ProcessError, Runner
 
-__all__ = ["MEMORY", "make_disk", "virtual_size", "write_qcow2"]
+__all__ = ["MEMORY", "make_disk", "sweep_leftovers", "virtual_size", "write_qcow2"]
 
 GIB = 1024**3
 MEMORY = Path("/dev/shm")  # noqa: S108 - a tmpfs on every Linux host; falls back to scratch
@@ -53,9 +53,11 @@ def make_disk(
     identity: str,
     scratch: Path,
     out: Path,
+    keep: Callable[[Path], None] | None = None,
 ) -> str:
     """Write `out` (qcow2) holding an ext4 root filesystem of `disk_gib` GiB; its sha256.
-    `identity` (hex) gives the filesystem's UUID and hash seed."""
+    `identity` (hex) gives the filesystem's UUID and hash seed; `keep`, when given, is handed
+    the raw file once the qcow2 is written, to move it away for later builds."""
     scratch.mkdir(parents=True, exist_ok=True)
     size = disk_gib * GIB
     folders = [MEMORY, scratch] if memory_has_room(size) else [scratch]
@@ -67,7 +69,10 @@ def make_disk(
                 if folder == scratch or memory_has_room(size):
                     raise
                 continue  # other builds filled the memory meanwhile: again, on disk
-            return write_qcow2(raw, out)
+            sha256 = write_qcow2(raw, out)
+            if keep is not None:
+                keep(raw)
+            return sha256
     raise AssertionError("the scratch folder is always the last one tried")
 
 

@@ -142,3 +142,30 @@ class Sandbox:
             "env": [["PATH", "/usr/sbin:/usr/bin:/sbin:/bin"]],
         }
         self._run(spec, scratch, network=False, timeout=timeout)
+
+    def graft(
+        self,
+        raw: Path,
+        shared: Sequence[Path],
+        rewind: Sequence[Path],
+        apply: Sequence[Path],
+        scratch: Path,
+        *,
+        timeout: float = 1800.0,
+    ) -> None:
+        """Bring the ext4 disk `raw` from the layers `shared + rewind` to `shared + apply`
+        (bottom first); a layer that cannot be grafted exits with `GRAFT_REFUSED`."""
+        target = scratch / "disk"
+        target.mkdir(parents=True, exist_ok=True)
+        spec = {
+            "op": "graft",
+            "lowers": self._lowers(shared),
+            "raw": str(raw),
+            "target": str(target),
+            "rewind": [str(path) for path in rewind],
+            "apply": [str(path) for path in apply],
+        }
+        try:
+            self._run(spec, scratch, network=False, timeout=timeout)
+        finally:
+            shutil.rmtree(target, ignore_errors=True)  # empty: the mount went with its namespace

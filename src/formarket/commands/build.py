@@ -118,7 +118,11 @@ def _summary(manifest: dict[str, object], image_dir: Path, cached: bool, seconds
     default=None,
     help="The build context (default: the Formfile's folder).",
 )
-@click.option("--no-step-cache", is_flag=True, help="Run every step again (bases stay cached).")
+@click.option(
+    "--no-step-cache",
+    is_flag=True,
+    help="Run every step again and make the disk whole (bases stay cached).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the build manifest as JSON.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
 def command(
