@@ -32,8 +32,8 @@ from formarket.builder.store import DirectoryStore
 from formarket.errors import InputError, NotFoundError, UsageError
 from formarket.farm import image_index
 from formarket.farm.errors import BuildBusy
-from formarket.farm.image_index import subtree
 from formarket.farm.settings import FarmSettings, open_market
+from formarket.gittree import DIR_MODE, subtree
 from formarket.process import Runner
 from formarket.registry.git_snapshot import resolve_rev
 from formarket.registry.yaml_loader import load_yaml
@@ -45,7 +45,6 @@ Progress = Callable[[str, str], None]
 
 _LISTING_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}/[a-z0-9][a-z0-9._-]{0,99}$")
 _KINDS = ("models", "agents")
-_MODE_DIR = 0o040000
 _MODE_LINK = 0o120000
 
 
@@ -58,7 +57,7 @@ def _export(repo: Repo, tree: Tree, target: Path) -> None:
             raise InputError(f"git tree entry {name!r} is not a file name")
         path = target / name
         obj = repo.object_store[entry.sha]
-        if entry.mode == _MODE_DIR and isinstance(obj, Tree):
+        if entry.mode == DIR_MODE and isinstance(obj, Tree):
             _export(repo, obj, path)
         elif entry.mode == _MODE_LINK and isinstance(obj, Blob):
             # The build context refuses links that leave it; they are kept as links here.

@@ -21,28 +21,12 @@ from dulwich.repo import Repo
 from formarket.atomicfile import write_atomically
 from formarket.builder.plan import FORMAT_VERSION
 from formarket.builder.store import DirectoryStore
+from formarket.gittree import subtree
 
-__all__ = ["image_key", "lookup", "record", "subtree"]
+__all__ = ["image_key", "lookup", "record"]
 
 _KINDS = ("models", "agents")
 _BUILD_ID = re.compile(r"^[0-9a-f]{64}$")
-_MODE_DIR = 0o040000
-
-
-def subtree(repo: Repo, tree: Tree, path: str) -> Tree | None:
-    """The tree at `path` below `tree`; None when there is no such folder."""
-    for part in path.split("/"):
-        try:
-            mode, sha = tree[part.encode()]
-        except KeyError:
-            return None
-        if mode != _MODE_DIR:
-            return None
-        found = repo.object_store[sha]
-        if not isinstance(found, Tree):
-            return None
-        tree = found
-    return tree
 
 
 def image_key(repo: Repo, commit_id: ObjectID, listing_id: str) -> str | None:

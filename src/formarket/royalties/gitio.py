@@ -15,10 +15,11 @@ from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 
-from dulwich.objects import Blob, Commit, ObjectID, Tree
+from dulwich.objects import Blob, Commit, ObjectID
 from dulwich.repo import BaseRepo, Repo
 
 from formarket.errors import NotFoundError
+from formarket.gittree import DIR_MODE, entry, tree
 from formarket.registry.cache import code_digest, default_cache_dir
 from formarket.royalties.pricebook import PriceBook
 from formarket.royalties.reader import USAGE_ROOT, UsageFile, parse_usage_path
@@ -36,7 +37,6 @@ __all__ = [
 ]
 
 POLICY_PATH = "royalties/policy.yaml"
-_DIR = 0o040000
 _CACHE_FORMAT = "royalties-pricebook-1"
 _CACHE_KEEP = 4
 
@@ -49,48 +49,24 @@ def commit_tree(repo: BaseRepo, commit_id: ObjectID) -> ObjectID:
     return tree
 
 
-def _tree(repo: BaseRepo, tree_id: ObjectID | None) -> Tree | None:
-    if tree_id is None:
-        return None
-    obj = repo.object_store[tree_id]
-    return obj if isinstance(obj, Tree) else None
-
-
-def _child(
-    repo: BaseRepo, tree_id: ObjectID | None, name: bytes, *, folder: bool
-) -> ObjectID | None:
-    tree = _tree(repo, tree_id)
-    if tree is None:
-        return None
-    try:
-        mode, sha = tree[name]
-    except KeyError:
-        return None
-    is_dir = mode == _DIR
-    return sha if is_dir == folder else None
-
-
 def _resolve(
     repo: BaseRepo, tree_id: ObjectID | None, path: str, *, folder: bool
 ) -> ObjectID | None:
-    parts = [p for p in path.split("/") if p]
-    current = tree_id
-    for i, part in enumerate(parts):
-        last = i == len(parts) - 1
-        current = _child(repo, current, part.encode(), folder=folder or not last)
-        if current is None:
-            return None
-    return current
+    root = tree(repo, tree_id)
+    found = entry(repo, root, path) if root is not None else None
+    if found is None or (found[0] == DIR_MODE) != folder:
+        return None
+    return found[1]
 
 
 def list_dir(repo: BaseRepo, tree_id: ObjectID, path: str) -> dict[str, tuple[bool, ObjectID]]:
     """name -> (is a folder, object id) of a folder; empty when there is no such folder."""
-    tree = _tree(repo, _resolve(repo, tree_id, path, folder=True) if path else tree_id)
-    if tree is None:
+    folder = tree(repo, _resolve(repo, tree_id, path, folder=True))
+    if folder is None:
         return {}
     return {
-        entry.path.decode("utf-8", "surrogateescape"): (entry.mode == _DIR, entry.sha)
-        for entry in tree.iteritems()
+        item.path.decode("utf-8", "surrogateescape"): (item.mode == DIR_MODE, item.sha)
+        for item in folder.iteritems()
     }
 
 
@@ -128,13 +104,13 @@ def _listing_blobs(
 ) -> Iterator[tuple[str, ObjectID]]:
     """Listing files added or changed from tree `old` to tree `new`, descending only into
     folders whose ids differ."""
-    reg_old = _child(repo, old, b"registry", folder=True)
-    reg_new = _child(repo, new, b"registry", folder=True)
+    reg_old = _resolve(repo, old, "registry", folder=True)
+    reg_new = _resolve(repo, new, "registry", folder=True)
     if reg_new is None or reg_old == reg_new:
         return
     for kind in ("models", "agents"):
-        kind_old = _child(repo, reg_old, kind.encode(), folder=True)
-        kind_new = _child(repo, reg_new, kind.encode(), folder=True)
+        kind_old = _resolve(repo, reg_old, kind, folder=True)
+        kind_new = _resolve(repo, reg_new, kind, folder=True)
         if kind_new is None or kind_old == kind_new:
             continue
         old_pubs = list_dir(repo, kind_old, "") if kind_old is not None else {}
@@ -146,10 +122,10 @@ def _listing_blobs(
             for slug, (slug_dir, slug_new) in sorted(list_dir(repo, pub_new, "").items()):
                 if not slug_dir or old_slugs.get(slug) == (True, slug_new):
                     continue
-                blob = _child(repo, slug_new, b"listing.yaml", folder=False)
+                blob = _resolve(repo, slug_new, "listing.yaml", folder=False)
                 before = old_slugs.get(slug, (False, None))
                 old_blob = (
-                    _child(repo, before[1], b"listing.yaml", folder=False) if before[0] else None
+                    _resolve(repo, before[1], "listing.yaml", folder=False) if before[0] else None
                 )
                 if blob is not None and blob != old_blob:
                     yield f"registry/{kind}/{pub}/{slug}/listing.yaml", blob
