@@ -43,6 +43,17 @@ def test_stop_changes_only_the_state(marketplace: Repo) -> None:
         set_state(marketplace, "main", "dep-404", "stopped", "Stop", bot)
 
 
+def test_an_unchanged_document_is_parsed_once_across_commits(marketplace: Repo) -> None:
+    bot = bot_identity(marketplace)
+    submit(marketplace, "main", [deployment("dep-1"), deployment("dep-2")], "Deploy", bot)
+    before = read_deployments(marketplace)
+    set_state(marketplace, "main", "dep-2", "stopped", "Stop", bot)
+    after = read_deployments(marketplace)
+    assert after["dep-1"] is before["dep-1"]  # the same blob at a new commit: not parsed again
+    assert after["dep-2"] is not before["dep-2"]
+    assert after["dep-2"].state == "stopped"
+
+
 def test_racing_writers_lose_nothing(marketplace: Repo) -> None:
     bot = bot_identity(marketplace)
 

@@ -12,14 +12,14 @@ from collections.abc import Iterable, Sequence
 from typing import Literal
 
 import yaml
-from dulwich.objects import Commit, ObjectID
+from dulwich.objects import Blob, Commit, ObjectID
 from dulwich.refs import Ref
 from dulwich.repo import Repo
 from pydantic import ValidationError
 
 from formarket.errors import InputError, NotFoundError
 from formarket.gitstore import Identity, commit_changes
-from formarket.registry.git_snapshot import GitSnapshot
+from formarket.gittree import DIR_MODE, subtree, tree
 from formarket.registry.yaml_loader import YamlError, load_yaml
 from formarket.schemas.deployment import Deployment
 
@@ -85,14 +85,19 @@ def _read_at(
 ) -> dict[str, Deployment]:
     if commit is None:
         return {}
-    snapshot = GitSnapshot(repo, commit, label)
+    found_commit = repo.object_store[commit]
+    if not isinstance(found_commit, Commit):
+        raise NotFoundError(f"{label}: {commit.decode()} is not a commit")
+    root = tree(repo, found_commit.tree)
+    folder = subtree(repo, root, DEPLOYMENTS_DIR) if root is not None else None
     found: dict[str, Deployment] = {}
-    for item in snapshot.listdir(DEPLOYMENTS_DIR):
-        if not item.name.endswith(".yaml"):
+    for item in folder.iteritems() if folder is not None else ():
+        name = item.path.decode("utf-8", "surrogateescape")
+        if not name.endswith(".yaml") or item.mode == DIR_MODE:
             continue
-        path = f"{DEPLOYMENTS_DIR}/{item.name}"
+        path = f"{DEPLOYMENTS_DIR}/{name}"
         try:
-            deployment = parse_deployment(snapshot.read(path) or b"", path)
+            deployment = _parsed(repo, path, item.sha)
         except (InputError, YamlError) as exc:
             if problems is None:
                 raise
@@ -100,6 +105,26 @@ def _read_at(
             continue
         found[deployment.id] = deployment
     return found
+
+
+# The reconciler reads every deployment every cycle and few change between cycles: a document
+# is parsed once per content (git's blob id) and path. Deployments are frozen, so sharing is safe.
+_PARSED: dict[tuple[str, bytes], Deployment] = {}
+_PARSED_LIMIT = 50_000
+
+
+def _parsed(repo: Repo, path: str, blob_id: ObjectID) -> Deployment:
+    key = (path, bytes(blob_id))
+    deployment = _PARSED.get(key)
+    if deployment is None:
+        blob = repo.object_store[blob_id]
+        if not isinstance(blob, Blob):
+            raise InputError(f"{path}: not a file")
+        deployment = parse_deployment(blob.as_raw_string(), path)
+        if len(_PARSED) >= _PARSED_LIMIT:
+            _PARSED.clear()
+        _PARSED[key] = deployment
+    return deployment
 
 
 def bot_identity(repo: Repo, branch: str = "main") -> Identity:
