@@ -23,6 +23,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from formarket.atomicfile import write_atomically
 from formarket.builder.image import sweep_leftovers, write_qcow2
 from formarket.builder.sandbox import Sandbox
 from formarket.process import ProcessError
@@ -93,22 +94,29 @@ class KeptDisks:
     @contextmanager
     def _taken(self, kept: _Kept) -> Iterator[Path | None]:
         """The kept disk under a private, locked name while the build uses it; None when
-        another build took it first."""
-        self.root.mkdir(parents=True, exist_ok=True)
+        another build has it."""
         sweep_leftovers(self.root)
-        taken = self.root / f"formarket-{uuid.uuid4().hex}.raw"
         try:
-            kept.raw.rename(taken)
+            fd = os.open(kept.raw, os.O_RDONLY)
         except FileNotFoundError:
             yield None
             return
-        kept.raw.with_suffix(".json").unlink(missing_ok=True)
-        fd = os.open(taken, os.O_RDONLY)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)  # the sweep of another build leaves it alone
-            yield taken
+            try:
+                # Locked before it is renamed to a name that sweeps look at, and never waited
+                # for: a build that holds it will have made it another disk by then.
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                taken = self.root / f"formarket-{uuid.uuid4().hex}.raw"
+                kept.raw.rename(taken)
+            except (BlockingIOError, FileNotFoundError):
+                yield None
+                return
+            kept.raw.with_suffix(".json").unlink(missing_ok=True)
+            try:
+                yield taken
+            finally:
+                taken.unlink(missing_ok=True)
         finally:
-            taken.unlink(missing_ok=True)
             os.close(fd)
 
     def keep(self, raw: Path, recipe: DiskRecipe) -> None:
@@ -116,15 +124,17 @@ class KeptDisks:
         otherwise) as the disk of `recipe`; the oldest beyond the limit go."""
         self.root.mkdir(parents=True, exist_ok=True)
         final = self.root / f"{recipe.name}.raw"
-        partial = self.root / f".{recipe.name}.{uuid.uuid4().hex[:12]}"
+        # Named as a leftover: if this build dies while copying, a later one sweeps it.
+        partial = self.root / f"formarket-{uuid.uuid4().hex}.raw"
         try:
             raw.rename(partial)
         except OSError:
             _copy_sparse(raw, partial)
+        # The record first: a record without its disk is passed over, and a disk under its
+        # final name always has one. A cache needs no fsync: a lost disk is made again.
+        record = json.dumps(asdict(recipe)).encode()
+        write_atomically(final.with_suffix(".json"), record, durable=False)
         partial.replace(final)
-        record = final.with_suffix(".json")
-        record.with_suffix(".partial").write_text(json.dumps(asdict(recipe)))
-        record.with_suffix(".partial").replace(record)
         for old in self._kept()[self.keep_count :]:
             old.raw.with_suffix(".json").unlink(missing_ok=True)
             old.raw.unlink(missing_ok=True)
