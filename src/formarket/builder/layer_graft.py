@@ -75,10 +75,12 @@ def _is_dir(path: str) -> bool:
 def _set_metadata(src: str, dst: str, info: os.stat_result) -> None:
     # Owner first: chown clears set-id bits and file capabilities, which come after it.
     os.chown(dst, info.st_uid, info.st_gid, follow_symlinks=False)
-    for name in _xattrs(src):
-        if not name.startswith(_OVERLAY_XATTRS):
-            value = os.getxattr(src, name, follow_symlinks=False)
-            os.setxattr(dst, name, value, follow_symlinks=False)
+    wanted = [name for name in _xattrs(src) if not name.startswith(_OVERLAY_XATTRS)]
+    for name in _xattrs(dst):
+        if name not in wanted:  # a folder kept on the disk may carry what a later step set
+            os.removexattr(dst, name, follow_symlinks=False)
+    for name in wanted:
+        os.setxattr(dst, name, os.getxattr(src, name, follow_symlinks=False), follow_symlinks=False)
     if not stat.S_ISLNK(info.st_mode):
         os.chmod(dst, stat.S_IMODE(info.st_mode))
     # Whole seconds, as `mke2fs -d` writes them: a disk is the same whichever way it was made.
