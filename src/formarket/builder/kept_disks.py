@@ -7,6 +7,10 @@ disk whose layers share the longest start with its own, takes the others back an
 layers on (`Sandbox.graft`, `layer_graft.py`): for a Formfile whose last RUN changed, that is
 one small layer instead of the whole root filesystem, which `mke2fs -d` would copy again.
 
+A disk brought forward keeps the filesystem UUID of the disk it started from (nothing mounts
+by UUID: the kernel is told `root=/dev/vda`); every file on it is what a whole disk would hold,
+times included (`tests/builder/test_kept_disks.py`, `test_layer_graft.py`).
+
 A kept disk is taken by renaming it to a private, locked name, so two builds never share one; a
 build killed while it holds one leaves a file that the next one sweeps. The newest few are kept.
 """
