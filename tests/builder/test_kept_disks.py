@@ -70,6 +70,8 @@ def describe(result: BuildResult, scratch: Path) -> dict[str, Any]:
     mnt.mkdir()
     runner = Runner()
     runner.run(["qemu-img", "convert", "-O", "raw", result.image_dir / "disk.qcow2", raw])
+    # A consistent filesystem first: e2fsck -n exits non-zero on any error it finds.
+    runner.run(["e2fsck", "-f", "-n", raw], timeout=120)
     argv = ["unshare", "--mount", "--propagation", "private", sys.executable, "-c", _DESCRIBE]
     done = runner.run([*argv, str(raw), str(mnt)], timeout=120)
     tree: dict[str, Any] = json.loads(done.stdout)
