@@ -6,13 +6,21 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from formarket.gateway.events import Served, call_event, instance_hours
+from formarket.gateway.events import (
+    CallEvents,
+    Served,
+    call_event,
+    event_time,
+    instance_hours,
+    wall_time,
+)
 from formarket.gateway.keys import KeyRecord, create_key, load_keys, revoke_key
 from formarket.gateway.limits import Limits
 from formarket.gateway.routes import Route, Routes, resolve
@@ -49,6 +57,36 @@ def test_the_upstreams_counts_are_believed_only_when_possible() -> None:
     assert settle(measured_in, out, 1, None).source == "measured"
 
 
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(st.sampled_from(["content", "role", "index", "text", "x"]), inner)
+    ),
+    max_leaves=20,
+)
+
+
+def _text_bytes(value: object) -> int:
+    """The reference: UTF-8 bytes of every string, except under keys that are protocol."""
+    if isinstance(value, str):
+        return len(value.encode("utf-8", "surrogatepass"))
+    if isinstance(value, dict):
+        return sum(_text_bytes(v) for k, v in value.items() if k not in ("role", "index"))
+    if isinstance(value, list):
+        return sum(_text_bytes(v) for v in value)
+    return 0
+
+
+@given(st.lists(JSON, max_size=4))
+def test_the_text_of_choices_is_counted_in_utf8_bytes_wherever_it_nests(
+    choices: list[object],
+) -> None:
+    assert measure_choices(choices).text_bytes == _text_bytes(choices)
+    request = measure_request("completion", {"prompt": choices})
+    assert request.text_bytes == _text_bytes(choices)
+
+
 def test_token_ids_in_a_prompt_count_one_each() -> None:
     assert measure_request("completion", {"prompt": [[1, 2, 3], [4]]}).token_ids == 4
     assert measure_request("embedding", {"input": "abcd"}).text_bytes == 4
@@ -73,6 +111,54 @@ def test_a_call_event_is_the_contracts_shape() -> None:
     assert msgspec.json.decode(payload, type=WireEvent).id == "b1-1"
     assert event.time == datetime(2026, 1, 31, 23, 59, 59, 999000, tzinfo=UTC)
     assert list(json.loads(payload)) == list(UsageEvent.model_fields)
+
+
+@given(
+    st.floats(min_value=1.5e9, max_value=2.5e9),
+    st.text(alphabet="abcdef0123456789-", min_size=1, max_size=30),
+    st.integers(0, 10**9),
+    st.integers(0, 10**9),
+    st.integers(0, 10**7),
+    st.sampled_from(["ok", "error", "rejected"]),
+    st.sampled_from(["upstream", "measured"]),
+    st.booleans(),
+)
+def test_call_events_made_from_a_template_are_call_event_s_bytes(
+    wall: float,
+    event_id: str,
+    tokens_in: int,
+    tokens_out: int,
+    duration: int,
+    outcome: Any,
+    source: Any,
+    agent: bool,
+) -> None:
+    served = SERVED if agent else Served("dep-2", "a%b", None, ("x/y", "1.0.0"))
+    made = CallEvents("gateway/gw-1", served)(
+        event_id=event_id,
+        wall=wall,
+        input_tokens=tokens_in,
+        output_tokens=tokens_out,
+        duration_ms=duration,
+        outcome=outcome,
+        tokens_source=source,
+    )
+    assert made == call_event(
+        event_id=event_id,
+        source="gateway/gw-1",
+        moment=datetime.fromtimestamp(wall, UTC),
+        served=served,
+        input_tokens=tokens_in,
+        output_tokens=tokens_out,
+        duration_ms=duration,
+        outcome=outcome,
+        tokens_source=source,
+    )
+
+
+@given(st.floats(min_value=0, max_value=4e9) | st.integers(1, 4 * 10**9).map(lambda n: n - 5e-4))
+def test_wall_time_rounds_as_fromtimestamp_does(seconds: float) -> None:
+    assert wall_time(seconds) == event_time(datetime.fromtimestamp(seconds, UTC))
 
 
 @given(

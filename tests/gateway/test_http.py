@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import socket
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -304,3 +305,80 @@ def test_no_call_is_served_when_it_cannot_be_metered(gateway: Setup) -> None:
     assert_openai_error(reply, 503, "metering_unavailable")
     gateway.paths.spool.unlink()
     gateway.paths.spool.mkdir()
+
+
+class _Stalling:
+    """A deployment that reads a request and then sends `first` (maybe nothing) and nothing
+    more, keeping the connection open: for the gateway's timeouts."""
+
+    def __init__(self, first: bytes) -> None:
+        self.first = first
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.held: list[socket.socket] = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.held.append(conn)
+            conn.recv(65536)
+            if self.first:
+                conn.sendall(self.first)
+
+    def close(self) -> None:
+        self.sock.close()
+        for conn in self.held:
+            conn.close()
+
+
+def _gateway_before(tmp_path: Path, upstream: str) -> tuple[StatePaths, str]:
+    state = StatePaths(tmp_path / "state")
+    save_routes(state.routes, [Route(deployment="d", endpoint=upstream, account="a", model=MODEL)])
+    key, _ = create_key(state.keys, "a")
+    return state, key
+
+
+def test_a_deployment_that_never_answers_is_a_504_metered_as_an_error(tmp_path: Path) -> None:
+    silent = _Stalling(b"")
+    try:
+        state, key = _gateway_before(tmp_path, silent.url)
+        config = GatewayConfig(state, source="gateway/t", response_timeout=0.5)
+        with ServerThread(build_gateway(config)) as gw:
+            began = time.monotonic()
+            reply = Client(gw.url, key).chat("d")
+            waited = time.monotonic() - began
+    finally:
+        silent.close()
+    assert_openai_error(reply, 504, "upstream_timeout")
+    assert 0.4 < waited < 5
+    (event,) = spooled(state).values()
+    assert event["data"]["outcome"] == "error"
+
+
+def test_a_stream_that_stalls_ends_with_an_error_event_metered_as_an_error(
+    tmp_path: Path,
+) -> None:
+    chunk = b'data: {"choices": [{"index": 0, "delta": {"content": "hi"}}]}\n\n'
+    stalling = _Stalling(
+        b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+        b"transfer-encoding: chunked\r\n\r\n" + b"%x\r\n%s\r\n" % (len(chunk), chunk)
+    )
+    try:
+        state, key = _gateway_before(tmp_path, stalling.url)
+        config = GatewayConfig(state, source="gateway/t", stream_idle_timeout=0.5)
+        with ServerThread(build_gateway(config)) as gw:
+            reply = Client(gw.url, key).chat("d", stream=True)
+    finally:
+        stalling.close()
+    assert reply.status == 200
+    data = _events(reply.body)
+    assert json.loads(data[0])["choices"][0]["delta"]["content"] == "hi"
+    assert json.loads(data[-1])["error"]["type"] == "upstream_error"
+    (event,) = spooled(state).values()
+    assert event["data"]["outcome"] == "error"

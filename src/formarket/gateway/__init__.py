@@ -1,7 +1,8 @@
 """The inference gateway: OpenAI-compatible access to running deployments, and the only
 trusted meter of their use.
 
-    app         the ASGI application: authenticate, limit, check, route, forward, meter
+    app         the gateway's logic: authenticate, limit, check, route, forward, meter
+    protocol    HTTP/1.1 on the callers' connections (httptools), each request an exchange
     wire        OpenAI's request types and error shape; openapi: the OpenAPI document
     keys        API keys, stored hashed; limits: per-key rates and daily quotas
     routes      where calls go (RouteTable; routes.json until the farm publishes endpoints)
@@ -11,10 +12,10 @@ trusted meter of their use.
     spool       events on local disk, checksummed per line; meter: the gateway's side of it
     flush       sealed spool segments -> registry/usage/ in git, each event exactly once
     show        committed usage, summed per listing version
-    server      the parts wired together and served by uvicorn; config: settings, state folder
+    server      the parts wired together and run by uvicorn; config: settings, state folder
     watch       keys and routes files re-read while the gateway runs
     standin     a deterministic OpenAI-speaking server standing in for a deployment
     demo        the demo's gateway step
 
-Everything but app, upstream, spool, meter, flush, server and standin is pure.
+Everything but app, protocol, upstream, spool, meter, flush, server and standin is pure.
 """

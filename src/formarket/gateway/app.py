@@ -1,4 +1,4 @@
-"""The gateway as an ASGI application: authenticate, limit, check, route, forward, meter.
+"""The gateway: authenticate, limit, check, route, forward, meter.
 
     GET  /v1/models                  the deployments the caller may use
     GET  /v1/models/{id}             one of them
@@ -8,10 +8,12 @@
     GET  /openapi.json               the OpenAPI document of all of this
     GET  /health                     200 while the gateway can meter
 
-A plain ASGI callable rather than a framework: five fixed routes need no router, and every
-layer between uvicorn and the forwarding costs CPU on every call, which is what bounds the
-gateway's throughput. Every refusal is OpenAI's error shape (`wire.ApiError`); an unexpected
-failure is a 500 in the same shape, logged, never a traceback to the caller.
+Neither a framework nor ASGI: five fixed routes need no router, and every layer between the
+socket and the forwarding costs CPU on every call, which is what bounds the gateway's
+throughput. The gateway handles an `Exchange` (a request and its answer), which
+`formarket.gateway.protocol` makes of each HTTP request. Every refusal is OpenAI's error shape
+(`wire.ApiError`); an unexpected failure is a 500 in the same shape, logged, never a traceback
+to the caller.
 
 Metering: a call that reached a deployment is one usage event, written to the spool before
 the caller has the whole answer (for a stream, before the final `[DONE]`), so a caller who got
@@ -21,20 +23,19 @@ over a limit, malformed, unknown deployment) reach no deployment and are not met
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 
-from formarket.gateway.events import Outcome, Served, call_event
+from formarket.gateway.events import CallEvents, Outcome, Served
 from formarket.gateway.keys import KeyRecord, KeyStore
 from formarket.gateway.limits import Limits
 from formarket.gateway.meter import Meter
+from formarket.gateway.protocol import ClientGone
 from formarket.gateway.routes import Route, Routes, RouteTable, resolve
 from formarket.gateway.spool import SpoolError
 from formarket.gateway.sse import SseSplitter, event_data
@@ -50,12 +51,9 @@ from formarket.gateway.tokens import (
 from formarket.gateway.upstream import Endpoint, UpstreamError, UpstreamPool, UpstreamResponse
 from formarket.gateway.wire import ENDPOINTS, ApiError, Request, error_body
 
-__all__ = ["Gateway", "GatewayLimits"]
+__all__ = ["Exchange", "Gateway", "GatewayLimits"]
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
+Headers = Sequence[tuple[bytes, bytes]]
 
 _log = logging.getLogger("formarket.gateway")
 _decode = msgspec.json.decode
@@ -63,6 +61,7 @@ _encode = msgspec.json.Encoder().encode
 _JSON = (b"content-type", b"application/json")
 _BAD_JSON = (msgspec.DecodeError, UnicodeDecodeError, RecursionError)
 _PASSED_4XX = frozenset({400, 404, 409, 413, 422, 429})
+_KNOWN_KEYS = 10_000  # Authorization headers remembered as verified, at most
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,35 +77,40 @@ class _Target:
     route: Route
     served: Served
     endpoint: Endpoint
+    events: CallEvents
 
 
-class _Exchange:
-    """One HTTP exchange: remembers whether the answer has begun, so that a failure after it
-    began is not answered twice."""
+class Exchange(Protocol):
+    """One HTTP request and its answer, as the gateway needs them (`protocol.HttpExchange`
+    is the real one): the method, the percent-decoded path, the headers (names in lower case),
+    the body as it arrives, and an answer either whole or streamed."""
 
-    __slots__ = ("send", "started")
+    method: str
+    path: str
+    headers: list[tuple[bytes, bytes]]
+    started: bool
 
-    def __init__(self, send: Send) -> None:
-        self.send = send
-        self.started = False
+    async def read(self) -> tuple[bytes, bool]:
+        """The body that arrived since the last read, and whether more is to come; raises
+        `protocol.ClientGone` when the caller left first."""
+        ...
 
-    async def start(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
-        self.started = True
-        await self.send({"type": "http.response.start", "status": status, "headers": headers})
+    def respond(self, status: int, headers: Headers, body: bytes) -> None: ...
 
-    async def respond(
-        self, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None
-    ) -> None:
-        head = [_JSON, (b"content-length", str(len(body)).encode())]
-        if headers:
-            head.extend(headers)
-        await self.start(status, head)
-        await self.send({"type": "http.response.body", "body": body})
+    def start(self, status: int, headers: Headers) -> None: ...
+
+    async def send(self, data: bytes) -> None: ...
+
+    def finish(self, data: bytes = b"") -> None: ...
+
+    def on_gone(self, callback: Callable[[], None]) -> None:
+        """Call `callback` if the caller leaves before the answer ends."""
+        ...
 
 
 class Gateway:
-    """The ASGI application. Its collaborators are passed in: where keys and routes come
-    from, the meter, the pool of connections to deployments and the clocks."""
+    """The gateway's logic. Its collaborators are passed in: where keys and routes come from,
+    the meter, the pool of connections to deployments and the clocks."""
 
     def __init__(
         self,
@@ -136,68 +140,59 @@ class Gateway:
         self._on_shutdown = on_shutdown
         self._snapshot: Routes | None = None
         self._targets: dict[str, _Target] = {}
+        self._store: KeyStore | None = None
+        self._known: dict[bytes, KeyRecord] = {}
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        kind = scope["type"]
-        if kind == "lifespan":
-            await self._lifespan(receive, send)
-            return
-        if kind != "http":
-            return  # the gateway speaks no websockets; returning closes the connection
-        exchange = _Exchange(send)
+    async def handle(self, exchange: Exchange) -> None:
+        """Answer one request."""
         try:
-            await self._dispatch(scope, receive, exchange)
+            await self._dispatch(exchange)
         except ApiError as err:
             if not exchange.started:
-                await exchange.respond(err.status, err.body(), list(err.headers))
+                exchange.respond(err.status, (_JSON, *err.headers), err.body())
         except Exception:
-            _log.exception("internal error on %s %s", scope.get("method"), scope.get("path"))
+            _log.exception("internal error on %s %s", exchange.method, exchange.path)
             if not exchange.started:
                 body = error_body("internal error in the gateway", "server_error", None, None)
-                await exchange.respond(500, body)
+                exchange.respond(500, (_JSON,), body)
 
-    async def _lifespan(self, receive: Receive, send: Send) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                if self._on_startup is not None:
-                    await self._on_startup()
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                if self._on_shutdown is not None:
-                    await self._on_shutdown()
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+    async def startup(self) -> None:
+        if self._on_startup is not None:
+            await self._on_startup()
 
-    async def _dispatch(self, scope: Scope, receive: Receive, exchange: _Exchange) -> None:
-        method: str = scope["method"]
-        path: str = scope["path"]
+    async def shutdown(self) -> None:
+        if self._on_shutdown is not None:
+            await self._on_shutdown()
+
+    async def _dispatch(self, exchange: Exchange) -> None:
+        method = exchange.method
+        path = exchange.path
         endpoint = ENDPOINTS.get(path)
         if endpoint is not None:
             _allow(method, "POST")
-            await self._forward(scope, receive, exchange, path, *endpoint)
+            await self._forward(exchange, path, *endpoint)
         elif path == "/v1/models" or path.startswith("/v1/models/"):
             _allow(method, "GET")
-            key = self._authenticate(scope)
-            await self._models(
+            key = self._authenticate(exchange)
+            self._models(
                 exchange, key, path[len("/v1/models/") :] if path != "/v1/models" else None
             )
         elif path == "/openapi.json":
             _allow(method, "GET")
-            await exchange.respond(200, self._openapi)
+            exchange.respond(200, (_JSON,), self._openapi)
         elif path == "/health":
             _allow(method, "GET")
             if self.meter.error is not None:
                 raise _metering_down(self.meter.error)
-            await exchange.respond(200, b'{"status":"ok"}')
+            exchange.respond(200, (_JSON,), b'{"status":"ok"}')
         else:
             raise ApiError(404, f"unknown request URL: {method} {path}", code="unknown_url")
 
     # --- who is calling ------------------------------------------------------------------
 
-    def _authenticate(self, scope: Scope) -> KeyRecord:
+    def _authenticate(self, exchange: Exchange) -> KeyRecord:
         presented = b""
-        for name, value in scope["headers"]:
+        for name, value in exchange.headers:
             if name == b"authorization":
                 presented = value
                 break
@@ -209,8 +204,17 @@ class Gateway:
                 code="missing_api_key",
                 headers=[(b"www-authenticate", b"Bearer")],
             )
+        # Checking a key (its form, then the SHA-256 of its secret) costs more than the rest of
+        # authenticating; a header already verified against this very keys file is believed
+        # again. Any change to the file (a key created, revoked or edited) starts afresh.
+        store = self.keys()
+        if store is not self._store:
+            self._store, self._known = store, {}
+        record = self._known.get(presented)
+        if record is not None:
+            return record
         scheme, _, token = presented.decode("latin-1").partition(" ")
-        record = self.keys().authenticate(token.strip()) if scheme.lower() == "bearer" else None
+        record = store.authenticate(token.strip()) if scheme.lower() == "bearer" else None
         if record is None:
             raise ApiError(
                 401,
@@ -218,6 +222,9 @@ class Gateway:
                 code="invalid_api_key",
                 headers=[(b"www-authenticate", b'Bearer error="invalid_token"')],
             )
+        if len(self._known) >= _KNOWN_KEYS:
+            self._known.clear()
+        self._known[presented] = record
         return record
 
     def _admit(self, key: KeyRecord) -> None:
@@ -253,21 +260,27 @@ class Gateway:
             )
         target = self._targets.get(found.deployment)
         if target is None:
-            target = _Target(found, found.served(), Endpoint.parse(found.endpoint))
+            served = found.served()
+            target = _Target(
+                found,
+                served,
+                Endpoint.parse(found.endpoint),
+                CallEvents(self.meter.source, served),
+            )
             self._targets[found.deployment] = target
         return target
 
     # --- GET /v1/models --------------------------------------------------------------------
 
-    async def _models(self, exchange: _Exchange, key: KeyRecord, one: str | None) -> None:
+    def _models(self, exchange: Exchange, key: KeyRecord, one: str | None) -> None:
         routes = self.routes.snapshot().by_account.get(key.account, ())
         if one is None:
             data = [_model(route) for route in sorted(routes, key=lambda r: r.deployment)]
-            await exchange.respond(200, _encode({"object": "list", "data": data}))
+            exchange.respond(200, (_JSON,), _encode({"object": "list", "data": data}))
             return
         for route in routes:
             if route.deployment == one:
-                await exchange.respond(200, _encode(_model(route)))
+                exchange.respond(200, (_JSON,), _encode(_model(route)))
                 return
         raise ApiError(
             404,
@@ -280,16 +293,14 @@ class Gateway:
 
     async def _forward(
         self,
-        scope: Scope,
-        receive: Receive,
-        exchange: _Exchange,
+        exchange: Exchange,
         path: str,
         kind: Kind,
         request_type: type[Request],
     ) -> None:
-        key = self._authenticate(scope)
+        key = self._authenticate(exchange)
         self._admit(key)
-        body = await self._read_body(scope, receive)
+        body = await self._read_body(exchange)
         request, document = _parse(body, request_type)
         target = self._target(key, request.model)
         if self.meter.error is not None:
@@ -317,16 +328,16 @@ class Gateway:
         try:
             content_type = response.header(b"content-type") or b""
             if stream and response.status == 200 and content_type.startswith(b"text/event-stream"):
-                await self._stream(call, response, exchange, receive, wants_usage)
+                await self._stream(call, response, exchange, wants_usage)
             else:
                 await self._complete(call, response, exchange)
         finally:
             response.close()
 
-    async def _read_body(self, scope: Scope, receive: Receive) -> bytes:
+    async def _read_body(self, exchange: Exchange) -> bytes:
         limit = self.limits.max_body
         content_type = b""
-        for name, value in scope["headers"]:
+        for name, value in exchange.headers:
             if name == b"content-length":
                 try:
                     declared = int(value)
@@ -342,21 +353,23 @@ class Gateway:
                 "the request body must be JSON, sent with `Content-Type: application/json`",
                 code="unsupported_media_type",
             )
-        parts = []
+        parts: list[bytes] = []
         size = 0
         while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                raise ApiError(400, "the client went away", code="client_disconnected")
-            chunk = message.get("body", b"")
+            try:
+                chunk, more = await exchange.read()
+            except ClientGone:
+                raise ApiError(400, "the client went away", code="client_disconnected") from None
             size += len(chunk)
             if size > limit:
                 raise _too_large(limit)
+            if not more and not parts:
+                return chunk
             parts.append(chunk)
-            if not message.get("more_body", False):
+            if not more:
                 return b"".join(parts)
 
-    async def _complete(self, call: _Call, response: UpstreamResponse, exchange: _Exchange) -> None:
+    async def _complete(self, call: _Call, response: UpstreamResponse, exchange: Exchange) -> None:
         """A whole answer: read it, meter it, then pass it on unchanged."""
         try:
             data = await response.read(self.limits.max_response)
@@ -385,7 +398,7 @@ class Gateway:
                 upstream_usage(call.kind, document.get("usage")),
             )
             await call.record(settled, "ok")
-            await exchange.respond(200, data, [(b"x-request-id", call.event_id.encode())])
+            exchange.respond(200, (_JSON, (b"x-request-id", call.event_id.encode())), data)
             return
         if 400 <= status < 500:
             await call.record_failure("rejected")
@@ -408,30 +421,27 @@ class Gateway:
         self,
         call: _Call,
         response: UpstreamResponse,
-        exchange: _Exchange,
-        receive: Receive,
+        exchange: Exchange,
         wants_usage: bool,
     ) -> None:
         """Pass a stream through event by event, metering it as it goes. The final `[DONE]`
         is held back until the event is in the spool."""
-        await exchange.start(
+        exchange.start(
             200,
-            [
+            (
                 (b"content-type", b"text/event-stream; charset=utf-8"),
                 (b"cache-control", b"no-cache"),
                 (b"x-request-id", call.event_id.encode()),
-            ],
+            ),
         )
-        gone = asyncio.Event()
+        gone = False
 
-        async def watch() -> None:
-            # uvicorn answers receive() with http.disconnect once the caller has gone.
-            while (await receive())["type"] != "http.disconnect":
-                pass
-            gone.set()
+        def leave() -> None:
+            nonlocal gone
+            gone = True
             response.close()
 
-        watcher = asyncio.get_running_loop().create_task(watch())
+        exchange.on_gone(leave)
         splitter = SseSplitter()
         out = Measure()
         indexes: set[int] = set()
@@ -454,20 +464,14 @@ class Gateway:
                     if keep:
                         forward.append(event + b"\n\n")
                 if forward:
-                    await exchange.send(
-                        {"type": "http.response.body", "body": b"".join(forward), "more_body": True}
-                    )
+                    await exchange.send(b"".join(forward))
             rest = splitter.rest()
             if rest:
                 out += Measure(len(rest))
-                await exchange.send(
-                    {"type": "http.response.body", "body": rest + b"\n\n", "more_body": True}
-                )
+                await exchange.send(rest + b"\n\n")
         except (UpstreamError, ValueError):
             # The caller leaving closes the response under us: what it was sent, it used.
-            outcome = "ok" if gone.is_set() else "error"
-        finally:
-            watcher.cancel()
+            outcome = "ok" if gone else "error"
         settled = settle(call.measured_in, out, len(indexes), reported)
         try:
             if outcome == "ok":
@@ -483,7 +487,7 @@ class Gateway:
                 tail = _sse_error(
                     ApiError(502, "the deployment's stream broke off", type="upstream_error")
                 )
-        await exchange.send({"type": "http.response.body", "body": tail, "more_body": False})
+        exchange.finish(tail)
 
 
 class _Call:
@@ -511,11 +515,9 @@ class _Call:
 
     async def record(self, settled: Settled, outcome: Outcome) -> None:
         gateway = self.gateway
-        payload = call_event(
+        payload = self.target.events(
             event_id=self.event_id,
-            source=gateway.meter.source,
-            moment=datetime.fromtimestamp(self.wall, UTC),
-            served=self.target.served,
+            wall=self.wall,
             input_tokens=settled.input_tokens,
             output_tokens=settled.output_tokens,
             duration_ms=int((gateway._clock() - self.started) * 1000),

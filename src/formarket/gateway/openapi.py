@@ -106,13 +106,22 @@ def _errors(*statuses: str) -> dict[str, Any]:
     }
 
 
+_SSE_EVENT: dict[str, Any] = {
+    "type": "object",
+    "description": "One server-sent event: a chunk's JSON, or `[DONE]` at the end.",
+    "properties": {"data": {"type": "string"}, "event": {"type": "string"}},
+    "required": ["data"],
+}
+
+
 def _post(summary: str, request: str, answer: str, *, streams: bool) -> dict[str, Any]:
     content: dict[str, Any] = {
         "application/json": {"schema": {"$ref": f"#/components/schemas/{answer}"}}
     }
     if streams:
+        # Before OpenAPI 3.2 (`itemSchema`), the schema of an event stream describes one event.
         content["text/event-stream"] = {
-            "schema": {"type": "string"},
+            "schema": _SSE_EVENT,
             "description": "With `stream: true`: the deployment's server-sent events.",
         }
     return {

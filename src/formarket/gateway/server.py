@@ -1,9 +1,11 @@
 """Running the gateway: its parts wired together, served by uvicorn.
 
-uvicorn serves the ASGI app with httptools (llhttp) parsing requests and uvloop as the event
-loop: the fastest of the boring choices, and it refuses malformed HTTP (bad request lines,
-header injection through bare CR or LF) before the app sees a byte. `ServerThread` runs any
-ASGI app (the gateway, the stand-in deployment) in a thread, for the demo and the tests.
+uvicorn runs the server on uvloop (the listening socket, signals, the lifespan, a graceful
+shutdown). The gateway speaks HTTP through its own protocol (`formarket.gateway.protocol`:
+llhttp parses, as in uvicorn's, without ASGI's cost per call); any other ASGI app, such as the
+stand-in deployment, through uvicorn's httptools protocol. Either refuses malformed HTTP (bad
+request lines, header injection through bare CR or LF) before the app sees a byte.
+`ServerThread` runs the gateway or an ASGI app in a thread, for the demo and the tests.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from formarket.gateway.keys import KeyStore, load_keys
 from formarket.gateway.limits import Limits
 from formarket.gateway.meter import Meter
 from formarket.gateway.openapi import openapi_document
+from formarket.gateway.protocol import uvicorn_protocol
 from formarket.gateway.routes import FileRouteTable
 from formarket.gateway.spool import SpoolWriter
 from formarket.gateway.upstream import UpstreamPool
@@ -146,9 +149,9 @@ class _Coalesced:
 
 
 class _Protocol(HttpToolsProtocol):
-    """uvicorn's HTTP/1.1 protocol, writing each response in one piece, and refusing malformed
-    HTTP (which never reaches the app) in OpenAI's error shape too, so that a client sees one
-    shape for every refusal."""
+    """uvicorn's HTTP/1.1 protocol for ASGI apps, writing each response in one piece, and
+    refusing malformed HTTP (which never reaches the app) in OpenAI's error shape too, so that
+    a client sees one shape for every refusal."""
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(cast(asyncio.Transport, _Coalesced(transport, self.loop)))
@@ -169,11 +172,38 @@ class _Protocol(HttpToolsProtocol):
         self.transport.close()
 
 
+class _Lifespan:
+    """The ASGI app uvicorn runs for the gateway: its lifespan only (its calls go through
+    `protocol.HttpProtocol` straight to `Gateway.handle`)."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "lifespan":
+            raise RuntimeError("the gateway is served by its own HTTP protocol, not by ASGI")
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await self.gateway.startup()
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.gateway.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
 def _uvicorn_config(app: Any, *, log_level: str = "warning") -> uvicorn.Config:
+    """How uvicorn serves `app`: the gateway through its own protocol, an ASGI app through
+    uvicorn's."""
+    if isinstance(app, Gateway):
+        app, http = _Lifespan(app), uvicorn_protocol(app.handle)
+    else:
+        http = _Protocol
     return uvicorn.Config(
         app,
         loop="uvloop",
-        http=_Protocol,
+        http=http,
         lifespan="on",
         access_log=False,
         log_level=log_level,
@@ -186,7 +216,8 @@ def _uvicorn_config(app: Any, *, log_level: str = "warning") -> uvicorn.Config:
 
 
 def run_app(app: Any, host: str, port: int, announce: Callable[[str], None]) -> None:
-    """Serve an ASGI app in this thread until SIGINT or SIGTERM; `announce` is told where."""
+    """Serve the gateway or an ASGI app in this thread until SIGINT or SIGTERM; `announce`
+    is told where."""
     sock = bind(host, port)
     server = uvicorn.Server(_uvicorn_config(app))
     announce(f"http://{host}:{sock.getsockname()[1]}")
@@ -202,8 +233,8 @@ def serve(config: GatewayConfig, host: str, port: int, announce: Callable[[str],
 
 
 class ServerThread:
-    """An ASGI app served by uvicorn in a thread of this process, on `host`:`port` (0: any
-    free port); `url` says where once `start` returns."""
+    """The gateway or an ASGI app served by uvicorn in a thread of this process, on
+    `host`:`port` (0: any free port); `url` says where once `start` returns."""
 
     def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0) -> None:
         self._sock = bind(host, port)

@@ -14,9 +14,9 @@ Pure functions over decoded JSON: the gateway's app calls them with what it forw
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 __all__ = [
     "BYTES_PER_TOKEN",
@@ -71,85 +71,101 @@ class Measure:
     @property
     def bound(self) -> int:
         """No tokenizer can have produced more tokens than this."""
-        return (
-            self.text_bytes
-            + self.token_ids
-            + _BOUND_PER_PIECE * self.pieces
-            + (_BOUND_PER_REQUEST if self.text_bytes or self.token_ids or self.pieces else 0)
-        )
+        return _bound(self.text_bytes, self.token_ids, self.pieces)
 
     @property
     def estimate(self) -> int:
         """The gateway's own count, billed when the upstream's cannot be believed."""
-        if not (self.text_bytes or self.token_ids or self.pieces):
-            return 0
-        text = -(-self.text_bytes // BYTES_PER_TOKEN)
-        return min(
-            self.bound,
-            text + self.token_ids + _ESTIMATE_PER_PIECE * self.pieces + _ESTIMATE_PER_REQUEST,
-        )
+        return _estimate(self.text_bytes, self.token_ids, self.pieces)
 
 
-@dataclass(frozen=True, slots=True)
-class Settled:
+def _bound(text_bytes: int, token_ids: int, pieces: int) -> int:
+    if not (text_bytes or token_ids or pieces):
+        return 0
+    return text_bytes + token_ids + _BOUND_PER_PIECE * pieces + _BOUND_PER_REQUEST
+
+
+def _estimate(text_bytes: int, token_ids: int, pieces: int) -> int:
+    if not (text_bytes or token_ids or pieces):
+        return 0
+    text = -(-text_bytes // BYTES_PER_TOKEN)
+    return min(
+        _bound(text_bytes, token_ids, pieces),
+        text + token_ids + _ESTIMATE_PER_PIECE * pieces + _ESTIMATE_PER_REQUEST,
+    )
+
+
+class Settled(NamedTuple):
     input_tokens: int
     output_tokens: int
     source: TokensSource
 
 
-def _walk(value: object, acc: list[int]) -> None:
-    """Add the UTF-8 bytes of every text value under `value` to acc[0] and its integers (token
-    ids) to acc[1]; keys are structure, never counted. Iterative: a request may nest deeper
-    than Python's recursion limit."""
+def _walk(value: object) -> tuple[int, int]:
+    """(UTF-8 bytes of every text value under `value`, how many integers (token ids) it
+    holds); keys are structure, never counted. Iterative: a request may nest deeper than
+    Python's recursion limit. Decoded JSON holds exactly dict, list, str, int, float, bool and
+    None; the exact types are tested first (cheap), their subclasses after."""
+    text = ids = 0
     stack = [value]
+    pop = stack.pop
+    push = stack.append
     while stack:
-        item = stack.pop()
-        if isinstance(item, str):
-            acc[0] += len(item.encode("utf-8", "surrogatepass"))
-        elif isinstance(item, bool) or item is None or isinstance(item, float):
+        item = pop()
+        if type(item) is str:
+            text += len(item) if item.isascii() else len(item.encode("utf-8", "surrogatepass"))
+        elif type(item) is dict:
+            for key, inner in item.items():
+                if key not in _NOT_TEXT:
+                    if type(inner) is str and inner.isascii():
+                        text += len(inner)
+                    else:
+                        push(inner)
+        elif type(item) is list:
+            stack.extend(item)
+        elif type(item) is int:
+            ids += 1
+        elif type(item) is bool or type(item) is float or item is None:
+            continue
+        elif isinstance(item, str):
+            text += len(item.encode("utf-8", "surrogatepass"))
+        elif isinstance(item, bool):
             continue
         elif isinstance(item, int):
-            acc[1] += 1
+            ids += 1
         elif isinstance(item, Mapping):
             stack.extend(v for k, v in item.items() if k not in _NOT_TEXT)
         elif isinstance(item, list | tuple):
             stack.extend(item)
-
-
-def _measure(values: Iterable[object], pieces: int) -> Measure:
-    acc = [0, 0]
-    for value in values:
-        _walk(value, acc)
-    return Measure(acc[0], acc[1], pieces)
+    return text, ids
 
 
 def measure_request(kind: Kind, request: Mapping[str, object]) -> Measure:
     """The input the model reads: the text of the request's input fields."""
-    values = [request[name] for name in _INPUT_FIELDS[kind] if name in request]
-    pieces = 0
-    if kind == "chat":
-        messages = request.get("messages")
-        pieces = len(messages) if isinstance(messages, list) else 0
-    measured = _measure(values, pieces)
+    text = ids = 0
+    for name in _INPUT_FIELDS[kind]:
+        if name in request:
+            more_text, more_ids = _walk(request[name])
+            text += more_text
+            ids += more_ids
     if kind != "chat":
         # Numbers in a prompt are token ids; a chat request's numbers are parameters.
-        return measured
-    return Measure(measured.text_bytes, 0, measured.pieces)
+        return Measure(text, ids, 0)
+    messages = request.get("messages")
+    return Measure(text, 0, len(messages) if isinstance(messages, list) else 0)
 
 
 def measure_choices(choices: object) -> Measure:
     """The output the model wrote: the text of a response's (or a stream chunk's) choices."""
     if not isinstance(choices, list):
         return Measure()
-    acc = [0, 0]
-    _walk(choices, acc)
-    return Measure(acc[0], 0, 0)
+    return Measure(_walk(choices)[0], 0, 0)
 
 
 def upstream_usage(kind: Kind, usage: object) -> tuple[int, int] | None:
     """(input, output) tokens from an OpenAI `usage` object, or None when it has none or it
     is not one (a count that is not a non-negative integer is no count)."""
-    if not isinstance(usage, Mapping):
+    if type(usage) is not dict and not isinstance(usage, Mapping):
         return None
     prompt = usage.get("prompt_tokens")
     completion = usage.get("completion_tokens", 0 if kind == "embedding" else None)
@@ -173,11 +189,11 @@ def settle(
     """The counts that are billed: the upstream's when it reported possible ones, else the
     gateway's estimate. `choices` is how many replies were written (each may end with special
     tokens)."""
-    out = Measure(measured_out.text_bytes, measured_out.token_ids, choices)
-    if measured_out.text_bytes == 0 and choices == 0:
-        out = Measure()
+    out_text, out_ids = measured_out.text_bytes, measured_out.token_ids
+    if out_text == 0 and choices == 0:
+        out_ids = 0
     if reported is not None:
         tokens_in, tokens_out = reported
-        if tokens_in <= measured_in.bound and tokens_out <= out.bound:
+        if tokens_in <= measured_in.bound and tokens_out <= _bound(out_text, out_ids, choices):
             return Settled(tokens_in, tokens_out, "upstream")
-    return Settled(measured_in.estimate, out.estimate, "measured")
+    return Settled(measured_in.estimate, _estimate(out_text, out_ids, choices), "measured")

@@ -72,6 +72,14 @@ class _Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.requests = 0
+        # Timeouts: one timer per connection, moved on only when it fires, rather than a timer
+        # made and cancelled for every wait (twice per call). `deadline` is when the wait in
+        # progress times out (loop time; 0: no wait in progress).
+        self.deadline = 0.0
+        self._awaited: asyncio.Future[None] | None = None
+        self._expired = False
+        self._alarm: asyncio.TimerHandle | None = None
+        self._alarm_at = 0.0
         self._reset()
 
     def _reset(self) -> None:
@@ -107,6 +115,7 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        self._disarm()
         if not self.done:
             self._fail(UpstreamError("the deployment closed the connection mid-response"))
 
@@ -133,6 +142,46 @@ class _Connection(asyncio.Protocol):
         self.keep_alive = self.parser.should_keep_alive()
         self._wake()
 
+    # timeouts
+
+    async def wait(self, future: asyncio.Future[None], timeout: float) -> None:
+        """Await `future`; TimeoutError (and `future` cancelled) after `timeout` seconds."""
+        self.deadline = deadline = self.loop.time() + timeout
+        if self._alarm is None or deadline < self._alarm_at:
+            self._arm(deadline)
+        self._awaited = future
+        try:
+            await future
+        except asyncio.CancelledError:
+            if self._expired:
+                self._expired = False
+                raise TimeoutError from None
+            raise
+        finally:
+            self.deadline = 0.0
+            self._awaited = None
+
+    def _arm(self, at: float) -> None:
+        if self._alarm is not None:
+            self._alarm.cancel()
+        self._alarm_at = at
+        self._alarm = self.loop.call_at(at, self._ring)
+
+    def _disarm(self) -> None:
+        if self._alarm is not None:
+            self._alarm.cancel()
+            self._alarm = None
+
+    def _ring(self) -> None:
+        self._alarm = None
+        if not self.deadline:
+            return  # no wait in progress: the next one arms the timer again
+        if self.loop.time() < self.deadline:
+            self._arm(self.deadline)
+        elif self._awaited is not None and not self._awaited.done():
+            self._expired = True
+            self._awaited.cancel()
+
     # the reader's side
 
     def _wake(self) -> None:
@@ -154,7 +203,7 @@ class _Connection(asyncio.Protocol):
                 raise self.error
             self.waiter = self.loop.create_future()
             try:
-                await _within(self.loop, self.waiter, timeout)
+                await self.wait(self.waiter, timeout)
             except TimeoutError as exc:
                 raise UpstreamError(
                     f"the deployment sent nothing for {timeout:g}s", timeout=True
@@ -170,32 +219,9 @@ class _Connection(asyncio.Protocol):
 
     def close(self) -> None:
         self.closed = True
+        self._disarm()
         if self.transport is not None:
             self.transport.close()
-
-
-async def _within(
-    loop: asyncio.AbstractEventLoop, future: asyncio.Future[None], timeout: float
-) -> None:
-    """Await `future`, cancelling it after `timeout` seconds (TimeoutError): a timer, where
-    asyncio.wait_for in Python 3.11 also wraps the future in callbacks and a new future on
-    every call, a cost paid twice per forwarded call."""
-    fired = False
-
-    def expire() -> None:
-        nonlocal fired
-        fired = True
-        future.cancel()
-
-    timer = loop.call_later(timeout, expire)
-    try:
-        await future
-    except asyncio.CancelledError:
-        if fired:
-            raise TimeoutError from None
-        raise
-    finally:
-        timer.cancel()
 
 
 class UpstreamResponse:
@@ -281,6 +307,7 @@ class UpstreamPool:
         self.idle_timeout = idle_timeout
         self.max_idle = max_idle
         self._idle: dict[Endpoint, list[_Connection]] = {}
+        self._heads: dict[tuple[Endpoint, str], bytes] = {}
         self._tls: ssl.SSLContext | None = None
 
     def _release(self, key: Endpoint, conn: _Connection) -> None:
@@ -317,21 +344,27 @@ class UpstreamPool:
                 return conn
         return None
 
+    def _head(self, endpoint: Endpoint, path: str) -> bytes:
+        """A request's head up to its length, made once per endpoint and path."""
+        head = self._heads.get((endpoint, path))
+        if head is None:
+            head = b"".join(
+                (
+                    b"POST ",
+                    (endpoint.base + path).encode(),
+                    b" HTTP/1.1\r\nHost: ",
+                    endpoint.host_header,
+                    b"\r\nContent-Type: application/json\r\nAccept: application/json,"
+                    b" text/event-stream\r\nContent-Length: ",
+                )
+            )
+            if len(self._heads) < 4096:
+                self._heads[(endpoint, path)] = head
+        return head
+
     async def post(self, endpoint: Endpoint, path: str, body: bytes) -> UpstreamResponse:
         """POST a JSON body to `path` under the endpoint; the response once its head arrived."""
-        request = b"".join(
-            (
-                b"POST ",
-                (endpoint.base + path).encode(),
-                b" HTTP/1.1\r\nHost: ",
-                endpoint.host_header,
-                b"\r\nContent-Type: application/json\r\nAccept: application/json,"
-                b" text/event-stream\r\nContent-Length: ",
-                str(len(body)).encode(),
-                b"\r\n\r\n",
-                body,
-            )
-        )
+        request = b"%s%d\r\n\r\n%s" % (self._head(endpoint, path), len(body), body)
         conn = self._idle_connection(endpoint)
         # A kept-alive connection the deployment closed meanwhile fails before any byte of a
         # response: the request was never read, so sending it again on a new one is safe.
@@ -342,7 +375,7 @@ class UpstreamPool:
             assert conn.transport is not None
             conn.transport.write(request)
             try:
-                await _within(conn.loop, conn.head, self.response_timeout)
+                await conn.wait(conn.head, self.response_timeout)
             except TimeoutError as exc:
                 conn.close()
                 raise UpstreamError(
