@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from formarket.gateway.protocol import ClientGone, HttpExchange, HttpProtocol
+from formarket.gateway.protocol import MAX_HEAD, ClientGone, HttpExchange, HttpProtocol
 
 Handler = Callable[[HttpExchange], Coroutine[Any, Any, None]]
 JSON = (b"content-type", b"application/json")
@@ -322,6 +322,34 @@ def test_malformed_http_mid_body_is_refused_and_closed(serve: Callable[..., Serv
         assert status == 400
         assert headers["connection"] == "close"
         assert json.loads(body)["error"]["code"] == "malformed_http"
+        assert reader.closed()
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"GET /" + b"a" * (MAX_HEAD + 1) + b" HTTP/1.1\r\n",
+        b"GET / HTTP/1.1\r\n" + b"X-Filler: yyyyyyyy\r\n" * (MAX_HEAD // 16 + 2),
+        # Counted as it arrives, from the second piece: a little more than the limit.
+        b"GET / HTTP/1.1\r\nX-Endless: " + b"z" * (MAX_HEAD + 8192),
+    ],
+    ids=["target", "headers", "one endless header"],
+)
+def test_an_endless_request_head_is_refused_and_closed(
+    serve: Callable[..., Served], head: bytes
+) -> None:
+    sock, reader = connect(serve(echo))
+    with sock:
+        for start in range(0, len(head), 4096):  # in pieces, as a slow sender would
+            try:
+                sock.sendall(head[start : start + 4096])
+            except (BrokenPipeError, ConnectionResetError):
+                break  # refused already
+            time.sleep(0.001)
+        status, headers, body = reader.answer()
+        assert status == 431
+        assert headers["connection"] == "close"
+        assert json.loads(body)["error"]["code"] == "request_head_too_large"
         assert reader.closed()
 
 

@@ -36,10 +36,13 @@ import httptools
 
 from formarket.gateway.wire import error_body
 
-__all__ = ["ClientGone", "HttpExchange", "HttpProtocol", "uvicorn_protocol"]
+__all__ = ["MAX_HEAD", "ClientGone", "HttpExchange", "HttpProtocol", "uvicorn_protocol"]
 
 _log = logging.getLogger("formarket.gateway")
 _HIGH_WATER = 1 << 16  # body bytes read ahead of the gateway before reading pauses
+# A request's target and headers together; llhttp sets no bound of its own, and an endless
+# head would otherwise grow in memory until the keep-alive timer ends it.
+MAX_HEAD = 1 << 16
 
 Headers = Sequence[tuple[bytes, bytes]]
 Handler = Callable[["HttpExchange"], Coroutine[Any, Any, None]]
@@ -55,6 +58,10 @@ def _status_line(status: int) -> bytes:
 
 _STATUS = {status: _status_line(status) for status in range(100, 600)}
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+
+class _HeadTooLarge(Exception):
+    pass
 
 
 class ClientGone(ConnectionError):
@@ -279,6 +286,8 @@ class HttpProtocol(asyncio.Protocol):
         self._waiting: collections.deque[HttpExchange] = collections.deque()  # pipelined
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
+        self._head_size = 0
+        self._in_head = False  # between a request's first byte and the end of its headers
         self._expect_continue = False
         self._read_paused = False
         self._writable: asyncio.Future[None] | None = None  # set while writing is paused
@@ -301,6 +310,10 @@ class HttpProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self._last = self.loop.time()
         try:
+            if self._in_head:
+                # llhttp hands over a header only once it is whole: one that never ends
+                # is counted here, as it arrives.
+                self._count_head(len(data))
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
             # No protocol upgrades: the request is answered as plain HTTP, and then the
@@ -310,8 +323,13 @@ class HttpProtocol(asyncio.Protocol):
                 self.transport.close()
             else:
                 receiving.keep_alive = False
+        except _HeadTooLarge as exc:
+            self._refuse(str(exc), 431, "request_head_too_large")
         except httptools.HttpParserError as exc:
-            self._refuse(f"malformed HTTP request: {exc}")
+            if isinstance(exc.__context__, _HeadTooLarge):
+                self._refuse(str(exc.__context__), 431, "request_head_too_large")
+            else:
+                self._refuse(f"malformed HTTP request: {exc}")
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.connections.discard(self)
@@ -350,18 +368,29 @@ class HttpProtocol(asyncio.Protocol):
     def on_message_begin(self) -> None:
         self._url = b""
         self._headers = []
+        self._head_size = 0
+        self._in_head = True
         self._expect_continue = False
 
     def on_url(self, url: bytes) -> None:
         self._url += url
+        self._count_head(len(url))
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        self._count_head(len(name) + len(value))
         name = name.lower()
         if name == b"expect" and value.lower() == b"100-continue":
             self._expect_continue = True
         self._headers.append((name, value))
 
+    def _count_head(self, size: int) -> None:
+        self._head_size += size
+        if self._head_size > MAX_HEAD:
+            # Raised through llhttp's callback: feed_data fails with it as the context.
+            raise _HeadTooLarge(f"the request head is larger than {MAX_HEAD} bytes")
+
     def on_headers_complete(self) -> None:
+        self._in_head = False
         parser = self.parser
         path = httptools.parse_url(self._url).path.decode("ascii")
         if "%" in path:
@@ -436,15 +465,15 @@ class HttpProtocol(asyncio.Protocol):
         if self._waiting:
             self._begin(self._waiting.popleft())
 
-    def _refuse(self, message: str) -> None:
+    def _refuse(self, message: str, status: int = 400, code: str = "malformed_http") -> None:
         """Malformed HTTP: a 400 in OpenAI's shape (unless an answer has begun), then close."""
         current = self.current
         if current is None or not current.started:
-            body = error_body(message, "invalid_request_error", None, "malformed_http")
+            body = error_body(message, "invalid_request_error", None, code)
             self.transport.write(
                 b"".join(
                     (
-                        _STATUS[400],
+                        _STATUS[status],
                         b"content-type: application/json\r\ncontent-length: ",
                         b"%d" % len(body),
                         b"\r\nconnection: close\r\n\r\n",
