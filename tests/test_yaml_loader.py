@@ -220,3 +220,27 @@ def _yaml11_only(data: Any) -> bool:
     if isinstance(data, list):
         return any(_yaml11_only(v) for v in data)
     return False
+
+
+def _wide_number_by_scanning(data: bytes) -> bool:
+    """Every `_` beside a digit or a dot and every `0b`/`0o`/`0x`, one by one: what the
+    pattern that finds them stands for."""
+    numberish = set(b"0123456789.")
+    suspects = [
+        at
+        for at, byte in enumerate(data)
+        if byte == ord("_")
+        and (
+            (at > 0 and data[at - 1] in numberish)
+            or (at + 1 < len(data) and data[at + 1] in numberish)
+        )
+    ]
+    suspects += [at for at in range(len(data) - 1) if data[at : at + 2] in (b"0b", b"0o", b"0x")]
+    return any(yaml_loader._wide_number_at(data, at) for at in suspects)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(st.sampled_from(list("0123456789._-+ebox:, \n\"'#[]{}a")), max_size=30))
+def test_numbers_the_fast_reader_reads_otherwise_are_found(text: str) -> None:
+    data = text.encode()
+    assert yaml_loader._has_wide_number(data) == _wide_number_by_scanning(data)

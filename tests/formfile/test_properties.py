@@ -60,6 +60,7 @@ _RAW = _text(1).map(str.strip).filter(lambda value: raw_text_problem(value) is N
 _SEGMENT = _text(1, 8).filter(lambda s: "/" not in s and s not in {".", ".."})
 _ABSOLUTE = st.lists(_SEGMENT, max_size=3).map(lambda parts: "/" + "/".join(parts))
 _RELATIVE = st.lists(st.one_of(_SEGMENT, st.just(".")), min_size=1, max_size=3).map("/".join)
+_WORKDIR = _ABSOLUTE.map(str.strip).filter(lambda path: raw_text_problem(path) is None)
 _USERNAME = _regex(USERNAME_PATTERN)
 _LIST_ITEM = _text(1, 12).map(str.strip).filter(lambda s: s and "," not in s)
 
@@ -122,7 +123,7 @@ def formfiles(draw: st.DrawFn) -> Formfile:
         steps.insert(position, UserStep(username=user.username))
         position += 1
     if draw(st.booleans()):
-        path = draw(_ABSOLUTE.map(str.strip).filter(lambda p: raw_text_problem(p) is None))
+        path = draw(_WORKDIR)
         steps.insert(draw(st.integers(0, len(steps))), WorkdirStep(path=path))
     model_ids = draw(st.lists(_regex(MODEL_ID_PATTERN), max_size=3, unique=True))
     required = draw(st.lists(st.booleans(), min_size=len(model_ids), max_size=len(model_ids)))
@@ -166,6 +167,9 @@ def _assert_only_documented_outcomes(text: str) -> None:
         assert exc.location == result.errors[0].location
         return
     assert formfile == result.formfile
+    # The parser builds the model without validating it again, its own checks being the
+    # model's: validating what it holds, all the way down, must give it back.
+    assert Formfile.model_validate(formfile.model_dump()) == formfile
     # Whatever parses, renders to text that parses back to the same meaning.
     assert parse_formfile(render_formfile(formfile)) == formfile
 
@@ -220,6 +224,37 @@ def test_instruction_shaped_text_gives_a_result_or_a_located_error(
     lines: list[str], newline: str
 ) -> None:
     _assert_only_documented_outcomes("NAME fuzz\n" + newline.join(lines))
+
+
+def _edit(line: str, at: int, how: str, char: str) -> str:
+    at %= len(line) + 1
+    if how == "insert":
+        return line[:at] + char + line[at:]
+    return line[:at] + (char if how == "replace" else "") + line[at + 1 :]
+
+
+def _edited(texts: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
+    how = st.sampled_from(["insert", "replace", "delete"])
+    return st.builds(_edit, texts, st.integers(0, 200), how, _CHAR)
+
+
+# A name that is valid or nearly, and a line of a valid Formfile with one character inserted,
+# replaced or removed: many such texts are accepted, each close to what is refused. Lines of
+# steps, which have the most rules, come as often as all the others.
+_NEAR_NAME = st.one_of(_regex(NAME_PATTERN), _edited(_regex(NAME_PATTERN)))
+_STEP_LINE = st.one_of(_STEP, _WORKDIR.map(lambda path: WorkdirStep(path=path))).map(
+    lambda step: render_formfile(Formfile(name="n", steps=(step,))).splitlines()[-1]
+)
+_EDITED_LINE = _edited(st.one_of(_VALID_LINE, _STEP_LINE))
+
+
+@settings(PROPERTY, max_examples=500)
+@given(_NEAR_NAME, _EDITED_LINE)
+def test_what_the_parser_accepts_its_models_accept(name: str, line: str) -> None:
+    # The parser builds the model without validating it again, so every rule of the model
+    # must be one the parser checks itself: `_assert_only_documented_outcomes` validates
+    # whatever is accepted anew.
+    _assert_only_documented_outcomes(f"NAME {name}\n{line}")
 
 
 _FILLER = st.sampled_from(["", "   ", "\t", "#", "# a comment", "  # indented \\", "#NAME other"])

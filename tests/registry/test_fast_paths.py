@@ -4,6 +4,7 @@ look-alike names of the changed listings only."""
 
 from __future__ import annotations
 
+import gc
 import json
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from benchmarks.synthetic import registry_files
 
 from formarket.registry.cache import ResultCache
 from formarket.registry.confusables import confusable_pairs, skeleton
+from formarket.registry.scan import _SMALLEST_CHUNK, Task, _chunks, collector_paused
 from formarket.registry.snapshot import WorkTreeSnapshot
 from formarket.registry.validate import validate_snapshot
 
@@ -65,14 +67,37 @@ def test_all_cores_find_what_one_finds(tmp_path: Path) -> None:
     (tmp_path / listing).write_text(broken)
     (tmp_path / "registry/models/stray.txt").write_text("")
 
-    def findings(jobs: int) -> list[tuple[str, str, int]]:
+    def findings(jobs: int) -> tuple[list[tuple[str, str, int]], list[Task]]:
         report = validate_snapshot(WorkTreeSnapshot(tmp_path), ResultCache(None, "t"), jobs=jobs)
         assert report.documents > 450
-        return [(f.code, f.path, f.line) for f in report.findings]
+        return [(f.code, f.path, f.line) for f in report.findings], report.tasks
 
-    alone = findings(1)
+    alone, tasks = findings(1)
     assert {code for code, _, _ in alone} >= {"REG002", "REG020"}
-    assert findings(2) == alone
+    assert all(task.key for task in tasks)
+    # The workers key the folders they check: the keys come back with the results.
+    assert findings(2) == (alone, tasks)
+
+
+def test_chunks_hold_every_task_once_in_order_and_shrink() -> None:
+    tasks = [Task("model", f"registry/models/p/{i}", f"p/{i}", "") for i in range(5000)]
+    chunks = _chunks(tasks, 2)
+    assert [task for chunk in chunks for task in chunk] == tasks
+    sizes = [len(chunk) for chunk in chunks]
+    assert sizes == sorted(sizes, reverse=True)
+    assert sizes[-2] == _SMALLEST_CHUNK
+    assert sizes[0] > 10 * _SMALLEST_CHUNK
+
+
+def test_the_collector_is_paused_and_then_as_it_was() -> None:
+    for enabled in (True, False):
+        (gc.enable if enabled else gc.disable)()
+        try:
+            with collector_paused():
+                assert not gc.isenabled()
+            assert gc.isenabled() == enabled
+        finally:
+            gc.enable()
 
 
 def test_look_alikes_of_the_changed_listings_are_those_of_the_whole_registry() -> None:

@@ -10,10 +10,10 @@ Pure: no I/O, no clock, no randomness; the farm's known bases and GPU models are
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import re
 from collections.abc import Iterable
+from typing import Any
 
 from formarket.builder.formfile_codes import FormfileCode
 from formarket.builder.formfile_context import (
@@ -34,8 +34,10 @@ from formarket.schemas.formfile import (
     DEFAULT_BASES,
     DEFAULT_GPUS,
     GPU_MODEL_PATTERN,
+    CopyStep,
     Formfile,
     FormfileSourceMap,
+    WorkdirStep,
 )
 
 __all__ = [
@@ -53,7 +55,7 @@ __all__ = [
     "too_large",
 ]
 
-_KEYWORD = re.compile(r"[^ \t]+")
+_KEYWORD = re.compile(r"([^ \t]+)\s*")
 
 
 def _settings(known_bases: Iterable[str], known_gpus: Iterable[str]) -> Settings:
@@ -88,9 +90,10 @@ class _Reader:
         keyword_match = _KEYWORD.match(line.text)
         if keyword_match is None:
             return  # only a dangling `\` was on this line; that is reported already
-        keyword = keyword_match.group()
-        rest = line.text[len(keyword) :]
-        args_offset = len(keyword) + len(rest) - len(rest.lstrip())
+        keyword = keyword_match.group(1)
+        # The arguments start after the blanks that follow the keyword (`\s`: what
+        # `str.strip` removes, so a line holding only a keyword has none).
+        args_offset = keyword_match.end()
         ctx = LineContext(
             line, keyword, args_offset, self.draft, self.settings, self.path, self.errors
         )
@@ -99,7 +102,7 @@ class _Reader:
             return
         ctx.keyword = row.keyword
         self.mentioned.add(row.keyword)
-        if not ctx.args:
+        if args_offset == len(line.text):
             ctx.error(
                 FormfileCode.MISSING_ARGUMENT,
                 f"{row.keyword} needs an argument",
@@ -115,10 +118,15 @@ class _Reader:
                 hint=f"the first is on line {self.first_line[row.keyword]}; keep only one",
             )
             return
-        self.first_line.setdefault(row.keyword, line.line)
-        self.line_of.append((row.keyword, line.line))
-        with contextlib.suppress(LineAbandoned):
+        number = line.line
+        self.first_line.setdefault(row.keyword, number)
+        self.line_of.append((row.keyword, number))
+        # try/except rather than `contextlib.suppress`: a context manager per line of every
+        # Formfile of a registry was a measurable part of reading them.
+        try:
             row.handle(ctx)
+        except LineAbandoned:
+            return  # its error is recorded already
 
     def _miscased(self, ctx: LineContext) -> Instruction | None:
         keyword = ctx.keyword
@@ -141,24 +149,38 @@ class _Reader:
         return None
 
     def formfile(self) -> tuple[Formfile, FormfileSourceMap]:
+        """The model of what was read, which must hold no error.
+
+        Built without validating it again: every value was checked as it was read, against
+        the same patterns, ranges and uniqueness rules as the model's (the steps, users and
+        GPUs are models, validated when made), and the fields the model derives from the
+        steps are derived here the same way. The property tests check that validating the
+        result accepts it unchanged. (Validating it again cost about twice as much as this,
+        for every Formfile of a registry.)"""
         draft = self.draft
         assert draft.name is not None  # a missing NAME is an error, so no model is built
-        # `workdir` and `copies_whole_context` restate the steps; the model derives them.
-        formfile = Formfile(
-            name=draft.name,
-            description=draft.description,
-            base=draft.base,
-            vcpus=draft.vcpus,
-            memory_mib=draft.memory_mib,
-            disk_gib=draft.disk_gib,
-            gpus=tuple(draft.gpus),
-            model_required=tuple(draft.model_required),
-            model_preferred=tuple(draft.model_preferred),
-            users=tuple(draft.users),
-            steps=tuple(draft.steps),
-            entrypoint=draft.entrypoint,
-            expose=tuple(draft.expose),
-        )
+        steps = tuple(draft.steps)
+        values: dict[str, Any] = {
+            "name": draft.name,
+            "description": draft.description,
+            "base": draft.base,
+            "vcpus": draft.vcpus,
+            "memory_mib": draft.memory_mib,
+            "disk_gib": draft.disk_gib,
+            "gpus": tuple(draft.gpus),
+            "model_required": tuple(draft.model_required),
+            "model_preferred": tuple(draft.model_preferred),
+            "users": tuple(draft.users),
+            "steps": steps,
+            "entrypoint": draft.entrypoint,
+            "expose": tuple(draft.expose),
+            # What `Formfile`'s own derivation fills in from the steps.
+            "copies_whole_context": not any(isinstance(step, CopyStep) for step in steps),
+        }
+        for step in steps:
+            if isinstance(step, WorkdirStep):
+                values["workdir"] = step.path
+        formfile = Formfile.model_construct(set(values), **values)
         source_map = FormfileSourceMap(
             line_of=tuple(self.line_of), step_lines=tuple(draft.step_lines)
         )

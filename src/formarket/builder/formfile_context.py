@@ -18,6 +18,7 @@ from formarket.builder.formfile_lexer import (
     LogicalLine,
     UnterminatedQuoteError,
     Word,
+    quoted_values,
     split_plain,
     split_quoted,
 )
@@ -91,6 +92,8 @@ class LineAbandoned(Exception):
 class LineContext:
     """One logical line being handled: its arguments, and where to report what is wrong."""
 
+    __slots__ = ("_errors", "_path", "args_offset", "draft", "keyword", "line", "settings")
+
     def __init__(
         self,
         line: LogicalLine,
@@ -133,17 +136,32 @@ class LineContext:
         try:
             return split_quoted(self.line.text, self.args_offset, quotes)
         except UnterminatedQuoteError as exc:
-            self.fail(
-                FormfileCode.UNTERMINATED_QUOTE,
-                f"{self.keyword}: a quote is opened here and never closed",
-                at=exc.offset,
-                hint="close the quote on the same instruction (use `\\` to continue a line)",
-            )
+            self._unterminated(exc)
+
+    def values(self, quotes: str = "\"'") -> list[str]:
+        """The values of `words` alone, for instructions that need no word's place."""
+        try:
+            return quoted_values(self.line.text, self.args_offset, quotes)
+        except UnterminatedQuoteError as exc:
+            self._unterminated(exc)
+
+    def _unterminated(self, exc: UnterminatedQuoteError) -> NoReturn:
+        self.fail(
+            FormfileCode.UNTERMINATED_QUOTE,
+            f"{self.keyword}: a quote is opened here and never closed",
+            at=exc.offset,
+            hint="close the quote on the same instruction (use `\\` to continue a line)",
+        )
 
     def plain_words(self) -> list[Word]:
         return split_plain(self.line.text, self.args_offset)
 
     def one_word(self, what: str) -> Word:
+        args = self.args
+        if " " not in args and "\t" not in args:
+            # The arguments of a logical line are stripped and not empty: one word, as most
+            # lines with one argument are.
+            return Word(args, self.args_offset)
         words = self.plain_words()
         if len(words) != 1:
             self.fail(

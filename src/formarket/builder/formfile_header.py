@@ -27,10 +27,13 @@ __all__ = [
     "handle_vcpu",
 ]
 
+_NAME = re.compile(NAME_PATTERN)
+_MODEL_ID = re.compile(MODEL_ID_PATTERN)
+
 
 def handle_name(ctx: LineContext) -> None:
     word = ctx.one_word("name")
-    if not re.fullmatch(NAME_PATTERN, word.value):
+    if not _NAME.fullmatch(word.value):
         ctx.fail(
             FormfileCode.BAD_NAME,
             f"NAME {show(word.value)} is not a valid name",
@@ -70,7 +73,7 @@ def handle_model(ctx: LineContext) -> None:
             at=word.offset,
             hint="write `MODEL required:<model-id>` or `MODEL preferred:<model-id>`",
         )
-    if not re.fullmatch(MODEL_ID_PATTERN, model_id):
+    if not _MODEL_ID.fullmatch(model_id):
         ctx.fail(
             FormfileCode.BAD_MODEL,
             f"MODEL: {show(model_id)} is not a valid model id",

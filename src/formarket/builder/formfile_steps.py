@@ -45,6 +45,8 @@ _NAMED_SCOPES: dict[str, tuple[Scope, str]] = {
 }
 _PORT = re.compile(r"(\+?[0-9]{1,12})(/tcp)?")
 _SCOPE_FLAG = "--scope="
+_PACKAGE = re.compile(PACKAGE_PATTERN)
+_ENV_KEY = re.compile(ENV_KEY_PATTERN)
 
 
 def handle_copy(ctx: LineContext) -> None:
@@ -79,7 +81,7 @@ def handle_copy(ctx: LineContext) -> None:
 
 def handle_install(ctx: LineContext) -> None:
     words = ctx.plain_words()
-    bad = [word for word in words if not re.fullmatch(PACKAGE_PATTERN, word.value)]
+    bad = [word for word in words if not _PACKAGE.fullmatch(word.value)]
     for word in bad:
         ctx.error(
             FormfileCode.BAD_PACKAGE,
@@ -137,7 +139,7 @@ def handle_env(ctx: LineContext) -> None:
                 at=word.offset,
                 hint="write `ENV --scope=<scope> KEY=value`",
             )
-        elif not sep or not re.fullmatch(ENV_KEY_PATTERN, key):
+        elif not sep or not _ENV_KEY.fullmatch(key):
             ctx.error(
                 FormfileCode.BAD_ENV,
                 f"ENV: {show(word.value)} is not KEY=value with a valid key",
@@ -195,7 +197,7 @@ def handle_entrypoint(ctx: LineContext) -> None:
         argv = _json_entrypoint(ctx)
     else:
         # Formation's plain form groups with double quotes only; a single quote is a character.
-        argv = tuple(word.value for word in ctx.words(quotes='"'))
+        argv = tuple(ctx.values(quotes='"'))
         if not argv:
             ctx.fail(
                 FormfileCode.BAD_ENTRYPOINT,

@@ -8,8 +8,10 @@ all cores.
 from __future__ import annotations
 
 import gc
+import marshal
 import os
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -20,7 +22,7 @@ from formarket.registry.findings import Finding, finding
 from formarket.registry.index import Summary
 from formarket.registry.snapshot import Item, Snapshot, WorkTreeSnapshot
 
-__all__ = ["Task", "layout", "run_tasks"]
+__all__ = ["Task", "collector_paused", "layout", "run_tasks"]
 
 REGISTRY = "registry"
 LISTING_KINDS = {"models": "model", "agents": "agent"}
@@ -219,8 +221,9 @@ def _check(snapshot: Snapshot, env: CheckEnv, task: Task) -> Result:
     return summary, tuple(found)
 
 
-# Worker processes rebuild the snapshot and environment once, from these.
-_worker: tuple[Snapshot, CheckEnv] | None = None
+# Worker processes rebuild the snapshot and environment once, from these, and find the tasks
+# of a run there too (forked after they were made).
+_worker: tuple[Snapshot, CheckEnv, list[list[Task]]] | None = None
 
 
 def _snapshot_spec(snapshot: Snapshot) -> tuple[str, str, str]:
@@ -232,7 +235,7 @@ def _snapshot_spec(snapshot: Snapshot) -> tuple[str, str, str]:
     return ("git", str(snapshot.repo.path), snapshot.commit_id.decode())
 
 
-def _init_worker(spec: tuple[str, str, str], env: CheckEnv) -> None:
+def _init_worker(spec: tuple[str, str, str], env: CheckEnv, chunks: list[list[Task]]) -> None:
     global _worker
     kind, where, commit = spec
     snapshot: Snapshot
@@ -245,7 +248,9 @@ def _init_worker(spec: tuple[str, str, str], env: CheckEnv) -> None:
         snapshot = GitSnapshot(Repo(where), ObjectID(commit.encode()), commit)
     else:
         snapshot = WorkTreeSnapshot(Path(where))
-    _worker = (snapshot, env)
+    _worker = (snapshot, env, chunks)
+    # The parent may have forked with the collector paused (`collector_paused`).
+    gc.enable()
     # What the fork inherited lives as long as the worker: collections need not walk it, and
     # the checks allocate many short-lived objects, which the default thresholds collect far
     # more often than they need to.
@@ -253,10 +258,52 @@ def _init_worker(spec: tuple[str, str, str], env: CheckEnv) -> None:
     gc.set_threshold(20_000, 50, 100)
 
 
-def _run_chunk(tasks: list[Task]) -> list[Checked]:
+def _run_chunk(index: int) -> bytes:
+    """The keys and results of a chunk of tasks, as `marshal` bytes: the tasks are not sent
+    back and forth, and plain results are several times quicker to marshal than to pickle
+    (the parent reads the results of every worker)."""
     assert _worker is not None
-    snapshot, env = _worker
-    return [check_task(snapshot, env, task) for task in tasks]
+    snapshot, env, chunks = _worker
+    out = []
+    for task in chunks[index]:
+        keyed, plain = check_task(snapshot, env, task)
+        out.append((keyed.key, plain))
+    return marshal.dumps(out)
+
+
+_SMALLEST_CHUNK = 25
+
+
+def _chunks(tasks: list[Task], jobs: int) -> list[list[Task]]:
+    """Chunks that shrink as fewer tasks remain, so that large ones keep the overhead low and
+    small ones at the end leave no worker alone with a long one."""
+    chunks = []
+    start = 0
+    while start < len(tasks):
+        size = max(_SMALLEST_CHUNK, (len(tasks) - start) // (jobs * 4))
+        chunks.append(tasks[start : start + size])
+        start += size
+    return chunks
+
+
+@contextmanager
+def collector_paused(*, for_command: bool = False) -> Iterator[None]:
+    """The cycle collector off for a while. A check of a large registry makes tens of thousands
+    of objects that are never in a cycle (results, summaries, the index); each collection
+    walked them all again, and in the registry-wide rules that came after, most of their time
+    went there. Whatever cycles are made meanwhile are collected once it is back on.
+
+    `for_command`: the process ends soon after (see `ResultCache`); what was made is kept out
+    of the collector for good rather than walked once more when it is back on."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if for_command:
+            gc.freeze()
+        if enabled:
+            gc.enable()
 
 
 # Below this many documents a process pool costs more than it saves.
@@ -279,15 +326,16 @@ def run_tasks(
     # models, the Formfile parser, the license list) once, and the workers inherit it instead
     # of each paying for it.
     yield check_task(snapshot, env, tasks[0])
-    tasks = tasks[1:]
-    # Small enough that no worker is left alone with a long last chunk.
-    size = max(50, len(tasks) // (jobs * 16))
-    chunks = [tasks[i : i + size] for i in range(0, len(tasks), size)]
+    chunks = _chunks(tasks[1:], jobs)
     with ProcessPoolExecutor(
         max_workers=jobs,
         mp_context=get_context("fork"),
         initializer=_init_worker,
-        initargs=(_snapshot_spec(snapshot), env),
+        initargs=(_snapshot_spec(snapshot), env, chunks),
     ) as pool:
-        for results in pool.map(_run_chunk, chunks):
-            yield from results
+        for chunk, results in zip(chunks, pool.map(_run_chunk, range(len(chunks))), strict=True):
+            checked = marshal.loads(results)  # noqa: S302 - made by our own worker
+            for task, (key, plain) in zip(chunk, checked, strict=True):
+                if key != task.key:
+                    task = Task(task.kind, task.path, task.ident, key)
+                yield task, plain

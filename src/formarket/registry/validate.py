@@ -12,7 +12,7 @@ from formarket.registry.contract import compile_contract, contract_files, schema
 from formarket.registry.findings import Finding, Severity, with_lines
 from formarket.registry.index import RegistryIndex, Summary
 from formarket.registry.invariants import registry_findings
-from formarket.registry.scan import CheckEnv, Task, layout, run_tasks
+from formarket.registry.scan import CheckEnv, Task, collector_paused, layout, run_tasks
 from formarket.registry.snapshot import Snapshot
 from formarket.schemas.farm import DEFAULT_BASES, DEFAULT_GPUS
 
@@ -189,11 +189,15 @@ def validate_snapshot(snapshot: Snapshot, cache: ResultCache, *, jobs: int | Non
     without reading any document or building the index.
     """
     started = time.perf_counter()
+    with collector_paused(for_command=cache.for_command):
+        return _validate(snapshot, cache, jobs, started)
+
+
+def _validate(snapshot: Snapshot, cache: ResultCache, jobs: int | None, started: float) -> Report:
     files = env_files(snapshot)
     env_digest = files.digest
     # With nothing cached there is nothing to look up: folders are keyed by the workers.
     tasks, layout_findings = layout(snapshot, cache, keys=not cache.empty())
-    run_key = _run_key(env_digest, tasks, layout_findings)
 
     def build_index() -> RegistryIndex:
         _, summaries, _, _ = scan_snapshot(
@@ -201,7 +205,9 @@ def validate_snapshot(snapshot: Snapshot, cache: ResultCache, *, jobs: int | Non
         )
         return RegistryIndex.build(summaries)
 
-    whole = cache.get(run_key) if all(t.key for t in tasks) else None
+    # Unkeyed tasks come only from a cache with nothing in it: no whole run to look up.
+    keyed = all(t.key for t in tasks)
+    whole = cache.get(_run_key(env_digest, tasks, layout_findings)) if keyed else None
     if whole is not None:
         return Report(
             [Finding.from_plain(f) for f in whole],

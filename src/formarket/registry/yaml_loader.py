@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any
 
 import yaml
@@ -106,7 +107,13 @@ _SPECIAL_SEQUENCES = (b"\xc2\x85", b"\xe2\x80\xa8", b"\xe2\x80\xa9", b"\xef\xbb\
 # any token that could be such a number goes to the reference.
 _TOKEN_EDGE = re.compile(rb"[\s,\[\]{}:#\"']")
 _WIDE_NUMBER = re.compile(rb"[-+]?[0-9_.]*(?:[eE][-+]?[0-9_]*)?|[-+]?0[box][0-9a-fA-F_]*")
-_NUMBERISH = frozenset(b"0123456789.")
+# Places where a token could be such a number: `_` next to a digit or a dot, or a `0b`, `0o`,
+# `0x` prefix. (Any place in a token leads to that token: none of these characters ends one.)
+# Two patterns, each starting with a fixed character that the regular expression engine looks
+# for quickly: they take half the time of looking at every `_` in Python, where one pattern of
+# three alternatives took longer than that.
+_UNDERSCORE_BY_NUMBER = re.compile(rb"_(?:(?=[0-9.])|(?<=[0-9.]_))")
+_PREFIXED = re.compile(rb"0[box]")
 # What else the fast parser reads differently (dates, complex keys) it returns as values that
 # are not plain data, and `_plain_data` sends those to the reference.
 
@@ -118,23 +125,12 @@ def _could_differ(data: bytes) -> bool:
         return True
     if data.startswith((b"---", b"...")) or b"\n---" in data or b"\n..." in data:
         return True
-    return any(_wide_number_at(data, at) for at in _number_suspects(data))
+    return _has_wide_number(data)
 
 
-def _number_suspects(data: bytes) -> Iterator[int]:
-    """Places where a token could be a number the two parsers read differently."""
-    at = data.find(b"_")
-    while at != -1:
-        if (at > 0 and data[at - 1] in _NUMBERISH) or (
-            at + 1 < len(data) and data[at + 1] in _NUMBERISH
-        ):
-            yield at
-        at = data.find(b"_", at + 1)
-    for prefix in (b"0b", b"0o", b"0x"):
-        at = data.find(prefix)
-        while at != -1:
-            yield at
-            at = data.find(prefix, at + 1)
+def _has_wide_number(data: bytes) -> bool:
+    suspects = chain(_UNDERSCORE_BY_NUMBER.finditer(data), _PREFIXED.finditer(data))
+    return any(_wide_number_at(data, found.start()) for found in suspects)
 
 
 def _wide_number_at(data: bytes, at: int) -> bool:
