@@ -90,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
         except Exception as exc:  # one area failing must not lose the others
             print(f"benchmark {area} failed: {exc}", file=sys.stderr)
             sections.append(f"## {area}\n\nThe benchmark failed: {exc}\n")
+    whole = time.perf_counter() - started
+    sections.append(f"The whole run took {whole / 60:.0f} min {whole % 60:.0f} s.\n")
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text("\n".join(sections))
     print(f"\nwrote {output}")

@@ -91,8 +91,8 @@ def render(syn: Synthetic, generated: float, figures: Sequence[Figure], total: f
     lines = [
         "# Benchmarks",
         "",
-        f"Written by `make bench` (`python -m benchmarks --listings {syn.listings}`) on {now},"
-        f" in {total:.0f} s.",
+        f"Written by `make bench` (`python -m benchmarks --listings {syn.listings}`) on {now};"
+        f" the registry's figures took {total:.0f} s (the whole run's time is at the end).",
         "",
         f"- Machine: {machine()}.",
         f"- Versions: {versions()}.",
