@@ -13,7 +13,6 @@ from formarket.builder.formfile_lexer import (
     Word,
     _control_errors,
     _physical_lines,
-    quoted_values,
     split_quoted,
 )
 from formarket.schemas.formfile import forbidden_character
@@ -57,7 +56,7 @@ def _split_by_character(text: str, start: int, quotes: str) -> list[Word]:
     return words
 
 
-Split = Callable[[str, int, str], list[Word]] | Callable[[str, int, str], list[str]]
+Split = Callable[[str, int, str], list[Word]]
 
 
 def _outcome(split: Split, text: str, start: int, quotes: str) -> object:
@@ -78,8 +77,6 @@ def test_split_quoted_is_the_character_by_character_definition(
     start = data.draw(st.integers(0, len(text)))
     expected = _outcome(_split_by_character, text, start, quotes)
     assert _outcome(split_quoted, text, start, quotes) == expected
-    values = expected if isinstance(expected, tuple) else [word.value for word in expected]
-    assert _outcome(quoted_values, text, start, quotes) == values
 
 
 def _control_errors_by_line(lines: list[str]) -> list[tuple[int, int]]:

@@ -18,7 +18,6 @@ from formarket.builder.formfile_lexer import (
     LogicalLine,
     UnterminatedQuoteError,
     Word,
-    quoted_values,
     split_plain,
     split_quoted,
 )
@@ -136,22 +135,12 @@ class LineContext:
         try:
             return split_quoted(self.line.text, self.args_offset, quotes)
         except UnterminatedQuoteError as exc:
-            self._unterminated(exc)
-
-    def values(self, quotes: str = "\"'") -> list[str]:
-        """The values of `words` alone, for instructions that need no word's place."""
-        try:
-            return quoted_values(self.line.text, self.args_offset, quotes)
-        except UnterminatedQuoteError as exc:
-            self._unterminated(exc)
-
-    def _unterminated(self, exc: UnterminatedQuoteError) -> NoReturn:
-        self.fail(
-            FormfileCode.UNTERMINATED_QUOTE,
-            f"{self.keyword}: a quote is opened here and never closed",
-            at=exc.offset,
-            hint="close the quote on the same instruction (use `\\` to continue a line)",
-        )
+            self.fail(
+                FormfileCode.UNTERMINATED_QUOTE,
+                f"{self.keyword}: a quote is opened here and never closed",
+                at=exc.offset,
+                hint="close the quote on the same instruction (use `\\` to continue a line)",
+            )
 
     def plain_words(self) -> list[Word]:
         return split_plain(self.line.text, self.args_offset)

@@ -22,7 +22,6 @@ __all__ = [
     "UnterminatedQuoteError",
     "Word",
     "lex",
-    "quoted_values",
     "split_plain",
     "split_quoted",
     "too_large",
@@ -262,11 +261,3 @@ def split_quoted(text: str, start: int, quotes: str = "\"'") -> list[Word]:
         if value:
             words.append(Word(value, match.start()))
     return words
-
-
-def quoted_values(text: str, start: int, quotes: str = "\"'") -> list[str]:
-    """The values of `split_quoted`'s words, for instructions that need no word's place:
-    without quotes, far quicker than making the words."""
-    if any(quote in text for quote in quotes):
-        return [word.value for word in split_quoted(text, start, quotes)]
-    return _PLAIN_WORD.findall(text, start)

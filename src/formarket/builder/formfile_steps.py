@@ -197,7 +197,7 @@ def handle_entrypoint(ctx: LineContext) -> None:
         argv = _json_entrypoint(ctx)
     else:
         # Formation's plain form groups with double quotes only; a single quote is a character.
-        argv = tuple(ctx.values(quotes='"'))
+        argv = tuple(word.value for word in ctx.words(quotes='"'))
         if not argv:
             ctx.fail(
                 FormfileCode.BAD_ENTRYPOINT,
