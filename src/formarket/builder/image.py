@@ -29,7 +29,14 @@ from pathlib import Path
 from formarket.builder.sandbox import Sandbox
 from formarket.process import ProcessError, Runner
 
-__all__ = ["MEMORY", "make_disk", "sweep_leftovers", "virtual_size", "write_qcow2"]
+__all__ = [
+    "MEMORY",
+    "data_extents",
+    "make_disk",
+    "sweep_leftovers",
+    "virtual_size",
+    "write_qcow2",
+]
 
 GIB = 1024**3
 MEMORY = Path("/dev/shm")  # noqa: S108 - a tmpfs on every Linux host; falls back to scratch
@@ -194,17 +201,24 @@ def _read(fd: int, buffer: bytearray, first: int, count: int) -> memoryview:
     return view
 
 
-def _data_clusters(fd: int, size: int, buffer: bytearray) -> list[int]:
-    """The indexes of the clusters that hold a non-zero byte, in order; holes are skipped
-    without reading them."""
-    clusters: list[int] = []
+def data_extents(fd: int, size: int) -> Iterator[tuple[int, int]]:
+    """(start, end) of each run of a sparse file that is not a hole, in order."""
     offset = 0
     while offset < size:
         try:
             start = os.lseek(fd, offset, os.SEEK_DATA)
         except OSError:  # ENXIO: no data after offset
-            break
+            return
         end = os.lseek(fd, start, os.SEEK_HOLE)
+        yield start, end
+        offset = end
+
+
+def _data_clusters(fd: int, size: int, buffer: bytearray) -> list[int]:
+    """The indexes of the clusters that hold a non-zero byte, in order; holes are skipped
+    without reading them."""
+    clusters: list[int] = []
+    for start, end in data_extents(fd, size):
         first = start >> _CLUSTER_BITS
         if clusters and clusters[-1] >= first:
             first = clusters[-1] + 1
@@ -215,7 +229,6 @@ def _data_clusters(fd: int, size: int, buffer: bytearray) -> list[int]:
                 for n in range(count):
                     if view[n << _CLUSTER_BITS : (n + 1) << _CLUSTER_BITS] != _ZERO:
                         clusters.append(chunk + n)
-        offset = end
     return clusters
 
 

@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from formarket.atomicfile import write_atomically
-from formarket.builder.image import sweep_leftovers, write_qcow2
+from formarket.builder.image import data_extents, sweep_leftovers, write_qcow2
 from formarket.builder.sandbox import Sandbox
 from formarket.process import ProcessError
 
@@ -156,25 +156,21 @@ class KeptDisks:
         """Write `out` (qcow2) from a kept disk brought to `stack` (the base's root filesystem,
         then one layer per key of `recipe`) and keep it again; its sha256, or None when no
         kept disk will do (the caller makes the disk whole)."""
-        for kept in sorted(
-            (k for k in self._kept() if recipe.shared_with(k.recipe) >= 0),
-            key=lambda k: recipe.shared_with(k.recipe),
-            reverse=True,
-        ):
-            shared = recipe.shared_with(kept.recipe)
-            rewind = [tree_of(key) for key in kept.recipe.layers[shared:]]
-            if any(tree is None for tree in rewind):
+        candidates = [(recipe.shared_with(k.recipe), k) for k in self._kept()]
+        # The most layers in common first; sorted is stable, so the newest among equals.
+        for shared, kept in sorted(candidates, key=lambda c: c[0], reverse=True):
+            if shared < 0:
+                break  # another base or size, and so is every one after it
+            found = [tree_of(key) for key in kept.recipe.layers[shared:]]
+            rewind = [tree for tree in found if tree is not None]
+            if len(rewind) < len(found):
                 continue  # its layers left the cache: nothing to take them back from
             with self._taken(kept) as taken:
                 if taken is None:
                     continue
                 try:
                     sandbox.graft(
-                        taken,
-                        stack[: 1 + shared],
-                        [tree for tree in rewind if tree is not None],
-                        stack[1 + shared :],
-                        scratch / "graft",
+                        taken, stack[: 1 + shared], rewind, stack[1 + shared :], scratch / "graft"
                     )
                 except ProcessError as exc:
                     log(f"   the kept disk could not be brought forward: {exc.reason}")
@@ -196,20 +192,13 @@ def _copy_sparse(source: Path, target: Path) -> None:
         dst = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
             size = os.fstat(src).st_size
-            offset = 0
-            while offset < size:
-                try:
-                    start = os.lseek(src, offset, os.SEEK_DATA)
-                except OSError:  # ENXIO: only a hole is left
-                    break
-                end = os.lseek(src, start, os.SEEK_HOLE)
+            for start, end in data_extents(src, size):
                 os.lseek(dst, start, os.SEEK_SET)
                 while start < end:
                     sent = os.sendfile(dst, src, start, end - start)
                     if sent == 0:
                         break
                     start += sent
-                offset = end
             os.ftruncate(dst, size)
         finally:
             os.close(dst)
