@@ -147,3 +147,24 @@ def test_recipes_share_their_common_bottom_layers(
     assert recipe.shared_with(other) == shared
     assert recipe.shared_with(DiskRecipe("other", 1, "1", theirs)) == -1
     assert recipe.shared_with(DiskRecipe("b", 2, "1", theirs)) == -1
+
+
+def test_broken_or_foreign_records_are_passed_over(tmp_path: Path) -> None:
+    kept = KeptDisks(tmp_path / "kept")
+    good = DiskRecipe(base="b", disk_gib=1, format_version="1", layers=("a",))
+    raw = tmp_path / "good.raw"
+    raw.write_bytes(b"x")
+    kept.keep(raw, good)
+    root = tmp_path / "kept"
+    for name, text in {
+        "half": '{"base": "b", "disk_gib"',  # a writer killed mid-way
+        "unknown": '{"base": "b", "disk_gib": 1, "format_version": "1", "layers": [], "x": 1}',
+        "wrongname": json.dumps(
+            {"base": "b", "disk_gib": 1, "format_version": "1", "layers": ["a"]}
+        ),  # its name is not its recipe's: another recipe's disk may be under it
+        "nodisk": json.dumps({"base": "b", "disk_gib": 1, "format_version": "1", "layers": []}),
+    }.items():
+        (root / f"{name}.json").write_text(text)
+        if name != "nodisk":
+            (root / f"{name}.raw").write_bytes(b"y")
+    assert [k.recipe for k in kept._kept()] == [good]

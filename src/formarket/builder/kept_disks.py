@@ -87,9 +87,10 @@ class KeptDisks:
         for record in self.root.glob("*.json"):
             raw = record.with_suffix(".raw")
             try:
-                recipe = DiskRecipe(**json.loads(record.read_text()))
+                data = json.loads(record.read_text())
+                recipe = DiskRecipe(**{**data, "layers": tuple(data["layers"])})
                 mtime = raw.stat().st_mtime
-            except (OSError, ValueError, TypeError):
+            except (OSError, ValueError, TypeError, KeyError):
                 continue  # half written, or taken by another build
             if recipe.name == record.stem:
                 found.append(_Kept(recipe, raw, mtime))
