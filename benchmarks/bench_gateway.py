@@ -3,7 +3,7 @@
 `python -m benchmarks.bench_gateway [--quick]` prints a Markdown section; `section(quick)`
 returns it for the benchmark report.
 
-Calls: the stand-in deployment (`python -m formarket.gateway.standin`) and the gateway
+Calls: the stand-in deployment (`python -m formarket.standins.openai`) and the gateway
 (`formarket gateway serve`, its default settings: the spool synced every 50 ms) run as
 processes of their own on loopback; a load generator in a third process (asyncio on uvloop,
 keep-alive connections, pre-built requests) calls either the stand-in directly (the baseline)
@@ -44,7 +44,7 @@ from formarket.gateway.events import Served, call_event
 from formarket.gateway.keys import create_key
 from formarket.gateway.routes import Route, save_routes
 from formarket.gateway.spool import SpoolWriter
-from formarket.gitstore import Identity, commit_changes
+from formarket.market.writer import Identity, commit_changes
 from formarket.royalties import gitio
 from formarket.royalties.reader import USAGE_ROOT
 from formarket.schemas.usage import ListingVersion
@@ -168,7 +168,7 @@ def _calls(work: Path, quick: bool, pin: bool) -> tuple[Load, Load, Load, Load]:
     work.mkdir(parents=True)
     state = StatePaths(work / "state")
     upstream, upstream_url = _start(
-        [sys.executable, "-m", "formarket.gateway.standin"], work / "standin.log", client
+        [sys.executable, "-m", "formarket.standins.openai"], work / "standin.log", client
     )
     gateway = None
     try:

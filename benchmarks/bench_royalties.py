@@ -2,7 +2,7 @@
 
 `python -m benchmarks.bench_royalties [--quick]` prints a Markdown section; `section(quick)`
 returns it for the benchmark report. The usage is generated once (seeded, by
-`formarket.royalties.simulate`) into a git repository under build/bench/ and reused.
+`formarket.standins.usage_simulator`) into a git repository under build/bench/ and reused.
 
 Ours: `formarket royalties close --period 2026-01` (a dry run: everything computed and rendered,
 nothing committed) in a new process, with an empty cache, so the listings' history is walked
@@ -34,9 +34,9 @@ from pathlib import Path
 from dulwich.refs import Ref
 from dulwich.repo import Repo
 
-from formarket.gitstore import Identity, commit_changes
+from formarket.market.writer import Identity, commit_changes
 from formarket.royalties.pricebook import PriceEntry, parse_terms
-from formarket.royalties.simulate import Deployment, Plan, deployments, simulate_day
+from formarket.standins.usage_simulator import Deployment, Plan, deployments, simulate_day
 
 __all__ = ["section"]
 

@@ -53,9 +53,9 @@ from formarket.farm.libvirtd import ensure_libvirtd, stop_libvirtd
 from formarket.farm.placement import Placed, Placer
 from formarket.farm.reconcile import Build, Deploy, Stop, need_of
 from formarket.farm.settings import FarmSettings
-from formarket.farm.testdriver import write_test_host
-from formarket.gitstore import Identity, commit_changes, import_tree
+from formarket.market.writer import Identity, commit_changes, import_tree
 from formarket.schemas.deployment import Deployment
+from formarket.standins.libvirt_test import write_test_host
 
 __all__ = ["TARGET_SECONDS", "reconcile_cycle"]
 

@@ -13,7 +13,7 @@ import pytest
 from dulwich.repo import Repo
 from hypothesis import settings
 
-from formarket.gitstore import Identity, commit_changes, import_tree
+from formarket.market.writer import Identity, commit_changes, import_tree
 from tests.redis_server import RedisServer
 
 CORPUS = Path(__file__).parent / "corpus"

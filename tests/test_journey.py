@@ -30,7 +30,7 @@ from dulwich import porcelain
 from dulwich.refs import Ref
 from dulwich.repo import Repo
 
-from formarket.deploy.demo import demo_requests
+from formarket.demo.requests import demo_requests
 from formarket.errors import FormarketError
 from formarket.farm import operations, status
 from formarket.farm.desired import bot_identity, read_deployments, set_state
@@ -38,7 +38,7 @@ from formarket.farm.hosts import Host
 from formarket.farm.libvirt_conn import Connections
 from formarket.farm.libvirtd import ensure_libvirtd, local_host
 from formarket.farm.settings import FarmSettings
-from formarket.gitstore import Identity, commit_changes, import_tree
+from formarket.market.writer import Identity, commit_changes, import_tree
 from formarket.process import Runner
 from formarket.registry.cache import ResultCache, code_digest
 from formarket.registry.findings import Severity

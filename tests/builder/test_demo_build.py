@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from formarket.builder.demo import DEMO_LISTING, demo_build
+from formarket.demo.build import DEMO_LISTING, demo_build
 from tests.builder.conftest import ROOT
 
 

@@ -7,8 +7,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from formarket.builder.context import BuildContext, ContextEntry
-from formarket.builder.formfile import parse_formfile
 from formarket.builder.plan import BaseRef, PlanError, plan_build
+from formarket.formfile.parser import parse_formfile
 
 BUSYBOX = BaseRef(
     name="busybox",

@@ -12,12 +12,12 @@ import pytest
 from dulwich.repo import Repo
 
 from formarket.deploy.github import GitHub
-from formarket.deploy.github_standin import StandIn
 from formarket.deploy.issue_flow import Outcome, handle_event
 from formarket.farm.desired import read_deployments
 from formarket.farm.settings import FarmSettings
-from formarket.gitstore import Identity, commit_changes, import_tree
+from formarket.market.writer import Identity, commit_changes, import_tree
 from formarket.schemas.deployment import Deployment
+from formarket.standins.github import StandIn
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 REPO = "acme/market"

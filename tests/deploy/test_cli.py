@@ -9,8 +9,8 @@ import pytest
 from click.testing import CliRunner, Result
 
 from formarket.cli import main
-from formarket.deploy.github_standin import StandIn
 from formarket.farm.settings import FarmSettings
+from formarket.standins.github import StandIn
 from tests.deploy.conftest import BOT_TOKEN, DEPLOYER, GOOD_BODY, REPO, deployments, tip
 
 CLEAN_ENV = {"FORMARKET_HOSTS": "", "FORMARKET_BRANCH": "", "FORMARKET_REPO": ""}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from formarket.deploy.demo import demo_requests
+from formarket.demo.requests import demo_requests
 from formarket.farm.settings import FarmSettings
 from tests.deploy.conftest import deployments
 

@@ -10,8 +10,8 @@ import httpx
 import pytest
 
 from formarket.deploy.github import GitHub, GitHubError
-from formarket.deploy.github_standin import StandIn
 from formarket.errors import NotFoundError, UsageError
+from formarket.standins.github import StandIn
 
 REPO = "acme/market"
 
@@ -74,7 +74,7 @@ def test_the_standin_runs_as_its_own_process() -> None:
         [
             sys.executable,
             "-m",
-            "formarket.deploy.github_standin",
+            "formarket.standins.github",
             "--port",
             str(port),
             "--token",

@@ -12,7 +12,7 @@ from dulwich.repo import Repo
 
 from formarket.cli import main
 from formarket.farm.desired import bot_identity, read_deployments, submit
-from formarket.farm.testdriver import write_test_host
+from formarket.standins.libvirt_test import write_test_host
 from tests.builder.conftest import shared_cache
 from tests.farm.factories import deployment
 

@@ -17,7 +17,7 @@ from formarket.farm.desired import (
     set_state,
     submit,
 )
-from formarket.gitstore import Identity, commit_changes
+from formarket.market.writer import Identity, commit_changes
 from tests.farm.factories import deployment
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from formarket.deploy.github import GitHub
-from formarket.deploy.github_standin import StandIn
 from formarket.farm.notify import tell_ready_issues
 from formarket.schemas.deployment import Deployment
+from formarket.standins.github import StandIn
 from tests.farm.factories import deployment
 
 REPO = "acme/marketplace"

@@ -19,8 +19,8 @@ from formarket.farm.hosts import Host
 from formarket.farm.leases import open_leases
 from formarket.farm.libvirt_conn import Connections, HostConnection, HostUnreachable
 from formarket.farm.settings import FarmSettings
-from formarket.farm.testdriver import write_test_host
 from formarket.gateway.routes import load_routes
+from formarket.standins.libvirt_test import write_test_host
 from tests.builder.conftest import shared_cache
 from tests.farm.factories import deployment
 from tests.redis_server import RedisServer

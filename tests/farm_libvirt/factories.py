@@ -7,8 +7,8 @@ from typing import Any
 
 from formarket.builder.manifest import BuildManifest
 from formarket.farm.hosts import Host
-from formarket.farm.testdriver import write_test_host
 from formarket.schemas.deployment import Deployment
+from formarket.standins.libvirt_test import write_test_host
 
 
 def deployment(

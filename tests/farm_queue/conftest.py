@@ -15,7 +15,7 @@ from dulwich.repo import Repo
 from formarket.farm.celery_app import QUEUES, make_app
 from formarket.farm.embedded import start_worker, stop_worker, wait_ready
 from formarket.farm.settings import FarmSettings
-from formarket.gitstore import Identity, commit_changes
+from formarket.market.writer import Identity, commit_changes
 from formarket.process import Started
 
 ROOT = Path(__file__).parents[2]

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from formarket.builder.formfile import MAX_BYTES
 from formarket.commands.formfile import command
 from formarket.errors import InputError, LocatedError, NotFoundError
+from formarket.formfile.parser import MAX_BYTES
 
 GOOD = """\
 NAME research-agent

@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from formarket.builder.formfile import (
+from formarket.errors import LocatedError
+from formarket.formfile.parser import (
     MAX_BYTES,
     MAX_LINES,
     FormfileCode,
     check_formfile,
     parse_formfile,
 )
-from formarket.errors import LocatedError
 
 CORPUS = Path(__file__).parent.parent / "corpus" / "formfile"
 CASES = sorted(CORPUS.glob("*.Formfile"))

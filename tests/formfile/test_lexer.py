@@ -7,8 +7,8 @@ from collections.abc import Callable
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from formarket.builder.formfile_errors import FormfileError
-from formarket.builder.formfile_lexer import (
+from formarket.formfile.errors import FormfileError
+from formarket.formfile.lexer import (
     UnterminatedQuoteError,
     Word,
     _control_errors,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from formarket.builder.formfile import check_formfile, parse_formfile, render_formfile
+from formarket.formfile.parser import check_formfile, parse_formfile, render_formfile
 from formarket.schemas.formfile import (
     CopyStep,
     EnvStep,

@@ -7,7 +7,9 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from formarket.builder.formfile import (
+from formarket.errors import LocatedError
+from formarket.formfile.instructions import KEYWORDS
+from formarket.formfile.parser import (
     DEFAULT_BASES,
     DEFAULT_GPUS,
     canonical_json,
@@ -15,8 +17,6 @@ from formarket.builder.formfile import (
     parse_formfile,
     render_formfile,
 )
-from formarket.builder.formfile_instructions import KEYWORDS
-from formarket.errors import LocatedError
 from formarket.schemas.formfile import (
     ENV_KEY_PATTERN,
     MODEL_ID_PATTERN,

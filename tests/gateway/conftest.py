@@ -12,8 +12,8 @@ from formarket.gateway.config import GatewayConfig, StatePaths
 from formarket.gateway.keys import create_key
 from formarket.gateway.routes import Route, save_routes
 from formarket.gateway.server import ServerThread, build_gateway
-from formarket.gateway.standin import StandIn
 from formarket.schemas.usage import ListingVersion
+from formarket.standins.openai import StandIn
 from tests.gateway.helpers import Client
 
 MODEL = ListingVersion(id="acme/llama-8b", version="1.2.0")

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 from dulwich.refs import Ref
 from dulwich.repo import Repo
 
-from formarket.gitstore import Identity, commit_changes
+from formarket.market.writer import Identity, commit_changes
 from formarket.royalties import gitio
 from formarket.royalties.reader import USAGE_ROOT
 

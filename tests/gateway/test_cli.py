@@ -9,8 +9,8 @@ from click.testing import CliRunner
 from dulwich.repo import Repo
 
 from formarket.cli import main
-from formarket.gateway.demo import demo_gateway
-from formarket.gitstore import Identity, commit_changes, import_tree
+from formarket.demo.calls import demo_gateway
+from formarket.market.writer import Identity, commit_changes, import_tree
 from tests.conftest import ROOT
 from tests.gateway.helpers import make_market
 from tests.gateway.test_flush import spool_events

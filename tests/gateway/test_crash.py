@@ -75,7 +75,7 @@ def test_sigkill_of_gateways_and_flushers_loses_and_doubles_nothing(tmp_path: Pa
     logs = tmp_path / "logs"
     logs.mkdir()
     where = ["--repo", str(tmp_path / "market"), "--state", str(state.root)]
-    upstream = Proc("standin", [PYTHON[0], "-m", "formarket.gateway.standin"], logs)
+    upstream = Proc("standin", [PYTHON[0], "-m", "formarket.standins.openai"], logs)
     gateway = Proc(
         "gateway",
         [*PYTHON, "gateway", "serve", *where, "--port", "0", "--source", "gateway/crash"],

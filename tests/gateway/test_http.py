@@ -17,9 +17,9 @@ from formarket.gateway.keys import create_key, revoke_key
 from formarket.gateway.routes import Route, save_routes
 from formarket.gateway.server import ServerThread, build_gateway
 from formarket.gateway.spool import parse_segment
-from formarket.gateway.standin import StandIn
 from formarket.gateway.tokens import Measure
 from formarket.schemas.usage import UsageEvent
+from formarket.standins.openai import StandIn
 from tests.gateway.conftest import MODEL, Setup
 from tests.gateway.helpers import Client, Reply
 

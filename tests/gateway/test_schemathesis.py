@@ -24,7 +24,7 @@ from formarket.gateway.keys import create_key
 from formarket.gateway.openapi import openapi_document
 from formarket.gateway.routes import Route, save_routes
 from formarket.gateway.server import ServerThread, build_gateway
-from formarket.gateway.standin import StandIn
+from formarket.standins.openai import StandIn
 from tests.gateway.conftest import MODEL
 
 schema = schemathesis.openapi.from_dict(msgspec.json.decode(openapi_document()))

@@ -13,16 +13,16 @@ from typing import Any
 from dulwich.refs import Ref
 from dulwich.repo import MemoryRepo, Repo
 
-from formarket.gitstore import Identity, commit_changes, import_tree
-from formarket.registry.yaml_loader import load_yaml
+from formarket.market.writer import Identity, commit_changes, import_tree
 from formarket.royalties import engine, gitio
 from formarket.royalties.close import CloseContext, Closing, render_closing
 from formarket.royalties.core import close_files
 from formarket.royalties.payouts import Balance
 from formarket.royalties.pricebook import PriceBook
-from formarket.royalties.simulate import Plan, commit_usage, simulate
 from formarket.schemas.publisher import Payout
 from formarket.schemas.usage import PolicyRef, PreviousClose, RoyaltyPolicy
+from formarket.standins.usage_simulator import Plan, commit_usage, simulate
+from formarket.yamldoc import load_yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 POLICY = RoyaltyPolicy.model_validate(

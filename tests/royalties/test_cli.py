@@ -12,11 +12,11 @@ from dulwich.refs import Ref
 from dulwich.repo import Repo
 
 from formarket.cli import main
-from formarket.gitstore import commit_changes
+from formarket.demo.close import demo_royalties
+from formarket.market.writer import commit_changes
 from formarket.royalties import engine, gitio
-from formarket.royalties.demo import demo_royalties
-from formarket.royalties.simulate import Plan, simulate
 from formarket.schemas.usage import UsageEvent
+from formarket.standins.usage_simulator import Plan, simulate
 from tests.royalties.helpers import BOT, MAINTAINER, simulate_month, starter
 
 
@@ -147,7 +147,7 @@ def test_simulated_usage_is_deterministic_and_valid() -> None:
 def test_the_demo_step(tmp_path: Path) -> None:
     repo = Repo.init(str(tmp_path / "demo"), mkdir=True)
     repo.refs.set_symbolic_ref(Ref(b"HEAD"), Ref(b"refs/heads/main"))
-    from formarket.gitstore import import_tree
+    from formarket.market.writer import import_tree
     from tests.royalties.helpers import ROOT
 
     files = {p: d for p, d in import_tree(ROOT, ("registry",)).items() if "/usage/" not in p}

@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from formarket.errors import UsageError
-from formarket.gitstore import commit_changes
+from formarket.market.writer import commit_changes
 from formarket.royalties import engine, gitio
 from tests.royalties.helpers import (
     BOT,

@@ -11,7 +11,7 @@ import pytest
 from dulwich.refs import Ref
 from dulwich.repo import Repo
 
-from formarket.gitstore import Identity, commit_changes, import_tree
+from formarket.market.writer import Identity, commit_changes, import_tree
 from formarket.site.build import BuildReport, build_site
 
 from .browser import browser  # noqa: F401 - the browser tests' shared fixture

@@ -242,7 +242,7 @@ def test_a_listing_bumped_again_adds_a_version(registry: Path, build: Build) -> 
 
 
 def test_demo_hook_builds_and_says_where_to_look(registry: Path, tmp_path: Path) -> None:
-    from formarket.site.demo import demo_site
+    from formarket.demo.site import demo_site
 
     said: list[str] = []
 

@@ -18,9 +18,9 @@ from dulwich.repo import Repo
 from playwright.sync_api import Browser, Page, ViewportSize, expect
 
 from formarket.royalties import engine, gitio
-from formarket.royalties.simulate import Plan, commit_usage, simulate
 from formarket.site.build import build_site
 from formarket.site.serve import start_server
+from formarket.standins.usage_simulator import Plan, commit_usage, simulate
 
 from .browser import TIMEOUT
 from .conftest import REPOSITORY, ROOT, make_registry

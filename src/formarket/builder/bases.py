@@ -151,7 +151,7 @@ def find_bases_dir(start: Path) -> Path:
 
 
 def load_base(path: Path) -> BaseSpec:
-    from formarket.registry.yaml_loader import load_yaml
+    from formarket.yamldoc import load_yaml
 
     try:
         raw = path.read_bytes()

@@ -27,7 +27,6 @@ from typing import Literal
 from formarket.builder.basecache import BaseCache, BaseImage
 from formarket.builder.bases import BaseSpec, load_bases
 from formarket.builder.context import ContextLimits, scan_context
-from formarket.builder.formfile import canonical_json, parse_formfile
 from formarket.builder.image import make_disk
 from formarket.builder.kept_disks import DiskRecipe, KeptDisks
 from formarket.builder.layers import LayerCache
@@ -37,6 +36,7 @@ from formarket.builder.sandbox import Sandbox
 from formarket.builder.steps import StepRunner
 from formarket.builder.store import DirectoryStore
 from formarket.errors import FormarketError, InputError, NotFoundError
+from formarket.formfile.parser import canonical_json, parse_formfile
 from formarket.process import ProcessError, Runner
 from formarket.schemas.formfile import DEFAULT_GPUS, Formfile
 

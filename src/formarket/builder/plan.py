@@ -28,8 +28,8 @@ from typing import Literal
 from pydantic import Field
 
 from formarket.builder.context import BuildContext, ContextEntry, normalise_source
-from formarket.builder.formfile_render import canonical_json, render_step
 from formarket.errors import InputError
+from formarket.formfile.render import canonical_json, render_step
 from formarket.schemas._base import Document
 from formarket.schemas.formfile import (
     CopyStep,

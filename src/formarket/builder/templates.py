@@ -38,7 +38,7 @@ def find_templates_dir(start: Path) -> Path:
 
 
 def load_templates(folder: Path) -> dict[str, tuple[Template, Path]]:
-    from formarket.registry.yaml_loader import load_yaml
+    from formarket.yamldoc import load_yaml
 
     found: dict[str, tuple[Template, Path]] = {}
     for meta in sorted(folder.glob("*/template.yaml")):

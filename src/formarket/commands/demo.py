@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from formarket.demo import run_demo, starter_source
+from formarket.demo.journey import run_demo, starter_source
 
 __all__ = ["command"]
 

@@ -8,9 +8,9 @@ from typing import NoReturn
 
 import click
 
-from formarket.builder.formfile import MAX_BYTES, check_formfile, too_large
-from formarket.builder.formfile_render import render_step
 from formarket.errors import InputError, LocatedError, Location, NotFoundError
+from formarket.formfile.parser import MAX_BYTES, check_formfile, too_large
+from formarket.formfile.render import render_step
 from formarket.schemas.formfile import Formfile, FormfileSourceMap
 
 __all__ = ["command"]

@@ -202,7 +202,7 @@ def simulate_command(period: str, repo: Path, branch: str, calls: int, seed: int
     """Commit SIMULATED usage for the listings of a branch, as the bot: a stand-in until the
     gateway and the farm meter real usage. Never run it on a real marketplace."""
     from formarket.royalties import engine, gitio
-    from formarket.royalties.simulate import Plan, commit_usage, simulate
+    from formarket.standins.usage_simulator import Plan, commit_usage, simulate
 
     engine.check_period(period)
     repository = open_repo(repo)

@@ -15,11 +15,11 @@ from pydantic import BaseModel, ValidationError
 from formarket.errors import FormarketError
 from formarket.farm.settings import open_market
 from formarket.registry.snapshot import Snapshot
-from formarket.registry.yaml_loader import load_yaml
 from formarket.schemas.deployment import Deployment
 from formarket.schemas.listing import AgentListing, ModelListing
 from formarket.schemas.publisher import Governance
 from formarket.schemas.solution import Solution
+from formarket.yamldoc import load_yaml
 
 __all__ = ["Catalog", "open_market"]
 

@@ -15,8 +15,8 @@ from typing import Any
 
 from formarket.deploy.values import parse_listing, parse_resources, quote
 from formarket.errors import FormarketError, InputError
-from formarket.registry.yaml_loader import Limits, load_yaml
 from formarket.schemas.deployment import GpuRequest, RequestedListing
+from formarket.yamldoc import Limits, load_yaml
 
 __all__ = ["FIELDS", "MAX_BODY_BYTES", "FormError", "IssueForm", "parse_issue_body"]
 

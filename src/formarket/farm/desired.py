@@ -18,10 +18,10 @@ from dulwich.repo import Repo
 from pydantic import ValidationError
 
 from formarket.errors import InputError, NotFoundError
-from formarket.gitstore import Identity, commit_changes
-from formarket.gittree import DIR_MODE, subtree, tree
-from formarket.registry.yaml_loader import YamlError, load_yaml
+from formarket.market.trees import DIR_MODE, subtree, tree
+from formarket.market.writer import Identity, commit_changes
 from formarket.schemas.deployment import Deployment
+from formarket.yamldoc import YamlError, load_yaml
 
 __all__ = [
     "DEPLOYMENTS_DIR",

@@ -13,9 +13,9 @@ from typing import Literal
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from formarket.errors import InputError, LocatedError, NotFoundError
-from formarket.registry.yaml_loader import load_yaml
 from formarket.schemas._base import Document
 from formarket.schemas.farm import GpuModel
+from formarket.yamldoc import load_yaml
 
 __all__ = ["Host", "Inventory", "load_inventory", "parse_inventory"]
 

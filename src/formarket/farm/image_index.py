@@ -21,7 +21,7 @@ from dulwich.repo import Repo
 from formarket.atomicfile import write_atomically
 from formarket.builder.plan import FORMAT_VERSION
 from formarket.builder.store import DirectoryStore
-from formarket.gittree import subtree
+from formarket.market.trees import subtree
 
 __all__ = ["image_key", "lookup", "record"]
 

@@ -16,7 +16,7 @@ the next flush knows what is done:
 
 Flushes of one spool take a lock, so two never take the same segments; flushes of different
 spools (other gateways, the farm's meter) only meet at the branch, where commits are
-compare-and-swap and retried (`gitstore.commit_changes`), and their files never collide because
+compare-and-swap and retried (`market.writer.commit_changes`), and their files never collide because
 each source writes its own. A line whose checksum fails, a torn last line or a line that is not
 a usage event is set aside in `spool/rejected/`, reported, and the rest is committed.
 """
@@ -49,7 +49,7 @@ from formarket.gateway.spool import (
     parse_segment,
     sealed_segments,
 )
-from formarket.gitstore import Identity, commit_changes
+from formarket.market.writer import Identity, commit_changes
 from formarket.royalties import gitio
 from formarket.royalties.reader import WireEvent, parse_usage_path, usage_path
 from formarket.schemas.usage import event_problem
@@ -442,7 +442,7 @@ def _commit(
     author = identity or _identity(repo, seen)
     try:
         # A flusher killed mid-commit leaves git's lock behind; it is broken after
-        # `_STALE_LOCK` seconds rather than gitstore's minute, so a restarted flusher goes on.
+        # `_STALE_LOCK` seconds rather than the writer's minute, so a restarted flusher goes on.
         commit_id = commit_changes(
             repo, branch, changes, message, author, attempts=200, stale_lock_seconds=_STALE_LOCK
         )

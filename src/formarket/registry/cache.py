@@ -24,7 +24,7 @@ _FORMAT = b"formarket-cache-2"
 
 
 # The code a check result depends on: the rules, the models, the Formfile parser, their data.
-_RESULT_CODE = ("registry/*.py", "schemas/*.py", "builder/formfile*.py", "data/*")
+_RESULT_CODE = ("registry/*.py", "schemas/*.py", "formfile/*.py", "yamldoc.py", "data/*")
 
 
 @cache

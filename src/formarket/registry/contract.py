@@ -18,7 +18,7 @@ from formarket.errors import InputError
 from formarket.registry.findings import Finding, finding
 
 if TYPE_CHECKING:
-    from formarket.registry.yaml_loader import LoadedYaml
+    from formarket.yamldoc import LoadedYaml
 
 __all__ = [
     "KINDS",

@@ -17,7 +17,7 @@ from formarket.registry.contract import Contract
 from formarket.registry.findings import Finding, finding
 from formarket.registry.index import Summary
 from formarket.registry.licenses import license_hint
-from formarket.registry.yaml_loader import LoadedYaml, YamlError, load_yaml
+from formarket.yamldoc import LoadedYaml, YamlError, load_yaml
 
 __all__ = [
     "Summary",

@@ -8,7 +8,6 @@ from decimal import Decimal
 import jsonschema_rs
 
 from formarket.registry.findings import Finding, finding
-from formarket.registry.yaml_loader import LoadedYaml
 from formarket.schemas.listing import AgentListing, ModelListing
 from formarket.schemas.pricing import (
     FreePricing,
@@ -17,6 +16,7 @@ from formarket.schemas.pricing import (
     PerTokenPricing,
     SubscriptionPricing,
 )
+from formarket.yamldoc import LoadedYaml
 
 __all__ = ["listing_findings"]
 
@@ -89,7 +89,7 @@ def _formfile_findings(
     known_bases: frozenset[str],
     known_gpus: frozenset[str],
 ) -> list[Finding]:
-    from formarket.builder.formfile import check_formfile
+    from formarket.formfile.parser import check_formfile
 
     ff_path = f"{folder}/{listing.formfile}"
     raw = read(ff_path) if listing.formfile in files else None

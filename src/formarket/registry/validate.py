@@ -65,7 +65,7 @@ class EnvFiles:
     digest: str
 
     def env(self) -> CheckEnv:
-        from formarket.registry.yaml_loader import YamlError, load_yaml
+        from formarket.yamldoc import YamlError, load_yaml
 
         contract = compile_contract(self.schemas)
         bases = set()

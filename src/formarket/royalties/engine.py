@@ -21,8 +21,7 @@ from dulwich.repo import BaseRepo, Repo
 from pydantic import ValidationError
 
 from formarket.errors import FormarketError, InputError, NotFoundError, UsageError
-from formarket.gitstore import Identity, commit_changes
-from formarket.registry.yaml_loader import YamlError, load_yaml
+from formarket.market.writer import Identity, commit_changes
 from formarket.royalties import gitio
 from formarket.royalties.close import CloseContext, Closing, close_period, render_closing
 from formarket.royalties.core import rules_for
@@ -40,6 +39,7 @@ from formarket.schemas.usage import (
     SetAside,
     Summary,
 )
+from formarket.yamldoc import YamlError, load_yaml
 
 __all__ = [
     "Computed",
@@ -357,7 +357,7 @@ def close(
         f" {tip.decode()[:12]}\n\nComputed by `formarket royalties close`; recompute and compare"
         f" with `formarket royalties verify --period {period}`.\n"
     )
-    # gitstore needs only refs and objects, which every dulwich repository has.
+    # the writer needs only refs and objects, which every dulwich repository has.
     new = commit_changes(cast(Repo, repo), branch, changes, message, bot)
     return computed, new
 

@@ -19,7 +19,7 @@ from dulwich.objects import Blob, Commit, ObjectID
 from dulwich.repo import BaseRepo, Repo
 
 from formarket.errors import NotFoundError
-from formarket.gittree import DIR_MODE, entry, tree
+from formarket.market.trees import DIR_MODE, entry, tree
 from formarket.registry.cache import code_digest, default_cache_dir
 from formarket.royalties.pricebook import PriceBook
 from formarket.royalties.reader import USAGE_ROOT, UsageFile, parse_usage_path

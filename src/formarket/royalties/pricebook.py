@@ -15,10 +15,10 @@ from decimal import Decimal
 
 from pydantic import ConfigDict, ValidationError
 
-from formarket.registry.yaml_loader import YamlError, load_yaml
 from formarket.schemas._base import Document
 from formarket.schemas._types import ListingId, SemVer
 from formarket.schemas.pricing import Monetization, Pricing
+from formarket.yamldoc import YamlError, load_yaml
 
 __all__ = ["PriceBook", "PriceEntry", "listing_id_of", "parse_terms"]
 

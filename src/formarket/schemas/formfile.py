@@ -5,7 +5,7 @@ continuations) parse to equal models. Where each part came from in the file is k
 `FormfileSourceMap`, so that source line numbers never take part in equality or in a build id.
 
 The value rules below (patterns, ranges, path rules) are the one definition shared by these models
-and by the parser in `formarket.builder.formfile`, so every valid model renders to a Formfile that
+and by the parser in `formarket.formfile.parser`, so every valid model renders to a Formfile that
 parses back to it.
 """
 

@@ -26,13 +26,13 @@ from formarket.registry.cache import ResultCache, code_digest, default_cache_dir
 from formarket.registry.index import RegistryIndex
 from formarket.registry.snapshot import Item, WorkTreeSnapshot
 from formarket.registry.validate import validate_snapshot
-from formarket.registry.yaml_loader import YamlError, load_yaml
 from formarket.site.catalog import Catalog, Entry, Settings
 from formarket.site.history import History, listing_key, no_history, read_blob, read_history
 from formarket.site.output import STATE, check_output, previous_keys, write_outputs
 from formarket.site.render import render_site
 from formarket.site.theme import find_project, load_theme
 from formarket.site.usage import earnings_from_statements, file_totals, merge_totals
+from formarket.yamldoc import YamlError, load_yaml
 
 __all__ = ["BuildReport", "build_site", "detect_repository"]
 

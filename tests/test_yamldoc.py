@@ -11,8 +11,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from formarket.registry import yaml_loader
-from formarket.registry.yaml_loader import Limits, YamlError, load_yaml, load_yaml_strict
+from formarket import yamldoc
+from formarket.yamldoc import Limits, YamlError, load_yaml, load_yaml_strict
 
 
 @pytest.mark.parametrize(
@@ -42,21 +42,21 @@ def test_plain_scalars_follow_the_yaml_1_2_core_schema(text: str, value: Any) ->
 @pytest.mark.parametrize(
     ("raw", "code", "line"),
     [
-        (b"a: 1\nb: 2\na: 3\n", yaml_loader.DUPLICATE_KEY, 3),
-        (b"a: !!python/object/apply:os.system ['id']\n", yaml_loader.TAG, 1),
-        (b"a: !!binary aGVsbG8=\n", yaml_loader.TAG, 1),
-        (b"a: !!set {x}\n", yaml_loader.TAG, 1),
-        (b"a: !custom 1\n", yaml_loader.TAG, 1),
-        (b"a: 1\n<<: {b: 2}\n", yaml_loader.TAG, 2),
-        (b"? [x]\n: 1\n", yaml_loader.KEY_TYPE, 1),
-        (b"1: one\n", yaml_loader.KEY_TYPE, 1),
-        (b"a: &x [*x]\n", yaml_loader.BOMB, 1),
-        (b"a: 1\n---\nb: 2\n", yaml_loader.DOCUMENTS, 2),
-        (b"a: [1, 2\n", yaml_loader.SYNTAX, 2),
-        (b"a:\n\tb: 1\n", yaml_loader.SYNTAX, 2),
-        (b"a: \xe9t\xe9\n", yaml_loader.ENCODING, 1),
-        (b"a: b\x00c\n", yaml_loader.SYNTAX, 1),
-        (b"%YAML 1.1\n%YAML 1.1\n---\na: 1\n", yaml_loader.SYNTAX, 2),
+        (b"a: 1\nb: 2\na: 3\n", yamldoc.DUPLICATE_KEY, 3),
+        (b"a: !!python/object/apply:os.system ['id']\n", yamldoc.TAG, 1),
+        (b"a: !!binary aGVsbG8=\n", yamldoc.TAG, 1),
+        (b"a: !!set {x}\n", yamldoc.TAG, 1),
+        (b"a: !custom 1\n", yamldoc.TAG, 1),
+        (b"a: 1\n<<: {b: 2}\n", yamldoc.TAG, 2),
+        (b"? [x]\n: 1\n", yamldoc.KEY_TYPE, 1),
+        (b"1: one\n", yamldoc.KEY_TYPE, 1),
+        (b"a: &x [*x]\n", yamldoc.BOMB, 1),
+        (b"a: 1\n---\nb: 2\n", yamldoc.DOCUMENTS, 2),
+        (b"a: [1, 2\n", yamldoc.SYNTAX, 2),
+        (b"a:\n\tb: 1\n", yamldoc.SYNTAX, 2),
+        (b"a: \xe9t\xe9\n", yamldoc.ENCODING, 1),
+        (b"a: b\x00c\n", yamldoc.SYNTAX, 1),
+        (b"%YAML 1.1\n%YAML 1.1\n---\na: 1\n", yamldoc.SYNTAX, 2),
     ],
 )
 def test_hostile_input_is_refused_where_it_is(raw: bytes, code: str, line: int) -> None:
@@ -72,19 +72,19 @@ def test_a_billion_laughs_stops_at_the_node_budget() -> None:
     lines += [f"a{i}: &a{i} [{','.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 10)]
     with pytest.raises(YamlError) as info:
         load_yaml("\n".join(lines).encode(), "bomb.yaml", Limits(max_nodes=10_000))
-    assert info.value.code == yaml_loader.BOMB
+    assert info.value.code == yamldoc.BOMB
 
 
 def test_size_limit() -> None:
     with pytest.raises(YamlError) as info:
         load_yaml(b"a: 1\n" + b"#" * 100, "big.yaml", Limits(max_bytes=64))
-    assert info.value.code == yaml_loader.TOO_LARGE
+    assert info.value.code == yamldoc.TOO_LARGE
 
 
 def test_deep_nesting_is_refused() -> None:
     with pytest.raises(YamlError) as info:
         load_yaml(b"a: " + b"[" * 100 + b"]" * 100, "deep.yaml")
-    assert info.value.code in (yaml_loader.BOMB, yaml_loader.SYNTAX)
+    assert info.value.code in (yamldoc.BOMB, yamldoc.SYNTAX)
 
 
 def test_locations_of_values_are_found_lazily() -> None:
@@ -205,7 +205,7 @@ def test_data_dumped_by_pyyaml_reads_back_the_same(data: dict[str, Any]) -> None
         loaded = load_yaml(raw, "f.yaml").data
     except YamlError as exc:
         # PyYAML writes some strings in forms only YAML 1.1 reads back: never silently wrong.
-        assert exc.code in (yaml_loader.SYNTAX, yaml_loader.KEY_TYPE, yaml_loader.ENCODING)
+        assert exc.code in (yamldoc.SYNTAX, yamldoc.KEY_TYPE, yamldoc.ENCODING)
         return
     assert _same(loaded, data) or _yaml11_only(data)
 
@@ -214,7 +214,7 @@ def _yaml11_only(data: Any) -> bool:
     """PyYAML quotes only what YAML 1.1 would misread; YAML 1.2 reads a few more plain
     scalars (0o7, 0x1, 1e3) as numbers, so strings like those may come back as numbers."""
     if isinstance(data, str):
-        return not isinstance(yaml_loader._resolve_plain(data), str)
+        return not isinstance(yamldoc._resolve_plain(data), str)
     if isinstance(data, dict):
         return any(_yaml11_only(k) or _yaml11_only(v) for k, v in data.items())
     if isinstance(data, list):
@@ -236,11 +236,11 @@ def _wide_number_by_scanning(data: bytes) -> bool:
         )
     ]
     suspects += [at for at in range(len(data) - 1) if data[at : at + 2] in (b"0b", b"0o", b"0x")]
-    return any(yaml_loader._wide_number_at(data, at) for at in suspects)
+    return any(yamldoc._wide_number_at(data, at) for at in suspects)
 
 
 @settings(max_examples=400, deadline=None)
 @given(st.text(st.sampled_from(list("0123456789._-+ebox:, \n\"'#[]{}a")), max_size=30))
 def test_numbers_the_fast_reader_reads_otherwise_are_found(text: str) -> None:
     data = text.encode()
-    assert yaml_loader._has_wide_number(data) == _wide_number_by_scanning(data)
+    assert yamldoc._has_wide_number(data) == _wide_number_by_scanning(data)

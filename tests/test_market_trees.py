@@ -5,7 +5,7 @@ from __future__ import annotations
 from dulwich.objects import Blob, Tree
 from dulwich.repo import MemoryRepo
 
-from formarket.gittree import DIR_MODE, entry, subtree, tree
+from formarket.market.trees import DIR_MODE, entry, subtree, tree
 
 
 def _repo() -> tuple[MemoryRepo, Tree]:

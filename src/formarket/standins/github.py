@@ -2,7 +2,7 @@
 
 It holds issues, comments and label events in memory and writes webhook payloads in the shape
 GitHub documents, so the issue flow runs end to end without the network: in the test suite,
-in `formarket demo`, or by hand (`python -m formarket.deploy.github_standin --port 8765`).
+in `formarket demo`, or by hand (`python -m formarket.standins.github --port 8765`).
 Writes over HTTP need a token it knows; the token's login is the comment's author.
 """
 

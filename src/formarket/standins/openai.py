@@ -8,7 +8,7 @@ usage: `honest` (its own counts), `absent` (none, as some servers do), or `infla
 thousand times too many, as a developer paid by usage might be tempted to), for the gateway's
 tests of what it believes.
 
-    python -m formarket.gateway.standin [--host 127.0.0.1] [--port 0] [--usage honest]
+    python -m formarket.standins.openai [--host 127.0.0.1] [--port 0] [--usage honest]
 """
 
 from __future__ import annotations
@@ -340,7 +340,7 @@ async def _error(send: Send, status: int, message: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     from formarket.gateway.server import run_app
 
-    parser = argparse.ArgumentParser(prog="python -m formarket.gateway.standin")
+    parser = argparse.ArgumentParser(prog="python -m formarket.standins.openai")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--usage", choices=("honest", "absent", "inflated"), default="honest")

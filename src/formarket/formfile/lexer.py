@@ -11,8 +11,8 @@ import functools
 import re
 from typing import NamedTuple
 
-from formarket.builder.formfile_codes import FormfileCode
-from formarket.builder.formfile_errors import FormfileError
+from formarket.formfile.codes import FormfileCode
+from formarket.formfile.errors import FormfileError
 from formarket.schemas.formfile import forbidden_character
 
 __all__ = [

@@ -14,13 +14,13 @@ from dulwich.refs import Ref
 from dulwich.repo import Repo
 
 from formarket.errors import FormarketError
-from formarket.gitstore import Identity, commit_changes
-from formarket.registry.yaml_loader import load_yaml
+from formarket.market.writer import Identity, commit_changes
 from formarket.royalties import engine, gitio
 from formarket.royalties.pricebook import PriceEntry
 from formarket.royalties.reader import month_index, month_text, usage_path
-from formarket.royalties.simulate import Plan, commit_usage, simulate
 from formarket.schemas.pricing import PerRequestPricing, PerTokenPricing
+from formarket.standins.usage_simulator import Plan, commit_usage, simulate
+from formarket.yamldoc import load_yaml
 
 __all__ = ["demo_royalties"]
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from formarket.builder.formfile_context import LineContext
-from formarket.builder.formfile_header import (
+from formarket.formfile.context import LineContext
+from formarket.formfile.header import (
     handle_description,
     handle_disk,
     handle_from,
@@ -17,7 +17,7 @@ from formarket.builder.formfile_header import (
     handle_name,
     handle_vcpu,
 )
-from formarket.builder.formfile_steps import (
+from formarket.formfile.steps import (
     handle_copy,
     handle_entrypoint,
     handle_env,
@@ -26,7 +26,7 @@ from formarket.builder.formfile_steps import (
     handle_run,
     handle_workdir,
 )
-from formarket.builder.formfile_user import handle_user
+from formarket.formfile.user import handle_user
 
 __all__ = ["INSTRUCTIONS", "KEYWORDS", "Instruction"]
 

@@ -7,9 +7,9 @@ import json
 import re
 from typing import Literal
 
-from formarket.builder.formfile_codes import FormfileCode
-from formarket.builder.formfile_context import LineContext, show
-from formarket.builder.formfile_lexer import Word
+from formarket.formfile.codes import FormfileCode
+from formarket.formfile.context import LineContext, show
+from formarket.formfile.lexer import Word
 from formarket.schemas.formfile import (
     ENV_KEY_PATTERN,
     PACKAGE_PATTERN,

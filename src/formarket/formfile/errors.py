@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from formarket.builder.formfile_codes import FormfileCode
 from formarket.errors import LocatedError, Location
+from formarket.formfile.codes import FormfileCode
 from formarket.schemas.formfile import Formfile, FormfileSourceMap
 
 __all__ = ["FormfileError", "FormfileResult"]

@@ -19,7 +19,7 @@ from dulwich.repo import Repo
 
 from formarket.errors import NotFoundError
 from formarket.farm.desired import bot_identity, read_deployments, set_state
-from formarket.gitstore import Identity, commit_changes, import_tree
+from formarket.market.writer import Identity, commit_changes, import_tree
 from formarket.registry.cache import ResultCache, code_digest
 from formarket.registry.findings import Severity
 from formarket.registry.pr_check import check_pull_request
@@ -131,7 +131,7 @@ def run_demo(source: Path, scratch: Path, echo: Echo) -> None:
     echo(f"refused ({', '.join(refused)}): pr-2 stays unmerged")
 
     _step(echo, 4, f"Users ask for {_AGENT} with {publisher}/{new_slug}, the new model")
-    from formarket.deploy.demo import demo_requests
+    from formarket.demo.requests import demo_requests
     from formarket.farm.settings import FarmSettings
 
     repo.get_worktree().reset_index()
@@ -144,7 +144,7 @@ def run_demo(source: Path, scratch: Path, echo: Echo) -> None:
     echo(f"committed by the bot: {', '.join(requested)} in registry/deployments/")
 
     _step(echo, 5, "The farm builds the images and runs them as VMs")
-    from formarket.farm.demo import demo_farm
+    from formarket.demo.farm import demo_farm
 
     with demo_farm(repo_path, farm_state, echo) as farm:
         endpoints = farm.wait_routed(requested)
@@ -153,7 +153,7 @@ def run_demo(source: Path, scratch: Path, echo: Echo) -> None:
             echo(f"  {dep_id}: {d.kind} {d.listing.id}@{d.listing.version} at {endpoints[dep_id]}")
 
         _step(echo, 6, "Calls go through the gateway, which meters them into git")
-        from formarket.gateway.demo import demo_calls
+        from formarket.demo.calls import demo_calls
 
         calls = [(d.id, d.account, "Do you sell purple giraffes?") for d in pairs]
         calls += [(d.id, d.account, "Where is my order?") for d in pairs[:1]]
@@ -168,7 +168,7 @@ def run_demo(source: Path, scratch: Path, echo: Echo) -> None:
         farm.wait_gone()
 
     _step(echo, 8, "A month later the period is closed, its statements verified")
-    from formarket.royalties.demo import demo_close
+    from formarket.demo.close import demo_close
 
     now = datetime.now(UTC)
     next_month = date(now.year + now.month // 12, now.month % 12 + 1, 1)
@@ -176,7 +176,7 @@ def run_demo(source: Path, scratch: Path, echo: Echo) -> None:
     repo.get_worktree().reset_index()
 
     _step(echo, 9, "The catalog site shows the listings, their usage and their earnings")
-    from formarket.site.demo import demo_site
+    from formarket.demo.site import demo_site
 
     site = demo_site(repo_path, scratch / "site", echo)
     shown = _site_shows(site, _AGENT, publisher)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 
-from formarket.builder.formfile_codes import FormfileCode
-from formarket.builder.formfile_context import LineContext, show, suggest
+from formarket.formfile.codes import FormfileCode
+from formarket.formfile.context import LineContext, show, suggest
 from formarket.schemas.formfile import (
     DISK_RANGE,
     GPU_COUNT_RANGE,

@@ -12,9 +12,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import NoReturn
 
-from formarket.builder.formfile_codes import FormfileCode
-from formarket.builder.formfile_errors import FormfileError
-from formarket.builder.formfile_lexer import (
+from formarket.formfile.codes import FormfileCode
+from formarket.formfile.errors import FormfileError
+from formarket.formfile.lexer import (
     LogicalLine,
     UnterminatedQuoteError,
     Word,

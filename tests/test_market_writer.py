@@ -13,7 +13,7 @@ from dulwich.objects import Commit
 from dulwich.refs import Ref
 from dulwich.repo import Repo
 
-from formarket.gitstore import ConflictError, Identity, commit_changes
+from formarket.market.writer import ConflictError, Identity, commit_changes
 
 BOT = Identity("formarket-bot", "bot@example.org")
 MAIN = Ref(b"refs/heads/main")

@@ -20,7 +20,7 @@ from typing import cast
 from dulwich.objects import ObjectID
 from dulwich.repo import BaseRepo, Repo
 
-from formarket.gitstore import Identity, commit_changes
+from formarket.market.writer import Identity, commit_changes
 from formarket.royalties.pricebook import PriceEntry
 from formarket.royalties.reader import month_index, usage_path
 from formarket.schemas.pricing import PerInstanceHourPricing
@@ -199,5 +199,5 @@ def commit_usage(
     repo: BaseRepo, branch: str, files: dict[str, bytes], bot: Identity, message: str
 ) -> ObjectID:
     """Commit usage files as the bot, as the usage collectors will."""
-    # gitstore needs only refs and objects, which every dulwich repository has.
+    # the writer needs only refs and objects, which every dulwich repository has.
     return commit_changes(cast(Repo, repo), branch, dict(files), message, bot)

@@ -12,11 +12,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from formarket.deploy.github import GitHub
-from formarket.deploy.github_standin import StandIn
 from formarket.deploy.issue_flow import REQUEST_LABEL, handle_event
 from formarket.deploy.request import DeployOptions, run
 from formarket.errors import FormarketError
 from formarket.farm.settings import FarmSettings
+from formarket.standins.github import StandIn
 
 __all__ = ["DEMO_DEPLOYER", "demo_requests"]
 

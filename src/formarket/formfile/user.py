@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from formarket.builder.formfile_codes import FormfileCode
-from formarket.builder.formfile_context import LineContext, show, suggest
+from formarket.formfile.codes import FormfileCode
+from formarket.formfile.context import LineContext, show, suggest
 from formarket.schemas.formfile import (
     USERNAME_PATTERN,
     FormfileUser,

@@ -26,10 +26,10 @@ from formarket.gateway.keys import create_key
 from formarket.gateway.routes import Route, save_routes
 from formarket.gateway.server import ServerThread, build_gateway
 from formarket.gateway.show import render_text, usage_summary
-from formarket.gateway.standin import StandIn
-from formarket.registry.yaml_loader import load_yaml
 from formarket.royalties import gitio
 from formarket.schemas.usage import ListingVersion
+from formarket.standins.openai import StandIn
+from formarket.yamldoc import load_yaml
 
 __all__ = ["demo_gateway"]
 

@@ -15,8 +15,9 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from formarket.builder.formfile_codes import FormfileCode
-from formarket.builder.formfile_context import (
+from formarket.errors import LocatedError
+from formarket.formfile.codes import FormfileCode
+from formarket.formfile.context import (
     Draft,
     LineAbandoned,
     LineContext,
@@ -24,11 +25,10 @@ from formarket.builder.formfile_context import (
     show,
     suggest,
 )
-from formarket.builder.formfile_errors import FormfileError, FormfileResult
-from formarket.builder.formfile_instructions import INSTRUCTIONS, KEYWORDS, Instruction
-from formarket.builder.formfile_lexer import MAX_BYTES, MAX_LINES, LogicalLine, lex, too_large
-from formarket.builder.formfile_render import canonical_json, render_formfile
-from formarket.errors import LocatedError
+from formarket.formfile.errors import FormfileError, FormfileResult
+from formarket.formfile.instructions import INSTRUCTIONS, KEYWORDS, Instruction
+from formarket.formfile.lexer import MAX_BYTES, MAX_LINES, LogicalLine, lex, too_large
+from formarket.formfile.render import canonical_json, render_formfile
 from formarket.schemas.formfile import (
     BASE_PATTERN,
     DEFAULT_BASES,
