@@ -1039,8 +1039,18 @@ _USAGE: tuple[Rule, ...] = (
     ),
 )
 
+
+def _by_id(rules: tuple[Rule, ...]) -> dict[str, Rule]:
+    table: dict[str, Rule] = {}
+    for rule in rules:
+        if rule.id in table:
+            raise ValueError(f"{rule.id} is in the table twice")
+        table[rule.id] = rule
+    return table
+
+
 # Every code, by id, in family order.
-RULES: dict[str, Rule] = {rule.id: rule for rule in (*_REGISTRY, *_FORMFILE, *_USAGE)}
+RULES: dict[str, Rule] = _by_id((*_REGISTRY, *_FORMFILE, *_USAGE))
 
 # Ids that are not rules and are never given: retired codes, and numbers skipped.
 RETIRED: dict[str, str] = {
