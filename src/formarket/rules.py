@@ -79,9 +79,10 @@ FAMILIES: tuple[Family, ...] = (
         "Usage set aside",
         "`formarket royalties close` (and `preview` and `verify`), reading registry/usage/",
         "Set aside: the line or file is not counted, so nobody is charged for it and it earns"
-        " no royalty. It stays in git as it was (usage is append-only), and the close lists it"
-        " with its file and line in royalties/YYYY-MM/summary.json and README.md. The good"
-        " lines around it still count.",
+        " no royalty. It stays in git as it was, and the close lists it with its file and line"
+        " in royalties/YYYY-MM/summary.json and README.md; the good lines around it still"
+        " count. A file rewritten or deleted after a close read it (USG015, USG016) is"
+        " reported the same way, and what that close counted stays counted.",
     ),
 )
 
@@ -359,7 +360,7 @@ _REGISTRY: tuple[Rule, ...] = (
             "registry/models/acme/tiny-llm/     (listed)",
             "registry/models/acrne/tiny-llm/    (new)",
         ),
-        _lines("registry/models/zeta/pocket-llm/  (a name of its own)"),
+        _lines("registry/models/acrne/pocket-llm/  (a name of its own)"),
     ),
     Rule(
         "REG016",
@@ -890,10 +891,10 @@ _USAGE: tuple[Rule, ...] = (
         "USG003",
         Severity.SET_ASIDE,
         "a line is longer than the limit",
-        "An event is a few hundred bytes; a line over 16 KiB is not one, and bounding lines"
-        " keeps a hostile file cheap to read.",
-        _lines(_EVENT + '"padding":"xxxx...  (17,000 bytes)'),
-        _lines("one event per line, as the collectors write it"),
+        "An event is a few hundred bytes; a line over 16 KiB, spaces included, is not one,"
+        " and bounding lines keeps a hostile file cheap to read.",
+        _lines(_EVENT + "...}<17,000 spaces>"),
+        _lines(_EVENT + "...}"),
     ),
     Rule(
         "USG004",

@@ -87,7 +87,9 @@ def _families_json(families: Iterable[Family]) -> dict[str, object]:
 
 def _fill(text: str, indent: str = "") -> str:
     return "\n\n".join(
-        textwrap.fill(p, _WIDTH, initial_indent=indent, subsequent_indent=indent)
+        textwrap.fill(
+            p, _WIDTH, initial_indent=indent, subsequent_indent=indent, break_on_hyphens=False
+        )
         for p in text.split("\n\n")
     )
 
