@@ -137,8 +137,8 @@ _REGISTRY: tuple[Rule, ...] = (
         Severity.ERROR,
         "id does not match the file's path",
         "A listing's id is `<publisher>/<slug>` and its folder is"
-        " registry/models/<publisher>/<slug>/ (or agents/); a solution's id matches"
-        " registry/solutions/<publisher>/<slug>.yaml; a publisher's id is its file's name."
+        " `registry/models/<publisher>/<slug>/` (or agents/); a solution's id matches"
+        " `registry/solutions/<publisher>/<slug>.yaml`; a publisher's id is its file's name."
         " The path decides who may change a document (ownership goes by the publisher's"
         " folder) and the id is what users, deployments and usage refer to: if they could"
         " differ, a publisher could publish under another's name from its own folder.",
@@ -170,7 +170,7 @@ _REGISTRY: tuple[Rule, ...] = (
         Severity.ERROR,
         "publisher is not registered",
         "Every listing and solution belongs to the publisher named by the first part of its"
-        " id, and that publisher needs registry/publishers/<publisher>.yaml: the file names"
+        " id, and that publisher needs `registry/publishers/<publisher>.yaml`: the file names"
         " the owners who may change its listings (the pull-request check reads it) and says"
         " where its royalties are paid. A listing without one would have nobody to own it"
         " and nobody to pay. Add the publisher file in the same pull request.",
@@ -436,13 +436,13 @@ _REGISTRY: tuple[Rule, ...] = (
         Severity.ERROR,
         "file is not where the registry layout allows",
         "registry/ has a fixed layout (registry/README.md draws it): governance.yaml,"
-        " README.md, publishers/<publisher>.yaml, models/ and agents/"
-        " <publisher>/<slug>/listing.yaml with the listing's files, solutions/"
-        "<publisher>/<slug>.yaml, and the bot's deployments/ and usage/. Anything else is"
-        " reported: a stray file, a listing folder without listing.yaml, a publisher file"
-        " that is not .yaml, a link where a document should be. Nothing would read it, so a"
-        " misplaced listing would silently not be published, and ownership is decided by"
-        " path.",
+        " README.md, `publishers/<publisher>.yaml`, `models/<publisher>/<slug>/` and"
+        " `agents/<publisher>/<slug>/` with listing.yaml and the listing's files,"
+        " `solutions/<publisher>/<slug>.yaml`, and the bot's deployments/ and usage/. Anything"
+        " else is reported: a stray file, a listing folder without listing.yaml, a publisher"
+        " file that is not .yaml, a link where a document should be. Nothing would read it,"
+        " so a misplaced listing would silently not be published, and ownership is decided"
+        " by path.",
         _lines("registry/models/acme/notes.txt"),
         _lines("registry/models/acme/tiny-llm/README.md   (notes belong in a README)"),
     ),
@@ -964,8 +964,8 @@ _USAGE: tuple[Rule, ...] = (
         "USG010",
         Severity.SET_ASIDE,
         "the event's source is not the source of its file",
-        "Each collector writes only its own files, registry/usage/.../<kind>/<name>-<seq>"
-        ".jsonl.gz, and its events' `source` is that `<kind>/<name>`. An event's identity is"
+        "Each collector writes only its own files, `registry/usage/.../<kind>/<name>-<seq>"
+        ".jsonl.gz`, and its events' `source` is that `<kind>/<name>`. An event's identity is"
         " its source and id, so an event written in another collector's name could pass for"
         " one of its events, and duplicates could no longer be told apart.",
         _lines(
@@ -1004,7 +1004,7 @@ _USAGE: tuple[Rule, ...] = (
         "USG014",
         Severity.SET_ASIDE,
         "a file under registry/usage/ is not named as a usage file",
-        "A usage file is registry/usage/YYYY/MM/DD/<kind>/<name>-<seq>.jsonl.gz, with a real"
+        "A usage file is `registry/usage/YYYY/MM/DD/<kind>/<name>-<seq>.jsonl.gz`, with a real"
         " date. The path gives the day its events must fall in (USG007) and the source they"
         " must have (USG010), so a file named otherwise cannot be judged and is not read.",
         _lines("registry/usage/2026/03/10/notes.txt"),

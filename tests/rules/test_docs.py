@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from click.testing import CliRunner
 
 from formarket.commands.rules import command, render_markdown
-from formarket.rules import RETIRED, RULES
+from formarket.rules import FAMILIES, RETIRED, RULES
 
 ROOT = Path(__file__).parents[2]
 DOC = ROOT / "docs" / "rules.md"
@@ -41,3 +42,11 @@ def test_every_code_has_its_anchor_and_every_retired_id_its_line() -> None:
 def test_the_page_is_linked_where_people_check_their_work() -> None:
     assert "(docs/rules.md)" in (ROOT / "README.md").read_text(encoding="utf-8")
     assert "(../docs/rules.md)" in (ROOT / "registry" / "README.md").read_text(encoding="utf-8")
+
+
+def test_placeholders_in_prose_are_code_so_the_page_shows_them() -> None:
+    """`<publisher>` outside backticks is an HTML tag to a Markdown reader, and vanishes."""
+    prose = [(r.id, text) for r in RULES.values() for text in (r.title, r.explanation)]
+    prose += [(f.prefix, text) for f in FAMILIES for text in (f.raised_by, f.severities)]
+    for where, text in prose:
+        assert not re.search(r"<[^>]*>", re.sub(r"`[^`]*`", "", text)), where
