@@ -998,7 +998,10 @@ _USAGE: tuple[Rule, ...] = (
             "# closing 2026-03 with late_usage_months: 3",
             _EVENT + '...,"time":"2025-06-01T00:00:00Z",...}',
         ),
-        _lines("# usage is flushed to git within days of the call, not months"),
+        _lines(
+            "# flush the collectors' spools as they go, so no usage arrives months late:",
+            "formarket usage flush --every 60",
+        ),
     ),
     Rule(
         "USG014",
