@@ -27,8 +27,10 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/mypy
 
+# The generated contracts and docs: JSON Schemas from the models, docs/rules.md from the rule table.
 schemas: $(STAMP)
 	$(BIN)/formarket schema export
+	$(BIN)/formarket rules --format markdown > docs/rules.md
 
 debian-packages:
 	@missing=""; for p in $(DEBIAN_PACKAGES); do \

@@ -74,6 +74,7 @@ def main() -> None:
                formarket build P/SLUG                        its VM image, cached by content
                formarket validate                            check a registry working tree
                formarket check --base --head --author LOGIN  the pull-request check
+               formarket rules [ID]                          what a REG, FF or USG code means
     Use:       formarket site build && formarket site serve  the catalog and JSON API
                formarket gateway serve                       the metered OpenAI-compatible API
                formarket deploy AGENT --model MODEL --wait   run an agent with its model

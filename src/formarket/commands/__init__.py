@@ -18,6 +18,7 @@ COMMANDS: dict[str, str] = {
     "issue-deploy": "issue_deploy",
     "new": "new",
     "royalties": "royalties",
+    "rules": "rules",
     "schema": "schema",
     "site": "site",
     "usage": "usage",

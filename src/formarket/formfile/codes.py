@@ -1,70 +1,46 @@
-"""The stable codes of Formfile errors: one per kind of mistake; tests and tools match on these."""
+"""The stable codes of Formfile errors, by name: the FF rows of `formarket.rules`, where each
+has its title, why it exists, an example and its fix (`formarket rules FF001`)."""
 
 from __future__ import annotations
 
 from enum import StrEnum
 
+from formarket.rules import rules_of
+
 __all__ = ["FormfileCode"]
+
+_ID = {rule.name: rule.id for rule in rules_of("FF")}
 
 
 class FormfileCode(StrEnum):
     """A kind of Formfile mistake. Codes are never renumbered or reused."""
 
-    UNKNOWN_INSTRUCTION = "FF001"
-    """An instruction formarket does not know (with a did-you-mean when one is close)."""
-    KEYWORD_CASE = "FF002"
-    """A known instruction written in lower or mixed case."""
-    MISSING_ARGUMENT = "FF003"
-    """An instruction with nothing after it."""
-    BAD_NUMBER = "FF004"
-    """A count or size that is not a plain decimal integer."""
-    OUT_OF_RANGE = "FF005"
-    """A count or size outside its limits."""
-    REPEATED_INSTRUCTION = "FF006"
-    """A second NAME, DESCRIPTION, FROM, VCPU, MEMORY, DISK or WORKDIR."""
-    MISSING_NAME = "FF007"
-    """No NAME line in the file."""
-    BAD_NAME = "FF008"
-    """A NAME that is not `[a-z0-9][a-z0-9._-]{0,62}`."""
-    UNKNOWN_BASE = "FF009"
-    """A FROM base that the farm does not have."""
-    UNKNOWN_GPU = "FF010"
-    """A GPU model that the farm does not have, or a malformed GPU spec."""
-    BAD_MODEL = "FF011"
-    """A MODEL line that is not `required:<id>` or `preferred:<id>` with a valid id."""
-    BAD_USER_FIELD = "FF012"
-    """A USER item that is not `field:value`/`field=value`, or an unknown field."""
-    MISSING_USER_FIELD = "FF013"
-    """A USER line without `username` or `passwd`."""
-    BAD_USER_VALUE = "FF014"
-    """A USER value that is invalid: username, empty password, group, relative shell."""
-    BAD_BOOLEAN = "FF015"
-    """A USER flag that is not true/yes/1/on or false/no/0/off."""
-    COPY_ESCAPES_CONTEXT = "FF016"
-    """A COPY source that is absolute or leaves the build context with `..`."""
-    BAD_COPY_DESTINATION = "FF017"
-    """A COPY destination that is relative or has `.`/`..` components."""
-    WRONG_ARGUMENT_COUNT = "FF018"
-    """An instruction with too many or too few words (COPY takes two, VCPU one, ...)."""
-    BAD_PACKAGE = "FF019"
-    """An INSTALL argument that is not a package name."""
-    BAD_ENV = "FF020"
-    """An ENV item that is not `KEY=value` with a valid key."""
-    BAD_ENV_SCOPE = "FF021"
-    """An ENV scope that is not `system`, `user:<name>` or `service:<name>`, or not first."""
-    UNTERMINATED_QUOTE = "FF022"
-    """A quote opened and never closed on the instruction."""
-    BAD_WORKDIR = "FF023"
-    """A WORKDIR that is relative or has `.`/`..` components."""
-    BAD_ENTRYPOINT = "FF024"
-    """An ENTRYPOINT whose JSON form is not a non-empty array of strings, or that is empty."""
-    BAD_PORT = "FF025"
-    """An EXPOSE item that is not `<port>` or `<port>/tcp` with a port in 1..65535."""
-    DANGLING_CONTINUATION = "FF026"
-    """A line ending in `\\` with no line after it (end of file, or a blank line)."""
-    CONTROL_CHARACTER = "FF027"
-    """A NUL byte, another control character, or a bidirectional override in the text."""
-    TOO_LARGE = "FF028"
-    """A file over the size or line-count limit."""
-    DUPLICATE_VALUE = "FF029"
-    """The same GPU model, model id, port, username, USER field or ENV key given twice."""
+    UNKNOWN_INSTRUCTION = _ID["UNKNOWN_INSTRUCTION"]
+    KEYWORD_CASE = _ID["KEYWORD_CASE"]
+    MISSING_ARGUMENT = _ID["MISSING_ARGUMENT"]
+    BAD_NUMBER = _ID["BAD_NUMBER"]
+    OUT_OF_RANGE = _ID["OUT_OF_RANGE"]
+    REPEATED_INSTRUCTION = _ID["REPEATED_INSTRUCTION"]
+    MISSING_NAME = _ID["MISSING_NAME"]
+    BAD_NAME = _ID["BAD_NAME"]
+    UNKNOWN_BASE = _ID["UNKNOWN_BASE"]
+    UNKNOWN_GPU = _ID["UNKNOWN_GPU"]
+    BAD_MODEL = _ID["BAD_MODEL"]
+    BAD_USER_FIELD = _ID["BAD_USER_FIELD"]
+    MISSING_USER_FIELD = _ID["MISSING_USER_FIELD"]
+    BAD_USER_VALUE = _ID["BAD_USER_VALUE"]
+    BAD_BOOLEAN = _ID["BAD_BOOLEAN"]
+    COPY_ESCAPES_CONTEXT = _ID["COPY_ESCAPES_CONTEXT"]
+    BAD_COPY_DESTINATION = _ID["BAD_COPY_DESTINATION"]
+    WRONG_ARGUMENT_COUNT = _ID["WRONG_ARGUMENT_COUNT"]
+    BAD_PACKAGE = _ID["BAD_PACKAGE"]
+    BAD_ENV = _ID["BAD_ENV"]
+    BAD_ENV_SCOPE = _ID["BAD_ENV_SCOPE"]
+    UNTERMINATED_QUOTE = _ID["UNTERMINATED_QUOTE"]
+    BAD_WORKDIR = _ID["BAD_WORKDIR"]
+    BAD_ENTRYPOINT = _ID["BAD_ENTRYPOINT"]
+    BAD_PORT = _ID["BAD_PORT"]
+    DANGLING_CONTINUATION = _ID["DANGLING_CONTINUATION"]
+    CONTROL_CHARACTER = _ID["CONTROL_CHARACTER"]
+    TOO_LARGE = _ID["TOO_LARGE"]
+    DUPLICATE_VALUE = _ID["DUPLICATE_VALUE"]

@@ -23,8 +23,16 @@ __all__ = ["ResultCache", "code_digest", "default_cache_dir"]
 _FORMAT = b"formarket-cache-2"
 
 
-# The code a check result depends on: the rules, the models, the Formfile parser, their data.
-_RESULT_CODE = ("registry/*.py", "schemas/*.py", "formfile/*.py", "yamldoc.py", "data/*")
+# The code a check result depends on: the rules and their table (which gives each finding its
+# severity), the models, the Formfile parser, their data.
+_RESULT_CODE = (
+    "registry/*.py",
+    "rules.py",
+    "schemas/*.py",
+    "formfile/*.py",
+    "yamldoc.py",
+    "data/*",
+)
 
 
 @cache

@@ -1,63 +1,22 @@
 """Findings are values: a rule's stable id, a severity, a location, a message and a hint.
 
-Errors block a pull request; warnings advise. Tests assert on rule ids, never on wording.
+Errors block a pull request; warnings advise. Tests assert on rule ids, never on wording. The
+rules themselves (severity, title, why, an example and its fix) are in `formarket.rules`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from enum import StrEnum
 from typing import Any
+
+from formarket.rules import Rule, Severity, rules_of
 
 __all__ = ["RULES", "Finding", "Rule", "Severity", "finding", "with_lines"]
 
 
-class Severity(StrEnum):
-    ERROR = "error"
-    WARNING = "warning"
-
-
-@dataclass(frozen=True, slots=True)
-class Rule:
-    code: str
-    severity: Severity
-    title: str
-
-
-# The one table of rules: ids are stable forever; a retired id is never reused.
-RULES: dict[str, Rule] = {
-    r.code: r
-    for r in (
-        Rule("REG001", Severity.ERROR, "document does not match its JSON Schema"),
-        Rule("REG002", Severity.ERROR, "file cannot be read as YAML data"),
-        Rule("REG003", Severity.ERROR, "id does not match the file's path"),
-        Rule("REG004", Severity.ERROR, "id is not unique"),
-        Rule("REG005", Severity.ERROR, "publisher is not registered"),
-        Rule("REG006", Severity.ERROR, "reference does not resolve"),
-        Rule("REG007", Severity.ERROR, "agent and model are not compatible"),
-        Rule("REG008", Severity.ERROR, "Formfile is missing or does not parse"),
-        Rule("REG009", Severity.ERROR, "Formfile disagrees with the listing"),
-        Rule("REG010", Severity.ERROR, "README is missing"),
-        Rule("REG011", Severity.ERROR, "a published version was rewritten"),
-        Rule("REG012", Severity.ERROR, "version does not increase"),
-        Rule("REG013", Severity.WARNING, "pricing looks wrong"),
-        Rule("REG014", Severity.ERROR, "pricing charges for a metric that is not metered"),
-        Rule("REG015", Severity.WARNING, "name is confusingly close to another listing's"),
-        Rule("REG016", Severity.ERROR, "change to a publisher the author does not own"),
-        Rule("REG017", Severity.ERROR, "change to a path only the bot may write"),
-        Rule("REG018", Severity.ERROR, "change to a path only maintainers may write"),
-        Rule("REG019", Severity.ERROR, "new publisher does not name its author as owner"),
-        Rule("REG020", Severity.ERROR, "file is not where the registry layout allows"),
-        Rule("REG021", Severity.WARNING, "license is not a known SPDX identifier"),
-        Rule("REG022", Severity.ERROR, "settings schema is not a valid JSON Schema"),
-        Rule("REG023", Severity.ERROR, "settings do not match the agent's settings schema"),
-        Rule("REG024", Severity.ERROR, "unsafe file in a listing (link, or too large)"),
-        Rule("REG025", Severity.WARNING, "Formfile NAME differs from the listing's slug"),
-        Rule("REG026", Severity.WARNING, "preferred model does not resolve"),
-        Rule("REG027", Severity.ERROR, "governance file is missing or invalid"),
-    )
-}
+# The registry's rules: the REG rows of the one table of codes, by id.
+RULES: dict[str, Rule] = {rule.id: rule for rule in rules_of("REG")}
 
 
 @dataclass(frozen=True, slots=True, order=True)

@@ -19,6 +19,7 @@ from typing import Annotated, Literal, cast
 import msgspec
 from isal import isal_zlib
 
+from formarket.rules import rules_of
 from formarket.schemas._types import LISTING_ID_PATTERN, SEMVER_PATTERN
 from formarket.schemas.usage import (
     ACCOUNT_PATTERN,
@@ -58,24 +59,9 @@ __all__ = [
 
 USAGE_ROOT = "registry/usage"
 
-# Why usage is set aside: the one table of codes, stable forever (a retired code is never
-# reused). Tests assert on codes, never on the wording of messages.
-CODES: dict[str, str] = {
-    "USG001": "the file cannot be read (not gzip, truncated, too large)",
-    "USG003": "a line is longer than the limit",
-    "USG004": "a line is not JSON",
-    "USG005": "a line is not a usage event (unknown field, wrong type, out of range, bad id)",
-    "USG006": "the event's time is not in UTC",
-    "USG007": "the event's time is after its file's day ended (a timestamp from the future)",
-    "USG008": "the event names a listing that does not exist",
-    "USG009": "the event names a version of a listing that was never published",
-    "USG010": "the event's source is not the source of its file",
-    "USG011": "the event's data does not fit its type",
-    "USG013": "the event is older than late usage may be",
-    "USG014": "a file under registry/usage/ is not named as a usage file",
-    "USG015": "a usage file was rewritten after a close had read it",
-    "USG016": "a usage file was deleted after a close had read it",
-}
+# Why usage is set aside, by code: the USG rows of `formarket.rules` (stable forever; tests
+# assert on codes, never on the wording of messages).
+CODES: dict[str, str] = {rule.id: rule.title for rule in rules_of("USG")}
 # A flush of one collector: far above a real one (a few MB), small enough to hold in memory.
 MAX_FILE_BYTES = 256 << 20
 MAX_LINE_BYTES = 16 << 10
