@@ -115,7 +115,9 @@ def imports_of(module: str, path: Path) -> Iterator[Import]:
         end = getattr(node, "end_lineno", node.lineno) or node.lineno
         text = " ".join(lines[node.lineno - 1 : end])
         for name in names:
-            yield Import(module, name, node.lineno, node.lineno in nested, node.lineno in typed, text)
+            yield Import(
+                module, name, node.lineno, node.lineno in nested, node.lineno in typed, text
+            )
 
 
 def project_imports() -> list[Import]:
