@@ -7,7 +7,6 @@ errors into readable messages and exit codes, once, at the top.
 from __future__ import annotations
 
 import importlib
-import os
 import sys
 from typing import Any
 
@@ -15,6 +14,7 @@ import click
 
 from formarket import __version__
 from formarket.errors import FormarketError
+from formarket.settings import DEBUG
 
 __all__ = ["main"]
 
@@ -53,7 +53,7 @@ class _Root(click.Group):
             raise
         except Exception as exc:
             # A bug, not the user's mistake: say so plainly; FORMARKET_DEBUG=1 shows where.
-            if os.environ.get("FORMARKET_DEBUG"):
+            if DEBUG.get():
                 raise
             click.echo(
                 f"internal error: {type(exc).__name__}: {exc}\n"
@@ -83,5 +83,6 @@ def main() -> None:
                formarket issue-deploy --event PATH           a deployment issue's request
                formarket royalties close|verify --period YYYY-MM
                formarket schema export                       the JSON Schemas in schemas/
+               formarket settings                            every FORMARKET_* variable
     Try it:    formarket demo                                the whole journey, narrated
     """

@@ -19,6 +19,7 @@ COMMANDS: dict[str, str] = {
     "new": "new",
     "royalties": "royalties",
     "schema": "schema",
+    "settings": "settings",
     "site": "site",
     "usage": "usage",
     "validate": "validate",
