@@ -63,7 +63,7 @@ class Kind(Generic[T]):
     """A type of setting: how a value is read, and what a good one looks like."""
 
     name: str
-    expected: str  # completes "FORMARKET_X='...' is not ..."
+    expected: str  # completes "<variable>='<value>' is not ..."
     example: str
     parse: Callable[[str], T]  # raises ValueError for a malformed value
 

@@ -40,20 +40,28 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 class SettingType(click.ParamType[Any, Any]):
-    """A click type that reads a value as the table's kind does."""
+    """A click type that reads a value as the table does, and names the variable when the
+    value came from it."""
 
-    def __init__(self, kind: table.Kind[Any]) -> None:
-        self.kind = kind
-        self.name = kind.name
+    def __init__(self, setting: table.Setting[Any]) -> None:
+        self.setting = setting
+        self.name = setting.kind.name
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         if not isinstance(value, str):
             return value  # a default, already of the kind
         try:
-            return self.kind.parse(value.strip())
+            return self.setting.kind.parse(value.strip())
         except ValueError:
-            example = f", such as {self.kind.example}" if self.kind.example else ""
-            self.fail(f"{value!r} is not {self.kind.expected}{example}", param, ctx)
+            source = ctx.get_parameter_source(param.name) if ctx and param and param.name else None
+            given = (
+                f"{self.setting.variable}={value!r}"
+                if source is click.core.ParameterSource.ENVIRONMENT
+                else repr(value)
+            )
+            kind = self.setting.kind
+            example = f", such as {kind.example}" if kind.example else ""
+            self.fail(f"{given} is not {kind.expected}{example}", param, ctx)
 
 
 def option_help(setting: table.Setting[Any]) -> str:
@@ -65,7 +73,7 @@ def _option(setting: table.Setting[Any]) -> Callable[[F], F]:
     return click.option(
         setting.flag,
         setting.name,
-        type=SettingType(setting.kind),
+        type=SettingType(setting),
         envvar=setting.variable,
         default=setting.default,
         metavar="BRANCH" if setting.kind is table.BRANCH_NAME else "DIR",
@@ -113,7 +121,7 @@ def deprecated_alias(flag: str) -> Callable[[F], F]:
     return click.option(
         flag,
         f"deprecated_{flag.lstrip('-').replace('-', '_')}",
-        type=SettingType(setting.kind),
+        type=SettingType(setting),
         hidden=True,
         expose_value=False,
         callback=notice,
