@@ -442,3 +442,22 @@ def test_the_example_env_file_agrees_with_the_table(path: Path) -> None:
     assert farm - set(assigned) == set(), f"{path.name} leaves out variables the farm reads"
     # Checked as a whole, as the farm reads it.
     FarmSettings.from_env(Path("/"), {k: v for k, v in assigned.items() if v})
+
+
+def test_formarket_debug_shows_a_bugs_traceback() -> None:
+    from formarket.cli import _Root
+
+    @click.command("boom")
+    def boom() -> None:
+        raise RuntimeError("a bug")
+
+    class Root(_Root):
+        def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+            return boom
+
+    root = Root("formarket")
+    plain = CliRunner().invoke(root, ["boom"], env={"FORMARKET_DEBUG": ""})
+    assert plain.exit_code == 70
+    assert "internal error: RuntimeError: a bug" in plain.stderr
+    debug = CliRunner().invoke(root, ["boom"], env={"FORMARKET_DEBUG": "1"})
+    assert isinstance(debug.exception, RuntimeError)

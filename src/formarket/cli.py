@@ -14,7 +14,6 @@ import click
 
 from formarket import __version__
 from formarket.errors import FormarketError
-from formarket.settings import DEBUG
 
 __all__ = ["main"]
 
@@ -53,6 +52,9 @@ class _Root(click.Group):
             raise
         except Exception as exc:
             # A bug, not the user's mistake: say so plainly; FORMARKET_DEBUG=1 shows where.
+            # Imported here: only an unexpected error needs the table, not every start-up.
+            from formarket.settings import DEBUG
+
             if DEBUG.get():
                 raise
             click.echo(
