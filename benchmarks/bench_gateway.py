@@ -185,7 +185,7 @@ def _calls(work: Path, quick: bool, pin: bool) -> tuple[Load, Load, Load, Load]:
         )
         key, _ = create_key(state.keys, "bench", rate_per_second=1e9, burst=10**9)
         gateway, gateway_url = _start(
-            [*FORMARKET, "gateway", "serve", "--state", str(state.root), "--port", "0",
+            [*FORMARKET, "gateway", "serve", "--gateway-dir", str(state.root), "--port", "0",
              "--source", "gateway/bench"],
             work / "gateway.log", alone,
         )  # fmt: skip
@@ -303,7 +303,7 @@ def _commit(work: Path, events: int) -> tuple[float, float, int, int]:
     print("gateway: formarket usage flush", flush=True)
     began = time.perf_counter()
     subprocess.run(
-        [*FORMARKET, "usage", "flush", "--repo", str(market), "--state", str(state)],
+        [*FORMARKET, "usage", "flush", "--repo", str(market), "--gateway-dir", str(state)],
         check=True, cwd=SOURCE, capture_output=True,
     )  # fmt: skip
     seconds = time.perf_counter() - began

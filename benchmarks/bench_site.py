@@ -138,7 +138,7 @@ def _restore(syn: Synthetic, out: Path) -> Callable[[], None]:
 
     def before() -> None:
         run(["git", "-C", str(syn.root), "checkout", "-q", "-f", "main"])
-        run([*tool("formarket"), "site", "build", "--registry", str(syn.root), "--out", str(out)])
+        run([*tool("formarket"), "site", "build", "--repo", str(syn.root), "--out", str(out)])
         run(["git", "-C", str(syn.root), "checkout", "-q", "-f", "pr"])
 
     return before
@@ -181,7 +181,7 @@ def section(quick: bool) -> str:
     syn = _registry(workdir, listings)
     out = workdir / f"site-out-{listings}"
     cache = syn.root / ".git" / "formarket-cache"
-    formarket = [*tool("formarket"), "site", "build", "--registry", str(syn.root), "--out"]
+    formarket = [*tool("formarket"), "site", "build", "--repo", str(syn.root), "--out"]
 
     def cold() -> None:
         shutil.rmtree(out, ignore_errors=True)
@@ -193,7 +193,7 @@ def section(quick: bool) -> str:
         [*formarket, str(out)],
         runs_full,
         cold,
-        "formarket site build --registry . --out build/site",
+        "formarket site build --repo . --out build/site",
     )
     if f"built {syn.listings + syn.solutions} listings" not in full.output:
         raise BenchmarkError(f"the build did not list every listing:\n{full.output}")
@@ -210,7 +210,7 @@ def section(quick: bool) -> str:
         [*formarket, str(out)],
         runs_rebuild,
         _restore(syn, out),
-        "formarket site build --registry . --out build/site (after git checkout pr)",
+        "formarket site build --repo . --out build/site (after git checkout pr)",
     )
     load = max(load, os.getloadavg()[0])
     run(["git", "-C", str(syn.root), "checkout", "-q", "-f", "main"])

@@ -7,7 +7,6 @@ errors into readable messages and exit codes, once, at the top.
 from __future__ import annotations
 
 import importlib
-import os
 import sys
 from typing import Any
 
@@ -53,7 +52,10 @@ class _Root(click.Group):
             raise
         except Exception as exc:
             # A bug, not the user's mistake: say so plainly; FORMARKET_DEBUG=1 shows where.
-            if os.environ.get("FORMARKET_DEBUG"):
+            # Imported here: only an unexpected error needs the table, not every start-up.
+            from formarket.settings import DEBUG
+
+            if DEBUG.get():
                 raise
             click.echo(
                 f"internal error: {type(exc).__name__}: {exc}\n"
@@ -84,5 +86,6 @@ def main() -> None:
                formarket issue-deploy --event PATH           a deployment issue's request
                formarket royalties close|verify --period YYYY-MM
                formarket schema export                       the JSON Schemas in schemas/
+               formarket settings                            every FORMARKET_* variable
     Try it:    formarket demo                                the whole journey, narrated
     """

@@ -19,7 +19,7 @@ def run(*args: str) -> str:
 
 
 def test_keys_and_routes(tmp_path: Path) -> None:
-    where = ["--repo", str(tmp_path), "--state", str(tmp_path / "state")]
+    where = ["--repo", str(tmp_path), "--gateway-dir", str(tmp_path / "state")]
     key = run("gateway", "keys", "create", "acme", "--rate", "5", *where).splitlines()[0]
     assert key.startswith("fmk_")
     listed = run("gateway", "keys", "list", *where)
@@ -48,9 +48,9 @@ def test_flush_and_show(tmp_path: Path) -> None:
     state = tmp_path / "state"
     spool_events(state / "spool", 12)
     where = ["--repo", str(tmp_path / "market")]
-    out = run("usage", "flush", *where, "--state", str(state))
+    out = run("usage", "flush", *where, "--gateway-dir", str(state))
     assert "committed 12 events to registry/usage/" in out
-    assert run("usage", "flush", *where, "--state", str(state)).strip() == "nothing to flush"
+    assert run("usage", "flush", *where, "--gateway-dir", str(state)).strip() == "nothing to flush"
     shown = json.loads(run("usage", "show", *where, "--json"))
     assert shown["events"] == 12
     assert shown["duplicates"] == 0

@@ -74,7 +74,7 @@ def test_sigkill_of_gateways_and_flushers_loses_and_doubles_nothing(tmp_path: Pa
     state = StatePaths(tmp_path / "state")
     logs = tmp_path / "logs"
     logs.mkdir()
-    where = ["--repo", str(tmp_path / "market"), "--state", str(state.root)]
+    where = ["--repo", str(tmp_path / "market"), "--gateway-dir", str(state.root)]
     upstream = Proc("standin", [PYTHON[0], "-m", "formarket.standins.openai"], logs)
     gateway = Proc(
         "gateway",

@@ -161,7 +161,7 @@ def test_flushers_racing_on_one_repository_lose_nothing(tmp_path: Path) -> None:
                         "flush",
                         "--repo",
                         str(tmp_path / "market"),
-                        "--state",
+                        "--gateway-dir",
                         str(tmp_path / name),
                     ],
                     output=log,

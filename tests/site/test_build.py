@@ -191,7 +191,7 @@ def test_cli_builds_and_reports(registry: Path, tmp_path: Path) -> None:
         [
             "site",
             "build",
-            "--registry",
+            "--repo",
             str(registry),
             "--out",
             str(out),
@@ -218,7 +218,7 @@ def test_cli_refuses_a_malformed_repository(registry: Path, tmp_path: Path) -> N
         [
             "site",
             "build",
-            "--registry",
+            "--repo",
             str(registry),
             "--out",
             str(tmp_path / "o"),
@@ -277,7 +277,7 @@ def test_relative_paths_are_taken_from_the_current_folder(
     monkeypatch.chdir(tmp_path)
 
     result = CliRunner().invoke(
-        main, ["site", "build", "--registry", "market", "--out", "relative-out"]
+        main, ["site", "build", "--repo", "market", "--out", "relative-out"]
     )
 
     assert result.exit_code == 0, result.output

@@ -20,6 +20,7 @@ COMMANDS: dict[str, str] = {
     "royalties": "royalties",
     "rules": "rules",
     "schema": "schema",
+    "settings": "settings",
     "site": "site",
     "usage": "usage",
     "validate": "validate",

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import click
 
+from formarket.commands._options import CACHE_OPTION, REPO_OPTION, STORE_OPTION
 from formarket.errors import NotFoundError
 
 __all__ = ["command"]
@@ -23,9 +24,7 @@ _LISTING_ID = re.compile(r"^[a-z0-9][a-z0-9-]*/[a-z0-9][a-z0-9._-]*$")
 
 
 def default_store() -> Path:
-    configured = os.environ.get("FORMARKET_STORE")
-    if configured:
-        return Path(configured)
+    """Where `formarket build` keeps images when neither --store nor FORMARKET_STORE says."""
     cache_home = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(cache_home) / "formarket" / "store"
 
@@ -93,25 +92,9 @@ def _summary(manifest: dict[str, object], image_dir: Path, cached: bool, seconds
 
 @click.command("build", short_help="Build a Formfile into a bootable VM image, cached by content.")
 @click.argument("target")
-@click.option(
-    "--store",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="The artifact store (default: $FORMARKET_STORE or ~/.cache/formarket/store).",
-)
-@click.option(
-    "--cache",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="Bases and step layers (default: STORE/cache).",
-)
-@click.option(
-    "--repo",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("."),
-    show_default=True,
-    help="The marketplace repository: its registry/ for listing ids, builder/bases/ for bases.",
-)
+@STORE_OPTION
+@CACHE_OPTION
+@REPO_OPTION
 @click.option(
     "--context",
     type=click.Path(file_okay=False, path_type=Path),

@@ -8,19 +8,14 @@ from pathlib import Path
 import click
 
 from formarket.commands._common import FORMAT_OPTION, echo_report, open_cache, open_repo
+from formarket.commands._options import REPO_OPTION
 from formarket.registry.pr_check import check_pull_request
 
 __all__ = ["command"]
 
 
 @click.command("check")
-@click.option(
-    "--repo",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("."),
-    show_default=True,
-    help="The marketplace repository (a git clone).",
-)
+@REPO_OPTION
 @click.option(
     "--base",
     required=True,

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
+from formarket.commands._options import BRANCH_OPTION, REPO_OPTION, STATE_OPTION, farm_settings
 from formarket.errors import FormarketError, UsageError
 
 if TYPE_CHECKING:
@@ -41,13 +41,9 @@ __all__ = ["command"]
     help="A secret by reference: env:NAME, file:/path or vault:path (never the value).",
 )
 @click.option("--account", help="Who pays for the usage (default: you).")
-@click.option(
-    "--repo",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="The marketplace repository (default: FORMARKET_REPO, else here).",
-)
-@click.option("--branch", default=None, help="Its branch (default: FORMARKET_BRANCH, else main).")
+@REPO_OPTION
+@BRANCH_OPTION
+@STATE_OPTION
 @click.option("--dry-run", is_flag=True, help="Check and print the plan; commit nothing.")
 @click.option("--wait", is_flag=True, help="Follow progress until the endpoint answers.")
 @click.option(
@@ -69,8 +65,9 @@ def command(
     sets: tuple[str, ...],
     secret_refs: tuple[str, ...],
     account: str | None,
-    repo: Path | None,
-    branch: str | None,
+    repo: Path,
+    branch: str,
+    state: Path | None,
     dry_run: bool,
     wait: bool,
     timeout: float,
@@ -90,15 +87,10 @@ def command(
       formarket deploy --solution tinyforge/faq-demo --wait
     """
     from formarket.deploy.request import DeployOptions, RefusedError, build_request, plan, run
-    from formarket.farm.settings import FarmSettings
 
     if dry_run and wait:
         raise UsageError("--wait follows a committed deployment; leave out --dry-run")
-    settings = FarmSettings.from_env()
-    if repo is not None:
-        settings = replace(settings, repo=repo.absolute())
-    if branch is not None:
-        settings = replace(settings, branch=branch)
+    settings = farm_settings(repo, branch, state)
     options = DeployOptions(
         agent, model, solution, version, vcpus, memory_mib, gpu, sets, secret_refs, account
     )

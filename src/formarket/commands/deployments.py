@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
+from formarket.commands._options import BRANCH_OPTION, REPO_OPTION, STATE_OPTION, farm_settings
 from formarket.errors import NotFoundError
 
 if TYPE_CHECKING:
@@ -17,20 +17,7 @@ if TYPE_CHECKING:
 
 __all__ = ["command"]
 
-_REPO = click.option(
-    "--repo",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="The marketplace repository (default: FORMARKET_REPO, else here).",
-)
 _JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON for programs.")
-
-
-def _settings(repo: Path | None) -> FarmSettings:
-    from formarket.farm.settings import FarmSettings
-
-    settings = FarmSettings.from_env()
-    return replace(settings, repo=repo.absolute()) if repo is not None else settings
 
 
 def _view(settings: FarmSettings, deployment: Deployment) -> dict[str, Any]:
@@ -68,12 +55,14 @@ def command() -> None:
 
 
 @command.command("list")
-@_REPO
+@REPO_OPTION
+@BRANCH_OPTION
+@STATE_OPTION
 @click.option("--all", "show_all", is_flag=True, help="Include stopped deployments.")
 @_JSON
-def list_(repo: Path | None, show_all: bool, as_json: bool) -> None:
+def list_(repo: Path, branch: str, state: Path | None, show_all: bool, as_json: bool) -> None:
     """One line per deployment: id, kind, listing, size, account, where the farm has it."""
-    settings = _settings(repo)
+    settings = farm_settings(repo, branch, state)
     desired, problems = _desired(settings)
     shown = [d for _id, d in sorted(desired.items()) if show_all or d.state == "running"]
     if as_json:
@@ -95,11 +84,13 @@ def list_(repo: Path | None, show_all: bool, as_json: bool) -> None:
 
 @command.command("show")
 @click.argument("deployment_id", metavar="ID")
-@_REPO
+@REPO_OPTION
+@BRANCH_OPTION
+@STATE_OPTION
 @_JSON
-def show(deployment_id: str, repo: Path | None, as_json: bool) -> None:
+def show(deployment_id: str, repo: Path, branch: str, state: Path | None, as_json: bool) -> None:
     """Everything about one deployment."""
-    settings = _settings(repo)
+    settings = farm_settings(repo, branch, state)
     desired, _problems = _desired(settings)
     deployment = desired.get(deployment_id)
     if deployment is None:
@@ -118,14 +109,15 @@ def show(deployment_id: str, repo: Path | None, as_json: bool) -> None:
 
 @command.command("stop")
 @click.argument("deployment_id", metavar="ID")
-@_REPO
-def stop(deployment_id: str, repo: Path | None) -> None:
+@REPO_OPTION
+@BRANCH_OPTION
+def stop(deployment_id: str, repo: Path, branch: str) -> None:
     """Mark a deployment stopped in git (committed by the bot); the farm removes its VM in
     its next reconcile cycle, and the gateway stops routing to it."""
     from formarket.commands._common import open_repo
     from formarket.farm.desired import bot_identity, set_state
 
-    settings = _settings(repo)
+    settings = farm_settings(repo, branch)
     git = open_repo(settings.repo)
     try:
         commit = set_state(

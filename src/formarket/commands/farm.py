@@ -1,16 +1,19 @@
 """`formarket farm`: run the build farm's Celery workers and its beat (the reconcile clock).
 
 Settings come from the environment (`FORMARKET_BROKER_URL`, `FORMARKET_REPO`, ...: see
-formarket.farm.settings); with no broker configured the farm runs on sqlite files in its state
+formarket.settings); with no broker configured the farm runs on sqlite files in its state
 folder, so one machine needs no server at all.
 """
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import click
 
+from formarket import settings as table
+from formarket.commands._options import BRANCH_OPTION, REPO_OPTION, STATE_OPTION, farm_settings
 from formarket.errors import UsageError
 
 __all__ = ["command"]
@@ -31,24 +34,34 @@ def _queues(value: str) -> list[str]:
     return names
 
 
-@click.group("farm")
+def _help() -> str:
+    """The group's help, with the variables the farm reads as the settings table has them."""
+    farm = [s for s in table.TABLE if "farm" in s.commands]
+    width = max(len(s.variable) for s in farm)
+    lines = [f"  {s.variable:{width}}  {s.shown_default}" for s in farm]
+    return "\n".join(
+        [
+            "The build farm: Celery workers that build images and deploy them, and the beat"
+            " that runs the reconciler.",
+            "",
+            "The farm reads its settings from the environment; `formarket settings` says what"
+            " each one is. When unset:",
+            "",
+            "\b",
+            *lines,
+            "",
+            "\b",
+            "Examples:",
+            "  formarket farm worker --queues build --concurrency 2     a build host",
+            "  formarket farm worker --queues deploy                    a deploy host",
+            "  formarket farm beat                                      exactly one per farm",
+        ]
+    )
+
+
+@click.group("farm", help=_help())
 def command() -> None:
-    """The build farm: Celery workers that build images and deploy them, and the beat that
-    runs the reconciler.
-
-    \b
-    The farm reads its settings from the environment:
-      FORMARKET_BROKER_URL   redis://host:6379/0 (unset: sqlite files in the state folder)
-      FORMARKET_REPO         the marketplace repository (default: the current folder)
-      FORMARKET_STATE        the farm's state folder (default: <repo>/build/farm)
-      FORMARKET_BUILD_TIME_LIMIT, FORMARKET_RECONCILE_SECONDS, FORMARKET_HOSTS, ...
-
-    \b
-    Examples:
-      formarket farm worker --queues build --concurrency 2     a build host
-      formarket farm worker --queues deploy                    a deploy host
-      formarket farm beat                                      exactly one per farm
-    """
+    pass
 
 
 @command.command("worker")
@@ -76,7 +89,17 @@ def command() -> None:
     show_default=True,
     help="How much the worker logs: info shows each task received and finished.",
 )
-def worker(queues: str, concurrency: int | None, loglevel: str) -> None:
+@REPO_OPTION
+@BRANCH_OPTION
+@STATE_OPTION
+def worker(
+    queues: str,
+    concurrency: int | None,
+    loglevel: str,
+    repo: Path,
+    branch: str,
+    state: Path | None,
+) -> None:
     """Run a farm worker in this process until it is stopped (Ctrl-C or SIGTERM: running
     tasks finish first; a second Ctrl-C stops at once, and those tasks go to another worker).
 
@@ -89,10 +112,9 @@ def worker(queues: str, concurrency: int | None, loglevel: str) -> None:
       formarket farm worker          (embedded: sqlite files under build/farm)
     """
     from formarket.farm.celery_app import make_app
-    from formarket.farm.settings import FarmSettings
 
     names = _queues(queues)
-    app = make_app(FarmSettings.from_env())
+    app = make_app(farm_settings(repo, branch, state))
     argv = ["worker", "--queues", ",".join(names), "--loglevel", loglevel.upper()]
     argv += ["-O", "fair", "--prefetch-multiplier", "1"]
     # A name of its own per process: several workers may run on one machine.
@@ -114,7 +136,10 @@ def worker(queues: str, concurrency: int | None, loglevel: str) -> None:
     show_default=True,
     help="How much beat logs: info shows each reconcile it sends.",
 )
-def beat(loglevel: str) -> None:
+@REPO_OPTION
+@BRANCH_OPTION
+@STATE_OPTION
+def beat(loglevel: str, repo: Path, branch: str, state: Path | None) -> None:
     """Run the farm's clock in this process: it sends `formarket.reconcile` every
     FORMARKET_RECONCILE_SECONDS (default 30) to the deploy queue. Run exactly one per farm;
     a reconcile that waits longer than a period expires unrun, the next one supersedes it.
@@ -124,9 +149,8 @@ def beat(loglevel: str) -> None:
       FORMARKET_RECONCILE_SECONDS=10 formarket farm beat
     """
     from formarket.farm.celery_app import make_app
-    from formarket.farm.settings import FarmSettings
 
-    app = make_app(FarmSettings.from_env())
+    app = make_app(farm_settings(repo, branch, state))
     app.start(["beat", "--loglevel", loglevel.upper()])
 
 
@@ -146,7 +170,17 @@ def beat(loglevel: str) -> None:
     help="Repeat cycles until nothing is left to do or the time is up (with --here).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print each cycle's summary as JSON.")
-def reconcile(here: bool, settle: float, as_json: bool) -> None:
+@REPO_OPTION
+@BRANCH_OPTION
+@STATE_OPTION
+def reconcile(
+    here: bool,
+    settle: float,
+    as_json: bool,
+    repo: Path,
+    branch: str,
+    state: Path | None,
+) -> None:
     """Compare the deployments git wants with the domains on every host, and hand out the
     builds, deploys and stops that make them agree (what beat runs every few seconds).
 
@@ -162,9 +196,8 @@ def reconcile(here: bool, settle: float, as_json: bool) -> None:
     import time
 
     from formarket.farm.operations import celery_enqueue, reconcile_once, run_here
-    from formarket.farm.settings import FarmSettings
 
-    settings = FarmSettings.from_env()
+    settings = farm_settings(repo, branch, state)
     enqueue = run_here(settings) if here else celery_enqueue(settings)
     deadline = time.monotonic() + settle
     while True:

@@ -10,35 +10,23 @@ from typing import TYPE_CHECKING
 
 import click
 
+from formarket.commands._options import gateway_options
 from formarket.errors import UsageError
 
 if TYPE_CHECKING:
     from formarket.gateway.config import StatePaths
     from formarket.schemas.usage import ListingVersion
 
-__all__ = ["REPO_OPTION", "STATE_OPTION", "command", "state_paths"]
+__all__ = ["command", "state_paths"]
 
-REPO_OPTION = click.option(
-    "--repo",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("."),
-    show_default=True,
-    help="The marketplace repository (a git clone).",
-)
-STATE_OPTION = click.option(
-    "--state",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="The gateway's state folder: keys, routes, the usage spool (default:"
-    " <repo>/.git/formarket-gateway, or $FORMARKET_GATEWAY_DIR).",
-)
 _REF = re.compile(r"^(?P<id>[^@\s]+)@(?P<version>[^@\s]+)$")
 
 
-def state_paths(repo: Path, state: Path | None) -> StatePaths:
+def state_paths(repo: Path, gateway_dir: Path | None) -> StatePaths:
+    # Imported here: `formarket gateway --help` does not load the gateway.
     from formarket.gateway.config import StatePaths, default_state_dir
 
-    return StatePaths(state if state is not None else default_state_dir(repo))
+    return StatePaths(gateway_dir if gateway_dir is not None else default_state_dir(repo))
 
 
 @click.group("gateway")
@@ -59,8 +47,7 @@ def command() -> None:
 
 
 @command.command("serve")
-@REPO_OPTION
-@STATE_OPTION
+@gateway_options
 @click.option("--host", default="127.0.0.1", show_default=True, help="The address to listen on.")
 @click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True)
 @click.option(
@@ -84,7 +71,7 @@ def command() -> None:
 )
 def serve(
     repo: Path,
-    state: Path | None,
+    gateway_dir: Path | None,
     host: str,
     port: int,
     source: str | None,
@@ -98,7 +85,7 @@ def serve(
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     config = GatewayConfig(
-        state_paths(repo, state),
+        state_paths(repo, gateway_dir),
         source=source or default_source(),
         fsync_interval=fsync_interval,
         limits=GatewayLimits(max_body=max_body),
@@ -128,8 +115,7 @@ def keys() -> None:
 
 @keys.command("create")
 @click.argument("account")
-@REPO_OPTION
-@STATE_OPTION
+@gateway_options
 @click.option(
     "--rate",
     type=click.FloatRange(min=0.001),
@@ -158,7 +144,7 @@ def keys() -> None:
 def keys_create(
     account: str,
     repo: Path,
-    state: Path | None,
+    gateway_dir: Path | None,
     rate: float,
     burst: int | None,
     requests_per_day: int | None,
@@ -168,7 +154,7 @@ def keys_create(
     from formarket.gateway.keys import create_key
 
     key, record = create_key(
-        state_paths(repo, state).keys,
+        state_paths(repo, gateway_dir).keys,
         account,
         rate_per_second=rate,
         burst=burst,
@@ -183,14 +169,13 @@ def keys_create(
 
 
 @keys.command("list")
-@REPO_OPTION
-@STATE_OPTION
-def keys_list(repo: Path, state: Path | None) -> None:
+@gateway_options
+def keys_list(repo: Path, gateway_dir: Path | None) -> None:
     """The keys: id, account, limits (never the keys themselves)."""
     from formarket.gateway.keys import load_keys
 
     for record in sorted(
-        load_keys(state_paths(repo, state).keys).by_id.values(),
+        load_keys(state_paths(repo, gateway_dir).keys).by_id.values(),
         key=lambda r: (r.account, r.created),
     ):
         quota = []
@@ -207,13 +192,12 @@ def keys_list(repo: Path, state: Path | None) -> None:
 
 @keys.command("revoke")
 @click.argument("key_id")
-@REPO_OPTION
-@STATE_OPTION
-def keys_revoke(key_id: str, repo: Path, state: Path | None) -> None:
+@gateway_options
+def keys_revoke(key_id: str, repo: Path, gateway_dir: Path | None) -> None:
     """Revoke a key by its id; a running gateway refuses it within a second."""
     from formarket.gateway.keys import revoke_key
 
-    record = revoke_key(state_paths(repo, state).keys, key_id)
+    record = revoke_key(state_paths(repo, gateway_dir).keys, key_id)
     click.echo(f"revoked key {record.id} of {record.account}")
 
 
@@ -242,8 +226,7 @@ def _listing(value: str | None, what: str) -> ListingVersion | None:
 @click.option("--model", "model", default=None, help="The model it serves, ID@VERSION.")
 @click.option("--agent", "agent", default=None, help="The agent it runs, ID@VERSION.")
 @click.option("--upstream-model", default=None, help="The model name its server expects.")
-@REPO_OPTION
-@STATE_OPTION
+@gateway_options
 def routes_add(
     deployment: str,
     endpoint: str,
@@ -252,14 +235,14 @@ def routes_add(
     agent: str | None,
     upstream_model: str | None,
     repo: Path,
-    state: Path | None,
+    gateway_dir: Path | None,
 ) -> None:
     """Route DEPLOYMENT (replacing its route if it has one)."""
     from pydantic import ValidationError
 
     from formarket.gateway.routes import Route, load_routes, save_routes
 
-    path = state_paths(repo, state).routes
+    path = state_paths(repo, gateway_dir).routes
     try:
         route = Route(
             deployment=deployment,
@@ -277,13 +260,12 @@ def routes_add(
 
 
 @routes.command("list")
-@REPO_OPTION
-@STATE_OPTION
-def routes_list(repo: Path, state: Path | None) -> None:
+@gateway_options
+def routes_list(repo: Path, gateway_dir: Path | None) -> None:
     """The routes."""
     from formarket.gateway.routes import load_routes
 
-    for route in load_routes(state_paths(repo, state).routes).routes:
+    for route in load_routes(state_paths(repo, gateway_dir).routes).routes:
         served = ", ".join(
             f"{what} {ref.id}@{ref.version}"
             for what, ref in (("agent", route.agent), ("model", route.model))
@@ -294,14 +276,13 @@ def routes_list(repo: Path, state: Path | None) -> None:
 
 @routes.command("remove")
 @click.argument("deployment")
-@REPO_OPTION
-@STATE_OPTION
-def routes_remove(deployment: str, repo: Path, state: Path | None) -> None:
+@gateway_options
+def routes_remove(deployment: str, repo: Path, gateway_dir: Path | None) -> None:
     """Stop routing DEPLOYMENT."""
     from formarket.errors import NotFoundError
     from formarket.gateway.routes import load_routes, save_routes
 
-    path = state_paths(repo, state).routes
+    path = state_paths(repo, gateway_dir).routes
     current = load_routes(path).routes
     kept = [r for r in current if r.deployment != deployment]
     if len(kept) == len(current):

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from formarket.commands._options import BRANCH_OPTION, REPO_OPTION, farm_settings
+
 __all__ = ["command"]
 
 
@@ -23,19 +25,20 @@ __all__ = ["command"]
     metavar="OWNER/NAME",
     help="The GitHub repository (default: the payload's).",
 )
-def command(event_path: Path, repo_slug: str | None) -> None:
+@REPO_OPTION
+@BRANCH_OPTION
+def command(event_path: Path, repo_slug: str | None, repo: Path, branch: str) -> None:
     """Deploy what a deployment issue asks for, stop it when the issue is closed, and answer
-    on the issue. GitHub is reached at GITHUB_API_URL with GITHUB_TOKEN; the registry is
-    FORMARKET_REPO on FORMARKET_BRANCH.
+    on the issue. GitHub is reached at GITHUB_API_URL with GITHUB_TOKEN; the marketplace
+    repository is --repo (FORMARKET_REPO) on --branch (FORMARKET_BRANCH).
 
     The issue's text is only ever read as data: it is re-read from the API, parsed strictly
     and checked in full before anything is committed.
     """
     from formarket.deploy.github import GitHub
     from formarket.deploy.issue_flow import handle_event
-    from formarket.farm.settings import FarmSettings
 
-    settings = FarmSettings.from_env()
+    settings = farm_settings(repo, branch)
     with GitHub.from_env() as github:
         outcome = handle_event(event_path, settings, github, repo_slug=repo_slug)
     issue = f"issue #{outcome.issue}" if outcome.issue else "the event"

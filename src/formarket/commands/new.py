@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from formarket.commands._options import REPO_OPTION
 from formarket.errors import NotFoundError
 
 __all__ = ["command"]
@@ -15,13 +16,7 @@ __all__ = ["command"]
 @click.argument("kind", type=click.Choice(["model", "agent"]))
 @click.argument("listing_id", metavar="PUBLISHER/SLUG")
 @click.option("--template", "-t", "template", required=True, help="The template's name.")
-@click.option(
-    "--repo",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("."),
-    show_default=True,
-    help="The marketplace repository (the folder holding registry/).",
-)
+@REPO_OPTION
 def command(kind: str, listing_id: str, template: str, repo: Path) -> None:
     """Scaffold a new listing folder (listing.yaml, Formfile, README.md and context files)
     from a template in builder/templates/. The result passes `formarket validate` as it is.

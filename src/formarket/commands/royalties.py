@@ -9,22 +9,13 @@ from pathlib import Path
 import click
 
 from formarket.commands._common import open_repo
+from formarket.commands._options import BRANCH_OPTION, REPO_OPTION
 from formarket.errors import UsageError
 
 __all__ = ["command"]
 
-_REPO = click.option(
-    "--repo",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("."),
-    show_default=True,
-    help="The marketplace repository (a git clone); nothing is checked out.",
-)
 _PERIOD = click.option(
     "--period", required=True, metavar="YYYY-MM", help="The month, in UTC, such as 2026-01."
-)
-_BRANCH = click.option(
-    "--branch", default="main", show_default=True, help="The branch whose usage is read."
 )
 _JOBS = click.option(
     "--jobs",
@@ -72,8 +63,8 @@ def command() -> None:
 
 @command.command("close")
 @_PERIOD
-@_REPO
-@_BRANCH
+@REPO_OPTION
+@BRANCH_OPTION
 @click.option("--commit", is_flag=True, help="Commit royalties/YYYY-MM/ as the bot.")
 @click.option(
     "--out",
@@ -123,8 +114,8 @@ def close_command(
 
 @command.command("preview")
 @_PERIOD
-@_REPO
-@_BRANCH
+@REPO_OPTION
+@BRANCH_OPTION
 @click.option(
     "--publisher", default=None, help="Show this publisher's statement instead of the summary."
 )
@@ -162,8 +153,8 @@ def preview_command(
 
 @command.command("verify")
 @_PERIOD
-@_REPO
-@_BRANCH
+@REPO_OPTION
+@BRANCH_OPTION
 @_JOBS
 def verify_command(period: str, repo: Path, branch: str, jobs: int | None) -> None:
     """Recompute a closed period from git and compare it with what is committed, byte for
@@ -194,8 +185,8 @@ def verify_command(period: str, repo: Path, branch: str, jobs: int | None) -> No
 
 @command.command("simulate")
 @_PERIOD
-@_REPO
-@_BRANCH
+@REPO_OPTION
+@BRANCH_OPTION
 @click.option("--calls", type=click.IntRange(1, 10_000_000), default=5000, show_default=True)
 @click.option("--seed", type=int, default=7, show_default=True)
 def simulate_command(period: str, repo: Path, branch: str, calls: int, seed: int) -> None:

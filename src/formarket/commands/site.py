@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from formarket.commands._options import REPO_OPTION, deprecated_alias
 from formarket.errors import NotFoundError
 
 __all__ = ["command"]
@@ -23,14 +24,8 @@ def command() -> None:
 
 
 @command.command("build")
-@click.option(
-    "--registry",
-    "root",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("."),
-    show_default=True,
-    help="The marketplace repository's top folder (holding registry/ and site/).",
-)
+@REPO_OPTION
+@deprecated_alias("--registry")
 @click.option(
     "--out",
     type=click.Path(file_okay=False, path_type=Path),
@@ -51,7 +46,7 @@ def command() -> None:
     help="The GitHub repository that deployment issues and commits link to (default:"
     " $GITHUB_REPOSITORY, else a github.com origin remote).",
 )
-def build(root: Path, out: Path, site_project: Path | None, repository: str | None) -> None:
+def build(repo: Path, out: Path, site_project: Path | None, repository: str | None) -> None:
     """Build the catalog: a page per listing and publisher, catalogs with search and
     filters, the compatibility explorer, and the JSON API under api/v1/.
 
@@ -60,7 +55,7 @@ def build(root: Path, out: Path, site_project: Path | None, repository: str | No
     """
     from formarket.site.build import build_site
 
-    report = build_site(root, out, project=site_project, repository=repository, echo=click.echo)
+    report = build_site(repo, out, project=site_project, repository=repository, echo=click.echo)
     steps = ", ".join(f"{name} {seconds:.2f}s" for name, seconds in report.steps.items())
     click.echo(
         f"built {report.listings} listings into {report.out}: {report.written} files written,"

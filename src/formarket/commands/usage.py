@@ -10,12 +10,11 @@ from pathlib import Path
 import click
 
 from formarket.commands._common import open_repo
-from formarket.commands.gateway import REPO_OPTION, STATE_OPTION, state_paths
+from formarket.commands._options import BRANCH_OPTION, REPO_OPTION, gateway_options
+from formarket.commands.gateway import state_paths
 from formarket.errors import UsageError
 
 __all__ = ["command"]
-
-_BRANCH = click.option("--branch", default="main", show_default=True, help="The branch to use.")
 
 
 @click.group("usage")
@@ -30,21 +29,20 @@ def command() -> None:
 
 
 @command.command("flush")
-@REPO_OPTION
-@STATE_OPTION
-@_BRANCH
+@gateway_options
+@BRANCH_OPTION
 @click.option(
     "--every",
     type=click.FloatRange(min=0.01),
     default=None,
     help="Keep flushing, every this many seconds, until interrupted.",
 )
-def flush(repo: Path, state: Path | None, branch: str, every: float | None) -> None:
+def flush(repo: Path, gateway_dir: Path | None, branch: str, every: float | None) -> None:
     """Commit the events of sealed spool segments to registry/usage/YYYY/MM/DD/, each once."""
     from formarket.gateway.flush import flush_all
 
     git = open_repo(repo)
-    spool = state_paths(repo, state).spool
+    spool = state_paths(repo, gateway_dir).spool
     while True:
         results = flush_all(git, spool, branch=branch)
         for result in results:
@@ -70,7 +68,7 @@ def flush(repo: Path, state: Path | None, branch: str, every: float | None) -> N
 
 @command.command("show")
 @REPO_OPTION
-@_BRANCH
+@BRANCH_OPTION
 @click.option("--listing", default=None, help="Only this listing (`publisher/slug`).")
 @click.option("--since", default=None, metavar="YYYY-MM-DD", help="Only usage from this day on.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for programs.")

@@ -7,7 +7,8 @@ issues told are remembered in the farm's state folder, so a comment is posted on
 to post is retried by the next cycle.
 
 Configured by FORMARKET_GITHUB_REPO (owner/name; unset: no comments), GITHUB_TOKEN,
-GITHUB_API_URL and FORMARKET_GATEWAY_URL (what callers use, default http://127.0.0.1:8080).
+GITHUB_API_URL and FORMARKET_GATEWAY_URL (what callers use), read through formarket.settings.
+The comment's example call names FORMARKET_KEY, a shell variable the reader sets to their key.
 """
 
 from __future__ import annotations
@@ -21,11 +22,12 @@ from typing import Protocol
 from formarket.atomicfile import write_atomically
 from formarket.errors import FormarketError
 from formarket.schemas.deployment import Deployment
+from formarket.settings import GATEWAY_URL
 
 __all__ = ["Commenter", "ready_comment", "tell_ready_issues"]
 
 _log = logging.getLogger("formarket.farm")
-DEFAULT_GATEWAY_URL = "http://127.0.0.1:8080"
+DEFAULT_GATEWAY_URL = GATEWAY_URL.fallback
 
 
 class Commenter(Protocol):

@@ -11,25 +11,28 @@ in the working tree, never committed), or FORMARKET_GATEWAY_DIR.
 
 from __future__ import annotations
 
-import os
 import re
 import socket
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from formarket.errors import UsageError
 from formarket.gateway.app import GatewayLimits
 from formarket.schemas.usage import SOURCE_PATTERN
+from formarket.settings import GATEWAY_DIR
 
 __all__ = ["GatewayConfig", "StatePaths", "default_source", "default_state_dir"]
 
 _SOURCE_RE = re.compile(SOURCE_PATTERN)
 
 
-def default_state_dir(repo: Path) -> Path:
-    configured = os.environ.get("FORMARKET_GATEWAY_DIR")
-    if configured:
-        return Path(configured)
+def default_state_dir(repo: Path, environ: Mapping[str, str] | None = None) -> Path:
+    """FORMARKET_GATEWAY_DIR in `environ` (default: the process environment), else the
+    folder beside `repo`'s git data."""
+    configured = GATEWAY_DIR.read(environ)
+    if configured is not None:
+        return configured
     git = repo / ".git"
     return (git if git.is_dir() else repo) / "formarket-gateway"
 

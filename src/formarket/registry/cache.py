@@ -14,9 +14,12 @@ import hashlib
 import marshal
 import os
 import tempfile
+from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
 from typing import Any
+
+from formarket.settings import CACHE_DIR
 
 __all__ = ["ResultCache", "code_digest", "default_cache_dir"]
 
@@ -46,10 +49,10 @@ def code_digest() -> str:
     return digest.hexdigest()
 
 
-def default_cache_dir(root: Path) -> Path:
-    configured = os.environ.get("FORMARKET_CACHE_DIR")
-    if configured:
-        return Path(configured)
+def default_cache_dir(root: Path, environ: Mapping[str, str] | None = None) -> Path:
+    configured = CACHE_DIR.read(environ)
+    if configured is not None:
+        return configured
     git = root / ".git"
     if git.is_dir():
         return git / "formarket-cache"

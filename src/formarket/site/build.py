@@ -289,7 +289,7 @@ def build_site(
 
     root, out = root.resolve(), out.resolve()
     if not (root / "registry").is_dir():
-        raise UsageError(f"{root} has no registry/ folder", hint="pass --registry PATH")
+        raise UsageError(f"{root} has no registry/ folder", hint="pass --repo PATH")
     check_output(out)
     state = out / STATE
     site_project = find_project(root, project)
