@@ -31,6 +31,7 @@ lint: $(STAMP)
 schemas: $(STAMP)
 	$(BIN)/formarket schema export
 	$(BIN)/formarket rules --format markdown > docs/rules.md
+	$(BIN)/formarket settings --markdown > docs/settings.md
 
 debian-packages:
 	@missing=""; for p in $(DEBIAN_PACKAGES); do \
