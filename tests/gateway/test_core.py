@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from formarket.gateway.events import (
+from formarket.usage.events import (
     CallEvents,
     Served,
     call_event,
@@ -24,10 +24,10 @@ from formarket.gateway.events import (
 from formarket.gateway.keys import KeyRecord, create_key, load_keys, revoke_key
 from formarket.gateway.limits import Limits
 from formarket.gateway.routes import Route, Routes, resolve
-from formarket.gateway.spool import encode_line, parse_segment
+from formarket.usage.spool import encode_line, parse_segment
 from formarket.gateway.sse import SseSplitter, event_data
 from formarket.gateway.tokens import Measure, measure_choices, measure_request, settle
-from formarket.royalties.reader import WireEvent
+from formarket.usage.reader import WireEvent
 from formarket.schemas.usage import ListingVersion, UsageEvent
 
 SERVED = Served("dep-1", "acme", ("acme/helper", "0.3.0"), ("acme/llama-8b", "1.2.0"))

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from formarket.royalties.reader import CODES, MAX_FILE_BYTES, MAX_LINE_BYTES
+from formarket.usage.reader import CODES, MAX_FILE_BYTES, MAX_LINE_BYTES
 from tests.royalties.helpers import Offer, book_of, call, close, context, gz, line, usage_file
 
 CHAT = Offer(

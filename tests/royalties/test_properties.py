@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
-from formarket.royalties import reader
+from formarket.usage import reader
 from formarket.royalties.ledger import balances, payable, payout_transactions
 from formarket.royalties.money import MINOR_UNITS, allocate, from_minor, round_to_minor
 from formarket.royalties.payouts import Balance, payouts

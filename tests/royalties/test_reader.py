@@ -11,8 +11,8 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from formarket.royalties import reader
-from formarket.royalties.reader import Rules, ScanSpec, WireEvent, parse_usage_path
+from formarket.usage import reader
+from formarket.usage.reader import Rules, ScanSpec, WireEvent, parse_usage_path
 from formarket.schemas.usage import UsageEvent
 from tests.royalties.helpers import call, gz, hours
 

@@ -17,7 +17,7 @@ from formarket.errors import FormarketError
 from formarket.market.writer import Identity, commit_changes
 from formarket.royalties import engine, gitio
 from formarket.royalties.pricebook import PriceEntry
-from formarket.royalties.reader import month_index, month_text, usage_path
+from formarket.usage.reader import month_index, month_text, usage_path
 from formarket.schemas.pricing import PerRequestPricing, PerTokenPricing
 from formarket.standins.usage_simulator import Plan, commit_usage, simulate
 from formarket.yamldoc import load_yaml

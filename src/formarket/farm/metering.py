@@ -16,8 +16,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from formarket.atomicfile import write_atomically
-from formarket.gateway.events import Served, instance_hours
-from formarket.gateway.spool import write_events
+from formarket.usage.events import Served, instance_hours
+from formarket.usage.spool import write_events
 
 __all__ = ["meter_running"]
 

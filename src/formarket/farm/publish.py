@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from formarket.gateway.events import Served
+from formarket.usage.events import Served
 from formarket.gateway.routes import Route, load_routes, save_routes
 from formarket.schemas.deployment import Deployment
 from formarket.schemas.usage import ListingVersion

@@ -43,7 +43,7 @@ from dulwich.repo import BaseRepo, Repo
 
 from formarket.atomicfile import write_atomically
 from formarket.errors import FormarketError
-from formarket.gateway.spool import (
+from formarket.usage.spool import (
     SEGMENT_SUFFIX,
     LineProblem,
     parse_segment,
@@ -51,7 +51,7 @@ from formarket.gateway.spool import (
 )
 from formarket.market.writer import Identity, commit_changes
 from formarket.royalties import gitio
-from formarket.royalties.reader import WireEvent, parse_usage_path, usage_path
+from formarket.usage.reader import WireEvent, parse_usage_path, usage_path
 from formarket.schemas.usage import event_problem
 
 __all__ = [

@@ -17,7 +17,7 @@ from dulwich.repo import BaseRepo
 
 from formarket.errors import NotFoundError
 from formarket.royalties import gitio
-from formarket.royalties.reader import WireEvent, decode_lines, decompress
+from formarket.usage.reader import WireEvent, decode_lines, decompress
 from formarket.schemas.usage import SetAside
 
 __all__ = ["UsageRow", "UsageSummary", "render_text", "summarize", "usage_summary"]

@@ -15,7 +15,7 @@ from datetime import timedelta
 
 from formarket.royalties.close import CloseContext, Closing, close_period
 from formarket.royalties.pricebook import PriceBook
-from formarket.royalties.reader import (
+from formarket.usage.reader import (
     Rules,
     ScanSpec,
     month_index,

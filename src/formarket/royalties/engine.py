@@ -27,7 +27,7 @@ from formarket.royalties.close import CloseContext, Closing, close_period, rende
 from formarket.royalties.core import rules_for
 from formarket.royalties.money import MINOR_UNITS, to_minor_exact
 from formarket.royalties.payouts import prior_balances
-from formarket.royalties.reader import ScanSpec, month_index
+from formarket.usage.reader import ScanSpec, month_index
 from formarket.royalties.scanner import Progress, Scanner
 from formarket.royalties.tally import ScanFile, tally
 from formarket.schemas.publisher import Governance, Payout, Publisher

@@ -19,7 +19,7 @@ from dulwich.objects import ObjectID
 from dulwich.repo import BaseRepo, Repo
 
 from formarket.royalties.gitio import read_blob
-from formarket.royalties.reader import FileScan, ScanSpec, Sums, TotalsKey, WireEvent, scan_file
+from formarket.usage.reader import FileScan, ScanSpec, Sums, TotalsKey, WireEvent, scan_file
 from formarket.royalties.tally import ScanFile, add_totals, fetch_lines
 
 __all__ = ["Progress", "Scanner"]

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from formarket.royalties import reader
-from formarket.royalties.reader import FileScan, ScanSpec, Sums, TotalsKey, UsageFile
+from formarket.usage import reader
+from formarket.usage.reader import FileScan, ScanSpec, Sums, TotalsKey, UsageFile
 from formarket.schemas.usage import SetAside, SummaryCounts, UsageConflict
 
 __all__ = [

@@ -22,7 +22,7 @@ from dulwich.repo import BaseRepo, Repo
 
 from formarket.market.writer import Identity, commit_changes
 from formarket.royalties.pricebook import PriceEntry
-from formarket.royalties.reader import month_index, usage_path
+from formarket.usage.reader import month_index, usage_path
 from formarket.schemas.pricing import PerInstanceHourPricing
 
 __all__ = ["Deployment", "Plan", "commit_usage", "deployments", "simulate", "simulate_day"]

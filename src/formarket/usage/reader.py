@@ -18,7 +18,7 @@ from datetime import UTC, datetime, time, timedelta
 
 import msgspec
 
-from formarket.royalties.wire import (
+from formarket.usage.wire import (
     CODES,
     DECODER,
     MAX_FILE_BYTES,

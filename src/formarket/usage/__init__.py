@@ -1,0 +1,11 @@
+"""Usage: one definition of a usage event and of the files it is kept in.
+
+`formarket.schemas.usage.UsageEvent` is the contract (its JSON Schema is exported); this
+package owns everything else about an event, for everything that meets usage: the gateway
+records and flushes it, the farm meters instance time, the royalties and the site read it.
+
+    events      building events: a call, instance-hours, ids, times
+    spool       events on local disk, checksummed per line, until a flush commits them
+    wire        an event as msgspec decodes it, what makes a line valid, the USG codes
+    reader      a usage file's lines read, checked and summed, or set aside with their code
+"""
