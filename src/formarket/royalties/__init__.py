@@ -7,7 +7,6 @@
     ledger      statement lines and payouts -> balanced transactions
     payouts     balances, holds, thresholds -> what is paid and what is carried
     close       all of the above -> the documents of a closed period, and their bytes
-    core        the pure pipeline in one call: usage files or events in, a closed period out
     render      Markdown for people
     gitio       the one door to git (reading); scanner: reading usage on every core
     engine      the driver: close, preview, verify against a repository
