@@ -6,6 +6,10 @@ records and flushes it, the farm meters instance time, the royalties and the sit
 
     events      building events: a call, instance-hours, ids, times
     spool       events on local disk, checksummed per line, until a flush commits them
+    files       usage files: their paths in git, their bytes, the limits of a reader
     wire        an event as msgspec decodes it, what makes a line valid, the USG codes
-    reader      a usage file's lines read, checked and summed, or set aside with their code
+    reader      the one reading of usage files: lines checked and summed, or set aside with
+                their code; which files a close reads; the rules of a reading
+
+Everything but spool is a pure function of its arguments.
 """

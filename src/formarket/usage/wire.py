@@ -4,7 +4,7 @@
 faster than pydantic: the same fields in the same order, with only bounds on its strings.
 The patterns are checked by `field_problem` and `ref_problem` (which the hot loop calls once
 per distinct value), so that `validate_line` accepts exactly what `UsageEvent` accepts:
-tests/usage/test_wire.py holds the two together.
+tests/usage/test_reader.py holds the two together.
 """
 
 from __future__ import annotations
