@@ -5,8 +5,9 @@ Usage is simulated until the gateway and the farm exist, and the narration says 
 
 from __future__ import annotations
 
+import gzip
 from collections.abc import Callable
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from dulwich.refs import Ref
@@ -18,8 +19,7 @@ from formarket.royalties import engine, gitio
 from formarket.royalties.pricebook import PriceEntry
 from formarket.schemas.pricing import PerRequestPricing, PerTokenPricing
 from formarket.standins.usage_simulator import Plan, commit_usage, simulate
-from formarket.usage.events import Served, call_event
-from formarket.usage.files import month_index, month_text, pack_lines, usage_path
+from formarket.usage.files import month_index, month_text, usage_path
 from formarket.yamldoc import load_yaml
 
 __all__ = ["demo_royalties"]
@@ -145,19 +145,17 @@ def _late_file(offers: list[PriceEntry], period: str, day: date) -> dict[str, by
         return None
     model = priced[0]
     end = _first_of(month_index(period) + 1) - timedelta(days=1)
-    event = call_event(
-        event_id="gw-1-late-000001",
-        source="gateway/gw-1",
-        moment=datetime.combine(end, time(23, 59), UTC),
-        served=Served("dep-late-00001", "acct-00001", None, (model.listing, model.version)),
-        input_tokens=1200,
-        output_tokens=300,
-        duration_ms=900,
-        outcome="ok",
-        tokens_source="upstream",
+    event = (
+        '{"specversion":"1.0","id":"gw-1-late-000001","source":"gateway/gw-1",'
+        '"type":"dev.formarket.usage.call",'
+        f'"time":"{end:%Y-%m-%d}T23:59:00Z","subject":"dep-late-00001",'
+        '"datacontenttype":"application/json","data":{"account":"acct-00001","agent":null,'
+        f'"model":{{"id":"{model.listing}","version":"{model.version}"}},'
+        '"input_tokens":1200,"output_tokens":300,"requests":1,"duration_ms":900,'
+        '"outcome":"ok","tokens_source":"upstream","instance_seconds":0}}'
     )
     path = usage_path(day, "gateway/gw-1", 999_000_001)
-    return {path: pack_lines([event])}
+    return {path: gzip.compress(event.encode() + b"\n", mtime=0)}
 
 
 def demo_close(repo: Repo, echo: Echo, *, now: datetime) -> str:

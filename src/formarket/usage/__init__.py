@@ -11,5 +11,5 @@ records and flushes it, the farm meters instance time, the royalties and the sit
     reader      the one reading of usage files: lines checked and summed, or set aside with
                 their code; which files a close reads; the rules of a reading
 
-Everything but spool is a pure function of its arguments.
+Only the spool does I/O (on local disk); git is read by the callers, which pass bytes in.
 """
