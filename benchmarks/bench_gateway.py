@@ -40,14 +40,14 @@ from dulwich.refs import Ref
 from dulwich.repo import Repo
 
 from formarket.gateway.config import StatePaths
-from formarket.gateway.events import Served, call_event
 from formarket.gateway.keys import create_key
 from formarket.gateway.routes import Route, save_routes
-from formarket.gateway.spool import SpoolWriter
 from formarket.market.writer import Identity, commit_changes
 from formarket.royalties import gitio
-from formarket.royalties.reader import USAGE_ROOT
 from formarket.schemas.usage import ListingVersion
+from formarket.usage.events import Served, call_event
+from formarket.usage.files import USAGE_ROOT
+from formarket.usage.spool import SpoolWriter
 
 __all__ = ["section"]
 

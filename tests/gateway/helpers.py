@@ -16,7 +16,7 @@ from dulwich.repo import Repo
 
 from formarket.market.writer import Identity, commit_changes
 from formarket.royalties import gitio
-from formarket.royalties.reader import USAGE_ROOT
+from formarket.usage.files import USAGE_ROOT
 
 GOVERNANCE = b"maintainers: [mara-maintainer]\nbot: formarket-bot\n"
 

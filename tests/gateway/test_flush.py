@@ -12,12 +12,12 @@ from dulwich.refs import Ref
 from hypothesis import given
 from hypothesis import strategies as st
 
-from formarket.gateway.events import Served, call_event
 from formarket.gateway.flush import _trailer_names, flush, segment_trailer
-from formarket.gateway.spool import SpoolWriter
 from formarket.process import Runner
-from formarket.royalties.reader import parse_usage_path
 from formarket.schemas.usage import UsageEvent
+from formarket.usage.events import Served, call_event
+from formarket.usage.files import parse_usage_path
+from formarket.usage.spool import SpoolWriter
 from tests.gateway.helpers import committed_events, make_market
 from tests.gateway.processes import PYTHON
 

@@ -16,10 +16,10 @@ from formarket.gateway.config import GatewayConfig, StatePaths
 from formarket.gateway.keys import create_key, revoke_key
 from formarket.gateway.routes import Route, save_routes
 from formarket.gateway.server import ServerThread, build_gateway
-from formarket.gateway.spool import parse_segment
 from formarket.gateway.tokens import Measure
 from formarket.schemas.usage import UsageEvent
 from formarket.standins.openai import StandIn
+from formarket.usage.spool import parse_segment
 from tests.gateway.conftest import MODEL, Setup
 from tests.gateway.helpers import Client, Reply
 

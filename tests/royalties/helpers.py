@@ -1,41 +1,67 @@
-"""Builders for the royalties tests: listings, price books, events, usage files, contexts."""
+"""Builders for the royalties tests: listings, markets, usage, and the close over them.
+
+`close` runs the engine's own close (`engine.preview`: the price book read from git history,
+the usage files listed and set aside by their paths, the scan, the tally, the rating) over a
+repository in memory holding the terms, the publishers, the listings and the usage: the tests
+go through the same pipeline as `formarket royalties close`.
+"""
 
 from __future__ import annotations
 
-import gzip
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from dulwich.index import commit_tree
+from dulwich.objects import Blob, Commit
 from dulwich.refs import Ref
 from dulwich.repo import MemoryRepo, Repo
 
 from formarket.market.writer import Identity, commit_changes, import_tree
 from formarket.royalties import engine, gitio
-from formarket.royalties.close import CloseContext, Closing, render_closing
-from formarket.royalties.core import close_files
-from formarket.royalties.payouts import Balance
-from formarket.royalties.pricebook import PriceBook
-from formarket.schemas.publisher import Payout
-from formarket.schemas.usage import PolicyRef, PreviousClose, RoyaltyPolicy
+from formarket.royalties.close import Closing
+from formarket.schemas.usage import RoyaltyPolicy
 from formarket.standins.usage_simulator import Plan, commit_usage, simulate
 from formarket.yamldoc import load_yaml
+from tests.usage.helpers import call, gz, hours, line, usage_file
+
+__all__ = [
+    "BOT",
+    "MAINTAINER",
+    "PERIOD",
+    "POLICY",
+    "POLICY_FILE",
+    "ROOT",
+    "USAGE_COMMIT",
+    "Offer",
+    "call",
+    "close",
+    "gz",
+    "hours",
+    "line",
+    "listed",
+    "market_of",
+    "memory_market",
+    "money_files",
+    "simulate_month",
+    "starter",
+    "usage_file",
+]
 
 ROOT = Path(__file__).resolve().parents[2]
-POLICY = RoyaltyPolicy.model_validate(
-    load_yaml((ROOT / "royalties" / "policy.yaml").read_bytes(), "policy.yaml").data
-)
-POLICY_REF = PolicyRef(version=POLICY.version, commit="c" * 40)
+POLICY_FILE = (ROOT / "royalties" / "policy.yaml").read_bytes()
+POLICY = RoyaltyPolicy.model_validate(load_yaml(POLICY_FILE, "policy.yaml").data)
+# Stands for the usage commit in a close's files, so that closes of different usage over the
+# same listings compare by what they say, not by the commit they read.
 USAGE_COMMIT = "a" * 40
 PERIOD = "2026-03"
 
 
 @dataclass(frozen=True)
 class Offer:
-    """A listing version to put in a price book."""
+    """A listing version to publish."""
 
     kind: str  # model or agent
     ident: str
@@ -46,6 +72,13 @@ class Offer:
     @property
     def path(self) -> str:
         return f"registry/{self.kind}s/{self.ident}/listing.yaml"
+
+    @property
+    def publisher(self) -> str:
+        return self.ident.split("/")[0]
+
+
+Listings = tuple[tuple[Offer, ...], ...]
 
 
 def listing_yaml(offer: Offer) -> bytes:
@@ -59,100 +92,79 @@ def listing_yaml(offer: Offer) -> bytes:
     return json.dumps(document).encode()  # JSON is YAML
 
 
-def book_of(*commits: Sequence[Offer]) -> PriceBook:
-    """A price book whose history has one commit per argument, each adding those offers."""
-    book = PriceBook()
-    for i, offers in enumerate(commits):
-        book.apply(f"{i + 1:040x}", [(o.path, listing_yaml(o)) for o in offers])
-    return book
+def listed(*commits: Sequence[Offer]) -> Listings:
+    """The listings' history: one commit per argument, each publishing those offers."""
+    return tuple(tuple(offers) for offers in commits)
 
 
-def call(
-    ident: str,
-    *,
-    model: tuple[str, str] | None = None,
-    agent: tuple[str, str] | None = None,
-    time: str = "2026-03-10T12:00:00Z",
-    source: str = "gateway/gw-1",
-    input_tokens: int = 100,
-    output_tokens: int = 50,
-    requests: int = 1,
-    outcome: str = "ok",
-    **extra: Any,
-) -> dict[str, Any]:
-    event: dict[str, Any] = {
-        "specversion": "1.0",
-        "id": ident,
-        "source": source,
-        "type": "dev.formarket.usage.call",
-        "time": time,
-        "subject": "dep-1",
-        "datacontenttype": "application/json",
-        "data": {
-            "account": "acct-1",
-            "agent": {"id": agent[0], "version": agent[1]} if agent else None,
-            "model": {"id": model[0], "version": model[1]} if model else None,
-            "input_tokens": input_tokens,
-            "output_tokens": output_tokens,
-            "requests": requests,
-            "duration_ms": 120,
-            "outcome": outcome,
-            "tokens_source": "upstream",
-            "instance_seconds": 0,
-        },
+def publisher_yaml(publisher: str) -> bytes:
+    document = {
+        "id": publisher,
+        "name": publisher.title(),
+        "owners": [f"{publisher}-owner"],
+        "payout": {"method": "bank-transfer", "reference": f"ref-{publisher}"},
     }
-    event.update(extra)
-    return event
+    return json.dumps(document).encode()
 
 
-def hours(ident: str, *, model: tuple[str, str], seconds: int, time: str) -> dict[str, Any]:
-    event = call(ident, model=model, time=time, source="farm/meter-1")
-    event["type"] = "dev.formarket.usage.instance-hours"
-    event["data"].update(
-        input_tokens=0, output_tokens=0, requests=0, duration_ms=0, instance_seconds=seconds
-    )
-    return event
+class _Commits:
+    """Commits on main at fixed times, so that the same files always make the same commits
+    (the commit of the terms is named in every statement)."""
+
+    def __init__(self, repo: MemoryRepo) -> None:
+        self.repo = repo
+        self.files: dict[str, bytes] = {}
+        self.count = 0
+
+    def commit(self, changes: Mapping[str, bytes], message: str) -> None:
+        self.files.update(changes)
+        entries = []
+        for path, data in sorted(self.files.items()):
+            blob = Blob.from_string(data)
+            self.repo.object_store.add_object(blob)
+            entries.append((path.encode(), blob.id, 0o100644))
+        commit = Commit()
+        commit.tree = commit_tree(self.repo.object_store, entries)
+        tip = self.repo.refs[Ref(b"refs/heads/main")] if self.count else None
+        commit.parents = [tip] if tip is not None else []
+        commit.author = commit.committer = b"Mara <mara@example.org>"
+        self.count += 1
+        commit.author_time = commit.commit_time = 1_767_225_600 + self.count
+        commit.author_timezone = commit.commit_timezone = 0
+        commit.message = message.encode()
+        self.repo.object_store.add_object(commit)
+        self.repo.refs[Ref(b"refs/heads/main")] = commit.id
 
 
-def line(event: Mapping[str, Any]) -> bytes:
-    return json.dumps(event, separators=(",", ":")).encode()
+def market_of(listings: Listings, usage: Mapping[str, bytes]) -> MemoryRepo:
+    """A marketplace in memory: the terms and the publishers, the listings commit by commit,
+    then the usage files (path -> bytes)."""
+    repo = MemoryRepo()
+    repo.refs.set_symbolic_ref(Ref(b"HEAD"), Ref(b"refs/heads/main"))
+    commits = _Commits(repo)
+    publishers = sorted({offer.publisher for offers in listings for offer in offers})
+    start = {f"registry/publishers/{p}.yaml": publisher_yaml(p) for p in publishers}
+    commits.commit({gitio.POLICY_PATH: POLICY_FILE, **start}, "Terms and publishers")
+    for offers in listings:
+        commits.commit({offer.path: listing_yaml(offer) for offer in offers}, "Listings")
+    commits.commit(dict(usage), "Usage")
+    return repo
 
 
-def gz(lines: Iterable[bytes]) -> bytes:
-    return gzip.compress(b"".join(item + b"\n" for item in lines), mtime=0)
-
-
-def usage_file(day: str, source: str = "gateway/gw-1", seq: int = 1) -> str:
-    return f"registry/usage/{day.replace('-', '/')}/{source}-{seq:06d}.jsonl.gz"
-
-
-def context(
-    book: PriceBook,
-    *,
-    period: str = PERIOD,
-    policy: RoyaltyPolicy = POLICY,
-    prior: Mapping[tuple[str, str], Balance] | None = None,
-    previous: PreviousClose | None = None,
-    methods: Mapping[str, Payout | None] | None = None,
-) -> CloseContext:
-    publishers = {entry.publisher for entry in book.entries.values()}
-    return CloseContext(
-        period=period,
-        usage_commit=USAGE_COMMIT,
-        previous=previous,
-        policy=policy,
-        policy_ref=POLICY_REF,
-        book=book,
-        methods=methods
-        if methods is not None
-        else {p: Payout(method="bank-transfer", reference=f"ref-{p}") for p in publishers},
-        prior=prior or {},
-    )
-
-
-def close(files: Mapping[str, bytes], ctx: CloseContext) -> tuple[Closing, dict[str, bytes]]:
-    closing = close_files(files, ctx)
-    return closing, render_closing(closing)
+def close(
+    files: Mapping[str, bytes], listings: Listings, *, period: str = PERIOD
+) -> tuple[Closing, dict[str, bytes]]:
+    """Close `period` over usage files (path -> bytes) priced by `listings`: what the closing
+    says, and its files (the usage commit written as USAGE_COMMIT)."""
+    computed = engine.preview(market_of(listings, files), period)
+    commit = computed.usage_commit
+    rendered = {
+        path: data.replace(commit, USAGE_COMMIT.encode()).replace(
+            commit[:12], USAGE_COMMIT[:12].encode()
+        )
+        for path, data in computed.files.items()
+    }
+    return computed.closing, rendered
 
 
 def money_files(rendered: Mapping[str, bytes]) -> dict[str, bytes]:
@@ -162,10 +174,6 @@ def money_files(rendered: Mapping[str, bytes]) -> dict[str, bytes]:
         for path, data in rendered.items()
         if path.startswith("statements/") or path in ("ledger.jsonl", "payouts.json")
     }
-
-
-def decimal(text: str) -> Decimal:
-    return Decimal(text)
 
 
 # --- repositories -------------------------------------------------------------------------

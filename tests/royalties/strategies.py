@@ -8,7 +8,8 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from tests.royalties.helpers import Offer, call, hours
+from tests.royalties.helpers import Offer
+from tests.usage.helpers import call, gz, hours, line, usage_file
 
 CURRENCIES = ("USD", "EUR", "GBP", "JPY")
 
@@ -110,8 +111,6 @@ def files_of(
 ) -> dict[str, bytes]:
     """Usage files of the events, one per source and day; with a seed, the lines of each are
     shuffled and spread over `pieces` files of that source and day."""
-    from tests.royalties.helpers import gz, line, usage_file
-
     grouped: dict[tuple[str, str], list[bytes]] = {}
     for event in events:
         grouped.setdefault((event["source"], event["time"][:10]), []).append(line(event))

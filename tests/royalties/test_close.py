@@ -1,4 +1,4 @@
-"""The pure pipeline on small, hand-made usage: rating, splitting, ledger, statements."""
+"""The close on small, hand-made usage: rating, splitting, ledger, statements."""
 
 from __future__ import annotations
 
@@ -6,15 +6,16 @@ import json
 from decimal import Decimal
 
 from formarket.royalties.ledger import balances, payable
+from formarket.schemas.usage import UsageEvent
 from tests.royalties.helpers import (
     Offer,
-    book_of,
     call,
     close,
-    context,
     gz,
     hours,
     line,
+    listed,
+    money_files,
     usage_file,
 )
 
@@ -52,7 +53,7 @@ SUB = Offer(
     {"model": "subscription", "currency": "EUR", "tiers": [{"name": "Basic", "monthly": "9"}]},
     "70",
 )
-BOOK = book_of([CHAT, CODER, BOT, FREE, SUB])
+LISTINGS = listed([CHAT, CODER, BOT, FREE, SUB])
 
 
 def test_tokens_are_priced_per_million_and_rounded_once_per_line() -> None:
@@ -60,7 +61,7 @@ def test_tokens_are_priced_per_million_and_rounded_once_per_line() -> None:
         call(f"e{i}", model=("acme/chat", "1.0.0"), input_tokens=1_000_001, output_tokens=333)
         for i in range(3)
     ]
-    _, files = close({usage_file("2026-03-10"): gz(line(e) for e in events)}, context(BOOK))
+    _, files = close({usage_file("2026-03-10"): gz(line(e) for e in events)}, LISTINGS)
     statement = json.loads(files["statements/acme.json"])
     lines = {ln["metric"]: ln for ln in statement["currencies"][0]["lines"]}
     # 3,000,003 input tokens x 0.20 / 1e6 = 0.6000006 -> 0.60; 999 x 0.60 / 1e6 -> 0.00
@@ -85,7 +86,7 @@ def test_instance_hours_agent_requests_and_unrated_usage() -> None:
         usage_file("2026-03-01", "farm/meter-1"): gz(line(e) for e in events),
         usage_file("2026-03-10"): gz(line(e) for e in calls),
     }
-    closing, rendered = close(files, context(BOOK))
+    closing, rendered = close(files, LISTINGS)
     acme = json.loads(rendered["statements/acme.json"])
     hourly = [ln for ln in acme["currencies"][0]["lines"] if ln["metric"] == "instance_seconds"]
     assert hourly[0]["quantity"] == 5400
@@ -102,7 +103,7 @@ def test_ledger_balances_and_statement_totals() -> None:
     events = [
         call(f"e{i}", model=("acme/chat", "1.0.0"), input_tokens=10**6 * i) for i in range(1, 40)
     ]
-    closing, _ = close({usage_file("2026-03-10"): gz(line(e) for e in events)}, context(BOOK))
+    closing, _ = close({usage_file("2026-03-10"): gz(line(e) for e in events)}, LISTINGS)
     for transaction in closing.ledger:
         assert sum(e.amount for e in transaction.entries) == 0
     owed = -balances(closing.ledger)[(payable("acme"), "USD")]
@@ -113,16 +114,19 @@ def test_ledger_balances_and_statement_totals() -> None:
     assert closing.payouts.lines[0].status == "nothing-due"  # held for one period
 
 
-def test_close_events_is_the_pure_function_of_events_price_book_and_policy() -> None:
-    from formarket.royalties.core import close_events
-    from formarket.schemas.usage import UsageEvent
-
+def test_a_close_depends_on_the_events_not_on_how_they_were_written() -> None:
     events = [
         UsageEvent.model_validate(call(f"e{i}", model=("acme/chat", "1.0.0"), input_tokens=10**6))
         for i in range(5)
     ]
-    first = close_events(events, context(BOOK))
-    again = close_events(list(reversed(events)), context(BOOK))
-    assert first == again
+    lines = [event.model_dump_json().encode() for event in events]
+    one_file = {usage_file("2026-03-10"): gz(lines)}
+    reversed_files = {
+        usage_file("2026-03-10", seq=n): gz([written]) for n, written in enumerate(lines[::-1], 1)
+    }
+    first, a = close(one_file, LISTINGS)
+    again, b = close(reversed_files, LISTINGS)
+    assert money_files(a) == money_files(b)
+    assert first.summary.totals == again.summary.totals
     (statement,) = (s for s in first.statements if s.publisher == "acme")
     assert statement.currencies[0].gross == Decimal("1.00")  # 5 M input tokens x 0.20

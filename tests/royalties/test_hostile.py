@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
-from formarket.royalties.reader import CODES, MAX_FILE_BYTES, MAX_LINE_BYTES
-from tests.royalties.helpers import Offer, book_of, call, close, context, gz, line, usage_file
+from formarket.usage.files import MAX_FILE_BYTES, MAX_LINE_BYTES
+from formarket.usage.wire import CODES
+from tests.royalties.helpers import Offer, call, close, gz, line, listed, usage_file
 
 CHAT = Offer(
     "model",
@@ -18,7 +19,7 @@ CHAT = Offer(
     "1.0.0",
     {"model": "per_request", "currency": "USD", "per_request": "0.01"},
 )
-BOOK = book_of([CHAT])
+LISTINGS = listed([CHAT])
 GOOD = ("acme/chat", "1.0.0")
 DAY = "2026-03-10"
 PATH = usage_file(DAY)
@@ -81,7 +82,7 @@ CASES: dict[str, tuple[str, bytes]] = {
 def test_a_bad_line_is_set_aside_with_its_file_and_line(name: str) -> None:
     code, bad = CASES[name]
     assert code in CODES
-    closing, rendered = close({PATH: gz([good(1), bad, good(2)])}, context(BOOK))
+    closing, rendered = close({PATH: gz([good(1), bad, good(2)])}, LISTINGS)
     (aside,) = closing.summary.set_aside
     assert (aside.code, aside.file, aside.line) == (code, PATH, 2)
     assert aside.message
@@ -113,21 +114,21 @@ def _bomb(size: int) -> bytes:
 )
 def test_an_unreadable_file_is_set_aside_whole(name: str, data: bytes) -> None:
     other = usage_file(DAY, seq=2)
-    closing, _ = close({PATH: data, other: gz([good(3)])}, context(BOOK))
+    closing, _ = close({PATH: data, other: gz([good(3)])}, LISTINGS)
     (aside,) = closing.summary.set_aside
     assert (aside.code, aside.file, aside.line) == ("USG001", PATH, 0)
     assert closing.summary.counts.counted == 1
 
 
 def test_a_file_that_is_not_named_as_usage_is_reported() -> None:
-    closing, _ = close({"registry/usage/2026/03/10/notes.txt": b"hello"}, context(BOOK))
+    closing, _ = close({"registry/usage/2026/03/10/notes.txt": b"hello"}, LISTINGS)
     assert [a.code for a in closing.summary.set_aside] == ["USG014"]
 
 
 def test_many_bad_lines_are_each_reported_and_nothing_is_lost() -> None:
     lines = [good(i) if i % 3 else CASES[sorted(CASES)[i % len(CASES)]][1] for i in range(60)]
     lines.append(b"")  # a blank line is not an event and not a problem
-    closing, _ = close({PATH: gz(lines)}, context(BOOK))
+    closing, _ = close({PATH: gz(lines)}, LISTINGS)
     counts = closing.summary.counts
     assert counts.counted + counts.set_aside == 60
     assert sorted(a.line for a in closing.summary.set_aside) == [i + 1 for i in range(0, 60, 3)]

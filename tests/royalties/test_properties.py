@@ -13,20 +13,20 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
-from formarket.royalties import reader
 from formarket.royalties.ledger import balances, payable, payout_transactions
 from formarket.royalties.money import MINOR_UNITS, allocate, from_minor, round_to_minor
 from formarket.royalties.payouts import Balance, payouts
 from formarket.schemas.publisher import Payout
 from formarket.schemas.usage import LedgerEntry, LedgerTransaction
+from formarket.usage.wire import canonical_digest, validate_line
 from tests.royalties.helpers import (
     POLICY,
     Offer,
-    book_of,
+    call,
     close,
-    context,
     gz,
     line,
+    listed,
     money_files,
     usage_file,
 )
@@ -38,15 +38,15 @@ PROPERTY = settings(max_examples=30, deadline=None, suppress_health_check=[Healt
 @st.composite
 def scenarios(draw: st.DrawFn, months: tuple[int, ...] = (3,)) -> tuple[Any, list[dict[str, Any]]]:
     offers = draw(offer_lists())
-    return book_of(offers), draw(usage(offers, months=months))
+    return listed(offers), draw(usage(offers, months=months))
 
 
 # 1. an event counted k times yields byte-identical statements and ledger to counting it once
 @PROPERTY
 @given(scenarios(), st.data())
 def test_repeated_events_count_once(scenario: Any, data: st.DataObject) -> None:
-    book, events = scenario
-    once = close(files_of(events), context(book))[1]
+    listings, events = scenario
+    once = close(files_of(events), listings)[1]
     repeated = data.draw(st.lists(st.sampled_from(events), min_size=1, max_size=5))
     copies = data.draw(st.integers(1, 3))
     files = files_of(events)
@@ -55,23 +55,23 @@ def test_repeated_events_count_once(scenario: Any, data: st.DataObject) -> None:
             files[usage_file(event["time"][:10], event["source"], 100 + k * 10 + i)] = gz(
                 [line(event)]
             )
-    closing, again = close(files, context(book))
+    closing, again = close(files, listings)
     assert money_files(again) == money_files(once)
     assert closing.summary.counts.duplicates == copies * len(repeated)
     assert closing.summary.counts.conflicts == 0
 
 
 def _digest(event: dict[str, Any]) -> bytes:
-    decoded = reader.validate_line(line(event))
+    decoded = validate_line(line(event))
     assert not isinstance(decoded, str), decoded
-    return reader.canonical_digest(decoded)
+    return canonical_digest(decoded)
 
 
 # 2. the same id with different content is counted once and reported
 @PROPERTY
 @given(scenarios(), st.data())
 def test_conflicting_copies_count_once_and_are_reported(scenario: Any, data: st.DataObject) -> None:
-    book, events = scenario
+    listings, events = scenario
     index = data.draw(st.integers(0, len(events) - 1))
     original = events[index]
     variant = json.loads(json.dumps(original))
@@ -80,9 +80,9 @@ def test_conflicting_copies_count_once_and_are_reported(scenario: Any, data: st.
         variant["data"]["output_tokens"] = data.draw(st.integers(0, 10**6))
     files = files_of(events)
     files[usage_file(original["time"][:10], original["source"], 99)] = gz([line(variant)])
-    closing, rendered = close(files, context(book))
+    closing, rendered = close(files, listings)
     kept = min((original, variant), key=_digest)
-    expected = close(files_of([*events[:index], kept, *events[index + 1 :]]), context(book))[1]
+    expected = close(files_of([*events[:index], kept, *events[index + 1 :]]), listings)[1]
     assert money_files(rendered) == money_files(expected)
     conflicts = closing.summary.conflicts
     assert [(c.source, c.id) for c in conflicts] == [(original["source"], original["id"])]
@@ -93,11 +93,11 @@ def test_conflicting_copies_count_once_and_are_reported(scenario: Any, data: st.
 @PROPERTY
 @given(scenarios(), st.integers(0, 2**32 - 1), st.integers(1, 4))
 def test_order_of_logs_does_not_matter(scenario: Any, seed: int, pieces: int) -> None:
-    book, events = scenario
-    first, a = close(files_of(events), context(book))
+    listings, events = scenario
+    first, a = close(files_of(events), listings)
     shuffled = list(events)
     random.Random(seed).shuffle(shuffled)
-    second, b = close(files_of(shuffled, seed=seed, pieces=pieces), context(book))
+    second, b = close(files_of(shuffled, seed=seed, pieces=pieces), listings)
     assert money_files(a) == money_files(b)
     assert first.summary.totals == second.summary.totals
     counts_a = first.summary.counts.model_copy(update={"files": 0, "lines": 0})
@@ -109,8 +109,8 @@ def test_order_of_logs_does_not_matter(scenario: Any, seed: int, pieces: int) ->
 @PROPERTY
 @given(scenarios())
 def test_every_charge_splits_exactly_and_every_transaction_balances(scenario: Any) -> None:
-    book, events = scenario
-    closing, _ = close(files_of(events), context(book))
+    listings, events = scenario
+    closing, _ = close(files_of(events), listings)
     for statement in closing.statements:
         for block in statement.currencies:
             for ln in block.lines:
@@ -170,8 +170,8 @@ def _no_float(text: str) -> Any:
 @PROPERTY
 @given(scenarios())
 def test_no_floats_and_totals_are_sums_of_lines(scenario: Any) -> None:
-    book, events = scenario
-    closing, rendered = close(files_of(events), context(book))
+    listings, events = scenario
+    closing, rendered = close(files_of(events), listings)
     documents = [closing.summary, closing.payouts, *closing.statements, *closing.ledger]
     assert not any(isinstance(v, float) for doc in documents for v in _walk(doc))
     for path, data in rendered.items():
@@ -196,7 +196,7 @@ def test_no_floats_and_totals_are_sums_of_lines(scenario: Any) -> None:
 def test_events_belong_to_the_period_of_their_time(data: st.DataObject) -> None:
     offers = data.draw(offer_lists())
     events = data.draw(usage(offers, months=(1, 2, 3, 4)))
-    closing, _ = close(files_of(events), context(book_of(offers), period="2026-03"))
+    closing, _ = close(files_of(events), listed(offers), period="2026-03")
     counts = closing.summary.counts
     by_month = [int(e["time"][5:7]) for e in events]
     assert counts.counted == by_month.count(3)
@@ -230,12 +230,12 @@ def test_new_version_prices_never_rerate_old_usage(
         }
         return Offer("model", "acme/chat", version, pricing, "70")
 
-    book = book_of([offer("1.0.0", old_price)], [offer("1.1.0", new_price)])
+    listings = listed([offer("1.0.0", old_price)], [offer("1.1.0", new_price)])
     events = [
         {**_call("old", "1.0.0", old_tokens)},
         {**_call("new", "1.1.0", new_tokens)},
     ]
-    closing, _ = close(files_of(events), context(book))
+    closing, _ = close(files_of(events), listings)
     lines = {
         ln.version: ln
         for s in closing.statements
@@ -256,8 +256,6 @@ def test_new_version_prices_never_rerate_old_usage(
 
 
 def _call(ident: str, version: str, tokens: int) -> dict[str, Any]:
-    from tests.royalties.helpers import call
-
     return call(ident, model=("acme/chat", version), input_tokens=tokens, output_tokens=0)
 
 

@@ -8,7 +8,8 @@ from decimal import Decimal
 from pathlib import Path
 
 from formarket.site.catalog import Earning
-from formarket.site.usage import earnings_from_statements, file_totals, merge_totals
+from formarket.site.usage import earnings_from_statements, file_scan, file_totals, merge_totals
+from formarket.usage.reader import reading_spec
 
 from .conftest import Build, make_registry
 
@@ -48,6 +49,10 @@ STATEMENT = {
 }
 
 
+PATH = "registry/usage/2026/11/30/gateway/gw-1-000001.jsonl.gz"
+SPEC = reading_spec(None)
+
+
 def test_file_totals_count_ok_calls_for_agent_and_model() -> None:
     raw = _usage_file(
         [
@@ -58,14 +63,25 @@ def test_file_totals_count_ok_calls_for_agent_and_model() -> None:
         ]
     ) + gzip.compress(b"not json\n")
 
-    totals = merge_totals([file_totals(raw)])
+    totals = merge_totals([file_totals(PATH, raw, SPEC)])
 
     assert [(m.month, m.requests) for m in totals["tinyforge/echo-chat"]] == [
         ("2026-10", 3),
         ("2026-11", 1),
     ]
     assert totals["tinyforge/faq-bot"][0].input_tokens == 20
-    assert file_totals(b"\x1f\x8b broken") == {}
+    assert file_totals(PATH, b"\x1f\x8b broken", SPEC) == {}
+
+
+def test_what_a_close_sets_aside_is_not_charted() -> None:
+    later = _usage_file([_event(1, "2026-12")])  # after the file's day: from the future
+    assert file_totals(PATH, later, SPEC) == {}
+    elsewhere = _usage_file([_event(1, "2026-10")])
+    assert file_totals(PATH.replace("gw-1-", "gw-2-"), elsewhere, SPEC) == {}  # not its source
+    assert file_totals("registry/usage/2026/11/30/gw-1.jsonl.gz", elsewhere, SPEC) == {}
+    scan = file_scan(PATH, later, SPEC)
+    assert scan is not None
+    assert [(a.code, a.line) for a in scan.set_aside] == [("USG007", 1)]
 
 
 def test_earnings_are_the_creator_share_of_statements() -> None:
@@ -81,7 +97,7 @@ def test_usage_and_earnings_are_charted(tmp_path: Path, build: Build) -> None:
     root = make_registry(
         tmp_path / "market",
         {
-            "registry/usage/2026/10/03/gateway-gw-1-1.jsonl.gz": _usage_file(events),
+            "registry/usage/2026/11/03/gateway/gw-1-000001.jsonl.gz": _usage_file(events),
             "royalties/2026-10/statements/tinyforge.json": json.dumps(STATEMENT).encode(),
         },
     )

@@ -10,7 +10,7 @@ from dulwich.repo import Repo
 
 from formarket.errors import FormarketError
 from formarket.royalties import engine
-from formarket.royalties.reader import month_text
+from formarket.usage.files import month_text
 
 __all__ = ["demo_close"]
 

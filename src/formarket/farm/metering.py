@@ -1,7 +1,7 @@
 """Instance-hours: the farm meters how long each deployment runs, as usage events of its own.
 
 Every reconcile cycle, each deployment libvirt reports running is metered from where the
-last cycle left it to now, cut at UTC hours (`gateway.events.instance_hours`). The events go
+last cycle left it to now, cut at UTC hours (`usage.events.instance_hours`). The events go
 to the usage spool that `formarket usage flush` commits. The clock of each deployment is
 saved only after its events are in the spool: a crash in between reports that interval again,
 with the same event ids (they are a function of the interval), which royalties count once.
@@ -16,8 +16,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from formarket.atomicfile import write_atomically
-from formarket.gateway.events import Served, instance_hours
-from formarket.gateway.spool import write_events
+from formarket.usage.events import Served, instance_hours
+from formarket.usage.spool import write_events
 
 __all__ = ["meter_running"]
 

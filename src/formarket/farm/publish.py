@@ -9,10 +9,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from formarket.gateway.events import Served
 from formarket.gateway.routes import Route, load_routes, save_routes
 from formarket.schemas.deployment import Deployment
 from formarket.schemas.usage import ListingVersion
+from formarket.usage.events import Served
 
 __all__ = ["publish_routes", "route_for", "routes_for", "served_by"]
 

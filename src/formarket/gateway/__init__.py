@@ -8,8 +8,7 @@ trusted meter of their use.
     routes      where calls go (RouteTable; routes.json until the farm publishes endpoints)
     upstream    HTTP/1.1 to deployments over pooled connections; sse: streams event by event
     tokens      token counts: the upstream's when possible, bounded by what the gateway measures
-    events      usage events (CloudEvents 1.0) for calls and for instance-hours
-    spool       events on local disk, checksummed per line; meter: the gateway's side of it
+    meter       the gateway's side of the usage spool (formarket.usage: events, spool)
     flush       sealed spool segments -> registry/usage/ in git, each event exactly once
     show        committed usage, summed per listing version
     server      the parts wired together and run by uvicorn; config: settings, state folder
@@ -17,5 +16,5 @@ trusted meter of their use.
     standin     a deterministic OpenAI-speaking server standing in for a deployment
     demo        the demo's gateway step
 
-Everything but app, protocol, upstream, spool, meter, flush, server and standin is pure.
+Everything but app, protocol, upstream, meter, flush, server and standin is pure.
 """

@@ -31,13 +31,11 @@ from typing import Any, Protocol
 
 import msgspec
 
-from formarket.gateway.events import CallEvents, Outcome, Served
 from formarket.gateway.keys import KeyRecord, KeyStore
 from formarket.gateway.limits import Limits
 from formarket.gateway.meter import Meter
 from formarket.gateway.protocol import ClientGone
 from formarket.gateway.routes import Route, Routes, RouteTable, resolve
-from formarket.gateway.spool import SpoolError
 from formarket.gateway.sse import SseSplitter, event_data
 from formarket.gateway.tokens import (
     Kind,
@@ -50,6 +48,8 @@ from formarket.gateway.tokens import (
 )
 from formarket.gateway.upstream import Endpoint, UpstreamError, UpstreamPool, UpstreamResponse
 from formarket.gateway.wire import ENDPOINTS, ApiError, Request, error_body
+from formarket.usage.events import CallEvents, Outcome, Served
+from formarket.usage.spool import SpoolError
 
 __all__ = ["Exchange", "Gateway", "GatewayLimits"]
 

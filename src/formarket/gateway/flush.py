@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import gzip
 import logging
 import os
 import re
@@ -43,16 +42,17 @@ from dulwich.repo import BaseRepo, Repo
 
 from formarket.atomicfile import write_atomically
 from formarket.errors import FormarketError
-from formarket.gateway.spool import (
+from formarket.market.writer import Identity, commit_changes
+from formarket.royalties import gitio
+from formarket.schemas.usage import event_problem
+from formarket.usage.files import pack_lines, parse_usage_path, usage_path
+from formarket.usage.spool import (
     SEGMENT_SUFFIX,
     LineProblem,
     parse_segment,
     sealed_segments,
 )
-from formarket.market.writer import Identity, commit_changes
-from formarket.royalties import gitio
-from formarket.royalties.reader import WireEvent, parse_usage_path, usage_path
-from formarket.schemas.usage import event_problem
+from formarket.usage.wire import DECODER, WireEvent
 
 __all__ = [
     "SEGMENTS_TRAILER",
@@ -70,7 +70,6 @@ _REJECTED = "rejected"
 # How far before its oldest segment a commit holding it can be (clocks of one machine drift
 # little; this also covers a gateway and a flusher on two machines kept in sync by NTP).
 _CLOCK_SLACK = 3600
-_DECODER = msgspec.json.Decoder(WireEvent)
 _TRAILER_RE = re.compile(rf"^{SEGMENTS_TRAILER}: (.*)$", re.MULTILINE)
 _NAME_RE = re.compile(r"^([0-9a-f]{7,32})-([0-9]{6,})$")
 _STALE_LOCK = 10.0
@@ -240,14 +239,14 @@ def _read(path: Path, batch: _Batch) -> None:
     payloads = [payload for _, payload in read.events]
     try:
         # One call decodes and checks every line in C; the slow path only when one is bad.
-        events: list[WireEvent | None] = list(_DECODER.decode_lines(b"\n".join(payloads)))
+        events: list[WireEvent | None] = list(DECODER.decode_lines(b"\n".join(payloads)))
         if len(events) != len(payloads):
             raise msgspec.DecodeError("a line holds more or less than one event")
     except msgspec.DecodeError:
         events = []
         for number, payload in read.events:
             try:
-                events.append(_DECODER.decode(payload))
+                events.append(DECODER.decode(payload))
             except msgspec.DecodeError as exc:
                 problems.append(LineProblem(number, f"not a usage event: {exc}", payload))
                 events.append(None)
@@ -286,8 +285,7 @@ def _chunks(lines: list[tuple[date, bytes]], limit: int) -> Iterator[list[tuple[
 
 
 def _gzip(lines: list[tuple[date, bytes]]) -> bytes:
-    # mtime 0: the same events make the same bytes, whoever flushes them.
-    return gzip.compress(b"\n".join(line for _, line in lines) + b"\n", 6, mtime=0)
+    return pack_lines(line for _, line in lines)
 
 
 def _files(batch: _Batch, today: date, file_bytes: int) -> list[tuple[str, date, int, bytes]]:

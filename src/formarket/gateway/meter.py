@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import logging
 
-from formarket.gateway.spool import SpoolError, SpoolWriter
+from formarket.usage.spool import SpoolError, SpoolWriter
 
 __all__ = ["Meter"]
 

@@ -27,10 +27,10 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from formarket.atomicfile import write_atomically
 from formarket.errors import InputError
-from formarket.gateway.events import Served
 from formarket.gateway.watch import WatchedFile
 from formarket.schemas._base import Document
 from formarket.schemas.usage import ACCOUNT_PATTERN, DEPLOYMENT_PATTERN, ListingVersion
+from formarket.usage.events import Served
 
 __all__ = [
     "FileRouteTable",

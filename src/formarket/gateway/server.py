@@ -31,10 +31,10 @@ from formarket.gateway.meter import Meter
 from formarket.gateway.openapi import openapi_document
 from formarket.gateway.protocol import uvicorn_protocol
 from formarket.gateway.routes import FileRouteTable
-from formarket.gateway.spool import SpoolWriter
 from formarket.gateway.upstream import UpstreamPool
 from formarket.gateway.watch import WatchedFile
 from formarket.gateway.wire import error_body
+from formarket.usage.spool import SpoolWriter
 
 __all__ = ["ServerThread", "bind", "build_gateway", "run_app", "serve"]
 

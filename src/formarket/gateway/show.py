@@ -1,7 +1,8 @@
 """`formarket usage show`: the usage committed to git, summed per listing version.
 
-Read from git objects at a branch's tip (nothing is checked out), with the royalties' own
-reader, so what this shows is what a royalty close would read. Each event counts once per
+Read from git objects at a branch's tip (nothing is checked out), through the one reader of
+usage (`formarket.usage.reader`), so what this shows is what a royalty close would read: a
+line a close would set aside is counted as set aside. Each event counts once per
 (source, id), as in a close; copies are counted and shown, so that exactly-once can be seen.
 """
 
@@ -17,8 +18,8 @@ from dulwich.repo import BaseRepo
 
 from formarket.errors import NotFoundError
 from formarket.royalties import gitio
-from formarket.royalties.reader import WireEvent, decode_lines, decompress
-from formarket.schemas.usage import SetAside
+from formarket.usage.reader import reading_spec, scan_file
+from formarket.usage.wire import WireEvent
 
 __all__ = ["UsageRow", "UsageSummary", "render_text", "summarize", "usage_summary"]
 
@@ -81,15 +82,12 @@ class UsageSummary:
 
 def summarize(
     summary: UsageSummary,
-    events: Iterable[WireEvent | SetAside],
+    events: Iterable[WireEvent],
     seen: set[tuple[str, str]],
     since: datetime | None,
 ) -> None:
     """Add events to the summary (pure: `seen` holds the (source, id) already counted)."""
     for event in events:
-        if isinstance(event, SetAside):
-            summary.set_aside += 1
-            continue
         if since is not None and event.time < since:
             continue
         refs = [("agent", event.data.agent), ("model", event.data.model)]
@@ -140,15 +138,14 @@ def usage_summary(
     files, bad = gitio.usage_files(repo, tree, since or date(1, 1, 1))
     summary.set_aside += len(bad)
     moment = datetime.combine(since, time(), UTC) if since else None
+    spec = reading_spec(gitio.read_path(repo, tree, gitio.POLICY_PATH))
     seen: set[tuple[str, str]] = set()
-    for path in sorted(files):
-        _, blob = files[path]
-        raw = decompress(gitio.read_blob(repo, blob))
+    for index, path in enumerate(sorted(files)):
+        file, blob = files[path]
+        scan = scan_file(index, file, gitio.read_blob(repo, blob), False, spec, keep=True)
         summary.files += 1
-        if isinstance(raw, str):
-            summary.set_aside += 1
-            continue
-        summarize(summary, (item for _, item in decode_lines(raw)), seen, moment)
+        summary.set_aside += len(scan.set_aside)
+        summarize(summary, scan.accepted, seen, moment)
     return summary
 
 

@@ -1,14 +1,12 @@
 """Royalties: committed usage in, statements, a double-entry ledger and payouts out.
 
-    wire        the usage file format: paths, decoding, validity (the fast twin of UsageEvent)
-    reader      usage files (gzip JSON lines) -> per-file totals and event keys, set-aside lines
-    tally       scans -> the period's usage per listing version, duplicates settled exactly
+    tally       scans of usage files (formarket.usage.reader) -> the period's usage per
+                listing version, duplicates settled exactly
     pricebook   the listing history -> the terms of every published version
     rating      usage x terms -> statement lines, rounded once, split creator / platform
     ledger      statement lines and payouts -> balanced transactions
     payouts     balances, holds, thresholds -> what is paid and what is carried
     close       all of the above -> the documents of a closed period, and their bytes
-    core        the pure pipeline in one call: usage files or events in, a closed period out
     render      Markdown for people
     gitio       the one door to git (reading); scanner: reading usage on every core
     engine      the driver: close, preview, verify against a repository

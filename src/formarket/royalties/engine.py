@@ -24,12 +24,10 @@ from formarket.errors import FormarketError, InputError, NotFoundError, UsageErr
 from formarket.market.writer import Identity, commit_changes
 from formarket.royalties import gitio
 from formarket.royalties.close import CloseContext, Closing, close_period, render_closing
-from formarket.royalties.core import rules_for
 from formarket.royalties.money import MINOR_UNITS, to_minor_exact
 from formarket.royalties.payouts import prior_balances
-from formarket.royalties.reader import ScanSpec, month_index
 from formarket.royalties.scanner import Progress, Scanner
-from formarket.royalties.tally import ScanFile, tally
+from formarket.royalties.tally import tally
 from formarket.schemas.publisher import Governance, Payout, Publisher
 from formarket.schemas.usage import (
     Payouts,
@@ -39,6 +37,8 @@ from formarket.schemas.usage import (
     SetAside,
     Summary,
 )
+from formarket.usage.files import month_index
+from formarket.usage.reader import ScanFile, ScanSpec, close_rules, select_files
 from formarket.yamldoc import YamlError, load_yaml
 
 __all__ = [
@@ -162,7 +162,7 @@ def compute(
     tree = gitio.commit_tree(repo, usage_commit)
     where = f"commit {usage_commit.decode()[:12]}"
     policy = load_policy(gitio.read_path(repo, tree, gitio.POLICY_PATH), where)
-    rules = rules_for(period, policy, book)
+    rules = close_rules(period, policy, book.known())
     old_rules = None
     old_tree = None
     prior = {}
@@ -174,7 +174,7 @@ def compute(
             )
         old_tree = gitio.commit_tree(repo, ObjectID(previous.usage_commit.encode()))
         old_policy = load_policy(gitio.read_path(repo, old_tree, gitio.POLICY_PATH), "it")
-        old_rules = rules_for(previous.period, old_policy, book, previous.usage_commit)
+        old_rules = close_rules(previous.period, old_policy, book.known(previous.usage_commit))
         raw = gitio.read_path(repo, balances_tree, f"royalties/{previous.period}/payouts.json")
         if raw is None:
             raise NotFoundError(f"royalties/{previous.period}/payouts.json is missing")
@@ -210,46 +210,7 @@ def _scan_list(
     """The files to read: those the previous close read (old) and those new since."""
     new, bad = gitio.usage_files(repo, tree, first_day)
     old, old_bad = gitio.usage_files(repo, old_tree, first_day) if old_tree else ({}, {})
-    items: list[tuple[str, bool, ScanFile, ObjectID]] = []
-    extra: list[SetAside] = []
-    for path, (file, blob) in old.items():
-        items.append((path, True, ScanFile(file, True), blob))
-        if path not in new:
-            extra.append(
-                SetAside(
-                    code="USG016",
-                    file=path,
-                    line=0,
-                    message="deleted after the previous close read it: usage files are"
-                    " append-only; the copy that close read is still read from git",
-                )
-            )
-    for path, (file, blob) in new.items():
-        if path in old and old[path][1] == blob:
-            continue
-        if path in old:
-            extra.append(
-                SetAside(
-                    code="USG015",
-                    file=path,
-                    line=0,
-                    message="rewritten after the previous close: usage files are append-only;"
-                    " the copy that close read stays counted, the new one is read as new",
-                )
-            )
-        items.append((path, False, ScanFile(file, False), blob))
-    for path in sorted(set(bad) - set(old_bad)):
-        extra.append(
-            SetAside(
-                code="USG014",
-                file=path,
-                line=0,
-                message="not a usage file: usage is registry/usage/YYYY/MM/DD/"
-                "<kind>/<name>-<seq>.jsonl.gz",
-            )
-        )
-    items.sort(key=lambda i: (i[0], not i[1]))
-    return [i[2] for i in items], [i[3] for i in items], extra
+    return select_files(new, bad, old, old_bad)
 
 
 def branch_tip(repo: BaseRepo, branch: str) -> ObjectID:

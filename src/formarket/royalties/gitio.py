@@ -22,7 +22,7 @@ from formarket.errors import NotFoundError
 from formarket.market.trees import DIR_MODE, entry, tree
 from formarket.registry.cache import code_digest, default_cache_dir
 from formarket.royalties.pricebook import PriceBook
-from formarket.royalties.reader import USAGE_ROOT, UsageFile, parse_usage_path
+from formarket.usage.files import USAGE_ROOT, UsageFile, parse_usage_path
 
 __all__ = [
     "POLICY_PATH",

@@ -14,9 +14,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from formarket.royalties.money import from_minor, to_minor_exact
-from formarket.royalties.reader import month_index
 from formarket.schemas.publisher import Payout
 from formarket.schemas.usage import HeldAmount, PayoutLine, RoyaltyPolicy
+from formarket.usage.files import month_index
 
 __all__ = ["Balance", "payouts", "prior_balances"]
 

@@ -19,8 +19,17 @@ from dulwich.objects import ObjectID
 from dulwich.repo import BaseRepo, Repo
 
 from formarket.royalties.gitio import read_blob
-from formarket.royalties.reader import FileScan, ScanSpec, Sums, TotalsKey, WireEvent, scan_file
-from formarket.royalties.tally import ScanFile, add_totals, fetch_lines
+from formarket.royalties.tally import add_totals
+from formarket.usage.reader import (
+    FileScan,
+    ScanFile,
+    ScanSpec,
+    Sums,
+    TotalsKey,
+    fetch_lines,
+    scan_file,
+)
+from formarket.usage.wire import WireEvent
 
 __all__ = ["Progress", "Scanner"]
 

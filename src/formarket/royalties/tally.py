@@ -19,27 +19,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from formarket.royalties import reader
-from formarket.royalties.reader import FileScan, ScanSpec, Sums, TotalsKey, UsageFile
 from formarket.schemas.usage import SetAside, SummaryCounts, UsageConflict
+from formarket.usage.files import month_text
+from formarket.usage.reader import FileScan, ScanFile, ScanSpec, Sums, TotalsKey, take_events
+from formarket.usage.wire import WireEvent, canonical_digest
 
 __all__ = [
     "Fetch",
     "Quantities",
-    "ScanFile",
     "Tally",
     "UsageKey",
     "add_totals",
-    "fetch_lines",
-    "fetch_serially",
     "tally",
 ]
-
-
-@dataclass(frozen=True, slots=True)
-class ScanFile:
-    file: UsageFile
-    old: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,8 +74,8 @@ def tally(
     extra: Sequence[SetAside] = (),
 ) -> Tally:
     """The period's usage from the scans of `files` (scan.index indexes `files`); `fetch`
-    reads the few lines that need a second look again (see `fetch_serially`); `extra` are
-    files set aside before scanning."""
+    reads the few lines that need a second look again (`formarket.usage.reader.fetch_lines`
+    of each file); `extra` are files set aside before scanning."""
     totals: dict[TotalsKey, Sums] = {}
     for scan in scans:
         add_totals(totals, scan.totals)
@@ -113,7 +105,7 @@ def tally(
             continue
         for ref in (agent, model):
             if ref is not None and events:
-                key = (kind, reader.month_text(month), ref[0], ref[1])
+                key = (kind, month_text(month), ref[0], ref[1])
                 usage[key] = usage.get(key, Quantities()).plus(sums)
     counts = SummaryCounts(
         files=len(files),
@@ -171,26 +163,7 @@ def _candidates(scans: Sequence[FileScan]) -> dict[int, set[int]]:
     return out
 
 
-Fetch = Callable[[Mapping[int, set[int]]], Iterable[tuple[int, int, reader.WireEvent]]]
-
-
-def fetch_serially(read: Callable[[int], bytes]) -> Fetch:
-    """A `Fetch` that reads the files again here, one after the other."""
-
-    def fetch(wanted: Mapping[int, set[int]]) -> Iterable[tuple[int, int, reader.WireEvent]]:
-        for index, lines in sorted(wanted.items()):
-            yield from fetch_lines(index, read(index), lines)
-
-    return fetch
-
-
-def fetch_lines(
-    index: int, data: bytes, lines: set[int]
-) -> list[tuple[int, int, reader.WireEvent]]:
-    """The events on `lines` of file `index`, whose bytes are `data`."""
-    raw = reader.decompress(data)
-    assert isinstance(raw, bytes), "a file that was read once reads again"
-    return [(index, number, event) for number, event in reader.decode_wanted(raw, lines)]
+Fetch = Callable[[Mapping[int, set[int]]], Iterable[tuple[int, int, WireEvent]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,7 +173,7 @@ class _Copy:
     path: str
     line: int
     index: int
-    event: reader.WireEvent
+    event: WireEvent
 
 
 def _settle_duplicates(
@@ -213,7 +186,7 @@ def _settle_duplicates(
     groups: dict[tuple[str, str], list[_Copy]] = defaultdict(list)
     for index, number, item in fetch(_candidates(scans)):
         scan_file = files[index]
-        digest = reader.canonical_digest(item)
+        digest = canonical_digest(item)
         copy = _Copy(scan_file.old, digest, scan_file.file.path, number, index, item)
         groups[(item.source, item.id)].append(copy)
     duplicates = 0
@@ -228,7 +201,7 @@ def _settle_duplicates(
             duplicates += not other.old
             single = FileScan(other.index)
             scan_file = files[other.index]
-            reader.take_events(single, scan_file.file, [other.event], [other.line], other.old, spec)
+            take_events(single, scan_file.file, [other.event], [other.line], other.old, spec)
             add_totals(totals, single.totals, -1)
         if any(c.digest != kept.digest and not c.old for c in others):
             conflicts.append(

@@ -32,6 +32,8 @@ from formarket.site.output import STATE, check_output, previous_keys, write_outp
 from formarket.site.render import render_site
 from formarket.site.theme import find_project, load_theme
 from formarket.site.usage import earnings_from_statements, file_totals, merge_totals
+from formarket.usage.files import USAGE_ROOT
+from formarket.usage.reader import reading_spec
 from formarket.yamldoc import YamlError, load_yaml
 
 __all__ = ["BuildReport", "build_site", "detect_repository"]
@@ -128,13 +130,14 @@ def _usage_files(snapshot: WorkTreeSnapshot, day: str) -> list[tuple[str, Item]]
 
 def _usage(snapshot: WorkTreeSnapshot, state: Path) -> tuple[dict[str, Any], bool]:
     """Monthly usage by listing, reading only files not read by an earlier build."""
+    spec = reading_spec(snapshot.read("royalties/policy.yaml"))
+    # Totals depend on the code that read them and on the terms' clock skew.
+    salt = f"{code_digest()}/{spec.new.skew.total_seconds():.0f}"
     kept = _load_state(state, "usage.json")
-    cache: dict[str, Any] = (
-        kept if isinstance(kept, dict) and kept.get("code") == code_digest() else {}
-    )
+    cache: dict[str, Any] = kept if isinstance(kept, dict) and kept.get("code") == salt else {}
     files = cache.get("files", {}) if isinstance(cache.get("files"), dict) else {}
     seen: dict[str, Any] = {}
-    base = "registry/usage"
+    base = USAGE_ROOT
     for year in snapshot.listdir(base):
         for month in snapshot.listdir(f"{base}/{year.name}"):
             for day in snapshot.listdir(f"{base}/{year.name}/{month.name}"):
@@ -147,8 +150,8 @@ def _usage(snapshot: WorkTreeSnapshot, state: Path) -> tuple[dict[str, Any], boo
                         seen[path] = old
                         continue
                     raw = snapshot.read(path)
-                    seen[path] = {"key": item.key, "totals": file_totals(raw or b"")}
-    _save_state(state, "usage.json", {"code": code_digest(), "files": seen})
+                    seen[path] = {"key": item.key, "totals": file_totals(path, raw or b"", spec)}
+    _save_state(state, "usage.json", {"code": salt, "files": seen})
     return merge_totals(v["totals"] for v in seen.values()), bool(seen)
 
 

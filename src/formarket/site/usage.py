@@ -1,11 +1,13 @@
 """Usage per listing and month, and earnings per publisher and period, for the charts.
 
-Usage files (`registry/usage/YYYY/MM/DD/<source>-<seq>.jsonl.gz`, CloudEvents as defined by
-`formarket.schemas.usage.UsageEvent`) are append-only: a file, once committed, never changes.
-So each file is read once and its monthly totals kept in the build's state; a later build reads
-only new files. A call counts for the agent and for the model that served it; only calls whose
-outcome is `ok` count, as only those are charged. These are the figures as metered: the royalty
-close removes duplicate events, so statements, not these charts, are the figures that are paid.
+Usage files (`registry/usage/YYYY/MM/DD/<source>-<seq>.jsonl.gz`) are read through the one
+reader of usage (`formarket.usage.reader`), with the checks of a royalty close: a line a close
+would set aside, or a file it would not read, is not charted. Files are append-only: a file,
+once committed, never changes. So each file is read once and its monthly totals kept in the
+build's state; a later build reads only new files. A call counts for the agent and for the
+model that served it; only calls whose outcome is `ok` count, as only those are charged. These
+are the figures as metered: the royalty close removes duplicate events, so statements, not
+these charts, are the figures that are paid.
 
 Earnings come from the statements of closed periods (`royalties/YYYY-MM/`, documents of format
 `formarket.royalty-statement/1`): the creator's share per currency.
@@ -13,72 +15,55 @@ Earnings come from the statements of closed periods (`royalties/YYYY-MM/`, docum
 
 from __future__ import annotations
 
-import gzip
 import json
-import re
-import zlib
 from collections.abc import Iterable, Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from formarket.site.catalog import Earning, MonthUsage
+from formarket.usage.files import month_text, parse_usage_path
+from formarket.usage.reader import FileScan, ScanSpec, scan_file
 
 __all__ = [
     "STATEMENT_FORMAT",
     "UsageTotals",
     "earnings_from_statements",
+    "file_scan",
     "file_totals",
     "merge_totals",
 ]
 
 STATEMENT_FORMAT = "formarket.royalty-statement/1"
-_MONTH = re.compile(r"^[0-9]{4}-(0[1-9]|1[0-2])")
-_MAX_BYTES = 512 << 20
 
 # listing id -> month -> [requests, input tokens, output tokens, instance seconds]
 UsageTotals = dict[str, dict[str, list[int]]]
 
 
-def _count(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+def file_scan(path: str, raw: bytes, spec: ScanSpec) -> FileScan | None:
+    """One usage file read as a royalty close reads it, with `spec`'s rules; None when its
+    path is not a usage file's (a close sets such a file aside whole)."""
+    file = parse_usage_path(path)
+    if file is None:
+        return None
+    return scan_file(0, file, raw, False, spec)
 
 
-def file_totals(raw: bytes) -> UsageTotals:
-    """The monthly totals of one usage file; lines that are not usage events are skipped
-    (the royalty close reports them; the charts only leave them out)."""
-    try:
-        text = gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
-    except (OSError, EOFError, zlib.error):
-        return {}
-    if len(text) > _MAX_BYTES:
-        return {}
+def file_totals(path: str, raw: bytes, spec: ScanSpec) -> UsageTotals:
+    """The monthly totals of one usage file; what a close sets aside counts for nothing
+    (the close reports it; the charts only leave it out)."""
+    scan = file_scan(path, raw, spec)
     totals: UsageTotals = {}
-    for line in text.splitlines():
-        try:
-            event = json.loads(line)
-        except ValueError:
+    if scan is None:
+        return totals
+    for (_, month, agent, model, ok), sums in scan.totals.items():
+        if not ok:
             continue
-        if not isinstance(event, dict):
-            continue
-        data = event.get("data")
-        moment = event.get("time")
-        if not isinstance(data, dict) or not isinstance(moment, str) or not _MONTH.match(moment):
-            continue
-        if data.get("outcome") != "ok":
-            continue
-        month = moment[:7]
-        counts = (
-            _count(data.get("requests")),
-            _count(data.get("input_tokens")),
-            _count(data.get("output_tokens")),
-            _count(data.get("instance_seconds")),
-        )
-        for role in ("agent", "model"):
-            ref = data.get(role)
-            if isinstance(ref, dict) and isinstance(ref.get("id"), str):
-                row = totals.setdefault(ref["id"], {}).setdefault(month, [0, 0, 0, 0])
-                for i, value in enumerate(counts):
-                    row[i] += value
+        text = month_text(month)
+        for ref in (agent, model):
+            if ref is not None:
+                row = totals.setdefault(ref[0], {}).setdefault(text, [0, 0, 0, 0])
+                for i in range(4):
+                    row[i] += sums[i + 1]
     return totals
 
 

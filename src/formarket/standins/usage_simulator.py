@@ -10,7 +10,6 @@ gives the same bytes.
 
 from __future__ import annotations
 
-import gzip
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,8 +21,8 @@ from dulwich.repo import BaseRepo, Repo
 
 from formarket.market.writer import Identity, commit_changes
 from formarket.royalties.pricebook import PriceEntry
-from formarket.royalties.reader import month_index, usage_path
 from formarket.schemas.pricing import PerInstanceHourPricing
+from formarket.usage.files import month_index, pack_lines, usage_path
 
 __all__ = ["Deployment", "Plan", "commit_usage", "deployments", "simulate", "simulate_day"]
 
@@ -186,7 +185,7 @@ def simulate_day(
             # The last flush of a day is written just after midnight, into the next day.
             when = day + timedelta(days=1) if k == len(flushes) - 1 else day
             path = usage_path(when, source, day.day * 1_000_000 + k)
-            files[path] = gzip.compress(b"\n".join(body) + b"\n", compresslevel=6, mtime=0)
+            files[path] = pack_lines(body)
     return files
 
 

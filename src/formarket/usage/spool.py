@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from formarket.errors import FormarketError
-from formarket.gateway.events import EventIds
+from formarket.usage.events import EventIds
 
 __all__ = [
     "SEGMENT_SUFFIX",

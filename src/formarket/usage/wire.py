@@ -1,10 +1,10 @@
-"""The usage file format: where usage lives in git, how a line decodes, what makes it valid.
+"""A usage event as it is read: how a line decodes, what makes it valid, why it is set aside.
 
 `WireEvent` is `formarket.schemas.usage.UsageEvent` as msgspec decodes it, in C, several times
 faster than pydantic: the same fields in the same order, with only bounds on its strings.
 The patterns are checked by `field_problem` and `ref_problem` (which the hot loop calls once
 per distinct value), so that `validate_line` accepts exactly what `UsageEvent` accepts:
-tests/royalties/test_reader.py holds the two together.
+tests/usage/test_reader.py holds the two together.
 """
 
 from __future__ import annotations
@@ -12,12 +12,10 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
-from datetime import date, datetime
-from typing import Annotated, Literal, cast
+from datetime import datetime
+from typing import Annotated, Literal
 
 import msgspec
-from isal import isal_zlib
 
 from formarket.rules import rules_of
 from formarket.schemas._types import LISTING_ID_PATTERN, SEMVER_PATTERN
@@ -32,40 +30,26 @@ from formarket.schemas.usage import (
     SetAside,
     event_problem,
 )
+from formarket.usage.files import MAX_LINE_BYTES
 
 __all__ = [
     "CODES",
     "DECODER",
-    "MAX_FILE_BYTES",
-    "MAX_LINE_BYTES",
-    "USAGE_ROOT",
-    "UsageFile",
     "WireEvent",
     "WireRef",
     "canonical_digest",
     "decode_lines",
     "decode_wanted",
-    "decompress",
     "field_problem",
     "is_utc",
     "issue",
-    "month_index",
-    "month_text",
-    "parse_usage_path",
     "ref_problem",
-    "usage_path",
     "validate_line",
 ]
-
-USAGE_ROOT = "registry/usage"
 
 # Why usage is set aside, by code: the USG rows of `formarket.rules` (stable forever; tests
 # assert on codes, never on the wording of messages).
 CODES: dict[str, str] = {rule.id: rule.title for rule in rules_of("USG")}
-# A flush of one collector: far above a real one (a few MB), small enough to hold in memory.
-MAX_FILE_BYTES = 256 << 20
-MAX_LINE_BYTES = 16 << 10
-
 _Count = Annotated[int, msgspec.Meta(ge=0, le=MAX_COUNT)]
 # Strings are only bounded here: msgspec checks a pattern by calling Python's re per value,
 # which would triple the cost of a line. `take_events` checks the patterns instead, each
@@ -114,79 +98,12 @@ assert {CALL, INSTANCE_HOURS} == {"dev.formarket.usage.call", "dev.formarket.usa
 
 DECODER = msgspec.json.Decoder(WireEvent)
 _ENCODER = msgspec.json.Encoder()
-_PATH = re.compile(
-    r"^registry/usage/([0-9]{4})/([0-9]{2})/([0-9]{2})/"
-    r"([a-z][a-z0-9-]{0,30})/([a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?)-([0-9]{1,12})\.jsonl\.gz$"
-)
-
-
-@dataclass(frozen=True, slots=True, order=True)
-class UsageFile:
-    """`registry/usage/YYYY/MM/DD/<source>-<seq>.jsonl.gz`: a collector's flush on a day."""
-
-    path: str
-    day: date
-    source: str
-    seq: int
-
-
-def usage_path(day: date, source: str, seq: int) -> str:
-    return f"{USAGE_ROOT}/{day.year:04d}/{day.month:02d}/{day.day:02d}/{source}-{seq:06d}.jsonl.gz"
-
-
-def parse_usage_path(path: str) -> UsageFile | None:
-    match = _PATH.fullmatch(path)
-    if match is None:
-        return None
-    year, month, day, kind, name, seq = match.groups()
-    try:
-        when = date(int(year), int(month), int(day))
-    except ValueError:
-        return None
-    return UsageFile(path, when, f"{kind}/{name}", int(seq))
-
-
-def month_index(period: str) -> int:
-    """`YYYY-MM` as a count of months, so periods compare and subtract as integers."""
-    return int(period[:4]) * 12 + int(period[5:7]) - 1
-
-
-def month_text(index: int) -> str:
-    return f"{index // 12:04d}-{index % 12 + 1:02d}"
 
 
 def canonical_digest(event: WireEvent) -> bytes:
     """The digest of an event's content, independent of how its line was written: the
     event re-encoded with fields in schema order, no spaces, time in UTC."""
     return hashlib.sha256(_ENCODER.encode(event)).digest()
-
-
-# isal's stub declares its error as an instance; it is the exception class.
-_INFLATE_ERROR = cast(type[Exception], isal_zlib.error)
-
-
-def decompress(data: bytes) -> bytes | str:
-    """The file's bytes, or why they cannot be had. Several gzip members are one stream.
-
-    ISA-L inflates the same deflate streams as zlib, about three times as fast: reading
-    usage is mostly inflating and decoding, and a month is read twice (scan, then settle)."""
-    out: list[bytes] = []
-    size = 0
-    rest = data
-    try:
-        while rest:
-            engine = isal_zlib.decompressobj(wbits=31)
-            chunk = engine.decompress(rest, MAX_FILE_BYTES + 1 - size)
-            size += len(chunk)
-            out.append(chunk)
-            if size > MAX_FILE_BYTES or engine.unconsumed_tail:
-                return f"holds more than {MAX_FILE_BYTES >> 20} MiB of usage"
-            if not engine.eof:
-                return "the gzip stream is truncated"
-            rest = engine.unused_data
-    except _INFLATE_ERROR as exc:
-        return f"not a gzip file ({exc})"
-    return b"".join(out)
 
 
 def decode_lines(raw: bytes) -> Iterable[tuple[int, WireEvent | SetAside]]:
@@ -248,8 +165,6 @@ def ref_problem(ref: WireRef) -> str:
     return ""
 
 
-# Every id of a file at once: one regular expression over the joined ids costs a fraction of
-# one match per id. Ids cannot hold a line break, so the join is unambiguous.
 def is_utc(moment: datetime) -> bool:
     offset = moment.utcoffset()
     return offset is not None and not offset

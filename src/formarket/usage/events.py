@@ -3,7 +3,7 @@
 The shape is `formarket.schemas.usage.UsageEvent` (the contract the royalties read); events are
 built here as plain dicts in that field order and encoded once with msgspec, because the
 gateway writes one per call and validating a pydantic model on the hot path would cost more
-than the rest of the call. tests/gateway/test_core.py holds every event built here to the
+than the rest of the call. tests/usage/test_events.py holds every event built here to the
 contract.
 
     call_event            a call through the gateway
@@ -184,7 +184,7 @@ class CallEvents:
     of bytes: the gateway writes an event per call, and building and encoding the whole
     document each time costs more than the rest of the call's bookkeeping. The constant parts
     are cut from an event `call_event`'s own encoding made with markers in the varying
-    fields, so both always agree (tests/gateway/test_core.py holds them to it)."""
+    fields, so both always agree (tests/usage/test_events.py holds them to it)."""
 
     __slots__ = ("_format",)
 

@@ -11,10 +11,11 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from formarket.royalties import reader
-from formarket.royalties.reader import Rules, ScanSpec, WireEvent, parse_usage_path
 from formarket.schemas.usage import UsageEvent
-from tests.royalties.helpers import call, gz, hours
+from formarket.usage.files import month_index, parse_usage_path, usage_path
+from formarket.usage.reader import Rules, ScanSpec, scan_file
+from formarket.usage.wire import WireEvent, validate_line
+from tests.usage.helpers import call, gz, hours
 
 AGREE = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -117,7 +118,7 @@ def _contract(raw: bytes) -> UsageEvent | None:
 def test_the_reader_and_the_contract_accept_the_same_events(document: dict[str, Any]) -> None:
     raw = json.dumps(document).encode()
     contract = _contract(raw)
-    fast = reader.validate_line(raw)
+    fast = validate_line(raw)
     assert (contract is not None) == isinstance(fast, WireEvent), (contract, fast)
     if contract is not None and isinstance(fast, WireEvent):
         assert fast.id == contract.id
@@ -131,7 +132,7 @@ def test_the_reader_and_the_contract_accept_the_same_events(document: dict[str, 
 @given(documents())
 def test_the_hot_loop_refuses_what_validate_line_refuses(document: dict[str, Any]) -> None:
     raw = json.dumps(document).encode()
-    fast = reader.validate_line(raw)
+    fast = validate_line(raw)
     source = document.get("source")
     assume(isinstance(source, str))
     file = parse_usage_path(f"registry/usage/2026/03/10/{source}-000001.jsonl.gz")
@@ -141,13 +142,13 @@ def test_the_hot_loop_refuses_what_validate_line_refuses(document: dict[str, Any
         {("acme/chat", "1.0.0"), ("acme/chat", "2.1.0-rc.1+build.5"), ("zeta/helper", "0.1.0")}
     )
     rules = Rules(
-        reader.month_index("2026-03"),
+        month_index("2026-03"),
         0,
         known,
         timedelta(days=3650),
         frozenset(listing for listing, _ in known),
     )
-    scan = reader.scan_file(0, file, gz([raw]), False, ScanSpec(rules, None))
+    scan = scan_file(0, file, gz([raw]), False, ScanSpec(rules, None))
     if isinstance(fast, WireEvent):
         listed = all(
             (ref.id, ref.version) in known for ref in (fast.data.agent, fast.data.model) if ref
@@ -168,7 +169,7 @@ def test_usage_paths_round_trip(day: str, source: str, seq: int) -> None:
     from datetime import date
 
     when = date.fromisoformat(day)
-    path = reader.usage_path(when, source, seq)
+    path = usage_path(when, source, seq)
     parsed = parse_usage_path(path)
     assert parsed is not None
     assert (parsed.day, parsed.source, parsed.seq) == (when, source, seq)

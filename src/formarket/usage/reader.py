@@ -1,81 +1,78 @@
 """Reading usage files: gzip JSON lines in, per-file totals, event keys and set-aside lines out.
 
-A pure function of a file's bytes and the rules of the close, fast enough for tens of millions
-of events: msgspec decodes and validates each line in C (`wire`); events are summed per
-(period, agent version, model version, outcome) as they are read, and each event's idempotency
-key is kept only as a 64-bit hash; `tally` finds the keys seen more than once, reads just those
-lines again and settles them exactly. Nothing here ever raises on bad input: every problem
-becomes a `SetAside` with the file and line.
+The one reading of usage, for everything that reads it: the royalty close, the site's charts
+and `formarket usage show`. A pure function of a file's bytes and the rules of the reading,
+fast enough for tens of millions of events: msgspec decodes and validates each line in C
+(`wire`); events are summed per (period, agent version, model version, outcome) as they are
+read, and each event's idempotency key is kept only as a 64-bit hash, from which the royalties
+find the keys seen more than once and settle them exactly. Nothing here ever raises on bad
+input: every problem becomes a `SetAside` with the file, the line and its USG code.
+
+    Rules, ScanSpec     what a reading accepts (a close's period and listings, the clock skew)
+    close_rules         the rules of a close, from the platform's terms
+    reading_spec        the rules of a reading outside a close, from the platform's terms
+    select_files        which files a close reads, and the files it sets aside whole
+    scan_file           one file read, checked and summed (take_events: the hot loop)
+    fetch_lines         chosen lines of a file decoded again
 """
 
 from __future__ import annotations
 
 import re
 from array import array
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
+from typing import TypeVar
 
 import msgspec
+from pydantic import ValidationError
 
-from formarket.royalties.wire import (
-    CODES,
-    DECODER,
-    MAX_FILE_BYTES,
+from formarket.schemas.usage import EVENT_ID_PATTERN, RoyaltyPolicy, SetAside, event_problem
+from formarket.usage.files import (
     MAX_LINE_BYTES,
-    USAGE_ROOT,
     UsageFile,
+    decompress,
+    month_index,
+    month_text,
+)
+from formarket.usage.wire import (
+    DECODER,
     WireEvent,
     WireRef,
-    canonical_digest,
     decode_lines,
     decode_wanted,
-    decompress,
     field_problem,
     is_utc,
     issue,
-    month_index,
-    month_text,
-    parse_usage_path,
     ref_problem,
-    usage_path,
-    validate_line,
 )
-from formarket.schemas.usage import EVENT_ID_PATTERN, SetAside, event_problem
+from formarket.yamldoc import YamlError, load_yaml
 
-# The file format's names are re-exported: the gateway and the site read usage through here.
 __all__ = [
-    "CODES",
-    "MAX_FILE_BYTES",
-    "MAX_LINE_BYTES",
-    "USAGE_ROOT",
     "FileScan",
     "Rules",
+    "ScanFile",
     "ScanSpec",
     "Sums",
     "TotalsKey",
-    "UsageFile",
-    "WireEvent",
-    "canonical_digest",
-    "decode_lines",
-    "decode_wanted",
-    "decompress",
+    "close_rules",
+    "fetch_lines",
     "key_digest",
-    "month_index",
-    "month_text",
-    "parse_usage_path",
+    "reading_spec",
     "scan_file",
+    "select_files",
     "take_events",
-    "usage_path",
-    "validate_line",
 ]
+
+Key = TypeVar("Key")
 
 
 @dataclass(frozen=True, slots=True)
 class Rules:
-    """What a close accepts: its period, the oldest period late usage may still belong to,
-    the listing versions published as of its usage commit, and how far past its file's day an
-    event's time may be."""
+    """What a reading accepts: the period a close judges, the oldest period late usage may
+    still belong to, the listing versions published as of its usage commit, and how far past
+    its file's day an event's time may be (the platform's terms, royalties/policy.yaml)."""
 
     period: int
     first: int
@@ -94,6 +91,14 @@ class ScanSpec:
     old: Rules | None
 
 
+@dataclass(frozen=True, slots=True)
+class ScanFile:
+    """A file to read, and whether the previous close read it already (`old`)."""
+
+    file: UsageFile
+    old: bool
+
+
 # (counted before, month index, agent (id, version), model (id, version), outcome is ok)
 TotalsKey = tuple[bool, int, tuple[str, str] | None, tuple[str, str] | None, bool]
 # events, requests, input tokens, output tokens, instance seconds
@@ -102,7 +107,8 @@ Sums = list[int]
 
 @dataclass(slots=True)
 class FileScan:
-    """What one file holds, for `tally`: totals, and a key digest and line per event."""
+    """What one file holds: totals, and a key digest and line per event counted; with
+    `keep`, the events counted themselves (`accepted`)."""
 
     index: int
     lines: int = 0
@@ -111,6 +117,7 @@ class FileScan:
     digests: array[int] = field(default_factory=lambda: array("q"))
     line_numbers: array[int] = field(default_factory=lambda: array("I"))
     totals: dict[TotalsKey, Sums] = field(default_factory=dict)
+    accepted: list[WireEvent] = field(default_factory=list)
 
 
 def _fast_events(raw: bytes) -> list[WireEvent] | None:
@@ -134,9 +141,12 @@ def _fast_events(raw: bytes) -> list[WireEvent] | None:
     return events
 
 
-def scan_file(index: int, file: UsageFile, data: bytes, old: bool, spec: ScanSpec) -> FileScan:
+def scan_file(
+    index: int, file: UsageFile, data: bytes, old: bool, spec: ScanSpec, *, keep: bool = False
+) -> FileScan:
     """Read one usage file. `old` files were read by the previous close: their problems were
-    reported then and are not reported again."""
+    reported then and are not reported again. With `keep`, the events that count are kept
+    in `accepted`, in line order."""
     scan = FileScan(index)
     report = not old
     raw = decompress(data)
@@ -148,6 +158,8 @@ def scan_file(index: int, file: UsageFile, data: bytes, old: bool, spec: ScanSpe
     fast = _fast_events(raw)
     if fast is not None:
         take_events(scan, file, fast, None, old, spec)
+        if keep:
+            _keep(scan, fast, range(1, len(fast) + 1))
         return scan
     good: list[WireEvent] = []
     numbers: list[int] = []
@@ -159,13 +171,21 @@ def scan_file(index: int, file: UsageFile, data: bytes, old: bool, spec: ScanSpe
             good.append(item)
             numbers.append(number)
     take_events(scan, file, good, numbers, old, spec)
+    if keep:
+        _keep(scan, good, numbers)
     return scan
+
+
+def _keep(scan: FileScan, events: Sequence[WireEvent], numbers: Iterable[int]) -> None:
+    # Outside the hot loop: a close never keeps events, only the few readers that list them.
+    counted = set(scan.line_numbers)
+    scan.accepted = [e for n, e in zip(numbers, events, strict=True) if n in counted]
 
 
 _UTC = UTC
 _CALL_TYPE = "dev.formarket.usage.call"
-
-
+# Every id of a file at once: one regular expression over the joined ids costs a fraction of
+# one match per id. Ids cannot hold a line break, so the join is unambiguous.
 _IDS = re.compile("(?:" + EVENT_ID_PATTERN.strip("^$") + "\n)*")
 
 
@@ -378,3 +398,98 @@ def _unknown(key: tuple[str, str], rules: Rules, number: int) -> tuple[str, int,
     if listing in rules.listings:
         return ("USG009", number, f"{listing} has no version {version}")
     return ("USG008", number, f"no listing {listing}")
+
+
+def fetch_lines(index: int, data: bytes, lines: set[int]) -> list[tuple[int, int, WireEvent]]:
+    """The events on `lines` of file `index`, whose bytes are `data`: the few lines the
+    royalties look at twice, to settle events seen more than once."""
+    raw = decompress(data)
+    assert isinstance(raw, bytes), "a file that was read once reads again"
+    return [(index, number, event) for number, event in decode_wanted(raw, lines)]
+
+
+def select_files(
+    new: Mapping[str, tuple[UsageFile, Key]],
+    new_bad: Iterable[str],
+    old: Mapping[str, tuple[UsageFile, Key]],
+    old_bad: Iterable[str],
+) -> tuple[list[ScanFile], list[Key], list[SetAside]]:
+    """The files a close reads, each with its content's key (a git blob id), and the files
+    it sets aside whole. `new` and `new_bad` are the usage files of the commit being closed
+    and the paths under registry/usage/ not named as usage files; `old` and `old_bad` those
+    of the commit the previous close read (empty for a first close). A file the previous
+    close read is read again as it was then: its fate was decided by that close."""
+    items: list[tuple[str, bool, ScanFile, Key]] = []
+    extra: list[SetAside] = []
+    for path, (file, key) in old.items():
+        items.append((path, True, ScanFile(file, True), key))
+        if path not in new:
+            extra.append(
+                SetAside(
+                    code="USG016",
+                    file=path,
+                    line=0,
+                    message="deleted after the previous close read it: usage files are"
+                    " append-only; the copy that close read is still read from git",
+                )
+            )
+    for path, (file, key) in new.items():
+        if path in old and old[path][1] == key:
+            continue
+        if path in old:
+            extra.append(
+                SetAside(
+                    code="USG015",
+                    file=path,
+                    line=0,
+                    message="rewritten after the previous close: usage files are append-only;"
+                    " the copy that close read stays counted, the new one is read as new",
+                )
+            )
+        items.append((path, False, ScanFile(file, False), key))
+    for path in sorted(set(new_bad) - set(old_bad)):
+        extra.append(
+            SetAside(
+                code="USG014",
+                file=path,
+                line=0,
+                message="not a usage file: usage is registry/usage/YYYY/MM/DD/"
+                "<kind>/<name>-<seq>.jsonl.gz",
+            )
+        )
+    items.sort(key=lambda i: (i[0], not i[1]))
+    return [i[2] for i in items], [i[3] for i in items], extra
+
+
+def close_rules(period: str, policy: RoyaltyPolicy, known: frozenset[tuple[str, str]]) -> Rules:
+    """What the close of `period` accepts under the platform's terms, `known` being the
+    listing versions published as of the usage it reads."""
+    month = month_index(period)
+    return Rules(
+        month,
+        month - policy.late_usage_months,
+        known,
+        timedelta(minutes=policy.clock_skew_minutes),
+        frozenset(listing for listing, _ in known),
+    )
+
+
+# Without terms to read, the widest clock skew terms may set (RoyaltyPolicy's bound): a
+# reading outside a close then leaves out at least what every close would set aside.
+_WIDEST_SKEW = timedelta(minutes=1440)
+
+
+def reading_spec(policy: bytes | None) -> ScanSpec:
+    """The rules of a reading outside a close (the site's charts, `formarket usage show`),
+    with the clock skew of the platform's terms (the bytes of royalties/policy.yaml): every
+    check of a line and of its file, none of those a close's period decides (usage too late,
+    a listing version not published by then)."""
+    skew = _WIDEST_SKEW
+    if policy is not None:
+        try:
+            terms = RoyaltyPolicy.model_validate(load_yaml(policy, "royalties/policy.yaml").data)
+            skew = timedelta(minutes=terms.clock_skew_minutes)
+        except (YamlError, ValidationError):
+            skew = _WIDEST_SKEW  # broken terms: the royalties report them, no close runs
+    # No period is judged: every month is later than -1 and none is before it.
+    return ScanSpec(Rules(period=-1, first=-1, known=frozenset(), skew=skew), None)
