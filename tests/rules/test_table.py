@@ -12,8 +12,8 @@ import pytest
 from formarket import rules
 from formarket.formfile.codes import FormfileCode
 from formarket.registry import findings
-from formarket.royalties import wire
 from formarket.rules import FAMILIES, RETIRED, RULES, Severity, rules_of
+from formarket.usage import wire
 
 PREFIXES = [family.prefix for family in FAMILIES]
 # What each family's codes do: the registry's block or advise, the rest do one thing each.
