@@ -6,12 +6,8 @@ import json
 from pathlib import Path
 
 from click.testing import CliRunner
-from dulwich.repo import Repo
 
 from formarket.cli import main
-from formarket.demo.calls import demo_gateway
-from formarket.market.writer import Identity, commit_changes, import_tree
-from tests.conftest import ROOT
 from tests.gateway.helpers import make_market
 from tests.gateway.test_flush import spool_events
 
@@ -69,16 +65,3 @@ def test_flush_and_show(tmp_path: Path) -> None:
 
 def test_the_openapi_document_is_printed() -> None:
     assert "/v1/chat/completions" in json.loads(run("gateway", "openapi"))["paths"]
-
-
-def test_the_demo_step_commits_what_it_called(tmp_path: Path) -> None:
-    repo = Repo.init(str(tmp_path / "market"), mkdir=True)
-    commit_changes(
-        repo, "main", import_tree(ROOT, ("registry",)), "Start", Identity("m", "m@example.com")
-    )
-    lines: list[str] = []
-    demo_gateway(tmp_path / "market", lines.append)
-    text = "\n".join(lines)
-    assert "3 events committed to registry/usage/" in text
-    assert "401: invalid_api_key" in text
-    assert "0 duplicate copies" in text

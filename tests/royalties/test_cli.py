@@ -12,7 +12,6 @@ from dulwich.refs import Ref
 from dulwich.repo import Repo
 
 from formarket.cli import main
-from formarket.demo.close import demo_royalties
 from formarket.market.writer import commit_changes
 from formarket.royalties import engine, gitio
 from formarket.schemas.usage import UsageEvent
@@ -142,24 +141,6 @@ def test_simulated_usage_is_deterministic_and_valid() -> None:
             days.add(event.time.date())
         assert path.startswith("registry/usage/2026/0")
     assert days == {date(2026, 2, 1), date(2026, 2, 2), date(2026, 2, 28)}
-
-
-def test_the_demo_step(tmp_path: Path) -> None:
-    repo = Repo.init(str(tmp_path / "demo"), mkdir=True)
-    repo.refs.set_symbolic_ref(Ref(b"HEAD"), Ref(b"refs/heads/main"))
-    from formarket.market.writer import import_tree
-    from tests.royalties.helpers import ROOT
-
-    files = {p: d for p, d in import_tree(ROOT, ("registry",)).items() if "/usage/" not in p}
-    commit_changes(repo, "main", files, "Start the marketplace", MAINTAINER)
-    lines: list[str] = []
-    demo_royalties(repo, lines.append, today=date(2026, 4, 12))
-    text = "\n".join(lines)
-    assert "SIMULATED" in text
-    assert "# Royalties 2026-03" in text
-    assert "agrees with its recomputation" in text
-    assert "1 adjustment(s) of 2026-03" in text
-    assert "exits 1" in text
 
 
 def test_reading_on_several_cores_gives_the_same_bytes(market: Path) -> None:
