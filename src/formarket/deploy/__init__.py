@@ -2,6 +2,7 @@
 checked in full against the registry (listings and versions, agent–model compatibility,
 resources, settings, secrets) before the bot commits the resulting desired deployments to
 `registry/deployments/`. The checks are pure (`checks`); GitHub is reached through one small
-client (`github`), with a local stand-in speaking the same routes (`formarket.standins.github`) for tests
-and the demo; the issue flow (`issue_form`, `issue_flow`) never hands issue text to a shell.
+client (`github`), with a local stand-in speaking the same routes (`formarket.standins.github`)
+for tests and the demo; the issue flow (`issue_form`, `issue_flow`) never hands issue text to a
+shell.
 """

@@ -1,8 +1,8 @@
 """The one GitHub REST client: issues, comments, labels and label events, over httpx.
 
 The base URL is configurable (`GITHUB_API_URL`, as GitHub Actions sets it) so that tests and
-the demo talk to `formarket.standins.github`, a local server speaking the same routes. httpx's errors and
-GitHub's error statuses are translated into formarket's errors here, where they enter.
+the demo talk to `formarket.standins.github`, a local server speaking the same routes. httpx's
+errors and GitHub's error statuses are translated into formarket's errors here, where they enter.
 """
 
 from __future__ import annotations
