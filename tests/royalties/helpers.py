@@ -13,8 +13,9 @@ from typing import Any
 from dulwich.refs import Ref
 from dulwich.repo import MemoryRepo, Repo
 
+from formarket.market.refs import branch_tip
 from formarket.market.writer import Identity, commit_changes, import_tree
-from formarket.royalties import engine, gitio
+from formarket.royalties import gitio
 from formarket.royalties.close import CloseContext, Closing, render_closing
 from formarket.royalties.core import close_files
 from formarket.royalties.payouts import Balance
@@ -188,7 +189,7 @@ def memory_market() -> MemoryRepo:
 
 
 def simulate_month(repo: Repo, period: str, calls: int = 400) -> None:
-    tip = engine.branch_tip(repo, "main")
+    tip = branch_tip(repo, "main")
     book = gitio.price_book(repo, tip)
     files = simulate(book.latest(), Plan(period=period, calls=calls, flush_events=40, seed=5))
     commit_usage(repo, "main", files, BOT, f"usage {period}")

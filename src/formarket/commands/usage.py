@@ -44,7 +44,7 @@ def flush(repo: Path, state: Path | None, branch: str, every: float | None) -> N
     from formarket.gateway.flush import flush_all
 
     git = open_repo(repo)
-    spool = state_paths(repo, state).spool
+    spool = state_paths(Path(git.path), state).spool
     while True:
         results = flush_all(git, spool, branch=branch)
         for result in results:

@@ -11,11 +11,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
 
-from dulwich.objects import ObjectID
-from dulwich.refs import Ref
 from dulwich.repo import BaseRepo
 
-from formarket.errors import NotFoundError
+from formarket.market.refs import branch_tip
+from formarket.market.trees import commit_tree, read_blob
 from formarket.royalties import gitio
 from formarket.royalties.reader import WireEvent, decode_lines, decompress
 from formarket.schemas.usage import SetAside
@@ -130,11 +129,8 @@ def usage_summary(
     since: date | None = None,
     listing: str | None = None,
 ) -> UsageSummary:
-    try:
-        tip: ObjectID = repo.refs[Ref(f"refs/heads/{branch}".encode())]
-    except KeyError:
-        raise NotFoundError(f"no branch {branch}", hint="pass --branch") from None
-    tree = gitio.commit_tree(repo, tip)
+    tip = branch_tip(repo, branch)
+    tree = commit_tree(repo, tip)
     summary = UsageSummary(tip.decode(), since.isoformat() if since else None, listing)
     # A file is written on or after the days of its events: older folders hold nothing newer.
     files, bad = gitio.usage_files(repo, tree, since or date(1, 1, 1))
@@ -143,7 +139,7 @@ def usage_summary(
     seen: set[tuple[str, str]] = set()
     for path in sorted(files):
         _, blob = files[path]
-        raw = decompress(gitio.read_blob(repo, blob))
+        raw = decompress(read_blob(repo, blob))
         summary.files += 1
         if isinstance(raw, str):
             summary.set_aside += 1
