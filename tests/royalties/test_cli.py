@@ -18,6 +18,7 @@ from formarket.market.writer import commit_changes
 from formarket.royalties import engine, gitio
 from formarket.schemas.usage import UsageEvent
 from formarket.standins.usage_simulator import Plan, simulate
+from tests.gitcli import clone, head, status
 from tests.royalties.helpers import BOT, MAINTAINER, simulate_month, starter
 
 
@@ -160,3 +161,31 @@ def test_reading_on_several_cores_gives_the_same_bytes(market: Path) -> None:
     repo.close()
     assert parallel.files == serial.files
     assert serial.closing.summary.counts.duplicates == before + 5
+
+
+def test_close_in_a_working_clone_leaves_git_status_clean(market: Path, tmp_path: Path) -> None:
+    work = clone(market, tmp_path / "work")
+    (work / "registry/governance.yaml").write_bytes(b"# a draft\n")
+
+    code, out = run("close", "--period", "2026-03", "--repo", str(work), "--commit")
+
+    assert code == 0, out
+    assert (work / "royalties/2026-03/summary.json").is_file()
+    assert (work / "royalties/2026-03/payouts.json").is_file()
+    assert status(work) == [" M registry/governance.yaml"]
+
+
+def test_close_over_a_local_file_is_refused(market: Path, tmp_path: Path) -> None:
+    work = clone(market, tmp_path / "work")
+    (work / "royalties/2026-03").mkdir(parents=True)
+    (work / "royalties/2026-03/README.md").write_bytes(b"my own notes\n")
+    before = head(work)
+
+    code, out = run("close", "--period", "2026-03", "--repo", str(work), "--commit")
+
+    assert code == 1
+    assert "royalties/2026-03/README.md" in out
+    assert "hint:" in out
+    assert head(work) == before
+    assert status(work) == ["?? royalties/2026-03/README.md"]
+    assert (work / "royalties/2026-03/README.md").read_bytes() == b"my own notes\n"
