@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from formarket.errors import NotFoundError
 from formarket.market.refs import checked_out_branch, find_tip
 from formarket.market.repository import create_repository, open_repository
 from formarket.market.writer import Identity, commit_changes
+from formarket.process import Runner
 from tests.gitcli import clone, git
 
 BOT = Identity("formarket-bot", "bot@example.org")
@@ -100,3 +102,17 @@ def test_a_new_repository_names_its_branch(tmp_path: Path) -> None:
     assert checked_out_branch(repo) == "trunk"
     assert not repo.bare
     assert os.path.isdir(tmp_path / "new" / ".git")
+
+
+def test_finding_the_repository_loads_no_git_library(tmp_path: Path) -> None:
+    top = _market(tmp_path / "market")
+    probe = (
+        "import sys\n"
+        "from formarket.market.discovery import find_repository\n"
+        f"print(find_repository({str(top / 'registry')!r}))\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'dulwich'))\n"
+    )
+
+    out = Runner().run([sys.executable, "-c", probe]).stdout.splitlines()
+
+    assert out == [str(top), "[]"]

@@ -61,14 +61,9 @@ def command(path: Path | None, fmt: str, no_cache: bool, jobs: int | None) -> No
 def _top_of_current() -> Path:
     """The working tree's top folder of the repository holding the current folder; the
     current folder itself when none does (a registry that is not a clone)."""
-    # Imported here, not at the top: `validate PATH` never needs git.
-    from formarket.market.repository import open_repository
+    from formarket.market.discovery import find_repository
 
     try:
-        repo = open_repository()
+        return find_repository()
     except NotFoundError:
         return Path(".")
-    try:
-        return Path(repo.path)
-    finally:
-        repo.close()

@@ -13,14 +13,13 @@ from formarket.market.refs import find_tip
 from formarket.market.trees import commit_tree, read_path
 from formarket.market.writer import Identity
 from formarket.schemas.publisher import Governance
-from formarket.yamldoc import load_yaml
+from formarket.yamldoc import YamlError, load_yaml
 
 __all__ = ["bot_at", "bot_identity", "bot_of", "read_governance"]
 
 
 def read_governance(repo: BaseRepo, commit_id: ObjectID) -> Governance:
-    """registry/governance.yaml at a commit; InputError (a YamlError for broken YAML) when it
-    is missing or invalid."""
+    """registry/governance.yaml at a commit; InputError when it is missing or invalid."""
     raw = read_path(repo, commit_tree(repo, commit_id), GOVERNANCE)
     where = f"{GOVERNANCE} at {commit_id.decode()[:12]}"
     if raw is None:
@@ -30,6 +29,10 @@ def read_governance(repo: BaseRepo, commit_id: ObjectID) -> Governance:
         )
     try:
         return Governance.model_validate(load_yaml(raw, GOVERNANCE).data)
+    except YamlError as exc:
+        raise InputError(
+            str(exc), hint=exc.hint or f"fix the YAML of {GOVERNANCE}: it names the bot"
+        ) from exc
     except ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(str(p) for p in first["loc"]) or "(top level)"

@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from dulwich.index import (
@@ -72,7 +72,7 @@ class Checkout:
         root = tree(self.repo, tree_id)
         return [path for path in sorted(set(paths)) if self._changed(root, path)]
 
-    def refuse_local_changes(self, tree_id: ObjectID | None, paths: Iterable[str]) -> None:
+    def refuse_local_changes(self, tree_id: ObjectID | None, paths: Collection[str]) -> None:
         for path in paths:
             _check_path(path)
         changed = self.local_changes(tree_id, paths)
