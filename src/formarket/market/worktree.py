@@ -8,7 +8,9 @@ disappear from both, as `git merge --ff-only` would do; every other path is left
 A path with local changes (the working tree differs from the index, or the index from the
 tip, an untracked file in the way) is never overwritten: the writer asks `refuse_local_changes`
 before it writes anything. The index is held under git's own `index.lock` from that check
-until the update is written, so a git command run meanwhile fails as it would beside another.
+until the update is written, so a git command run meanwhile fails as it would beside another;
+and a git command that holds it (`git commit` holds it while its message is written) is waited
+for, never broken.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ from pathlib import Path
 from dulwich.file import FileLocked
 from dulwich.object_store import commit_tree_changes
 from dulwich.objects import Blob, Commit, ObjectID, Tree
-from dulwich.repo import BaseRepo
+from dulwich.repo import BaseRepo, Repo
 
 from formarket.errors import FormarketError
 from formarket.market.refs import branch_ref, find_tip, first_parent_chain
@@ -72,26 +72,43 @@ def commit_changes(
 
     `changes` may be a function of the current tip's commit id, for writers whose change
     depends on what is there (it is called again after a conflict). Returns the new commit id.
-    A git lock older than `stale_lock_seconds` was left by a writer that died holding it, and
-    is removed (git's own locks are held for milliseconds). LocalChangesError when `branch` is
-    checked out and a path to write has local changes.
+    A lock on a ref or an object older than `stale_lock_seconds` was left by a writer that
+    died holding it, and is removed (git holds those for milliseconds). LocalChangesError
+    when `branch` is checked out and a path to write has local changes.
     """
+    index_lock = None
     for attempt in range(attempts):
+        index_lock = None
         try:
             commit_id = _attempt(repo, branch, changes, message, author)
         except FileLocked as exc:
             # Another writer (or git) holds a `.lock` on the ref, the index or an object this
             # very moment: like a lost compare-and-swap, wait and try again.
-            _break_stale(exc.lockfilename, stale_lock_seconds)
             commit_id = None
+            if _is_index(repo, exc.filename):
+                # Never broken: `git commit` holds it while its author writes the message.
+                index_lock = os.fsdecode(exc.lockfilename)
+            else:
+                _break_stale(exc.lockfilename, stale_lock_seconds)
         if commit_id is not None:
             return commit_id
         time.sleep(min(0.005 * 2**attempt, 0.2))
+    if index_lock is not None:
+        raise ConflictError(
+            f"{branch} is checked out and its index stayed locked ({index_lock}):"
+            " a git command is running there; nothing was written",
+            hint=f"run the command again once it is done; if no git command is running,"
+            f" one died holding the lock: remove {index_lock}",
+        )
     raise ConflictError(
         f"{branch} kept moving; gave up after {attempts} attempts",
         hint="another writer is busy; run the command again (a stale .git/refs/heads/*.lock"
-        " or .git/index.lock left by a killed writer is removed once it is stale)",
+        " left by a killed writer is removed once it is stale)",
     )
+
+
+def _is_index(repo: BaseRepo, locked: str | bytes) -> bool:
+    return isinstance(repo, Repo) and os.fsdecode(locked) == repo.index_path()
 
 
 def _attempt(
