@@ -36,14 +36,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from dulwich.objects import Commit, Tree
-from dulwich.refs import Ref
 from dulwich.repo import Repo
 
 from formarket.gateway.config import StatePaths
 from formarket.gateway.keys import create_key
 from formarket.gateway.routes import Route, save_routes
+from formarket.market.refs import branch_tip
+from formarket.market.repository import create_repository
+from formarket.market.trees import commit_tree, list_dir, read_blob
 from formarket.market.writer import Identity, commit_changes
-from formarket.royalties import gitio
 from formarket.schemas.usage import ListingVersion
 from formarket.usage.events import Served, call_event
 from formarket.usage.files import USAGE_ROOT
@@ -288,7 +289,8 @@ def _commit(work: Path, events: int) -> tuple[float, float, int, int]:
         shutil.rmtree(work)
     work.mkdir(parents=True)
     market = work / "market"
-    repo = Repo.init(str(market), mkdir=True)
+    # Bare: the figure is the flush's own work, with no working tree to write the files to.
+    repo = create_repository(market, bare=True)
     commit_changes(
         repo,
         "main",
@@ -299,7 +301,7 @@ def _commit(work: Path, events: int) -> tuple[float, float, int, int]:
     state = work / "state"
     print(f"gateway: spooling {events:,} events", flush=True)
     raw = _spool(state / "spool", events)
-    before = repo.refs[Ref(b"refs/heads/main")]
+    before = branch_tip(repo, "main")
     print("gateway: formarket usage flush", flush=True)
     began = time.perf_counter()
     subprocess.run(
@@ -307,7 +309,7 @@ def _commit(work: Path, events: int) -> tuple[float, float, int, int]:
         check=True, cwd=SOURCE, capture_output=True,
     )  # fmt: skip
     seconds = time.perf_counter() - began
-    after = repo.refs[Ref(b"refs/heads/main")]
+    after = branch_tip(repo, "main")
     commit = repo[after]
     assert isinstance(commit, Commit)
     added = _object_bytes(repo, before, after)
@@ -323,16 +325,16 @@ def _commit(work: Path, events: int) -> tuple[float, float, int, int]:
 
 def _plain_lines(repo: Repo, commit: bytes, out: Path) -> None:
     """The committed JSON lines, uncompressed, for the baseline."""
-    tree = gitio.commit_tree(repo, commit)  # type: ignore[arg-type]
+    tree = commit_tree(repo, commit)  # type: ignore[arg-type]
     with out.open("wb") as f:
         stack = [USAGE_ROOT]
         while stack:
             folder = stack.pop()
-            for name, (is_dir, sha) in gitio.list_dir(repo, tree, folder).items():
+            for name, (is_dir, sha) in list_dir(repo, tree, folder).items():
                 if is_dir:
                     stack.append(f"{folder}/{name}")
                 else:
-                    f.write(gzip.decompress(gitio.read_blob(repo, sha)))
+                    f.write(gzip.decompress(read_blob(repo, sha)))
 
 
 # --- the section ------------------------------------------------------------------------------

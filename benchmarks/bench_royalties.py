@@ -31,9 +31,9 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
-from dulwich.refs import Ref
-from dulwich.repo import Repo
-
+from formarket.market.refs import branch_tip
+from formarket.market.repository import create_repository, open_repository
+from formarket.market.trees import commit_tree, read_blob
 from formarket.market.writer import Identity, commit_changes
 from formarket.royalties.pricebook import PriceEntry, parse_terms
 from formarket.standins.usage_simulator import Deployment, Plan, deployments, simulate_day
@@ -156,8 +156,9 @@ def generate(root: Path, listings: int, events: int, seed: int = 11) -> BenchRep
         import shutil
 
         shutil.rmtree(root)
-    repo = Repo.init(str(root), mkdir=True)
-    repo.refs.set_symbolic_ref(Ref(b"HEAD"), Ref(b"refs/heads/main"))
+    # Bare: a close reads git only, and a working tree of the month's usage would only cost
+    # the time and the disk of writing it out.
+    repo = create_repository(root, bare=True)
     files, offers = _registry(listings, seed)
     commit_changes(repo, "main", files, "A synthetic registry", MAINTAINER)
     fleet = deployments(offers, listings + listings // 5, seed)
@@ -281,12 +282,12 @@ def baseline(path: Path) -> str:
 
     from formarket.royalties import gitio
 
-    repo = Repo(str(path))
-    tip = repo.refs[Ref(b"refs/heads/main")]
-    found, _ = gitio.usage_files(repo, gitio.commit_tree(repo, tip), date(2025, 12, 31))
+    repo = open_repository(path, search_up=False)
+    tip = branch_tip(repo, "main")
+    found, _ = gitio.usage_files(repo, commit_tree(repo, tip), date(2025, 12, 31))
     frames = []
     for _, (_, blob) in sorted(found.items()):
-        raw = gzip.decompress(gitio.read_blob(repo, blob))
+        raw = gzip.decompress(read_blob(repo, blob))
         rows = [json.loads(line) for line in raw.splitlines() if line.strip()]
         frames.append(
             pd.DataFrame(

@@ -39,12 +39,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from dulwich.repo import Repo
 
 from formarket.builder.manifest import BuildManifest
 from formarket.farm import operations
 from formarket.farm.building import build_listing
-from formarket.farm.desired import bot_identity, submit
+from formarket.farm.desired import submit
 from formarket.farm.domain import DomainSpec, domain_name, domain_xml
 from formarket.farm.hosts import Host
 from formarket.farm.leases import SqliteLeases
@@ -53,6 +52,8 @@ from formarket.farm.libvirtd import ensure_libvirtd, stop_libvirtd
 from formarket.farm.placement import Placed, Placer
 from formarket.farm.reconcile import Build, Deploy, Stop, need_of
 from formarket.farm.settings import FarmSettings
+from formarket.market.governance import bot_identity
+from formarket.market.repository import create_repository
 from formarket.market.writer import Identity, commit_changes, import_tree
 from formarket.schemas.deployment import Deployment
 from formarket.standins.libvirt_test import write_test_host
@@ -304,7 +305,8 @@ def reconcile_cycle(quick: bool, count: int = 1000, *, libvirtd: bool = False) -
 
 
 def _measure(root: Path, count: int, runs: int, mode: _Mode) -> dict[str, Any]:
-    repo = Repo.init(str(root / "marketplace"), mkdir=True)
+    # Bare: the farm reads git only; the figure is the reconciler's, not a checkout's.
+    repo = create_repository(root / "marketplace", bare=True)
     files = import_tree(SOURCE, ("registry", "builder", "royalties"))
     commit_changes(repo, "main", files, "Starter registry", Identity("mara", "mara@example.org"))
     hosts_data = _write_hosts(root)
@@ -322,7 +324,7 @@ def _measure(root: Path, count: int, runs: int, mode: _Mode) -> dict[str, Any]:
     }
     docs = deployments(count)
     started = time.perf_counter()
-    submit(repo, "main", docs, f"{count} deployments", bot_identity(repo))
+    submit(repo, "main", docs, f"{count} deployments", bot_identity(repo, "main"))
     submitted = time.perf_counter() - started
     repo.close()
     hosts = [Host.model_validate(h) for h in hosts_data]

@@ -14,8 +14,10 @@ from pathlib import Path
 
 from dulwich.object_store import commit_tree_changes
 from dulwich.objects import Blob, Commit, ObjectID, ShaFile, Tree
-from dulwich.refs import Ref
 from dulwich.repo import Repo
+
+from formarket.market.refs import branch_tip, set_branch
+from formarket.market.repository import create_repository
 
 __all__ = ["Author", "commit_files", "write_repository"]
 
@@ -80,13 +82,12 @@ def _commit(tree: ObjectID, parents: list[ObjectID], message: str, author: Autho
 def write_repository(root: Path, files: Mapping[str, bytes], message: str, author: Author) -> Repo:
     """A new repository at `root` whose `main` holds `files` in one commit (the working tree
     is written by the caller)."""
-    repo = Repo.init(str(root))
+    repo = create_repository(root, branch="main")
     objects: list[ShaFile] = []
     commit = _commit(_trees(files, objects), [], message, author)
     objects.append(commit)
     repo.object_store.add_objects([(obj, None) for obj in objects])
-    repo.refs[Ref(b"refs/heads/main")] = commit.id
-    repo.refs.set_symbolic_ref(Ref(b"HEAD"), Ref(b"refs/heads/main"))
+    set_branch(repo, "main", commit.id)
     return repo
 
 
@@ -99,7 +100,7 @@ def commit_files(
     author: Author,
 ) -> ObjectID:
     """A commit on top of `base` that replaces the files in `changes`, as branch `branch`."""
-    tip = repo.refs[Ref(f"refs/heads/{base}".encode())]
+    tip = branch_tip(repo, base)
     parent = repo.object_store[tip]
     assert isinstance(parent, Commit)
     entries: list[tuple[bytes, int | None, ObjectID | None]] = []
@@ -110,5 +111,5 @@ def commit_files(
     tree = commit_tree_changes(repo.object_store, parent.tree, entries)
     commit = _commit(tree, [tip], message, author)
     repo.object_store.add_object(commit)
-    repo.refs[Ref(f"refs/heads/{branch}".encode())] = commit.id
+    set_branch(repo, branch, commit.id)
     return commit.id

@@ -33,11 +33,12 @@ from dulwich.repo import Repo
 from formarket.demo.requests import demo_requests
 from formarket.errors import FormarketError
 from formarket.farm import operations, status
-from formarket.farm.desired import bot_identity, read_deployments, set_state
+from formarket.farm.desired import read_deployments, set_state
 from formarket.farm.hosts import Host
 from formarket.farm.libvirt_conn import Connections
 from formarket.farm.libvirtd import ensure_libvirtd, local_host
 from formarket.farm.settings import FarmSettings
+from formarket.market.governance import bot_identity
 from formarket.market.writer import Identity, commit_changes, import_tree
 from formarket.process import Runner
 from formarket.registry.cache import ResultCache, code_digest
@@ -253,7 +254,7 @@ def test_the_whole_journey_with_real_parts(
 
         # Stopped in git (and pushed): the farm removes every VM.
         pull(farm_repo, origin)
-        bot = bot_identity(farm_repo)
+        bot = bot_identity(farm_repo, "main")
         for dep in requested:
             set_state(farm_repo, "main", dep, "stopped", f"Stop {dep}", bot)
         push(farm_repo, origin)

@@ -9,9 +9,12 @@ import pytest
 from click.testing import CliRunner, Result
 
 from formarket.cli import main
+from formarket.deploy.checks import deployment_id, issue_seed
 from formarket.farm.settings import FarmSettings
+from formarket.market.layout import deployment_path
 from formarket.standins.github import StandIn
 from tests.deploy.conftest import BOT_TOKEN, DEPLOYER, GOOD_BODY, REPO, deployments, tip
+from tests.gitcli import clone, head, status
 
 CLEAN_ENV = {"FORMARKET_HOSTS": "", "FORMARKET_BRANCH": "", "FORMARKET_REPO": ""}
 
@@ -223,3 +226,79 @@ def test_issue_deploy_command(market: FarmSettings, tmp_path: Path) -> None:
         )
         assert missing.exit_code == 1
         assert "cannot read the event payload" in missing.output
+
+
+# --- in a working clone with main checked out ---------------------------------------------
+
+
+def _working_clone(market: FarmSettings, tmp_path: Path) -> FarmSettings:
+    return FarmSettings(repo=clone(market.repo, tmp_path / "work"), branch="main")
+
+
+def test_deploy_in_a_working_clone_leaves_git_status_clean(
+    market: FarmSettings, tmp_path: Path
+) -> None:
+    work = _working_clone(market, tmp_path)
+    readme = work.repo / "registry/models/tinyforge/echo-chat/README.md"
+    readme.write_bytes(readme.read_bytes() + b"\nA note of mine.\n")
+
+    result = deploy(work, "tinyforge/faq-bot", "--account", "acme-corp")
+
+    assert result.exit_code == 0, result.output
+    found = deployments(work)
+    assert len(found) == 2
+    for dep in found:
+        assert (work.repo / deployment_path(dep)).is_file()
+    # Only the person's own edit is left to commit; the bot's files are in, not deleted.
+    assert status(work.repo) == [" M registry/models/tinyforge/echo-chat/README.md"]
+    assert head(work.repo) == tip(work).decode()
+
+
+def test_stopping_a_deployment_edited_locally_is_refused(
+    market: FarmSettings, tmp_path: Path
+) -> None:
+    work = _working_clone(market, tmp_path)
+    assert deploy(work, "--model", "tinyforge/echo-chat").exit_code == 0
+    (dep,) = deployments(work)
+    path = deployment_path(dep)
+    (work.repo / path).write_bytes(b"# my own plan\n")
+    before = tip(work)
+
+    result = CliRunner().invoke(
+        main, ["deployments", "stop", dep, "--repo", str(work.repo)], env=CLEAN_ENV
+    )
+
+    assert result.exit_code == 1
+    assert path in result.output
+    assert "stash" in result.output
+    assert tip(work) == before
+    assert (work.repo / path).read_bytes() == b"# my own plan\n"
+    assert status(work.repo) == [f" M {path}"]
+
+
+def test_an_issue_deploy_over_a_local_file_is_refused(market: FarmSettings, tmp_path: Path) -> None:
+    work = _working_clone(market, tmp_path)
+    with StandIn({BOT_TOKEN: "formarket-bot"}) as standin:
+        number = standin.open_issue(REPO, DEPLOYER, "Deploy", GOOD_BODY, labels=("deployment",))
+        event = standin.write_payload(
+            tmp_path / "event.json", standin.payload(REPO, number, "opened", DEPLOYER)
+        )
+        # The issue's deployment ids follow from the repository and the issue number.
+        path = deployment_path(deployment_id(issue_seed(REPO, number), "model"))
+        (work.repo / path).parent.mkdir(parents=True, exist_ok=True)
+        (work.repo / path).write_bytes(b"# a draft\n")
+        before = tip(work)
+        env = {
+            **CLEAN_ENV,
+            "GITHUB_API_URL": standin.url,
+            "GITHUB_TOKEN": BOT_TOKEN,
+            "FORMARKET_REPO": str(work.repo),
+        }
+
+        result = CliRunner().invoke(main, ["issue-deploy", "--event", str(event)], env=env)
+
+        assert result.exit_code == 1
+        assert path in result.output
+        assert tip(work) == before
+        assert deployments(work) == {}
+        assert status(work.repo) == [f"?? {path}"]

@@ -11,7 +11,8 @@ from click.testing import CliRunner
 from dulwich.repo import Repo
 
 from formarket.cli import main
-from formarket.farm.desired import bot_identity, read_deployments, submit
+from formarket.farm.desired import read_deployments, submit
+from formarket.market.governance import bot_identity
 from formarket.standins.libvirt_test import write_test_host
 from tests.builder.conftest import shared_cache
 from tests.farm.factories import deployment
@@ -45,7 +46,7 @@ def test_list_show_and_stop(env: dict[str, str], marketplace: Repo) -> None:
         "main",
         [deployment("dep-1"), deployment("dep-2")],
         "two",
-        bot_identity(marketplace),
+        bot_identity(marketplace, "main"),
     )
     code, out = invoke(env, "deployments", "list")
     assert code == 0
@@ -72,7 +73,13 @@ def test_list_show_and_stop(env: dict[str, str], marketplace: Repo) -> None:
 @pytest.mark.slow
 @pytest.mark.skipif(os.geteuid() != 0, reason="image builds need root")
 def test_reconcile_here_builds_places_and_routes(env: dict[str, str], marketplace: Repo) -> None:
-    submit(marketplace, "main", [deployment("dep-1", vcpus=2)], "one", bot_identity(marketplace))
+    submit(
+        marketplace,
+        "main",
+        [deployment("dep-1", vcpus=2)],
+        "one",
+        bot_identity(marketplace, "main"),
+    )
     code, out = invoke(env, "farm", "reconcile", "--here", "--until-settled", "120")
     assert code == 0, out
     assert "build: tinyforge/echo-chat@1.0.0" in out

@@ -9,20 +9,15 @@ from dulwich.objects import Commit
 from dulwich.repo import Repo
 
 from formarket.errors import InputError, NotFoundError
-from formarket.farm.desired import (
-    bot_identity,
-    deployment_path,
-    dump_deployment,
-    read_deployments,
-    set_state,
-    submit,
-)
+from formarket.farm.desired import dump_deployment, read_deployments, set_state, submit
+from formarket.market.governance import bot_identity
+from formarket.market.layout import deployment_path
 from formarket.market.writer import Identity, commit_changes
 from tests.farm.factories import deployment
 
 
 def test_submit_commits_as_the_bot_and_rerunning_changes_nothing(marketplace: Repo) -> None:
-    bot = bot_identity(marketplace)
+    bot = bot_identity(marketplace, "main")
     assert bot.name == "formarket-bot"
     first = submit(marketplace, "main", [deployment("dep-1")], "Deploy", bot)
     assert first is not None
@@ -34,7 +29,7 @@ def test_submit_commits_as_the_bot_and_rerunning_changes_nothing(marketplace: Re
 
 
 def test_stop_changes_only_the_state(marketplace: Repo) -> None:
-    bot = bot_identity(marketplace)
+    bot = bot_identity(marketplace, "main")
     submit(marketplace, "main", [deployment("dep-1")], "Deploy", bot)
     assert set_state(marketplace, "main", "dep-1", "stopped", "Stop", bot) is not None
     assert read_deployments(marketplace)["dep-1"].state == "stopped"
@@ -44,7 +39,7 @@ def test_stop_changes_only_the_state(marketplace: Repo) -> None:
 
 
 def test_an_unchanged_document_is_parsed_once_across_commits(marketplace: Repo) -> None:
-    bot = bot_identity(marketplace)
+    bot = bot_identity(marketplace, "main")
     submit(marketplace, "main", [deployment("dep-1"), deployment("dep-2")], "Deploy", bot)
     before = read_deployments(marketplace)
     set_state(marketplace, "main", "dep-2", "stopped", "Stop", bot)
@@ -55,7 +50,7 @@ def test_an_unchanged_document_is_parsed_once_across_commits(marketplace: Repo) 
 
 
 def test_racing_writers_lose_nothing(marketplace: Repo) -> None:
-    bot = bot_identity(marketplace)
+    bot = bot_identity(marketplace, "main")
 
     def write(first: int) -> None:
         for i in range(first, first + 10):
@@ -81,7 +76,7 @@ def test_racing_writers_lose_nothing(marketplace: Repo) -> None:
 def test_a_broken_document_is_reported_and_the_rest_still_read(
     marketplace: Repo, name: str, content: bytes, expected: str
 ) -> None:
-    bot = bot_identity(marketplace)
+    bot = bot_identity(marketplace, "main")
     submit(marketplace, "main", [deployment("dep-1")], "Deploy", bot)
     commit_changes(
         marketplace,

@@ -18,10 +18,11 @@ from dulwich.repo import Repo
 
 from formarket.deploy.request import DeployOptions, run
 from formarket.farm import operations, status
-from formarket.farm.desired import bot_identity, set_state
+from formarket.farm.desired import set_state
 from formarket.farm.libvirt_conn import Connections
 from formarket.farm.libvirtd import ensure_libvirtd, local_host
 from formarket.farm.settings import FarmSettings
+from formarket.market.governance import bot_identity
 from tests.builder.conftest import shared_cache
 from tests.farm_libvirt.real import qemu_processes
 from tests.farm_queue.conftest import Worker
@@ -102,7 +103,7 @@ def test_a_request_is_built_deployed_called_and_stopped_by_the_farm(
         assert "purple giraffes" in ask(agent_url, "Do you sell purple giraffes?")
         assert qemu_processes([model, agent])
 
-        bot = bot_identity(marketplace)
+        bot = bot_identity(marketplace, "main")
         set_state(marketplace, "main", agent, "stopped", "stop", bot)
         set_state(marketplace, "main", model, "stopped", "stop", bot)
         conn = pool.get(host)

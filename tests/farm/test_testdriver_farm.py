@@ -14,12 +14,13 @@ import yaml
 from dulwich.repo import Repo
 
 from formarket.farm import operations
-from formarket.farm.desired import bot_identity, read_deployments, set_state, submit
+from formarket.farm.desired import read_deployments, set_state, submit
 from formarket.farm.hosts import Host
 from formarket.farm.leases import open_leases
 from formarket.farm.libvirt_conn import Connections, HostConnection, HostUnreachable
 from formarket.farm.settings import FarmSettings
 from formarket.gateway.routes import load_routes
+from formarket.market.governance import bot_identity
 from formarket.standins.libvirt_test import write_test_host
 from tests.builder.conftest import shared_cache
 from tests.farm.factories import deployment
@@ -155,7 +156,7 @@ def mixed_requests(count: int, seed: int = 7) -> list:
 @pytest.mark.slow
 def test_200_requests_fit_and_a_dead_hosts_deployments_move(farm: Farm, marketplace: Repo) -> None:
     docs = mixed_requests(200)
-    submit(marketplace, "main", docs, "200 deployments", bot_identity(marketplace))
+    submit(marketplace, "main", docs, "200 deployments", bot_identity(marketplace, "main"))
 
     first = farm.settle()
     placed = farm.placed()
@@ -189,7 +190,7 @@ def test_200_requests_fit_and_a_dead_hosts_deployments_move(farm: Farm, marketpl
 
     # Stopping in git stops it on its host; nothing is left of it.
     running = sorted(now)[0]
-    set_state(marketplace, "main", running, "stopped", "stop", bot_identity(marketplace))
+    set_state(marketplace, "main", running, "stopped", "stop", bot_identity(marketplace, "main"))
     farm.settle()
     assert running not in farm.placed()
 
@@ -198,7 +199,7 @@ def test_redis_losing_everything_loses_no_work(
     tmp_path: Path, marketplace: Repo, redis_server: RedisServer
 ) -> None:
     farm = Farm(tmp_path, marketplace, broker_url=redis_server.url)
-    bot = bot_identity(marketplace)
+    bot = bot_identity(marketplace, "main")
     try:
         submit(marketplace, "main", [deployment(f"dep-run{i}") for i in range(4)], "four", bot)
         farm.settle()  # in this process: built, and four domains run

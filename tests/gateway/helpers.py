@@ -14,8 +14,8 @@ from urllib.parse import urlsplit
 from dulwich.refs import Ref
 from dulwich.repo import Repo
 
+from formarket.market.trees import commit_tree, list_dir, read_blob
 from formarket.market.writer import Identity, commit_changes
-from formarket.royalties import gitio
 from formarket.usage.files import USAGE_ROOT
 
 GOVERNANCE = b"maintainers: [mara-maintainer]\nbot: formarket-bot\n"
@@ -101,14 +101,14 @@ class Client:
 
 def committed_events(repo: Repo, branch: str = "main") -> Iterator[tuple[str, dict[str, Any]]]:
     """(path, event) of every line of every usage file at the branch's tip."""
-    tree = gitio.commit_tree(repo, repo.refs[Ref(f"refs/heads/{branch}".encode())])
+    tree = commit_tree(repo, repo.refs[Ref(f"refs/heads/{branch}".encode())])
     stack = [USAGE_ROOT]
     while stack:
         folder = stack.pop()
-        for name, (is_dir, sha) in gitio.list_dir(repo, tree, folder).items():
+        for name, (is_dir, sha) in list_dir(repo, tree, folder).items():
             path = f"{folder}/{name}"
             if is_dir:
                 stack.append(path)
                 continue
-            for line in gzip.decompress(gitio.read_blob(repo, sha)).splitlines():
+            for line in gzip.decompress(read_blob(repo, sha)).splitlines():
                 yield path, json.loads(line)

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from click.testing import CliRunner
 
 from formarket.cli import main
+from formarket.usage.files import usage_path
 from tests.gateway.helpers import make_market
 from tests.gateway.test_flush import spool_events
+from tests.gitcli import clone, head, status
 
 
 def run(*args: str) -> str:
@@ -65,3 +68,47 @@ def test_flush_and_show(tmp_path: Path) -> None:
 
 def test_the_openapi_document_is_printed() -> None:
     assert "/v1/chat/completions" in json.loads(run("gateway", "openapi"))["paths"]
+
+
+def test_a_flush_in_a_working_clone_leaves_git_status_clean(tmp_path: Path) -> None:
+    make_market(tmp_path / "market")
+    work = clone(tmp_path / "market", tmp_path / "work")
+    (work / "notes.txt").write_bytes(b"mine\n")
+    state = tmp_path / "state"
+    spool_events(state / "spool", 12)
+
+    out = run("usage", "flush", "--repo", str(work), "--gateway-dir", str(state))
+
+    (path,) = (line.split(" to ", 1)[1] for line in out.splitlines() if " events to " in line)
+    assert (work / path).is_file()
+    assert status(work) == ["?? notes.txt"]
+
+
+def test_a_flush_over_a_local_file_is_refused_and_loses_nothing(tmp_path: Path) -> None:
+    make_market(tmp_path / "market")
+    work = clone(tmp_path / "market", tmp_path / "work")
+    state = tmp_path / "state"
+    spool_events(state / "spool", 12)
+    segments = sorted((state / "spool").glob("*.seg"))
+    # The flush writes today's first file of its source (tomorrow's, past midnight UTC).
+    today = datetime.now(UTC).date()
+    mine = [usage_path(day, "gateway/t", 1) for day in (today, today + timedelta(days=1))]
+    for path in mine:
+        (work / path).parent.mkdir(parents=True, exist_ok=True)
+        (work / path).write_bytes(b"a local file\n")
+    before = head(work)
+
+    where = ["--repo", str(work), "--gateway-dir", str(state)]
+    refused = CliRunner().invoke(main, ["usage", "flush", *where])
+
+    assert refused.exit_code == 1
+    assert any(path in refused.output for path in mine)
+    assert head(work) == before
+    assert sorted((state / "spool").glob("*.seg")) == segments
+    assert sorted(status(work)) == sorted(f"?? {path}" for path in mine)
+
+    for path in mine:
+        (work / path).unlink()
+    out = run("usage", "flush", *where)
+    assert "committed 12 events" in out
+    assert status(work) == []

@@ -19,6 +19,8 @@ from dulwich.objects import Blob, Commit
 from dulwich.refs import Ref
 from dulwich.repo import MemoryRepo, Repo
 
+from formarket.market.layout import POLICY as POLICY_PATH
+from formarket.market.refs import branch_tip
 from formarket.market.writer import Identity, commit_changes, import_tree
 from formarket.royalties import engine, gitio
 from formarket.royalties.close import Closing
@@ -144,7 +146,7 @@ def market_of(listings: Listings, usage: Mapping[str, bytes]) -> MemoryRepo:
     commits = _Commits(repo)
     publishers = sorted({offer.publisher for offers in listings for offer in offers})
     start = {f"registry/publishers/{p}.yaml": publisher_yaml(p) for p in publishers}
-    commits.commit({gitio.POLICY_PATH: POLICY_FILE, **start}, "Terms and publishers")
+    commits.commit({POLICY_PATH: POLICY_FILE, **start}, "Terms and publishers")
     for offers in listings:
         commits.commit({offer.path: listing_yaml(offer) for offer in offers}, "Listings")
     commits.commit(dict(usage), "Usage")
@@ -196,7 +198,7 @@ def memory_market() -> MemoryRepo:
 
 
 def simulate_month(repo: Repo, period: str, calls: int = 400) -> None:
-    tip = engine.branch_tip(repo, "main")
+    tip = branch_tip(repo, "main")
     book = gitio.price_book(repo, tip)
     files = simulate(book.latest(), Plan(period=period, calls=calls, flush_events=40, seed=5))
     commit_usage(repo, "main", files, BOT, f"usage {period}")

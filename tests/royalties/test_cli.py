@@ -12,10 +12,13 @@ from dulwich.refs import Ref
 from dulwich.repo import Repo
 
 from formarket.cli import main
+from formarket.market.refs import branch_tip
+from formarket.market.trees import commit_tree, read_blob, read_path
 from formarket.market.writer import commit_changes
 from formarket.royalties import engine, gitio
 from formarket.schemas.usage import UsageEvent
 from formarket.standins.usage_simulator import Plan, simulate
+from tests.gitcli import clone, head, status
 from tests.royalties.helpers import BOT, MAINTAINER, simulate_month, starter
 
 
@@ -70,9 +73,9 @@ def test_close_commit_and_verify(market: Path) -> None:
     assert "hint:" in out
 
     repo = Repo(str(market))
-    tree = gitio.commit_tree(repo, engine.branch_tip(repo, "main"))
+    tree = commit_tree(repo, branch_tip(repo, "main"))
     path = "royalties/2026-03/statements/northwind-ai.json"
-    data = gitio.read_path(repo, tree, path) or b""
+    data = read_path(repo, tree, path) or b""
     commit_changes(
         repo, "main", {path: data.replace(b'"gross": "', b'"gross": "9', 1)}, "edit", BOT
     )
@@ -127,7 +130,7 @@ def test_simulated_usage_is_deterministic_and_valid() -> None:
     from tests.royalties.helpers import memory_market
 
     market = memory_market()
-    book = gitio.price_book(market, engine.branch_tip(market, "main"))
+    book = gitio.price_book(market, branch_tip(market, "main"))
     plan = Plan(period="2026-02", calls=500, flush_events=30, seed=3, days=(1, 2, 28))
     first = simulate(book.latest(), plan)
     assert first == simulate(book.latest(), plan)
@@ -146,11 +149,11 @@ def test_simulated_usage_is_deterministic_and_valid() -> None:
 def test_reading_on_several_cores_gives_the_same_bytes(market: Path) -> None:
     repo = Repo(str(market))
     before = engine.preview(repo, "2026-03", jobs=1).closing.summary.counts.duplicates
-    tree = gitio.commit_tree(repo, engine.branch_tip(repo, "main"))
+    tree = commit_tree(repo, branch_tip(repo, "main"))
     # Copies of a few calls in a later file, so that settling duplicates runs in the workers.
     found, _ = gitio.usage_files(repo, tree, date(2026, 3, 1))
     path = sorted(p for p in found if "/gw-2-" in p)[0]
-    lines = gzip.decompress(gitio.read_blob(repo, found[path][1])).splitlines()[:5]
+    lines = gzip.decompress(read_blob(repo, found[path][1])).splitlines()[:5]
     later = "registry/usage/2026/03/30/gateway/gw-2-999999.jsonl.gz"
     commit_changes(repo, "main", {later: gzip.compress(b"\n".join(lines) + b"\n")}, "again", BOT)
     serial = engine.preview(repo, "2026-03", jobs=1)
@@ -158,3 +161,31 @@ def test_reading_on_several_cores_gives_the_same_bytes(market: Path) -> None:
     repo.close()
     assert parallel.files == serial.files
     assert serial.closing.summary.counts.duplicates == before + 5
+
+
+def test_close_in_a_working_clone_leaves_git_status_clean(market: Path, tmp_path: Path) -> None:
+    work = clone(market, tmp_path / "work")
+    (work / "registry/governance.yaml").write_bytes(b"# a draft\n")
+
+    code, out = run("close", "--period", "2026-03", "--repo", str(work), "--commit")
+
+    assert code == 0, out
+    assert (work / "royalties/2026-03/summary.json").is_file()
+    assert (work / "royalties/2026-03/payouts.json").is_file()
+    assert status(work) == [" M registry/governance.yaml"]
+
+
+def test_close_over_a_local_file_is_refused(market: Path, tmp_path: Path) -> None:
+    work = clone(market, tmp_path / "work")
+    (work / "royalties/2026-03").mkdir(parents=True)
+    (work / "royalties/2026-03/README.md").write_bytes(b"my own notes\n")
+    before = head(work)
+
+    code, out = run("close", "--period", "2026-03", "--repo", str(work), "--commit")
+
+    assert code == 1
+    assert "royalties/2026-03/README.md" in out
+    assert "hint:" in out
+    assert head(work) == before
+    assert status(work) == ["?? royalties/2026-03/README.md"]
+    assert (work / "royalties/2026-03/README.md").read_bytes() == b"my own notes\n"

@@ -15,6 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from formarket.errors import UsageError
+from formarket.market.refs import branch_tip
+from formarket.market.trees import commit_tree, list_dir, read_path
 from formarket.market.writer import commit_changes
 from formarket.royalties import engine, gitio
 from tests.royalties.helpers import (
@@ -33,8 +35,8 @@ MAY = datetime(2026, 5, 2, tzinfo=UTC)
 
 
 def tree_of(repo: Repo, path: str) -> ObjectID | None:
-    tree = gitio.commit_tree(repo, engine.branch_tip(repo, "main"))
-    listing = gitio.list_dir(repo, tree, path.rsplit("/", 1)[0])
+    tree = commit_tree(repo, branch_tip(repo, "main"))
+    listing = list_dir(repo, tree, path.rsplit("/", 1)[0])
     entry = listing.get(path.rsplit("/", 1)[1])
     return entry[1] if entry else None
 
@@ -60,15 +62,15 @@ def test_a_closed_period_never_changes_and_late_usage_is_an_adjustment() -> None
         p
         for p in gitio.usage_files(
             repo,
-            gitio.commit_tree(repo, engine.branch_tip(repo, "main")),
+            commit_tree(repo, branch_tip(repo, "main")),
             datetime(2026, 3, 1).date(),
         )[0]
         if "/gw-1-" in p
     )
-    tree = gitio.commit_tree(repo, engine.branch_tip(repo, "main"))
+    tree = commit_tree(repo, branch_tip(repo, "main"))
     import gzip
 
-    first_line = gzip.decompress(gitio.read_path(repo, tree, counted_file) or b"").split(b"\n")[0]
+    first_line = gzip.decompress(read_path(repo, tree, counted_file) or b"").split(b"\n")[0]
     commit_changes(
         repo,  # type: ignore[arg-type]
         "main",
@@ -132,13 +134,13 @@ def test_verify_fails_on_any_edited_file(data: st.DataObject) -> None:
     repo, files = _closed_market()
     rel = data.draw(st.sampled_from(files))
     path = f"royalties/2026-03/{rel}"
-    tree = gitio.commit_tree(repo, engine.branch_tip(repo, "main"))  # type: ignore[arg-type]
-    original = gitio.read_path(repo, tree, path)  # type: ignore[arg-type]
+    tree = commit_tree(repo, branch_tip(repo, "main"))  # type: ignore[arg-type]
+    original = read_path(repo, tree, path)  # type: ignore[arg-type]
     assert original is not None
     at = data.draw(st.integers(0, len(original) - 1))
     byte = data.draw(st.integers(0, 255).filter(lambda b: b != original[at]))
     edited = original[:at] + bytes([byte]) + original[at + 1 :]
-    repo.refs[Ref(b"refs/heads/edit")] = engine.branch_tip(repo, "main")  # type: ignore[arg-type]
+    repo.refs[Ref(b"refs/heads/edit")] = branch_tip(repo, "main")  # type: ignore[arg-type]
     commit_changes(repo, "edit", {path: edited}, "edit", BOT)  # type: ignore[arg-type]
     found = engine.verify(repo, "2026-03", branch="edit")  # type: ignore[arg-type]
     assert found, "an edited file must not verify"
@@ -160,13 +162,11 @@ def test_closing_needs_a_finished_period_and_a_policy() -> None:
 
 def test_the_statement_json_is_what_the_markdown_says() -> None:
     repo, _ = _closed_market()
-    tree = gitio.commit_tree(repo, engine.branch_tip(repo, "main"))  # type: ignore[arg-type]
+    tree = commit_tree(repo, branch_tip(repo, "main"))  # type: ignore[arg-type]
     statement = json.loads(
-        gitio.read_path(repo, tree, "royalties/2026-03/statements/northwind-ai.json") or b""
+        read_path(repo, tree, "royalties/2026-03/statements/northwind-ai.json") or b""
     )  # type: ignore[arg-type]
-    page = (
-        gitio.read_path(repo, tree, "royalties/2026-03/statements/northwind-ai.md") or b""
-    ).decode()  # type: ignore[arg-type]
+    page = (read_path(repo, tree, "royalties/2026-03/statements/northwind-ai.md") or b"").decode()  # type: ignore[arg-type]
     for block in statement["currencies"]:
         assert f"**{block['gross']}**" in page
 
@@ -175,12 +175,12 @@ def test_rewritten_or_deleted_usage_is_reported_and_nothing_is_counted_twice() -
     repo = memory_market()
     simulate_month(repo, "2026-03", calls=200)  # type: ignore[arg-type]
     engine.close(repo, "2026-03", commit=True, now=APRIL)  # type: ignore[arg-type]
-    tree = gitio.commit_tree(repo, engine.branch_tip(repo, "main"))  # type: ignore[arg-type]
+    tree = commit_tree(repo, branch_tip(repo, "main"))  # type: ignore[arg-type]
     found, _ = gitio.usage_files(repo, tree, datetime(2026, 3, 1).date())  # type: ignore[arg-type]
     rewritten, deleted = sorted(p for p in found if "/gw-1-" in p)[:2]
     import gzip
 
-    data = gzip.decompress(gitio.read_path(repo, tree, rewritten) or b"")  # type: ignore[arg-type]
+    data = gzip.decompress(read_path(repo, tree, rewritten) or b"")  # type: ignore[arg-type]
     changes: dict[str, bytes | None] = {rewritten: gzip.compress(data + data), deleted: None}
     commit_changes(repo, "main", changes, "rewrite history", BOT)  # type: ignore[arg-type]
     april, _ = engine.close(repo, "2026-04", commit=True, now=MAY)  # type: ignore[arg-type]

@@ -17,6 +17,8 @@ import pytest
 from dulwich.repo import Repo
 from playwright.sync_api import Browser, Page, ViewportSize, expect
 
+from formarket.market.governance import bot_at
+from formarket.market.refs import branch_tip
 from formarket.royalties import engine, gitio
 from formarket.site.build import build_site
 from formarket.site.serve import start_server
@@ -43,9 +45,9 @@ def _with_usage(root: Path) -> None:
     repo = Repo(str(root))
     try:
         for n, period in enumerate((*CLOSED, OPEN)):
-            tip = engine.branch_tip(repo, "main")
+            tip = branch_tip(repo, "main")
             book = gitio.price_book(repo, tip, None)
-            bot = engine.bot_identity(repo, gitio.commit_tree(repo, tip))
+            bot = bot_at(repo, tip)
             files = simulate(book.latest(), Plan(period=period, calls=CALLS * (n + 1), seed=7))
             commit_usage(repo, "main", files, bot, f"Simulated usage for {period}")
         for period in CLOSED:

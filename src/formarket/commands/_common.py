@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING
 
 import click
 
-from formarket.errors import NotFoundError
 from formarket.registry.cache import ResultCache, code_digest, default_cache_dir
 from formarket.registry.report import FORMATS, render_findings
 
@@ -28,16 +27,12 @@ FORMAT_OPTION = click.option(
 )
 
 
-def open_repo(path: Path) -> Repo:
-    from dulwich.errors import NotGitRepository
-    from dulwich.repo import Repo
+def open_repo(path: Path | None = None) -> Repo:
+    """The repository that holds `path` (default: the current folder), as git finds it."""
+    # Imported here, not at the top: commands that never open git start without dulwich.
+    from formarket.market.repository import open_repository
 
-    try:
-        return Repo(str(path))
-    except NotGitRepository as exc:
-        raise NotFoundError(
-            f"{path} is not a git repository", hint="pass --repo with the registry's clone"
-        ) from exc
+    return open_repository(path)
 
 
 def open_cache(root: Path, enabled: bool, name: str) -> ResultCache:

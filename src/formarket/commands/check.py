@@ -69,7 +69,7 @@ def command(
             base,
             head,
             author,
-            open_cache(repo, not no_cache, "git"),
+            open_cache(Path(repository.path), not no_cache, "git"),
             maintainers=frozenset(maintainers),
             bot=bot,
             jobs=jobs,

@@ -115,7 +115,8 @@ def stop(deployment_id: str, repo: Path, branch: str) -> None:
     """Mark a deployment stopped in git (committed by the bot); the farm removes its VM in
     its next reconcile cycle, and the gateway stops routing to it."""
     from formarket.commands._common import open_repo
-    from formarket.farm.desired import bot_identity, set_state
+    from formarket.farm.desired import set_state
+    from formarket.market.governance import bot_identity
 
     settings = farm_settings(repo, branch)
     git = open_repo(settings.repo)

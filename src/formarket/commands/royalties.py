@@ -192,16 +192,18 @@ def verify_command(period: str, repo: Path, branch: str, jobs: int | None) -> No
 def simulate_command(period: str, repo: Path, branch: str, calls: int, seed: int) -> None:
     """Commit SIMULATED usage for the listings of a branch, as the bot: a stand-in until the
     gateway and the farm meter real usage. Never run it on a real marketplace."""
+    from formarket.market.governance import bot_at
+    from formarket.market.refs import branch_tip
     from formarket.royalties import engine, gitio
     from formarket.standins.usage_simulator import Plan, commit_usage, simulate
 
     engine.check_period(period)
     repository = open_repo(repo)
     try:
-        tip = engine.branch_tip(repository, branch)
+        tip = branch_tip(repository, branch)
         book = gitio.price_book(repository, tip, gitio.cache_dir_of(repository))
         files = simulate(book.latest(), Plan(period=period, calls=calls, seed=seed))
-        bot = engine.bot_identity(repository, gitio.commit_tree(repository, tip))
+        bot = bot_at(repository, tip)
         new = commit_usage(
             repository,
             branch,

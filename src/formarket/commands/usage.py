@@ -42,7 +42,7 @@ def flush(repo: Path, gateway_dir: Path | None, branch: str, every: float | None
     from formarket.gateway.flush import flush_all
 
     git = open_repo(repo)
-    spool = state_paths(repo, gateway_dir).spool
+    spool = state_paths(Path(git.path), gateway_dir).spool
     while True:
         results = flush_all(git, spool, branch=branch)
         for result in results:

@@ -10,14 +10,13 @@ from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from dulwich.repo import Repo
-
 from formarket.errors import NotFoundError
 from formarket.gateway.config import GatewayConfig, StatePaths, default_state_dir
 from formarket.gateway.flush import flush_all
 from formarket.gateway.keys import create_key
 from formarket.gateway.server import ServerThread, build_gateway
 from formarket.gateway.show import render_text, usage_summary
+from formarket.market.repository import open_repository
 
 __all__ = ["demo_calls"]
 
@@ -48,7 +47,7 @@ def demo_calls(
     """Call running deployments through the gateway over HTTP, then commit the usage (the
     calls' events and the farm's instance-hours) as the bot. `deployments` holds (deployment
     id, account, what to ask); returns how many events were committed."""
-    repo = Repo(str(repo_path))
+    repo = open_repository(repo_path, search_up=False)
     paths = StatePaths(default_state_dir(repo_path))
     keys: dict[str, str] = {}
     for _dep, account, _ask in deployments:

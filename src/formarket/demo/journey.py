@@ -14,12 +14,13 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 import yaml
-from dulwich.refs import Ref
-from dulwich.repo import Repo
 
 from formarket.errors import NotFoundError
-from formarket.farm.desired import bot_identity, read_deployments, set_state
-from formarket.market.writer import Identity, commit_changes, import_tree
+from formarket.farm.desired import read_deployments, set_state
+from formarket.market.governance import bot_identity
+from formarket.market.refs import branch_tip, set_branch
+from formarket.market.repository import create_repository
+from formarket.market.writer import Identity, commit_changes, fast_forward, import_tree
 from formarket.registry.cache import ResultCache, code_digest
 from formarket.registry.findings import Severity
 from formarket.registry.pr_check import check_pull_request
@@ -31,7 +32,6 @@ __all__ = ["run_demo", "starter_source"]
 
 Echo = Callable[[str], None]
 _STARTER = ("registry", "schemas", "builder", "royalties/policy.yaml")
-MAIN, PR1, PR2 = Ref(b"refs/heads/main"), Ref(b"refs/heads/pr-1"), Ref(b"refs/heads/pr-2")
 # The journey's listings: busybox images that build in seconds and boot in a few more.
 _MODEL = "tinyforge/echo-chat"
 _AGENT = "tinyforge/faq-bot"
@@ -63,8 +63,9 @@ def run_demo(source: Path, scratch: Path, echo: Echo) -> None:
     files = import_tree(source, _STARTER)
     if not any(p.startswith("registry/") for p in files):
         raise NotFoundError(f"{source} holds no registry/")
-    repo = Repo.init(str(repo_path), mkdir=True)
-    repo.refs.set_symbolic_ref(Ref(b"HEAD"), MAIN)
+    # main is checked out: every commit below, the bot's included, brings the working tree
+    # along, as in a maintainer's clone.
+    repo = create_repository(repo_path, branch="main")
     cache = ResultCache(None, code_digest())
     governance = yaml.safe_load(files["registry/governance.yaml"])
     maintainer = Identity(governance["maintainers"][0], f"{governance['maintainers'][0]}@users")
@@ -72,7 +73,6 @@ def run_demo(source: Path, scratch: Path, echo: Echo) -> None:
     _step(echo, 1, "The marketplace repository")
     commit_changes(repo, "main", files, "Start the marketplace", maintainer)
     echo(f"a new git repository at {repo_path} holds the starter registry ({len(files)} files)")
-    repo.get_worktree().reset_index()
     report = validated = validate_snapshot(WorkTreeSnapshot(repo_path), cache)
     _show(echo, report, "formarket validate")
     if report.errors:
@@ -99,15 +99,14 @@ def run_demo(source: Path, scratch: Path, echo: Echo) -> None:
             elif rel == "Formfile":
                 content = content.replace(f"NAME {slug}".encode(), f"NAME {new_slug}".encode(), 1)
             good[f"{new_dir}/{rel}"] = content
-    main_tip = repo.refs[MAIN]
-    repo.refs[PR1] = main_tip
-    commit_changes(repo, "pr-1", good, f"Add {publisher}/{new_slug}", author)
+    set_branch(repo, "pr-1", branch_tip(repo, "main"))
+    merged = commit_changes(repo, "pr-1", good, f"Add {publisher}/{new_slug}", author)
     echo(f"branch pr-1 adds {new_dir}/ ({len(good)} files)")
     report = check_pull_request(repo, "main", "pr-1", owner, cache)
     _show(echo, report, f"formarket check --base main --head pr-1 --author {owner}")
     if report.errors:
         raise NotFoundError("the good pull request was refused; see the findings above")
-    repo.refs.set_if_equals(MAIN, main_tip, repo.refs[PR1])
+    fast_forward(repo, "main", merged)
     echo("the check passes; a maintainer merges pr-1 into main")
 
     _step(echo, 3, f"{owner} opens another pull request: it breaks two rules")
@@ -117,7 +116,7 @@ def run_demo(source: Path, scratch: Path, echo: Echo) -> None:
     bad[f"{listing_dir}/listing.yaml"] = yaml.safe_dump(own, sort_keys=False).encode()
     theirs = f"{other_dir}/README.md"
     bad[theirs] = files[theirs] + b"\nThis listing is better served by another one.\n"
-    repo.refs[PR2] = repo.refs[MAIN]
+    set_branch(repo, "pr-2", branch_tip(repo, "main"))
     commit_changes(repo, "pr-2", bad, "Raise my royalty; edit a competitor's README", author)
     echo(
         f"branch pr-2 raises the royalty of {publisher}/{slug} without a new version, and edits"
@@ -134,7 +133,6 @@ def run_demo(source: Path, scratch: Path, echo: Echo) -> None:
     from formarket.demo.requests import demo_requests
     from formarket.farm.settings import FarmSettings
 
-    repo.get_worktree().reset_index()
     farm_state = scratch / "farm"
     settings = FarmSettings(repo=repo_path.absolute(), state=farm_state.absolute())
     model_id = f"{publisher}/{new_slug}"
@@ -161,7 +159,7 @@ def run_demo(source: Path, scratch: Path, echo: Echo) -> None:
         events = demo_calls(repo_path, calls, echo)
 
         _step(echo, 7, "The deployments are stopped in git; the farm removes their VMs")
-        bot = bot_identity(repo)
+        bot = bot_identity(repo, "main")
         for dep_id in requested:
             set_state(repo, "main", dep_id, "stopped", f"Stop {dep_id} (demo)", bot)
         echo(f"formarket deployments stop ... ({len(requested)} deployments)")
@@ -173,7 +171,6 @@ def run_demo(source: Path, scratch: Path, echo: Echo) -> None:
     now = datetime.now(UTC)
     next_month = date(now.year + now.month // 12, now.month % 12 + 1, 1)
     period = demo_close(repo, echo, now=datetime(next_month.year, next_month.month, 2, tzinfo=UTC))
-    repo.get_worktree().reset_index()
 
     _step(echo, 9, "The catalog site shows the listings, their usage and their earnings")
     from formarket.demo.site import demo_site

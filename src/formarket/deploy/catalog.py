@@ -14,6 +14,7 @@ from pydantic import BaseModel, ValidationError
 
 from formarket.errors import FormarketError
 from formarket.farm.settings import open_market
+from formarket.market.layout import AGENTS, GOVERNANCE, MODELS, SOLUTIONS
 from formarket.registry.snapshot import Snapshot
 from formarket.schemas.deployment import Deployment
 from formarket.schemas.listing import AgentListing, ModelListing
@@ -49,16 +50,16 @@ class Catalog:
         return found if isinstance(found, model) else None
 
     def model(self, listing_id: str) -> ModelListing | None:
-        found = self._load(f"registry/models/{listing_id}/listing.yaml", ModelListing)
+        found = self._load(f"{MODELS}/{listing_id}/listing.yaml", ModelListing)
         return found if found is not None and found.id == listing_id else None
 
     def agent(self, listing_id: str) -> AgentListing | None:
-        found = self._load(f"registry/agents/{listing_id}/listing.yaml", AgentListing)
+        found = self._load(f"{AGENTS}/{listing_id}/listing.yaml", AgentListing)
         return found if found is not None and found.id == listing_id else None
 
     def solution(self, solution_id: str) -> Solution | None:
-        found = self._load(f"registry/solutions/{solution_id}.yaml", Solution)
+        found = self._load(f"{SOLUTIONS}/{solution_id}.yaml", Solution)
         return found if found is not None and found.id == solution_id else None
 
     def governance(self) -> Governance | None:
-        return self._load("registry/governance.yaml", Governance)
+        return self._load(GOVERNANCE, Governance)

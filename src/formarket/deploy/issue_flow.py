@@ -38,6 +38,7 @@ from formarket.errors import InputError, NotFoundError, UsageError
 from formarket.farm import desired
 from formarket.farm.hosts import load_inventory
 from formarket.farm.settings import FarmSettings
+from formarket.market.governance import bot_identity
 from formarket.registry.git_snapshot import open_git_snapshot
 from formarket.schemas.deployment import Deployment, DeploymentRequest, Origin
 
@@ -237,7 +238,7 @@ def _handle(
         settings.branch,
         result.deployments,
         f"Deploy {_listings(result)} for {slug}#{number}",
-        desired.bot_identity(repo, settings.branch),
+        bot_identity(repo, settings.branch),
     )
     ids = tuple(d.id for d in result.all)
     return _post(github, slug, number, _accepted(result, where), Outcome("deployed", number, ids))
@@ -300,7 +301,7 @@ def _stop(
     running = [d for d in existing if d.state == "running" and d.id not in needed]
     if not running:
         return _ignore("nothing of this issue is running (or only what others use)", number)
-    bot = desired.bot_identity(repo, settings.branch)
+    bot = bot_identity(repo, settings.branch)
     for dep in running:
         desired.set_state(
             repo, settings.branch, dep.id, "stopped", f"Stop {dep.id}: {slug}#{number} closed", bot

@@ -23,6 +23,7 @@ from formarket.errors import FormarketError, InputError, UsageError
 from formarket.farm import desired
 from formarket.farm.hosts import load_inventory
 from formarket.farm.settings import FarmSettings
+from formarket.market.governance import bot_identity
 from formarket.registry.git_snapshot import open_git_snapshot
 from formarket.schemas.deployment import DeploymentRequest, Origin
 from formarket.schemas.usage import ACCOUNT_PATTERN
@@ -152,7 +153,7 @@ def run(
             settings.branch,
             deployments,
             f"Deploy {names or 'nothing new'} for {planned.resolved.request.account}",
-            desired.bot_identity(repo, settings.branch),
+            bot_identity(repo, settings.branch),
         )
     finally:
         repo.close()

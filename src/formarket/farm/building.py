@@ -33,9 +33,9 @@ from formarket.errors import InputError, NotFoundError, UsageError
 from formarket.farm import image_index
 from formarket.farm.errors import BuildBusy
 from formarket.farm.settings import FarmSettings, open_market
+from formarket.market.refs import resolve_rev
 from formarket.market.trees import DIR_MODE, subtree
 from formarket.process import Runner
-from formarket.registry.git_snapshot import resolve_rev
 from formarket.yamldoc import load_yaml
 
 __all__ = ["Progress", "build_listing", "build_lock", "plan_listing"]

@@ -12,32 +12,24 @@ from collections.abc import Iterable, Sequence
 from typing import Literal
 
 import yaml
-from dulwich.objects import Blob, Commit, ObjectID
-from dulwich.refs import Ref
+from dulwich.objects import Blob, ObjectID
 from dulwich.repo import Repo
 from pydantic import ValidationError
 
 from formarket.errors import InputError, NotFoundError
-from formarket.market.trees import DIR_MODE, subtree, tree
+from formarket.market.layout import DEPLOYMENTS, deployment_path
+from formarket.market.refs import find_tip
+from formarket.market.trees import DIR_MODE, commit_tree, subtree, tree
 from formarket.market.writer import Identity, commit_changes
 from formarket.schemas.deployment import Deployment
 from formarket.yamldoc import YamlError, load_yaml
 
 __all__ = [
-    "DEPLOYMENTS_DIR",
-    "bot_identity",
-    "deployment_path",
     "dump_deployment",
     "read_deployments",
     "set_state",
     "submit",
 ]
-
-DEPLOYMENTS_DIR = "registry/deployments"
-
-
-def deployment_path(deployment_id: str) -> str:
-    return f"{DEPLOYMENTS_DIR}/{deployment_id}.yaml"
 
 
 def dump_deployment(deployment: Deployment) -> bytes:
@@ -48,13 +40,6 @@ def dump_deployment(deployment: Deployment) -> bytes:
     )
     body = yaml.safe_dump(plain, sort_keys=False, allow_unicode=True, width=100)
     return (header + body).encode()
-
-
-def _tip(repo: Repo, branch: str) -> ObjectID | None:
-    try:
-        return repo.refs[Ref(f"refs/heads/{branch}".encode())]
-    except KeyError:
-        return None
 
 
 def parse_deployment(raw: bytes, path: str) -> Deployment:
@@ -77,7 +62,7 @@ def read_deployments(
 
     With `problems`, a document that does not parse is described there and skipped; without,
     it raises."""
-    return _read_at(repo, _tip(repo, branch), branch, problems)
+    return _read_at(repo, find_tip(repo, branch), branch, problems)
 
 
 def _read_at(
@@ -85,17 +70,17 @@ def _read_at(
 ) -> dict[str, Deployment]:
     if commit is None:
         return {}
-    found_commit = repo.object_store[commit]
-    if not isinstance(found_commit, Commit):
-        raise NotFoundError(f"{label}: {commit.decode()} is not a commit")
-    root = tree(repo, found_commit.tree)
-    folder = subtree(repo, root, DEPLOYMENTS_DIR) if root is not None else None
+    try:
+        root = tree(repo, commit_tree(repo, commit))
+    except NotFoundError as exc:
+        raise NotFoundError(f"{label}: {exc.message}") from None
+    folder = subtree(repo, root, DEPLOYMENTS) if root is not None else None
     found: dict[str, Deployment] = {}
     for item in folder.iteritems() if folder is not None else ():
         name = item.path.decode("utf-8", "surrogateescape")
         if not name.endswith(".yaml") or item.mode == DIR_MODE:
             continue
-        path = f"{DEPLOYMENTS_DIR}/{name}"
+        path = f"{DEPLOYMENTS}/{name}"
         try:
             deployment = _parsed(repo, path, item.sha)
         except (InputError, YamlError) as exc:
@@ -127,18 +112,6 @@ def _parsed(repo: Repo, path: str, blob_id: ObjectID) -> Deployment:
     return deployment
 
 
-def bot_identity(repo: Repo, branch: str = "main") -> Identity:
-    """The bot named by the branch's registry/governance.yaml: the only writer of deployments."""
-    from formarket.royalties.engine import bot_identity as read_bot  # the one reading of it
-
-    tip = _tip(repo, branch)
-    if tip is None:
-        raise NotFoundError(f"the branch {branch} has no commits, so no bot is named")
-    commit = repo[tip]
-    assert isinstance(commit, Commit)
-    return read_bot(repo, commit.tree)
-
-
 def _changes(
     repo: Repo, commit: ObjectID | None, wanted: Iterable[Deployment]
 ) -> dict[str, bytes | None]:
@@ -160,7 +133,7 @@ def submit(
 ) -> ObjectID | None:
     """Commit the documents in one compare-and-swap commit; None when all were already there
     exactly as given (re-running a request changes nothing)."""
-    read = _tip(repo, branch)
+    read = find_tip(repo, branch)
     first = _changes(repo, read, deployments)
     if not first:
         return None
@@ -184,7 +157,7 @@ def set_state(
     current = read_deployments(repo, branch, problems=[])
     if deployment_id not in current:
         raise NotFoundError(
-            f"no deployment {deployment_id} in {DEPLOYMENTS_DIR}/",
+            f"no deployment {deployment_id} in {DEPLOYMENTS}/",
             hint="`formarket deployments list` shows them",
         )
     if current[deployment_id].state == state:

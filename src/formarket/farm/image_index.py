@@ -15,28 +15,26 @@ import hashlib
 import re
 from pathlib import Path
 
-from dulwich.objects import Commit, ObjectID, Tree
+from dulwich.objects import ObjectID
 from dulwich.repo import Repo
 
 from formarket.atomicfile import write_atomically
 from formarket.builder.plan import FORMAT_VERSION
 from formarket.builder.store import DirectoryStore
-from formarket.market.trees import subtree
+from formarket.market.layout import AGENTS, MODELS
+from formarket.market.trees import commit_tree, subtree, tree
 
 __all__ = ["image_key", "lookup", "record"]
 
-_KINDS = ("models", "agents")
 _BUILD_ID = re.compile(r"^[0-9a-f]{64}$")
 
 
 def image_key(repo: Repo, commit_id: ObjectID, listing_id: str) -> str | None:
     """The key of a listing's image inputs at a commit; None when there is no such listing."""
-    commit = repo[commit_id]
-    assert isinstance(commit, Commit)
-    root = repo[commit.tree]
-    assert isinstance(root, Tree)
-    for kind in _KINDS:
-        folder = subtree(repo, root, f"registry/{kind}/{listing_id}")
+    root = tree(repo, commit_tree(repo, commit_id))
+    assert root is not None
+    for kind in (MODELS, AGENTS):
+        folder = subtree(repo, root, f"{kind}/{listing_id}")
         if folder is not None:
             bases = subtree(repo, root, "builder/bases")
             ids = (FORMAT_VERSION.encode(), folder.id, bases.id if bases else b"-")

@@ -38,7 +38,7 @@ from formarket.farm.publish import publish_routes, route_for, routes_for, served
 from formarket.farm.reconcile import Build, Deploy, Domain, Plan, Stop, model_endpoint_for, plan
 from formarket.farm.settings import FarmSettings, open_market
 from formarket.gateway.routes import Route, load_routes, save_routes
-from formarket.registry.git_snapshot import resolve_rev
+from formarket.market.refs import resolve_rev
 from formarket.schemas.deployment import Deployment
 
 __all__ = [

@@ -12,13 +12,13 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+from dulwich.repo import Repo
 
 from formarket import settings as table
-from formarket.errors import NotFoundError, UsageError
-
-if TYPE_CHECKING:
-    from dulwich.repo import Repo
+from formarket.errors import UsageError
+from formarket.market.repository import open_repository
 
 __all__ = ["FarmSettings", "open_market"]
 
@@ -137,14 +137,6 @@ class FarmSettings:
 
 
 def open_market(settings: FarmSettings) -> Repo:
-    """The marketplace's git repository that the farm's settings name."""
-    from dulwich.errors import NotGitRepository
-    from dulwich.repo import Repo
-
-    try:
-        return Repo(str(settings.repo))
-    except NotGitRepository as exc:
-        raise NotFoundError(
-            f"{settings.repo} is not a git repository",
-            hint="set FORMARKET_REPO (or pass --repo) to the marketplace's repository",
-        ) from exc
+    """The marketplace's git repository that the farm's settings name: the one holding
+    FORMARKET_REPO (default: the current folder)."""
+    return open_repository(settings.repo)

@@ -35,15 +35,15 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 import msgspec
-from dulwich.errors import NotCommitError
 from dulwich.objects import Commit, ObjectID
-from dulwich.refs import Ref
 from dulwich.repo import BaseRepo, Repo
 
 from formarket.atomicfile import write_atomically
 from formarket.errors import FormarketError
+from formarket.market.governance import bot_at
+from formarket.market.refs import find_tip
+from formarket.market.trees import commit_tree, list_dir
 from formarket.market.writer import Identity, commit_changes
-from formarket.royalties import gitio
 from formarket.schemas.usage import event_problem
 from formarket.usage.files import pack_lines, parse_usage_path, usage_path
 from formarket.usage.spool import (
@@ -307,7 +307,7 @@ def _next_seq(repo: BaseRepo, tree: ObjectID | None, day: date, source: str) -> 
         return 1
     folder = usage_path(day, source, 1).rsplit("/", 1)[0]
     top = 0
-    for name in gitio.list_dir(repo, tree, folder):
+    for name in list_dir(repo, tree, folder):
         parsed = parse_usage_path(f"{folder}/{name}")
         if parsed is not None and parsed.source == source:
             top = max(top, parsed.seq)
@@ -317,22 +317,13 @@ def _next_seq(repo: BaseRepo, tree: ObjectID | None, day: date, source: str) -> 
 # --- the flush ---------------------------------------------------------------------------------
 
 
-def _branch_tip(repo: BaseRepo, branch: str) -> ObjectID | None:
-    try:
-        return repo.refs[Ref(f"refs/heads/{branch}".encode())]
-    except KeyError:
-        return None
-
-
 def _identity(repo: BaseRepo, tip: ObjectID | None) -> Identity:
-    from formarket.royalties.engine import bot_identity  # the one reading of governance.yaml
-
     if tip is None:
         raise FormarketError(
             "the branch has no commits, so no registry/governance.yaml names the bot",
             hint="flush into a marketplace repository",
         )
-    return bot_identity(repo, gitio.commit_tree(repo, tip))
+    return bot_at(repo, tip)
 
 
 def flush(
@@ -362,7 +353,7 @@ def flush(
             _save_state(spool, state)
             return FlushResult(None, (), 0, (), ())
         names = [p.name[: -len(SEGMENT_SUFFIX)] for p in pending]
-        tip = _branch_tip(repo, branch)
+        tip = find_tip(repo, branch)
         oldest = min(_boot_seconds(name) for name in names)
         found = _committed(repo, tip, state.commit.encode() if state.commit else None, oldest)
         reconciled = [name for name in names if name in found]
@@ -425,7 +416,7 @@ def _commit(
             if mine & set(_committed(repo, tip, last_seen[0], 0.0)):
                 raise _AlreadyCommitted
             last_seen[0] = tip
-        tree = gitio.commit_tree(repo, tip) if tip is not None else None
+        tree = commit_tree(repo, tip) if tip is not None else None
         out: dict[str, bytes | None] = {}
         paths.clear()
         taken: dict[tuple[date, str], int] = {}
@@ -449,8 +440,6 @@ def _commit(
             "another flush of this spool committed some of the same segments",
             hint="run one flusher per spool; `formarket usage flush` takes a lock for that",
         ) from None
-    except NotCommitError as exc:
-        raise FormarketError(f"the branch {branch} does not point at a commit") from exc
     return commit_id.decode(), list(paths)
 
 

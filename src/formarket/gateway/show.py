@@ -12,11 +12,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
 
-from dulwich.objects import ObjectID
-from dulwich.refs import Ref
 from dulwich.repo import BaseRepo
 
-from formarket.errors import NotFoundError
+from formarket.market.layout import POLICY
+from formarket.market.refs import branch_tip
+from formarket.market.trees import commit_tree, read_blob, read_path
 from formarket.royalties import gitio
 from formarket.usage.reader import reading_spec, scan_file
 from formarket.usage.wire import WireEvent
@@ -128,21 +128,18 @@ def usage_summary(
     since: date | None = None,
     listing: str | None = None,
 ) -> UsageSummary:
-    try:
-        tip: ObjectID = repo.refs[Ref(f"refs/heads/{branch}".encode())]
-    except KeyError:
-        raise NotFoundError(f"no branch {branch}", hint="pass --branch") from None
-    tree = gitio.commit_tree(repo, tip)
+    tip = branch_tip(repo, branch)
+    tree = commit_tree(repo, tip)
     summary = UsageSummary(tip.decode(), since.isoformat() if since else None, listing)
     # A file is written on or after the days of its events: older folders hold nothing newer.
     files, bad = gitio.usage_files(repo, tree, since or date(1, 1, 1))
     summary.set_aside += len(bad)
     moment = datetime.combine(since, time(), UTC) if since else None
-    spec = reading_spec(gitio.read_path(repo, tree, gitio.POLICY_PATH))
+    spec = reading_spec(read_path(repo, tree, POLICY))
     seen: set[tuple[str, str]] = set()
     for index, path in enumerate(sorted(files)):
         file, blob = files[path]
-        scan = scan_file(index, file, gitio.read_blob(repo, blob), False, spec, keep=True)
+        scan = scan_file(index, file, read_blob(repo, blob), False, spec, keep=True)
         summary.files += 1
         summary.set_aside += len(scan.set_aside)
         summarize(summary, scan.accepted, seen, moment)

@@ -1,15 +1,31 @@
 """Reading folders and files out of git trees by path, from objects only (no checkout).
 
-The read side of the registry's repository for every part that walks a commit's tree: the
-registry's snapshots, the farm's image index and builds, the royalties' history.
+The read side of the marketplace repository for every part that walks a commit's tree: the
+registry's snapshots, the farm's image index and builds, the gateway's flush, the royalties'
+history.
 """
 
 from __future__ import annotations
 
-from dulwich.objects import ObjectID, Tree
+from dulwich.diff_tree import tree_changes
+from dulwich.objects import Blob, Commit, ObjectID, Tree
 from dulwich.repo import BaseRepo
 
-__all__ = ["DIR_MODE", "entry", "subtree", "tree"]
+from formarket.errors import NotFoundError
+
+__all__ = [
+    "DIR_MODE",
+    "changed_paths",
+    "commit_tree",
+    "entry",
+    "files_under",
+    "find",
+    "list_dir",
+    "read_blob",
+    "read_path",
+    "subtree",
+    "tree",
+]
 
 DIR_MODE = 0o040000
 
@@ -48,3 +64,70 @@ def subtree(repo: BaseRepo, root: Tree, path: str) -> Tree | None:
     if found is None or found[0] != DIR_MODE:
         return None
     return tree(repo, found[1])
+
+
+def commit_tree(repo: BaseRepo, commit_id: ObjectID) -> ObjectID:
+    """The root tree of a commit."""
+    commit = repo.object_store[commit_id]
+    if not isinstance(commit, Commit):
+        raise NotFoundError(f"{commit_id.decode()} is not a commit")
+    root: ObjectID = commit.tree
+    return root
+
+
+def find(repo: BaseRepo, tree_id: ObjectID | None, path: str, *, folder: bool) -> ObjectID | None:
+    """The id of the folder (or, without `folder`, the file) at `path` below a tree; None
+    when there is none of that kind there."""
+    root = tree(repo, tree_id)
+    found = entry(repo, root, path) if root is not None else None
+    if found is None or (found[0] == DIR_MODE) != folder:
+        return None
+    return found[1]
+
+
+def list_dir(repo: BaseRepo, tree_id: ObjectID, path: str) -> dict[str, tuple[bool, ObjectID]]:
+    """name -> (is a folder, object id) of a folder; empty when there is no such folder."""
+    folder = tree(repo, find(repo, tree_id, path, folder=True))
+    if folder is None:
+        return {}
+    return {
+        item.path.decode("utf-8", "surrogateescape"): (item.mode == DIR_MODE, item.sha)
+        for item in folder.iteritems()
+    }
+
+
+def read_path(repo: BaseRepo, tree_id: ObjectID, path: str) -> bytes | None:
+    """The bytes of the file at `path` below a tree; None when there is no such file."""
+    sha = find(repo, tree_id, path, folder=False)
+    return read_blob(repo, sha) if sha is not None else None
+
+
+def read_blob(repo: BaseRepo, blob_id: ObjectID) -> bytes:
+    obj = repo.object_store[blob_id]
+    if not isinstance(obj, Blob):
+        raise NotFoundError(f"{blob_id.decode()} is not a file")
+    return obj.as_raw_string()
+
+
+def files_under(repo: BaseRepo, tree_id: ObjectID, path: str) -> dict[str, bytes]:
+    """Every file below the folder `path`, by its path relative to that folder."""
+    out: dict[str, bytes] = {}
+    stack = [""]
+    while stack:
+        rel = stack.pop()
+        for name, (is_dir, sha) in list_dir(repo, tree_id, f"{path}/{rel}".rstrip("/")).items():
+            if is_dir:
+                stack.append(f"{rel}{name}/")
+            else:
+                out[f"{rel}{name}"] = read_blob(repo, sha)
+    return out
+
+
+def changed_paths(repo: BaseRepo, old: ObjectID | None, new: ObjectID | None) -> list[str]:
+    """Every file path added, removed or modified from tree `old` to tree `new`, sorted."""
+    paths: set[str] = set()
+    for change in tree_changes(repo.object_store, old, new):
+        for side in (change.old, change.new):
+            if side is not None and side.path is not None:
+                paths.add(side.path.decode("utf-8", "surrogateescape"))
+    return sorted(paths)

@@ -4,13 +4,13 @@ interface both sources share)."""
 from __future__ import annotations
 
 from dulwich.objects import Blob, Commit, ObjectID, Tree
-from dulwich.refs import Ref
 from dulwich.repo import Repo
 
-from formarket.errors import NotFoundError, UsageError
+from formarket.errors import NotFoundError
+from formarket.market.refs import resolve_rev
 from formarket.registry.snapshot import Item
 
-__all__ = ["GitSnapshot", "open_git_snapshot", "resolve_rev"]
+__all__ = ["GitSnapshot", "open_git_snapshot"]
 
 
 _MODE_DIR = 0o040000
@@ -121,38 +121,3 @@ def open_git_snapshot(repo: Repo, rev: str) -> GitSnapshot:
     """The snapshot at `rev`: a branch, tag, full or abbreviated commit id, or HEAD."""
     commit_id = resolve_rev(repo, rev)
     return GitSnapshot(repo, commit_id, rev)
-
-
-def resolve_rev(repo: Repo, rev: str) -> ObjectID:
-    if not rev or rev.startswith("-") or any(c in rev for c in "\0\n\r "):
-        raise UsageError(f"{rev!r} is not a revision")
-    raw = rev.encode()
-    for candidate in (raw, b"refs/heads/" + raw, b"refs/tags/" + raw, b"refs/remotes/" + raw):
-        try:
-            sha = repo.refs[Ref(candidate)]
-        except KeyError:
-            continue
-        return _peel(repo, sha, rev)
-    if 4 <= len(rev) <= 40 and all(c in "0123456789abcdef" for c in rev):
-        if len(rev) == 40 and ObjectID(raw) in repo.object_store:
-            return _peel(repo, ObjectID(raw), rev)
-        matches = [sha for sha in repo.object_store if sha.startswith(raw)]
-        commits = [sha for sha in matches if isinstance(repo.object_store[sha], Commit)]
-        if len(commits) == 1:
-            return commits[0]
-        if len(commits) > 1:
-            raise UsageError(f"revision {rev} is ambiguous", hint="give more digits")
-    raise NotFoundError(
-        f"no revision {rev!r} in {repo.path}",
-        hint="use a branch name, a tag or a commit id (git log --oneline shows them)",
-    )
-
-
-def _peel(repo: Repo, sha: ObjectID, rev: str) -> ObjectID:
-    obj = repo.object_store[sha]
-    while not isinstance(obj, Commit):
-        target = getattr(obj, "object", None)
-        if target is None:
-            raise NotFoundError(f"{rev} does not name a commit")
-        obj = repo.object_store[target[1]]
-    return obj.id

@@ -12,9 +12,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from dulwich.diff_tree import tree_changes
 from dulwich.repo import Repo
 
+from formarket.market import trees
+from formarket.market.layout import BOT_PATHS, bot_writes
 from formarket.registry.cache import ResultCache
 from formarket.registry.findings import Finding, finding, with_lines
 from formarket.registry.git_snapshot import GitSnapshot, open_git_snapshot
@@ -25,9 +26,6 @@ from formarket.registry.validate import Checked, Report, check_env, scan_snapsho
 
 __all__ = ["Roles", "changed_paths", "check_pull_request", "ownership_findings"]
 
-BOT_PATHS = ("registry/deployments/", "registry/usage/", "royalties/")
-# Inside the bot's paths, the platform's terms: the maintainers' to change, never the bot's.
-MAINTAINER_FILES = frozenset({"royalties/policy.yaml"})
 # Files of a listing that may change without a new version: they do not change what is built,
 # deployed or charged.
 DOC_ONLY = frozenset({"README.md"})
@@ -41,12 +39,7 @@ class Roles:
 
 def changed_paths(repo: Repo, base: GitSnapshot, head: GitSnapshot) -> list[str]:
     """Every file path added, removed or modified between the two commits, sorted."""
-    paths: set[str] = set()
-    for change in tree_changes(repo.object_store, base.root_tree, head.root_tree):
-        for side in (change.old, change.new):
-            if side is not None and side.path is not None:
-                paths.add(side.path.decode("utf-8", "surrogateescape"))
-    return sorted(paths)
+    return trees.changed_paths(repo, base.root_tree, head.root_tree)
 
 
 def _area(path: str) -> str:
@@ -73,7 +66,7 @@ def ownership_findings(
     out: list[Finding] = []
     maintainer = author in roles.maintainers
     for path in paths:
-        if path.startswith(BOT_PATHS) and path not in MAINTAINER_FILES:
+        if bot_writes(path):
             if author != roles.bot:
                 out.append(
                     finding(

@@ -229,7 +229,7 @@ _worker: tuple[Snapshot, CheckEnv, list[list[Task]]] | None = None
 def _snapshot_spec(snapshot: Snapshot) -> tuple[str, str, str]:
     if isinstance(snapshot, WorkTreeSnapshot):
         return ("worktree", str(snapshot.root), "")
-    from formarket.registry.git_snapshot import GitSnapshot
+    from formarket.registry.git_snapshot import GitSnapshot  # start-up: no dulwich for a tree
 
     assert isinstance(snapshot, GitSnapshot)
     return ("git", str(snapshot.repo.path), snapshot.commit_id.decode())
@@ -240,12 +240,14 @@ def _init_worker(spec: tuple[str, str, str], env: CheckEnv, chunks: list[list[Ta
     kind, where, commit = spec
     snapshot: Snapshot
     if kind == "git":
-        from dulwich.objects import ObjectID
-        from dulwich.repo import Repo
+        # start-up: checking a working tree never loads dulwich.
+        from dulwich.objects import ObjectID  # start-up
 
-        from formarket.registry.git_snapshot import GitSnapshot
+        from formarket.market.repository import open_repository  # start-up
+        from formarket.registry.git_snapshot import GitSnapshot  # start-up
 
-        snapshot = GitSnapshot(Repo(where), ObjectID(commit.encode()), commit)
+        repo = open_repository(where, search_up=False)
+        snapshot = GitSnapshot(repo, ObjectID(commit.encode()), commit)
     else:
         snapshot = WorkTreeSnapshot(Path(where))
     _worker = (snapshot, env, chunks)

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 __all__ = ["GitSnapshot", "Item", "Snapshot", "WorkTreeSnapshot", "open_git_snapshot"]
 
 # The git side lives in `git_snapshot` so that reading a working tree never imports dulwich.
-_GIT_NAMES = frozenset({"GitSnapshot", "open_git_snapshot", "resolve_rev"})
+_GIT_NAMES = frozenset({"GitSnapshot", "open_git_snapshot"})
 
 
 def __getattr__(name: str) -> Any:

@@ -13,22 +13,24 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import cast
 
 from dulwich.objects import ObjectID
-from dulwich.refs import Ref
-from dulwich.repo import BaseRepo, Repo
+from dulwich.repo import BaseRepo
 from pydantic import ValidationError
 
 from formarket.errors import FormarketError, InputError, NotFoundError, UsageError
-from formarket.market.writer import Identity, commit_changes
+from formarket.market.governance import bot_at
+from formarket.market.layout import POLICY, PUBLISHERS, ROYALTIES, period_folder
+from formarket.market.refs import branch_tip, first_parent_chain
+from formarket.market.trees import commit_tree, files_under, list_dir, read_blob, read_path
+from formarket.market.writer import commit_changes
 from formarket.royalties import gitio
 from formarket.royalties.close import CloseContext, Closing, close_period, render_closing
 from formarket.royalties.money import MINOR_UNITS, to_minor_exact
 from formarket.royalties.payouts import prior_balances
 from formarket.royalties.scanner import Progress, Scanner
 from formarket.royalties.tally import tally
-from formarket.schemas.publisher import Governance, Payout, Publisher
+from formarket.schemas.publisher import Payout, Publisher
 from formarket.schemas.usage import (
     Payouts,
     PolicyRef,
@@ -44,8 +46,6 @@ from formarket.yamldoc import YamlError, load_yaml
 __all__ = [
     "Computed",
     "Difference",
-    "bot_identity",
-    "branch_tip",
     "check_period",
     "close",
     "closed_periods",
@@ -72,23 +72,23 @@ def check_period(period: str) -> str:
 def load_policy(raw: bytes | None, where: str) -> RoyaltyPolicy:
     if raw is None:
         raise NotFoundError(
-            f"no {gitio.POLICY_PATH} in {where}",
+            f"no {POLICY} in {where}",
             hint="a maintainer commits the platform's terms first; formarket's own checkout"
             " has an example",
         )
     try:
-        policy = RoyaltyPolicy.model_validate(load_yaml(raw, gitio.POLICY_PATH).data)
+        policy = RoyaltyPolicy.model_validate(load_yaml(raw, POLICY).data)
     except YamlError as exc:
         raise InputError(str(exc), hint="fix the YAML of the policy") from exc
     except ValidationError as exc:
         raise InputError(
-            f"{gitio.POLICY_PATH} in {where} is not valid: {exc}",
+            f"{POLICY} in {where} is not valid: {exc}",
             hint="see RoyaltyPolicy in formarket/schemas/usage.py for its fields",
         ) from exc
     for currency, terms in policy.currencies.items():
         if currency not in MINOR_UNITS:
             raise InputError(
-                f"{gitio.POLICY_PATH}: formarket does not know the minor unit of {currency}",
+                f"{POLICY}: formarket does not know the minor unit of {currency}",
                 hint="add it to formarket.royalties.money.MINOR_UNITS or remove it",
             )
         to_minor_exact(terms.payout_threshold, currency)
@@ -100,13 +100,13 @@ def closed_periods(repo: BaseRepo, tree: ObjectID) -> list[str]:
     """Periods with a committed close (a royalties/YYYY-MM/summary.json), oldest first."""
     return sorted(
         name
-        for name, (is_dir, sha) in gitio.list_dir(repo, tree, "royalties").items()
-        if is_dir and _PERIOD.fullmatch(name) and "summary.json" in gitio.list_dir(repo, sha, "")
+        for name, (is_dir, sha) in list_dir(repo, tree, ROYALTIES).items()
+        if is_dir and _PERIOD.fullmatch(name) and "summary.json" in list_dir(repo, sha, "")
     )
 
 
 def _summary(repo: BaseRepo, tree: ObjectID, period: str) -> Summary:
-    raw = gitio.read_path(repo, tree, f"royalties/{period}/summary.json")
+    raw = read_path(repo, tree, f"{period_folder(period)}/summary.json")
     if raw is None:
         raise NotFoundError(f"period {period} is not closed", hint="close it first")
     try:
@@ -120,12 +120,12 @@ def _summary(repo: BaseRepo, tree: ObjectID, period: str) -> Summary:
 
 def _methods(repo: BaseRepo, tree: ObjectID) -> dict[str, Payout | None]:
     out: dict[str, Payout | None] = {}
-    for name, (is_dir, sha) in gitio.list_dir(repo, tree, "registry/publishers").items():
+    for name, (is_dir, sha) in list_dir(repo, tree, PUBLISHERS).items():
         if is_dir or not name.endswith(".yaml"):
             continue
         try:
             publisher = Publisher.model_validate(
-                load_yaml(gitio.read_blob(repo, sha), f"registry/publishers/{name}").data
+                load_yaml(read_blob(repo, sha), f"{PUBLISHERS}/{name}").data
             )
         except (YamlError, ValidationError):
             continue  # the registry check reports it; without terms nothing is paid
@@ -159,9 +159,9 @@ def compute(
     payouts file is read from `balances_tree`. Pure in effect: writes nothing."""
     say(f"reading the listings' history up to {usage_commit.decode()[:12]}")
     book = gitio.price_book(repo, usage_commit, gitio.cache_dir_of(repo))
-    tree = gitio.commit_tree(repo, usage_commit)
+    tree = commit_tree(repo, usage_commit)
     where = f"commit {usage_commit.decode()[:12]}"
-    policy = load_policy(gitio.read_path(repo, tree, gitio.POLICY_PATH), where)
+    policy = load_policy(read_path(repo, tree, POLICY), where)
     rules = close_rules(period, policy, book.known())
     old_rules = None
     old_tree = None
@@ -172,10 +172,10 @@ def compute(
                 f"the usage commit of the {previous.period} close is not in the history of {where}",
                 hint="royalties are closed on one branch whose history is never rewritten",
             )
-        old_tree = gitio.commit_tree(repo, ObjectID(previous.usage_commit.encode()))
-        old_policy = load_policy(gitio.read_path(repo, old_tree, gitio.POLICY_PATH), "it")
+        old_tree = commit_tree(repo, ObjectID(previous.usage_commit.encode()))
+        old_policy = load_policy(read_path(repo, old_tree, POLICY), "it")
         old_rules = close_rules(previous.period, old_policy, book.known(previous.usage_commit))
-        raw = gitio.read_path(repo, balances_tree, f"royalties/{previous.period}/payouts.json")
+        raw = read_path(repo, balances_tree, f"{period_folder(previous.period)}/payouts.json")
         if raw is None:
             raise NotFoundError(f"royalties/{previous.period}/payouts.json is missing")
         prior = prior_balances(Payouts.model_validate_json(raw).lines)
@@ -213,13 +213,6 @@ def _scan_list(
     return select_files(new, bad, old, old_bad)
 
 
-def branch_tip(repo: BaseRepo, branch: str) -> ObjectID:
-    try:
-        return repo.refs[Ref(f"refs/heads/{branch}".encode())]
-    except KeyError:
-        raise NotFoundError(f"no branch {branch}", hint="pass --branch") from None
-
-
 def _previous(repo: BaseRepo, tree: ObjectID, period: str) -> PreviousClose | None:
     closed = closed_periods(repo, tree)
     if period in closed:
@@ -253,23 +246,9 @@ def preview(
     """What closing `period` now would give; nothing is written."""
     check_period(period)
     tip = branch_tip(repo, branch)
-    tree = gitio.commit_tree(repo, tip)
+    tree = commit_tree(repo, tip)
     previous = _previous(repo, tree, period)
     return compute(repo, tip, period, previous, tree, jobs=jobs, say=say, progress=progress)
-
-
-def bot_identity(repo: BaseRepo, tree: ObjectID) -> Identity:
-    raw = gitio.read_path(repo, tree, "registry/governance.yaml")
-    try:
-        governance = Governance.model_validate(
-            load_yaml(raw or b"", "registry/governance.yaml").data
-        )
-    except (YamlError, ValidationError) as exc:
-        raise InputError(
-            "registry/governance.yaml does not name the bot",
-            hint="royalties are committed as the bot it names",
-        ) from exc
-    return Identity(governance.bot, f"{governance.bot}@users.noreply.github.com")
 
 
 def close(
@@ -294,17 +273,17 @@ def close(
             hint=f"see where it stands with `formarket royalties preview --period {period}`",
         )
     tip = branch_tip(repo, branch)
-    tree = gitio.commit_tree(repo, tip)
+    tree = commit_tree(repo, tip)
     previous = _previous(repo, tree, period)
     computed = compute(repo, tip, period, previous, tree, jobs=jobs, say=say, progress=progress)
     if not commit:
         return computed, None
-    bot = bot_identity(repo, tree)
-    wanted = {f"royalties/{period}/{rel}": data for rel, data in computed.files.items()}
+    bot = bot_at(repo, tip)
+    wanted = {f"{period_folder(period)}/{rel}": data for rel, data in computed.files.items()}
 
     def changes(current: ObjectID | None) -> dict[str, bytes | None]:
-        if current is not None and gitio.read_path(
-            repo, gitio.commit_tree(repo, current), f"royalties/{period}/summary.json"
+        if current is not None and read_path(
+            repo, commit_tree(repo, current), f"{period_folder(period)}/summary.json"
         ):
             raise FormarketError(
                 f"{period} was closed by someone else meanwhile",
@@ -318,8 +297,7 @@ def close(
         f" {tip.decode()[:12]}\n\nComputed by `formarket royalties close`; recompute and compare"
         f" with `formarket royalties verify --period {period}`.\n"
     )
-    # the writer needs only refs and objects, which every dulwich repository has.
-    new = commit_changes(cast(Repo, repo), branch, changes, message, bot)
+    new = commit_changes(repo, branch, changes, message, bot)
     return computed, new
 
 
@@ -343,7 +321,7 @@ def verify(
     with what is committed; an empty list means they agree byte for byte."""
     check_period(period)
     tip = branch_tip(repo, branch)
-    tree = gitio.commit_tree(repo, tip)
+    tree = commit_tree(repo, tip)
     where = f"royalties/{period}/summary.json"
     try:
         summary = _summary(repo, tree, period)
@@ -353,7 +331,7 @@ def verify(
     usage_commit = ObjectID(summary.usage_commit.encode())
     if usage_commit not in repo.object_store:
         return [Difference(where, f"its usage commit {summary.usage_commit[:12]} does not exist")]
-    chain = gitio.first_parent_chain(repo, tip, stop={usage_commit})
+    chain = first_parent_chain(repo, tip, stop={usage_commit})
     if chain[0] != usage_commit:
         return [
             Difference(
@@ -390,8 +368,8 @@ def verify(
         )
     except FormarketError as exc:
         return [*differences, Difference(where, f"cannot be recomputed: {exc.message}")]
-    base = f"royalties/{period}"
-    committed = _files_under(repo, tree, base)
+    base = period_folder(period)
+    committed = files_under(repo, tree, base)
     for rel in sorted(set(committed) | set(computed.files)):
         path = f"{base}/{rel}"
         mine, theirs = computed.files.get(rel), committed.get(rel)
@@ -404,19 +382,6 @@ def verify(
                 Difference(path, "differs from the recomputed file", _diff(theirs, mine, path))
             )
     return differences
-
-
-def _files_under(repo: BaseRepo, tree: ObjectID, base: str) -> dict[str, bytes]:
-    out: dict[str, bytes] = {}
-    stack = [""]
-    while stack:
-        rel = stack.pop()
-        for name, (is_dir, sha) in gitio.list_dir(repo, tree, f"{base}/{rel}".rstrip("/")).items():
-            if is_dir:
-                stack.append(f"{rel}{name}/")
-            else:
-                out[f"{rel}{name}"] = gitio.read_blob(repo, sha)
-    return out
 
 
 def _diff(committed: bytes, recomputed: bytes, path: str, limit: int = 40) -> str:

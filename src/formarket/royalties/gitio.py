@@ -1,9 +1,9 @@
-"""The royalties' one door to git: reading trees, blobs and history, from objects only.
+"""What the royalties read from git, through `formarket.market`: the price book and the
+usage files of a commit.
 
-Everything here is plumbing over dulwich: what is in a tree, the first-parent history of a
-branch, which listing files each commit changed, which usage files a commit holds. The price
-book built from that history is kept in the repository's formarket cache, by commit, so a
-second run (a verify after a close) walks only the commits it has not seen.
+The price book is built from which listing files each first-parent commit changed; it is kept
+in the repository's formarket cache, by commit, so a second run (a verify after a close) walks
+only the commits it has not seen.
 """
 
 from __future__ import annotations
@@ -15,88 +15,20 @@ from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 
-from dulwich.objects import Blob, Commit, ObjectID
+from dulwich.objects import ObjectID
 from dulwich.repo import BaseRepo, Repo
 
-from formarket.errors import NotFoundError
-from formarket.market.trees import DIR_MODE, entry, tree
+from formarket.market.layout import AGENTS, MODELS, POLICY, REGISTRY
+from formarket.market.refs import first_parent_chain
+from formarket.market.trees import commit_tree, find, list_dir, read_blob
 from formarket.registry.cache import code_digest, default_cache_dir
 from formarket.royalties.pricebook import PriceBook
 from formarket.usage.files import USAGE_ROOT, UsageFile, parse_usage_path
 
-__all__ = [
-    "POLICY_PATH",
-    "cache_dir_of",
-    "commit_tree",
-    "first_parent_chain",
-    "list_dir",
-    "price_book",
-    "read_blob",
-    "read_path",
-    "usage_files",
-]
+__all__ = ["cache_dir_of", "price_book", "usage_files"]
 
-POLICY_PATH = "royalties/policy.yaml"
 _CACHE_FORMAT = "royalties-pricebook-1"
 _CACHE_KEEP = 4
-
-
-def commit_tree(repo: BaseRepo, commit_id: ObjectID) -> ObjectID:
-    commit = repo.object_store[commit_id]
-    if not isinstance(commit, Commit):
-        raise NotFoundError(f"{commit_id.decode()} is not a commit")
-    tree: ObjectID = commit.tree
-    return tree
-
-
-def _resolve(
-    repo: BaseRepo, tree_id: ObjectID | None, path: str, *, folder: bool
-) -> ObjectID | None:
-    root = tree(repo, tree_id)
-    found = entry(repo, root, path) if root is not None else None
-    if found is None or (found[0] == DIR_MODE) != folder:
-        return None
-    return found[1]
-
-
-def list_dir(repo: BaseRepo, tree_id: ObjectID, path: str) -> dict[str, tuple[bool, ObjectID]]:
-    """name -> (is a folder, object id) of a folder; empty when there is no such folder."""
-    folder = tree(repo, _resolve(repo, tree_id, path, folder=True))
-    if folder is None:
-        return {}
-    return {
-        item.path.decode("utf-8", "surrogateescape"): (item.mode == DIR_MODE, item.sha)
-        for item in folder.iteritems()
-    }
-
-
-def read_path(repo: BaseRepo, tree_id: ObjectID, path: str) -> bytes | None:
-    sha = _resolve(repo, tree_id, path, folder=False)
-    return read_blob(repo, sha) if sha is not None else None
-
-
-def read_blob(repo: BaseRepo, blob_id: ObjectID) -> bytes:
-    obj = repo.object_store[blob_id]
-    if not isinstance(obj, Blob):
-        raise NotFoundError(f"{blob_id.decode()} is not a file")
-    return obj.as_raw_string()
-
-
-def first_parent_chain(
-    repo: BaseRepo, tip: ObjectID, stop: set[ObjectID] | None = None
-) -> list[ObjectID]:
-    """The first-parent history of `tip`, oldest first; stops after a commit in `stop`."""
-    chain = []
-    current: ObjectID | None = tip
-    while current is not None:
-        chain.append(current)
-        if stop and current in stop:
-            break
-        commit = repo.object_store[current]
-        assert isinstance(commit, Commit)
-        current = commit.parents[0] if commit.parents else None
-    chain.reverse()
-    return chain
 
 
 def _listing_blobs(
@@ -104,13 +36,13 @@ def _listing_blobs(
 ) -> Iterator[tuple[str, ObjectID]]:
     """Listing files added or changed from tree `old` to tree `new`, descending only into
     folders whose ids differ."""
-    reg_old = _resolve(repo, old, "registry", folder=True)
-    reg_new = _resolve(repo, new, "registry", folder=True)
+    reg_old = find(repo, old, REGISTRY, folder=True)
+    reg_new = find(repo, new, REGISTRY, folder=True)
     if reg_new is None or reg_old == reg_new:
         return
-    for kind in ("models", "agents"):
-        kind_old = _resolve(repo, reg_old, kind, folder=True)
-        kind_new = _resolve(repo, reg_new, kind, folder=True)
+    for kind in (MODELS, AGENTS):
+        kind_old = find(repo, old, kind, folder=True)
+        kind_new = find(repo, new, kind, folder=True)
         if kind_new is None or kind_old == kind_new:
             continue
         old_pubs = list_dir(repo, kind_old, "") if kind_old is not None else {}
@@ -122,13 +54,13 @@ def _listing_blobs(
             for slug, (slug_dir, slug_new) in sorted(list_dir(repo, pub_new, "").items()):
                 if not slug_dir or old_slugs.get(slug) == (True, slug_new):
                     continue
-                blob = _resolve(repo, slug_new, "listing.yaml", folder=False)
+                blob = find(repo, slug_new, "listing.yaml", folder=False)
                 before = old_slugs.get(slug, (False, None))
                 old_blob = (
-                    _resolve(repo, before[1], "listing.yaml", folder=False) if before[0] else None
+                    find(repo, before[1], "listing.yaml", folder=False) if before[0] else None
                 )
                 if blob is not None and blob != old_blob:
-                    yield f"registry/{kind}/{pub}/{slug}/listing.yaml", blob
+                    yield f"{kind}/{pub}/{slug}/listing.yaml", blob
 
 
 def cache_dir_of(repo: BaseRepo) -> Path | None:
@@ -182,7 +114,7 @@ def price_book(repo: BaseRepo, tip: ObjectID, cache_dir: Path | None = None) -> 
             if blob not in seen:
                 seen.add(blob)
                 changes.append((path, read_blob(repo, blob)))
-        policy = _resolve(repo, tree, POLICY_PATH, folder=False)
+        policy = find(repo, tree, POLICY, folder=False)
         book.apply(
             commit_id.decode(), changes, policy_blob=policy.decode() if policy is not None else ""
         )
@@ -202,7 +134,7 @@ def usage_files(
     the files under registry/usage/ whose path is not a usage file's (path -> blob)."""
     good: dict[str, tuple[UsageFile, ObjectID]] = {}
     bad: dict[str, ObjectID] = {}
-    root = _resolve(repo, tree_id, USAGE_ROOT, folder=True)
+    root = find(repo, tree_id, USAGE_ROOT, folder=True)
     if root is None:
         return good, bad
     stack: list[tuple[str, ObjectID, int]] = [(USAGE_ROOT, root, 0)]

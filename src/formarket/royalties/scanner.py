@@ -18,7 +18,8 @@ from types import TracebackType
 from dulwich.objects import ObjectID
 from dulwich.repo import BaseRepo, Repo
 
-from formarket.royalties.gitio import read_blob
+from formarket.market.repository import open_repository
+from formarket.market.trees import read_blob
 from formarket.royalties.tally import add_totals
 from formarket.usage.reader import (
     FileScan,
@@ -45,7 +46,7 @@ _worker: tuple[Repo, ScanSpec] | None = None
 
 def _init(path: str, spec: ScanSpec) -> None:
     global _worker
-    _worker = (Repo(path), spec)
+    _worker = (open_repository(path, search_up=False), spec)
 
 
 def _scan_batch(

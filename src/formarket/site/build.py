@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dulwich.errors import NotGitRepository
 from dulwich.repo import Repo
 
-from formarket.errors import UsageError
+from formarket.errors import NotFoundError, UsageError
+from formarket.market.repository import open_repository
 from formarket.registry.cache import ResultCache, code_digest, default_cache_dir
 from formarket.registry.index import RegistryIndex
 from formarket.registry.snapshot import Item, WorkTreeSnapshot
@@ -73,8 +73,8 @@ def detect_repository(root: Path, given: str | None) -> str | None:
                 )
             return candidate
     try:
-        repo = Repo(str(root))
-    except NotGitRepository:
+        repo = open_repository(root, search_up=False)
+    except NotFoundError:
         return None
     try:
         url = repo.get_config().get((b"remote", b"origin"), b"url").decode()
@@ -102,8 +102,8 @@ def _save_state(state: Path, name: str, value: Any) -> None:
 
 def _history(root: Path, state: Path) -> tuple[History, Repo | None]:
     try:
-        repo = Repo(str(root))
-    except NotGitRepository:
+        repo = open_repository(root, search_up=False)
+    except NotFoundError:
         return no_history("the registry is not a git repository"), None
     previous = History.from_json(_load_state(state, "history.json"))
     history = read_history(repo, previous)

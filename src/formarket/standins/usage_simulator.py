@@ -14,10 +14,9 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
-from typing import cast
 
 from dulwich.objects import ObjectID
-from dulwich.repo import BaseRepo, Repo
+from dulwich.repo import BaseRepo
 
 from formarket.market.writer import Identity, commit_changes
 from formarket.royalties.pricebook import PriceEntry
@@ -198,5 +197,4 @@ def commit_usage(
     repo: BaseRepo, branch: str, files: dict[str, bytes], bot: Identity, message: str
 ) -> ObjectID:
     """Commit usage files as the bot, as the usage collectors will."""
-    # the writer needs only refs and objects, which every dulwich repository has.
-    return commit_changes(cast(Repo, repo), branch, dict(files), message, bot)
+    return commit_changes(repo, branch, dict(files), message, bot)
