@@ -37,6 +37,7 @@ from formarket.market.trees import commit_tree, read_blob
 from formarket.market.writer import Identity, commit_changes
 from formarket.royalties.pricebook import PriceEntry, parse_terms
 from formarket.standins.usage_simulator import Deployment, Plan, deployments, simulate_day
+from formarket.usage.committed import usage_files
 
 __all__ = ["section"]
 
@@ -280,11 +281,9 @@ def baseline(path: Path) -> str:
     version and sum."""
     import pandas as pd
 
-    from formarket.royalties import gitio
-
     repo = open_repository(path, search_up=False)
     tip = branch_tip(repo, "main")
-    found, _ = gitio.usage_files(repo, commit_tree(repo, tip), date(2025, 12, 31))
+    found, _ = usage_files(repo, commit_tree(repo, tip), date(2025, 12, 31))
     frames = []
     for _, (_, blob) in sorted(found.items()):
         raw = gzip.decompress(read_blob(repo, blob))

@@ -18,6 +18,7 @@ from formarket.market.writer import commit_changes
 from formarket.royalties import engine, gitio
 from formarket.schemas.usage import UsageEvent
 from formarket.standins.usage_simulator import Plan, simulate
+from formarket.usage.committed import usage_files
 from tests.gitcli import clone, head, status
 from tests.royalties.helpers import BOT, MAINTAINER, simulate_month, starter
 
@@ -151,7 +152,7 @@ def test_reading_on_several_cores_gives_the_same_bytes(market: Path) -> None:
     before = engine.preview(repo, "2026-03", jobs=1).closing.summary.counts.duplicates
     tree = commit_tree(repo, branch_tip(repo, "main"))
     # Copies of a few calls in a later file, so that settling duplicates runs in the workers.
-    found, _ = gitio.usage_files(repo, tree, date(2026, 3, 1))
+    found, _ = usage_files(repo, tree, date(2026, 3, 1))
     path = sorted(p for p in found if "/gw-2-" in p)[0]
     lines = gzip.decompress(read_blob(repo, found[path][1])).splitlines()[:5]
     later = "registry/usage/2026/03/30/gateway/gw-2-999999.jsonl.gz"

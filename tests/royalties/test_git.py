@@ -18,7 +18,8 @@ from formarket.errors import UsageError
 from formarket.market.refs import branch_tip
 from formarket.market.trees import commit_tree, list_dir, read_path
 from formarket.market.writer import commit_changes
-from formarket.royalties import engine, gitio
+from formarket.royalties import engine
+from formarket.usage.committed import usage_files
 from tests.royalties.helpers import (
     BOT,
     MAINTAINER,
@@ -60,7 +61,7 @@ def test_a_closed_period_never_changes_and_late_usage_is_an_adjustment() -> None
     )
     counted_file = next(
         p
-        for p in gitio.usage_files(
+        for p in usage_files(
             repo,
             commit_tree(repo, branch_tip(repo, "main")),
             datetime(2026, 3, 1).date(),
@@ -176,7 +177,7 @@ def test_rewritten_or_deleted_usage_is_reported_and_nothing_is_counted_twice() -
     simulate_month(repo, "2026-03", calls=200)  # type: ignore[arg-type]
     engine.close(repo, "2026-03", commit=True, now=APRIL)  # type: ignore[arg-type]
     tree = commit_tree(repo, branch_tip(repo, "main"))  # type: ignore[arg-type]
-    found, _ = gitio.usage_files(repo, tree, datetime(2026, 3, 1).date())  # type: ignore[arg-type]
+    found, _ = usage_files(repo, tree, datetime(2026, 3, 1).date())  # type: ignore[arg-type]
     rewritten, deleted = sorted(p for p in found if "/gw-1-" in p)[:2]
     import gzip
 

@@ -17,7 +17,7 @@ from dulwich.repo import BaseRepo
 from formarket.market.layout import POLICY
 from formarket.market.refs import branch_tip
 from formarket.market.trees import commit_tree, read_blob, read_path
-from formarket.royalties import gitio
+from formarket.usage.committed import usage_files
 from formarket.usage.reader import reading_spec, scan_file
 from formarket.usage.wire import WireEvent
 
@@ -132,7 +132,7 @@ def usage_summary(
     tree = commit_tree(repo, tip)
     summary = UsageSummary(tip.decode(), since.isoformat() if since else None, listing)
     # A file is written on or after the days of its events: older folders hold nothing newer.
-    files, bad = gitio.usage_files(repo, tree, since or date(1, 1, 1))
+    files, bad = usage_files(repo, tree, since or date(1, 1, 1))
     summary.set_aside += len(bad)
     moment = datetime.combine(since, time(), UTC) if since else None
     spec = reading_spec(read_path(repo, tree, POLICY))

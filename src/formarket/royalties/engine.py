@@ -39,6 +39,7 @@ from formarket.schemas.usage import (
     SetAside,
     Summary,
 )
+from formarket.usage.committed import usage_files
 from formarket.usage.files import month_index
 from formarket.usage.reader import ScanFile, ScanSpec, close_rules, select_files
 from formarket.yamldoc import YamlError, load_yaml
@@ -208,8 +209,8 @@ def _scan_list(
     repo: BaseRepo, tree: ObjectID, old_tree: ObjectID | None, first_day: date
 ) -> tuple[list[ScanFile], list[ObjectID], list[SetAside]]:
     """The files to read: those the previous close read (old) and those new since."""
-    new, bad = gitio.usage_files(repo, tree, first_day)
-    old, old_bad = gitio.usage_files(repo, old_tree, first_day) if old_tree else ({}, {})
+    new, bad = usage_files(repo, tree, first_day)
+    old, old_bad = usage_files(repo, old_tree, first_day) if old_tree else ({}, {})
     return select_files(new, bad, old, old_bad)
 
 

@@ -1,5 +1,5 @@
-"""What the royalties read from git, through `formarket.market`: the price book and the
-usage files of a commit.
+"""What the royalties read from git, through `formarket.market`: the price book (the usage
+files of a commit are `formarket.usage.committed`'s).
 
 The price book is built from which listing files each first-parent commit changed; it is kept
 in the repository's formarket cache, by commit, so a second run (a verify after a close) walks
@@ -12,7 +12,6 @@ import os
 import pickle
 import tempfile
 from collections.abc import Iterator
-from datetime import date
 from pathlib import Path
 
 from dulwich.objects import ObjectID
@@ -23,9 +22,8 @@ from formarket.market.refs import first_parent_chain
 from formarket.market.trees import commit_tree, find, list_dir, read_blob
 from formarket.registry.cache import code_digest, default_cache_dir
 from formarket.royalties.pricebook import PriceBook
-from formarket.usage.files import USAGE_ROOT, UsageFile, parse_usage_path
 
-__all__ = ["cache_dir_of", "price_book", "usage_files"]
+__all__ = ["cache_dir_of", "price_book"]
 
 _CACHE_FORMAT = "royalties-pricebook-1"
 _CACHE_KEEP = 4
@@ -125,42 +123,3 @@ def price_book(repo: BaseRepo, tip: ObjectID, cache_dir: Path | None = None) -> 
             del books[stale]
         _save_cache(cache_path, books)
     return book
-
-
-def usage_files(
-    repo: BaseRepo, tree_id: ObjectID, first_day: date
-) -> tuple[dict[str, tuple[UsageFile, ObjectID]], dict[str, ObjectID]]:
-    """Usage files of a commit written on or after `first_day`: (path -> (file, blob)), and
-    the files under registry/usage/ whose path is not a usage file's (path -> blob)."""
-    good: dict[str, tuple[UsageFile, ObjectID]] = {}
-    bad: dict[str, ObjectID] = {}
-    root = find(repo, tree_id, USAGE_ROOT, folder=True)
-    if root is None:
-        return good, bad
-    stack: list[tuple[str, ObjectID, int]] = [(USAGE_ROOT, root, 0)]
-    while stack:
-        path, tree, depth = stack.pop()
-        for name, (is_dir, sha) in list_dir(repo, tree, "").items():
-            child = f"{path}/{name}"
-            if is_dir:
-                # Skip whole years, months and days before the first day that matters.
-                if depth < 3 and _before(child, depth, first_day):
-                    continue
-                stack.append((child, sha, depth + 1))
-                continue
-            parsed = parse_usage_path(child)
-            if parsed is None:
-                bad[child] = sha
-            elif parsed.day >= first_day:
-                good[child] = (parsed, sha)
-    return good, bad
-
-
-def _before(path: str, depth: int, first_day: date) -> bool:
-    parts = path.split("/")[2:]
-    try:
-        numbers = [int(p) for p in parts]
-    except ValueError:
-        return False
-    bound = (first_day.year, first_day.month, first_day.day)[: depth + 1]
-    return tuple(numbers) < bound

@@ -10,6 +10,8 @@ records and flushes it, the farm meters instance time, the royalties and the sit
     wire        an event as msgspec decodes it, what makes a line valid, the USG codes
     reader      the one reading of usage files: lines checked and summed, or set aside with
                 their code; which files a close reads; the rules of a reading
+    committed   the usage files of a commit, found through formarket.market
 
-Only the spool does I/O (on local disk); git is read by the callers, which pass bytes in.
+The spool does I/O on local disk and `committed` walks a commit's tree; everything else takes
+bytes in.
 """
