@@ -405,7 +405,7 @@ def _load_fast(data: bytes) -> Any:
     except UnicodeDecodeError:
         return _REFUSED
     try:
-        import yaml_rs
+        import yaml_rs  # start-up: loaded with the first document read
 
         value = yaml_rs.loads(text)
     except Exception:

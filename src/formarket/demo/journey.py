@@ -15,8 +15,14 @@ from pathlib import Path
 
 import yaml
 
+from formarket.demo.calls import demo_calls
+from formarket.demo.close import demo_close
+from formarket.demo.farm import demo_farm
+from formarket.demo.requests import demo_requests
+from formarket.demo.site import demo_site
 from formarket.errors import NotFoundError
 from formarket.farm.desired import read_deployments, set_state
+from formarket.farm.settings import FarmSettings
 from formarket.market.governance import bot_identity
 from formarket.market.refs import branch_tip, set_branch
 from formarket.market.repository import create_repository
@@ -130,8 +136,6 @@ def run_demo(source: Path, scratch: Path, echo: Echo) -> None:
     echo(f"refused ({', '.join(refused)}): pr-2 stays unmerged")
 
     _step(echo, 4, f"Users ask for {_AGENT} with {publisher}/{new_slug}, the new model")
-    from formarket.demo.requests import demo_requests
-    from formarket.farm.settings import FarmSettings
 
     farm_state = scratch / "farm"
     settings = FarmSettings(repo=repo_path.absolute(), state=farm_state.absolute())
@@ -142,7 +146,6 @@ def run_demo(source: Path, scratch: Path, echo: Echo) -> None:
     echo(f"committed by the bot: {', '.join(requested)} in registry/deployments/")
 
     _step(echo, 5, "The farm builds the images and runs them as VMs")
-    from formarket.demo.farm import demo_farm
 
     with demo_farm(repo_path, farm_state, echo) as farm:
         endpoints = farm.wait_routed(requested)
@@ -151,7 +154,6 @@ def run_demo(source: Path, scratch: Path, echo: Echo) -> None:
             echo(f"  {dep_id}: {d.kind} {d.listing.id}@{d.listing.version} at {endpoints[dep_id]}")
 
         _step(echo, 6, "Calls go through the gateway, which meters them into git")
-        from formarket.demo.calls import demo_calls
 
         calls = [(d.id, d.account, "Do you sell purple giraffes?") for d in pairs]
         calls += [(d.id, d.account, "Where is my order?") for d in pairs[:1]]
@@ -166,14 +168,12 @@ def run_demo(source: Path, scratch: Path, echo: Echo) -> None:
         farm.wait_gone()
 
     _step(echo, 8, "A month later the period is closed, its statements verified")
-    from formarket.demo.close import demo_close
 
     now = datetime.now(UTC)
     next_month = date(now.year + now.month // 12, now.month % 12 + 1, 1)
     period = demo_close(repo, echo, now=datetime(next_month.year, next_month.month, 2, tzinfo=UTC))
 
     _step(echo, 9, "The catalog site shows the listings, their usage and their earnings")
-    from formarket.demo.site import demo_site
 
     site = demo_site(repo_path, scratch / "site", echo)
     shown = _site_shows(site, _AGENT, publisher)

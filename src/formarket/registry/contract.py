@@ -36,7 +36,7 @@ class Contract:
     """Compiled validators, one per document kind."""
 
     def __init__(self, schemas: Mapping[str, bytes]) -> None:
-        import jsonschema_rs
+        import jsonschema_rs  # start-up: compiled only when a document is checked
 
         self.digest = schemas_digest(schemas)
         self._schemas = {kind: json.loads(raw) for kind, raw in schemas.items()}
@@ -90,7 +90,7 @@ class Contract:
     ) -> Iterator[tuple[tuple[str | int, ...], str, tuple[Any, ...]]]:
         """(instance path, message, schema path) of each error. A tagged union's failure is
         explained by the branch its tag selects, not by "matches none of five schemas"."""
-        import jsonschema_rs
+        import jsonschema_rs  # start-up: only for a document that fails
 
         for error in validator.iter_errors(instance):
             where = (*prefix, *error.instance_path)
@@ -165,7 +165,7 @@ def contract_files(files: Mapping[str, bytes | None]) -> dict[str, bytes]:
         if raw is not None:
             chosen[kind] = raw
     if len(chosen) < len(KINDS):
-        from formarket.schemas.export import render_schemas
+        from formarket.schemas.export import render_schemas  # start-up: pydantic, rarely
 
         builtin = render_schemas()
         for kind in KINDS:
@@ -180,7 +180,7 @@ def load_contract(files: Mapping[str, bytes | None]) -> Contract:
 
 def compile_contract(schemas: Mapping[str, bytes]) -> Contract:
     """The contract of the schema of each kind (as `contract_files` chooses them)."""
-    import jsonschema_rs
+    import jsonschema_rs  # start-up: a cached run compiles nothing
 
     try:
         return Contract(schemas)

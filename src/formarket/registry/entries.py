@@ -104,7 +104,7 @@ def check_yaml_document(
 def check_publisher(
     raw: bytes, path: str, name: str, contract: Contract
 ) -> tuple[Summary, list[Finding]]:
-    from formarket.schemas.publisher import Publisher
+    from formarket.schemas.publisher import Publisher  # start-up: pydantic, uncached only
 
     doc, typed, findings = check_yaml_document(raw, path, "publisher", contract, Publisher)
     ident = name
@@ -126,7 +126,7 @@ def check_publisher(
 def check_solution(
     raw: bytes, path: str, ident: str, contract: Contract
 ) -> tuple[Summary, list[Finding]]:
-    from formarket.schemas.solution import Solution
+    from formarket.schemas.solution import Solution  # start-up: pydantic, uncached only
 
     doc, typed, findings = check_yaml_document(raw, path, "solution", contract, Solution)
     if typed is not None and doc is not None and typed.id != ident:
@@ -159,7 +159,7 @@ def check_listing(
 ) -> tuple[Summary, list[Finding]]:
     """Check a listing folder: `files` maps each file's path inside it to its size, with
     links and other non-regular entries given as -1."""
-    from formarket.schemas.listing import AgentListing, ModelListing
+    from formarket.schemas.listing import AgentListing, ModelListing  # start-up: pydantic
 
     listing_path = f"{folder}/listing.yaml"
     findings: list[Finding] = []
@@ -200,7 +200,7 @@ def check_listing(
     if typed is None or doc is None:
         return Summary(kind, ident, listing_path, False), findings
 
-    from formarket.registry.listing_rules import listing_findings
+    from formarket.registry.listing_rules import listing_findings  # start-up: valid only
 
     findings.extend(
         listing_findings(typed, doc, folder, ident, files, read, known_bases, known_gpus)
@@ -221,7 +221,7 @@ def check_listing(
 
 
 def check_governance(raw: bytes, path: str, contract: Contract) -> tuple[Summary, list[Finding]]:
-    from formarket.schemas.publisher import Governance
+    from formarket.schemas.publisher import Governance  # start-up: pydantic, uncached only
 
     doc, typed, findings = check_yaml_document(raw, path, "governance", contract, Governance)
     findings = [

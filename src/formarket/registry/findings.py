@@ -85,7 +85,7 @@ def finding(
 
 def with_lines(findings: list[Finding], read: Callable[[str], bytes | None]) -> list[Finding]:
     """Fill in the line of findings that know only where in their document they point."""
-    from formarket.yamldoc import YamlError, load_yaml
+    from formarket.yamldoc import YamlError, load_yaml  # start-up: only to locate findings
 
     docs: dict[str, Any] = {}
     out: list[Finding] = []

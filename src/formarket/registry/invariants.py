@@ -186,6 +186,6 @@ def _solution_findings(index: RegistryIndex, solution: Summary) -> list[Finding]
 
 def _settings_validator(schema: Any) -> Any:
     """The validator of an agent's settings schema, or None when the schema is not valid."""
-    import jsonschema_rs  # only solutions with settings need it: a cached run never does
+    import jsonschema_rs  # start-up: solutions with settings only; a cached run never
 
     return jsonschema_rs.validator_for(schema) if jsonschema_rs.meta.is_valid(schema) else None

@@ -89,7 +89,7 @@ def _formfile_findings(
     known_bases: frozenset[str],
     known_gpus: frozenset[str],
 ) -> list[Finding]:
-    from formarket.formfile.parser import check_formfile
+    from formarket.formfile.parser import check_formfile  # start-up: uncached listings only
 
     ff_path = f"{folder}/{listing.formfile}"
     raw = read(ff_path) if listing.formfile in files else None

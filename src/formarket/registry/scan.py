@@ -190,7 +190,7 @@ def check_task(snapshot: Snapshot, env: CheckEnv, task: Task) -> Checked:
 
 
 def _check(snapshot: Snapshot, env: CheckEnv, task: Task) -> Result:
-    from formarket.registry import entries
+    from formarket.registry import entries  # start-up: a cached run checks nothing
 
     if task.kind in LISTING_KINDS.values():
         files = snapshot.files_under(task.path)
@@ -321,8 +321,8 @@ def run_tasks(
         for task in tasks:
             yield check_task(snapshot, env, task)
         return
-    from concurrent.futures import ProcessPoolExecutor
-    from multiprocessing import get_context
+    from concurrent.futures import ProcessPoolExecutor  # start-up: large runs only
+    from multiprocessing import get_context  # start-up: large runs only
 
     # The first document is checked here: that imports and loads what every check needs (the
     # models, the Formfile parser, the license list) once, and the workers inherit it instead

@@ -13,23 +13,11 @@ import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import Literal, Protocol
 
-if TYPE_CHECKING:
-    from formarket.registry.git_snapshot import GitSnapshot, open_git_snapshot
-
-__all__ = ["GitSnapshot", "Item", "Snapshot", "WorkTreeSnapshot", "open_git_snapshot"]
-
-# The git side lives in `git_snapshot` so that reading a working tree never imports dulwich.
-_GIT_NAMES = frozenset({"GitSnapshot", "open_git_snapshot"})
-
-
-def __getattr__(name: str) -> Any:
-    if name in _GIT_NAMES:
-        from formarket.registry import git_snapshot
-
-        return getattr(git_snapshot, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# The git side is `git_snapshot`, which imports this module and not the other way round, so
+# that reading a working tree never imports dulwich.
+__all__ = ["Item", "Snapshot", "WorkTreeSnapshot"]
 
 
 ItemKind = Literal["dir", "file", "link", "other"]

@@ -65,7 +65,7 @@ class EnvFiles:
     digest: str
 
     def env(self) -> CheckEnv:
-        from formarket.yamldoc import YamlError, load_yaml
+        from formarket.yamldoc import YamlError, load_yaml  # start-up: cached runs read no YAML
 
         contract = compile_contract(self.schemas)
         bases = set()

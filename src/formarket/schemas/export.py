@@ -30,8 +30,12 @@ def _published() -> Mapping[str, type[BaseModel]]:
     """Documents formarket writes rather than reads from publishers: deployment requests and
     the desired deployments, usage events, the royalty terms and statements. Published so that
     anyone can check them."""
-    from formarket.schemas.deployment import Deployment, DeploymentRequest
-    from formarket.schemas.usage import RoyaltyPolicy, Statement, UsageEvent
+    from formarket.schemas.deployment import Deployment, DeploymentRequest  # start-up: export only
+    from formarket.schemas.usage import (  # start-up: export only
+        RoyaltyPolicy,
+        Statement,
+        UsageEvent,
+    )
 
     return {
         "deployment": Deployment,

@@ -57,9 +57,11 @@ def _project_digest(project: Path) -> str:
 
 
 def _run_mkdocs(project: Path, into: Path) -> None:
-    from mkdocs.commands.build import build
-    from mkdocs.config import load_config
-    from mkdocs.exceptions import MkDocsException
+    # start-up: mkdocs and its plugins take about a second to import; most builds reuse the
+    # hand-written pages and never run it.
+    from mkdocs.commands.build import build  # start-up
+    from mkdocs.config import load_config  # start-up
+    from mkdocs.exceptions import MkDocsException  # start-up
 
     # mkdocs reads a relative site_dir from the folder of mkdocs.yml, not from ours.
     into = into.resolve()
@@ -102,7 +104,7 @@ def load_theme(project: Path, state: Path) -> Theme:
         _run_mkdocs(project, built)
         stamp.parent.mkdir(parents=True, exist_ok=True)
         stamp.write_text(key)
-    import yaml
+    import yaml  # start-up: only when the theme is rendered
 
     config = yaml.safe_load((project / "mkdocs.yml").read_text(encoding="utf-8")) or {}
     site_name = str(config.get("site_name") or "formarket")

@@ -24,6 +24,8 @@ from typing import Any, Literal
 
 import msgspec
 
+from formarket.gateway.server import run_app
+
 __all__ = ["StandIn", "main"]
 
 Usage = Literal["honest", "absent", "inflated"]
@@ -338,8 +340,6 @@ async def _error(send: Send, status: int, message: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from formarket.gateway.server import run_app
-
     parser = argparse.ArgumentParser(prog="python -m formarket.standins.openai")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
