@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import httpx
+import httpx  # noqa: TID251 - the deployment is called as a user calls it
 import pytest
 import yaml
 from dulwich.repo import Repo

@@ -31,9 +31,9 @@ def command(event_path: Path, repo_slug: str | None) -> None:
     The issue's text is only ever read as data: it is re-read from the API, parsed strictly
     and checked in full before anything is committed.
     """
-    from formarket.deploy.github import GitHub
     from formarket.deploy.issue_flow import handle_event
     from formarket.farm.settings import FarmSettings
+    from formarket.github import GitHub
 
     settings = FarmSettings.from_env()
     with GitHub.from_env() as github:

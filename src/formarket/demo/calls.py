@@ -8,12 +8,10 @@ takes a few calls from a client with a key, and the flusher commits their usage 
 from __future__ import annotations
 
 import gzip
-import http.client
 import json
 import time
 from collections.abc import Callable
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from dulwich.objects import ObjectID
 from dulwich.refs import Ref
@@ -26,6 +24,7 @@ from formarket.gateway.keys import create_key
 from formarket.gateway.routes import Route, save_routes
 from formarket.gateway.server import ServerThread, build_gateway
 from formarket.gateway.show import render_text, usage_summary
+from formarket.httpclient import Client
 from formarket.royalties import gitio
 from formarket.schemas.usage import ListingVersion
 from formarket.standins.openai import StandIn
@@ -56,19 +55,14 @@ def _listings(repo: Repo, kind: str) -> list[tuple[str, str, str]]:
 
 
 def _client(url: str, key: str) -> Callable[..., tuple[int, bytes]]:
-    parts = urlsplit(url)
-
     def call(
         method: str, path: str, body: object = None, token: str | None = None
     ) -> tuple[int, bytes]:
-        conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=30)
         headers = {"Authorization": f"Bearer {token or key}", "Content-Type": "application/json"}
-        try:
-            conn.request(method, path, json.dumps(body) if body is not None else None, headers)
-            response = conn.getresponse()
-            return response.status, response.read()
-        finally:
-            conn.close()
+        content = json.dumps(body).encode() if body is not None else None
+        with Client(url, timeout=30.0) as client:
+            response = client.request(method, path, content=content, headers=headers)
+        return response.status_code, response.content
 
     return call
 

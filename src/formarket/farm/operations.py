@@ -358,7 +358,7 @@ def _cycle(
     routes = routes_for(desired, endpoints)
     publish_routes(routes_path(settings), routes)
     if settings.github_repo:
-        from formarket.deploy.github import GitHub
+        from formarket.github import GitHub
 
         tell_ready_issues(
             settings.state,
