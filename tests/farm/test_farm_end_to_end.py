@@ -18,6 +18,7 @@ from dulwich.repo import Repo
 
 from formarket.deploy.request import DeployOptions, run
 from formarket.farm import operations, status
+from formarket.farm.celery_app import make_app
 from formarket.farm.desired import bot_identity, set_state
 from formarket.farm.libvirt_conn import Connections
 from formarket.farm.libvirtd import ensure_libvirtd, local_host
@@ -87,7 +88,7 @@ def test_a_request_is_built_deployed_called_and_stopped_by_the_farm(
             echo=lambda _line: None,
         )
         model, agent = (d.id for d in planned.resolved.deployments)
-        enqueue = operations.celery_enqueue(settings)
+        enqueue = operations.celery_enqueue(make_app(settings))
 
         def cycle() -> None:
             operations.reconcile_once(settings, enqueue, pool=pool)

@@ -161,11 +161,12 @@ def reconcile(here: bool, settle: float, as_json: bool) -> None:
     import json
     import time
 
+    from formarket.farm.celery_app import make_app
     from formarket.farm.operations import celery_enqueue, reconcile_once, run_here
     from formarket.farm.settings import FarmSettings
 
     settings = FarmSettings.from_env()
-    enqueue = run_here(settings) if here else celery_enqueue(settings)
+    enqueue = run_here(settings) if here else celery_enqueue(make_app(settings))
     deadline = time.monotonic() + settle
     while True:
         cycle = reconcile_once(settings, enqueue)
