@@ -8,9 +8,7 @@ second run (a verify after a close) walks only the commits it has not seen.
 
 from __future__ import annotations
 
-import os
 import pickle
-import tempfile
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
@@ -18,6 +16,7 @@ from pathlib import Path
 from dulwich.objects import Blob, Commit, ObjectID
 from dulwich.repo import BaseRepo, Repo
 
+from formarket.atomicfile import writing_atomically
 from formarket.errors import NotFoundError
 from formarket.market.trees import DIR_MODE, entry, tree
 from formarket.registry.cache import code_digest, default_cache_dir
@@ -150,11 +149,8 @@ def _load_cache(path: Path) -> dict[str, PriceBook]:
 
 def _save_cache(path: Path, books: dict[str, PriceBook]) -> None:
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-        with os.fdopen(fd, "wb") as f:
+        with writing_atomically(path, durable=False) as f:
             pickle.dump(((_CACHE_FORMAT, code_digest()), books), f, pickle.HIGHEST_PROTOCOL)
-        os.replace(tmp, path)
     except OSError:
         return  # a cache that cannot be written only costs time next run
 
