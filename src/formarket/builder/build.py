@@ -217,6 +217,7 @@ class _Work:
         self.layers = layers
         self.runner = Runner(run.log)
         self.sandbox = Sandbox(self.runner, cache)
+        self.steps = StepRunner(self.sandbox, self.runner, self.plan.base, planned.context_dir)
         self.stack: list[Path] = [planned.base.rootfs]
         self.hits = 0
         self.disk_sha256 = ""
@@ -402,9 +403,8 @@ class Builder:
         """Run one planned step into a new layer and keep it under the step's key."""
         started = time.perf_counter()
         layer = work.layers.new()
-        steps = StepRunner(work.sandbox, work.runner, work.plan.base, work.planned.context_dir)
         try:
-            steps.apply(step, list(work.stack), layer.tree)
+            work.steps.apply(step, list(work.stack), layer.tree)
         except ProcessError as exc:
             raise BuildError(
                 f"step {step.name} failed: {step.title}\n  {exc.reason}" + exc.quote(exc.stderr)
