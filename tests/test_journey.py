@@ -23,7 +23,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-import httpx
+import httpx  # noqa: TID251 - the gateway is called as a user calls it
 import pytest
 import yaml
 from dulwich import porcelain
@@ -33,6 +33,7 @@ from dulwich.repo import Repo
 from formarket.demo.requests import demo_requests
 from formarket.errors import FormarketError
 from formarket.farm import operations, status
+from formarket.farm.celery_app import make_app
 from formarket.farm.desired import read_deployments, set_state
 from formarket.farm.hosts import Host
 from formarket.farm.libvirt_conn import Connections
@@ -165,7 +166,7 @@ def test_the_whole_journey_with_real_parts(
         assert len(requested) == 4
         assert len(agents) == 2
 
-        enqueue = operations.celery_enqueue(settings)
+        enqueue = operations.celery_enqueue(make_app(settings))
 
         def routed() -> bool:
             operations.reconcile_once(settings, enqueue, pool=pool)

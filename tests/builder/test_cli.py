@@ -41,6 +41,33 @@ def test_build_a_formfile_path_then_hit_the_cache(tmp_path: Path) -> None:
     assert "the whole build" in out
 
 
+def test_plan_shows_the_build_id_and_steps_without_building(tmp_path: Path) -> None:
+    formfile = write_context(tmp_path / "ctx", TINY, {"www/index.html": "planned"})
+    code, out, err = _build(str(formfile), *_store_args(tmp_path), "--plan")
+    assert code == 0, err
+    assert out.startswith("plan hello-agent: ")
+    build_id = out.split()[2]
+    assert "not built" in out
+    assert [line.split()[0] for line in out.splitlines()[3:]] == [
+        "01-copy",
+        "02-env",
+        "03-service",
+        "disk",
+        "kernel",
+        "manifest",
+        "publish",
+    ]
+    assert not (tmp_path / "store" / "images").exists()
+    code, out, err = _build(str(formfile), *_store_args(tmp_path), "--json", "-q")
+    assert code == 0, err
+    assert json.loads(out)["build_id"] == build_id
+    code, out, err = _build(str(formfile), *_store_args(tmp_path), "--dry-run", "--json")
+    assert code == 0, err
+    plan = json.loads(out)
+    assert (plan["build_id"], plan["published"]) == (build_id, True)
+    assert all(step["cached"] for step in plan["steps"] if step["key"])
+
+
 def test_a_changed_file_is_noticed_by_the_quick_path(tmp_path: Path) -> None:
     formfile = write_context(tmp_path / "ctx", TINY, {"www/index.html": "one"})
     first = json.loads(_build(str(formfile), *_store_args(tmp_path), "--json", "-q")[1])

@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 from dulwich.repo import Repo
 
-from formarket.deploy.github import GitHub
 from formarket.deploy.issue_flow import Outcome, handle_event
 from formarket.farm.desired import read_deployments
 from formarket.farm.settings import FarmSettings
+from formarket.github import GitHub
 from formarket.market.writer import Identity, commit_changes, import_tree
 from formarket.schemas.deployment import Deployment
 from formarket.standins.github import StandIn

@@ -6,11 +6,11 @@ import socket
 import subprocess  # noqa: TID251 - the stand-in is started as a user starts it
 import sys
 
-import httpx
+import httpx  # noqa: TID251 - the stand-in is called as a user calls it
 import pytest
 
-from formarket.deploy.github import GitHub, GitHubError
 from formarket.errors import NotFoundError, UsageError
+from formarket.github import GitHub, GitHubError
 from formarket.standins.github import StandIn
 
 REPO = "acme/market"

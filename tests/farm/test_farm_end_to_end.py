@@ -11,13 +11,14 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import httpx
+import httpx  # noqa: TID251 - the deployment is called as a user calls it
 import pytest
 import yaml
 from dulwich.repo import Repo
 
 from formarket.deploy.request import DeployOptions, run
 from formarket.farm import operations, status
+from formarket.farm.celery_app import make_app
 from formarket.farm.desired import set_state
 from formarket.farm.libvirt_conn import Connections
 from formarket.farm.libvirtd import ensure_libvirtd, local_host
@@ -88,7 +89,7 @@ def test_a_request_is_built_deployed_called_and_stopped_by_the_farm(
             echo=lambda _line: None,
         )
         model, agent = (d.id for d in planned.resolved.deployments)
-        enqueue = operations.celery_enqueue(settings)
+        enqueue = operations.celery_enqueue(make_app(settings))
 
         def cycle() -> None:
             operations.reconcile_once(settings, enqueue, pool=pool)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from formarket.deploy.github import GitHub
 from formarket.farm.notify import tell_ready_issues
+from formarket.github import GitHub
 from formarket.schemas.deployment import Deployment
 from formarket.standins.github import StandIn
 from tests.farm.factories import deployment

@@ -14,6 +14,7 @@ import yaml
 from dulwich.repo import Repo
 
 from formarket.farm import operations
+from formarket.farm.celery_app import make_app
 from formarket.farm.desired import read_deployments, set_state, submit
 from formarket.farm.hosts import Host
 from formarket.farm.leases import open_leases
@@ -205,7 +206,7 @@ def test_redis_losing_everything_loses_no_work(
         farm.settle()  # in this process: built, and four domains run
         assert len(farm.placed()) == 4
         submit(marketplace, "main", [deployment(f"dep-new{i}") for i in range(6)], "six", bot)
-        to_queue = operations.celery_enqueue(farm.settings)
+        to_queue = operations.celery_enqueue(make_app(farm.settings))
         handed = farm.cycle(to_queue)
         assert handed.enqueued == 6
         assert {d.split()[0] for d in handed.summary()["deploys"]} == {
@@ -219,7 +220,7 @@ def test_redis_losing_everything_loses_no_work(
 
         redis_server.restart(wipe=True)
         assert client.llen("deploy") == 0
-        again = farm.cycle(operations.celery_enqueue(farm.settings))
+        again = farm.cycle(operations.celery_enqueue(make_app(farm.settings)))
         assert again.enqueued == 6  # all of it, from git and libvirt
         assert sorted(again.summary()["deploys"]) == sorted(handed.summary()["deploys"])
         assert client.llen("deploy") == 6

@@ -8,7 +8,7 @@ import os
 import time
 from pathlib import Path
 
-import httpx
+import httpx  # noqa: TID251 - the deployment is called as a user calls it
 import pytest
 
 from formarket.builder.store import DirectoryStore

@@ -19,6 +19,7 @@ from pydantic import Field, StringConstraints, ValidationError, model_validator
 from formarket.errors import InputError, NotFoundError
 from formarket.schemas._base import Document
 from formarket.schemas.formfile import BASE_PATTERN, absolute_path_problem
+from formarket.yamldoc import load_yaml
 
 __all__ = [
     "BASES_DIR",
@@ -151,8 +152,6 @@ def find_bases_dir(start: Path) -> Path:
 
 
 def load_base(path: Path) -> BaseSpec:
-    from formarket.yamldoc import load_yaml
-
     try:
         raw = path.read_bytes()
     except OSError as exc:

@@ -1,12 +1,18 @@
-"""The image build, as a flat list of named, timed steps (mkosi's lesson).
+"""The image build: plan, then execute, each a flat list of named, timed steps (mkosi's lesson).
 
-    parse -> base -> context -> plan -> [store hit? done] -> 01-... NN-service -> disk -> publish
+    plan:     parse -> base -> context -> plan                      -> PlannedBuild (build id)
+    execute:  [store hit? done] -> 01-... NN-service -> disk -> kernel -> manifest -> publish
 
-The disk is linked from an earlier image when that image was made from the same layers (a
-build that changes only VCPU or MEMORY, say); otherwise it is made (see `image.py`).
+`Builder.plan` reads the Formfile, the base and the context and decides everything: its answer,
+a frozen `PlannedBuild`, holds the build id before anything is built, so the farm can lock that
+id, and `formarket build --plan` can show it. `Builder.execute` runs that same plan and works
+nothing out again. Each layer step is taken from the step cache when it is there. The disk is
+linked from an earlier image when that image was made from the same layers (a build that
+changes only VCPU or MEMORY, say); otherwise it is made (see `image.py`).
 
-Configuration is frozen (`BuildSettings`); what changes while building lives in `_Run`. Every
-process goes through the `Runner` given in, whose log becomes `build.log` beside the image.
+Configuration is frozen (`BuildSettings`, `PlannedBuild`); what changes while building lives
+in `_Run` and `_Work`. Every process goes through a `Runner` whose log becomes `build.log`
+beside the image.
 """
 
 from __future__ import annotations
@@ -21,17 +27,18 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Literal
 
 from formarket.builder.basecache import BaseCache, BaseImage
 from formarket.builder.bases import BaseSpec, load_bases
-from formarket.builder.context import ContextLimits, scan_context
+from formarket.builder.context import BuildContext, ContextLimits, scan_context
 from formarket.builder.image import make_disk
 from formarket.builder.kept_disks import DiskRecipe, KeptDisks
 from formarket.builder.layers import LayerCache
 from formarket.builder.manifest import Artifact, BuildManifest, StepRecord
-from formarket.builder.plan import BuildPlan, copy_sources, plan_build
+from formarket.builder.plan import BuildPlan, PlannedStep, copy_sources, plan_build
 from formarket.builder.sandbox import Sandbox
 from formarket.builder.steps import StepRunner
 from formarket.builder.store import DirectoryStore
@@ -40,7 +47,16 @@ from formarket.formfile.parser import canonical_json, parse_formfile
 from formarket.process import ProcessError, Runner
 from formarket.schemas.formfile import DEFAULT_GPUS, Formfile
 
-__all__ = ["DEFAULT_BASE", "BuildError", "BuildResult", "BuildSettings", "Builder"]
+__all__ = [
+    "DEFAULT_BASE",
+    "BuildError",
+    "BuildResult",
+    "BuildSettings",
+    "BuildStep",
+    "Builder",
+    "PlannedBuild",
+    "Planning",
+]
 
 DEFAULT_BASE = "debian:bookworm"
 Progress = Callable[[str], None]
@@ -60,6 +76,50 @@ class BuildSettings:
     step_cache: bool = True
     base_cache: Path | None = None  # where bases are kept, when not in `cache` (tests share it)
     limits: ContextLimits = field(default_factory=ContextLimits)
+
+
+@dataclass(frozen=True, slots=True)
+class Planning:
+    """How planning went: its timed steps and log lines, which the manifest and `build.log`
+    begin with, and how long it took."""
+
+    steps: tuple[StepRecord, ...]
+    log: tuple[str, ...]
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedBuild:
+    """A build decided and not yet run: everything `Builder.execute` needs, nothing it must
+    work out again. Two plans of the same inputs are equal; how planning went (its timings)
+    is kept beside them and is not part of that equality."""
+
+    formfile_path: Path
+    context_dir: Path
+    base: BaseImage
+    context: BuildContext
+    plan: BuildPlan = field(repr=False)
+    watched: tuple[Path, ...] = field(repr=False)  # files whose change would change the id
+    planning: Planning = field(compare=False, repr=False)
+
+    @property
+    def build_id(self) -> str:
+        return self.plan.build_id
+
+    @property
+    def formfile(self) -> Formfile:
+        return self.plan.formfile
+
+
+@dataclass(frozen=True, slots=True)
+class BuildStep:
+    """A named step of executing a plan, as progress, `build.log` and `formarket build --plan`
+    show it; `key` is a layer's, whose step is skipped when the step cache has that layer."""
+
+    name: str
+    title: str
+    key: str = ""
+    cached: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,11 +177,13 @@ def _inside(formfile: Path, context: Path) -> tuple[str, ...]:
 class _Run:
     """The mutable state of one build: its timings and log."""
 
-    def __init__(self, progress: Progress) -> None:
+    def __init__(self, progress: Progress, planning: Planning | None = None) -> None:
         self.progress = progress
-        self.started = time.perf_counter()
-        self.records: list[StepRecord] = []
-        self.log_lines: list[str] = []
+        # An execution goes on from its planning: the manifest's steps, its time and the
+        # build log count the planning too, as when both ran in one call.
+        self.started = time.perf_counter() - (planning.seconds if planning else 0.0)
+        self.records: list[StepRecord] = list(planning.steps) if planning else []
+        self.log_lines: list[str] = list(planning.log) if planning else []
 
     def log(self, line: str) -> None:
         self.log_lines.append(line)
@@ -135,6 +197,40 @@ class _Run:
         yield
         seconds = round(time.perf_counter() - started, 3)
         self.records.append(StepRecord(name=name, title=title, key=key, seconds=seconds))
+
+    def planning(self) -> Planning:
+        seconds = round(time.perf_counter() - self.started, 3)
+        return Planning(tuple(self.records), tuple(self.log_lines), seconds)
+
+
+class _Work:
+    """What executing one plan changes as it goes: the stack of layers, the disk's digest, the
+    manifest, and the published folder at the end."""
+
+    def __init__(
+        self, planned: PlannedBuild, staging: Path, run: _Run, cache: Path, layers: LayerCache
+    ) -> None:
+        self.planned = planned
+        self.plan = planned.plan
+        self.staging = staging
+        self.run = run
+        self.layers = layers
+        self.runner = Runner(run.log)
+        self.sandbox = Sandbox(self.runner, cache)
+        self.steps = StepRunner(self.sandbox, self.runner, self.plan.base, planned.context_dir)
+        self.stack: list[Path] = [planned.base.rootfs]
+        self.hits = 0
+        self.disk_sha256 = ""
+        self.manifest: BuildManifest | None = None
+        self.image_dir: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Step:
+    """A step of the execution list: what it is called and what it does."""
+
+    step: BuildStep
+    action: Callable[[_Work], None]
 
 
 class Builder:
@@ -151,36 +247,22 @@ class Builder:
         self.progress: Progress = progress or (lambda _line: None)
         self.store = DirectoryStore(self.settings.store)
 
-    def _bases(self) -> dict[str, tuple[BaseSpec, Path]]:
-        return load_bases(self.settings.bases_dir)
-
-    def parse(self, formfile_path: Path) -> tuple[Formfile, BaseSpec, Path]:
-        bases = self._bases()
-        try:
-            text = formfile_path.read_text(encoding="utf-8")
-        except FileNotFoundError as exc:
-            raise NotFoundError(f"{formfile_path}: no such Formfile") from exc
-        except (OSError, UnicodeDecodeError) as exc:
-            raise InputError(f"{formfile_path}: cannot read the Formfile: {exc}") from exc
-        formfile = parse_formfile(
-            text, path=str(formfile_path), known_bases=bases, known_gpus=DEFAULT_GPUS
-        )
-        name = formfile.base or DEFAULT_BASE
-        if name not in bases:
-            raise InputError(
-                f"the default base {name!r} is not configured in {self.settings.bases_dir}",
-                hint="add `FROM <base>` to the Formfile",
-            )
-        spec, spec_path = bases[name]
-        return formfile, spec, spec_path
-
     def build(self, formfile_path: Path, context_dir: Path | None = None) -> BuildResult:
+        """Plan, then execute that plan: the whole build in one call."""
+        return self.execute(self.plan(formfile_path, context_dir))
+
+    # --- plan ----------------------------------------------------------------------------
+
+    def plan(self, formfile_path: Path, context_dir: Path | None = None) -> PlannedBuild:
+        """Read the Formfile, its base and its context, and decide the build: its id and steps.
+
+        The base is made here when it is not cached yet (its digest is part of the build id),
+        which needs root, once per base; nothing else is built."""
         context_dir = context_dir or formfile_path.parent
         run = _Run(self.progress)
-        runner = Runner(run.log)
         with run.timed("parse", str(formfile_path)):
-            formfile, spec, spec_path = self.parse(formfile_path)
-        bases = BaseCache(self.settings.base_cache or self.settings.cache, runner)
+            formfile, spec, spec_path = self._parse(formfile_path)
+        bases = BaseCache(self.settings.base_cache or self.settings.cache, Runner(run.log))
         found = bases.find(spec)
         if found is None:
             _require_root()
@@ -202,85 +284,196 @@ class Builder:
             *(context_dir / entry.path for entry in plan.inputs),
             *((Path(spec.source.busybox.binary),) if spec.source.busybox else ()),
         )
-        existing = self.store.manifest_bytes(plan.build_id)
+        return PlannedBuild(
+            formfile_path, context_dir, base, context, plan, watched, run.planning()
+        )
+
+    def _parse(self, formfile_path: Path) -> tuple[Formfile, BaseSpec, Path]:
+        bases = load_bases(self.settings.bases_dir)
+        try:
+            text = formfile_path.read_text(encoding="utf-8")
+        except FileNotFoundError as exc:
+            raise NotFoundError(f"{formfile_path}: no such Formfile") from exc
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InputError(f"{formfile_path}: cannot read the Formfile: {exc}") from exc
+        formfile = parse_formfile(
+            text, path=str(formfile_path), known_bases=bases, known_gpus=DEFAULT_GPUS
+        )
+        name = formfile.base or DEFAULT_BASE
+        if name not in bases:
+            raise InputError(
+                f"the default base {name!r} is not configured in {self.settings.bases_dir}",
+                hint="add `FROM <base>` to the Formfile",
+            )
+        spec, spec_path = bases[name]
+        return formfile, spec, spec_path
+
+    # --- execute -------------------------------------------------------------------------
+
+    def published(self, planned: PlannedBuild) -> bool:
+        """Whether the store holds the image of this plan already."""
+        return self.store.manifest_bytes(planned.build_id) is not None
+
+    def steps(self, planned: PlannedBuild) -> tuple[BuildStep, ...]:
+        """What executing `planned` does, in order, as far as the caches tell now."""
+        layers = self._layers()
+        return tuple(
+            dataclasses.replace(
+                item.step, cached=bool(item.step.key and layers.lookup(item.step.key))
+            )
+            for item in self._steps(planned, layers)
+        )
+
+    def _layers(self) -> LayerCache:
+        return LayerCache(self.settings.cache, enabled=self.settings.step_cache)
+
+    def execute(self, planned: PlannedBuild) -> BuildResult:
+        """Run a plan: the published image when the store has it, else built and published
+        under the build id the plan announced."""
+        run = _Run(self.progress, planned.planning)
+        build_id = planned.build_id
+        existing = self.store.manifest_bytes(build_id)
         if existing is not None:
             manifest = BuildManifest.model_validate_json(existing)
             seconds = time.perf_counter() - run.started
-            self.progress(f"  cached       {plan.build_id[:16]}: the whole build")
+            self.progress(f"  cached       {build_id[:16]}: the whole build")
             return BuildResult(
-                manifest, self.store.image_dir(plan.build_id), True, seconds, watched
+                manifest, self.store.image_dir(build_id), True, seconds, planned.watched
             )
         _require_root()
-        staging = self.store.staging(plan.build_id)
+        layers = self._layers()
+        work = _Work(planned, self.store.staging(build_id), run, self.settings.cache, layers)
         try:
-            manifest = self._execute(plan, base, context_dir, staging, run, runner)
+            self._execute(work)
         except BaseException as exc:
-            failed = self.settings.store / "failed" / f"{plan.build_id}.log"
+            failed = self.settings.store / "failed" / f"{build_id}.log"
             failed.parent.mkdir(parents=True, exist_ok=True)
             failed.write_text("\n".join(run.log_lines) + f"\n!! {exc}\n")
-            self.store.discard(staging)
+            self.store.discard(work.staging)
             if isinstance(exc, FormarketError):
                 raise BuildError(exc.message, hint=f"the build log is {failed}") from exc
             raise
-        image_dir = self.store.publish(plan.build_id, staging)
-        return BuildResult(manifest, image_dir, False, manifest.seconds, watched)
-
-    def _execute(
-        self,
-        plan: BuildPlan,
-        base: BaseImage,
-        context_dir: Path,
-        staging: Path,
-        run: _Run,
-        runner: Runner,
-    ) -> BuildManifest:
-        cache = self.settings.cache
-        layers = LayerCache(cache, enabled=self.settings.step_cache)
-        sandbox = Sandbox(runner, cache)
-        steps = StepRunner(sandbox, runner, plan.base, context_dir)
-        stack: list[Path] = [base.rootfs]
-        hits = 0
-        total = len(plan.steps)
-        try:
-            for step in plan.steps:
-                hit = layers.lookup(step.key)
-                label = f"[{step.index}/{total}] {step.title}"
-                if hit is not None:
-                    hits += 1
-                    self.progress(f"  {step.name:<12} {label}  (cached)")
-                    run.records.append(
-                        StepRecord(
-                            name=step.name, title=step.title, key=step.key, cached=True, seconds=0
-                        )
-                    )
-                    stack.append(hit)
-                    continue
-                layer = layers.new()
-                with run.timed(step.name, label, step.key):
-                    try:
-                        steps.apply(step, list(stack), layer.tree)
-                    except ProcessError as exc:
-                        raise BuildError(
-                            f"step {step.name} failed: {step.title}\n  {exc.reason}"
-                            + exc.quote(exc.stderr)
-                        ) from exc
-                meta = {"key": step.key, "title": step.title, "seconds": run.records[-1].seconds}
-                stack.append(layers.keep(layer, step.key, meta))
-            disk = staging / "disk.qcow2"
-            disk_key = _disk_key(plan)
-            reused = self._published_disk(layers.disk_owner(disk_key))
-            if reused is not None:
-                source, disk_sha256 = reused
-                with run.timed("disk", f"the same layers as {source.parent.name[:16]}: linked"):
-                    _link_or_copy(source, disk)
-            else:
-                with run.timed("disk", f"ext4 of {plan.disk_gib} GiB -> qcow2"):
-                    disk_sha256 = self._make_disk(plan, sandbox, layers, stack, disk_key, disk, run)
         finally:
             layers.cleanup()
+        # The last two steps set them; a step list without them fails here, not later.
+        assert work.manifest is not None
+        assert work.image_dir is not None
+        return BuildResult(
+            work.manifest, work.image_dir, False, work.manifest.seconds, planned.watched
+        )
+
+    def _steps(self, planned: PlannedBuild, layers: LayerCache) -> tuple[_Step, ...]:
+        """The execution, top to bottom: a layer per planned step, then the disk, the boot
+        files, the manifest (written last) and the publishing rename."""
+        plan = planned.plan
+        total = len(plan.steps)
+        return (
+            *(
+                _Step(
+                    BuildStep(step.name, f"[{step.index}/{total}] {step.title}", step.key),
+                    partial(self._layer, step),
+                )
+                for step in plan.steps
+            ),
+            self._disk_step(plan, layers),
+            _Step(BuildStep("kernel", "vmlinuz and initrd.img of the base"), self._boot_files),
+            _Step(BuildStep("manifest", "build.log, digests, manifest.json"), self._manifest),
+            _Step(BuildStep("publish", f"images/{plan.build_id[:16]}"), self._publish),
+        )
+
+    def _execute(self, work: _Work) -> None:
+        """Each step announced, logged and timed; a layer the step cache has is taken as is."""
+        for item in self._steps(work.planned, work.layers):
+            step = item.step
+            hit = work.layers.lookup(step.key) if step.key else None
+            if hit is not None:
+                work.hits += 1
+                self.progress(f"  {step.name:<12} {step.title}  (cached)")
+                work.run.records.append(
+                    StepRecord(
+                        name=step.name, title=step.title, key=step.key, cached=True, seconds=0
+                    )
+                )
+                work.stack.append(hit)
+                continue
+            with work.run.timed(step.name, step.title, step.key):
+                item.action(work)
+
+    def _layer(self, step: PlannedStep, work: _Work) -> None:
+        """Run one planned step into a new layer and keep it under the step's key."""
+        started = time.perf_counter()
+        layer = work.layers.new()
+        try:
+            work.steps.apply(step, list(work.stack), layer.tree)
+        except ProcessError as exc:
+            raise BuildError(
+                f"step {step.name} failed: {step.title}\n  {exc.reason}" + exc.quote(exc.stderr)
+            ) from exc
+        seconds = round(time.perf_counter() - started, 3)
+        meta = {"key": step.key, "title": step.title, "seconds": seconds}
+        work.stack.append(work.layers.keep(layer, step.key, meta))
+
+    def _disk_step(self, plan: BuildPlan, layers: LayerCache) -> _Step:
+        """The disk: linked from a published image made of the same layers, else made."""
+        reused = self._published_disk(layers.disk_owner(_disk_key(plan)))
+        if reused is None:
+            return _Step(BuildStep("disk", f"ext4 of {plan.disk_gib} GiB -> qcow2"), self._disk)
+        source, sha256 = reused
+        title = f"the same layers as {source.parent.name[:16]}: linked"
+        return _Step(BuildStep("disk", title), partial(self._link_disk, source, sha256))
+
+    def _link_disk(self, source: Path, sha256: str, work: _Work) -> None:
+        _link_or_copy(source, work.staging / "disk.qcow2")
+        work.disk_sha256 = sha256
+
+    def _disk(self, work: _Work) -> None:
+        """The disk from a kept one brought forward when the step cache is on and one will do,
+        else made whole (and kept for the next build)."""
+        plan = work.plan
+        out = work.staging / "disk.qcow2"
+        disk_key = _disk_key(plan)
+        scratch = work.layers.scratch
+        if not self.settings.step_cache:
+            work.disk_sha256 = make_disk(
+                work.sandbox, work.stack, plan.disk_gib, disk_key, scratch, out
+            )
+            return
+        kept = KeptDisks(self.settings.cache / "kept-disks")
+        recipe = DiskRecipe(
+            base=plan.base.digest,
+            disk_gib=plan.disk_gib,
+            format_version=plan.format_version,
+            layers=tuple(step.key for step in plan.steps),
+        )
+
+        def say(line: str) -> None:
+            work.run.log(line)
+            self.progress(f"  {'':<12} {line.strip()}")
+
+        sha256 = kept.bring_forward(
+            work.sandbox, recipe, work.stack, work.layers.lookup, scratch, out, say
+        )
+        work.disk_sha256 = sha256 or make_disk(
+            work.sandbox,
+            work.stack,
+            plan.disk_gib,
+            disk_key,
+            scratch,
+            out,
+            keep=lambda raw: kept.keep(raw, recipe),
+        )
+
+    def _boot_files(self, work: _Work) -> None:
+        """The base's kernel and initrd, linked: the same for every image of a base."""
+        base = work.planned.base
         for source in (base.vmlinuz, base.initrd):
-            _link_or_copy(source, staging / source.name)
-        (staging / "build.log").write_text("\n".join(run.log_lines) + "\n")
+            _link_or_copy(source, work.staging / source.name)
+
+    def _manifest(self, work: _Work) -> None:
+        """The build log, every artifact's digest, and the manifest: written last, since a
+        staged folder without one is never a finished build."""
+        plan, base, staging = work.plan, work.planned.base, work.staging
+        (staging / "build.log").write_text("\n".join(work.run.log_lines) + "\n")
         artifacts = []
         roles: tuple[tuple[str, Literal["disk", "kernel", "initrd", "log"]], ...] = (
             ("disk.qcow2", "disk"),
@@ -291,7 +484,7 @@ class Builder:
         for name, role in roles:
             path = staging / name
             # The disk was hashed while it was written; the kernel and initrd with the base.
-            known = disk_sha256 if role == "disk" else base.sha256.get(name)
+            known = work.disk_sha256 if role == "disk" else base.sha256.get(name)
             artifacts.append(
                 Artifact(
                     name=name,
@@ -302,7 +495,7 @@ class Builder:
                 )
             )
         formfile = plan.formfile
-        manifest = BuildManifest(
+        work.manifest = BuildManifest(
             build_id=plan.build_id,
             name=formfile.name,
             format_version=plan.format_version,
@@ -319,56 +512,20 @@ class Builder:
             workdir=formfile.workdir,
             kernel_cmdline=base.spec.kernel.cmdline,
             artifacts=tuple(artifacts),
-            steps=tuple(run.records),
-            cache_hits=hits,
-            seconds=round(time.perf_counter() - run.started, 3),
+            steps=tuple(work.run.records),
+            cache_hits=work.hits,
+            seconds=round(time.perf_counter() - work.run.started, 3),
             created=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         )
-        # The manifest is written last: a staged folder without one is never a finished build.
         (staging / "manifest.json").write_text(
-            json.dumps(manifest.model_dump(mode="json"), indent=2) + "\n"
-        )
-        layers.remember_disk(disk_key, plan.build_id)
-        return manifest
-
-    def _make_disk(
-        self,
-        plan: BuildPlan,
-        sandbox: Sandbox,
-        layers: LayerCache,
-        stack: list[Path],
-        disk_key: str,
-        out: Path,
-        run: _Run,
-    ) -> str:
-        """The disk from a kept one brought forward when the step cache is on and one will do,
-        else made whole (and kept for the next build)."""
-        if not self.settings.step_cache:
-            return make_disk(sandbox, stack, plan.disk_gib, disk_key, layers.scratch, out)
-        kept = KeptDisks(self.settings.cache / "kept-disks")
-        recipe = DiskRecipe(
-            base=plan.base.digest,
-            disk_gib=plan.disk_gib,
-            format_version=plan.format_version,
-            layers=tuple(step.key for step in plan.steps),
+            json.dumps(work.manifest.model_dump(mode="json"), indent=2) + "\n"
         )
 
-        def say(line: str) -> None:
-            run.log(line)
-            self.progress(f"  {'':<12} {line.strip()}")
-
-        sha256 = kept.bring_forward(sandbox, recipe, stack, layers.lookup, layers.scratch, out, say)
-        if sha256 is not None:
-            return sha256
-        return make_disk(
-            sandbox,
-            stack,
-            plan.disk_gib,
-            disk_key,
-            layers.scratch,
-            out,
-            keep=lambda raw: kept.keep(raw, recipe),
-        )
+    def _publish(self, work: _Work) -> None:
+        """One rename makes the image visible under its build id; its disk is then the one
+        a later build of the same layers links."""
+        work.image_dir = self.store.publish(work.plan.build_id, work.staging)
+        work.layers.remember_disk(_disk_key(work.plan), work.plan.build_id)
 
     def _published_disk(self, build_id: str | None) -> tuple[Path, str] | None:
         """The disk of a published image and its sha256, when it is still there, whole."""

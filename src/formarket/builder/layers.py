@@ -16,6 +16,8 @@ import shutil
 import uuid
 from pathlib import Path
 
+from formarket.atomicfile import write_atomically
+
 __all__ = ["LayerCache", "NewLayer"]
 
 # Short names keep the overlay mount options (at most a page) able to hold many layers.
@@ -83,9 +85,6 @@ class LayerCache:
         return build_id if key == disk_key else None
 
     def remember_disk(self, disk_key: str, build_id: str) -> None:
-        """Record that `build_id` published the disk of `disk_key` (written whole, renamed)."""
-        final = self.root / "disks" / disk_key[:_NAME]
-        final.parent.mkdir(parents=True, exist_ok=True)
-        partial = final.with_name(f"{final.name}.{uuid.uuid4().hex[:12]}")
-        partial.write_text(f"{disk_key} {build_id}\n")
-        partial.replace(final)
+        """Record that `build_id` published the disk of `disk_key` (a cache: no fsync)."""
+        record = f"{disk_key} {build_id}\n".encode()
+        write_atomically(self.root / "disks" / disk_key[:_NAME], record, durable=False, mode=0o644)

@@ -56,9 +56,9 @@ def remember(
     cache: Path, formfile: Path, context: Path, build_id: str, watched: Iterable[Path]
 ) -> None:
     """Record what a build id was computed from (written atomically)."""
-    path = _record_path(cache, formfile, context)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    from formarket.atomicfile import write_atomically  # start-up: a cache hit never writes
+
     data = {"build_id": build_id, "watched": [_signature(p) for p in dict.fromkeys(watched)]}
-    temp = path.with_suffix(f".{os.getpid()}.tmp")
-    temp.write_text(json.dumps(data))
-    temp.replace(path)
+    # Readable by anyone: a cached build needs no root, though the build that wrote it did.
+    record = json.dumps(data).encode()
+    write_atomically(_record_path(cache, formfile, context), record, durable=False, mode=0o644)

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from formarket.errors import InputError, NotFoundError, UsageError
 from formarket.schemas._base import Document
 from formarket.schemas._types import LISTING_ID_PATTERN
+from formarket.yamldoc import load_yaml
 
 __all__ = ["TEMPLATES_DIR", "Template", "find_templates_dir", "load_templates", "scaffold"]
 
@@ -38,8 +39,6 @@ def find_templates_dir(start: Path) -> Path:
 
 
 def load_templates(folder: Path) -> dict[str, tuple[Template, Path]]:
-    from formarket.yamldoc import load_yaml
-
     found: dict[str, tuple[Template, Path]] = {}
     for meta in sorted(folder.glob("*/template.yaml")):
         try:

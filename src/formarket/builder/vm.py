@@ -12,13 +12,12 @@ from __future__ import annotations
 import socket
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from types import TracebackType
 
 from formarket.builder.manifest import BuildManifest
 from formarket.errors import FormarketError
+from formarket.httpclient import Client, HTTPError
 from formarket.process import Runner, Started
 
 __all__ = ["BOOT_MARKER", "BootError", "RunningVM", "boot", "free_port"]
@@ -75,19 +74,25 @@ class RunningVM:
         body: bytes | None = None,
         timeout: float = 60.0,
     ) -> bytes:
-        """An HTTP request to a forwarded port, retried until the service answers."""
+        """An HTTP request to a forwarded port (a POST when there is a body), retried until
+        the service answers with a success."""
         url = f"http://127.0.0.1:{self.ports[guest_port]}{path}"
-        headers = {"Content-Type": "application/json"} if body is not None else {}
+        method, headers = (
+            ("GET", {}) if body is None else ("POST", {"Content-Type": "application/json"})
+        )
         deadline = time.monotonic() + timeout
-        last: Exception | None = None
-        while time.monotonic() < deadline:
-            request = urllib.request.Request(url, data=body, headers=headers)
-            try:
-                with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - 127.0.0.1 only
-                    data: bytes = response.read()
-                    return data
-            except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
-                last = exc
+        last = "no answer yet"
+        with Client(timeout=10.0) as client:
+            while time.monotonic() < deadline:
+                try:
+                    response = client.request(method, url, content=body, headers=headers)
+                except HTTPError as exc:
+                    last = exc.message
+                else:
+                    if response.is_success:
+                        return response.content
+                    # A service still starting may answer with an error before it is ready.
+                    last = f"status {response.status_code}"
                 time.sleep(0.3)
         raise self._fail(f"{url} did not answer within {timeout:.0f}s ({last})")
 

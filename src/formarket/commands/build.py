@@ -6,17 +6,22 @@ library only) before the builder, pydantic and the parser are imported at all.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from formarket.commands._options import CACHE_OPTION, REPO_OPTION, STORE_OPTION
 from formarket.errors import NotFoundError
+
+if TYPE_CHECKING:
+    from formarket.builder.build import Builder, PlannedBuild
 
 __all__ = ["command"]
 
@@ -106,7 +111,16 @@ def _summary(manifest: dict[str, object], image_dir: Path, cached: bool, seconds
     is_flag=True,
     help="Run every step again and make the disk whole (bases stay cached).",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the build manifest as JSON.")
+@click.option(
+    "--plan",
+    "--dry-run",
+    "plan_only",
+    is_flag=True,
+    help="Show the build id and the steps, without building (a missing base is still made).",
+)
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print the build manifest (or the plan) as JSON."
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
 def command(
     target: str,
@@ -115,6 +129,7 @@ def command(
     repo: Path,
     context: Path | None,
     no_step_cache: bool,
+    plan_only: bool,
     as_json: bool,
     quiet: bool,
 ) -> None:
@@ -126,6 +141,7 @@ def command(
     \b
     Examples:
       formarket build tinyforge/echo-chat
+      formarket build ./my-agent --plan
       formarket build ./my-agent --store /srv/images --json | jq .build_id
     """
     started = time.perf_counter()
@@ -135,7 +151,7 @@ def command(
     cache = cache or store / "cache"
     from formarket.builder import quick
 
-    hit = quick.lookup(cache, store, formfile, context_dir)
+    hit = None if plan_only else quick.lookup(cache, store, formfile, context_dir)
     if hit is not None:
         build_id, raw = hit
         _finish(json.loads(raw), store / "images" / build_id, True, started, as_json, raw)
@@ -156,11 +172,42 @@ def command(
         if not quiet:
             click.echo(line, err=True)
 
-    result = Builder(settings, progress).build(formfile, context_dir)
+    builder = Builder(settings, progress)
+    planned = builder.plan(formfile, context_dir)
+    if plan_only:
+        _show_plan(builder, planned, as_json)
+        return
+    result = builder.execute(planned)
     quick.remember(cache, formfile, context_dir, result.manifest.build_id, result.watched)
     data = result.manifest.model_dump(mode="json")
     raw = (result.image_dir / "manifest.json").read_bytes()
     _finish(data, result.image_dir, result.whole_build_cached, started, as_json, raw)
+
+
+def _show_plan(builder: Builder, planned: PlannedBuild, as_json: bool) -> None:
+    """The planned build id and steps, and what the caches hold of them now."""
+    published = builder.published(planned)
+    steps = builder.steps(planned)
+    if as_json:
+        data = {
+            "build_id": planned.build_id,
+            "name": planned.formfile.name,
+            "base": planned.plan.base.name,
+            "base_digest": planned.plan.base.digest,
+            "published": published,
+            "steps": [dataclasses.asdict(step) for step in steps],
+        }
+        click.echo(json.dumps(data, indent=2))
+        return
+    base = planned.plan.base
+    image = "published: building it is a whole-build cache hit" if published else "not built"
+    lines = [
+        f"plan {planned.formfile.name}: {planned.build_id}",
+        f"  base        {base.name} ({base.digest[:16]})",
+        f"  image       {image}",
+        *(f"  {s.name:<12}{s.title}{'  (cached)' if s.cached else ''}" for s in steps),
+    ]
+    click.echo("\n".join(lines))
 
 
 def _finish(

@@ -195,10 +195,11 @@ def reconcile(
     import json
     import time
 
+    from formarket.farm.celery_app import make_app
     from formarket.farm.operations import celery_enqueue, reconcile_once, run_here
 
     settings = farm_settings(repo, branch, state)
-    enqueue = run_here(settings) if here else celery_enqueue(settings)
+    enqueue = run_here(settings) if here else celery_enqueue(make_app(settings))
     deadline = time.monotonic() + settle
     while True:
         cycle = reconcile_once(settings, enqueue)

@@ -35,8 +35,8 @@ def command(event_path: Path, repo_slug: str | None, repo: Path, branch: str) ->
     The issue's text is only ever read as data: it is re-read from the API, parsed strictly
     and checked in full before anything is committed.
     """
-    from formarket.deploy.github import GitHub
     from formarket.deploy.issue_flow import handle_event
+    from formarket.github import GitHub
 
     settings = farm_settings(repo, branch)
     with GitHub.from_env() as github:

@@ -3,12 +3,10 @@ metered, and committed to git by the flusher as the bot."""
 
 from __future__ import annotations
 
-import http.client
 import json
 import time
 from collections.abc import Callable
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from formarket.errors import NotFoundError
 from formarket.gateway.config import GatewayConfig, StatePaths, default_state_dir
@@ -16,6 +14,7 @@ from formarket.gateway.flush import flush_all
 from formarket.gateway.keys import create_key
 from formarket.gateway.server import ServerThread, build_gateway
 from formarket.gateway.show import render_text, usage_summary
+from formarket.httpclient import Client
 from formarket.market.repository import open_repository
 
 __all__ = ["demo_calls"]
@@ -24,19 +23,14 @@ Echo = Callable[[str], None]
 
 
 def _client(url: str, key: str) -> Callable[..., tuple[int, bytes]]:
-    parts = urlsplit(url)
-
     def call(
         method: str, path: str, body: object = None, token: str | None = None
     ) -> tuple[int, bytes]:
-        conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=30)
         headers = {"Authorization": f"Bearer {token or key}", "Content-Type": "application/json"}
-        try:
-            conn.request(method, path, json.dumps(body) if body is not None else None, headers)
-            response = conn.getresponse()
-            return response.status, response.read()
-        finally:
-            conn.close()
+        content = json.dumps(body).encode() if body is not None else None
+        with Client(url, timeout=30.0) as client:
+            response = client.request(method, path, content=content, headers=headers)
+        return response.status_code, response.content
 
     return call
 

@@ -35,11 +35,10 @@ class DemoFarm:
     settings: FarmSettings
     pool: Connections
     echo: Echo
+    enqueue: operations.Enqueue  # to the local worker's queues
 
     def cycle(self) -> operations.Cycle:
-        return operations.reconcile_once(
-            self.settings, operations.celery_enqueue(self.settings), pool=self.pool
-        )
+        return operations.reconcile_once(self.settings, self.enqueue, pool=self.pool)
 
     def run_until(
         self, done: Callable[[operations.Cycle], bool], what: str, timeout: float = 420.0
@@ -103,8 +102,8 @@ def demo_farm(repo_path: Path, state: Path, echo: Echo) -> Iterator[DemoFarm]:
         )
         echo(f"a private libvirtd ({host.uri}) is the farm's one host: qemu, no KVM needed")
         echo(f"the queue: sqlite files in {state} and one local worker process (no Redis)")
-        with local_worker(settings, concurrency=2):
-            farm = DemoFarm(settings, pool, echo)
+        with local_worker(settings, concurrency=2) as app:
+            farm = DemoFarm(settings, pool, echo, operations.celery_enqueue(app))
             try:
                 yield farm
             finally:

@@ -11,11 +11,11 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from formarket.deploy.github import GitHub
 from formarket.deploy.issue_flow import REQUEST_LABEL, handle_event
 from formarket.deploy.request import DeployOptions, run
 from formarket.errors import FormarketError
 from formarket.farm.settings import FarmSettings
+from formarket.github import GitHub
 from formarket.standins.github import StandIn
 
 __all__ = ["DEMO_DEPLOYER", "demo_requests"]

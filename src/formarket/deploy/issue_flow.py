@@ -30,7 +30,6 @@ from formarket.deploy.checks import (
     issue_seed,
     resolve,
 )
-from formarket.deploy.github import REPO_SLUG, GitHub, Issue, LabelEvent, issue_from_json
 from formarket.deploy.issue_form import FormError, parse_issue_body
 from formarket.deploy.plan import forecast, plan_lines
 from formarket.deploy.values import quote
@@ -38,6 +37,7 @@ from formarket.errors import InputError, NotFoundError, UsageError
 from formarket.farm import desired
 from formarket.farm.hosts import load_inventory
 from formarket.farm.settings import FarmSettings
+from formarket.github import REPO_SLUG, GitHub, Issue, LabelEvent, issue_from_json
 from formarket.market.governance import bot_identity
 from formarket.registry.git_snapshot import open_git_snapshot
 from formarket.schemas.deployment import Deployment, DeploymentRequest, Origin

@@ -1,7 +1,8 @@
 """Building a listing's image for the farm: from the marketplace branch's tip to the store.
 
     read listing.yaml at the branch tip -> export its folder -> plan (the build id)
-      -> [published? done] -> lock the build id -> [published meanwhile? done] -> build, publish
+      -> [published? done] -> lock the build id -> execute that plan
+         ([published meanwhile? done] -> build, publish)
 
 The listing is read from git objects, never from a working tree, so what is built is what was
 merged. Exactly once per build id: a lock file per id in the store keeps two workers on one
@@ -22,12 +23,9 @@ from pathlib import Path
 from dulwich.objects import Blob, Commit, Tree
 from dulwich.repo import Repo
 
-from formarket.builder.basecache import BaseCache
 from formarket.builder.bases import BASES_DIR, find_bases_dir
-from formarket.builder.build import Builder, BuildSettings
-from formarket.builder.context import scan_context
+from formarket.builder.build import Builder, BuildSettings, PlannedBuild
 from formarket.builder.manifest import BuildManifest
-from formarket.builder.plan import copy_sources, plan_build
 from formarket.builder.store import DirectoryStore
 from formarket.errors import InputError, NotFoundError, UsageError
 from formarket.farm import image_index
@@ -35,7 +33,6 @@ from formarket.farm.errors import BuildBusy
 from formarket.farm.settings import FarmSettings, open_market
 from formarket.market.refs import resolve_rev
 from formarket.market.trees import DIR_MODE, subtree
-from formarket.process import Runner
 from formarket.yamldoc import load_yaml
 
 __all__ = ["Progress", "build_listing", "build_lock", "plan_listing"]
@@ -130,10 +127,11 @@ def _bases_dir(repo: Repo, root: Tree, settings: FarmSettings, scratch: Path) ->
 
 def plan_listing(
     settings: FarmSettings, listing_id: str, version: str, scratch: Path
-) -> tuple[Builder, Path, str, str | None]:
-    """Export the listing into `scratch` and plan its build: the builder, the Formfile, the
-    build id and the image index key of the commit it was read from (see `image_index`).
-    Builds the base image when it is not cached yet (once, under its own lock)."""
+) -> tuple[Builder, PlannedBuild, str | None]:
+    """Export the listing into `scratch` and plan its build: the builder, the planned build
+    (its build id included) and the image index key of the commit it was read from (see
+    `image_index`). Builds the base image when it is not cached yet (once, under its own
+    lock)."""
     if not _LISTING_ID.match(listing_id):
         raise UsageError(f"{listing_id!r} is not a listing id", hint="e.g. tinyforge/echo-chat")
     repo = open_market(settings)
@@ -149,7 +147,6 @@ def plan_listing(
         bases_dir = _bases_dir(repo, root, settings, scratch)
     finally:
         repo.close()
-    formfile_path = context / formfile_name
     builder = Builder(
         BuildSettings(
             store=settings.store,
@@ -158,16 +155,7 @@ def plan_listing(
             base_cache=settings.base_cache,
         )
     )
-    # The same planning Builder.build does first: the build id is needed before the lock.
-    formfile, spec, _ = builder.parse(formfile_path)
-    base = BaseCache(builder.settings.base_cache or builder.settings.cache, Runner()).get(spec)
-    found = scan_context(
-        context,
-        copy_sources(formfile),
-        builder.settings.limits,
-        (formfile_path.relative_to(context).as_posix(),),
-    )
-    return builder, formfile_path, plan_build(formfile, found, base.ref()).build_id, key
+    return builder, builder.plan(context / formfile_name, context), key
 
 
 def build_listing(
@@ -189,22 +177,24 @@ def build_listing(
     settings.state.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="build-", dir=settings.state) as scratch:
         report("export", f"{listing_id} {version} from {settings.branch}")
-        planned = plan_listing(settings, listing_id, version, Path(scratch))
-        builder, formfile, build_id, key = planned
-        published = store.manifest_bytes(build_id)
+        builder, planned, key = plan_listing(settings, listing_id, version, Path(scratch))
+        published = store.manifest_bytes(planned.build_id)
         if published is not None:
-            report("cached", build_id)
+            report("cached", planned.build_id)
             if key:
-                image_index.record(store, key, build_id)
+                image_index.record(store, key, planned.build_id)
             return BuildManifest.model_validate_json(published)
-        with build_lock(store.root, build_id, wait=wait):
+        with build_lock(store.root, planned.build_id, wait=wait):
+            # Planning is told only now: an image already published is told as `cached`.
+            for step in planned.planning.steps:
+                report(step.name, step.title)
 
             def forward(line: str) -> None:
                 name, _, detail = line.strip().partition(" ")
                 report(name, detail.strip())
 
             builder.progress = forward
-            manifest = builder.build(formfile, formfile.parent).manifest
+            manifest = builder.execute(planned).manifest
         if key:
             # Tells the reconciler the image exists, without planning the build again.
             image_index.record(store, key, manifest.build_id)

@@ -25,6 +25,7 @@ from celery import Celery
 from kombu import Exchange, Queue
 
 from formarket.farm.settings import FarmSettings
+from formarket.farm.tasks import register_tasks
 
 __all__ = ["BUILD_QUEUE", "DEPLOY_QUEUE", "QUEUES", "make_app", "restore_sweep_seconds"]
 
@@ -59,8 +60,9 @@ def _prepare_embedded(app: Celery) -> None:
     """Create the sqlite broker's tables now, with kombu's models configured while a warning
     it cannot avoid is silenced: kombu's SQLAlchemy models use `lazy="noload"`, which
     SQLAlchemy 2.1 deprecates (once configured, the mappers never warn again)."""
-    from sqlalchemy.exc import SADeprecationWarning
-    from sqlalchemy.orm import configure_mappers
+    # SQLAlchemy is loaded only by a farm on its embedded broker, never by one on Redis.
+    from sqlalchemy.exc import SADeprecationWarning  # start-up
+    from sqlalchemy.orm import configure_mappers  # start-up
 
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", ".*noload.*", SADeprecationWarning)
@@ -73,8 +75,6 @@ def _prepare_embedded(app: Celery) -> None:
 
 def make_app(settings: FarmSettings) -> Celery:
     """The farm's app for `settings`, with its tasks registered by name (`formarket.*`)."""
-    from formarket.farm.tasks import register_tasks
-
     if settings.embedded or not settings.result_backend:
         settings.state.mkdir(parents=True, exist_ok=True)
     app = Celery("formarket", broker=settings.broker, backend=settings.backend)

@@ -17,8 +17,6 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-import httpx
-
 from formarket.builder.manifest import BuildManifest
 from formarket.builder.store import DirectoryStore
 from formarket.builder.vm import free_port
@@ -35,6 +33,7 @@ from formarket.farm.images import (
     remove_deployment_volumes,
 )
 from formarket.farm.libvirt_conn import HostConnection
+from formarket.httpclient import Client, HTTPError
 from formarket.schemas.deployment import Deployment
 
 __all__ = ["HealthError", "Started", "actual", "is_loopback", "start", "stop", "wait_healthy"]
@@ -171,13 +170,13 @@ def wait_healthy(endpoint: str, timeout: float = 120.0, *, interval: float = 0.3
     started = time.monotonic()
     deadline = started + timeout
     last = "no answer yet"
-    with httpx.Client(timeout=5.0) as client:
+    with Client(timeout=5.0) as client:
         while time.monotonic() < deadline:
             for path in ("/health", "/"):
                 try:
                     client.get(endpoint.rstrip("/") + path)
-                except httpx.HTTPError as exc:
-                    last = f"{type(exc).__name__}: {exc}"
+                except HTTPError as exc:
+                    last = exc.message
                     continue
                 return time.monotonic() - started
             time.sleep(interval)

@@ -4,6 +4,10 @@ Each is idempotent and reads what it needs from git (the desired deployments), t
 inventory and libvirt (the actual domains), so a task that runs twice, or after Redis lost
 its queue, does no harm. Connections to hosts live as long as the process (libvirt's test
 driver forgets its domains when its connection closes), in one pool per process.
+
+This module knows nothing of the Celery app: the app's tasks call these functions, and a
+reconcile hands its actions to an `Enqueue` it is given (`celery_enqueue(app)` for the queues,
+`run_here` to do them in this process).
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from dulwich.repo import Repo
 
@@ -25,6 +29,7 @@ from formarket.builder.manifest import BuildManifest
 from formarket.builder.store import DirectoryStore
 from formarket.errors import FormarketError, UsageError
 from formarket.farm import deployer, image_index, status
+from formarket.farm.building import build_listing
 from formarket.farm.configdisk import resolve_secrets
 from formarket.farm.desired import read_deployments
 from formarket.farm.domain import DomainRecord
@@ -38,16 +43,20 @@ from formarket.farm.publish import publish_routes, route_for, routes_for, served
 from formarket.farm.reconcile import Build, Deploy, Domain, Plan, Stop, model_endpoint_for, plan
 from formarket.farm.settings import FarmSettings, open_market
 from formarket.gateway.routes import Route, load_routes, save_routes
+from formarket.github import GitHub
 from formarket.market.refs import resolve_rev
 from formarket.schemas.deployment import Deployment
 
 __all__ = [
     "Actual",
     "Enqueue",
+    "TaskSender",
+    "celery_enqueue",
     "deploy",
     "observe",
     "reconcile",
     "reconcile_once",
+    "run_here",
     "stop",
 ]
 
@@ -56,6 +65,14 @@ _log = logging.getLogger("formarket.farm")
 LEASE_SECONDS = {"deploy": 960.0, "stop": 360.0}
 
 Enqueue = Callable[[Build | Deploy | Stop], None]
+
+
+class TaskSender(Protocol):
+    """What enqueuing needs of the farm's Celery app: sending a task by its name."""
+
+    def send_task(self, name: str, args: Sequence[Any] | None = None) -> object: ...
+
+
 RECONCILE_LEASE = "reconcile"
 RECONCILE_LEASE_SECONDS = 300.0
 
@@ -166,8 +183,6 @@ def deploy(
 ) -> str:
     """Run a deployment on a host and wait until it answers; its endpoint ("" when git no
     longer wants it running)."""
-    from formarket.farm.building import build_listing
-
     pool = pool or connections()
     repo = open_market(settings)
     try:
@@ -358,8 +373,6 @@ def _cycle(
     routes = routes_for(desired, endpoints)
     publish_routes(routes_path(settings), routes)
     if settings.github_repo:
-        from formarket.deploy.github import GitHub
-
         tell_ready_issues(
             settings.state,
             desired,
@@ -403,11 +416,8 @@ def _meter_source() -> str:
     return f"farm/{name or 'farm'}"
 
 
-def celery_enqueue(settings: FarmSettings) -> Enqueue:
-    """Hand actions to the farm's queues by task name."""
-    from formarket.farm.celery_app import make_app
-
-    app = make_app(settings)
+def celery_enqueue(app: TaskSender) -> Enqueue:
+    """Hand actions to the farm's queues by task name, through `app` (`celery_app.make_app`)."""
 
     def enqueue(action: Build | Deploy | Stop) -> None:
         if isinstance(action, Build):
@@ -422,8 +432,6 @@ def celery_enqueue(settings: FarmSettings) -> Enqueue:
 
 def run_here(settings: FarmSettings, pool: Connections | None = None) -> Enqueue:
     """Do each action at once in this process, instead of through the queues."""
-    from formarket.farm.building import build_listing
-
     leases = open_leases(settings.broker_url or "", settings.state)
 
     def execute(action: Build | Deploy | Stop) -> None:
@@ -440,9 +448,10 @@ def run_here(settings: FarmSettings, pool: Connections | None = None) -> Enqueue
     return execute
 
 
-def reconcile(settings: FarmSettings) -> dict[str, Any]:
-    """The reconcile task's body: one cycle through the farm's own queues."""
+def reconcile(settings: FarmSettings, enqueue: Enqueue) -> dict[str, Any]:
+    """The reconcile task's body: one cycle, its actions handed to `enqueue` (the task's own
+    app's queues)."""
     try:
-        return reconcile_once(settings, celery_enqueue(settings)).summary()
+        return reconcile_once(settings, enqueue).summary()
     except ReconcileBusy as exc:
         return {"skipped": exc.message}

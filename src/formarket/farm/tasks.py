@@ -14,12 +14,13 @@ A build reports each step as a PROGRESS state: `AsyncResult(id).info == {"step":
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
-from typing import Any, Protocol, TypeVar, cast
+from typing import Any, TypeVar
 
 from celery import Celery, Task
 
+from formarket.farm import operations
+from formarket.farm.building import build_listing
 from formarket.farm.errors import backoff, is_transient
 from formarket.farm.settings import FarmSettings
 
@@ -31,17 +32,6 @@ PROGRESS = "PROGRESS"
 TIME_LIMITS = {"deploy": 900, "stop": 300, "reconcile": 600, "ping": 30}
 GRACE = 60
 T = TypeVar("T")
-
-
-class _Operations(Protocol):
-    def deploy(self, settings: FarmSettings, deployment_id: str, host: str) -> str: ...
-    def stop(self, settings: FarmSettings, deployment_id: str, host: str | None) -> bool: ...
-    def reconcile(self, settings: FarmSettings) -> dict[str, Any]: ...
-
-
-def _operations() -> _Operations:
-    # Imported when a task runs: a build worker never loads libvirt.
-    return cast(_Operations, importlib.import_module("formarket.farm.operations"))
 
 
 def _retrying(task: Task[Any, Any], work: Callable[[], T]) -> T:
@@ -72,8 +62,6 @@ def register_tasks(app: Celery, settings: FarmSettings) -> None:
         time_limit=settings.build_time_limit + GRACE,
     )
     def build(self: Task[Any, Any], listing_id: str, version: str) -> str:
-        from formarket.farm.building import build_listing
-
         def progress(step: str, detail: str) -> None:
             self.update_state(state=PROGRESS, meta={"step": step, "detail": detail})
 
@@ -93,7 +81,7 @@ def register_tasks(app: Celery, settings: FarmSettings) -> None:
         time_limit=TIME_LIMITS["deploy"] + GRACE,
     )
     def deploy(self: Task[Any, Any], deployment_id: str, host: str) -> str:
-        return _retrying(self, lambda: _operations().deploy(settings, deployment_id, host))
+        return _retrying(self, lambda: operations.deploy(settings, deployment_id, host))
 
     @app.task(
         shared=False,
@@ -105,7 +93,7 @@ def register_tasks(app: Celery, settings: FarmSettings) -> None:
         time_limit=TIME_LIMITS["stop"] + GRACE,
     )
     def stop(self: Task[Any, Any], deployment_id: str, host: str | None = None) -> bool:
-        return _retrying(self, lambda: _operations().stop(settings, deployment_id, host))
+        return _retrying(self, lambda: operations.stop(settings, deployment_id, host))
 
     @app.task(
         shared=False,
@@ -119,7 +107,9 @@ def register_tasks(app: Celery, settings: FarmSettings) -> None:
         time_limit=TIME_LIMITS["reconcile"] + GRACE,
     )
     def reconcile(self: Task[Any, Any]) -> dict[str, Any]:
-        return _retrying(self, lambda: _operations().reconcile(settings))
+        # Its actions go to the queues of the app that runs it.
+        enqueue = operations.celery_enqueue(app)
+        return _retrying(self, lambda: operations.reconcile(settings, enqueue))
 
     @app.task(
         shared=False,

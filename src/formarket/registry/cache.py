@@ -12,13 +12,12 @@ from __future__ import annotations
 import gc
 import hashlib
 import marshal
-import os
-import tempfile
 from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
 from typing import Any
 
+from formarket.atomicfile import writing_atomically
 from formarket.settings import CACHE_DIR
 
 __all__ = ["ResultCache", "code_digest", "default_cache_dir"]
@@ -153,11 +152,8 @@ class ResultCache:
             target = self.path if part == "entries" else self.path.with_suffix(".runs")
             data = self._entries if part == "entries" else self._runs
             try:
-                target.parent.mkdir(parents=True, exist_ok=True)
-                fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
-                with os.fdopen(fd, "wb") as f:
+                with writing_atomically(target, durable=False) as f:
                     marshal.dump((self.salt, data), f)
-                os.replace(tmp, target)
             except OSError:
                 continue  # a cache that cannot be written only costs time next run
         self._dirty.clear()

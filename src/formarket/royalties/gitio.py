@@ -8,15 +8,14 @@ only the commits it has not seen.
 
 from __future__ import annotations
 
-import os
 import pickle
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 from dulwich.objects import ObjectID
 from dulwich.repo import BaseRepo, Repo
 
+from formarket.atomicfile import writing_atomically
 from formarket.market.layout import AGENTS, MODELS, POLICY, REGISTRY
 from formarket.market.refs import first_parent_chain
 from formarket.market.trees import commit_tree, find, list_dir, read_blob
@@ -80,11 +79,8 @@ def _load_cache(path: Path) -> dict[str, PriceBook]:
 
 def _save_cache(path: Path, books: dict[str, PriceBook]) -> None:
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-        with os.fdopen(fd, "wb") as f:
+        with writing_atomically(path, durable=False) as f:
             pickle.dump(((_CACHE_FORMAT, code_digest()), books), f, pickle.HIGHEST_PROTOCOL)
-        os.replace(tmp, path)
     except OSError:
         return  # a cache that cannot be written only costs time next run
 

@@ -20,6 +20,7 @@ from typing import Any
 
 from dulwich.repo import Repo
 
+from formarket.atomicfile import write_atomically
 from formarket.errors import NotFoundError, UsageError
 from formarket.market.repository import open_repository
 from formarket.registry.cache import ResultCache, code_digest, default_cache_dir
@@ -94,10 +95,8 @@ def _load_state(state: Path, name: str) -> Any:
 
 
 def _save_state(state: Path, name: str, value: Any) -> None:
-    state.mkdir(parents=True, exist_ok=True)
-    tmp = state / f"{name}.tmp"
-    tmp.write_text(json.dumps(value, separators=(",", ":")), "utf-8")
-    os.replace(tmp, state / name)
+    data = json.dumps(value, separators=(",", ":")).encode()
+    write_atomically(state / name, data, durable=False, mode=0o644)
 
 
 def _history(root: Path, state: Path) -> tuple[History, Repo | None]:

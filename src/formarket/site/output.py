@@ -8,12 +8,12 @@ that has files but no manifest was not made by `formarket site build` and is nev
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from formarket.atomicfile import write_atomically
 from formarket.errors import UsageError
 from formarket.site.render import Rendered
 
@@ -98,8 +98,7 @@ def write_outputs(out: Path, rendered: Rendered, previous: Mapping[str, str]) ->
             parent.rmdir()
             parent = parent.parent
     manifest = {"format": _FORMAT, "files": dict(sorted(rendered.keys.items()))}
-    tmp = out / f"{_MANIFEST}.tmp"
-    tmp.parent.mkdir(parents=True, exist_ok=True)
-    tmp.write_text(json.dumps(manifest, separators=(",", ":")), "utf-8")
-    os.replace(tmp, out / _MANIFEST)
+    # Readable by whoever serves or builds the site next, as every page is.
+    data = json.dumps(manifest, separators=(",", ":")).encode()
+    write_atomically(out / _MANIFEST, data, durable=False, mode=0o644)
     return WriteStats(written, unchanged, removed)

@@ -1,4 +1,4 @@
-"""A stand-in for GitHub: a small real HTTP server speaking the REST routes `github` uses.
+"""A stand-in for GitHub: a small real HTTP server speaking the REST routes `formarket.github` uses.
 
 It holds issues, comments and label events in memory and writes webhook payloads in the shape
 GitHub documents, so the issue flow runs end to end without the network: in the test suite,

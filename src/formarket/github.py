@@ -1,8 +1,10 @@
-"""The one GitHub REST client: issues, comments, labels and label events, over httpx.
+"""The one GitHub REST client: issues, comments, labels and label events.
 
-The base URL is configurable (`GITHUB_API_URL`, as GitHub Actions sets it) so that tests and
-the demo talk to `formarket.standins.github`, a local server speaking the same routes. httpx's
-errors and GitHub's error statuses are translated into formarket's errors here, where they enter.
+The deployment issue flow (`deploy`) and the farm's comments on ready issues (`farm.notify`)
+both use it, so it stands below both. Requests go through `formarket.httpclient`, which takes a
+transport for tests. The base URL is configurable (`GITHUB_API_URL`, as GitHub Actions sets it)
+so that tests and the demo talk to `formarket.standins.github`, a local server speaking the same
+routes. An unanswered request and GitHub's error statuses become formarket's errors here.
 """
 
 from __future__ import annotations
@@ -13,9 +15,8 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
-import httpx
-
 from formarket.errors import FormarketError, NotFoundError, UsageError
+from formarket.httpclient import Client, HTTPError, Response, Transport
 
 __all__ = ["Comment", "GitHub", "GitHubError", "Issue", "LabelEvent"]
 
@@ -89,20 +90,17 @@ class GitHub:
         base_url: str = DEFAULT_API_URL,
         token: str | None = None,
         *,
-        transport: httpx.BaseTransport | None = None,
+        transport: Transport | None = None,
         timeout: float = 30.0,
     ) -> None:
         headers = {
             "Accept": "application/vnd.github+json",
             "X-GitHub-Api-Version": "2022-11-28",
-            "User-Agent": "formarket",
         }
         if token:
             headers["Authorization"] = f"Bearer {token}"
         self.base_url = base_url.rstrip("/")
-        self._http = httpx.Client(
-            base_url=self.base_url, headers=headers, timeout=timeout, transport=transport
-        )
+        self._http = Client(self.base_url, headers=headers, timeout=timeout, transport=transport)
 
     @classmethod
     def from_env(cls) -> GitHub:
@@ -124,12 +122,12 @@ class GitHub:
     def close(self) -> None:
         self._http.close()
 
-    def _request(self, method: str, path: str, json: Any = None) -> httpx.Response:
+    def _request(self, method: str, path: str, json: Any = None) -> Response:
         try:
             response = self._http.request(method, path, json=json)
-        except httpx.HTTPError as exc:
+        except HTTPError as exc:
             raise GitHubError(
-                f"cannot reach GitHub at {self.base_url}: {exc}",
+                f"cannot reach GitHub at {self.base_url}: {exc.message}",
                 hint="check GITHUB_API_URL and the network",
             ) from exc
         if response.status_code == 404:
