@@ -45,7 +45,7 @@ def _text(value: bytes | str) -> str:
 
 class RedisLeases:
     def __init__(self, url: str) -> None:
-        import redis
+        import redis  # start-up: the embedded farm (sqlite) never loads the Redis client
 
         self._redis = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
 
