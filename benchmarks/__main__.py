@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from benchmarks.figures import Runs, cold_validation, pr_check, revalidation
-from benchmarks.harness import BenchmarkError, source_digest
+from benchmarks.harness import BenchmarkError, compile_sources, source_digest
 from benchmarks.report import render
 from benchmarks.synthetic import SOURCE, generate
 
@@ -56,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         help=f"comma-separated areas to run (default all: registry,{','.join(AREAS)})",
     )
     args = parser.parse_args(argv)
+    compile_sources()
     only = [a.strip() for a in args.only.split(",") if a.strip()]
     unknown = sorted(set(only) - {"registry", *AREAS})
     if unknown:

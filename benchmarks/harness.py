@@ -6,6 +6,7 @@ failing command says nothing.
 
 from __future__ import annotations
 
+import compileall
 import os
 import shutil
 import statistics
@@ -15,6 +16,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import formarket
 
 __all__ = [
     "BenchmarkError",
@@ -76,10 +79,20 @@ def tool(name: str) -> list[str]:
 
 def bench_env() -> dict[str, str]:
     """The environment of every measured command: no cache directory from the caller's
-    environment, so results are cached where the command's own rules say."""
+    environment, so results are cached where the command's own rules say; and Python's
+    compiled modules used, as an installed formarket has them (pip compiles a package when it
+    installs it), whatever the caller's PYTHONDONTWRITEBYTECODE says."""
     env = dict(os.environ)
     env.pop("FORMARKET_CACHE_DIR", None)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     return env
+
+
+def compile_sources() -> None:
+    """Compile formarket's modules before anything is timed, so that no measured command pays
+    for compiling them (a checkout installed in editable mode has no compiled modules until a
+    process writes them)."""
+    compileall.compile_dir(str(Path(formarket.__file__).parent), quiet=1)
 
 
 def run(command: Sequence[str], *, cwd: Path | None = None, expect: int = 0) -> tuple[float, str]:

@@ -101,7 +101,8 @@ def render(syn: Synthetic, generated: float, figures: Sequence[Figure], total: f
         f" each), {syn.publishers} publishers, {syn.solutions} solutions, {syn.files:,} files;"
         f" generated with its git repository in {generated:.1f} s (`benchmarks/synthetic.py`).",
         "- Every time is the wall clock of a whole command in a new process, as a user or CI"
-        " runs it; a command that does not exit 0 stops the benchmarks. Figures, ratios and"
+        " runs it, with formarket's modules compiled as an installed package has them; a"
+        " command that does not exit 0 stops the benchmarks. Figures, ratios and"
         " targets use the best of the runs (other work on a shared machine only ever adds"
         " time; the medians are in each figure's table); ratios compare commands measured in"
         " the same `make bench`, because these machines are noisy: trust the ratios more than"
