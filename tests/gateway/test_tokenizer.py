@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from benchmarks.echo_chat_tokenizer import PATH, PER_MESSAGE, PER_REPLY, render_chat, train
 from hypothesis import given
 from hypothesis import strategies as st
 from tokenizers import Tokenizer
 
-from benchmarks.echo_chat_tokenizer import PATH, PER_MESSAGE, PER_REPLY, render_chat, train
 from formarket.errors import InputError
 from formarket.gateway.routes import Route, RouteTokenizer
 from formarket.gateway.tokenizer import (

@@ -133,17 +133,17 @@ def _index(state_dir: Path) -> dict[str, RouteTokenizer | None]:
 
 def _lookup(
     read: Callable[[str], bytes | None], listing_id: str, version: str, state_dir: Path
-) -> RouteTokenizer | None | bool:
-    """The tokenizer of the listing at `version` as the tip has it, stocked in the state
-    folder; False when the tip holds another version (it cannot be known from here)."""
+) -> tuple[bool, RouteTokenizer | None]:
+    """Whether the tip holds the listing at `version` (otherwise its tokenizer cannot be known
+    from here), and its tokenizer, stocked in the state folder."""
     folder = f"registry/models/{listing_id}"
     raw = read(f"{folder}/listing.yaml")
     data = load_yaml(raw, f"{folder}/listing.yaml").data if raw is not None else None
     if not isinstance(data, dict) or str(data.get("version")) != version:
-        return False
+        return False, None
     declared = data.get("tokenizer")
     if declared is None:
-        return None
+        return True, None
     spec = TokenizerFile.model_validate(declared)
     content = read(f"{folder}/{spec.file}")
     if content is None or len(content) > MAX_TOKENIZER_BYTES:
@@ -153,7 +153,7 @@ def _lookup(
     if not target.exists():
         target.parent.mkdir(parents=True, exist_ok=True)
         write_atomically(target, content, mode=0o644)
-    return RouteTokenizer(sha256=sha, per_message=spec.per_message, per_reply=spec.per_reply)
+    return True, RouteTokenizer(sha256=sha, per_message=spec.per_message, per_reply=spec.per_reply)
 
 
 def stock_tokenizers(
@@ -176,13 +176,12 @@ def stock_tokenizers(
             found[ref] = index[key]
             continue
         try:
-            looked = _lookup(read, ref[0], ref[1], state_dir)
+            known, looked = _lookup(read, ref[0], ref[1], state_dir)
         except (FormarketError, ValidationError, OSError) as exc:
             _log.warning("%s counts by the estimate: %s", key, exc)
             continue
-        if looked is False:
+        if not known:
             continue
-        assert not isinstance(looked, bool)
         found[ref] = index[key] = looked
         learned = True
     if learned:

@@ -177,9 +177,7 @@ def counter_for_route(
         return None
     path = tokenizer_path(state_dir, declared.sha256)
     try:
-        found = _counter(
-            declared.sha256, declared.per_message, declared.per_reply, path.read_bytes
-        )
+        found = _counter(declared.sha256, declared.per_message, declared.per_reply, path.read_bytes)
     except (OSError, InputError) as exc:
         _failed[declared.sha256] = clock()
         _log.warning("%s counts by the estimate: %s", route.deployment, exc)
