@@ -98,7 +98,7 @@ def test_embeddings_count_each_inputs_encoding(counter: TokenizerCounter) -> Non
 
 
 def test_a_chat_counts_its_rendered_template(counter: TokenizerCounter) -> None:
-    for end in range(len(MESSAGES) + 1):
+    for end in range(1, len(MESSAGES) + 1):
         chat = MESSAGES[:end]
         counted = sum(counter.text(content) for _, content in chat) + counter.chat_overhead(
             len(chat)
@@ -126,18 +126,26 @@ def test_counting_never_raises_and_stays_within_the_bytes(text: str) -> None:
     assert (tokens == 0) == (text == "")
 
 
-@given(st.lists(st.tuples(st.sampled_from(["system", "user", "assistant"]), st.text())))
+@given(
+    st.lists(st.tuples(st.sampled_from(["system", "user", "assistant"]), st.text()), min_size=1)
+)
 def test_a_chat_is_its_pieces_plus_the_template(messages: list[tuple[str, str]]) -> None:
     counter = load_counter(DATA, PER_MESSAGE, PER_REPLY)
     counted = sum(counter.text(c) for _, c in messages) + counter.chat_overhead(len(messages))
     assert counted == encoded(render_chat(messages))
 
 
-@given(st.integers(0, 1000), st.integers(0, 1000))
+@given(st.integers(1, 1000), st.integers(1, 1000))
 def test_template_overhead_adds_up_by_message(a: int, b: int) -> None:
     counter = load_counter(DATA, 4, 2)
+    # Each message adds its own; the reply is opened once.
     assert counter.chat_overhead(a + b) == counter.chat_overhead(a) + counter.chat_overhead(b) - 2
-    assert counter.chat_overhead(-1) == counter.chat_overhead(0) == 2
+    assert counter.chat_overhead(a) == 4 * a + 2
+
+
+def test_no_messages_no_overhead() -> None:
+    counter = load_counter(DATA, 4, 2)
+    assert counter.chat_overhead(0) == counter.chat_overhead(-1) == 0
 
 
 def test_a_tokenizer_is_loaded_once_per_digest() -> None:

@@ -12,8 +12,8 @@ How a call is counted with a tokenizer (the rules the gateway's meter follows):
   encoding: a chat template encodes each message's content between its role markers, so the
   pieces of a request add up;
 - a chat request adds `chat_overhead(messages)`: `per_message` for each message and
-  `per_reply` once for the reply's opening, as the listing declared them; completions and
-  embeddings add nothing;
+  `per_reply` once for the reply's opening, as the listing declared them (nothing for a
+  request without messages); completions and embeddings add nothing;
 - a piece never counts more tokens than it has UTF-8 bytes (the gateway's own bound; the
   registry refuses tokenizers that exceed it on its sample, and this holds on any text), and
   a text the tokenizer fails on is counted by the byte estimate rather than raising.
@@ -108,7 +108,8 @@ class TokenizerCounter:
         return min(tokens, size)
 
     def chat_overhead(self, messages: int) -> int:
-        return self.per_message * max(messages, 0) + self.per_reply
+        # No messages, no chat: nothing to wrap and no reply to open (as the estimate counts).
+        return self.per_message * messages + self.per_reply if messages > 0 else 0
 
 
 _lock = threading.Lock()
