@@ -126,9 +126,7 @@ def test_counting_never_raises_and_stays_within_the_bytes(text: str) -> None:
     assert (tokens == 0) == (text == "")
 
 
-@given(
-    st.lists(st.tuples(st.sampled_from(["system", "user", "assistant"]), st.text()), min_size=1)
-)
+@given(st.lists(st.tuples(st.sampled_from(["system", "user", "assistant"]), st.text()), min_size=1))
 def test_a_chat_is_its_pieces_plus_the_template(messages: list[tuple[str, str]]) -> None:
     counter = load_counter(DATA, PER_MESSAGE, PER_REPLY)
     counted = sum(counter.text(c) for _, c in messages) + counter.chat_overhead(len(messages))
