@@ -234,3 +234,15 @@ def test_a_file_that_is_not_its_digest_is_not_used(tmp_path: Path) -> None:
     path.write_bytes(DATA)
     route = _route(RouteTokenizer(sha256=fake, per_message=4, per_reply=2))
     assert counter_for_route(route, tmp_path) is None
+
+
+def test_recent_counts_are_kept_within_bounds() -> None:
+    counter = load_counter(DATA, 4, 2)
+    texts = [f"message number {i}: {'x' * (i % 7)}" for i in range(1000)]
+    first = [counter.text(t) for t in texts]
+    # Counted again, as a call counts its answer piece by piece and then whole: the same.
+    assert [counter.text(t) for t in texts] == first == [encoded(t) for t in texts]
+    assert len(counter._memo) <= 256
+    long = "word " * 5000
+    assert counter.text(long) == encoded(long)
+    assert long not in counter._memo

@@ -60,6 +60,10 @@ _RETRY_SECONDS = 5.0
 # The byte estimate's bytes per token, for text a tokenizer fails on.
 _BYTES_PER_TOKEN = 4
 _SURROGATE = re.compile("[\ud800-\udfff]")
+# Recent counts by text: a call counts its answer as it arrives and again whole, and a chat
+# sends its whole history again on every turn. Bounded in entries and in each text's length.
+_MEMO_ENTRIES = 256
+_MEMO_CHARS = 16 << 10
 
 
 class Counter(Protocol):
@@ -76,10 +80,11 @@ class Counter(Protocol):
 class TokenizerCounter:
     """Counts with one tokenizer and one chat template's overhead (see the module's rules)."""
 
-    __slots__ = ("_encode", "_method", "per_message", "per_reply", "sha256")
+    __slots__ = ("_encode", "_memo", "_method", "per_message", "per_reply", "sha256")
 
     def __init__(self, tokenizer: Tokenizer, sha256: str, per_message: int, per_reply: int):
         self._encode = tokenizer.encode
+        self._memo: dict[str, int] = {}
         self.sha256 = sha256
         self.per_message = per_message
         self.per_reply = per_reply
@@ -92,6 +97,18 @@ class TokenizerCounter:
     def text(self, text: str) -> int:
         if not text:
             return 0
+        memo = self._memo
+        known = memo.get(text)
+        if known is not None:
+            return known
+        tokens = self._count(text)
+        if len(text) <= _MEMO_CHARS:
+            if len(memo) >= _MEMO_ENTRIES:
+                memo.clear()
+            memo[text] = tokens
+        return tokens
+
+    def _count(self, text: str) -> int:
         if text.isascii():
             size = len(text)
         else:
