@@ -246,3 +246,27 @@ def test_recent_counts_are_kept_within_bounds() -> None:
     long = "word " * 5000
     assert counter.text(long) == encoded(long)
     assert long not in counter._memo
+
+
+def test_padding_and_truncation_in_the_file_do_not_change_counts() -> None:
+    settings = json.loads(DATA)
+    settings["padding"] = {
+        "strategy": {"Fixed": 512},
+        "direction": "Right",
+        "pad_to_multiple_of": None,
+        "pad_id": 0,
+        "pad_type_id": 0,
+        "pad_token": "<|end|>",
+    }
+    settings["truncation"] = {
+        "direction": "Right",
+        "max_length": 3,
+        "strategy": "LongestFirst",
+        "stride": 0,
+    }
+    padded = Tokenizer.from_str(json.dumps(settings))
+    # As the file says: cut to 3 tokens, then padded to 512, for any text.
+    assert len(padded.encode("hi", add_special_tokens=False).ids) == 512
+    counter = load_counter(json.dumps(settings).encode(), 4, 2)
+    for text in CORPUS:
+        assert counter.text(text) == encoded(text)

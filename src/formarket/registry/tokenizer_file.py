@@ -56,6 +56,10 @@ def parse_tokenizer(data: bytes, where: str) -> Tokenizer:
         raise InputError(f"{where}: not UTF-8 JSON", hint="save the tokenizer as UTF-8") from exc
     try:
         tokenizer = Tokenizer.from_str(text)
+        # Padding and truncation are settings for batches fed to a model, not text: padding
+        # to a fixed length would bill every call that length.
+        tokenizer.no_padding()
+        tokenizer.no_truncation()
         for sample in SAMPLE:
             tokens = len(tokenizer.encode(sample, add_special_tokens=False))
             if tokens > len(sample.encode("utf-8")):
