@@ -62,7 +62,7 @@ __all__ = ["TARGET_SECONDS", "reconcile_cycle"]
 
 SOURCE = Path(__file__).resolve().parent.parent
 TARGET_SECONDS = 5.0
-MODEL = ("tinyforge/echo-chat", "1.0.0")
+MODEL = ("tinyforge/echo-chat", "1.1.0")
 AGENT = ("tinyforge/faq-bot", "1.0.0")
 # (vCPUs, memory MiB, GPUs, how many) of the 50 hosts.
 _HOSTS: tuple[tuple[int, int, dict[str, int], int], ...] = (

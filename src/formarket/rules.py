@@ -539,6 +539,27 @@ _REGISTRY: tuple[Rule, ...] = (
         _lines("# registry/governance.yaml", "maintainers: []"),
         _lines("maintainers: [mara-maintainer]", "bot: formarket-bot"),
     ),
+    Rule(
+        "REG028",
+        Severity.ERROR,
+        "the model's tokenizer cannot be used",
+        "A model listing that declares `tokenizer` has its calls counted by the gateway with"
+        " that file, a Hugging Face tokenizer.json in the listing's folder, so the file must be"
+        " there, at most 10 MiB, and one the `tokenizers` library loads. The publisher is paid"
+        " by the token and writes the file, so it must also count a fixed sample of text"
+        " (English, accented, CJK, emoji, code) at no more than one token per UTF-8 byte, as"
+        " every real tokenizer does. Without a usable tokenizer the gateway would have to fall"
+        " back to estimates while the listing's page promised exact counts.",
+        _lines(
+            "# listing.yaml, with no tokenizer.json beside it",
+            "tokenizer: {file: tokenizer.json, per_message: 4, per_reply: 2}",
+        ),
+        _lines(
+            "# copy the model's own tokenizer.json into the listing's folder, or leave out",
+            "# `tokenizer` (the gateway then estimates counts, and the page says so)",
+            "tokenizer: {file: tokenizer.json, per_message: 4, per_reply: 2}",
+        ),
+    ),
 )
 
 _FORMFILE: tuple[Rule, ...] = (

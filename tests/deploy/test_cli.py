@@ -32,9 +32,9 @@ def test_dry_run_prints_the_plan_and_commits_nothing(market: FarmSettings) -> No
 
     assert result.exit_code == 0, result.output
     assert "build  dep-" in result.output
-    assert "tinyforge/echo-chat@1.0.0 (model)" in result.output
+    assert "tinyforge/echo-chat@1.1.0 (model)" in result.output
     assert "tinyforge/faq-bot@1.0.0: USD 0.001 per request" in result.output
-    assert "tinyforge/echo-chat@1.0.0: free" in result.output
+    assert "tinyforge/echo-chat@1.1.0: free" in result.output
     assert "Dry run: nothing was committed." in result.output
     assert tip(market) == before
 
@@ -82,7 +82,7 @@ def test_a_model_alone(market: FarmSettings) -> None:
     (dep,) = plan["deployments"]
     assert (dep["kind"], dep["listing"]["id"]) == ("model", "tinyforge/echo-chat")
     assert plan["prices"] == [
-        {"listing": "tinyforge/echo-chat@1.0.0", "currency": None, "per_unit": []}
+        {"listing": "tinyforge/echo-chat@1.1.0", "currency": None, "per_unit": []}
     ]
     assert list(deployments(market)) == [dep["id"]]
 

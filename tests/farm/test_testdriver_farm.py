@@ -8,6 +8,7 @@ from __future__ import annotations
 import random
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -21,11 +22,22 @@ from formarket.farm.leases import open_leases
 from formarket.farm.libvirt_conn import Connections, HostConnection, HostUnreachable
 from formarket.farm.settings import FarmSettings
 from formarket.gateway.routes import load_routes
+from formarket.gateway.tokenizer import tokenizer_path
 from formarket.market.governance import bot_identity
+from formarket.schemas.deployment import Deployment
 from formarket.standins.libvirt_test import write_test_host
 from tests.builder.conftest import shared_cache
-from tests.farm.factories import deployment
+from tests.farm import factories
 from tests.redis_server import RedisServer
+
+# The starter registry's versions, which these farms build from git.
+VERSIONS = {"tinyforge/echo-chat": "1.1.0", "tinyforge/faq-bot": "1.0.0"}
+
+
+def deployment(dep_id: str, **fields: Any) -> Deployment:
+    listing = fields.get("listing", "tinyforge/echo-chat")
+    return factories.deployment(dep_id, version=VERSIONS[listing], **fields)
+
 
 # Room for all but some GPU work, and for a dead host's deployments on the others.
 SIZES = [
@@ -205,6 +217,13 @@ def test_redis_losing_everything_loses_no_work(
         submit(marketplace, "main", [deployment(f"dep-run{i}") for i in range(4)], "four", bot)
         farm.settle()  # in this process: built, and four domains run
         assert len(farm.placed()) == 4
+        # Each is routed with echo-chat's tokenizer, copied where the gateway looks for it.
+        routes = load_routes(operations.routes_path(farm.settings)).routes
+        assert len(routes) == 4
+        for route in routes:
+            assert route.tokenizer is not None
+            state = operations.routes_path(farm.settings).parent
+            assert tokenizer_path(state, route.tokenizer.sha256).exists()
         submit(marketplace, "main", [deployment(f"dep-new{i}") for i in range(6)], "six", bot)
         to_queue = operations.celery_enqueue(make_app(farm.settings))
         handed = farm.cycle(to_queue)

@@ -54,6 +54,10 @@ def make_registry(root: Path, extra: Mapping[str, bytes] | None = None) -> Path:
     """The starter registry as a git repository on `main`, with a second commit that
     publishes a new version of tinyforge/echo-chat."""
     files = import_tree(ROOT, ("registry", "schemas", "builder"))
+    # History starts at 1.0.0, whatever the starter listing's own version is.
+    start = files[BUMPED].decode()
+    version = next(line for line in start.splitlines() if line.startswith("version: "))
+    files[BUMPED] = bump(start, version.removeprefix("version: "), "1.0.0")
     files.update(extra or {})
     repo = Repo.init(str(root), mkdir=True)
     repo.refs.set_symbolic_ref(Ref(b"HEAD"), Ref(b"refs/heads/main"))
@@ -61,9 +65,7 @@ def make_registry(root: Path, extra: Mapping[str, bytes] | None = None) -> Path:
     repo.get_worktree().reset_index()
     repo.close()
     listing = (root / BUMPED).read_text()
-    version = next(line for line in listing.splitlines() if line.startswith("version: "))
-    old = version.removeprefix("version: ")
-    commit(root, {BUMPED: bump(listing, old, "1.1.0")}, "echo-chat 1.1.0")
+    commit(root, {BUMPED: bump(listing, "1.0.0", "1.1.0")}, "echo-chat 1.1.0")
     return root
 
 

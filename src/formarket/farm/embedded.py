@@ -3,7 +3,7 @@
 `formarket demo` and tests run the farm on one machine with it:
 
     with local_worker(settings, queues=("build", "deploy"), concurrency=1) as app:
-        build_id = app.send_task("formarket.build", ("tinyforge/echo-chat", "1.0.0")).get()
+        build_id = app.send_task("formarket.build", ("tinyforge/echo-chat", "1.1.0")).get()
 
 The worker is `formarket farm worker` started through formarket.process, so it is the same
 worker an operator runs; it is ready when it has answered a ping through its first queue.

@@ -39,7 +39,14 @@ from formarket.farm.leases import Leases, open_leases
 from formarket.farm.libvirt_conn import Connections, HostError
 from formarket.farm.metering import meter_running
 from formarket.farm.notify import tell_ready_issues
-from formarket.farm.publish import publish_routes, route_for, routes_for, served_by
+from formarket.farm.publish import (
+    publish_routes,
+    route_for,
+    routes_for,
+    served_by,
+    stock_tokenizers,
+    tip_reader,
+)
 from formarket.farm.reconcile import Build, Deploy, Domain, Plan, Stop, model_endpoint_for, plan
 from formarket.farm.settings import FarmSettings, open_market
 from formarket.gateway.routes import Route, load_routes, save_routes
@@ -187,6 +194,9 @@ def deploy(
     repo = open_market(settings)
     try:
         desired = read_deployments(repo, settings.branch)
+        tokenizers = stock_tokenizers(
+            tip_reader(repo, settings.branch), desired, status.gateway_state(settings).root
+        )
     finally:
         repo.close()
     deployment = desired.get(deployment_id)
@@ -213,7 +223,7 @@ def deploy(
         if endpoint and not conn.is_test:
             deployer.wait_healthy(endpoint, health_timeout)
         if endpoint:
-            _add_route(settings, route_for(deployment, endpoint, desired))
+            _add_route(settings, route_for(deployment, endpoint, desired, tokenizers))
         _log.info("%s runs on %s at %s", deployment_id, host_name, endpoint or "(no port)")
         return endpoint
     finally:
@@ -338,6 +348,9 @@ def _cycle(
     try:
         desired = read_deployments(repo, settings.branch, problems=problems)
         has_image = _has_images(repo, settings, desired)
+        tokenizers = stock_tokenizers(
+            tip_reader(repo, settings.branch), desired, status.gateway_state(settings).root
+        )
     finally:
         repo.close()
     actual = observe(hosts.hosts, pool)
@@ -370,7 +383,7 @@ def _cycle(
         for dep_id, domain in the_plan.running.items()
         if domain.endpoint is not None
     }
-    routes = routes_for(desired, endpoints)
+    routes = routes_for(desired, endpoints, tokenizers)
     publish_routes(routes_path(settings), routes)
     if settings.github_repo:
         tell_ready_issues(

@@ -36,12 +36,23 @@ __all__ = [
     "FileRouteTable",
     "Route",
     "RouteTable",
+    "RouteTokenizer",
     "Routes",
     "RoutesFile",
     "load_routes",
     "resolve",
     "save_routes",
 ]
+
+
+class RouteTokenizer(Document):
+    """The model's tokenizer, which the gateway counts the route's calls with: the file's
+    SHA-256 (the farm copies it to `tokenizers/<sha256>.json` in the gateway's state folder)
+    and its chat template's overhead, as the listing declares them."""
+
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    per_message: int = Field(ge=0, le=8)
+    per_reply: int = Field(ge=0, le=16)
 
 
 class Route(Document):
@@ -61,6 +72,10 @@ class Route(Document):
         max_length=256,
         description="The model name the deployment's server expects; the caller's is passed"
         " through when unset.",
+    )
+    tokenizer: RouteTokenizer | None = Field(
+        default=None,
+        description="The model's tokenizer; without one, the route's counts are estimates.",
     )
 
     @field_validator("endpoint")

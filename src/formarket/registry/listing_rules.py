@@ -64,6 +64,12 @@ def listing_findings(
         )
     out.extend(_formfile_findings(listing, doc, folder, files, read, known_bases, known_gpus))
     out.extend(_pricing_findings(listing, doc))
+    if isinstance(listing, ModelListing) and listing.tokenizer is not None:
+        from formarket.registry.tokenizer_file import (  # start-up: the tokenizers library
+            tokenizer_findings,
+        )
+
+        out.extend(tokenizer_findings(listing, doc, folder, files, read))
     if isinstance(listing, AgentListing) and listing.settings_schema is not None:
         schema = listing.settings_schema
         valid = jsonschema_rs.meta.is_valid(schema)

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
         Links,
         Listing,
         ModelListing,
+        TokenizerFile,
         WeightFile,
     )
     from formarket.schemas.pricing import (
@@ -61,6 +62,7 @@ _MODULE_OF = {
     "Solution": "formarket.schemas.solution",
     "SubscriptionPricing": "formarket.schemas.pricing",
     "SubscriptionTier": "formarket.schemas.pricing",
+    "TokenizerFile": "formarket.schemas.listing",
     "WeightFile": "formarket.schemas.listing",
 }
 
@@ -96,5 +98,6 @@ __all__ = [
     "Solution",
     "SubscriptionPricing",
     "SubscriptionTier",
+    "TokenizerFile",
     "WeightFile",
 ]

@@ -29,6 +29,7 @@ __all__ = [
     "Listing",
     "ModelListing",
     "ModelTask",
+    "TokenizerFile",
     "WeightFile",
 ]
 
@@ -136,6 +137,32 @@ class WeightFile(Document):
     size_bytes: int = Field(ge=1, description="Size in bytes.")
 
 
+class TokenizerFile(Document):
+    """The model's own tokenizer, with which the gateway counts the tokens it bills.
+
+    The template's overheads are bounded by what the gateway believes any chat template spends
+    (8 tokens per message, 16 for the reply's opening): a listing is paid by the token, so what
+    it declares here is capped where the gateway's own bound is.
+    """
+
+    file: RelativePath = Field(
+        default="tokenizer.json",
+        description="A Hugging Face `tokenizer.json` in the listing's folder (at most 10 MiB).",
+    )
+    per_message: int = Field(
+        ge=0,
+        le=8,
+        description="Tokens the chat template adds around each message (role markers,"
+        " separators, end of turn).",
+    )
+    per_reply: int = Field(
+        ge=0,
+        le=16,
+        description="Tokens the chat template adds once per request to open the reply (such as"
+        " `<|im_start|>assistant` and its newline).",
+    )
+
+
 class ModelListing(_ListingBase):
     """A model: weights plus a server that exposes them over an OpenAI-compatible API."""
 
@@ -153,6 +180,11 @@ class ModelListing(_ListingBase):
     context_length: int | None = Field(default=None, ge=1, le=10_000_000)
     languages: tuple[str, ...] = Field(default=(), description="ISO 639-1 codes.")
     weights: tuple[WeightFile, ...] = Field(default=(), max_length=64)
+    tokenizer: TokenizerFile | None = Field(
+        default=None,
+        description="The model's tokenizer. Without one, the gateway's token counts are"
+        " estimates from the text's bytes, and the listing's page says so.",
+    )
 
 
 class AgentTool(Document):

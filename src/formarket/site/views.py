@@ -387,7 +387,20 @@ def listing_view(entry: Entry, catalog: Catalog, compat: Compatibility) -> dict[
         "versions_note": versions_note,
         "api_url": f"/api/v1/{entry.kind}s/{entry.id}.json",
         "formfile": entry.formfile,
+        "tokenizer": _tokenizer(entry.kind, data),
         "toc": toc,
+    }
+
+
+def _tokenizer(kind: str, data: Mapping[str, Any]) -> dict[str, Any] | None:
+    """How the gateway counts this listing's tokens: with its tokenizer, or None (estimates)."""
+    declared = data.get("tokenizer") if kind == "model" else None
+    if not isinstance(declared, Mapping):
+        return None
+    return {
+        "file": str(declared.get("file", "tokenizer.json")),
+        "per_message": declared.get("per_message"),
+        "per_reply": declared.get("per_reply"),
     }
 
 
