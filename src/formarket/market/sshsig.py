@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
 import struct
 from pathlib import Path
 
@@ -22,6 +23,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import (
     Encoding,
+    NoEncryption,
+    PrivateFormat,
     PublicFormat,
     load_ssh_private_key,
     load_ssh_public_key,
@@ -32,6 +35,7 @@ from formarket.errors import InputError
 
 __all__ = [
     "load_private_key",
+    "new_key",
     "parse_public_line",
     "public_line",
     "sign",
@@ -90,6 +94,18 @@ def load_private_key(path: Path) -> Ed25519PrivateKey:
             hint="the bot signs with ed25519 only: `ssh-keygen -t ed25519 -N '' -f PATH`",
         )
     return key
+
+
+def new_key(path: Path, comment: str = "formarket-bot") -> str:
+    """Make an ed25519 key, write its private half to `path` (readable by its owner only, as
+    ssh-keygen leaves it) and return its public line."""
+    key = Ed25519PrivateKey.generate()
+    data = key.private_bytes(Encoding.PEM, PrivateFormat.OpenSSH, NoEncryption())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "wb") as f:
+        f.write(data)
+    return f"{public_line(key)} {comment}"
 
 
 def public_line(key: Ed25519PrivateKey) -> str:

@@ -127,7 +127,7 @@ def _refuse_broken(history: History) -> None:
         closer = history.commits[history.closes[period][0]].decode()[:12]
         culprit = history.commits[position].decode()
         raise FormarketError(
-            f"royalties/{period}/ was changed or removed by commit {culprit[:12]} after"
+            f"USG019 royalties/{period}/ was changed or removed by commit {culprit[:12]} after"
             f" {closer} closed it: a closed period never changes and is never paid again",
             hint=f"restore it: `git checkout {closer} -- royalties/{period}` and commit; see"
             " `formarket royalties verify --all`",
@@ -472,8 +472,8 @@ def _verify_closed(
                 computed.files,
                 at_tip,
                 base,
-                f" at the tip: commit {culprit} changed it after {closer.decode()[:12]} closed"
-                f" {period}",
+                f" at the tip (USG019): commit {culprit} changed it after"
+                f" {closer.decode()[:12]} closed {period}",
             )
         )
     return differences
