@@ -82,8 +82,8 @@ FAMILIES: tuple[Family, ...] = (
         " no royalty. It stays in git as it was, and the close lists it with its file and line"
         " in royalties/YYYY-MM/summary.json and README.md; the good lines around it still"
         " count. A file rewritten or deleted after a close read it (USG015, USG016) is"
-        " reported the same way, and what that close counted stays counted. USG019 is an"
-        " error: a closed period that a later commit changed stops the next close.",
+        " reported the same way, and what that close counted stays counted; so is a closed period"
+        " changed after its close (USG019), which also stops the next close until restored.",
     ),
 )
 
@@ -1063,22 +1063,6 @@ _USAGE: tuple[Rule, ...] = (
         raised_by="`formarket royalties close`, from the history of each usage file",
     ),
     Rule(
-        "USG019",
-        Severity.ERROR,
-        "a closed period was changed or removed after its close",
-        "A closed period never changes and is never paid again. `close` and `verify` find"
-        " every close in the branch's first-parent history, not only at the tip: when a later"
-        " commit changes or removes royalties/YYYY-MM/, `verify` reports it, naming that commit,"
-        " and `close` refuses to run until the period is restored; the period is never closed"
-        " again, and the next close takes its balances from the close as it was committed.",
-        _lines("git rm -r royalties/2026-10 && git commit -m 'clean up'"),
-        _lines(
-            "git checkout <the closing commit> -- royalties/2026-10",
-            "git commit -m 'Restore the close of 2026-10'",
-        ),
-        raised_by="`formarket royalties close` (refuses) and `formarket royalties verify`",
-    ),
-    Rule(
         "USG018",
         Severity.SET_ASIDE,
         "an event holds more than a gateway can produce",
@@ -1088,6 +1072,23 @@ _USAGE: tuple[Rule, ...] = (
         " any of them is set aside, never paid.",
         _lines('{"type": "dev.formarket.usage.call", "data": {"output_tokens": 1000000000000}}'),
         _lines('{"type": "dev.formarket.usage.call", "data": {"output_tokens": 512}}'),
+    ),
+    Rule(
+        "USG019",
+        Severity.SET_ASIDE,
+        "a closed period was changed or removed after its close",
+        "A closed period never changes and is never paid again. `close` and `verify` find"
+        " every close in the branch's first-parent history, not only at the tip: when a later"
+        " commit changes or removes royalties/YYYY-MM/, the change is set aside (the close as"
+        " it was committed stays the record: its balances open the next period), `verify`"
+        " reports it naming that commit, and `close` stops until the period is restored. The"
+        " period is never closed, or paid, again.",
+        _lines("git rm -r royalties/2026-10 && git commit -m 'clean up'"),
+        _lines(
+            "git checkout <the closing commit> -- royalties/2026-10",
+            "git commit -m 'Restore the close of 2026-10'",
+        ),
+        raised_by="`formarket royalties close` (refuses) and `formarket royalties verify`",
     ),
 )
 

@@ -66,29 +66,6 @@ class History:
             self.royalties_tree,
         )
 
-    def position(self, commit_id: ObjectID) -> int | None:
-        """Where `commit_id` stands in the history (0 is the root); None when not in it."""
-        # Searched from the tip: the commits asked about are usually recent ones.
-        for index in range(len(self.commits) - 1, -1, -1):
-            if self.commits[index] == commit_id:
-                return index
-        return None
-
-    def cut(self, commit_id: ObjectID) -> History:
-        """The index up to `commit_id`, a commit of this history."""
-        end = self.position(commit_id)
-        if end is None:
-            raise KeyError(commit_id)
-        return History(
-            self.commits[: end + 1],
-            {k: v for k, v in self.usage.items() if v <= end},
-            {k: v for k, v in self.untrusted.items() if k <= end},
-            {k: v for k, v in self.closes.items() if v[0] <= end},
-            {},  # not needed of a cut: a close reads usage, never later changes
-            None,
-            None,
-        )
-
 
 def extend(repo: BaseRepo, history: History | None, tip: ObjectID) -> History:
     """The index of `tip`'s first-parent history, from `history` when its tip is on it (a new
@@ -166,7 +143,7 @@ def _closes(
 
 
 class _Judge:
-    """Whether a commit's usage is the bot's; governance.yaml read once per version."""
+    """Whether a commit's usage is the bot's (asked only of commits that bring usage)."""
 
     def __init__(self, repo: BaseRepo) -> None:
         self.repo = repo

@@ -243,12 +243,19 @@ def _scan_list(
     old, old_bad = usage_files(repo, old_tree, first_day) if old_tree else ({}, {})
     extra: list[SetAside] = []
     for path, (_, blob) in sorted(new.items()):
-        problem = history.untrusted.get(history.usage.get((path, blob), -1))
+        position = history.usage.get((path, blob), -1)
+        problem = history.untrusted.get(position)
         if problem is not None:
             del new[path]
             if old.get(path, (None, None))[1] != blob:
+                commit = history.commits[position].decode()
                 extra.append(
-                    SetAside(code="USG017", file=path, line=0, message=f"{problem}: not counted")
+                    SetAside(
+                        code="USG017",
+                        file=path,
+                        line=0,
+                        message=f"brought by commit {commit}, {problem}: not counted",
+                    )
                 )
     for path, (_, blob) in list(old.items()):
         if history.untrusted.get(history.usage.get((path, blob), -1)) is not None:
