@@ -269,3 +269,24 @@ def test_a_changed_close_is_named_and_stops_the_next_close() -> None:
     # The next period waits until March is restored as it was closed.
     with pytest.raises(FormarketError, match="USG019"):
         engine.preview(repo, "2026-04")
+
+
+def test_a_closed_file_rewritten_by_someone_else_stays_as_the_close_read_it() -> None:
+    repo = memory_market()
+    path = usage_file("2026-03-10", "gateway/gw-1", 1)
+    commit_changes(repo, "main", {path: _one_call("c-1", input_tokens=10)}, "usage", BOT)
+    march, _ = engine.close(repo, "2026-03", commit=True, now=APRIL)
+    assert march.closing.summary.counts.counted == 1
+    bigger = gz(
+        [
+            line(call("c-1", model=MODEL, time="2026-03-10T10:00:00Z", input_tokens=10**6)),
+            line(call("c-2", model=MODEL, time="2026-03-10T10:00:01Z", input_tokens=10**6)),
+        ]
+    )
+    commit_changes(repo, "main", {path: bigger}, "fix usage", MALLORY)
+    april = engine.preview(repo, "2026-04")
+    summary = april.closing.summary
+    assert [(s.code, s.file) for s in summary.set_aside] == [("USG017", path)]
+    assert summary.counts.adjustments == 0
+    assert summary.counts.conflicts == 0
+    assert summary.totals == ()

@@ -246,7 +246,11 @@ def _scan_list(
         position = history.usage.get((path, blob), -1)
         problem = history.untrusted.get(position)
         if problem is not None:
-            del new[path]
+            # A copy the previous close read stays read as it was; nothing else of it counts.
+            if path in old:
+                new[path] = old[path]
+            else:
+                del new[path]
             if old.get(path, (None, None))[1] != blob:
                 commit = history.commits[position].decode()
                 extra.append(
@@ -260,7 +264,8 @@ def _scan_list(
     for path, (_, blob) in list(old.items()):
         if history.untrusted.get(history.usage.get((path, blob), -1)) is not None:
             del old[path]
-            new.pop(path, None)
+            if new.get(path, (None, None))[1] == blob:
+                del new[path]
     files, blobs, more = select_files(new, bad, old, old_bad)
     placed = [
         ScanFile(item.file, item.old, history.usage.get((item.file.path, blob), 0))
