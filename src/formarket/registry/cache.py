@@ -18,11 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from formarket.atomicfile import writing_atomically
+from formarket.registry.cachekey import cache_key, seal, unseal
 from formarket.settings import CACHE_DIR
 
 __all__ = ["ResultCache", "code_digest", "default_cache_dir"]
 
-_FORMAT = b"formarket-cache-2"
+_FORMAT = b"formarket-cache-3"
 
 
 # The code a check result depends on: the rules and their table (which gives each finding its
@@ -71,12 +72,21 @@ class ResultCache:
     # Whole-run results kept: enough for a few branches checked in turn.
     RUNS_KEPT = 8
 
-    def __init__(self, path: Path | None, salt: str, *, for_command: bool = False) -> None:
+    def __init__(
+        self, path: Path | None, salt: str, *, for_command: bool = False, key: bytes | None = None
+    ) -> None:
         """`for_command`: the cache lives as long as the process, a command that ends when its
-        check does; what is read then stays out of the cycle collector's walks for good."""
+        check does; what is read then stays out of the cycle collector's walks for good.
+        `key` signs the files (default: this machine's cache key); with no key to be had, the
+        cache keeps nothing."""
+        if path is not None and key is None:
+            key = cache_key()
+        if key is None:
+            path = None
         self.path = path
         self.salt = salt
         self.for_command = for_command
+        self._key = key or b""
         self._entries: dict[str, Any] | None = None if path is not None else {}
         self._runs: dict[str, Any] | None = None if path is not None else {}
         self._dirty: set[str] = set()
@@ -86,12 +96,20 @@ class ResultCache:
         # again while they were made and afterwards, walked them all each time (a fifth of a
         # pull-request check). It is paused while they are read, and in a command it no longer
         # walks what exists at that point.
+        try:
+            sealed = path.read_bytes()
+        except OSError:
+            return {}
+        # Only a file this machine signed is parsed at all: marshal is not meant for bytes
+        # from anyone else.
+        raw = unseal(self._key, _FORMAT, sealed)
+        if raw is None:
+            return {}
         enabled = gc.isenabled()
         gc.disable()
         try:
-            with path.open("rb") as f:
-                stored_salt, data = marshal.load(f)  # noqa: S302 - our own file, salted
-        except (OSError, EOFError, ValueError, TypeError):
+            stored_salt, data = marshal.loads(raw)  # noqa: S302 - our own file, signed
+        except (EOFError, ValueError, TypeError):
             return {}
         finally:
             if enabled:
@@ -152,8 +170,9 @@ class ResultCache:
             target = self.path if part == "entries" else self.path.with_suffix(".runs")
             data = self._entries if part == "entries" else self._runs
             try:
+                payload = marshal.dumps((self.salt, data))
                 with writing_atomically(target, durable=False) as f:
-                    marshal.dump((self.salt, data), f)
+                    f.write(seal(self._key, _FORMAT, payload))
             except OSError:
                 continue  # a cache that cannot be written only costs time next run
         self._dirty.clear()

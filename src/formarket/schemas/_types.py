@@ -62,8 +62,8 @@ SemVer = Annotated[
     str,
     StringConstraints(pattern=SEMVER_PATTERN, max_length=128),
     Field(
-        description="A semantic version (semver.org), such as 1.4.0 or 2.0.0-rc.1: MAJOR.MINOR.PATCH"
-        " with an optional pre-release, never build metadata (`+...`)."
+        description="A semantic version (semver.org), such as 1.4.0 or 2.0.0-rc.1:"
+        " MAJOR.MINOR.PATCH with an optional pre-release, never build metadata (`+...`)."
     ),
 ]
 Sha256 = Annotated[
