@@ -539,6 +539,22 @@ _REGISTRY: tuple[Rule, ...] = (
         _lines("# registry/governance.yaml", "maintainers: []"),
         _lines("maintainers: [mara-maintainer]", "bot: formarket-bot"),
     ),
+    Rule(
+        "REG028",
+        Severity.ERROR,
+        "README is larger than 1 MiB",
+        "The README becomes the listing's page on the site, and rendering Markdown costs time"
+        " and memory that grow with its size: a 10 MB README took 88 seconds and 2.5 GB to"
+        " render. A README over 1 MiB (1,048,576 bytes) is refused, and the site leaves out"
+        " any listing the check refuses. A README says what the listing does and how to use"
+        " it; long reference material belongs on the publisher's own site, linked from it.",
+        _lines("registry/models/acme/tiny-llm/README.md   (3 MiB)"),
+        _lines(
+            "# README.md",
+            "Tiny LLM answers short questions. Full reference:",
+            "https://docs.acme.example/tiny-llm",
+        ),
+    ),
 )
 
 _FORMFILE: tuple[Rule, ...] = (
