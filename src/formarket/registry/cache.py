@@ -163,6 +163,26 @@ class ResultCache:
         if stale:
             self._dirty.add("entries")
 
+    def read_signed(self, name: str, label: bytes) -> bytes | None:
+        """The payload of the side file `<name>` beside the cache, if this machine signed it."""
+        if self.path is None:
+            return None
+        try:
+            sealed = self.path.with_name(f"{name}.index").read_bytes()
+        except OSError:
+            return None
+        return unseal(self._key, label, sealed)
+
+    def write_signed(self, name: str, label: bytes, payload: bytes) -> None:
+        """Keep `payload` in the side file `<name>`, signed; nothing when the cache is off."""
+        if self.path is None:
+            return
+        try:
+            with writing_atomically(self.path.with_name(f"{name}.index"), durable=False) as f:
+                f.write(seal(self._key, label, payload))
+        except OSError:
+            return  # a cache that cannot be written only costs time next run
+
     def save(self) -> None:
         if self.path is None:
             return
