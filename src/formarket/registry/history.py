@@ -24,19 +24,15 @@ from typing import Any
 
 from dulwich.objects import ObjectID
 from dulwich.repo import BaseRepo
-from pydantic import ValidationError
 
 from formarket.market.refs import first_parent_chain
 from formarket.market.trees import DIR_MODE, commit_tree, find, list_dir, read_blob, tree
 from formarket.registry.cache import ResultCache
-from formarket.schemas._types import SEMVER_PATTERN
-from formarket.yamldoc import YamlError, load_yaml
 
 __all__ = ["Published", "VersionHistory", "folder_digest", "version_history"]
 
 _FORMAT = b"formarket-history-1"
 _KEEP = 4
-_SEMVER = re.compile(SEMVER_PATTERN)
 _KINDS = ("models", "agents")
 _LINK_MODE = 0o120000
 
@@ -128,6 +124,9 @@ def folder_digest(repo: BaseRepo, folder: ObjectID, data: Mapping[str, Any]) -> 
 
 
 def _listing_data(raw: bytes | None, path: str) -> dict[str, Any] | None:
+    # start-up: a check whose history is all in the index reads no YAML.
+    from formarket.yamldoc import YamlError, load_yaml  # start-up
+
     if raw is None:
         return None
     try:
@@ -140,10 +139,13 @@ def _listing_data(raw: bytes | None, path: str) -> dict[str, Any] | None:
 def _record(
     history: VersionHistory, ident: str, data: Mapping[str, Any] | None, digest: str, commit: str
 ) -> None:
+    # start-up: pydantic's import, which the pattern's module makes, only for a walk.
+    from formarket.schemas._types import SEMVER_PATTERN  # start-up
+
     if data is None or data.get("id") != ident:
         return
     version = data.get("version")
-    if isinstance(version, str) and _SEMVER.match(version):
+    if isinstance(version, str) and re.match(SEMVER_PATTERN, version):
         history.versions.setdefault(f"{ident}@{version}", (digest, commit))
 
 
@@ -209,6 +211,8 @@ def _apply(
 
 
 def _valid_owners(raw: bytes, publisher: str) -> tuple[str, ...] | None:
+    from pydantic import ValidationError  # start-up: changed publishers only
+
     from formarket.schemas.publisher import Publisher  # start-up: changed publishers only
 
     data = _listing_data(raw, f"registry/publishers/{publisher}.yaml")
