@@ -70,9 +70,14 @@ def test_a_forged_cache_no_longer_passes(
     # The forger fills a cache as the check would, then cleans every result.
     filled = ResultCache(path, code_digest(), key=theirs or b"x" * 32)
     assert _errors(repo, filled) == {code}
-    if theirs is None:
-        path.write_bytes(b"\0" * 32 + unseal(b"x" * 32, b"formarket-cache-3", path.read_bytes()))
-    _forge(path, theirs)
+    shards = sorted(tmp_path.glob("git.cache.*"))
+    assert shards
+    for shard in shards:
+        if theirs is None:
+            opened = unseal(b"x" * 32, b"formarket-cache-3", shard.read_bytes())
+            assert opened is not None
+            shard.write_bytes(b"\0" * 32 + opened)
+        _forge(shard, theirs)
     if theirs is not None:
         # Their forgery holds for whoever has their key: the test would see a forgery pass.
         assert code not in _errors(repo, ResultCache(path, code_digest(), key=theirs))
@@ -113,7 +118,7 @@ def test_with_no_key_to_be_had_nothing_is_kept(
     assert cache_key() is None
     cache = ResultCache(tmp_path / "git.cache", code_digest())
     assert _errors(repo, cache) == {"REG008"}
-    assert not (tmp_path / "git.cache").exists()
+    assert not list(tmp_path.glob("git.cache*"))
 
 
 def test_a_sealed_payload_opens_only_with_its_key_and_label() -> None:
