@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 from dulwich.repo import Repo
+from hypothesis import given
+from hypothesis import strategies as st
 
 from formarket.errors import UsageError
 from formarket.registry.cache import ResultCache, code_digest
@@ -128,3 +130,10 @@ def test_a_sealed_payload_opens_only_with_its_key_and_label() -> None:
     assert unseal(b"a" * 32, b"two", sealed) is None
     assert unseal(b"a" * 32, b"one", sealed[:-1] + b"X") is None
     assert unseal(b"a" * 32, b"one", b"short") is None
+
+
+@given(st.binary(max_size=200), st.integers(min_value=0), st.integers(min_value=1, max_value=255))
+def test_any_change_to_sealed_bytes_is_refused(payload: bytes, at: int, flip: int) -> None:
+    sealed = bytearray(seal(b"k" * 32, b"label", payload))
+    sealed[at % len(sealed)] ^= flip
+    assert unseal(b"k" * 32, b"label", bytes(sealed)) is None

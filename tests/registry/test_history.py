@@ -4,15 +4,19 @@ open: the pull-request check reads the base's first-parent history (issue 15's a
 from __future__ import annotations
 
 import marshal
+import re
 from pathlib import Path
 
 import pytest
 from dulwich.repo import Repo
+from hypothesis import given
+from hypothesis import strategies as st
 
 from formarket.market.writer import Identity, commit_changes, import_tree
 from formarket.registry.cache import ResultCache
 from formarket.registry.history import version_history
 from formarket.registry.pr_check import check_pull_request
+from formarket.schemas._types import SEMVER_PATTERN
 from tests.conftest import MAINTAINER
 
 TINY = "registry/models/acme/tiny-llm"
@@ -178,3 +182,21 @@ def test_the_index_is_kept_and_extended(base_tree: Path, tmp_path: Path) -> None
     # A forged index (signed with another key) is not read: the walk starts over.
     other = ResultCache(tmp_path / "cache" / "git.cache", "t", key=b"o" * 32)
     assert version_history(repo, tip, other).first("acme/marker", "9.9.9") is None
+
+
+_NUMBER = st.integers(min_value=0, max_value=10**6).map(str)
+_IDENT = st.from_regex(r"[0-9A-Za-z-]{1,8}", fullmatch=True)
+
+
+@given(
+    core=st.tuples(_NUMBER, _NUMBER, _NUMBER).map(".".join),
+    pre=st.lists(_IDENT, max_size=3),
+    build=st.lists(_IDENT, max_size=3),
+)
+def test_a_version_is_semver_without_build_metadata(
+    core: str, pre: list[str], build: list[str]
+) -> None:
+    pre_ok = all(not (p.isdigit() and len(p) > 1 and p.startswith("0")) for p in pre)
+    version = core + ("-" + ".".join(pre) if pre else "") + ("+" + ".".join(build) if build else "")
+    accepted = re.fullmatch(SEMVER_PATTERN, version) is not None
+    assert accepted == (not build and pre_ok)
