@@ -223,8 +223,10 @@ def pr_check(syn: Synthetic, runs: Runs) -> Figure:
         f" {syn.pr_listing}. It checks the changed listing and the rules across the whole"
         " registry (ownership, versions, references, look-alike names); the baseline only"
         " checks the one changed file against its schema, the least a schema-only CI would do."
-        " Before each run the cache is put back as a check of main left it (every document of"
-        " main, so the changed listing is the one document checked); `formarket validate` on"
-        " the working tree does not fill it for the check, which keys folders by git tree id"
-        " where validate keys them by file metadata.",
+        " Versions are compared with their first publication in main's history, through the"
+        " history index the check keeps in its cache. Before each run the cache (results and"
+        " history index, signed with this machine's key) is put back as a check of main left it"
+        " (every document of main, so the changed listing is the one document checked);"
+        " `formarket validate` on the working tree does not fill it for the check, which keys"
+        " folders by git tree id where validate keys them by file metadata.",
     )

@@ -27,6 +27,19 @@ settings.register_profile("thorough", max_examples=5000, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _cache_key(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The suite signs its caches with a key of its own, not the user's (made on first use)."""
+    if os.environ.get("FORMARKET_CACHE_KEY"):
+        yield
+        return
+    os.environ["FORMARKET_CACHE_KEY"] = str(tmp_path_factory.mktemp("state") / "cache.key")
+    try:
+        yield
+    finally:
+        os.environ.pop("FORMARKET_CACHE_KEY", None)
+
+
 def overlay_bytes(value: Any) -> bytes | None:
     """A corpus file's content: text, null (delete), {hex: ...} or {repeat: ..., times: n}."""
     if value is None:

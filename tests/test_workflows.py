@@ -33,13 +33,15 @@ EVENT_DATA = re.compile(
 )
 PINNED_ACTION = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+(?:/[^@\s]+)?@[0-9a-f]{40}$")
 PINNED_IMAGE = re.compile(r"^docker://[^@\s]+@sha256:[0-9a-f]{64}$")
+# Caches a run restores: on pull requests, ones that pull requests' own runs may have written.
+CACHE_ACTION = re.compile(r"^actions/cache(?:/restore)?@")
 PULL_REQUEST_EVENTS = frozenset({"pull_request", "pull_request_target"})
 SEVERITIES = ("Unknown", "Informational", "Low", "Medium", "High")
 
 
 @dataclass(frozen=True, order=True)
 class Violation:
-    rule: str  # injection, dangerous-trigger, unpinned, permissions, syntax
+    rule: str  # injection, dangerous-trigger, unpinned, permissions, cache, syntax
     where: str  # dotted path in the workflow, such as jobs.check.steps[2].run
     detail: str
 
@@ -119,6 +121,14 @@ def lint_workflow(text: str) -> list[Violation]:
             script = (node.get("with") or {}).get("script")
             if uses.startswith("actions/github-script@") and isinstance(script, str):
                 found.extend(_injections(script, f"{where}.with.script"))
+        if on_pull_requests and isinstance(uses, str) and CACHE_ACTION.match(uses):
+            found.append(
+                Violation(
+                    "cache",
+                    f"{where}.uses",
+                    "a pull-request workflow restores no cache: a pull request can write one",
+                )
+            )
         if on_pull_requests and _grants_contents_write(node.get("permissions")):
             found.append(
                 Violation(
@@ -213,6 +223,28 @@ def test_lint_refuses_a_write_token_on_pull_requests(permissions: str) -> None:
     assert [(v.rule, v.where) for v in lint_workflow(text)] == [("permissions", "permissions")]
 
 
+@pytest.mark.parametrize("action", ["actions/cache", "actions/cache/restore"])
+def test_lint_refuses_a_cache_on_pull_requests(action: str) -> None:
+    text = f"""\
+on: [pull_request]
+permissions:
+  contents: read
+jobs:
+  check:
+    runs-on: ubuntu-latest
+    steps:
+      - uses: {action}@5a3ec84eff668545956fd18022155c47e93e2684
+        with:
+          path: .git/formarket-cache
+          key: formarket-check
+"""
+    assert [(v.rule, v.where) for v in lint_workflow(text)] == [
+        ("cache", "jobs.check.steps[0].uses")
+    ]
+    # The same step in a workflow that pull requests never run is no concern of this rule.
+    assert lint_workflow(text.replace("[pull_request]", "[push]")) == []
+
+
 def test_lint_accepts_event_data_passed_through_env() -> None:
     text = """\
 on:
@@ -262,9 +294,8 @@ def test_validate_workflow_runs_the_pull_request_check() -> None:
     check = _steps(jobs["check"])
     checkout = next(s for s in check if _uses(s, "actions/checkout"))
     assert checkout["with"]["fetch-depth"] == 0
-    cache = next(s for s in check if _uses(s, "actions/cache"))
-    assert cache["with"]["path"] == ".git/formarket-cache"
-    assert "github.event.pull_request.base.sha" in cache["with"]["key"]
+    # No check result comes from a cache a pull request can write.
+    assert not any(str(s.get("uses", "")).startswith("actions/cache") for s in check)
     command = (
         'formarket check --repo . --base "$BASE_SHA" --head "$HEAD_SHA" --author "$AUTHOR"'
         " --format github"

@@ -289,8 +289,11 @@ _REGISTRY: tuple[Rule, ...] = (
         "Once a version is on the main branch it is published: deployments run it, usage is"
         " charged at its price and royalty, and statements cite it. Any change to what is"
         " built or sold (listing.yaml, the Formfile, files the Formfile copies, a solution)"
-        " needs a new `version`; a README fix does not. Otherwise one version would mean two"
-        " different things, and past charges could no longer be checked against it.",
+        " needs a new `version`; a README fix does not, unless the Formfile copies the README"
+        " into the image. A version is compared with its first publication in the main"
+        " branch's history, so a listing withdrawn and added again, or a version rewritten"
+        " earlier, comes back only with its first content. Otherwise one version would mean"
+        " two different things, and past charges could no longer be checked against it.",
         _lines(
             "# listing.yaml, published as 1.0.0",
             "version: 1.0.0",
@@ -371,7 +374,9 @@ _REGISTRY: tuple[Rule, ...] = (
         " publishers whose `owners` include its author, as the publisher file stands on the"
         " base branch: adding yourself as an owner and using it in the same pull request does"
         " not work. A listing added under a new publisher whose file does not name the author"
-        " is reported here too. Maintainers may change anything.",
+        " is reported here too. When the publisher file is invalid or gone on the base, its"
+        " owners are those of its last valid version in history; a publisher file that never"
+        " was valid may be changed by maintainers only. Maintainers may change anything.",
         _lines(
             "# registry/publishers/acme.yaml on the base branch",
             "owners: [acme-dev]",
@@ -559,6 +564,22 @@ _REGISTRY: tuple[Rule, ...] = (
             "# copy the model's own tokenizer.json into the listing's folder, or leave out",
             "# `tokenizer` (the gateway then estimates counts, and the page says so)",
             "tokenizer: {file: tokenizer.json, per_message: 4, per_reply: 2}",
+        ),
+    ),
+    Rule(
+        "REG029",
+        Severity.ERROR,
+        "README is larger than 1 MiB",
+        "The README becomes the listing's page on the site, and rendering Markdown costs time"
+        " and memory that grow with its size: a 10 MB README took 88 seconds and 2.5 GB to"
+        " render. A README over 1 MiB (1,048,576 bytes) is refused, and the site leaves out"
+        " any listing the check refuses. A README says what the listing does and how to use"
+        " it; long reference material belongs on the publisher's own site, linked from it.",
+        _lines("registry/models/acme/tiny-llm/README.md   (3 MiB)"),
+        _lines(
+            "# README.md",
+            "Tiny LLM answers short questions. Full reference:",
+            "https://docs.acme.example/tiny-llm",
         ),
     ),
 )

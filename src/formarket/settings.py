@@ -33,6 +33,7 @@ __all__ = [
     "BUILD_TIME_LIMIT",
     "CACHE",
     "CACHE_DIR",
+    "CACHE_KEY",
     "DEBUG",
     "EVERY_COMMAND",
     "FLAG",
@@ -367,6 +368,16 @@ BOT_KEY = Setting(
     ("farm", "gateway", "royalties"),
     shown="none: commits are not signed",
 )
+CACHE_KEY = Setting(
+    "cache_key",
+    "FORMARKET_CACHE_KEY",
+    PATH,
+    "The key file that signs cached check results, so that only this machine's own earlier"
+    " runs are trusted; made on first use, readable by its owner only. Keep it outside every"
+    " repository and never share it.",
+    ("check", "site", "validate"),
+    shown="$XDG_STATE_HOME/formarket/cache.key (~/.local/state/formarket/cache.key)",
+)
 DEBUG = Setting(
     "debug",
     "FORMARKET_DEBUG",
@@ -400,6 +411,7 @@ TABLE: tuple[Setting[Any], ...] = (
     GATEWAY_DIR,
     CACHE_DIR,
     BOT_KEY,
+    CACHE_KEY,
     DEBUG,
     _named("FORMARKET_DEPLOYMENT", "vm", "The deployment's id."),
     _named("FORMARKET_LISTING", "vm", "The id of the listing it runs."),

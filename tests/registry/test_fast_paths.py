@@ -116,3 +116,19 @@ def test_look_alikes_of_the_changed_listings_are_those_of_the_whole_registry() -
     for focus in ({"acme/llama"}, {"acme/rnistral", "zeta/unique"}, set()):
         expected = [pair for pair in every if set(pair) & focus]
         assert confusable_pairs(looks, focus) == expected
+
+
+def test_a_change_rewrites_one_shard_of_the_cache(base_tree: Path, tmp_path: Path) -> None:
+    cache_path = tmp_path / "cache.bin"
+    validate_snapshot(WorkTreeSnapshot(base_tree), ResultCache(cache_path, "t"))
+    shards = {p: p.stat().st_mtime_ns for p in tmp_path.glob("cache.bin.*")}
+    assert len(shards) > 1
+    readme = base_tree / "registry/models/acme/tiny-llm/README.md"
+    readme.write_text(readme.read_text() + "\nMore words.\n")
+    report = validate_snapshot(WorkTreeSnapshot(base_tree), ResultCache(cache_path, "t"))
+    assert report.checked == 1
+    rewritten = [p for p, mtime in shards.items() if p.stat().st_mtime_ns != mtime]
+    # The changed document's shard, and the one that forgets its old result.
+    assert 1 <= len(rewritten) <= 2
+    again = validate_snapshot(WorkTreeSnapshot(base_tree), ResultCache(cache_path, "t"))
+    assert again.checked == 0

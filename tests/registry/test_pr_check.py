@@ -151,9 +151,9 @@ def test_everything_else_is_for_maintainers(git_registry: MakeRepo, path: str) -
 def test_findings_are_about_the_change(git_registry: MakeRepo) -> None:
     """An old problem elsewhere does not block an unrelated pull request."""
     broken_elsewhere = {"registry/models/acme/tiny-llm/README.md": None}
+    publisher = "id: acme\nname: Acme AI Labs\nowners: [acme-dev]\nemail: dev@acme.example\n"
     repo, _, _ = git_registry(
-        {"registry/agents/acme/helper-agent/README.md": "# Helper\n\nNew words.\n"},
-        base_overlay=broken_elsewhere,
+        {"registry/publishers/acme.yaml": publisher}, base_overlay=broken_elsewhere
     )
     assert _codes(repo, "acme-dev") == set()
 

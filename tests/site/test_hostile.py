@@ -4,7 +4,16 @@ markup, script or a link to a script anywhere on the site."""
 from __future__ import annotations
 
 import re
+import resource
+import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 from pathlib import Path
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from formarket.site.markdown import MAX_README, _pieces, render_readme
 
 from .conftest import Build, make_registry
 
@@ -114,3 +123,64 @@ def test_hostile_text_in_the_browser_data_stays_data(tmp_path: Path, build: Buil
         )
         assert block is not None
         assert "</" not in block.group(1)
+
+
+# --- only what the check accepted, at a bounded cost -----------------------------------------
+
+
+def test_a_listing_with_errors_is_left_out(tmp_path: Path, build: Build) -> None:
+    """A README over the limit (REG029) is an error: the listing, and what is made of it,
+    are not on the site, though the listing's own document is valid."""
+    folder = "registry/models/tinyforge/tiny-embed"
+    root = make_registry(tmp_path / "market", {f"{folder}/README.md": b"# big\n" * (200_000)})
+    report = build(root)
+    assert report.skipped_documents >= 1
+    assert not (report.out / "models/tinyforge/tiny-embed").exists()
+    for _, html in _texts(report.out):
+        assert "models/tinyforge/tiny-embed/" not in html
+    # The rest of the catalog is there.
+    assert (report.out / "models/tinyforge/echo-chat/index.html").is_file()
+
+
+def _render_with_little_memory(text: str, spare: int) -> int:
+    """Render in a child process whose address space may grow by `spare` bytes at most; the
+    size of the page, or -1 when it ran out of memory."""
+    with open("/proc/self/statm") as f:
+        used = int(f.read().split()[0]) * resource.getpagesize()
+    resource.setrlimit(resource.RLIMIT_AS, (used + spare, resource.RLIM_INFINITY))
+    try:
+        return len(render_readme(text, title="t", folder="registry/models/a/b", source_url=None))
+    except MemoryError:
+        return -1
+
+
+def test_a_readme_just_under_the_limit_renders_at_a_bounded_cost() -> None:
+    # Tables, emphasis and links, the shapes markdown-it spends most on, just under 1 MiB.
+    shape = "|a|*b* [c](d)|\n|-|-|\n"
+    text = (shape * (MAX_README // len(shape) + 1))[: MAX_README - 1]
+    started = time.perf_counter()
+    with ProcessPoolExecutor(1, mp_context=get_context("fork")) as pool:
+        # 256 MiB more at most (a 1 MiB table took 600 MB when parsed at once).
+        size = pool.submit(_render_with_little_memory, text, 256 << 20).result()
+    seconds = time.perf_counter() - started
+    assert size > 0, "ran out of memory"
+    assert size < 5 << 20
+    assert seconds < 120, f"{seconds:.0f} s"
+
+
+def test_a_readme_over_the_limit_is_not_rendered() -> None:
+    html = render_readme("*a* " * (MAX_README // 4 + 1), title="t", folder="x", source_url=None)
+    assert "too long to show" in html
+    assert len(html) < 200
+
+
+@given(st.text(alphabet="ab *_[]()|-`\n>#", max_size=3000))
+def test_pieces_keep_every_character(text: str) -> None:
+    assert "".join(_pieces(text)) == text
+
+
+def test_pieces_do_not_cut_a_code_fence() -> None:
+    fence = "```\n" + "line\n\n" * 20_000 + "```\n"
+    text = "intro\n\n" + fence + "after\n"
+    pieces = _pieces(text)
+    assert any(fence.strip() in p for p in pieces) or len(fence) > 2 * (64 << 10)

@@ -20,6 +20,8 @@ from formarket.registry.licenses import license_hint
 from formarket.yamldoc import LoadedYaml, YamlError, load_yaml
 
 __all__ = [
+    "MAX_CONTEXT_FILE",
+    "MAX_README",
     "Summary",
     "check_governance",
     "check_listing",
@@ -31,6 +33,9 @@ __all__ = [
 # A file in a listing folder larger than this does not belong in git: weights are fetched at
 # build time from the URLs the listing declares.
 MAX_CONTEXT_FILE = 10 << 20
+# A README is rendered into the listing's page, at a cost that grows with its size (a 10 MB
+# one took 88 s and 2.5 GB): above this, it is refused.
+MAX_README = 1 << 20
 
 
 def _read_yaml(raw: bytes, path: str) -> tuple[LoadedYaml | None, list[Finding]]:

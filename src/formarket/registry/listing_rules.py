@@ -7,6 +7,7 @@ from decimal import Decimal
 
 import jsonschema_rs
 
+from formarket.registry.entries import MAX_README
 from formarket.registry.findings import Finding, finding
 from formarket.schemas.listing import AgentListing, ModelListing
 from formarket.schemas.pricing import (
@@ -60,6 +61,16 @@ def listing_findings(
                 f"{listing.readme} is missing from {folder}/",
                 line=at("readme"),
                 hint="every listing needs a README that says what it does and how to use it",
+            )
+        )
+    elif files[listing.readme] > MAX_README:
+        out.append(
+            finding(
+                "REG029",
+                f"{folder}/{listing.readme}",
+                f"the README is {files[listing.readme]} bytes; the limit is {MAX_README}",
+                hint="keep the README to what the listing does and how to use it, and link"
+                " longer documentation from it",
             )
         )
     out.extend(_formfile_findings(listing, doc, folder, files, read, known_bases, known_gpus))

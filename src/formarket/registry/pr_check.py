@@ -2,13 +2,15 @@
 registry still holds together.
 
 Ownership is judged by the base commit (a pull request cannot make its author an owner and use
-that in the same breath); documents by the head commit.
+that in the same breath), and where the base's publisher file is invalid or gone, by its last
+valid version in history; documents by the head commit; versions by their first publication in
+the base's first-parent history (`history`).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,16 +21,13 @@ from formarket.market.layout import BOT_PATHS, bot_writes
 from formarket.registry.cache import ResultCache
 from formarket.registry.findings import Finding, finding, with_lines
 from formarket.registry.git_snapshot import GitSnapshot, open_git_snapshot
+from formarket.registry.history import VersionHistory, folder_digest, version_history
 from formarket.registry.index import RegistryIndex
 from formarket.registry.invariants import registry_findings
 from formarket.registry.scan import LISTING_KINDS
 from formarket.registry.validate import Checked, Report, check_env, scan_snapshot
 
 __all__ = ["Roles", "changed_paths", "check_pull_request", "ownership_findings"]
-
-# Files of a listing that may change without a new version: they do not change what is built,
-# deployed or charged.
-DOC_ONLY = frozenset({"README.md"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,9 +61,11 @@ def ownership_findings(
     roles: Roles,
     base_index: RegistryIndex,
     head_index: RegistryIndex,
+    history: VersionHistory | None = None,
 ) -> list[Finding]:
     out: list[Finding] = []
     maintainer = author in roles.maintainers
+    history = history or VersionHistory()
     for path in paths:
         if bot_writes(path):
             if author != roles.bot:
@@ -95,6 +96,21 @@ def ownership_findings(
             continue
         publisher, area = owned
         owners = base_index.owners(publisher)
+        if not owners:
+            # An invalid or removed file never frees a publisher for the taking: its owners
+            # are those of its last valid version.
+            owners = history.last_owners(publisher) or frozenset()
+            if not owners and publisher in base_index.publishers:
+                out.append(
+                    finding(
+                        "REG016",
+                        path,
+                        f"registry/publishers/{publisher}.yaml is invalid and never was valid;"
+                        f" only maintainers may change publisher {publisher!r}",
+                        hint="ask a maintainer to repair the publisher's file first",
+                    )
+                )
+                continue
         if owners:
             if author not in owners:
                 out.append(
@@ -135,9 +151,17 @@ def _version_key(version: str) -> tuple[tuple[int, int, int], int, tuple[tuple[i
 
 
 def version_findings(
-    paths: Iterable[str], base_index: RegistryIndex, head_index: RegistryIndex
+    paths: Iterable[str],
+    base_index: RegistryIndex,
+    head_index: RegistryIndex,
+    history: VersionHistory | None = None,
+    digest: Callable[[str, str], str | None] | None = None,
 ) -> list[Finding]:
-    """A published version is never rewritten, and versions only go up."""
+    """A published version is never rewritten, and versions only go up.
+
+    `digest(side, path)` is the content digest of the listing or solution at `path` on the
+    "head" or the "base"; versions are compared with their first publication in
+    `history`, else with the base."""
     changed: dict[str, set[str]] = {}
     for path in paths:
         parts = path.split("/")
@@ -146,31 +170,42 @@ def version_findings(
             changed.setdefault(ident, set()).add("/".join(parts[4:]))
         elif len(parts) == 4 and parts[:2] == ["registry", "solutions"]:
             changed.setdefault(f"{parts[2]}/{parts[3].removesuffix('.yaml')}", set()).add("*")
+    history = history or VersionHistory()
     out: list[Finding] = []
     for ident, files in sorted(changed.items()):
         before = base_index.listing(ident) or base_index.solutions.get(ident)
         after = head_index.listing(ident) or head_index.solutions.get(ident)
-        if before is None or after is None or not before.valid or not after.valid:
+        if after is None or not after.valid:
             continue
-        old, new = before.data.get("version"), after.data.get("version")
-        if not isinstance(old, str) or not isinstance(new, str):
+        new = after.data.get("version")
+        if not isinstance(new, str):
             continue
-        if new == old and files - DOC_ONLY:
-            fields = _changed_fields(before.data, after.data)
-            what = ", ".join(fields[:5]) + (" ..." if len(fields) > 5 else "")
+        mine = digest("head", after.path) if digest is not None else None
+        first = history.first(ident, new)
+        old = before.data.get("version") if before is not None and before.valid else None
+        if first is not None and mine is not None:
+            rewritten = first.digest != mine
+            since = f"was published in commit {first.commit[:12]}"
+        elif isinstance(old, str) and new == old and before is not None and digest is not None:
+            # Not in the history (an in-memory check without one): the base is the reference.
+            rewritten = digest("base", before.path) != mine
+            since = "is published"
+        else:
+            rewritten = False
+        if rewritten:
             out.append(
                 finding(
                     "REG011",
                     after.path,
-                    f"version {old} of {ident} is published and cannot change"
-                    f" ({', '.join(sorted(files - DOC_ONLY))} changed"
-                    + (f": {what}" if fields else "")
-                    + ")",
+                    f"version {new} of {ident} {since} and cannot change"
+                    + _what_changed(files, before, after, same=old == new),
                     where=("version",),
-                    hint="bump `version` (semver) for any change to what is built or sold",
+                    hint="bump `version` (semver) for any change to what is built or sold;"
+                    " a version once published keeps its content, even after a withdrawal",
                 )
             )
-        elif new != old and _version_key(new) < _version_key(old):
+            continue
+        if isinstance(old, str) and new != old and _version_key(new) < _version_key(old):
             out.append(
                 finding(
                     "REG012",
@@ -180,6 +215,15 @@ def version_findings(
                 )
             )
     return out
+
+
+def _what_changed(files: set[str], before: Any, after: Any, *, same: bool) -> str:
+    if not same or before is None:
+        return ""
+    fields = _changed_fields(before.data, after.data)
+    what = ", ".join(fields[:5]) + (" ..." if len(fields) > 5 else "")
+    shown = ", ".join(sorted(files - {"*"})) or after.path.rsplit("/", 1)[1]
+    return f" ({shown} changed" + (f": {what}" if fields else "") + ")"
 
 
 def _changed_fields(before: Any, after: Any, prefix: str = "") -> list[str]:
@@ -238,8 +282,13 @@ def check_pull_request(
         known_before = set(registry_findings(base_index, focus=changed_ids))
         spanning = [f for f in spanning if f not in known_before]
     findings.extend(spanning)
-    findings.extend(ownership_findings(paths, author, roles, base_index, head_index))
-    findings.extend(version_findings(paths, base_index, head_index))
+    history = version_history(repo, base.commit_id, cache)
+
+    def digest(side: str, path: str) -> str | None:
+        return _content_digest(repo, base if side == "base" else head, path)
+
+    findings.extend(ownership_findings(paths, author, roles, base_index, head_index, history))
+    findings.extend(version_findings(paths, base_index, head_index, history, digest))
     cache.retain({f"{env_digest}:{t.key}:{t.path}" for t in (*base_tasks, *head_tasks)})
     cache.save()
     return Report(
@@ -250,6 +299,25 @@ def check_pull_request(
         seconds=time.perf_counter() - started,
         tasks=head_tasks,
     )
+
+
+def _content_digest(repo: Repo, side: GitSnapshot, path: str) -> str | None:
+    """What `history` records of a listing (its folder's digest) or a solution (its blob)."""
+    if path.startswith("registry/solutions/"):
+        blob = side.blob_id(path)
+        return blob.decode() if blob is not None else None
+    folder = path.rsplit("/", 1)[0]
+    folder_id = trees.find(repo, side.root_tree, folder, folder=True)
+    raw = side.read(path)
+    if folder_id is None or raw is None:
+        return None
+    from formarket.yamldoc import YamlError, load_yaml  # start-up: changed listings only
+
+    try:
+        data = load_yaml(raw, path).data
+    except YamlError:
+        return None
+    return folder_digest(repo, folder_id, data if isinstance(data, dict) else {})
 
 
 def _task_touched(task_path: str, touched: set[str]) -> bool:

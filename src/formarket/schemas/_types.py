@@ -33,11 +33,12 @@ _NAME = r"[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?"
 PUBLISHER_PATTERN = rf"^{_NAME}$"
 SLUG_PATTERN = r"^[a-z0-9](?:[a-z0-9._-]{0,62}[a-z0-9])?$"
 LISTING_ID_PATTERN = rf"^{_NAME}/[a-z0-9](?:[a-z0-9._-]{{0,62}}[a-z0-9])?$"
-# semver.org's own regular expression, anchored.
+# semver.org's own regular expression, anchored, without build metadata: `1.0.0+x` is the
+# same version as `1.0.0` by semver's precedence, so allowing it would let one published
+# version come back with other content under a name that merely looks new.
 SEMVER_PATTERN = (
     r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
-    r"(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?"
-    r"(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?$"
+    r"(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?$"
 )
 _AMOUNT_PATTERN = r"^(0|[1-9][0-9]{0,11})(\.[0-9]{1,8})?$"
 _PERCENT_PATTERN = r"^(100(\.0{1,4})?|[1-9]?[0-9](\.[0-9]{1,4})?)$"
@@ -60,7 +61,10 @@ ListingId = Annotated[
 SemVer = Annotated[
     str,
     StringConstraints(pattern=SEMVER_PATTERN, max_length=128),
-    Field(description="A semantic version (semver.org), such as 1.4.0 or 2.0.0-rc.1."),
+    Field(
+        description="A semantic version (semver.org), such as 1.4.0 or 2.0.0-rc.1:"
+        " MAJOR.MINOR.PATCH with an optional pre-release, never build metadata (`+...`)."
+    ),
 ]
 Sha256 = Annotated[
     str,

@@ -175,6 +175,33 @@ def _text(raw: bytes | None) -> str:
     return raw.decode("utf-8", "replace") if raw is not None else ""
 
 
+def _refused(index: RegistryIndex, errors: set[str]) -> frozenset[str]:
+    """The paths of the documents the check refused: an error in a listing's folder or in a
+    document itself, and what depends on a refused listing (an agent that requires a refused
+    model, a solution made of one), whose page would link to nothing."""
+    # A finding's path inside a listing folder (registry/<kind>/<publisher>/<slug>/...) names
+    # the folder by its first four parts.
+    folders = {"/".join(path.split("/")[:4]) for path in errors}
+    refused_ids = {
+        s.id
+        for s in (*index.models.values(), *index.agents.values())
+        if s.path in errors or s.path.rsplit("/", 1)[0] in folders
+    }
+    for agent in index.agents.values():
+        compat = agent.data.get("compatibility") if agent.valid else None
+        if isinstance(compat, Mapping) and compat.get("requires_model") in refused_ids:
+            refused_ids.add(agent.id)
+    refused = {
+        s.path for s in (*index.models.values(), *index.agents.values()) if s.id in refused_ids
+    }
+    for solution in index.solutions.values():
+        parts = (solution.data.get("agent"), solution.data.get("model")) if solution.valid else ()
+        uses = {part.get("id") for part in parts if isinstance(part, Mapping)}
+        if solution.path in errors or uses & refused_ids:
+            refused.add(solution.path)
+    return frozenset(refused)
+
+
 def _entries(
     index: RegistryIndex,
     snapshot: WorkTreeSnapshot,
@@ -182,14 +209,17 @@ def _entries(
     usage: Mapping[str, Any],
     folder_keys: Mapping[str, str],
     state: Path,
+    refused: frozenset[str] = frozenset(),
 ) -> tuple[dict[str, dict[str, Entry]], list[str]]:
+    """The entries of the catalog: every listing and solution the check accepted; the paths
+    of the others are returned as skipped."""
     tables: dict[str, dict[str, Entry]] = {"model": {}, "agent": {}, "solution": {}}
     skipped: list[str] = []
     sources = (("model", index.models), ("agent", index.agents), ("solution", index.solutions))
     valid = []
     for kind, summaries in sources:
         for ident, summary in summaries.items():
-            if summary.valid:
+            if summary.valid and summary.path not in refused:
                 valid.append((kind, ident, summary.path, dict(summary.data)))
             else:
                 skipped.append(summary.path)
@@ -306,7 +336,10 @@ def build_site(
         usage, recorded = _usage(snapshot, state)
         earnings, periods = _earnings(snapshot)
         folder_keys = {t.path: t.key for t in report.tasks if t.kind in ("model", "agent")}
-        tables, skipped = _entries(report.index, snapshot, history, usage, folder_keys, state)
+        refused = _refused(report.index, {f.path for f in report.errors})
+        tables, skipped = _entries(
+            report.index, snapshot, history, usage, folder_keys, state, refused
+        )
         publishers = {
             ident: dict(s.data) for ident, s in sorted(report.index.publishers.items()) if s.valid
         }
@@ -334,7 +367,10 @@ def build_site(
     stats = write_outputs(out, rendered, previous)
     step("write", now)
     if skipped:
-        say(f"warning: {len(skipped)} invalid document(s) left out; `formarket validate` says why")
+        say(
+            f"warning: {len(skipped)} document(s) with errors left out;"
+            " `formarket validate` says why"
+        )
     return BuildReport(
         out,
         len(catalog.all_entries()),

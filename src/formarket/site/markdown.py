@@ -11,6 +11,13 @@ raw HTML switched off (markdown-it escapes it as text) and every link and image 
 - images become links: an image would be fetched from a third party on every page view;
 - headings move one level down, so a README's `#` sits below the page's own title, and a first
   heading that only repeats the listing's name is dropped.
+
+Its cost is bounded. The check refuses a README over `MAX_README` (REG029) and the site leaves
+such a listing out; what is rendered is parsed in pieces of about `_PIECE` characters cut at
+blank lines outside code fences, so that memory stays that of one piece (markdown-it's tokens
+for a 1 MiB table took 600 MB at once), and the page stops growing at `_MAX_HTML`. The price is
+that a link reference defined in one piece is not seen in another, and a table or list longer
+than a piece goes on as plain paragraphs: nothing a README of ordinary size meets.
 """
 
 from __future__ import annotations
@@ -23,7 +30,14 @@ from urllib.parse import quote, unquote, urlsplit
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
-__all__ = ["render_readme", "safe_url"]
+from formarket.registry.entries import MAX_README
+
+__all__ = ["MAX_README", "render_readme", "safe_url"]
+
+_PIECE = 64 << 10
+_MAX_HTML = 4 << 20
+_FENCE = re.compile(r" {0,3}(?:```|~~~)")
+_TOO_LONG = '<p class="readme-cut"><em>The rest of this README is too long to show here.</em></p>\n'
 
 _SCHEMES = frozenset({"http", "https", "mailto"})  # what `safe_url` and links allow
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -108,13 +122,53 @@ def _fix_inline(children: Sequence[Token], folder: str, source_url: str | None) 
     return out
 
 
+def _pieces(text: str) -> list[str]:
+    """The text cut into pieces of about `_PIECE` characters: at a blank line outside a code
+    fence where one comes, else at a line's end, else (one enormous line) anywhere."""
+    pieces: list[str] = []
+    current: list[str] = []
+    size = 0
+    fenced = False
+    for line in text.splitlines(keepends=True):
+        while len(line) > 2 * _PIECE:
+            pieces.extend(["".join(current), line[:_PIECE]] if current else [line[:_PIECE]])
+            current, size, line = [], 0, line[_PIECE:]
+        if _FENCE.match(line):
+            fenced = not fenced
+        current.append(line)
+        size += len(line)
+        if size >= 2 * _PIECE or (size >= _PIECE and not fenced and not line.strip()):
+            pieces.append("".join(current))
+            current, size = [], 0
+    if current:
+        pieces.append("".join(current))
+    return pieces
+
+
 def render_readme(text: str, *, title: str, folder: str, source_url: str | None) -> str:
     """The README as HTML. `folder` is the listing's folder in the repository (relative
     links resolve against it); `source_url` is where the repository's files are browsed,
-    such as https://github.com/OWNER/REPO/blob/main, or None when the site does not know."""
+    such as https://github.com/OWNER/REPO/blob/main, or None when the site does not know.
+    A README over `MAX_README` (which the check refuses) is not rendered at all."""
+    if len(text) > MAX_README or len(text.encode("utf-8", "replace")) > MAX_README:
+        return _TOO_LONG
+    html: list[str] = []
+    size = 0
+    for number, piece in enumerate(_pieces(text)):
+        if size > _MAX_HTML:
+            html.append(_TOO_LONG)
+            break
+        rendered = _render_piece(piece, title if number == 0 else None, folder, source_url)
+        html.append(rendered)
+        size += len(rendered)
+    return "".join(html)
+
+
+def _render_piece(text: str, title: str | None, folder: str, source_url: str | None) -> str:
     tokens = _MD.parse(text)
     if (
-        len(tokens) >= 3
+        title is not None
+        and len(tokens) >= 3
         and tokens[0].type == "heading_open"
         and tokens[0].tag == "h1"
         and tokens[1].content.strip().lower() in (title.strip().lower(), "")
