@@ -24,6 +24,7 @@ from formarket.market.layout import AGENTS, MODELS, POLICY, REGISTRY
 from formarket.market.refs import first_parent_chain
 from formarket.market.trees import commit_tree, find, list_dir, read_blob
 from formarket.registry.cache import code_digest, default_cache_dir
+from formarket.registry.cachekey import cache_key, seal, unseal
 from formarket.royalties.pricebook import PriceBook
 
 __all__ = ["cache_dir_of", "history", "price_book"]
@@ -72,20 +73,38 @@ def cache_dir_of(repo: BaseRepo) -> Path | None:
     return default_cache_dir(Path(repo.path))
 
 
+def _label(kind: str) -> bytes:
+    return f"{kind}\0{code_digest()}".encode()
+
+
 def _load_cache(path: Path, kind: str = _CACHE_FORMAT) -> dict[str, Any]:
-    try:
-        with path.open("rb") as f:
-            salt, books = pickle.load(f)  # noqa: S301 - our own file, salted
-    except (OSError, EOFError, pickle.UnpicklingError, ValueError, TypeError, AttributeError):
+    """What an earlier run of this machine kept; {} for anything it cannot vouch for. The
+    file is unpickled only once its MAC verifies with this machine's cache key: whoever can
+    write the cache folder cannot make this process run their pickle."""
+    key = cache_key()
+    if key is None:
         return {}
-    ok = salt == (kind, code_digest()) and isinstance(books, dict)
-    return books if ok else {}
+    try:
+        payload = unseal(key, _label(kind), path.read_bytes())
+    except OSError:
+        return {}
+    if payload is None:
+        return {}
+    try:
+        books = pickle.loads(payload)  # noqa: S301 - sealed with this machine's key
+    except (EOFError, pickle.UnpicklingError, ValueError, TypeError, AttributeError):
+        return {}
+    return books if isinstance(books, dict) else {}
 
 
 def _save_cache(path: Path, books: dict[str, Any], kind: str = _CACHE_FORMAT) -> None:
+    key = cache_key()
+    if key is None:
+        return  # no key, no cache: the next run only takes longer
+    sealed = seal(key, _label(kind), pickle.dumps(books, pickle.HIGHEST_PROTOCOL))
     try:
         with writing_atomically(path, durable=False) as f:
-            pickle.dump(((kind, code_digest()), books), f, pickle.HIGHEST_PROTOCOL)
+            f.write(sealed)
     except OSError:
         return  # a cache that cannot be written only costs time next run
 
