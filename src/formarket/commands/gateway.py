@@ -141,6 +141,17 @@ def keys() -> None:
     default=None,
     help="A daily quota of billed tokens (UTC days).",
 )
+@click.option(
+    "--usd-per-day",
+    default=None,
+    help="A daily spending cap in the platform's currency, such as 5.00 (UTC days).",
+)
+@click.option(
+    "--scope",
+    "scope",
+    multiple=True,
+    help="A deployment the key may call (repeat it; default: all of the account's).",
+)
 def keys_create(
     account: str,
     repo: Path,
@@ -149,9 +160,22 @@ def keys_create(
     burst: int | None,
     requests_per_day: int | None,
     tokens_per_day: int | None,
+    usd_per_day: str | None,
+    scope: tuple[str, ...],
 ) -> None:
     """Make a key for ACCOUNT and print it: it is shown this once and stored only hashed."""
+    from decimal import Decimal, InvalidOperation
+
     from formarket.gateway.keys import create_key
+
+    cap: Decimal | None = None
+    if usd_per_day is not None:
+        try:
+            cap = Decimal(usd_per_day)
+        except InvalidOperation:
+            raise click.BadParameter(
+                f"{usd_per_day!r} is not an amount such as 5.00", param_hint="--usd-per-day"
+            ) from None
 
     key, record = create_key(
         state_paths(repo, gateway_dir).keys,
@@ -160,6 +184,8 @@ def keys_create(
         burst=burst,
         requests_per_day=requests_per_day,
         tokens_per_day=tokens_per_day,
+        usd_per_day=cap,
+        scope=scope or None,
     )
     click.echo(key)
     click.echo(
@@ -183,6 +209,10 @@ def keys_list(repo: Path, gateway_dir: Path | None) -> None:
             quota.append(f"{record.requests_per_day} requests/day")
         if record.tokens_per_day:
             quota.append(f"{record.tokens_per_day} tokens/day")
+        if record.usd_per_day is not None:
+            quota.append(f"{record.usd_per_day} per day")
+        if record.scope is not None:
+            quota.append(f"scope {','.join(record.scope)}")
         click.echo(
             f"{record.id}  {record.account}  {record.rate_per_second:g}/s burst {record.burst}"
             f"  {', '.join(quota) or 'no quota'}  created {record.created}"
