@@ -566,6 +566,8 @@ class Gateway:
                         break
                     await exchange.send(out)
                 if trimmer.spent or trimmer.finished:
+                    if trimmer.cut is None:
+                        call.cut = "budget"
                     break
             else:
                 # Text after the last blank line is no event: it is not passed on.
