@@ -69,6 +69,55 @@ def command() -> None:
     show_default=True,
     help="The largest request body accepted, in bytes.",
 )
+@click.option(
+    "--max-response",
+    type=click.IntRange(1024, 1 << 34),
+    default=64 << 20,
+    show_default=True,
+    help="The largest answer passed on, a stream's included, in bytes.",
+)
+@click.option(
+    "--max-duration",
+    type=click.FloatRange(0.1),
+    default=600.0,
+    show_default=True,
+    help="Seconds a call may last, a stream's included; past them it is cut.",
+)
+@click.option(
+    "--stream-idle",
+    type=click.FloatRange(0.1),
+    default=120.0,
+    show_default=True,
+    help="Seconds a deployment may stay silent, between stream chunks included.",
+)
+@click.option(
+    "--header-timeout",
+    type=click.FloatRange(0.1),
+    default=10.0,
+    show_default=True,
+    help="Seconds a request's head may take to arrive.",
+)
+@click.option(
+    "--body-timeout",
+    type=click.FloatRange(0.1),
+    default=30.0,
+    show_default=True,
+    help="Seconds a request's body may take to arrive.",
+)
+@click.option(
+    "--max-connections",
+    type=click.IntRange(1),
+    default=10_000,
+    show_default=True,
+    help="Callers' connections open at once.",
+)
+@click.option(
+    "--max-calls-per-key",
+    type=click.IntRange(1),
+    default=256,
+    show_default=True,
+    help="Calls of one key in progress at once.",
+)
 def serve(
     repo: Path,
     gateway_dir: Path | None,
@@ -77,6 +126,13 @@ def serve(
     source: str | None,
     fsync_interval: float,
     max_body: int,
+    max_response: int,
+    max_duration: float,
+    stream_idle: float,
+    header_timeout: float,
+    body_timeout: float,
+    max_connections: int,
+    max_calls_per_key: int,
 ) -> None:
     """Serve the gateway until interrupted (SIGINT or SIGTERM seal the spool cleanly)."""
     from formarket.gateway.app import GatewayLimits
@@ -88,7 +144,16 @@ def serve(
         state_paths(repo, gateway_dir),
         source=source or default_source(),
         fsync_interval=fsync_interval,
-        limits=GatewayLimits(max_body=max_body),
+        limits=GatewayLimits(
+            max_body=max_body,
+            max_response=max_response,
+            max_duration=max_duration,
+            max_calls_per_key=max_calls_per_key,
+            header_timeout=header_timeout,
+            body_timeout=body_timeout,
+            max_connections=max_connections,
+        ),
+        stream_idle_timeout=stream_idle,
     )
     run(
         config,

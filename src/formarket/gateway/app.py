@@ -80,6 +80,9 @@ class GatewayLimits:
     max_response: int = 64 << 20  # bytes of one answer, a stream's included
     max_duration: float = 600.0  # seconds of one call, a stream's included
     max_calls_per_key: int = 256  # calls of one key in progress at once
+    header_timeout: float = 10.0  # seconds for a request's head to arrive, once begun
+    body_timeout: float = 30.0  # seconds for its body to arrive, after the head
+    max_connections: int = 10_000  # callers' connections open at once
 
 
 @dataclass(frozen=True, slots=True)
