@@ -473,6 +473,14 @@ class Gateway:
             if call.cut is None and not exc.timeout and "larger than" in str(exc):
                 call.cut = "size"
             await call.record_failure("error")
+            if call.cut == "duration":
+                raise ApiError(
+                    504,
+                    f"the deployment did not finish its answer in {self.limits.max_duration:g}s",
+                    type="upstream_error",
+                    code="upstream_timeout",
+                    headers=call.headers(),
+                ) from exc
             raise _upstream_failed(exc) from exc
         status = response.status
         if 200 <= status < 300:
@@ -492,8 +500,16 @@ class Gateway:
                 changed = trim_embeddings(document, call.inputs)
             else:
                 changed = call.trimmer.response(document)
-            settled = call.settle(upstream_usage(call.kind, document.get("usage")))
+            usage = document.get("usage")
+            settled = call.settle(upstream_usage(call.kind, usage))
             await call.record(settled, "ok")
+            if usage is not None and upstream_usage(call.kind, usage) != (
+                settled.input_tokens,
+                settled.output_tokens,
+            ):
+                # The caller is shown what it was billed, not what the deployment claimed.
+                document["usage"] = _usage(settled)
+                changed = True
             if changed:
                 data = _encode(document)
             exchange.respond(200, (_JSON, *call.headers()), data)
@@ -557,7 +573,7 @@ class Gateway:
                         done = event
                         continue
                     if data is not None:
-                        event, usage = _stream_chunk(call.kind, data, event, trimmer, wants_usage)
+                        event, usage = _stream_chunk(call.kind, data, event, trimmer)
                         reported = usage or reported
                     if event:
                         forward.append(event + b"\n\n")
@@ -582,7 +598,8 @@ class Gateway:
                 call.cut = "idle"
             outcome = "ok" if gone or call.cut is not None else "error"
         except ValueError:
-            outcome = "error"
+            # An event longer than the splitter holds: the gateway cuts the stream there.
+            call.cut = "size"
         settled = call.settle(reported)
         try:
             if outcome == "ok":
@@ -594,9 +611,9 @@ class Gateway:
         else:
             if outcome == "ok":
                 tail = (done or b"data: [DONE]") + b"\n\n"
-                if wants_usage and (call.cut is not None or trimmer.cut is not None):
-                    # The deployment's own usage chunk never came (the stream was cut before
-                    # it): the caller who asked for one gets what was billed.
+                if wants_usage:
+                    # The deployment's usage chunk stays with the gateway: the caller who
+                    # asked for one is shown what it was billed.
                     tail = _usage_event(settled) + tail
             else:
                 tail = _sse_error(
@@ -726,17 +743,17 @@ class _Call:
             )
 
 
-def _usage_event(settled: Settled) -> bytes:
-    usage = {
+def _usage(settled: Settled) -> dict[str, int]:
+    return {
         "prompt_tokens": settled.input_tokens,
         "completion_tokens": settled.output_tokens,
         "total_tokens": settled.input_tokens + settled.output_tokens,
     }
-    return (
-        b"data: "
-        + _encode({"object": "chat.completion.chunk", "choices": [], "usage": usage})
-        + b"\n\n"
-    )
+
+
+def _usage_event(settled: Settled) -> bytes:
+    chunk = {"object": "chat.completion.chunk", "choices": [], "usage": _usage(settled)}
+    return b"data: " + _encode(chunk) + b"\n\n"
 
 
 def _max_tokens(request: Request) -> int | None:
@@ -791,9 +808,11 @@ def _param(exc: msgspec.ValidationError) -> str | None:
 
 
 def _stream_chunk(
-    kind: Kind, data: bytes, event: bytes, trimmer: Trimmer, wants_usage: bool
+    kind: Kind, data: bytes, event: bytes, trimmer: Trimmer
 ) -> tuple[bytes, tuple[int, int] | None]:
-    """(the event to forward, b"" for none; the counts it reports) for one chunk's data."""
+    """(the event to forward, b"" for none; the counts it reports) for one chunk's data. The
+    deployment's counts stay with the gateway (the caller who asks is shown what it was
+    billed, at the end)."""
     try:
         chunk = _decode(data)
     except _BAD_JSON:
@@ -801,16 +820,20 @@ def _stream_chunk(
     if not isinstance(chunk, dict):
         # Not a chunk anyone can read: no text the model generated, so not passed on.
         return b"", None
-    usage = upstream_usage(kind, chunk.get("usage"))
+    usage = None
+    changed = False
+    if "usage" in chunk:
+        usage = upstream_usage(kind, chunk.pop("usage"))
+        changed = True
     choices = chunk.get("choices")
     had_choices = isinstance(choices, list) and bool(choices)
     if trimmer.chunk(chunk):
-        if had_choices and not chunk["choices"] and (usage is None or not wants_usage):
-            return b"", usage  # nothing left of it that the caller may have
-        event = b"data: " + _encode(chunk)
-    # The usage-only chunk the gateway asked for on the caller's behalf stays with the gateway.
-    keep = wants_usage or usage is None or had_choices
-    return (event if keep else b""), usage
+        changed = True
+    if not changed:
+        return event, None
+    if not chunk.get("choices") and (had_choices or usage is not None or "choices" in chunk):
+        return b"", usage  # nothing left of it for the caller
+    return b"data: " + _encode(chunk), usage
 
 
 def _model(route: Route) -> dict[str, Any]:
