@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -313,3 +314,67 @@ def test_a_key_with_money_left_is_never_billed_more(tmp_path: Path) -> None:
         if e["data"]["outcome"] == "ok"
     )
     assert 0 < spent <= Decimal("0.05")
+
+
+@pytest.mark.parametrize(
+    ("limits", "cut"),
+    [
+        (GatewayLimits(max_response=8192), "size"),
+        (GatewayLimits(max_duration=1.0), "duration"),
+    ],
+)
+def test_an_endless_stream_without_max_tokens_is_cut_and_billed_for_what_it_sent(
+    tmp_path: Path, limits: GatewayLimits, cut: str
+) -> None:
+    state = StatePaths(tmp_path / "state")
+    with ServerThread(Hostile()) as upstream:  # type: ignore[arg-type]
+        save_routes(
+            state.routes, [Route(deployment="d", endpoint=upstream.url, account="a", model=MODEL)]
+        )
+        key, _ = create_key(state.keys, "a")
+        config = GatewayConfig(state, source="gateway/t", limits=limits)
+        with ServerThread(build_gateway(config)) as gw:
+            body = {
+                "model": "d",
+                "messages": [{"role": "user", "content": "endless"}],
+                "stream": True,
+            }
+            started = time.monotonic()
+            reply = Client(gw.url, key, timeout=60).request("POST", "/v1/chat/completions", body)
+            took = time.monotonic() - started
+    assert reply.status == 200
+    assert took < 10
+    (text,) = _delivered(reply.body, True)
+    event = spooled(state)[reply.headers["x-formarket-call"]]["data"]
+    assert event["cut"] == cut
+    assert event["outcome"] == "ok"
+    assert 0 < event["output_tokens"] <= ESTIMATE.text(text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.fixed_dictionaries(
+        {"index": st.sampled_from([0, 1])},
+        optional={
+            "message": st.fixed_dictionaries(
+                {"content": TEXT},
+                optional={"refusal": st.none() | TEXT, "role": st.just("assistant")},
+            ),
+            "delta": st.just({}),
+        },
+    ),
+    st.integers(1, 20),
+    st.none() | st.integers(0, 40),
+    st.sampled_from([ESTIMATE, WORDS]),
+)
+def test_a_whole_answer_is_trimmed_as_a_stream_chunk_would_be(
+    choice: dict[str, Any], max_tokens: int, budget: int | None, counter: Counter
+) -> None:
+    whole = Trimmer(counter, "chat", max_tokens=max_tokens, budget=budget)
+    chunked = Trimmer(counter, "chat", max_tokens=max_tokens, budget=budget)
+    answer: dict[str, Any] = {"choices": [json.loads(json.dumps(choice))]}
+    chunk: dict[str, Any] = {"choices": [json.loads(json.dumps(choice))]}
+    assert whole.response(answer) == chunked.chunk(chunk)
+    assert answer == chunk
+    assert whole.output_tokens == chunked.output_tokens
+    assert whole.cut == chunked.cut

@@ -23,13 +23,12 @@ over a limit, malformed, unknown deployment) reach no deployment and are not met
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 
 import msgspec
 
@@ -412,13 +411,9 @@ class Gateway:
             await call.record_failure("error")
             raise _upstream_failed(exc) from exc
 
-        # The call's whole duration is bounded: past it the response is closed under the
-        # reader, which then stops (a stream is cut where it is and billed for what it sent).
-        def expire() -> None:
-            call.cut = "duration"
-            response.close()
-
-        timer = asyncio.get_running_loop().call_later(self.limits.max_duration, expire)
+        # The call's whole duration is bounded: past it reading stops (a stream is cut where
+        # it is and billed for what it sent).
+        response.limit(self.limits.max_duration)
         try:
             content_type = response.header(b"content-type") or b""
             if stream and response.status == 200 and content_type.startswith(b"text/event-stream"):
@@ -426,7 +421,6 @@ class Gateway:
             else:
                 await self._complete(call, response, exchange)
         finally:
-            timer.cancel()
             response.close()
 
     async def _read_body(self, exchange: Exchange) -> bytes:
@@ -470,7 +464,9 @@ class Gateway:
         try:
             data = await response.read(self.limits.max_response)
         except UpstreamError as exc:
-            if call.cut is None and not exc.timeout and "larger than" in str(exc):
+            if exc.overran:
+                call.cut = "duration"
+            elif not exc.timeout and "larger than" in str(exc):
                 call.cut = "size"
             await call.record_failure("error")
             if call.cut == "duration":
@@ -501,12 +497,10 @@ class Gateway:
             else:
                 changed = call.trimmer.response(document)
             usage = document.get("usage")
-            settled = call.settle(upstream_usage(call.kind, usage))
+            reported = upstream_usage(call.kind, usage)
+            settled = call.settle(reported)
             await call.record(settled, "ok")
-            if usage is not None and upstream_usage(call.kind, usage) != (
-                settled.input_tokens,
-                settled.output_tokens,
-            ):
+            if usage is not None and reported != (settled.input_tokens, settled.output_tokens):
                 # The caller is shown what it was billed, not what the deployment claimed.
                 document["usage"] = _usage(settled)
                 changed = True
@@ -562,10 +556,16 @@ class Gateway:
         reported: tuple[int, int] | None = None
         done: bytes | None = None
         outcome: Outcome = "ok"
-        sent = 0
+        received = 0
         limit = self.limits.max_response
         try:
             async for chunk in response.chunks():
+                # The size is counted as it arrives, before any of it is metered: what is
+                # billed is only ever what was passed on.
+                received += len(chunk)
+                if received > limit:
+                    call.cut = "size"
+                    break
                 forward = []
                 for event in splitter.feed(chunk):
                     data = event_data(event)
@@ -578,12 +578,7 @@ class Gateway:
                     if event:
                         forward.append(event + b"\n\n")
                 if forward:
-                    out = b"".join(forward)
-                    sent += len(out)
-                    if sent > limit:
-                        call.cut = "size"
-                        break
-                    await exchange.send(out)
+                    await exchange.send(b"".join(forward))
                 if trimmer.spent or trimmer.finished:
                     if trimmer.cut is None:
                         call.cut = "budget"
@@ -593,8 +588,10 @@ class Gateway:
                 splitter.rest()
         except UpstreamError as exc:
             # The caller leaving closes the response under us: what it was sent, it used. The
-            # gateway closing it (the duration) or the deployment falling silent cuts it.
-            if exc.timeout and call.cut is None:
+            # call outlasting its duration, or the deployment falling silent, cuts it.
+            if exc.overran:
+                call.cut = "duration"
+            elif exc.timeout and call.cut is None:
                 call.cut = "idle"
             outcome = "ok" if gone or call.cut is not None else "error"
         except ValueError:
@@ -695,7 +692,7 @@ class _Call:
         gateway = self.gateway
         cut = self.cut
         if cut is None and outcome == "ok":
-            cut = cast(Cut | None, self.trimmer.cut)
+            cut = self.trimmer.cut
         payload = self.target.events(
             event_id=self.event_id,
             wall=self.wall,
@@ -758,15 +755,11 @@ def _usage_event(settled: Settled) -> bytes:
 
 def _max_tokens(request: Request) -> int | None:
     """The request's bound on output tokens per choice, if it sets one."""
-    bounds = [
-        value
-        for value in (
-            getattr(request, "max_tokens", None),
-            getattr(request, "max_completion_tokens", None),
-        )
-        if value is not None
-    ]
-    return min(bounds) if bounds else None
+    old: int | None = getattr(request, "max_tokens", None)
+    new: int | None = getattr(request, "max_completion_tokens", None)
+    if old is None or new is None:
+        return old if new is None else new
+    return min(old, new)
 
 
 def _parent(exchange: Exchange) -> str | None:

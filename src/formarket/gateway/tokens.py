@@ -25,6 +25,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, NamedTuple, Protocol
 
+from formarket.usage.events import Cut
+
 if TYPE_CHECKING:  # the route is only passed through; importing it would be a cycle
     from formarket.gateway.routes import Route
 
@@ -330,7 +332,7 @@ class Trimmer:
         self.n = n
         self.max_tokens = max_tokens
         self.budget = budget
-        self.cut: str | None = None  # why the gateway cut the answer short, if it did
+        self.cut: Cut | None = None  # why the gateway cut the answer short, if it did
         self._choices: dict[int, _Choice] = {}
         self._billed = 0  # tokens billed so far, each choice's capped at max_tokens
         self._slack = ESTIMATE_SLACK if counter.method == "estimate" else 1
@@ -344,7 +346,9 @@ class Trimmer:
         count = self.counter.text
         total = 0
         for state in self._choices.values():
-            if state.used:
+            if len(state.parts) == 1:
+                total += self._bill(state.used)  # one piece: counted whole already
+            elif state.used:
                 total += min(self._bill(state.used), count("".join(state.parts)))
         return total
 
@@ -360,7 +364,44 @@ class Trimmer:
 
     def response(self, document: dict[str, object]) -> bool:
         """Trim a whole answer in place; whether anything changed."""
+        choices = document.get("choices")
+        if self.kind == "chat" and type(choices) is list and len(choices) == 1:
+            # The usual answer, one choice of plain text within its limits, checked without
+            # the general walk: it is most of what a gateway sees.
+            choice = choices[0]
+            message = choice.get("message") if type(choice) is dict else None
+            if (
+                type(message) is dict
+                and choice.get("index", 0) == 0
+                and "delta" not in choice
+                and type(message.get("content")) is str
+                and not (
+                    message.get("refusal")
+                    or message.get("tool_calls")
+                    or message.get("function_call")
+                )
+            ):
+                text = message["content"]
+                tokens = self.counter.text(text)
+                limit = self._fresh_limit()
+                if limit is None or tokens <= limit:
+                    state = self._choices[0] = _Choice()
+                    self._take(state, text, tokens)
+                    return False
         return self._choices_of(document)
+
+    def _fresh_limit(self) -> int | None:
+        """What the first choice may count, before anything was billed."""
+        cap = self.max_tokens
+        limit = None if cap is None else cap * self._slack
+        budget = self.budget
+        if (
+            budget is not None
+            and (cap is None or cap > budget)
+            and (limit is None or budget < limit)
+        ):
+            limit = budget
+        return limit
 
     def chunk(self, document: dict[str, object]) -> bool:
         """Trim one chunk of a stream in place; whether anything changed."""
@@ -433,7 +474,7 @@ class Trimmer:
         estimate rounds each up)."""
         cap = self.max_tokens
         limit = None if cap is None else cap * self._slack
-        reason = "max_tokens"
+        reason: Cut = "max_tokens"
         if self.budget is not None:
             # What this choice may bill, the others' bills kept.
             left = self.budget - (self._billed - self._bill(state.used))
