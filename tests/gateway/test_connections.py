@@ -137,6 +137,8 @@ def test_a_scoped_key_calls_only_its_deployments_and_records_its_parent(tmp_path
         with ServerThread(build_gateway(GatewayConfig(state, source="gateway/t"))) as gw:
             client = Client(gw.url, key)
             assert client.chat("e", "hi").status == 404
+            listed = client.request("GET", "/v1/models").json()["data"]
+            assert [model["id"] for model in listed] == ["d"]
             reply = client.request(
                 "POST",
                 "/v1/chat/completions",

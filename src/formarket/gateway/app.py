@@ -294,6 +294,8 @@ class Gateway:
 
     def _models(self, exchange: Exchange, key: KeyRecord, one: str | None) -> None:
         routes = self.routes.snapshot().by_account.get(key.account, ())
+        if key.scope is not None:
+            routes = tuple(route for route in routes if route.deployment in key.scope)
         if one is None:
             data = [_model(route) for route in sorted(routes, key=lambda r: r.deployment)]
             exchange.respond(200, (_JSON,), _encode({"object": "list", "data": data}))
