@@ -7,12 +7,13 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from formarket.gateway.app import GatewayLimits
@@ -378,3 +379,93 @@ def test_a_whole_answer_is_trimmed_as_a_stream_chunk_would_be(
     assert answer == chunk
     assert whole.output_tokens == chunked.output_tokens
     assert whole.cut == chunked.cut
+
+
+class _Programmable:
+    """A deployment that answers whatever the test set last."""
+
+    def __init__(self) -> None:
+        self.answer = b"{}"
+
+    async def __call__(
+        self,
+        scope: dict[str, Any],
+        receive: Callable[[], Awaitable[dict[str, Any]]],
+        send: Callable[[dict[str, Any]], Awaitable[None]],
+    ) -> None:
+        if scope["type"] != "http":
+            return
+        while (await receive()).get("more_body"):
+            pass
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"application/json")],
+            }
+        )
+        await send({"type": "http.response.body", "body": self.answer})
+
+
+@pytest.fixture(scope="module")
+def programmable(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    tmp = tmp_path_factory.mktemp("programmable")
+    state = StatePaths(tmp / "state")
+    upstream_app = _Programmable()
+    with ServerThread(upstream_app) as upstream:  # type: ignore[arg-type]
+        save_routes(
+            state.routes, [Route(deployment="d", endpoint=upstream.url, account="a", model=MODEL)]
+        )
+        key, _ = create_key(state.keys, "a", rate_per_second=1e6, burst=10**6)
+        with ServerThread(build_gateway(GatewayConfig(state, source="gateway/t"))) as gw:
+            client = Client(gw.url, key, keep_alive=True)
+            yield upstream_app, client, state
+            client.close()
+
+
+USAGE = st.none() | st.fixed_dictionaries(
+    {"prompt_tokens": st.integers(0, 10**6), "completion_tokens": st.integers(0, 10**6)}
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    st.lists(CHOICE, max_size=6),
+    USAGE,
+    st.integers(1, 3),
+    st.integers(1, 12),
+    st.sampled_from(["chat", "completion"]),
+)
+def test_for_any_answer_the_bill_is_within_the_request_and_what_was_delivered(
+    programmable: Any,
+    choices: list[dict[str, Any]],
+    usage: dict[str, int] | None,
+    n: int,
+    max_tokens: int,
+    kind: str,
+) -> None:
+    upstream_app, client, state = programmable
+    answer: dict[str, Any] = {"id": "x", "choices": choices, "padding": "z" * 1000}
+    if usage is not None:
+        answer["usage"] = usage
+    upstream_app.answer = json.dumps(answer).encode()
+    if kind == "chat":
+        body = {"model": "d", "messages": [{"role": "user", "content": "hi"}]}
+        path = "/v1/chat/completions"
+    else:
+        body = {"model": "d", "prompt": "hi"}
+        path = "/v1/completions"
+    reply = client.request("POST", path, {**body, "n": n, "max_tokens": max_tokens})
+    assert reply.status == 200
+    delivered = reply.json()["choices"]
+    assert len(delivered) <= n
+    event = spooled(state)[reply.headers["x-formarket-call"]]["data"]
+    billed = event["output_tokens"]
+    assert billed <= max_tokens * n
+    assert billed <= sum(ESTIMATE.text(_texts(choice, kind)) for choice in delivered)
+    shown = reply.json().get("usage")
+    if shown is not None:
+        assert (shown["prompt_tokens"], shown["completion_tokens"]) == (
+            event["input_tokens"],
+            billed,
+        )

@@ -388,7 +388,7 @@ class Trimmer:
                     state = self._choices[0] = _Choice()
                     self._take(state, text, tokens)
                     return False
-        return self._choices_of(document)
+        return self._choices_of(document, whole=True)
 
     def _fresh_limit(self) -> int | None:
         """What the first choice may count, before anything was billed."""
@@ -405,24 +405,28 @@ class Trimmer:
 
     def chunk(self, document: dict[str, object]) -> bool:
         """Trim one chunk of a stream in place; whether anything changed."""
-        return self._choices_of(document)
+        return self._choices_of(document, whole=False)
 
-    def _choices_of(self, document: dict[str, object]) -> bool:
+    def _choices_of(self, document: dict[str, object], *, whole: bool) -> bool:
+        """The choices within `n`; in a whole answer, each index once (a stream's chunks
+        repeat them, each carrying the next piece)."""
         choices = document.get("choices")
         if not isinstance(choices, list):
             return False
         kept: list[object] = []
+        seen: set[int] = set()
         changed = False
         for position, choice in enumerate(choices):
             if not isinstance(choice, dict):
                 changed = True
                 continue
             index = choice.get("index", position)
-            if type(index) is not int or not 0 <= index < self.n:
+            if type(index) is not int or not 0 <= index < self.n or (whole and index in seen):
                 changed = True
                 if self.cut is None:
                     self.cut = "choices"
                 continue
+            seen.add(index)
             state = self._choices.get(index)
             if state is None:
                 state = self._choices[index] = _Choice()
