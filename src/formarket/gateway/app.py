@@ -386,7 +386,28 @@ class Gateway:
             call.inputs = embedding_inputs(document)
         self._open[key.id] = open_calls + 1
         try:
-            await self._call(call, exchange, path, document, stream, wants_usage)
+            try:
+                response = await self.pool.post(
+                    target.endpoint, path, _encode(document), call.event_id.encode()
+                )
+            except UpstreamError as exc:
+                await call.record_failure("error")
+                raise _upstream_failed(exc) from exc
+            # The call's whole duration is bounded: past it reading stops (a stream is cut
+            # where it is and billed for what it sent).
+            response.limit(self.limits.max_duration)
+            try:
+                content_type = response.header(b"content-type") or b""
+                if (
+                    stream
+                    and response.status == 200
+                    and content_type.startswith(b"text/event-stream")
+                ):
+                    await self._stream(call, response, exchange, wants_usage)
+                else:
+                    await self._complete(call, response, exchange)
+            finally:
+                response.close()
         finally:
             call.release()
             left = self._open.get(key.id, 1) - 1
@@ -394,36 +415,6 @@ class Gateway:
                 self._open[key.id] = left
             else:
                 self._open.pop(key.id, None)
-
-    async def _call(
-        self,
-        call: _Call,
-        exchange: Exchange,
-        path: str,
-        document: dict[str, Any],
-        stream: bool,
-        wants_usage: bool,
-    ) -> None:
-        target = call.target
-        try:
-            response = await self.pool.post(
-                target.endpoint, path, _encode(document), call.event_id.encode()
-            )
-        except UpstreamError as exc:
-            await call.record_failure("error")
-            raise _upstream_failed(exc) from exc
-
-        # The call's whole duration is bounded: past it reading stops (a stream is cut where
-        # it is and billed for what it sent).
-        response.limit(self.limits.max_duration)
-        try:
-            content_type = response.header(b"content-type") or b""
-            if stream and response.status == 200 and content_type.startswith(b"text/event-stream"):
-                await self._stream(call, response, exchange, wants_usage)
-            else:
-                await self._complete(call, response, exchange)
-        finally:
-            response.close()
 
     async def _read_body(self, exchange: Exchange) -> bytes:
         limit = self.limits.max_body

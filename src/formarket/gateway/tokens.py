@@ -22,7 +22,6 @@ Pure functions over decoded JSON: the gateway's app calls them with what it forw
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, NamedTuple, Protocol
 
 from formarket.usage.events import Cut
@@ -116,8 +115,7 @@ def counter_for(route: Route) -> Counter:
     return ESTIMATE
 
 
-@dataclass(frozen=True, slots=True)
-class Measure:
+class Measure(NamedTuple):
     """What the gateway counted of a request itself: bytes of text, the counter's tokens of
     that text, ready-made token ids (a prompt may be sent as token ids, each exactly one
     token) and messages (each wrapped in special tokens by a chat template)."""
