@@ -33,6 +33,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 
 from dulwich.objects import Commit, Tree
@@ -181,10 +182,20 @@ def _calls(work: Path, quick: bool, pin: bool) -> tuple[Load, Load, Load, Load]:
                     endpoint=upstream_url,
                     account="bench",
                     model=ListingVersion(id="bench/model", version="1.0.0"),
+                    input_price=Decimal("0.0000005"),
+                    output_price=Decimal("0.0000015"),
                 )
             ],
         )
-        key, _ = create_key(state.keys, "bench", rate_per_second=1e9, burst=10**9)
+        # Budgets in force: every call reserves tokens and money before it is forwarded.
+        key, _ = create_key(
+            state.keys,
+            "bench",
+            rate_per_second=1e9,
+            burst=10**9,
+            tokens_per_day=10**15,
+            usd_per_day=Decimal(10**9),
+        )
         gateway, gateway_url = _start(
             [*FORMARKET, "gateway", "serve", "--gateway-dir", str(state.root), "--port", "0",
              "--source", "gateway/bench"],
@@ -413,7 +424,10 @@ def section(quick: bool) -> str:
         "",
         "Calls go to the stand-in deployment directly (the baseline) or through `formarket"
         " gateway serve` in front of it, each in a process of its own on loopback, from a load"
-        " generator in a third; the best of several alternating rounds counts. In production"
+        " generator in a third; the best of several alternating rounds counts. Metering is in"
+        " force as in production: each call's tokens counted by the gateway, its answer held to"
+        " `max_tokens`, and its bound reserved from the key's daily token quota and spending"
+        " cap before it is forwarded, then settled. In production"
         " the gateway has a host of its own, apart from the VMs and the callers; the nearest"
         " this two-core machine comes is the gateway alone on CPU 1, the stand-in and the load"
         " generator sharing CPU 0 (in both runs). The last throughput row has every process"

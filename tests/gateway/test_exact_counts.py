@@ -18,7 +18,6 @@ from typing import Any
 import pytest
 from tokenizers import Tokenizer
 
-from formarket.gateway import tokens
 from formarket.gateway.config import GatewayConfig, StatePaths
 from formarket.gateway.keys import create_key
 from formarket.gateway.routes import Route, RouteTokenizer, save_routes
@@ -27,12 +26,6 @@ from formarket.gateway.tokenizer import tokenizer_path
 from formarket.schemas.usage import ListingVersion
 from formarket.usage.spool import parse_segment
 from tests.gateway.conftest import Setup
-
-if not hasattr(tokens, "counter_for"):
-    pytest.skip(
-        "the gateway does not count through formarket.gateway.tokens.counter_for yet",
-        allow_module_level=True,
-    )
 
 ECHO = Path(__file__).parents[2] / "registry/models/tinyforge/echo-chat/tokenizer.json"
 DATA = ECHO.read_bytes()

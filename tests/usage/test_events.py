@@ -20,7 +20,7 @@ from formarket.usage.events import (
     instance_hours,
     wall_time,
 )
-from formarket.usage.wire import WireEvent, validate_line
+from formarket.usage.wire import WireEvent, canonical_digest, validate_line
 
 SERVED = Served("dep-1", "acme", ("acme/helper", "0.3.0"), ("acme/llama-8b", "1.2.0"))
 
@@ -52,8 +52,10 @@ def test_a_call_event_is_the_contracts_shape() -> None:
     st.integers(0, 10**9),
     st.integers(0, 10**7),
     st.sampled_from(["ok", "error", "rejected"]),
-    st.sampled_from(["upstream", "measured"]),
+    st.sampled_from(["upstream", "measured", "estimate", "sha256:" + "ab" * 32]),
     st.booleans(),
+    st.sampled_from([None, "max_tokens", "choices", "budget", "size", "duration", "idle"]),
+    st.sampled_from([None, "gw-1-7", "A.b:c-9"]),
 )
 def test_call_events_made_from_a_template_are_call_event_s_bytes(
     wall: float,
@@ -64,6 +66,8 @@ def test_call_events_made_from_a_template_are_call_event_s_bytes(
     outcome: Any,
     source: Any,
     agent: bool,
+    cut: Any,
+    parent: str | None,
 ) -> None:
     served = SERVED if agent else Served("dep-2", "a%b", None, ("x/y", "1.0.0"))
     made = CallEvents("gateway/gw-1", served)(
@@ -74,6 +78,8 @@ def test_call_events_made_from_a_template_are_call_event_s_bytes(
         duration_ms=duration,
         outcome=outcome,
         tokens_source=source,
+        cut=cut,
+        parent=parent,
     )
     assert made == call_event(
         event_id=event_id,
@@ -85,7 +91,51 @@ def test_call_events_made_from_a_template_are_call_event_s_bytes(
         duration_ms=duration,
         outcome=outcome,
         tokens_source=source,
+        cut=cut,
+        parent=parent,
     )
+    data = json.loads(made)["data"]
+    assert data.get("cut") == cut
+    assert data.get("parent") == parent
+
+
+_OLD_LINE = (
+    b'{"specversion":"1.0","id":"b1-7","source":"gateway/gw-1","type":"dev.formarket.usage.call",'
+    b'"time":"2026-03-10T12:00:00.123Z","subject":"dep-1","datacontenttype":"application/json",'
+    b'"data":{"account":"acme","agent":null,"model":{"id":"acme/llama-8b","version":"1.2.0"},'
+    b'"input_tokens":3,"output_tokens":4,"requests":1,"duration_ms":12,"outcome":"ok",'
+    b'"tokens_source":"measured","instance_seconds":0}}'
+)
+
+
+def test_events_written_before_cut_parent_and_counting_methods_read_and_digest_as_before() -> None:
+    # The digest committed usage was sealed with, computed before those fields existed.
+    decoded = validate_line(_OLD_LINE)
+    assert isinstance(decoded, WireEvent), decoded
+    digest = "63ee894bbe22176fa608b06faac931ca5d8d81293513f84524338bf632fbd726"
+    assert canonical_digest(decoded).hex() == digest
+    assert UsageEvent.model_validate_json(_OLD_LINE).data.tokens_source == "measured"
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("tokens_source", "sha256:" + "AB" * 32),
+        ("tokens_source", "sha256:abc"),
+        ("tokens_source", "guessed"),
+        ("cut", "tired"),
+        ("parent", "not an id"),
+    ],
+)
+def test_a_bad_counting_method_cut_or_parent_is_refused_by_both_readers(
+    field: str, value: str
+) -> None:
+    document = json.loads(_OLD_LINE)
+    document["data"][field] = value
+    line = json.dumps(document).encode()
+    assert isinstance(validate_line(line), str)
+    with pytest.raises(ValueError):
+        UsageEvent.model_validate_json(line)
 
 
 @given(st.floats(min_value=0, max_value=4e9) | st.integers(1, 4 * 10**9).map(lambda n: n - 5e-4))

@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -29,7 +30,7 @@ from formarket.builder.manifest import BuildManifest
 from formarket.builder.store import DirectoryStore
 from formarket.errors import FormarketError, UsageError
 from formarket.farm import deployer, image_index, status
-from formarket.farm.building import build_listing
+from formarket.farm.building import build_listing, listing_pricing
 from formarket.farm.configdisk import resolve_secrets
 from formarket.farm.desired import read_deployments
 from formarket.farm.domain import DomainRecord
@@ -46,6 +47,7 @@ from formarket.farm.publish import (
     served_by,
     stock_tokenizers,
     tip_reader,
+    token_prices,
 )
 from formarket.farm.reconcile import Build, Deploy, Domain, Plan, Stop, model_endpoint_for, plan
 from formarket.farm.settings import FarmSettings, open_market
@@ -53,6 +55,7 @@ from formarket.gateway.routes import Route, load_routes, save_routes
 from formarket.github import GitHub
 from formarket.market.refs import resolve_rev
 from formarket.schemas.deployment import Deployment
+from formarket.schemas.usage import ListingVersion
 
 __all__ = [
     "Actual",
@@ -223,11 +226,34 @@ def deploy(
         if endpoint and not conn.is_test:
             deployer.wait_healthy(endpoint, health_timeout)
         if endpoint:
-            _add_route(settings, route_for(deployment, endpoint, desired, tokenizers))
+            _add_route(
+                settings, route_for(deployment, endpoint, desired, tokenizers, _prices(settings))
+            )
         _log.info("%s runs on %s at %s", deployment_id, host_name, endpoint or "(no port)")
         return endpoint
     finally:
         leases.release(f"deploy:{deployment_id}")
+
+
+def _prices(settings: FarmSettings) -> Callable[[ListingVersion], tuple[Decimal, Decimal]]:
+    """Per-token prices of listing versions, read from the branch once per version: a
+    version's listing.yaml never changes once merged."""
+
+    def prices(ref: ListingVersion) -> tuple[Decimal, Decimal]:
+        key = (str(settings.repo), ref.id, ref.version)
+        found = _PRICES.get(key)
+        if found is None:
+            try:
+                found = token_prices(listing_pricing(settings, ref.id, ref.version))
+            except FormarketError:
+                return Decimal(0), Decimal(0)  # not at the tip: priced on the next cycle
+            _PRICES[key] = found
+        return found
+
+    return prices
+
+
+_PRICES: dict[tuple[str, str, str], tuple[Decimal, Decimal]] = {}
 
 
 def _add_route(settings: FarmSettings, route: Route) -> None:
@@ -383,7 +409,7 @@ def _cycle(
         for dep_id, domain in the_plan.running.items()
         if domain.endpoint is not None
     }
-    routes = routes_for(desired, endpoints, tokenizers)
+    routes = routes_for(desired, endpoints, tokenizers, _prices(settings))
     publish_routes(routes_path(settings), routes)
     if settings.github_repo:
         tell_ready_issues(

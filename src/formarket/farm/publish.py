@@ -18,6 +18,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Callable, Mapping
+from decimal import Decimal
 from pathlib import Path
 
 from dulwich.repo import BaseRepo
@@ -32,6 +33,7 @@ from formarket.market.trees import commit_tree, read_path
 from formarket.registry.tokenizer_file import MAX_TOKENIZER_BYTES
 from formarket.schemas.deployment import Deployment
 from formarket.schemas.listing import TokenizerFile
+from formarket.schemas.pricing import PerTokenPricing
 from formarket.schemas.usage import ListingVersion
 from formarket.usage.events import Served
 from formarket.yamldoc import load_yaml
@@ -44,6 +46,7 @@ __all__ = [
     "served_by",
     "stock_tokenizers",
     "tip_reader",
+    "token_prices",
 ]
 
 _log = logging.getLogger("formarket.farm")
@@ -51,6 +54,25 @@ _log = logging.getLogger("formarket.farm")
 # What each model version counts with, by (listing id, version); None: it declares no tokenizer.
 Tokenizers = Mapping[tuple[str, str], RouteTokenizer | None]
 _INDEX = "listings.json"
+
+# The currency keys' spending caps are in.
+PLATFORM_CURRENCY = "USD"
+_MILLION = Decimal(1_000_000)
+Prices = Callable[[ListingVersion], tuple[Decimal, Decimal]]
+
+
+def token_prices(pricing: object) -> tuple[Decimal, Decimal]:
+    """(input, output) price of one token from a listing's `pricing`: per-token pricing in
+    the platform's currency, divided by a million; anything else prices no token (0, 0)."""
+    if not isinstance(pricing, dict) or pricing.get("model") != "per_token":
+        return Decimal(0), Decimal(0)
+    try:
+        terms = PerTokenPricing.model_validate(pricing)
+    except ValidationError:
+        return Decimal(0), Decimal(0)
+    if terms.currency != PLATFORM_CURRENCY:
+        return Decimal(0), Decimal(0)
+    return terms.input_per_million / _MILLION, terms.output_per_million / _MILLION
 
 
 def _ref(deployment: Deployment) -> ListingVersion:
@@ -62,7 +84,10 @@ def route_for(
     endpoint: str,
     desired: Mapping[str, Deployment],
     tokenizers: Tokenizers | None = None,
+    prices: Prices | None = None,
 ) -> Route:
+    """The route of a running deployment; `prices` gives a listing version's per-token prices
+    (those of the model it serves, else of the agent)."""
     model: ListingVersion | None = None
     agent: ListingVersion | None = None
     tokenizer: RouteTokenizer | None = None
@@ -74,6 +99,10 @@ def route_for(
         agent = _ref(deployment)
         partner = desired.get(deployment.model_deployment or "")
         model = _ref(partner) if partner is not None else None
+    priced = model or agent
+    input_price, output_price = (
+        prices(priced) if prices is not None and priced is not None else (Decimal(0), Decimal(0))
+    )
     return Route(
         deployment=deployment.id,
         endpoint=endpoint,
@@ -81,6 +110,8 @@ def route_for(
         agent=agent,
         model=model,
         tokenizer=tokenizer,
+        input_price=input_price,
+        output_price=output_price,
     )
 
 
@@ -88,10 +119,11 @@ def routes_for(
     desired: Mapping[str, Deployment],
     endpoints: Mapping[str, str],
     tokenizers: Tokenizers | None = None,
+    prices: Prices | None = None,
 ) -> list[Route]:
     """A route for each running deployment that git still wants running."""
     return [
-        route_for(desired[dep_id], endpoint, desired, tokenizers)
+        route_for(desired[dep_id], endpoint, desired, tokenizers, prices)
         for dep_id, endpoint in sorted(endpoints.items())
         if dep_id in desired and desired[dep_id].state == "running"
     ]

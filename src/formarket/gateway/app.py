@@ -24,6 +24,7 @@ over a limit, malformed, unknown deployment) reach no deployment and are not met
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -32,23 +33,28 @@ from typing import Any, Protocol
 import msgspec
 
 from formarket.gateway.keys import KeyRecord, KeyStore
-from formarket.gateway.limits import Limits
+from formarket.gateway.limits import Limits, Refusal, Reservation
 from formarket.gateway.meter import Meter
 from formarket.gateway.protocol import ClientGone
 from formarket.gateway.routes import Route, Routes, RouteTable, resolve
 from formarket.gateway.sse import SseSplitter, event_data
 from formarket.gateway.tokens import (
+    Counter,
     Kind,
     Measure,
     Settled,
-    measure_choices,
+    Trimmer,
+    counter_for,
+    embedding_inputs,
     measure_request,
     settle,
+    trim_embeddings,
     upstream_usage,
 )
 from formarket.gateway.upstream import Endpoint, UpstreamError, UpstreamPool, UpstreamResponse
 from formarket.gateway.wire import ENDPOINTS, ApiError, Request, error_body
-from formarket.usage.events import CallEvents, Outcome, Served
+from formarket.schemas.usage import EVENT_ID_PATTERN
+from formarket.usage.events import CallEvents, Cut, Outcome, Served
 from formarket.usage.spool import SpoolError
 
 __all__ = ["Exchange", "Gateway", "GatewayLimits"]
@@ -62,6 +68,7 @@ _JSON = (b"content-type", b"application/json")
 _BAD_JSON = (msgspec.DecodeError, UnicodeDecodeError, RecursionError)
 _PASSED_4XX = frozenset({400, 404, 409, 413, 422, 429})
 _KNOWN_KEYS = 10_000  # Authorization headers remembered as verified, at most
+_EVENT_ID = re.compile(EVENT_ID_PATTERN)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +76,12 @@ class GatewayLimits:
     """Bounds on what a caller and a deployment may send."""
 
     max_body: int = 4 << 20
-    max_response: int = 64 << 20
+    max_response: int = 64 << 20  # bytes of one answer, a stream's included
+    max_duration: float = 600.0  # seconds of one call, a stream's included
+    max_calls_per_key: int = 256  # calls of one key in progress at once
+    header_timeout: float = 10.0  # seconds for a request's head to arrive, once begun
+    body_timeout: float = 30.0  # seconds for its body to arrive, after the head
+    max_connections: int = 10_000  # callers' connections open at once
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +90,7 @@ class _Target:
     served: Served
     endpoint: Endpoint
     events: CallEvents
+    counter: Counter
 
 
 class Exchange(Protocol):
@@ -126,6 +139,7 @@ class Gateway:
         wall: Callable[[], float] = time.time,
         on_startup: Callable[[], Awaitable[None]] | None = None,
         on_shutdown: Callable[[], Awaitable[None]] | None = None,
+        counters: Callable[[Route], Counter] = counter_for,
     ) -> None:
         self.keys = keys
         self.routes = routes
@@ -138,10 +152,12 @@ class Gateway:
         self._wall = wall
         self._on_startup = on_startup
         self._on_shutdown = on_shutdown
+        self._counters = counters
         self._snapshot: Routes | None = None
         self._targets: dict[str, _Target] = {}
         self._store: KeyStore | None = None
         self._known: dict[bytes, KeyRecord] = {}
+        self._open: dict[str, int] = {}  # calls in progress, by key id
 
     async def handle(self, exchange: Exchange) -> None:
         """Answer one request."""
@@ -243,6 +259,11 @@ class Gateway:
         if routes is not self._snapshot:
             self._snapshot, self._targets = routes, {}
         found = resolve(routes, key.account, name)
+        if key.scope is not None:
+            if isinstance(found, list):
+                found = [dep for dep in found if dep in key.scope]
+            elif found.deployment not in key.scope:
+                found = []
         if isinstance(found, list):
             if found:
                 raise ApiError(
@@ -266,6 +287,7 @@ class Gateway:
                 served,
                 Endpoint.parse(found.endpoint),
                 CallEvents(self.meter.source, served),
+                self._counters(found),
             )
             self._targets[found.deployment] = target
         return target
@@ -274,6 +296,8 @@ class Gateway:
 
     def _models(self, exchange: Exchange, key: KeyRecord, one: str | None) -> None:
         routes = self.routes.snapshot().by_account.get(key.account, ())
+        if key.scope is not None:
+            routes = tuple(route for route in routes if route.deployment in key.scope)
         if one is None:
             data = [_model(route) for route in sorted(routes, key=lambda r: r.deployment)]
             exchange.respond(200, (_JSON,), _encode({"object": "list", "data": data}))
@@ -318,21 +342,81 @@ class Gateway:
                 **(options if isinstance(options, dict) else {}),
                 "include_usage": True,
             }
-        measured_in = measure_request(kind, document)
-        call = _Call(self, key, target, kind, measured_in, self.meter.next_id())
+        route = target.route
+        measured_in = measure_request(kind, document, target.counter)
+        n = getattr(request, "n", 1)
+        max_tokens = _max_tokens(request)
+        reservation = self.allowance.reserve(
+            key,
+            self._wall(),
+            need_in=measured_in.tokens,
+            want_in=measured_in.tokens
+            if target.counter.method != "estimate"
+            else measured_in.bound,
+            want_out=0 if kind == "embedding" else (None if max_tokens is None else max_tokens * n),
+            price_in=route.input_price,
+            price_out=route.output_price,
+        )
+        if isinstance(reservation, Refusal):
+            raise ApiError(
+                429,
+                reservation.message,
+                type="insufficient_quota",
+                code=reservation.code,
+                headers=[(b"retry-after", str(reservation.retry_after).encode())],
+            )
+        open_calls = self._open.get(key.id, 0)
+        if open_calls >= self.limits.max_calls_per_key:
+            if reservation is not None:
+                self.allowance.settle(
+                    reservation, 0, 0, route.input_price, route.output_price, False
+                )
+            raise ApiError(
+                429,
+                f"this key has {open_calls} calls in progress, the most it may have at once",
+                type="requests",
+                code="too_many_calls",
+                headers=[(b"retry-after", b"1")],
+            )
+        budget = reservation.output_tokens if reservation is not None else None
+        trimmer = Trimmer(target.counter, kind, n=n, max_tokens=max_tokens, budget=budget)
+        parent = _parent(exchange) if key.scope is not None else None
+        call = _Call(
+            self, key, target, kind, measured_in, self.meter.next_id(), trimmer, reservation, parent
+        )
+        if kind == "embedding":
+            call.inputs = embedding_inputs(document)
+        self._open[key.id] = open_calls + 1
         try:
-            response = await self.pool.post(target.endpoint, path, _encode(document))
-        except UpstreamError as exc:
-            await call.record_failure("error")
-            raise _upstream_failed(exc) from exc
-        try:
-            content_type = response.header(b"content-type") or b""
-            if stream and response.status == 200 and content_type.startswith(b"text/event-stream"):
-                await self._stream(call, response, exchange, wants_usage)
-            else:
-                await self._complete(call, response, exchange)
+            try:
+                response = await self.pool.post(
+                    target.endpoint, path, _encode(document), call.event_id.encode()
+                )
+            except UpstreamError as exc:
+                await call.record_failure("error")
+                raise _upstream_failed(exc) from exc
+            # The call's whole duration is bounded: past it reading stops (a stream is cut
+            # where it is and billed for what it sent).
+            response.limit(self.limits.max_duration)
+            try:
+                content_type = response.header(b"content-type") or b""
+                if (
+                    stream
+                    and response.status == 200
+                    and content_type.startswith(b"text/event-stream")
+                ):
+                    await self._stream(call, response, exchange, wants_usage)
+                else:
+                    await self._complete(call, response, exchange)
+            finally:
+                response.close()
         finally:
-            response.close()
+            call.release()
+            left = self._open.get(key.id, 1) - 1
+            if left > 0:
+                self._open[key.id] = left
+            else:
+                self._open.pop(key.id, None)
 
     async def _read_body(self, exchange: Exchange) -> bytes:
         limit = self.limits.max_body
@@ -370,11 +454,24 @@ class Gateway:
                 return b"".join(parts)
 
     async def _complete(self, call: _Call, response: UpstreamResponse, exchange: Exchange) -> None:
-        """A whole answer: read it, meter it, then pass it on unchanged."""
+        """A whole answer: read it, trim it to what the request allowed, meter it, pass it on
+        (unchanged unless trimmed)."""
         try:
             data = await response.read(self.limits.max_response)
         except UpstreamError as exc:
+            if exc.overran:
+                call.cut = "duration"
+            elif not exc.timeout and "larger than" in str(exc):
+                call.cut = "size"
             await call.record_failure("error")
+            if call.cut == "duration":
+                raise ApiError(
+                    504,
+                    f"the deployment did not finish its answer in {self.limits.max_duration:g}s",
+                    type="upstream_error",
+                    code="upstream_timeout",
+                    headers=call.headers(),
+                ) from exc
             raise _upstream_failed(exc) from exc
         status = response.status
         if 200 <= status < 300:
@@ -390,15 +487,21 @@ class Gateway:
                     type="upstream_error",
                     code="bad_upstream_response",
                 )
-            choices = document.get("choices")
-            settled = settle(
-                call.measured_in,
-                measure_choices(choices),
-                len(choices) if isinstance(choices, list) else 0,
-                upstream_usage(call.kind, document.get("usage")),
-            )
+            if call.kind == "embedding":
+                changed = trim_embeddings(document, call.inputs)
+            else:
+                changed = call.trimmer.response(document)
+            usage = document.get("usage")
+            reported = upstream_usage(call.kind, usage)
+            settled = call.settle(reported)
             await call.record(settled, "ok")
-            exchange.respond(200, (_JSON, (b"x-request-id", call.event_id.encode())), data)
+            if usage is not None and reported != (settled.input_tokens, settled.output_tokens):
+                # The caller is shown what it was billed, not what the deployment claimed.
+                document["usage"] = _usage(settled)
+                changed = True
+            if changed:
+                data = _encode(document)
+            exchange.respond(200, (_JSON, *call.headers()), data)
             return
         if 400 <= status < 500:
             await call.record_failure("rejected")
@@ -406,7 +509,7 @@ class Gateway:
                 status if status in _PASSED_4XX else 400,
                 f"the deployment refused the request: {_upstream_message(data)}",
                 code="upstream_rejected",
-                headers=[(b"x-request-id", call.event_id.encode())],
+                headers=call.headers(),
             )
         await call.record_failure("error")
         raise ApiError(
@@ -414,7 +517,7 @@ class Gateway:
             f"the deployment failed (HTTP {status}): {_upstream_message(data)}",
             type="upstream_error",
             code="upstream_error",
-            headers=[(b"x-request-id", call.event_id.encode())],
+            headers=call.headers(),
         )
 
     async def _stream(
@@ -424,14 +527,15 @@ class Gateway:
         exchange: Exchange,
         wants_usage: bool,
     ) -> None:
-        """Pass a stream through event by event, metering it as it goes. The final `[DONE]`
-        is held back until the event is in the spool."""
+        """Pass a stream through event by event, trimming and metering it as it goes, and
+        stop it where the request's limits, the key's reservation, the size or the duration
+        end it. The final `[DONE]` is held back until the event is in the spool."""
         exchange.start(
             200,
             (
                 (b"content-type", b"text/event-stream; charset=utf-8"),
                 (b"cache-control", b"no-cache"),
-                (b"x-request-id", call.event_id.encode()),
+                *call.headers(),
             ),
         )
         gone = False
@@ -443,46 +547,66 @@ class Gateway:
 
         exchange.on_gone(leave)
         splitter = SseSplitter()
-        out = Measure()
-        indexes: set[int] = set()
+        trimmer = call.trimmer
         reported: tuple[int, int] | None = None
         done: bytes | None = None
         outcome: Outcome = "ok"
+        received = 0
+        limit = self.limits.max_response
         try:
             async for chunk in response.chunks():
+                # The size is counted as it arrives, before any of it is metered: what is
+                # billed is only ever what was passed on.
+                received += len(chunk)
+                if received > limit:
+                    call.cut = "size"
+                    break
                 forward = []
                 for event in splitter.feed(chunk):
                     data = event_data(event)
                     if data == b"[DONE]":
                         done = event
                         continue
-                    keep = True
                     if data is not None:
-                        keep, measured, usage = _stream_chunk(call.kind, data, indexes, wants_usage)
-                        out += measured
+                        event, usage = _stream_chunk(call.kind, data, event, trimmer)
                         reported = usage or reported
-                    if keep:
+                    if event:
                         forward.append(event + b"\n\n")
                 if forward:
                     await exchange.send(b"".join(forward))
-            rest = splitter.rest()
-            if rest:
-                out += Measure(len(rest))
-                await exchange.send(rest + b"\n\n")
-        except (UpstreamError, ValueError):
-            # The caller leaving closes the response under us: what it was sent, it used.
-            outcome = "ok" if gone else "error"
-        settled = settle(call.measured_in, out, len(indexes), reported)
+                if trimmer.spent or trimmer.finished:
+                    if trimmer.cut is None:
+                        call.cut = "budget"
+                    break
+            else:
+                # Text after the last blank line is no event: it is not passed on.
+                splitter.rest()
+        except UpstreamError as exc:
+            # The caller leaving closes the response under us: what it was sent, it used. The
+            # call outlasting its duration, or the deployment falling silent, cuts it.
+            if exc.overran:
+                call.cut = "duration"
+            elif exc.timeout and call.cut is None:
+                call.cut = "idle"
+            outcome = "ok" if gone or call.cut is not None else "error"
+        except ValueError:
+            # An event longer than the splitter holds: the gateway cuts the stream there.
+            call.cut = "size"
+        settled = call.settle(reported)
         try:
             if outcome == "ok":
                 await call.record(settled, "ok")
             else:
                 await call.record_failure("error")
-        except SpoolError as exc:
-            tail = _sse_error(_metering_down(exc))
+        except ApiError as err:
+            tail = _sse_error(err)
         else:
             if outcome == "ok":
                 tail = (done or b"data: [DONE]") + b"\n\n"
+                if wants_usage:
+                    # The deployment's usage chunk stays with the gateway: the caller who
+                    # asked for one is shown what it was billed.
+                    tail = _usage_event(settled) + tail
             else:
                 tail = _sse_error(
                     ApiError(502, "the deployment's stream broke off", type="upstream_error")
@@ -493,7 +617,21 @@ class Gateway:
 class _Call:
     """What a forwarded call knows about itself, for its usage event."""
 
-    __slots__ = ("event_id", "gateway", "key", "kind", "measured_in", "started", "target", "wall")
+    __slots__ = (
+        "cut",
+        "event_id",
+        "gateway",
+        "inputs",
+        "key",
+        "kind",
+        "measured_in",
+        "parent",
+        "reservation",
+        "started",
+        "target",
+        "trimmer",
+        "wall",
+    )
 
     def __init__(
         self,
@@ -503,6 +641,9 @@ class _Call:
         kind: Kind,
         measured_in: Measure,
         event_id: str,
+        trimmer: Trimmer,
+        reservation: Reservation | None,
+        parent: str | None,
     ) -> None:
         self.gateway = gateway
         self.key = key
@@ -510,11 +651,43 @@ class _Call:
         self.kind = kind
         self.measured_in = measured_in
         self.event_id = event_id
+        self.trimmer = trimmer
+        self.reservation = reservation
+        self.parent = parent
+        self.cut: Cut | None = None
+        self.inputs = 1
         self.started = gateway._clock()
         self.wall = gateway._wall()
 
+    def headers(self) -> tuple[tuple[bytes, bytes], ...]:
+        event_id = self.event_id.encode()
+        return ((b"x-request-id", event_id), (b"x-formarket-call", event_id))
+
+    def settle(self, reported: tuple[int, int] | None) -> Settled:
+        reservation = self.reservation
+        settled = settle(
+            self.target.counter,
+            self.measured_in,
+            self.trimmer.output_tokens,
+            reported,
+            reservation.input_tokens if reservation is not None else None,
+        )
+        if settled.disagreed:
+            _log.warning(
+                "deployment %s reported %s tokens for call %s; counted (%d, %d)",
+                self.target.route.deployment,
+                reported,
+                self.event_id,
+                settled.input_tokens,
+                settled.output_tokens,
+            )
+        return settled
+
     async def record(self, settled: Settled, outcome: Outcome) -> None:
         gateway = self.gateway
+        cut = self.cut
+        if cut is None and outcome == "ok":
+            cut = self.trimmer.cut
         payload = self.target.events(
             event_id=self.event_id,
             wall=self.wall,
@@ -523,19 +696,80 @@ class _Call:
             duration_ms=int((gateway._clock() - self.started) * 1000),
             outcome=outcome,
             tokens_source=settled.source,
+            cut=cut,
+            parent=self.parent,
         )
         try:
             await gateway.meter.record(payload)
         except SpoolError as exc:
+            self.release()
             raise _metering_down(exc) from exc
-        if outcome == "ok":
+        charged = outcome == "ok"
+        reservation, self.reservation = self.reservation, None
+        if reservation is not None:
+            route = self.target.route
+            gateway.allowance.settle(
+                reservation,
+                settled.input_tokens,
+                settled.output_tokens,
+                route.input_price,
+                route.output_price,
+                charged,
+            )
+        elif charged:
             gateway.allowance.charge(
                 self.key, self.wall, settled.input_tokens + settled.output_tokens
             )
 
     async def record_failure(self, outcome: Outcome) -> None:
         """A call that reached the deployment but was not served: metered, never charged."""
-        await self.record(Settled(self.measured_in.estimate, 0, "measured"), outcome)
+        await self.record(Settled(self.measured_in.tokens, 0, self.target.counter.method), outcome)
+
+    def release(self) -> None:
+        """Give back a reservation that no record settled (the call failed in between)."""
+        reservation, self.reservation = self.reservation, None
+        if reservation is not None:
+            route = self.target.route
+            self.gateway.allowance.settle(
+                reservation, 0, 0, route.input_price, route.output_price, False
+            )
+
+
+def _usage(settled: Settled) -> dict[str, int]:
+    return {
+        "prompt_tokens": settled.input_tokens,
+        "completion_tokens": settled.output_tokens,
+        "total_tokens": settled.input_tokens + settled.output_tokens,
+    }
+
+
+def _usage_event(settled: Settled) -> bytes:
+    chunk = {"object": "chat.completion.chunk", "choices": [], "usage": _usage(settled)}
+    return b"data: " + _encode(chunk) + b"\n\n"
+
+
+def _max_tokens(request: Request) -> int | None:
+    """The request's bound on output tokens per choice, if it sets one."""
+    old: int | None = getattr(request, "max_tokens", None)
+    new: int | None = getattr(request, "max_completion_tokens", None)
+    if old is None or new is None:
+        return old if new is None else new
+    return min(old, new)
+
+
+def _parent(exchange: Exchange) -> str | None:
+    """The `X-Formarket-Parent` header: the event id of the agent's call that makes this one."""
+    for name, value in exchange.headers:
+        if name == b"x-formarket-parent":
+            text = value.decode("latin-1").strip()
+            if _EVENT_ID.fullmatch(text):
+                return text
+            raise ApiError(
+                400,
+                "the X-Formarket-Parent header is not an event id",
+                code="invalid_parent",
+            )
+    return None
 
 
 def _parse(body: bytes, request_type: type[Request]) -> tuple[Request, dict[str, Any]]:
@@ -562,25 +796,32 @@ def _param(exc: msgspec.ValidationError) -> str | None:
 
 
 def _stream_chunk(
-    kind: Kind, data: bytes, indexes: set[int], wants_usage: bool
-) -> tuple[bool, Measure, tuple[int, int] | None]:
-    """(forward it?, the text it carries, the counts it reports) for one chunk's data."""
+    kind: Kind, data: bytes, event: bytes, trimmer: Trimmer
+) -> tuple[bytes, tuple[int, int] | None]:
+    """(the event to forward, b"" for none; the counts it reports) for one chunk's data. The
+    deployment's counts stay with the gateway (the caller who asks is shown what it was
+    billed, at the end)."""
     try:
         chunk = _decode(data)
     except _BAD_JSON:
         chunk = None
     if not isinstance(chunk, dict):
-        # Not a chunk we can read: whatever it carries is at most its bytes.
-        return True, Measure(len(data)), None
+        # Not a chunk anyone can read: no text the model generated, so not passed on.
+        return b"", None
+    usage = None
+    changed = False
+    if "usage" in chunk:
+        usage = upstream_usage(kind, chunk.pop("usage"))
+        changed = True
     choices = chunk.get("choices")
-    if isinstance(choices, list):
-        for choice in choices:
-            if isinstance(choice, dict) and isinstance(choice.get("index"), int):
-                indexes.add(choice["index"])
-    usage = upstream_usage(kind, chunk.get("usage"))
-    # The usage-only chunk the gateway asked for on the caller's behalf stays with the gateway.
-    keep = wants_usage or usage is None or bool(choices)
-    return keep, measure_choices(choices), usage
+    had_choices = isinstance(choices, list) and bool(choices)
+    if trimmer.chunk(chunk):
+        changed = True
+    if not changed:
+        return event, None
+    if not chunk.get("choices") and (had_choices or usage is not None or "choices" in chunk):
+        return b"", usage  # nothing left of it for the caller
+    return b"data: " + _encode(chunk), usage
 
 
 def _model(route: Route) -> dict[str, Any]:

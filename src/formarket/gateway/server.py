@@ -31,6 +31,8 @@ from formarket.gateway.meter import Meter
 from formarket.gateway.openapi import openapi_document
 from formarket.gateway.protocol import uvicorn_protocol
 from formarket.gateway.routes import FileRouteTable
+from formarket.gateway.tokenizer import counter_for_route
+from formarket.gateway.tokens import ESTIMATE
 from formarket.gateway.upstream import UpstreamPool
 from formarket.gateway.watch import WatchedFile
 from formarket.gateway.wire import error_body
@@ -110,6 +112,7 @@ def build_gateway(config: GatewayConfig) -> Gateway:
         allowance=allowance,
         on_startup=startup,
         on_shutdown=shutdown,
+        counters=lambda route: counter_for_route(route, paths.root) or ESTIMATE,
     )
 
 
@@ -197,7 +200,16 @@ def _uvicorn_config(app: Any, *, log_level: str = "warning") -> uvicorn.Config:
     """How uvicorn serves `app`: the gateway through its own protocol, an ASGI app through
     uvicorn's."""
     if isinstance(app, Gateway):
-        app, http = _Lifespan(app), uvicorn_protocol(app.handle)
+        limits = app.limits
+        app, http = (
+            _Lifespan(app),
+            uvicorn_protocol(
+                app.handle,
+                header_timeout=limits.header_timeout,
+                body_timeout=limits.body_timeout,
+                max_connections=limits.max_connections,
+            ),
+        )
     else:
         http = _Protocol
     return uvicorn.Config(

@@ -102,7 +102,8 @@ def summarize(
         seen.add(key)
         summary.events += 1
         data = event.data
-        if data.tokens_source == "measured" and data.requests:
+        # Counted by the gateway: its estimate (`measured` in older events) or a tokenizer.
+        if data.tokens_source != "upstream" and data.requests:
             summary.measured += 1
         for role, ref in refs:
             if ref is None or (summary.listing is not None and ref.id != summary.listing):
