@@ -49,7 +49,7 @@ def test_a_route_carries_the_prices_of_the_model_it_serves() -> None:
         asked.append(ref)
         return Decimal("0.001"), Decimal("0.002")
 
-    route = route_for(agent, "http://127.0.0.1:1", desired, prices)
+    route = route_for(agent, "http://127.0.0.1:1", desired, prices=prices)
     assert (route.input_price, route.output_price) == (Decimal("0.001"), Decimal("0.002"))
     assert asked == [ListingVersion(id="acme/chat", version="1.0.0")]
     unpriced = route_for(model, "http://127.0.0.1:1", desired)

@@ -43,7 +43,9 @@ def test_a_models_tokenizer_is_copied_by_content_and_routed(
     routes = {
         r.deployment: r
         for r in routes_for(
-            desired, {"dep-1": "http://10.0.0.5:8080", "dep-2": "http://10.0.0.6:8080"}, stocked
+            desired,
+            {"dep-1": "http://10.0.0.5:8080", "dep-2": "http://10.0.0.6:8080"},
+            tokenizers=stocked,
         )
     }
     assert routes["dep-1"].tokenizer == echo
@@ -89,7 +91,7 @@ def test_a_listing_without_a_tokenizer_is_estimated(marketplace: Repo, tmp_path:
     stocked = stock_tokenizers(tip_reader(marketplace, "main"), desired, tmp_path)
 
     assert stocked == {("tinyforge/tiny-embed", version): None}
-    routes = routes_for(desired, {"dep-1": "http://10.0.0.5:8080"}, stocked)
+    routes = routes_for(desired, {"dep-1": "http://10.0.0.5:8080"}, tokenizers=stocked)
     assert routes[0].tokenizer is None
 
 

@@ -227,7 +227,10 @@ def deploy(
             deployer.wait_healthy(endpoint, health_timeout)
         if endpoint:
             _add_route(
-                settings, route_for(deployment, endpoint, desired, tokenizers, _prices(settings))
+                settings,
+                route_for(
+                    deployment, endpoint, desired, tokenizers=tokenizers, prices=_prices(settings)
+                ),
             )
         _log.info("%s runs on %s at %s", deployment_id, host_name, endpoint or "(no port)")
         return endpoint
@@ -409,7 +412,7 @@ def _cycle(
         for dep_id, domain in the_plan.running.items()
         if domain.endpoint is not None
     }
-    routes = routes_for(desired, endpoints, tokenizers, _prices(settings))
+    routes = routes_for(desired, endpoints, tokenizers=tokenizers, prices=_prices(settings))
     publish_routes(routes_path(settings), routes)
     if settings.github_repo:
         tell_ready_issues(

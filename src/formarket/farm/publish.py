@@ -83,6 +83,7 @@ def route_for(
     deployment: Deployment,
     endpoint: str,
     desired: Mapping[str, Deployment],
+    *,
     tokenizers: Tokenizers | None = None,
     prices: Prices | None = None,
 ) -> Route:
@@ -118,12 +119,13 @@ def route_for(
 def routes_for(
     desired: Mapping[str, Deployment],
     endpoints: Mapping[str, str],
+    *,
     tokenizers: Tokenizers | None = None,
     prices: Prices | None = None,
 ) -> list[Route]:
     """A route for each running deployment that git still wants running."""
     return [
-        route_for(desired[dep_id], endpoint, desired, tokenizers, prices)
+        route_for(desired[dep_id], endpoint, desired, tokenizers=tokenizers, prices=prices)
         for dep_id, endpoint in sorted(endpoints.items())
         if dep_id in desired and desired[dep_id].state == "running"
     ]

@@ -214,11 +214,13 @@ class UsageData(_Strict):
     )
     cut: Literal["max_tokens", "choices", "budget", "size", "duration", "idle"] | None = Field(
         default=None,
+        exclude_if=lambda value: value is None,
         description="Why the gateway cut the call short, if it did: it is billed for what was"
         " delivered.",
     )
     parent: str | None = Field(
         default=None,
+        exclude_if=lambda value: value is None,
         pattern=EVENT_ID_PATTERN,
         description="The event id of the call that made this one (an agent calling its model"
         " with a key scoped to its deployment).",

@@ -77,9 +77,12 @@ class _Data(msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc=False):
     tokens_source: Annotated[str, msgspec.Meta(min_length=1, max_length=71)]
     instance_seconds: _Count = 0
     # Unset (never written) rather than None, so an event without them re-encodes to the
-    # same bytes, and its canonical digest, as before they existed.
-    cut: Literal["max_tokens", "choices", "budget", "size", "duration", "idle"] | UnsetType = UNSET
-    parent: _Text | UnsetType = UNSET
+    # same bytes, and its canonical digest, as before they existed. An explicit null is what
+    # `UsageEvent` accepts too, so it is read (and re-encoded as written).
+    cut: (
+        Literal["max_tokens", "choices", "budget", "size", "duration", "idle"] | None | UnsetType
+    ) = UNSET
+    parent: _Text | None | UnsetType = UNSET
 
 
 WireData = _Data
