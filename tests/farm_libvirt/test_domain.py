@@ -173,8 +173,12 @@ def test_any_text_gives_a_record_none_or_a_metadata_error(text: str) -> None:
 
 
 def _netdev(xml: str) -> str:
+    return _arg(xml, "-netdev")
+
+
+def _arg(xml: str, option: str) -> str:
     args = [a.get("value") or "" for a in ET.fromstring(xml).iter(f"{{{QEMU_NAMESPACE}}}arg")]
-    return args[args.index("-netdev") + 1]
+    return args[args.index(option) + 1]
 
 
 def test_an_agent_reaches_the_gateway_and_nothing_else_and_a_model_reaches_nothing() -> None:
@@ -185,6 +189,8 @@ def test_an_agent_reaches_the_gateway_and_nothing_else_and_a_model_reaches_nothi
         ",hostfwd=tcp:127.0.0.1:40001-:8080,hostfwd=tcp:127.0.0.1:40002-:9090"
         ",guestfwd=tcp:10.0.2.100:80-cmd:socat STDIO TCP:127.0.0.1:8080"
     )
+    # qemu may start the forward's process in an agent's domain, and in no other.
+    assert _arg(domain_xml(agent), "-sandbox") == "on,obsolete=deny,resourcecontrol=deny"
     default_port = spec(kind="agent", model_endpoint="http://gateway.internal")
     assert _netdev(domain_xml(default_port)).endswith("TCP:gateway.internal:80")
     model = spec(kind="model", model_deployment=None)
@@ -192,9 +198,11 @@ def test_an_agent_reaches_the_gateway_and_nothing_else_and_a_model_reaches_nothi
         "user,id=fmnet0,restrict=on"
         ",hostfwd=tcp:127.0.0.1:40001-:8080,hostfwd=tcp:127.0.0.1:40002-:9090"
     )
+    assert "spawn=deny" in _arg(domain_xml(model), "-sandbox").split(",")
     # An agent without a model is given no forward at all.
     alone = spec(kind="agent", model_deployment=None)
     assert "guestfwd" not in _netdev(domain_xml(alone))
+    assert "spawn=deny" in _arg(domain_xml(alone), "-sandbox").split(",")
 
 
 @pytest.mark.parametrize(

@@ -60,6 +60,14 @@ _ENDPOINT = re.compile(
 _FORWARD = re.compile(
     r"^http://([A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?)(?::([0-9]{1,5}))?/?$"
 )
+# qemu's seccomp sandbox, as libvirt sets it for every domain it starts. An agent's forward
+# has qemu start a process for each connection, which spawn=deny (and elevateprivileges=deny,
+# tried: glib's spawn then fails silently) forbids, so an agent's domain is sandboxed without
+# those two. The hosts turn libvirt's own sandbox off (`seccomp_sandbox = 0` in qemu.conf)
+# for the domains to bring theirs: with libvirt's on as well, both filters apply and an agent
+# cannot reach the gateway (closed, not open).
+SANDBOX = "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"
+AGENT_SANDBOX = "on,obsolete=deny,resourcecontrol=deny"
 # Where an agent finds the gateway from inside its VM: an address of qemu's user network that
 # nothing else answers on, forwarded to the gateway.
 GUEST_GATEWAY = "10.0.2.100"
@@ -207,14 +215,18 @@ def domain_xml(spec: DomainSpec) -> str:
     _sub(_sub(devices, "video"), "model", type="none")
     _sub(devices, "memballoon", model="none")
     forwards = "".join(f",hostfwd=tcp:{spec.address}:{host}-:{guest}" for guest, host in spec.ports)
+    sandbox = SANDBOX
     if spec.kind == "agent" and spec.model_endpoint is not None:
         forwards += _gateway_forward(spec.model_endpoint)
+        sandbox = AGENT_SANDBOX
     args = _sub(root, f"{{{QEMU_NAMESPACE}}}commandline")
     for value in (
         "-netdev",
         f"user,id=fmnet0,restrict=on{forwards}",
         "-device",
         "virtio-net-pci,netdev=fmnet0,bus=pci.0,addr=0x10",
+        "-sandbox",
+        sandbox,
     ):
         _sub(args, f"{{{QEMU_NAMESPACE}}}arg", value=value)
     ET.indent(root)
