@@ -13,30 +13,28 @@ from formarket.gateway.keys import KeyRecord, create_key, load_keys, revoke_key
 from formarket.gateway.limits import Limits
 from formarket.gateway.routes import Route, Routes, resolve
 from formarket.gateway.sse import SseSplitter, event_data
-from formarket.gateway.tokens import Measure, measure_choices, measure_request, settle
+from formarket.gateway.tokens import ESTIMATE, Trimmer, measure_request, settle
 from formarket.schemas.usage import ListingVersion
 
 # --- tokens ---------------------------------------------------------------------------------
 
 
-@given(st.integers(0, 10**9), st.integers(0, 10**6), st.integers(0, 10**4))
-def test_the_estimate_never_exceeds_the_bound(text: int, ids: int, pieces: int) -> None:
-    measured = Measure(text, ids, pieces)
-    assert 0 <= measured.estimate <= measured.bound
-
-
 def test_the_upstreams_counts_are_believed_only_when_possible() -> None:
     request = {"messages": [{"role": "user", "content": "hello world"}], "max_tokens": 5}
-    measured_in = measure_request("chat", request)
-    assert measured_in == Measure(11, 0, 1)
-    out = measure_choices([{"index": 0, "message": {"role": "assistant", "content": "hi there"}}])
-    assert out == Measure(8, 0, 0)
-    honest = settle(measured_in, out, 1, (4, 2))
+    measured_in = measure_request("chat", request, ESTIMATE)
+    assert (measured_in.text_bytes, measured_in.pieces) == (11, 1)
+    assert measured_in.tokens == 3 + ESTIMATE.chat_overhead(1)
+    trimmer = Trimmer(ESTIMATE, "chat", max_tokens=5)
+    trimmer.response({"choices": [{"index": 0, "message": {"content": "hi there"}}]})
+    assert trimmer.output_tokens == 2
+    honest = settle(ESTIMATE, measured_in, trimmer.output_tokens, (4, 2))
     assert (honest.input_tokens, honest.output_tokens, honest.source) == (4, 2, "upstream")
-    inflated = settle(measured_in, out, 1, (4000, 2))
-    assert inflated.source == "measured"
-    assert inflated.input_tokens <= measured_in.bound
-    assert settle(measured_in, out, 1, None).source == "measured"
+    inflated = settle(ESTIMATE, measured_in, trimmer.output_tokens, (4000, 2))
+    assert inflated.source == "estimate"
+    assert inflated.input_tokens == measured_in.tokens
+    # Output above the count of what was delivered is never believed.
+    assert settle(ESTIMATE, measured_in, 2, (4, 3)).source == "estimate"
+    assert settle(ESTIMATE, measured_in, 2, None).source == "estimate"
 
 
 JSON = st.recursive(
@@ -61,17 +59,16 @@ def _text_bytes(value: object) -> int:
 
 
 @given(st.lists(JSON, max_size=4))
-def test_the_text_of_choices_is_counted_in_utf8_bytes_wherever_it_nests(
+def test_the_text_of_a_prompt_is_counted_in_utf8_bytes_wherever_it_nests(
     choices: list[object],
 ) -> None:
-    assert measure_choices(choices).text_bytes == _text_bytes(choices)
-    request = measure_request("completion", {"prompt": choices})
+    request = measure_request("completion", {"prompt": choices}, ESTIMATE)
     assert request.text_bytes == _text_bytes(choices)
 
 
 def test_token_ids_in_a_prompt_count_one_each() -> None:
-    assert measure_request("completion", {"prompt": [[1, 2, 3], [4]]}).token_ids == 4
-    assert measure_request("embedding", {"input": "abcd"}).text_bytes == 4
+    assert measure_request("completion", {"prompt": [[1, 2, 3], [4]]}, ESTIMATE).token_ids == 4
+    assert measure_request("embedding", {"input": "abcd"}, ESTIMATE).text_bytes == 4
 
 
 # --- streams --------------------------------------------------------------------------------

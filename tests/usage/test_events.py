@@ -52,7 +52,7 @@ def test_a_call_event_is_the_contracts_shape() -> None:
     st.integers(0, 10**9),
     st.integers(0, 10**7),
     st.sampled_from(["ok", "error", "rejected"]),
-    st.sampled_from(["upstream", "measured"]),
+    st.sampled_from(["upstream", "measured", "estimate", "sha256:" + "ab" * 32]),
     st.booleans(),
 )
 def test_call_events_made_from_a_template_are_call_event_s_bytes(

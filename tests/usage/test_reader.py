@@ -30,8 +30,8 @@ _VALUES = st.one_of(
     st.integers(-(10**20), 10**20),
     st.floats(allow_nan=False, allow_infinity=False),
     _TEXT,
-    st.just([]),
-    st.just({}),
+    st.builds(list),
+    st.builds(dict),
     st.sampled_from(
         [
             "2026-03-10T12:00:00Z",

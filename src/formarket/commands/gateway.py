@@ -69,6 +69,55 @@ def command() -> None:
     show_default=True,
     help="The largest request body accepted, in bytes.",
 )
+@click.option(
+    "--max-response",
+    type=click.IntRange(1024, 1 << 34),
+    default=64 << 20,
+    show_default=True,
+    help="The largest answer passed on, a stream's included, in bytes.",
+)
+@click.option(
+    "--max-duration",
+    type=click.FloatRange(0.1),
+    default=600.0,
+    show_default=True,
+    help="Seconds a call may last, a stream's included; past them it is cut.",
+)
+@click.option(
+    "--stream-idle",
+    type=click.FloatRange(0.1),
+    default=120.0,
+    show_default=True,
+    help="Seconds a deployment may stay silent, between stream chunks included.",
+)
+@click.option(
+    "--header-timeout",
+    type=click.FloatRange(0.1),
+    default=10.0,
+    show_default=True,
+    help="Seconds a request's head may take to arrive.",
+)
+@click.option(
+    "--body-timeout",
+    type=click.FloatRange(0.1),
+    default=30.0,
+    show_default=True,
+    help="Seconds a request's body may take to arrive.",
+)
+@click.option(
+    "--max-connections",
+    type=click.IntRange(1),
+    default=10_000,
+    show_default=True,
+    help="Callers' connections open at once.",
+)
+@click.option(
+    "--max-calls-per-key",
+    type=click.IntRange(1),
+    default=256,
+    show_default=True,
+    help="Calls of one key in progress at once.",
+)
 def serve(
     repo: Path,
     gateway_dir: Path | None,
@@ -77,6 +126,13 @@ def serve(
     source: str | None,
     fsync_interval: float,
     max_body: int,
+    max_response: int,
+    max_duration: float,
+    stream_idle: float,
+    header_timeout: float,
+    body_timeout: float,
+    max_connections: int,
+    max_calls_per_key: int,
 ) -> None:
     """Serve the gateway until interrupted (SIGINT or SIGTERM seal the spool cleanly)."""
     from formarket.gateway.app import GatewayLimits
@@ -88,7 +144,16 @@ def serve(
         state_paths(repo, gateway_dir),
         source=source or default_source(),
         fsync_interval=fsync_interval,
-        limits=GatewayLimits(max_body=max_body),
+        limits=GatewayLimits(
+            max_body=max_body,
+            max_response=max_response,
+            max_duration=max_duration,
+            max_calls_per_key=max_calls_per_key,
+            header_timeout=header_timeout,
+            body_timeout=body_timeout,
+            max_connections=max_connections,
+        ),
+        stream_idle_timeout=stream_idle,
     )
     run(
         config,
@@ -141,6 +206,17 @@ def keys() -> None:
     default=None,
     help="A daily quota of billed tokens (UTC days).",
 )
+@click.option(
+    "--usd-per-day",
+    default=None,
+    help="A daily spending cap in the platform's currency, such as 5.00 (UTC days).",
+)
+@click.option(
+    "--scope",
+    "scope",
+    multiple=True,
+    help="A deployment the key may call (repeat it; default: all of the account's).",
+)
 def keys_create(
     account: str,
     repo: Path,
@@ -149,9 +225,22 @@ def keys_create(
     burst: int | None,
     requests_per_day: int | None,
     tokens_per_day: int | None,
+    usd_per_day: str | None,
+    scope: tuple[str, ...],
 ) -> None:
     """Make a key for ACCOUNT and print it: it is shown this once and stored only hashed."""
+    from decimal import Decimal, InvalidOperation
+
     from formarket.gateway.keys import create_key
+
+    cap: Decimal | None = None
+    if usd_per_day is not None:
+        try:
+            cap = Decimal(usd_per_day)
+        except InvalidOperation:
+            raise click.BadParameter(
+                f"{usd_per_day!r} is not an amount such as 5.00", param_hint="--usd-per-day"
+            ) from None
 
     key, record = create_key(
         state_paths(repo, gateway_dir).keys,
@@ -160,6 +249,8 @@ def keys_create(
         burst=burst,
         requests_per_day=requests_per_day,
         tokens_per_day=tokens_per_day,
+        usd_per_day=cap,
+        scope=scope or None,
     )
     click.echo(key)
     click.echo(
@@ -183,6 +274,10 @@ def keys_list(repo: Path, gateway_dir: Path | None) -> None:
             quota.append(f"{record.requests_per_day} requests/day")
         if record.tokens_per_day:
             quota.append(f"{record.tokens_per_day} tokens/day")
+        if record.usd_per_day is not None:
+            quota.append(f"{record.usd_per_day} per day")
+        if record.scope is not None:
+            quota.append(f"scope {','.join(record.scope)}")
         click.echo(
             f"{record.id}  {record.account}  {record.rate_per_second:g}/s burst {record.burst}"
             f"  {', '.join(quota) or 'no quota'}  created {record.created}"

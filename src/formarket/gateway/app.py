@@ -23,32 +23,39 @@ over a limit, malformed, unknown deployment) reach no deployment and are not met
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import msgspec
 
 from formarket.gateway.keys import KeyRecord, KeyStore
-from formarket.gateway.limits import Limits
+from formarket.gateway.limits import Limits, Refusal, Reservation
 from formarket.gateway.meter import Meter
 from formarket.gateway.protocol import ClientGone
 from formarket.gateway.routes import Route, Routes, RouteTable, resolve
 from formarket.gateway.sse import SseSplitter, event_data
 from formarket.gateway.tokens import (
+    Counter,
     Kind,
     Measure,
     Settled,
-    measure_choices,
+    Trimmer,
+    counter_for,
+    embedding_inputs,
     measure_request,
     settle,
+    trim_embeddings,
     upstream_usage,
 )
 from formarket.gateway.upstream import Endpoint, UpstreamError, UpstreamPool, UpstreamResponse
 from formarket.gateway.wire import ENDPOINTS, ApiError, Request, error_body
-from formarket.usage.events import CallEvents, Outcome, Served
+from formarket.schemas.usage import EVENT_ID_PATTERN
+from formarket.usage.events import CallEvents, Cut, Outcome, Served
 from formarket.usage.spool import SpoolError
 
 __all__ = ["Exchange", "Gateway", "GatewayLimits"]
@@ -62,6 +69,7 @@ _JSON = (b"content-type", b"application/json")
 _BAD_JSON = (msgspec.DecodeError, UnicodeDecodeError, RecursionError)
 _PASSED_4XX = frozenset({400, 404, 409, 413, 422, 429})
 _KNOWN_KEYS = 10_000  # Authorization headers remembered as verified, at most
+_EVENT_ID = re.compile(EVENT_ID_PATTERN)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +77,12 @@ class GatewayLimits:
     """Bounds on what a caller and a deployment may send."""
 
     max_body: int = 4 << 20
-    max_response: int = 64 << 20
+    max_response: int = 64 << 20  # bytes of one answer, a stream's included
+    max_duration: float = 600.0  # seconds of one call, a stream's included
+    max_calls_per_key: int = 256  # calls of one key in progress at once
+    header_timeout: float = 10.0  # seconds for a request's head to arrive, once begun
+    body_timeout: float = 30.0  # seconds for its body to arrive, after the head
+    max_connections: int = 10_000  # callers' connections open at once
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +91,7 @@ class _Target:
     served: Served
     endpoint: Endpoint
     events: CallEvents
+    counter: Counter
 
 
 class Exchange(Protocol):
@@ -142,6 +156,7 @@ class Gateway:
         self._targets: dict[str, _Target] = {}
         self._store: KeyStore | None = None
         self._known: dict[bytes, KeyRecord] = {}
+        self._open: dict[str, int] = {}  # calls in progress, by key id
 
     async def handle(self, exchange: Exchange) -> None:
         """Answer one request."""
@@ -243,6 +258,11 @@ class Gateway:
         if routes is not self._snapshot:
             self._snapshot, self._targets = routes, {}
         found = resolve(routes, key.account, name)
+        if key.scope is not None:
+            if isinstance(found, list):
+                found = [dep for dep in found if dep in key.scope]
+            elif found.deployment not in key.scope:
+                found = []
         if isinstance(found, list):
             if found:
                 raise ApiError(
@@ -266,6 +286,7 @@ class Gateway:
                 served,
                 Endpoint.parse(found.endpoint),
                 CallEvents(self.meter.source, served),
+                counter_for(found),
             )
             self._targets[found.deployment] = target
         return target
@@ -318,13 +339,86 @@ class Gateway:
                 **(options if isinstance(options, dict) else {}),
                 "include_usage": True,
             }
-        measured_in = measure_request(kind, document)
-        call = _Call(self, key, target, kind, measured_in, self.meter.next_id())
+        route = target.route
+        measured_in = measure_request(kind, document, target.counter)
+        n = getattr(request, "n", 1)
+        max_tokens = _max_tokens(request)
+        reservation = self.allowance.reserve(
+            key,
+            self._wall(),
+            need_in=measured_in.tokens,
+            want_in=measured_in.tokens
+            if target.counter.method != "estimate"
+            else measured_in.bound,
+            want_out=0 if kind == "embedding" else (None if max_tokens is None else max_tokens * n),
+            price_in=route.input_price,
+            price_out=route.output_price,
+        )
+        if isinstance(reservation, Refusal):
+            raise ApiError(
+                429,
+                reservation.message,
+                type="insufficient_quota",
+                code=reservation.code,
+                headers=[(b"retry-after", str(reservation.retry_after).encode())],
+            )
+        open_calls = self._open.get(key.id, 0)
+        if open_calls >= self.limits.max_calls_per_key:
+            if reservation is not None:
+                self.allowance.settle(
+                    reservation, 0, 0, route.input_price, route.output_price, False
+                )
+            raise ApiError(
+                429,
+                f"this key has {open_calls} calls in progress, the most it may have at once",
+                type="requests",
+                code="too_many_calls",
+                headers=[(b"retry-after", b"1")],
+            )
+        budget = reservation.output_tokens if reservation is not None else None
+        trimmer = Trimmer(target.counter, kind, n=n, max_tokens=max_tokens, budget=budget)
+        parent = _parent(exchange) if key.scope is not None else None
+        call = _Call(
+            self, key, target, kind, measured_in, self.meter.next_id(), trimmer, reservation, parent
+        )
+        if kind == "embedding":
+            call.inputs = embedding_inputs(document)
+        self._open[key.id] = open_calls + 1
         try:
-            response = await self.pool.post(target.endpoint, path, _encode(document))
+            await self._call(call, exchange, path, document, stream, wants_usage)
+        finally:
+            call.release()
+            left = self._open.get(key.id, 1) - 1
+            if left > 0:
+                self._open[key.id] = left
+            else:
+                self._open.pop(key.id, None)
+
+    async def _call(
+        self,
+        call: _Call,
+        exchange: Exchange,
+        path: str,
+        document: dict[str, Any],
+        stream: bool,
+        wants_usage: bool,
+    ) -> None:
+        target = call.target
+        try:
+            response = await self.pool.post(
+                target.endpoint, path, _encode(document), call.event_id.encode()
+            )
         except UpstreamError as exc:
             await call.record_failure("error")
             raise _upstream_failed(exc) from exc
+
+        # The call's whole duration is bounded: past it the response is closed under the
+        # reader, which then stops (a stream is cut where it is and billed for what it sent).
+        def expire() -> None:
+            call.cut = "duration"
+            response.close()
+
+        timer = asyncio.get_running_loop().call_later(self.limits.max_duration, expire)
         try:
             content_type = response.header(b"content-type") or b""
             if stream and response.status == 200 and content_type.startswith(b"text/event-stream"):
@@ -332,6 +426,7 @@ class Gateway:
             else:
                 await self._complete(call, response, exchange)
         finally:
+            timer.cancel()
             response.close()
 
     async def _read_body(self, exchange: Exchange) -> bytes:
@@ -370,10 +465,13 @@ class Gateway:
                 return b"".join(parts)
 
     async def _complete(self, call: _Call, response: UpstreamResponse, exchange: Exchange) -> None:
-        """A whole answer: read it, meter it, then pass it on unchanged."""
+        """A whole answer: read it, trim it to what the request allowed, meter it, pass it on
+        (unchanged unless trimmed)."""
         try:
             data = await response.read(self.limits.max_response)
         except UpstreamError as exc:
+            if call.cut is None and not exc.timeout and "larger than" in str(exc):
+                call.cut = "size"
             await call.record_failure("error")
             raise _upstream_failed(exc) from exc
         status = response.status
@@ -390,15 +488,15 @@ class Gateway:
                     type="upstream_error",
                     code="bad_upstream_response",
                 )
-            choices = document.get("choices")
-            settled = settle(
-                call.measured_in,
-                measure_choices(choices),
-                len(choices) if isinstance(choices, list) else 0,
-                upstream_usage(call.kind, document.get("usage")),
-            )
+            if call.kind == "embedding":
+                changed = trim_embeddings(document, call.inputs)
+            else:
+                changed = call.trimmer.response(document)
+            settled = call.settle(upstream_usage(call.kind, document.get("usage")))
             await call.record(settled, "ok")
-            exchange.respond(200, (_JSON, (b"x-request-id", call.event_id.encode())), data)
+            if changed:
+                data = _encode(document)
+            exchange.respond(200, (_JSON, *call.headers()), data)
             return
         if 400 <= status < 500:
             await call.record_failure("rejected")
@@ -406,7 +504,7 @@ class Gateway:
                 status if status in _PASSED_4XX else 400,
                 f"the deployment refused the request: {_upstream_message(data)}",
                 code="upstream_rejected",
-                headers=[(b"x-request-id", call.event_id.encode())],
+                headers=call.headers(),
             )
         await call.record_failure("error")
         raise ApiError(
@@ -414,7 +512,7 @@ class Gateway:
             f"the deployment failed (HTTP {status}): {_upstream_message(data)}",
             type="upstream_error",
             code="upstream_error",
-            headers=[(b"x-request-id", call.event_id.encode())],
+            headers=call.headers(),
         )
 
     async def _stream(
@@ -424,14 +522,15 @@ class Gateway:
         exchange: Exchange,
         wants_usage: bool,
     ) -> None:
-        """Pass a stream through event by event, metering it as it goes. The final `[DONE]`
-        is held back until the event is in the spool."""
+        """Pass a stream through event by event, trimming and metering it as it goes, and
+        stop it where the request's limits, the key's reservation, the size or the duration
+        end it. The final `[DONE]` is held back until the event is in the spool."""
         exchange.start(
             200,
             (
                 (b"content-type", b"text/event-stream; charset=utf-8"),
                 (b"cache-control", b"no-cache"),
-                (b"x-request-id", call.event_id.encode()),
+                *call.headers(),
             ),
         )
         gone = False
@@ -443,11 +542,12 @@ class Gateway:
 
         exchange.on_gone(leave)
         splitter = SseSplitter()
-        out = Measure()
-        indexes: set[int] = set()
+        trimmer = call.trimmer
         reported: tuple[int, int] | None = None
         done: bytes | None = None
         outcome: Outcome = "ok"
+        sent = 0
+        limit = self.limits.max_response
         try:
             async for chunk in response.chunks():
                 forward = []
@@ -456,33 +556,48 @@ class Gateway:
                     if data == b"[DONE]":
                         done = event
                         continue
-                    keep = True
                     if data is not None:
-                        keep, measured, usage = _stream_chunk(call.kind, data, indexes, wants_usage)
-                        out += measured
+                        event, usage = _stream_chunk(call.kind, data, event, trimmer, wants_usage)
                         reported = usage or reported
-                    if keep:
+                    if event:
                         forward.append(event + b"\n\n")
                 if forward:
-                    await exchange.send(b"".join(forward))
-            rest = splitter.rest()
-            if rest:
-                out += Measure(len(rest))
-                await exchange.send(rest + b"\n\n")
-        except (UpstreamError, ValueError):
-            # The caller leaving closes the response under us: what it was sent, it used.
-            outcome = "ok" if gone else "error"
-        settled = settle(call.measured_in, out, len(indexes), reported)
+                    out = b"".join(forward)
+                    sent += len(out)
+                    if sent > limit:
+                        call.cut = "size"
+                        break
+                    await exchange.send(out)
+                if trimmer.spent or trimmer.finished:
+                    if trimmer.cut is None:
+                        call.cut = "budget"
+                    break
+            else:
+                # Text after the last blank line is no event: it is not passed on.
+                splitter.rest()
+        except UpstreamError as exc:
+            # The caller leaving closes the response under us: what it was sent, it used. The
+            # gateway closing it (the duration) or the deployment falling silent cuts it.
+            if exc.timeout and call.cut is None:
+                call.cut = "idle"
+            outcome = "ok" if gone or call.cut is not None else "error"
+        except ValueError:
+            outcome = "error"
+        settled = call.settle(reported)
         try:
             if outcome == "ok":
                 await call.record(settled, "ok")
             else:
                 await call.record_failure("error")
-        except SpoolError as exc:
-            tail = _sse_error(_metering_down(exc))
+        except ApiError as err:
+            tail = _sse_error(err)
         else:
             if outcome == "ok":
                 tail = (done or b"data: [DONE]") + b"\n\n"
+                if wants_usage and (call.cut is not None or trimmer.cut is not None):
+                    # The deployment's own usage chunk never came (the stream was cut before
+                    # it): the caller who asked for one gets what was billed.
+                    tail = _usage_event(settled) + tail
             else:
                 tail = _sse_error(
                     ApiError(502, "the deployment's stream broke off", type="upstream_error")
@@ -493,7 +608,21 @@ class Gateway:
 class _Call:
     """What a forwarded call knows about itself, for its usage event."""
 
-    __slots__ = ("event_id", "gateway", "key", "kind", "measured_in", "started", "target", "wall")
+    __slots__ = (
+        "cut",
+        "event_id",
+        "gateway",
+        "inputs",
+        "key",
+        "kind",
+        "measured_in",
+        "parent",
+        "reservation",
+        "started",
+        "target",
+        "trimmer",
+        "wall",
+    )
 
     def __init__(
         self,
@@ -503,6 +632,9 @@ class _Call:
         kind: Kind,
         measured_in: Measure,
         event_id: str,
+        trimmer: Trimmer,
+        reservation: Reservation | None,
+        parent: str | None,
     ) -> None:
         self.gateway = gateway
         self.key = key
@@ -510,11 +642,43 @@ class _Call:
         self.kind = kind
         self.measured_in = measured_in
         self.event_id = event_id
+        self.trimmer = trimmer
+        self.reservation = reservation
+        self.parent = parent
+        self.cut: Cut | None = None
+        self.inputs = 1
         self.started = gateway._clock()
         self.wall = gateway._wall()
 
+    def headers(self) -> tuple[tuple[bytes, bytes], ...]:
+        event_id = self.event_id.encode()
+        return ((b"x-request-id", event_id), (b"x-formarket-call", event_id))
+
+    def settle(self, reported: tuple[int, int] | None) -> Settled:
+        reservation = self.reservation
+        settled = settle(
+            self.target.counter,
+            self.measured_in,
+            self.trimmer.output_tokens,
+            reported,
+            reservation.input_tokens if reservation is not None else None,
+        )
+        if settled.disagreed:
+            _log.warning(
+                "deployment %s reported %s tokens for call %s; counted (%d, %d)",
+                self.target.route.deployment,
+                reported,
+                self.event_id,
+                settled.input_tokens,
+                settled.output_tokens,
+            )
+        return settled
+
     async def record(self, settled: Settled, outcome: Outcome) -> None:
         gateway = self.gateway
+        cut = self.cut
+        if cut is None and outcome == "ok":
+            cut = cast(Cut | None, self.trimmer.cut)
         payload = self.target.events(
             event_id=self.event_id,
             wall=self.wall,
@@ -523,19 +687,84 @@ class _Call:
             duration_ms=int((gateway._clock() - self.started) * 1000),
             outcome=outcome,
             tokens_source=settled.source,
+            cut=cut,
+            parent=self.parent,
         )
         try:
             await gateway.meter.record(payload)
         except SpoolError as exc:
+            self.release()
             raise _metering_down(exc) from exc
-        if outcome == "ok":
+        charged = outcome == "ok"
+        reservation, self.reservation = self.reservation, None
+        if reservation is not None:
+            route = self.target.route
+            gateway.allowance.settle(
+                reservation,
+                settled.input_tokens,
+                settled.output_tokens,
+                route.input_price,
+                route.output_price,
+                charged,
+            )
+        elif charged:
             gateway.allowance.charge(
                 self.key, self.wall, settled.input_tokens + settled.output_tokens
             )
 
     async def record_failure(self, outcome: Outcome) -> None:
         """A call that reached the deployment but was not served: metered, never charged."""
-        await self.record(Settled(self.measured_in.estimate, 0, "measured"), outcome)
+        await self.record(Settled(self.measured_in.tokens, 0, self.target.counter.method), outcome)
+
+    def release(self) -> None:
+        """Give back a reservation that no record settled (the call failed in between)."""
+        reservation, self.reservation = self.reservation, None
+        if reservation is not None:
+            route = self.target.route
+            self.gateway.allowance.settle(
+                reservation, 0, 0, route.input_price, route.output_price, False
+            )
+
+
+def _usage_event(settled: Settled) -> bytes:
+    usage = {
+        "prompt_tokens": settled.input_tokens,
+        "completion_tokens": settled.output_tokens,
+        "total_tokens": settled.input_tokens + settled.output_tokens,
+    }
+    return (
+        b"data: "
+        + _encode({"object": "chat.completion.chunk", "choices": [], "usage": usage})
+        + b"\n\n"
+    )
+
+
+def _max_tokens(request: Request) -> int | None:
+    """The request's bound on output tokens per choice, if it sets one."""
+    bounds = [
+        value
+        for value in (
+            getattr(request, "max_tokens", None),
+            getattr(request, "max_completion_tokens", None),
+        )
+        if value is not None
+    ]
+    return min(bounds) if bounds else None
+
+
+def _parent(exchange: Exchange) -> str | None:
+    """The `X-Formarket-Parent` header: the event id of the agent's call that makes this one."""
+    for name, value in exchange.headers:
+        if name == b"x-formarket-parent":
+            text = value.decode("latin-1").strip()
+            if _EVENT_ID.fullmatch(text):
+                return text
+            raise ApiError(
+                400,
+                "the X-Formarket-Parent header is not an event id",
+                code="invalid_parent",
+            )
+    return None
 
 
 def _parse(body: bytes, request_type: type[Request]) -> tuple[Request, dict[str, Any]]:
@@ -562,25 +791,26 @@ def _param(exc: msgspec.ValidationError) -> str | None:
 
 
 def _stream_chunk(
-    kind: Kind, data: bytes, indexes: set[int], wants_usage: bool
-) -> tuple[bool, Measure, tuple[int, int] | None]:
-    """(forward it?, the text it carries, the counts it reports) for one chunk's data."""
+    kind: Kind, data: bytes, event: bytes, trimmer: Trimmer, wants_usage: bool
+) -> tuple[bytes, tuple[int, int] | None]:
+    """(the event to forward, b"" for none; the counts it reports) for one chunk's data."""
     try:
         chunk = _decode(data)
     except _BAD_JSON:
         chunk = None
     if not isinstance(chunk, dict):
-        # Not a chunk we can read: whatever it carries is at most its bytes.
-        return True, Measure(len(data)), None
-    choices = chunk.get("choices")
-    if isinstance(choices, list):
-        for choice in choices:
-            if isinstance(choice, dict) and isinstance(choice.get("index"), int):
-                indexes.add(choice["index"])
+        # Not a chunk anyone can read: no text the model generated, so not passed on.
+        return b"", None
     usage = upstream_usage(kind, chunk.get("usage"))
+    choices = chunk.get("choices")
+    had_choices = isinstance(choices, list) and bool(choices)
+    if trimmer.chunk(chunk):
+        if had_choices and not chunk["choices"] and (usage is None or not wants_usage):
+            return b"", usage  # nothing left of it that the caller may have
+        event = b"data: " + _encode(chunk)
     # The usage-only chunk the gateway asked for on the caller's behalf stays with the gateway.
-    keep = wants_usage or usage is None or bool(choices)
-    return keep, measure_choices(choices), usage
+    keep = wants_usage or usage is None or had_choices
+    return (event if keep else b""), usage
 
 
 def _model(route: Route) -> dict[str, Any]:

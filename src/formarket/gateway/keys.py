@@ -21,6 +21,7 @@ import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 
 import msgspec
@@ -58,6 +59,11 @@ class KeyRecord(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     requests_per_day: int | None = None
     tokens_per_day: int | None = None
     revoked: bool = False
+    # A daily spending cap in the platform's currency (a decimal string in the file).
+    usd_per_day: Decimal | None = None
+    # The deployments the key may call (None: all of its account's); a key the farm makes
+    # for an agent deployment names that deployment and its model's.
+    scope: tuple[str, ...] | None = None
 
 
 class _KeysFile(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -137,6 +143,8 @@ def create_key(
     burst: int | None = None,
     requests_per_day: int | None = None,
     tokens_per_day: int | None = None,
+    usd_per_day: Decimal | None = None,
+    scope: tuple[str, ...] | None = None,
 ) -> tuple[str, KeyRecord]:
     """A new key for `account`: the key itself (shown once, never stored) and its record."""
     if not _ACCOUNT_RE.match(account):
@@ -146,6 +154,8 @@ def create_key(
         )
     if rate_per_second <= 0:
         raise UsageError("the rate must be above 0 requests per second")
+    if usd_per_day is not None and (not usd_per_day.is_finite() or usd_per_day <= 0):
+        raise UsageError("the spending cap must be an amount above 0, such as 5.00")
     with _locked(path):
         store = load_keys(path)
         key_id = secrets.token_hex(6)
@@ -161,6 +171,8 @@ def create_key(
             burst=burst if burst is not None else max(1, int(rate_per_second * 2)),
             requests_per_day=requests_per_day,
             tokens_per_day=tokens_per_day,
+            usd_per_day=usd_per_day,
+            scope=scope,
         )
         _save(path, KeyStore({**store.by_id, key_id: record}))
     return f"fmk_{key_id}_{secret}", record

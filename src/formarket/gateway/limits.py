@@ -1,7 +1,11 @@
 """Per-key rate limits and daily quotas: pure bookkeeping over a clock the caller passes.
 
 Rates are token buckets (a key may burst up to `burst` calls, refilled at `rate_per_second`);
-quotas count calls and billed tokens per key and UTC day. Quotas outlive a restart: the
+quotas count calls, billed tokens and money spent per key and UTC day. Tokens and money hold
+during a call: before forwarding, the most the call may cost (its input and its bound on
+output, at the route's prices) is reserved from what the key has left, and the call is cut
+where the reservation ends; afterwards what was billed is charged and the rest released. So
+calls in flight at once can never together overrun what remained. Quotas outlive a restart: the
 gateway saves them to `quota.json` every few seconds and on shutdown, so a gateway killed
 outright forgets at most those few seconds of counting.
 """
@@ -9,12 +13,13 @@ outright forgets at most those few seconds of counting.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from decimal import Decimal
 
 import msgspec
 
 from formarket.gateway.keys import KeyRecord
 
-__all__ = ["Limits", "Refusal"]
+__all__ = ["Limits", "Refusal", "Reservation"]
 
 _DAY = 86400
 
@@ -38,6 +43,20 @@ class _Day(msgspec.Struct):
     day: int  # days since the epoch, UTC
     requests: int = 0
     tokens: int = 0
+    usd: Decimal = Decimal(0)  # spent, in the platform's currency
+
+
+@dataclass(slots=True)
+class Reservation:
+    """What one call holds of its key's day: `input_tokens` for its input and
+    `output_tokens` for its output (None: no bound, the key has no limit on tokens or money)."""
+
+    key_id: str
+    day: int
+    input_tokens: int
+    output_tokens: int | None
+    tokens: int
+    usd: Decimal
 
 
 @dataclass(slots=True)
@@ -47,6 +66,7 @@ class Limits:
 
     _buckets: dict[str, _Bucket] = field(default_factory=dict)
     _days: dict[str, _Day] = field(default_factory=dict)
+    _held: dict[str, tuple[int, Decimal]] = field(default_factory=dict)
     dirty: bool = False
 
     def admit(self, key: KeyRecord, now: float, wall: float) -> Refusal | None:
@@ -83,6 +103,86 @@ class Limits:
         used.requests += 1
         self.dirty = True
         return None
+
+    def reserve(
+        self,
+        key: KeyRecord,
+        wall: float,
+        *,
+        need_in: int,
+        want_in: int,
+        want_out: int | None,
+        price_in: Decimal,
+        price_out: Decimal,
+    ) -> Reservation | Refusal | None:
+        """Hold what a call may cost before it is forwarded: at least `need_in` tokens of
+        input (up to `want_in`) and up to `want_out` of output, within what the key has left
+        today. None when the key has no limit on tokens or money."""
+        if key.tokens_per_day is None and key.usd_per_day is None:
+            return None
+        day = int(wall // _DAY)
+        used = self._day(key.id, day)
+        held_tokens, held_usd = self._held.get(key.id, (0, Decimal(0)))
+        tokens_left = (
+            key.tokens_per_day - used.tokens - held_tokens
+            if key.tokens_per_day is not None
+            else None
+        )
+        usd_left = key.usd_per_day - used.usd - held_usd if key.usd_per_day is not None else None
+        if (tokens_left is not None and tokens_left < need_in + 1) or (
+            usd_left is not None and (usd_left <= 0 or usd_left < need_in * price_in + price_out)
+        ):
+            spent = (
+                f"{key.tokens_per_day} tokens"
+                if tokens_left is not None and tokens_left < need_in + 1
+                else f"{key.usd_per_day} in spending"
+            )
+            return Refusal(
+                "insufficient_quota",
+                f"this key's daily quota of {spent} cannot cover this request"
+                f" ({need_in} tokens of input and at least one of output)",
+                _DAY - int(wall) % _DAY,
+            )
+        taken_in = want_in
+        if tokens_left is not None:
+            taken_in = min(taken_in, tokens_left - 1)
+        if usd_left is not None and price_in > 0:
+            taken_in = min(taken_in, int((usd_left - price_out) / price_in))
+        taken_in = max(taken_in, need_in)
+        taken_out = want_out
+        if tokens_left is not None:
+            room = tokens_left - taken_in
+            taken_out = room if taken_out is None else min(taken_out, room)
+        if usd_left is not None and price_out > 0:
+            room = int((usd_left - taken_in * price_in) / price_out)
+            taken_out = room if taken_out is None else min(taken_out, room)
+        tokens = taken_in + (taken_out or 0)
+        usd = taken_in * price_in + (taken_out or 0) * price_out
+        self._held[key.id] = (held_tokens + tokens, held_usd + usd)
+        return Reservation(key.id, day, taken_in, taken_out, tokens, usd)
+
+    def settle(
+        self,
+        reservation: Reservation,
+        input_tokens: int,
+        output_tokens: int,
+        price_in: Decimal,
+        price_out: Decimal,
+        charge: bool,
+    ) -> None:
+        """Release a call's reservation and, when it is charged, count what was billed."""
+        held_tokens, held_usd = self._held.get(reservation.key_id, (0, Decimal(0)))
+        held_tokens -= reservation.tokens
+        held_usd -= reservation.usd
+        if held_tokens <= 0 and held_usd <= 0:
+            self._held.pop(reservation.key_id, None)
+        else:
+            self._held[reservation.key_id] = (held_tokens, held_usd)
+        if charge:
+            used = self._day(reservation.key_id, reservation.day)
+            used.tokens += input_tokens + output_tokens
+            used.usd += input_tokens * price_in + output_tokens * price_out
+            self.dirty = True
 
     def charge(self, key: KeyRecord, wall: float, tokens: int) -> None:
         """Count the tokens billed for a call."""

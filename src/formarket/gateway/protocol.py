@@ -16,6 +16,11 @@ gateway, then reading pauses, and a stream waits while the caller reads slower t
 written to; `Expect: 100-continue`; a keep-alive connection idle for `keep_alive` seconds is
 closed; a graceful shutdown closes idle connections at once and busy ones after their answer.
 
+Added against callers that hold connections open by dripping bytes: a request's head must
+arrive within `header_timeout` seconds of its first byte, and its body within `body_timeout`
+of its head, or the connection is answered 408 and closed; past `max_connections` open at once,
+a new connection is answered 503 and closed.
+
 The header names and values an answer carries are the gateway's own (never a caller's or a
 deployment's bytes), so they are not checked here.
 
@@ -270,12 +275,20 @@ class HttpProtocol(asyncio.Protocol):
         tasks: set[asyncio.Task[None]],
         keep_alive: float,
         loop: asyncio.AbstractEventLoop,
+        header_timeout: float = 10.0,
+        body_timeout: float = 30.0,
+        max_connections: int = 10_000,
     ) -> None:
         self.handler = handler
         self.connections = connections
         self.tasks = tasks
         self.keep_alive = keep_alive
+        self.header_timeout = header_timeout
+        self.body_timeout = body_timeout
+        self.max_connections = max_connections
         self.loop = loop
+        self._head_began = 0.0  # when the head being read began (loop time)
+        self._body_began = 0.0  # when the body being read began (0: none is)
         self.transport: asyncio.Transport = cast(asyncio.Transport, None)
         self.parser = httptools.HttpRequestParser(self)
         # As uvicorn's: bytes after a request that closes the connection are ignored rather
@@ -303,9 +316,13 @@ class HttpProtocol(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports quack like asyncio.Transport without deriving from it.
         self.transport = cast(asyncio.Transport, transport)
+        if len(self.connections) >= self.max_connections:
+            self._refuse("the gateway has too many open connections", 503, "too_many_connections")
+            return
         self.connections.add(self)
-        self._last = self.loop.time()
-        self._idle_timer = self.loop.call_at(self._last + self.keep_alive, self._idle_check)
+        self._last = self._head_began = self.loop.time()
+        first = min(self.keep_alive, self.header_timeout)
+        self._idle_timer = self.loop.call_at(self._last + first, self._idle_check)
 
     def data_received(self, data: bytes) -> None:
         self._last = self.loop.time()
@@ -366,6 +383,7 @@ class HttpProtocol(asyncio.Protocol):
     # --- httptools' callbacks ----------------------------------------------------------------
 
     def on_message_begin(self) -> None:
+        self._head_began = self.loop.time()
         self._url = b""
         self._headers = []
         self._head_size = 0
@@ -391,6 +409,7 @@ class HttpProtocol(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         self._in_head = False
+        self._body_began = self.loop.time()
         parser = self.parser
         path = httptools.parse_url(self._url).path.decode("ascii")
         if "%" in path:
@@ -415,6 +434,7 @@ class HttpProtocol(asyncio.Protocol):
             self._receiving._feed(body)
 
     def on_message_complete(self) -> None:
+        self._body_began = 0.0
         if self._receiving is not None:
             self._receiving._end()
 
@@ -497,16 +517,38 @@ class HttpProtocol(asyncio.Protocol):
 
     def _idle_check(self) -> None:
         # One timer per connection, moved on when it fires, rather than one per call.
-        idle_until = self._last + self.keep_alive
+        self._idle_timer = None
+        if self.transport.is_closing():
+            return
         now = self.loop.time()
-        if self.current is None and now >= idle_until and not self.transport.is_closing():
-            self._idle_timer = None
+        idle_until = self._last + self.keep_alive
+        if self.current is None and now >= idle_until and not self._in_head:
             self.transport.close()
             return
-        self._idle_timer = self.loop.call_at(max(idle_until, now + 1.0), self._idle_check)
+        deadlines = [idle_until]
+        # A head begun (or a connection opened) and not ended in time: a slow drip.
+        if self._in_head or (self.current is None and self._receiving is None):
+            head_until = self._head_began + self.header_timeout
+            if now >= head_until:
+                self._refuse("the request head took too long to arrive", 408, "request_timeout")
+                return
+            deadlines.append(head_until)
+        if self._body_began:
+            body_until = self._body_began + self.body_timeout
+            if now >= body_until:
+                self._refuse("the request body took too long to arrive", 408, "request_timeout")
+                return
+            deadlines.append(body_until)
+        self._idle_timer = self.loop.call_at(max(min(deadlines), now + 0.05), self._idle_check)
 
 
-def uvicorn_protocol(handler: Handler) -> type[asyncio.Protocol]:
+def uvicorn_protocol(
+    handler: Handler,
+    *,
+    header_timeout: float = 10.0,
+    body_timeout: float = 30.0,
+    max_connections: int = 10_000,
+) -> type[asyncio.Protocol]:
     """The protocol class uvicorn's server makes for each connection, calling `handler`."""
 
     class Bound(HttpProtocol):
@@ -523,6 +565,9 @@ def uvicorn_protocol(handler: Handler) -> type[asyncio.Protocol]:
                 server_state.tasks,
                 float(config.timeout_keep_alive),
                 _loop or asyncio.get_event_loop(),
+                header_timeout,
+                body_timeout,
+                max_connections,
             )
 
     return Bound

@@ -19,6 +19,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Literal, Protocol
 from urllib.parse import urlsplit
@@ -61,6 +62,17 @@ class Route(Document):
         max_length=256,
         description="The model name the deployment's server expects; the caller's is passed"
         " through when unset.",
+    )
+    input_price: Decimal = Field(
+        default=Decimal(0),
+        ge=0,
+        description="The price of one input token in the platform's currency, from the model"
+        " version's listing (0: none; a spending cap reserves nothing for it).",
+    )
+    output_price: Decimal = Field(
+        default=Decimal(0),
+        ge=0,
+        description="The price of one output token in the platform's currency.",
     )
 
     @field_validator("endpoint")

@@ -197,7 +197,16 @@ def _uvicorn_config(app: Any, *, log_level: str = "warning") -> uvicorn.Config:
     """How uvicorn serves `app`: the gateway through its own protocol, an ASGI app through
     uvicorn's."""
     if isinstance(app, Gateway):
-        app, http = _Lifespan(app), uvicorn_protocol(app.handle)
+        limits = app.limits
+        app, http = (
+            _Lifespan(app),
+            uvicorn_protocol(
+                app.handle,
+                header_timeout=limits.header_timeout,
+                body_timeout=limits.body_timeout,
+                max_connections=limits.max_connections,
+            ),
+        )
     else:
         http = _Protocol
     return uvicorn.Config(

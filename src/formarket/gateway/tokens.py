@@ -1,47 +1,79 @@
-"""Counting tokens without trusting the upstream: bounds and estimates from bytes.
+"""Counting tokens without trusting the upstream: one `Counter` interface, and what is billed.
 
 The deployment behind the gateway runs a developer's code, and the developer is paid by
-usage, so the token counts its server reports are believed only when they are possible. Every
-byte-level tokenizer in use (GPT-2/tiktoken BPE, SentencePiece with byte fallback, Llama 3's)
-spends at least one byte of text per ordinary token, so the bytes of the text are an upper
-bound on its tokens, plus a few special tokens per message (chat templates wrap each message in
-role markers) and per reply (end of turn). A count above that bound is impossible, so the call
-is billed on the gateway's own estimate instead: about four bytes per token, the usual figure
-for English text under those tokenizers, and never above the bound.
+usage, so the gateway counts what it bills itself, with the `Counter` its route gives: a
+listing's own tokenizer when it declares one (exact), else `ESTIMATE`, about four bytes of
+UTF-8 per token, the usual figure for English under byte-level BPE tokenizers.
+
+What is billed as output is only what the model generated and the gateway delivered: the text
+fields of OpenAI's response schema (message content, refusal, tool-call arguments, completion
+text), in the first `n` choices, cut at `max_tokens` per choice (`Trimmer`). Other fields,
+however large, are never counted.
+
+Input: with an exact counter the gateway's count is billed and the upstream's `usage` only
+compared. With the estimate, the upstream's input count is believed when it is possible: every
+byte-level tokenizer spends at least one byte of text per ordinary token, so the bytes of the
+text (plus a few special tokens per message and per request) bound it. Output is never billed
+above the counter's count of the text delivered.
 
 Pure functions over decoded JSON: the gateway's app calls them with what it forwards.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Literal, NamedTuple
+from typing import TYPE_CHECKING, Literal, NamedTuple, Protocol
+
+if TYPE_CHECKING:  # the route is only passed through; importing it would be a cycle
+    from formarket.gateway.routes import Route
 
 __all__ = [
     "BYTES_PER_TOKEN",
+    "ESTIMATE",
+    "Counter",
     "Kind",
     "Measure",
     "Settled",
-    "measure_choices",
+    "Trimmer",
+    "counter_for",
+    "embedding_inputs",
     "measure_request",
     "settle",
+    "trim_embeddings",
     "upstream_usage",
 ]
 
+
+class Counter(Protocol):
+    """How a route's tokens are counted."""
+
+    @property
+    def method(self) -> str:
+        """ "estimate", or "sha256:<hex>" of the tokenizer file; recorded in every event."""
+        ...
+
+    def text(self, text: str) -> int:
+        """Tokens of a piece of text."""
+        ...
+
+    def chat_overhead(self, messages: int) -> int:
+        """Tokens a chat template adds for that many messages, the reply's opening included."""
+        ...
+
+
 Kind = Literal["chat", "completion", "embedding"]
-TokensSource = Literal["upstream", "measured"]
 
 # The estimate: bytes of text per token for English under BPE tokenizers.
 BYTES_PER_TOKEN = 4
 # Upper bounds on special tokens: chat templates spend at most a handful per message (role
-# markers, separators) and per request (the reply's opening); a reply ends with a few.
+# markers, separators) and per request (the reply's opening).
 _BOUND_PER_PIECE = 8
 _BOUND_PER_REQUEST = 16
 # The estimate's share of those: OpenAI's own accounting is 3 per message and 3 per reply.
-_ESTIMATE_PER_PIECE = 3
-_ESTIMATE_PER_REQUEST = 3
-# Keys whose values are protocol, not text the model reads or writes.
+_ESTIMATE_PER_MESSAGE = 3
+_ESTIMATE_PER_REPLY = 3
+# Keys whose values are protocol, not text the model reads.
 _NOT_TEXT = frozenset({"role", "type", "id", "index", "finish_reason", "object", "logprobs"})
 # Fields of a request whose text the model reads, by endpoint.
 _INPUT_FIELDS: Mapping[Kind, tuple[str, ...]] = {
@@ -51,76 +83,91 @@ _INPUT_FIELDS: Mapping[Kind, tuple[str, ...]] = {
 }
 
 
+def _utf8(text: str) -> int:
+    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+
+
+class _Estimate:
+    """The byte-based estimate behind the `Counter` interface."""
+
+    __slots__ = ()
+
+    @property
+    def method(self) -> str:
+        return "estimate"
+
+    def text(self, text: str) -> int:
+        return -(-_utf8(text) // BYTES_PER_TOKEN)
+
+    def chat_overhead(self, messages: int) -> int:
+        return _ESTIMATE_PER_MESSAGE * messages + _ESTIMATE_PER_REPLY if messages else 0
+
+
+ESTIMATE: Counter = _Estimate()
+
+
+def counter_for(route: Route) -> Counter:
+    """The counter of a route's tokens: the estimate, until routes name a tokenizer."""
+    return ESTIMATE
+
+
 @dataclass(frozen=True, slots=True)
 class Measure:
-    """What the gateway counted itself: bytes of text, ready-made token ids (a prompt may be
-    sent as token ids, each exactly one token) and pieces (messages, choices) that each carry
-    special tokens."""
+    """What the gateway counted of a request itself: bytes of text, the counter's tokens of
+    that text, ready-made token ids (a prompt may be sent as token ids, each exactly one
+    token) and messages (each wrapped in special tokens by a chat template)."""
 
     text_bytes: int = 0
     token_ids: int = 0
     pieces: int = 0
-
-    def __add__(self, other: Measure) -> Measure:
-        return Measure(
-            self.text_bytes + other.text_bytes,
-            self.token_ids + other.token_ids,
-            self.pieces + other.pieces,
-        )
+    text_tokens: int = 0
+    overhead: int = 0
 
     @property
     def bound(self) -> int:
-        """No tokenizer can have produced more tokens than this."""
-        return _bound(self.text_bytes, self.token_ids, self.pieces)
+        """No byte-level tokenizer can have produced more tokens than this."""
+        if not (self.text_bytes or self.token_ids or self.pieces):
+            return 0
+        return (
+            self.text_bytes
+            + self.token_ids
+            + _BOUND_PER_PIECE * self.pieces
+            + _BOUND_PER_REQUEST
+            + self.overhead
+        )
 
     @property
-    def estimate(self) -> int:
-        """The gateway's own count, billed when the upstream's cannot be believed."""
-        return _estimate(self.text_bytes, self.token_ids, self.pieces)
-
-
-def _bound(text_bytes: int, token_ids: int, pieces: int) -> int:
-    if not (text_bytes or token_ids or pieces):
-        return 0
-    return text_bytes + token_ids + _BOUND_PER_PIECE * pieces + _BOUND_PER_REQUEST
-
-
-def _estimate(text_bytes: int, token_ids: int, pieces: int) -> int:
-    if not (text_bytes or token_ids or pieces):
-        return 0
-    text = -(-text_bytes // BYTES_PER_TOKEN)
-    return min(
-        _bound(text_bytes, token_ids, pieces),
-        text + token_ids + _ESTIMATE_PER_PIECE * pieces + _ESTIMATE_PER_REQUEST,
-    )
+    def tokens(self) -> int:
+        """The counter's count of the input."""
+        return self.text_tokens + self.token_ids + self.overhead
 
 
 class Settled(NamedTuple):
     input_tokens: int
     output_tokens: int
-    source: TokensSource
+    source: str  # "upstream" (believed, under the estimate) or the counter's method
+    disagreed: bool = False  # an exact count differed from the upstream's report
 
 
-def _walk(value: object) -> tuple[int, int]:
-    """(UTF-8 bytes of every text value under `value`, how many integers (token ids) it
-    holds); keys are structure, never counted. Iterative: a request may nest deeper than
-    Python's recursion limit. Decoded JSON holds exactly dict, list, str, int, float, bool and
-    None; the exact types are tested first (cheap), their subclasses after."""
-    text = ids = 0
+def _walk(value: object, count: Callable[[str], int]) -> tuple[int, int, int]:
+    """(UTF-8 bytes of every text value under `value`, the counter's tokens of them, how many
+    integers (token ids) it holds); keys are structure, never counted. Iterative: a request
+    may nest deeper than Python's recursion limit. Decoded JSON holds exactly dict, list, str,
+    int, float, bool and None; the exact types are tested first (cheap), their subclasses
+    after."""
+    text = tokens = ids = 0
     stack = [value]
     pop = stack.pop
     push = stack.append
     while stack:
         item = pop()
         if type(item) is str:
-            text += len(item) if item.isascii() else len(item.encode("utf-8", "surrogatepass"))
+            text += _utf8(item)
+            tokens += count(item)
         elif type(item) is dict:
             for key, inner in item.items():
                 if key not in _NOT_TEXT:
-                    if type(inner) is str and inner.isascii():
-                        text += len(inner)
-                    else:
-                        push(inner)
+                    push(inner)
         elif type(item) is list:
             stack.extend(item)
         elif type(item) is int:
@@ -128,7 +175,8 @@ def _walk(value: object) -> tuple[int, int]:
         elif type(item) is bool or type(item) is float or item is None:
             continue
         elif isinstance(item, str):
-            text += len(item.encode("utf-8", "surrogatepass"))
+            text += _utf8(str(item))
+            tokens += count(str(item))
         elif isinstance(item, bool):
             continue
         elif isinstance(item, int):
@@ -137,29 +185,24 @@ def _walk(value: object) -> tuple[int, int]:
             stack.extend(v for k, v in item.items() if k not in _NOT_TEXT)
         elif isinstance(item, list | tuple):
             stack.extend(item)
-    return text, ids
+    return text, tokens, ids
 
 
-def measure_request(kind: Kind, request: Mapping[str, object]) -> Measure:
+def measure_request(kind: Kind, request: Mapping[str, object], counter: Counter) -> Measure:
     """The input the model reads: the text of the request's input fields."""
-    text = ids = 0
+    text = tokens = ids = 0
     for name in _INPUT_FIELDS[kind]:
         if name in request:
-            more_text, more_ids = _walk(request[name])
+            more_text, more_tokens, more_ids = _walk(request[name], counter.text)
             text += more_text
+            tokens += more_tokens
             ids += more_ids
     if kind != "chat":
         # Numbers in a prompt are token ids; a chat request's numbers are parameters.
-        return Measure(text, ids, 0)
+        return Measure(text, ids, 0, tokens, 0)
     messages = request.get("messages")
-    return Measure(text, 0, len(messages) if isinstance(messages, list) else 0)
-
-
-def measure_choices(choices: object) -> Measure:
-    """The output the model wrote: the text of a response's (or a stream chunk's) choices."""
-    if not isinstance(choices, list):
-        return Measure()
-    return Measure(_walk(choices)[0], 0, 0)
+    pieces = len(messages) if isinstance(messages, list) else 0
+    return Measure(text, 0, pieces, tokens, counter.chat_overhead(pieces))
 
 
 def upstream_usage(kind: Kind, usage: object) -> tuple[int, int] | None:
@@ -181,19 +224,247 @@ def _count(value: object) -> bool:
 
 
 def settle(
+    counter: Counter,
     measured_in: Measure,
-    measured_out: Measure,
-    choices: int,
+    output_tokens: int,
     reported: tuple[int, int] | None,
+    input_cap: int | None = None,
 ) -> Settled:
-    """The counts that are billed: the upstream's when it reported possible ones, else the
-    gateway's estimate. `choices` is how many replies were written (each may end with special
-    tokens)."""
-    out_text, out_ids = measured_out.text_bytes, measured_out.token_ids
-    if out_text == 0 and choices == 0:
-        out_ids = 0
-    if reported is not None:
-        tokens_in, tokens_out = reported
-        if tokens_in <= measured_in.bound and tokens_out <= _bound(out_text, out_ids, choices):
-            return Settled(tokens_in, tokens_out, "upstream")
-    return Settled(measured_in.estimate, _estimate(out_text, out_ids, choices), "measured")
+    """The counts that are billed. `output_tokens` is the counter's count of what was
+    delivered (`Trimmer.output_tokens`); `input_cap` what was reserved for the input."""
+    counted_in = measured_in.tokens
+    if counter.method == "estimate":
+        if reported is not None:
+            tokens_in, tokens_out = reported
+            possible = tokens_in <= measured_in.bound and tokens_out <= output_tokens
+            if possible and (input_cap is None or tokens_in <= input_cap):
+                return Settled(tokens_in, tokens_out, "upstream")
+        return Settled(_capped(counted_in, input_cap), output_tokens, counter.method)
+    disagreed = reported is not None and reported != (counted_in, output_tokens)
+    return Settled(_capped(counted_in, input_cap), output_tokens, counter.method, disagreed)
+
+
+def _capped(value: int, cap: int | None) -> int:
+    return value if cap is None or value <= cap else cap
+
+
+# --- what the model generated --------------------------------------------------------------
+
+
+def _prefix(counter: Counter, before: str, text: str, limit: int) -> str:
+    """The longest prefix of `text` that, after `before`, the counter counts as at most
+    `limit` tokens in all. Galloping then bisection, so a huge `text` costs a few counts of
+    about what is kept; the empty prefix is the fallback, so the result always fits."""
+    count = counter.text
+    if count(before) > limit:
+        return ""
+    lo, hi = 0, min(len(text), 8 * (limit + 1))
+    while hi < len(text) and count(before + text[:hi]) <= limit:
+        lo, hi = hi, min(len(text), hi * 2)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if count(before + text[:mid]) <= limit:
+            lo = mid
+        else:
+            hi = mid - 1
+    return text[:lo]
+
+
+class _Choice:
+    __slots__ = ("done", "parts", "used")
+
+    def __init__(self) -> None:
+        self.used = 0
+        self.parts: list[str] = []
+        self.done = False
+
+
+class Trimmer:
+    """What a call's answer may carry, enforced as it passes: the first `n` choices (by their
+    index), each cut at `max_tokens` of generated text with `finish_reason: "length"`, and no
+    more than `budget` tokens in all (what the caller's key has reserved). It counts with the
+    route's counter as it goes; `output_tokens` is what is billed.
+
+    A piece of text is counted on its own as it arrives; at the end each choice's text is
+    counted whole, and the smaller of the two is billed, so the bill is never above the
+    counter's count of the text delivered nor above the limits."""
+
+    __slots__ = ("_choices", "_used", "budget", "counter", "cut", "kind", "max_tokens", "n")
+
+    def __init__(
+        self,
+        counter: Counter,
+        kind: Kind,
+        *,
+        n: int = 1,
+        max_tokens: int | None = None,
+        budget: int | None = None,
+    ) -> None:
+        self.counter = counter
+        self.kind = kind
+        self.n = n
+        self.max_tokens = max_tokens
+        self.budget = budget
+        self.cut: str | None = None  # why the gateway cut the answer short, if it did
+        self._choices: dict[int, _Choice] = {}
+        self._used = 0
+
+    @property
+    def choices(self) -> int:
+        return len(self._choices)
+
+    @property
+    def output_tokens(self) -> int:
+        count = self.counter.text
+        total = 0
+        for state in self._choices.values():
+            if state.used:
+                total += min(state.used, count("".join(state.parts)))
+        return total
+
+    @property
+    def finished(self) -> bool:
+        """Whether every choice the request allows was cut: nothing more may pass."""
+        return len(self._choices) >= self.n and all(c.done for c in self._choices.values())
+
+    @property
+    def spent(self) -> bool:
+        """Whether the budget is used up (a stream stops there)."""
+        return self.budget is not None and self._used >= self.budget
+
+    def response(self, document: dict[str, object]) -> bool:
+        """Trim a whole answer in place; whether anything changed."""
+        return self._choices_of(document)
+
+    def chunk(self, document: dict[str, object]) -> bool:
+        """Trim one chunk of a stream in place; whether anything changed."""
+        return self._choices_of(document)
+
+    def _choices_of(self, document: dict[str, object]) -> bool:
+        choices = document.get("choices")
+        if not isinstance(choices, list):
+            return False
+        kept: list[object] = []
+        changed = False
+        for position, choice in enumerate(choices):
+            if not isinstance(choice, dict):
+                changed = True
+                continue
+            index = choice.get("index", position)
+            if type(index) is not int or not 0 <= index < self.n:
+                changed = True
+                if self.cut is None:
+                    self.cut = "choices"
+                continue
+            state = self._choices.get(index)
+            if state is None:
+                state = self._choices[index] = _Choice()
+            elif state.done:
+                changed = True
+                continue
+            if self._choice(choice, state):
+                changed = True
+            kept.append(choice)
+        if changed:
+            document["choices"] = kept
+        return changed
+
+    def _choice(self, choice: dict[str, object], state: _Choice) -> bool:
+        changed = False
+        if self.kind == "completion":
+            slots: list[tuple[dict[str, object], str]] = [(choice, "text")]
+        else:
+            slots = []
+            for name in ("message", "delta"):
+                message = choice.get(name)
+                if isinstance(message, dict):
+                    slots.extend(_message_slots(message))
+        for holder, key in slots:
+            value = holder.get(key)
+            if not isinstance(value, str) or not value:
+                continue
+            if state.done:
+                holder[key] = ""
+                changed = True
+                continue
+            kept = self._admit(value, state)
+            if kept is not value:
+                holder[key] = kept
+                changed = True
+        if state.done and choice.get("finish_reason") != "length":
+            choice["finish_reason"] = "length"
+            changed = True
+        return changed
+
+    def _admit(self, text: str, state: _Choice) -> str:
+        """`text` as far as the limits let it through. A piece is first counted on its own
+        (cheap); only near a limit is the choice's whole text counted again, since pieces
+        counted apart may count more than together (the estimate rounds each up)."""
+        limit: int | None = None
+        reason = "max_tokens"
+        if self.max_tokens is not None:
+            limit = self.max_tokens
+        if self.budget is not None:
+            left = self.budget - self._used + state.used
+            if limit is None or left < limit:
+                limit, reason = left, "budget"
+        count = self.counter.text
+        tokens = count(text)
+        if limit is None or state.used + tokens <= limit:
+            self._take(state, text, state.used + tokens)
+            return text
+        before = "".join(state.parts)
+        whole = count(before + text)
+        if whole <= limit:
+            self._take(state, text, whole)
+            return text
+        kept = _prefix(self.counter, before, text, limit)
+        self._take(state, kept, count(before + kept))
+        state.done = True
+        if self.cut is None or self.cut == "choices":
+            self.cut = reason
+        return kept
+
+    def _take(self, state: _Choice, text: str, used: int) -> None:
+        self._used += used - state.used
+        state.used = used
+        state.parts.append(text)
+
+
+def _message_slots(message: dict[str, object]) -> list[tuple[dict[str, object], str]]:
+    """Where a chat message (or a stream's delta) holds generated text: content (a string or
+    text parts), refusal, and the arguments of tool and function calls."""
+    slots: list[tuple[dict[str, object], str]] = []
+    content = message.get("content")
+    if isinstance(content, str):
+        slots.append((message, "content"))
+    elif isinstance(content, list):
+        slots.extend((part, "text") for part in content if isinstance(part, dict))
+    slots.append((message, "refusal"))
+    calls = message.get("tool_calls")
+    if isinstance(calls, list):
+        for call in calls:
+            function = call.get("function") if isinstance(call, dict) else None
+            if isinstance(function, dict):
+                slots.append((function, "arguments"))
+    function = message.get("function_call")
+    if isinstance(function, dict):
+        slots.append((function, "arguments"))
+    return slots
+
+
+def embedding_inputs(request: Mapping[str, object]) -> int:
+    """How many embeddings an embeddings request asks for: one per input."""
+    value = request.get("input")
+    if isinstance(value, list) and value and not isinstance(value[0], int):
+        return len(value)
+    return 1
+
+
+def trim_embeddings(document: dict[str, object], inputs: int) -> bool:
+    """Keep one embedding per input; whether anything was dropped."""
+    data = document.get("data")
+    if isinstance(data, list) and len(data) > inputs:
+        document["data"] = data[:inputs]
+        return True
+    return False

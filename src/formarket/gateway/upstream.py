@@ -362,9 +362,21 @@ class UpstreamPool:
                 self._heads[(endpoint, path)] = head
         return head
 
-    async def post(self, endpoint: Endpoint, path: str, body: bytes) -> UpstreamResponse:
-        """POST a JSON body to `path` under the endpoint; the response once its head arrived."""
-        request = b"%s%d\r\n\r\n%s" % (self._head(endpoint, path), len(body), body)
+    async def post(
+        self, endpoint: Endpoint, path: str, body: bytes, call: bytes = b""
+    ) -> UpstreamResponse:
+        """POST a JSON body to `path` under the endpoint; the response once its head arrived.
+        `call` is the call's event id, sent as `X-Formarket-Call` (an agent passes it on as
+        `X-Formarket-Parent` when it calls its model)."""
+        if call:
+            request = b"%s%d\r\nX-Formarket-Call: %s\r\n\r\n%s" % (
+                self._head(endpoint, path),
+                len(body),
+                call,
+                body,
+            )
+        else:
+            request = b"%s%d\r\n\r\n%s" % (self._head(endpoint, path), len(body), body)
         conn = self._idle_connection(endpoint)
         # A kept-alive connection the deployment closed meanwhile fails before any byte of a
         # response: the request was never read, so sending it again on a new one is safe.

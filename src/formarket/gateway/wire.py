@@ -62,6 +62,8 @@ class ChatRequest(msgspec.Struct, frozen=True):
     stream: bool = False
     stream_options: StreamOptions | None = None
     max_tokens: Annotated[int, Meta(ge=1, le=1_000_000)] | None = None
+    max_completion_tokens: Annotated[int, Meta(ge=1, le=1_000_000)] | None = None
+    n: Annotated[int, Meta(ge=1, le=128)] = 1
 
 
 class CompletionRequest(msgspec.Struct, frozen=True):
@@ -72,6 +74,8 @@ class CompletionRequest(msgspec.Struct, frozen=True):
     stream: bool = False
     stream_options: StreamOptions | None = None
     max_tokens: Annotated[int, Meta(ge=1, le=1_000_000)] | None = None
+    max_completion_tokens: Annotated[int, Meta(ge=1, le=1_000_000)] | None = None
+    n: Annotated[int, Meta(ge=1, le=128)] = 1
 
 
 class EmbeddingRequest(msgspec.Struct, frozen=True):

@@ -75,6 +75,7 @@ __all__ = [
 CALL = "dev.formarket.usage.call"
 INSTANCE_HOURS = "dev.formarket.usage.instance-hours"
 EVENT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
+TOKENS_SOURCE_PATTERN = r"^(upstream|measured|estimate|sha256:[0-9a-f]{64})$"
 # `<kind>/<name>`: the collector that wrote the event; it names the collector's usage files.
 SOURCE_PATTERN = r"^[a-z][a-z0-9-]{0,30}/[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$"
 DEPLOYMENT_PATTERN = r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$"
@@ -197,15 +198,29 @@ class UsageData(_Strict):
     outcome: Literal["ok", "error", "rejected"] = Field(
         description="Only `ok` is charged: a failed or rejected call costs the user nothing."
     )
-    tokens_source: Literal["upstream", "measured"] = Field(
-        description="Whether the upstream server reported the token counts or the gateway"
-        " counted them itself."
+    tokens_source: str = Field(
+        pattern=TOKENS_SOURCE_PATTERN,
+        description="How the tokens were counted: `sha256:<hex>` by the listing's tokenizer"
+        " (that file's SHA-256), `estimate` by the gateway's byte-based estimate, `upstream`"
+        " as the deployment reported them (believed only when possible). `measured`, the"
+        " gateway's estimate, is how events written before tokenizers say it.",
     )
     instance_seconds: int = Field(
         default=0,
         ge=0,
         le=MAX_COUNT,
         description="Seconds the deployment ran (instance-hours events only; 0 for calls).",
+    )
+    cut: Literal["max_tokens", "choices", "budget", "size", "duration", "idle"] | None = Field(
+        default=None,
+        description="Why the gateway cut the call short, if it did: it is billed for what was"
+        " delivered.",
+    )
+    parent: str | None = Field(
+        default=None,
+        pattern=EVENT_ID_PATTERN,
+        description="The event id of the call that made this one (an agent calling its model"
+        " with a key scoped to its deployment).",
     )
 
 
@@ -235,11 +250,22 @@ class UsageEvent(_Strict):
         return self
 
 
+_PLAIN_SOURCES = frozenset({"upstream", "measured", "estimate"})
+_TOKENS_SOURCE = re.compile(TOKENS_SOURCE_PATTERN)
+_EVENT_ID = re.compile(EVENT_ID_PATTERN)
+
+
 def event_problem(kind: str, data: Any) -> str:
     """What makes an event's data inconsistent with its type ("" when nothing); shared with
     the fast reader."""
     if data.agent is None and data.model is None:
         return "names neither an agent nor a model"
+    source = data.tokens_source
+    if source not in _PLAIN_SOURCES and not _TOKENS_SOURCE.fullmatch(source):
+        return f"tokens_source {source!r} does not match {TOKENS_SOURCE_PATTERN}"
+    parent = getattr(data, "parent", None)
+    if isinstance(parent, str) and not _EVENT_ID.fullmatch(parent):
+        return f"parent {parent!r} does not match {EVENT_ID_PATTERN}"
     if kind == CALL:
         if data.instance_seconds:
             return "a call carries no instance_seconds"

@@ -28,6 +28,7 @@ from formarket.schemas.usage import CALL, INSTANCE_HOURS
 
 __all__ = [
     "CallEvents",
+    "Cut",
     "EventIds",
     "Outcome",
     "Served",
@@ -38,6 +39,9 @@ __all__ = [
 ]
 
 Outcome = Literal["ok", "error", "rejected"]
+# Why the gateway cut a call short: text past max_tokens, choices past n, the key's budget
+# spent, the response size, the call's duration, or the deployment idle too long.
+Cut = Literal["max_tokens", "choices", "budget", "size", "duration", "idle"]
 _ENCODE = msgspec.json.Encoder().encode
 _HOUR = 3600
 
@@ -148,17 +152,19 @@ def call_event(
     output_tokens: int,
     duration_ms: int,
     outcome: Outcome,
-    tokens_source: Literal["upstream", "measured"],
+    tokens_source: str,
+    cut: Cut | None = None,
+    parent: str | None = None,
 ) -> bytes:
-    """One call, as the JSON of a `dev.formarket.usage.call` event (no trailing newline)."""
-    return _event(
-        CALL,
-        event_id,
-        source,
-        event_time(moment),
-        served,
-        _call_data(input_tokens, output_tokens, duration_ms, outcome, tokens_source),
-    )
+    """One call, as the JSON of a `dev.formarket.usage.call` event (no trailing newline).
+    `cut` says why the gateway cut the call short, `parent` the call (of an agent) that
+    made it; both are left out when unset, as events written before them are."""
+    data = _call_data(input_tokens, output_tokens, duration_ms, outcome, tokens_source)
+    if cut is not None:
+        data["cut"] = cut
+    if parent is not None:
+        data["parent"] = parent
+    return _event(CALL, event_id, source, event_time(moment), served, data)
 
 
 def _call_data(
@@ -212,10 +218,12 @@ class CallEvents:
         output_tokens: int,
         duration_ms: int,
         outcome: Outcome,
-        tokens_source: Literal["upstream", "measured"],
+        tokens_source: str,
+        cut: Cut | None = None,
+        parent: str | None = None,
     ) -> bytes:
         """The event of one call at `wall` (seconds since the epoch)."""
-        return self._format % (
+        event = self._format % (
             _ENCODE(event_id),
             wall_time(wall).encode(),
             input_tokens,
@@ -224,6 +232,16 @@ class CallEvents:
             outcome.encode(),
             tokens_source.encode(),
         )
+        if cut is None and parent is None:
+            return event
+        # The optional fields close the data object, in the order `call_event` writes them.
+        extra = b"".join(
+            (
+                b',"cut":' + _ENCODE(cut) if cut is not None else b"",
+                b',"parent":' + _ENCODE(parent) if parent is not None else b"",
+            )
+        )
+        return event[:-2] + extra + b"}}"
 
 
 def _hours(start: int, end: int) -> Iterator[tuple[int, int]]:

@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 import msgspec
+from msgspec import UNSET, UnsetType
 
 from formarket.rules import rules_of
 from formarket.schemas._types import LISTING_ID_PATTERN, SEMVER_PATTERN
@@ -71,8 +72,12 @@ class _Data(msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc=False):
     requests: _Count
     duration_ms: _Count
     outcome: Literal["ok", "error", "rejected"]
-    tokens_source: Literal["upstream", "measured"]
+    tokens_source: Annotated[str, msgspec.Meta(min_length=1, max_length=71)]
     instance_seconds: _Count = 0
+    # Unset (never written) rather than None, so an event without them re-encodes to the
+    # same bytes, and its canonical digest, as before they existed.
+    cut: Literal["max_tokens", "choices", "budget", "size", "duration", "idle"] | UnsetType = UNSET
+    parent: _Text | UnsetType = UNSET
 
 
 class WireEvent(msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc=False):

@@ -1,0 +1,235 @@
+"""A hostile deployment plays each trick a listing paid by usage might; the bill is never more
+than the request allowed and the gateway delivered. Then the same as properties: of the
+trimming, for any answer, and of the reservations, for any sequence of calls."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from formarket.gateway.app import GatewayLimits
+from formarket.gateway.config import GatewayConfig, StatePaths
+from formarket.gateway.keys import KeyRecord, create_key
+from formarket.gateway.limits import Limits, Reservation
+from formarket.gateway.routes import Route, save_routes
+from formarket.gateway.server import ServerThread, build_gateway
+from formarket.gateway.tokens import ESTIMATE, Trimmer
+from formarket.standins.hostile import Hostile
+from tests.gateway.conftest import MODEL
+from tests.gateway.helpers import Client
+from tests.gateway.test_http import _events, spooled
+
+MAX_TOKENS = 5
+
+
+def _delivered(reply_body: bytes, stream: bool) -> list[str]:
+    """The generated text of each choice the caller received."""
+    if stream:
+        texts: dict[int, str] = {}
+        for data in _events(reply_body):
+            if data == b"[DONE]":
+                continue
+            for choice in json.loads(data).get("choices", []):
+                delta = choice.get("delta") or {}
+                texts[choice["index"]] = texts.get(choice["index"], "") + (
+                    delta.get("content") or ""
+                )
+        return list(texts.values())
+    return [c["message"].get("content") or "" for c in json.loads(reply_body)["choices"]]
+
+
+@pytest.fixture(scope="module")
+def hostile(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    tmp = tmp_path_factory.mktemp("hostile")
+    state = StatePaths(tmp / "state")
+    with ServerThread(Hostile()) as upstream:  # type: ignore[arg-type]
+        save_routes(
+            state.routes, [Route(deployment="d", endpoint=upstream.url, account="a", model=MODEL)]
+        )
+        key, _ = create_key(state.keys, "a", tokens_per_day=2000)
+        limits = GatewayLimits(max_duration=3.0)
+        config = GatewayConfig(state, source="gateway/t", limits=limits, stream_idle_timeout=2.0)
+        with ServerThread(build_gateway(config)) as gw:
+            yield gw.url, key, state
+
+
+@pytest.mark.parametrize(
+    ("trick", "stream"),
+    [
+        ("usage-bound", False),
+        ("extra-field", False),
+        ("empty-choices", False),
+        ("extra-choices", False),
+        ("ignore-max", False),
+        ("huge", False),
+        ("endless", True),
+        ("slow-drip", True),
+    ],
+)
+def test_each_trick_is_billed_at_most_what_was_allowed_and_delivered(
+    hostile: Any, trick: str, stream: bool
+) -> None:
+    url, key, state = hostile
+    reply = Client(url, key, timeout=60).request(
+        "POST",
+        "/v1/chat/completions",
+        {
+            "model": "d",
+            "messages": [{"role": "user", "content": trick}],
+            "max_tokens": MAX_TOKENS,
+            "stream": stream,
+        },
+    )
+    assert reply.status == 200
+    delivered = _delivered(reply.body, stream)
+    assert len(delivered) <= 1  # n = 1
+    event = spooled(state)[reply.headers["x-formarket-call"]]["data"]
+    assert event["outcome"] == "ok"
+    assert event["output_tokens"] <= MAX_TOKENS
+    assert event["output_tokens"] <= sum(ESTIMATE.text(text) for text in delivered)
+    prompt = ESTIMATE.text(trick) + ESTIMATE.chat_overhead(1)
+    assert event["input_tokens"] <= len(json.dumps({"content": trick})) + 8 + 16
+    if trick != "usage-bound":
+        assert event["input_tokens"] <= prompt
+    assert len(reply.body) < (2 << 20) if trick != "extra-field" else True
+
+
+# --- properties -------------------------------------------------------------------------------
+
+TEXT = st.text(max_size=60)
+CHOICE = st.fixed_dictionaries(
+    {"index": st.integers(-2, 6)},
+    optional={
+        "message": st.fixed_dictionaries(
+            {},
+            optional={
+                "content": TEXT,
+                "refusal": TEXT,
+                "padding": TEXT,
+                "tool_calls": st.lists(
+                    st.fixed_dictionaries({"function": st.fixed_dictionaries({"arguments": TEXT})}),
+                    max_size=2,
+                ),
+            },
+        ),
+        "text": TEXT,
+    },
+)
+
+
+def _texts(choice: dict[str, Any], kind: str) -> str:
+    if kind == "completion":
+        return str(choice.get("text") or "")
+    message = choice.get("message") or {}
+    parts = [message.get("content") or "", message.get("refusal") or ""]
+    parts += [c["function"]["arguments"] for c in message.get("tool_calls") or []]
+    return "".join(parts)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.lists(CHOICE, max_size=5), min_size=1, max_size=4),
+    st.integers(1, 3),
+    st.integers(1, 20),
+    st.none() | st.integers(0, 40),
+    st.sampled_from(["chat", "completion"]),
+)
+def test_billed_output_never_exceeds_the_bound_nor_what_was_delivered(
+    chunks: list[list[dict[str, Any]]], n: int, max_tokens: int, budget: int | None, kind: str
+) -> None:
+    trimmer = Trimmer(ESTIMATE, kind, n=n, max_tokens=max_tokens, budget=budget)  # type: ignore[arg-type]
+    delivered: dict[int, str] = {}
+    for choices in chunks:
+        document: dict[str, Any] = {"choices": json.loads(json.dumps(choices))}
+        trimmer.chunk(document)
+        for choice in document["choices"]:
+            assert 0 <= choice["index"] < n
+            delivered[choice["index"]] = delivered.get(choice["index"], "") + _texts(choice, kind)
+    billed = trimmer.output_tokens
+    assert billed <= max_tokens * n
+    assert billed <= sum(ESTIMATE.text(text) for text in delivered.values())
+    if budget is not None:
+        assert billed <= budget
+    for text in delivered.values():
+        assert ESTIMATE.text(text) <= max_tokens
+
+
+KEY = KeyRecord(
+    id="k", account="a", sha256="", created="", tokens_per_day=500, usd_per_day=Decimal("0.01")
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 200), st.none() | st.integers(1, 300), st.floats(0, 1)),
+        max_size=30,
+    ),
+    st.integers(0, 5),
+)
+def test_a_key_is_never_billed_more_than_it_had_left(
+    calls: list[tuple[int, int | None, float]], in_flight: int
+) -> None:
+    limits = Limits()
+    price_in, price_out = Decimal("0.00001"), Decimal("0.00003")
+    open_calls: list[tuple[Reservation, float]] = []
+    for need_in, want_out, share in calls:
+        reservation = limits.reserve(
+            KEY,
+            0.0,
+            need_in=need_in,
+            want_in=need_in,
+            want_out=want_out,
+            price_in=price_in,
+            price_out=price_out,
+        )
+        if isinstance(reservation, Reservation):
+            open_calls.append((reservation, share))
+        while len(open_calls) > in_flight:
+            held, part = open_calls.pop(0)
+            # Whatever the deployment does, the gateway bills at most what was reserved.
+            billed_out = int((held.output_tokens or 0) * part)
+            limits.settle(held, held.input_tokens, billed_out, price_in, price_out, True)
+    for held, part in open_calls:
+        limits.settle(
+            held,
+            held.input_tokens,
+            int((held.output_tokens or 0) * part),
+            price_in,
+            price_out,
+            True,
+        )
+    day = limits._day("k", 0)
+    assert day.tokens <= 500
+    assert day.usd <= Decimal("0.01")
+
+
+def test_a_key_with_tokens_left_cuts_a_stream_at_them(tmp_path: Path) -> None:
+    state = StatePaths(tmp_path / "state")
+    with ServerThread(Hostile()) as upstream:  # type: ignore[arg-type]
+        save_routes(
+            state.routes, [Route(deployment="d", endpoint=upstream.url, account="a", model=MODEL)]
+        )
+        key, _ = create_key(state.keys, "a", tokens_per_day=40)
+        with ServerThread(build_gateway(GatewayConfig(state, source="gateway/t"))) as gw:
+            client = Client(gw.url, key, timeout=60)
+            body = {
+                "model": "d",
+                "messages": [{"role": "user", "content": "endless"}],
+                "stream": True,
+            }
+            first = client.request("POST", "/v1/chat/completions", body)
+            second = client.request("POST", "/v1/chat/completions", body)
+    assert first.status == 200
+    events = spooled(state)
+    billed = sum(e["data"]["input_tokens"] + e["data"]["output_tokens"] for e in events.values())
+    assert billed <= 40
+    cut = events[first.headers["x-formarket-call"]]["data"]
+    assert cut["cut"] == "budget"
+    assert second.status in (200, 429)
