@@ -13,6 +13,7 @@ CR=$(printf '\r')
 read -r method target _version
 target=${target%"$CR"}
 length=0
+call=
 while IFS= read -r header; do
   header=${header%"$CR"}
   [ -z "$header" ] && break
@@ -21,7 +22,6 @@ while IFS= read -r header; do
     [Xx]-[Ff]ormarket-[Cc]all:*) call=${header#*:}; call=${call# } ;;
   esac
 done
-call=
 body=
 if [ "$length" -gt 0 ] 2>/dev/null; then
   body=$(head -c "$length")
