@@ -41,7 +41,12 @@ ENTRYPOINT sh /srv/probe.sh
 SCRIPT = """\
 mkdir -p /srv/www
 probe() {
-  if out=$(timeout 8 wget -q -O - "$1" 2>/dev/null); then printf 'ok:%s' "$out"; else printf 'no'; fi
+  # busybox's own `wget -T` crashes: `timeout` bounds a probe instead.
+  if out=$(timeout 8 wget -q -O - "$1" 2>/dev/null); then
+    printf 'ok:%s' "$out"
+  else
+    printf 'no'
+  fi
 }
 {
   printf 'gateway=%s\\n' "$(probe "$MODEL_ENDPOINT/")"
