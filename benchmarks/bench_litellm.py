@@ -174,7 +174,8 @@ PER_CALL = (
     ("who may call", "a key of the account, checked against its SHA-256", "the master key"),
     (
         "limits per key",
-        "calls per second checked; tokens and spending reserved before forwarding",
+        "calls per second checked; a token quota or spending cap, when the key has one"
+        " (this one has none), reserved before forwarding",
         "none (they need its database)",
     ),
     (
