@@ -46,6 +46,29 @@ def test_keys_and_routes(tmp_path: Path) -> None:
     assert "http" in bad.output
 
 
+def test_a_key_with_a_spending_cap_and_a_scope(tmp_path: Path) -> None:
+    from decimal import Decimal
+
+    from formarket.gateway.keys import load_keys
+
+    where = ["--repo", str(tmp_path), "--gateway-dir", str(tmp_path / "state")]
+    run(
+        "gateway", "keys", "create", "acme", "--usd-per-day", "5.00",
+        "--scope", "dep-1", "--scope", "dep-2", *where,
+    )  # fmt: skip
+    (record,) = load_keys(tmp_path / "state" / "keys.json").by_id.values()
+    assert record.usd_per_day == Decimal("5.00")
+    assert record.scope == ("dep-1", "dep-2")
+    listed = run("gateway", "keys", "list", *where)
+    assert "5.00 per day" in listed
+    assert "scope dep-1,dep-2" in listed
+    for amount in ("five", "0", "-1", "NaN"):
+        bad = CliRunner().invoke(
+            main, ["gateway", "keys", "create", "acme", "--usd-per-day", amount, *where]
+        )
+        assert bad.exit_code != 0, amount
+
+
 def test_flush_and_show(tmp_path: Path) -> None:
     make_market(tmp_path / "market")
     state = tmp_path / "state"

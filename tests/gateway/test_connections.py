@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import threading
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from decimal import Decimal
@@ -168,3 +169,36 @@ def test_an_unscoped_keys_parent_header_is_not_recorded(tmp_path: Path) -> None:
             )
     assert reply.status == 200
     assert "parent" not in spooled(state)[reply.headers["x-formarket-call"]]["data"]
+
+
+def test_a_keys_calls_in_progress_are_capped(tmp_path: Path) -> None:
+    from formarket.standins.hostile import Hostile
+
+    with ServerThread(Hostile()) as upstream:  # type: ignore[arg-type]
+        state, key = _setup(tmp_path, upstream.url)
+        limits = GatewayLimits(max_calls_per_key=1, max_duration=2.0)
+        with ServerThread(
+            build_gateway(GatewayConfig(state, source="gateway/t", limits=limits))
+        ) as gw:
+            body = {
+                "model": "d",
+                "messages": [{"role": "user", "content": "slow-drip"}],
+                "stream": True,
+            }
+            first: list[int] = []
+            thread = threading.Thread(
+                target=lambda: first.append(
+                    Client(gw.url, key, timeout=30)
+                    .request("POST", "/v1/chat/completions", body)
+                    .status
+                )
+            )
+            thread.start()
+            time.sleep(0.7)
+            second = Client(gw.url, key).chat("d", "hi")
+            thread.join(30)
+            third = Client(gw.url, key).chat("d", "hi")
+    assert first == [200]
+    assert second.status == 429
+    assert second.json()["error"]["code"] == "too_many_calls"
+    assert third.status == 200

@@ -5,6 +5,8 @@ trimming, for any answer, and of the reservations, for any sequence of calls."""
 from __future__ import annotations
 
 import json
+import re
+import time
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -19,7 +21,14 @@ from formarket.gateway.keys import KeyRecord, create_key
 from formarket.gateway.limits import Limits, Reservation
 from formarket.gateway.routes import Route, save_routes
 from formarket.gateway.server import ServerThread, build_gateway
-from formarket.gateway.tokens import ESTIMATE, Trimmer
+from formarket.gateway.tokens import (
+    ESTIMATE,
+    ESTIMATE_SLACK,
+    Counter,
+    Trimmer,
+    measure_request,
+    settle,
+)
 from formarket.standins.hostile import Hostile
 from tests.gateway.conftest import MODEL
 from tests.gateway.helpers import Client
@@ -132,6 +141,22 @@ def _texts(choice: dict[str, Any], kind: str) -> str:
     return "".join(parts)
 
 
+class _Words:
+    """An exact counter as a tokenizer would be: a token per word or other character, so a
+    piece's count is not the sum of its parts' ("a" + "b" is one word, not two)."""
+
+    method = "sha256:" + "0" * 64
+
+    def text(self, text: str) -> int:
+        return len(re.findall(r"\w+|[^\w\s]|\s", text))
+
+    def chat_overhead(self, messages: int) -> int:
+        return 4 * messages + 2
+
+
+WORDS: Counter = _Words()
+
+
 @settings(max_examples=300, deadline=None)
 @given(
     st.lists(st.lists(CHOICE, max_size=5), min_size=1, max_size=4),
@@ -139,11 +164,17 @@ def _texts(choice: dict[str, Any], kind: str) -> str:
     st.integers(1, 20),
     st.none() | st.integers(0, 40),
     st.sampled_from(["chat", "completion"]),
+    st.sampled_from([ESTIMATE, WORDS]),
 )
 def test_billed_output_never_exceeds_the_bound_nor_what_was_delivered(
-    chunks: list[list[dict[str, Any]]], n: int, max_tokens: int, budget: int | None, kind: str
+    chunks: list[list[dict[str, Any]]],
+    n: int,
+    max_tokens: int,
+    budget: int | None,
+    kind: str,
+    counter: Counter,
 ) -> None:
-    trimmer = Trimmer(ESTIMATE, kind, n=n, max_tokens=max_tokens, budget=budget)  # type: ignore[arg-type]
+    trimmer = Trimmer(counter, kind, n=n, max_tokens=max_tokens, budget=budget)  # type: ignore[arg-type]
     delivered: dict[int, str] = {}
     for choices in chunks:
         document: dict[str, Any] = {"choices": json.loads(json.dumps(choices))}
@@ -153,11 +184,24 @@ def test_billed_output_never_exceeds_the_bound_nor_what_was_delivered(
             delivered[choice["index"]] = delivered.get(choice["index"], "") + _texts(choice, kind)
     billed = trimmer.output_tokens
     assert billed <= max_tokens * n
-    assert billed <= sum(ESTIMATE.text(text) for text in delivered.values())
+    assert billed <= sum(counter.text(text) for text in delivered.values())
     if budget is not None:
         assert billed <= budget
+    slack = ESTIMATE_SLACK if counter is ESTIMATE else 1
     for text in delivered.values():
-        assert ESTIMATE.text(text) <= max_tokens
+        assert counter.text(text) <= max_tokens * slack
+
+
+def test_with_an_exact_counter_the_upstreams_usage_is_only_compared() -> None:
+    request = {"messages": [{"role": "user", "content": "hello world"}]}
+    measured = measure_request("chat", request, WORDS)
+    assert measured.tokens == 3 + WORDS.chat_overhead(1)
+    agreed = settle(WORDS, measured, 4, (measured.tokens, 4))
+    assert (agreed.input_tokens, agreed.output_tokens, agreed.disagreed) == (9, 4, False)
+    assert agreed.source == WORDS.method
+    for claim in [(1, 1), (9000, 4000), (9, 5)]:
+        told = settle(WORDS, measured, 4, claim)
+        assert (told.input_tokens, told.output_tokens, told.disagreed) == (9, 4, True)
 
 
 KEY = KeyRecord(
@@ -233,3 +277,104 @@ def test_a_key_with_tokens_left_cuts_a_stream_at_them(tmp_path: Path) -> None:
     cut = events[first.headers["x-formarket-call"]]["data"]
     assert cut["cut"] == "budget"
     assert second.status in (200, 429)
+
+
+def test_a_key_with_money_left_is_never_billed_more(tmp_path: Path) -> None:
+    state = StatePaths(tmp_path / "state")
+    price = Decimal("0.001")
+    with ServerThread(Hostile()) as upstream:  # type: ignore[arg-type]
+        save_routes(
+            state.routes,
+            [
+                Route(
+                    deployment="d",
+                    endpoint=upstream.url,
+                    account="a",
+                    model=MODEL,
+                    input_price=price,
+                    output_price=price,
+                )
+            ],
+        )
+        key, _ = create_key(state.keys, "a", usd_per_day=Decimal("0.05"))
+        with ServerThread(build_gateway(GatewayConfig(state, source="gateway/t"))) as gw:
+            client = Client(gw.url, key, timeout=60)
+            replies = []
+            for trick in ("endless", "ignore-max", "endless"):
+                body = {
+                    "model": "d",
+                    "messages": [{"role": "user", "content": trick}],
+                    "stream": trick == "endless",
+                }
+                replies.append(client.request("POST", "/v1/chat/completions", body))
+    assert replies[0].status == 200
+    spent = sum(
+        (e["data"]["input_tokens"] + e["data"]["output_tokens"]) * price
+        for e in spooled(state).values()
+        if e["data"]["outcome"] == "ok"
+    )
+    assert 0 < spent <= Decimal("0.05")
+
+
+@pytest.mark.parametrize(
+    ("limits", "cut"),
+    [
+        (GatewayLimits(max_response=8192), "size"),
+        (GatewayLimits(max_duration=1.0), "duration"),
+    ],
+)
+def test_an_endless_stream_without_max_tokens_is_cut_and_billed_for_what_it_sent(
+    tmp_path: Path, limits: GatewayLimits, cut: str
+) -> None:
+    state = StatePaths(tmp_path / "state")
+    with ServerThread(Hostile()) as upstream:  # type: ignore[arg-type]
+        save_routes(
+            state.routes, [Route(deployment="d", endpoint=upstream.url, account="a", model=MODEL)]
+        )
+        key, _ = create_key(state.keys, "a")
+        config = GatewayConfig(state, source="gateway/t", limits=limits)
+        with ServerThread(build_gateway(config)) as gw:
+            body = {
+                "model": "d",
+                "messages": [{"role": "user", "content": "endless"}],
+                "stream": True,
+            }
+            started = time.monotonic()
+            reply = Client(gw.url, key, timeout=60).request("POST", "/v1/chat/completions", body)
+            took = time.monotonic() - started
+    assert reply.status == 200
+    assert took < 10
+    (text,) = _delivered(reply.body, True)
+    event = spooled(state)[reply.headers["x-formarket-call"]]["data"]
+    assert event["cut"] == cut
+    assert event["outcome"] == "ok"
+    assert 0 < event["output_tokens"] <= ESTIMATE.text(text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.fixed_dictionaries(
+        {"index": st.sampled_from([0, 1])},
+        optional={
+            "message": st.fixed_dictionaries(
+                {"content": TEXT},
+                optional={"refusal": st.none() | TEXT, "role": st.just("assistant")},
+            ),
+            "delta": st.just({}),
+        },
+    ),
+    st.integers(1, 20),
+    st.none() | st.integers(0, 40),
+    st.sampled_from([ESTIMATE, WORDS]),
+)
+def test_a_whole_answer_is_trimmed_as_a_stream_chunk_would_be(
+    choice: dict[str, Any], max_tokens: int, budget: int | None, counter: Counter
+) -> None:
+    whole = Trimmer(counter, "chat", max_tokens=max_tokens, budget=budget)
+    chunked = Trimmer(counter, "chat", max_tokens=max_tokens, budget=budget)
+    answer: dict[str, Any] = {"choices": [json.loads(json.dumps(choice))]}
+    chunk: dict[str, Any] = {"choices": [json.loads(json.dumps(choice))]}
+    assert whole.response(answer) == chunked.chunk(chunk)
+    assert answer == chunk
+    assert whole.output_tokens == chunked.output_tokens
+    assert whole.cut == chunked.cut

@@ -93,6 +93,30 @@ def _listing_tree(repo: Repo, root: Tree, listing_id: str, version: str) -> tupl
     )
 
 
+def listing_pricing(settings: FarmSettings, listing_id: str, version: str) -> object:
+    """The `pricing` of a listing version as merged on the farm's branch (None when that
+    version is no longer at the tip): the gateway's routes carry its per-token prices."""
+    repo = open_market(settings)
+    try:
+        tip = repo[resolve_rev(repo, settings.branch)]
+        assert isinstance(tip, Commit)
+        root = repo[tip.tree]
+        assert isinstance(root, Tree)
+        for kind in _KINDS:
+            folder = f"registry/{kind}/{listing_id}"
+            tree = subtree(repo, root, folder)
+            if tree is None or b"listing.yaml" not in tree:
+                continue
+            raw = repo.object_store[tree[b"listing.yaml"][1]]
+            assert isinstance(raw, Blob)
+            data = load_yaml(raw.as_raw_string(), f"{folder}/listing.yaml").data
+            if isinstance(data, dict) and str(data.get("version", "")) == version:
+                return data.get("pricing")
+        return None
+    finally:
+        repo.close()
+
+
 @contextmanager
 def build_lock(store: Path, build_id: str, *, wait: bool = True) -> Iterator[None]:
     """Hold the lock of `build_id` in the store; without `wait`, BuildBusy when it is taken.

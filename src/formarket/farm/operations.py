@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -30,7 +31,7 @@ from formarket.builder.store import DirectoryStore
 from formarket.errors import FormarketError, UsageError
 from formarket.farm import deployer, image_index, status
 from formarket.farm.agentkeys import agent_key, drop_agent_key, sweep_agent_keys
-from formarket.farm.building import build_listing
+from formarket.farm.building import build_listing, listing_pricing
 from formarket.farm.configdisk import resolve_secrets
 from formarket.farm.desired import read_deployments
 from formarket.farm.domain import GUEST_GATEWAY, DomainRecord
@@ -40,13 +41,20 @@ from formarket.farm.leases import Leases, open_leases
 from formarket.farm.libvirt_conn import Connections, HostError
 from formarket.farm.metering import meter_running
 from formarket.farm.notify import tell_ready_issues
-from formarket.farm.publish import publish_routes, route_for, routes_for, served_by
+from formarket.farm.publish import (
+    publish_routes,
+    route_for,
+    routes_for,
+    served_by,
+    token_prices,
+)
 from formarket.farm.reconcile import Build, Deploy, Domain, Plan, Stop, plan
 from formarket.farm.settings import FarmSettings, open_market
 from formarket.gateway.routes import Route, load_routes, save_routes
 from formarket.github import GitHub
 from formarket.market.refs import resolve_rev
 from formarket.schemas.deployment import Deployment
+from formarket.schemas.usage import ListingVersion
 
 __all__ = [
     "Actual",
@@ -218,11 +226,32 @@ def deploy(
         if endpoint and not conn.is_test:
             deployer.wait_healthy(endpoint, health_timeout)
         if endpoint:
-            _add_route(settings, route_for(deployment, endpoint, desired))
+            _add_route(settings, route_for(deployment, endpoint, desired, _prices(settings)))
         _log.info("%s runs on %s at %s", deployment_id, host_name, endpoint or "(no port)")
         return endpoint
     finally:
         leases.release(f"deploy:{deployment_id}")
+
+
+def _prices(settings: FarmSettings) -> Callable[[ListingVersion], tuple[Decimal, Decimal]]:
+    """Per-token prices of listing versions, read from the branch once per version: a
+    version's listing.yaml never changes once merged."""
+
+    def prices(ref: ListingVersion) -> tuple[Decimal, Decimal]:
+        key = (str(settings.repo), ref.id, ref.version)
+        found = _PRICES.get(key)
+        if found is None:
+            try:
+                found = token_prices(listing_pricing(settings, ref.id, ref.version))
+            except FormarketError:
+                return Decimal(0), Decimal(0)  # not at the tip: priced on the next cycle
+            _PRICES[key] = found
+        return found
+
+    return prices
+
+
+_PRICES: dict[tuple[str, str, str], tuple[Decimal, Decimal]] = {}
 
 
 def _add_route(settings: FarmSettings, route: Route) -> None:
@@ -384,7 +413,7 @@ def _cycle(
         for dep_id, domain in the_plan.running.items()
         if domain.endpoint is not None
     }
-    routes = routes_for(desired, endpoints)
+    routes = routes_for(desired, endpoints, _prices(settings))
     publish_routes(routes_path(settings), routes)
     if settings.github_repo:
         tell_ready_issues(

@@ -23,13 +23,12 @@ over a limit, malformed, unknown deployment) reach no deployment and are not met
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 
 import msgspec
 
@@ -412,13 +411,9 @@ class Gateway:
             await call.record_failure("error")
             raise _upstream_failed(exc) from exc
 
-        # The call's whole duration is bounded: past it the response is closed under the
-        # reader, which then stops (a stream is cut where it is and billed for what it sent).
-        def expire() -> None:
-            call.cut = "duration"
-            response.close()
-
-        timer = asyncio.get_running_loop().call_later(self.limits.max_duration, expire)
+        # The call's whole duration is bounded: past it reading stops (a stream is cut where
+        # it is and billed for what it sent).
+        response.limit(self.limits.max_duration)
         try:
             content_type = response.header(b"content-type") or b""
             if stream and response.status == 200 and content_type.startswith(b"text/event-stream"):
@@ -426,7 +421,6 @@ class Gateway:
             else:
                 await self._complete(call, response, exchange)
         finally:
-            timer.cancel()
             response.close()
 
     async def _read_body(self, exchange: Exchange) -> bytes:
@@ -470,9 +464,19 @@ class Gateway:
         try:
             data = await response.read(self.limits.max_response)
         except UpstreamError as exc:
-            if call.cut is None and not exc.timeout and "larger than" in str(exc):
+            if exc.overran:
+                call.cut = "duration"
+            elif not exc.timeout and "larger than" in str(exc):
                 call.cut = "size"
             await call.record_failure("error")
+            if call.cut == "duration":
+                raise ApiError(
+                    504,
+                    f"the deployment did not finish its answer in {self.limits.max_duration:g}s",
+                    type="upstream_error",
+                    code="upstream_timeout",
+                    headers=call.headers(),
+                ) from exc
             raise _upstream_failed(exc) from exc
         status = response.status
         if 200 <= status < 300:
@@ -492,8 +496,14 @@ class Gateway:
                 changed = trim_embeddings(document, call.inputs)
             else:
                 changed = call.trimmer.response(document)
-            settled = call.settle(upstream_usage(call.kind, document.get("usage")))
+            usage = document.get("usage")
+            reported = upstream_usage(call.kind, usage)
+            settled = call.settle(reported)
             await call.record(settled, "ok")
+            if usage is not None and reported != (settled.input_tokens, settled.output_tokens):
+                # The caller is shown what it was billed, not what the deployment claimed.
+                document["usage"] = _usage(settled)
+                changed = True
             if changed:
                 data = _encode(document)
             exchange.respond(200, (_JSON, *call.headers()), data)
@@ -546,10 +556,16 @@ class Gateway:
         reported: tuple[int, int] | None = None
         done: bytes | None = None
         outcome: Outcome = "ok"
-        sent = 0
+        received = 0
         limit = self.limits.max_response
         try:
             async for chunk in response.chunks():
+                # The size is counted as it arrives, before any of it is metered: what is
+                # billed is only ever what was passed on.
+                received += len(chunk)
+                if received > limit:
+                    call.cut = "size"
+                    break
                 forward = []
                 for event in splitter.feed(chunk):
                     data = event_data(event)
@@ -557,17 +573,12 @@ class Gateway:
                         done = event
                         continue
                     if data is not None:
-                        event, usage = _stream_chunk(call.kind, data, event, trimmer, wants_usage)
+                        event, usage = _stream_chunk(call.kind, data, event, trimmer)
                         reported = usage or reported
                     if event:
                         forward.append(event + b"\n\n")
                 if forward:
-                    out = b"".join(forward)
-                    sent += len(out)
-                    if sent > limit:
-                        call.cut = "size"
-                        break
-                    await exchange.send(out)
+                    await exchange.send(b"".join(forward))
                 if trimmer.spent or trimmer.finished:
                     if trimmer.cut is None:
                         call.cut = "budget"
@@ -577,12 +588,15 @@ class Gateway:
                 splitter.rest()
         except UpstreamError as exc:
             # The caller leaving closes the response under us: what it was sent, it used. The
-            # gateway closing it (the duration) or the deployment falling silent cuts it.
-            if exc.timeout and call.cut is None:
+            # call outlasting its duration, or the deployment falling silent, cuts it.
+            if exc.overran:
+                call.cut = "duration"
+            elif exc.timeout and call.cut is None:
                 call.cut = "idle"
             outcome = "ok" if gone or call.cut is not None else "error"
         except ValueError:
-            outcome = "error"
+            # An event longer than the splitter holds: the gateway cuts the stream there.
+            call.cut = "size"
         settled = call.settle(reported)
         try:
             if outcome == "ok":
@@ -594,9 +608,9 @@ class Gateway:
         else:
             if outcome == "ok":
                 tail = (done or b"data: [DONE]") + b"\n\n"
-                if wants_usage and (call.cut is not None or trimmer.cut is not None):
-                    # The deployment's own usage chunk never came (the stream was cut before
-                    # it): the caller who asked for one gets what was billed.
+                if wants_usage:
+                    # The deployment's usage chunk stays with the gateway: the caller who
+                    # asked for one is shown what it was billed.
                     tail = _usage_event(settled) + tail
             else:
                 tail = _sse_error(
@@ -678,7 +692,7 @@ class _Call:
         gateway = self.gateway
         cut = self.cut
         if cut is None and outcome == "ok":
-            cut = cast(Cut | None, self.trimmer.cut)
+            cut = self.trimmer.cut
         payload = self.target.events(
             event_id=self.event_id,
             wall=self.wall,
@@ -726,30 +740,26 @@ class _Call:
             )
 
 
-def _usage_event(settled: Settled) -> bytes:
-    usage = {
+def _usage(settled: Settled) -> dict[str, int]:
+    return {
         "prompt_tokens": settled.input_tokens,
         "completion_tokens": settled.output_tokens,
         "total_tokens": settled.input_tokens + settled.output_tokens,
     }
-    return (
-        b"data: "
-        + _encode({"object": "chat.completion.chunk", "choices": [], "usage": usage})
-        + b"\n\n"
-    )
+
+
+def _usage_event(settled: Settled) -> bytes:
+    chunk = {"object": "chat.completion.chunk", "choices": [], "usage": _usage(settled)}
+    return b"data: " + _encode(chunk) + b"\n\n"
 
 
 def _max_tokens(request: Request) -> int | None:
     """The request's bound on output tokens per choice, if it sets one."""
-    bounds = [
-        value
-        for value in (
-            getattr(request, "max_tokens", None),
-            getattr(request, "max_completion_tokens", None),
-        )
-        if value is not None
-    ]
-    return min(bounds) if bounds else None
+    old: int | None = getattr(request, "max_tokens", None)
+    new: int | None = getattr(request, "max_completion_tokens", None)
+    if old is None or new is None:
+        return old if new is None else new
+    return min(old, new)
 
 
 def _parent(exchange: Exchange) -> str | None:
@@ -791,9 +801,11 @@ def _param(exc: msgspec.ValidationError) -> str | None:
 
 
 def _stream_chunk(
-    kind: Kind, data: bytes, event: bytes, trimmer: Trimmer, wants_usage: bool
+    kind: Kind, data: bytes, event: bytes, trimmer: Trimmer
 ) -> tuple[bytes, tuple[int, int] | None]:
-    """(the event to forward, b"" for none; the counts it reports) for one chunk's data."""
+    """(the event to forward, b"" for none; the counts it reports) for one chunk's data. The
+    deployment's counts stay with the gateway (the caller who asks is shown what it was
+    billed, at the end)."""
     try:
         chunk = _decode(data)
     except _BAD_JSON:
@@ -801,16 +813,20 @@ def _stream_chunk(
     if not isinstance(chunk, dict):
         # Not a chunk anyone can read: no text the model generated, so not passed on.
         return b"", None
-    usage = upstream_usage(kind, chunk.get("usage"))
+    usage = None
+    changed = False
+    if "usage" in chunk:
+        usage = upstream_usage(kind, chunk.pop("usage"))
+        changed = True
     choices = chunk.get("choices")
     had_choices = isinstance(choices, list) and bool(choices)
     if trimmer.chunk(chunk):
-        if had_choices and not chunk["choices"] and (usage is None or not wants_usage):
-            return b"", usage  # nothing left of it that the caller may have
-        event = b"data: " + _encode(chunk)
-    # The usage-only chunk the gateway asked for on the caller's behalf stays with the gateway.
-    keep = wants_usage or usage is None or had_choices
-    return (event if keep else b""), usage
+        changed = True
+    if not changed:
+        return event, None
+    if not chunk.get("choices") and (had_choices or usage is not None or "choices" in chunk):
+        return b"", usage  # nothing left of it for the caller
+    return b"data: " + _encode(chunk), usage
 
 
 def _model(route: Route) -> dict[str, Any]:

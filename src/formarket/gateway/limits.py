@@ -143,6 +143,12 @@ class Limits:
                 f" ({need_in} tokens of input and at least one of output)",
                 _DAY - int(wall) % _DAY,
             )
+        if want_out is not None and (tokens_left is None or want_in + want_out <= tokens_left):
+            usd = want_in * price_in + want_out * price_out
+            if usd_left is None or usd <= usd_left:
+                # All the call may cost fits in what is left: the usual case, kept cheap.
+                self._held[key.id] = (held_tokens + want_in + want_out, held_usd + usd)
+                return Reservation(key.id, day, want_in, want_out, want_in + want_out, usd)
         taken_in = want_in
         if tokens_left is not None:
             taken_in = min(taken_in, tokens_left - 1)
@@ -179,7 +185,11 @@ class Limits:
         else:
             self._held[reservation.key_id] = (held_tokens, held_usd)
         if charge:
-            used = self._day(reservation.key_id, reservation.day)
+            # A call that began before midnight and ended after it counts on the new day
+            # (the old one is no longer kept).
+            current = self._days.get(reservation.key_id)
+            day = reservation.day if current is None else max(current.day, reservation.day)
+            used = self._day(reservation.key_id, day)
             used.tokens += input_tokens + output_tokens
             used.usd += input_tokens * price_in + output_tokens * price_out
             self.dirty = True

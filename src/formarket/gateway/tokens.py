@@ -25,12 +25,15 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, NamedTuple, Protocol
 
+from formarket.usage.events import Cut
+
 if TYPE_CHECKING:  # the route is only passed through; importing it would be a cycle
     from formarket.gateway.routes import Route
 
 __all__ = [
     "BYTES_PER_TOKEN",
     "ESTIMATE",
+    "ESTIMATE_SLACK",
     "Counter",
     "Kind",
     "Measure",
@@ -66,6 +69,8 @@ Kind = Literal["chat", "completion", "embedding"]
 
 # The estimate: bytes of text per token for English under BPE tokenizers.
 BYTES_PER_TOKEN = 4
+# With the estimate, how far past max_tokens (estimated) a choice may run before it is cut.
+ESTIMATE_SLACK = 2
 # Upper bounds on special tokens: chat templates spend at most a handful per message (role
 # markers, separators) and per request (the reply's opening).
 _BOUND_PER_PIECE = 8
@@ -149,12 +154,13 @@ class Settled(NamedTuple):
     disagreed: bool = False  # an exact count differed from the upstream's report
 
 
-def _walk(value: object, count: Callable[[str], int]) -> tuple[int, int, int]:
+def _walk(value: object, count: Callable[[str], int] | None) -> tuple[int, int, int]:
     """(UTF-8 bytes of every text value under `value`, the counter's tokens of them, how many
-    integers (token ids) it holds); keys are structure, never counted. Iterative: a request
-    may nest deeper than Python's recursion limit. Decoded JSON holds exactly dict, list, str,
-    int, float, bool and None; the exact types are tested first (cheap), their subclasses
-    after."""
+    integers (token ids) it holds); keys are structure, never counted. `count` None is the
+    estimate, worked out here: a call per string would cost more than the rest of the walk.
+    Iterative: a request may nest deeper than Python's recursion limit. Decoded JSON holds
+    exactly dict, list, str, int, float, bool and None; the exact types are tested first
+    (cheap), their subclasses after."""
     text = tokens = ids = 0
     stack = [value]
     pop = stack.pop
@@ -162,12 +168,17 @@ def _walk(value: object, count: Callable[[str], int]) -> tuple[int, int, int]:
     while stack:
         item = pop()
         if type(item) is str:
-            text += _utf8(item)
-            tokens += count(item)
+            size = len(item) if item.isascii() else len(item.encode("utf-8", "surrogatepass"))
+            text += size
+            tokens += -(-size // BYTES_PER_TOKEN) if count is None else count(item)
         elif type(item) is dict:
             for key, inner in item.items():
                 if key not in _NOT_TEXT:
-                    push(inner)
+                    if count is None and type(inner) is str and inner.isascii():
+                        text += len(inner)
+                        tokens += -(-len(inner) // BYTES_PER_TOKEN)
+                    else:
+                        push(inner)
         elif type(item) is list:
             stack.extend(item)
         elif type(item) is int:
@@ -175,8 +186,9 @@ def _walk(value: object, count: Callable[[str], int]) -> tuple[int, int, int]:
         elif type(item) is bool or type(item) is float or item is None:
             continue
         elif isinstance(item, str):
-            text += _utf8(str(item))
-            tokens += count(str(item))
+            plain = str(item)
+            text += _utf8(plain)
+            tokens += ESTIMATE.text(plain) if count is None else count(plain)
         elif isinstance(item, bool):
             continue
         elif isinstance(item, int):
@@ -191,9 +203,10 @@ def _walk(value: object, count: Callable[[str], int]) -> tuple[int, int, int]:
 def measure_request(kind: Kind, request: Mapping[str, object], counter: Counter) -> Measure:
     """The input the model reads: the text of the request's input fields."""
     text = tokens = ids = 0
+    count = None if counter is ESTIMATE else counter.text
     for name in _INPUT_FIELDS[kind]:
         if name in request:
-            more_text, more_tokens, more_ids = _walk(request[name], counter.text)
+            more_text, more_tokens, more_ids = _walk(request[name], count)
             text += more_text
             tokens += more_tokens
             ids += more_ids
@@ -282,14 +295,28 @@ class _Choice:
 class Trimmer:
     """What a call's answer may carry, enforced as it passes: the first `n` choices (by their
     index), each cut at `max_tokens` of generated text with `finish_reason: "length"`, and no
-    more than `budget` tokens in all (what the caller's key has reserved). It counts with the
-    route's counter as it goes; `output_tokens` is what is billed.
+    more than `budget` tokens billed in all (what the caller's key has reserved). It counts
+    with the route's counter as it goes; `output_tokens` is what is billed.
 
     A piece of text is counted on its own as it arrives; at the end each choice's text is
-    counted whole, and the smaller of the two is billed, so the bill is never above the
-    counter's count of the text delivered nor above the limits."""
+    counted whole, and the smaller of the two is billed, never more than `max_tokens` a
+    choice: so the bill is never above the counter's count of the text delivered nor above
+    the limits. With the estimate, a choice is cut only past `ESTIMATE_SLACK` times
+    `max_tokens` estimated tokens (still billed `max_tokens` at most): the estimate is a few
+    bytes off the model's own count either way, and an honest answer of `max_tokens` tokens
+    must not lose its last words to that."""
 
-    __slots__ = ("_choices", "_used", "budget", "counter", "cut", "kind", "max_tokens", "n")
+    __slots__ = (
+        "_billed",
+        "_choices",
+        "_slack",
+        "budget",
+        "counter",
+        "cut",
+        "kind",
+        "max_tokens",
+        "n",
+    )
 
     def __init__(
         self,
@@ -305,9 +332,10 @@ class Trimmer:
         self.n = n
         self.max_tokens = max_tokens
         self.budget = budget
-        self.cut: str | None = None  # why the gateway cut the answer short, if it did
+        self.cut: Cut | None = None  # why the gateway cut the answer short, if it did
         self._choices: dict[int, _Choice] = {}
-        self._used = 0
+        self._billed = 0  # tokens billed so far, each choice's capped at max_tokens
+        self._slack = ESTIMATE_SLACK if counter.method == "estimate" else 1
 
     @property
     def choices(self) -> int:
@@ -318,8 +346,10 @@ class Trimmer:
         count = self.counter.text
         total = 0
         for state in self._choices.values():
-            if state.used:
-                total += min(state.used, count("".join(state.parts)))
+            if len(state.parts) == 1:
+                total += self._bill(state.used)  # one piece: counted whole already
+            elif state.used:
+                total += min(self._bill(state.used), count("".join(state.parts)))
         return total
 
     @property
@@ -330,11 +360,48 @@ class Trimmer:
     @property
     def spent(self) -> bool:
         """Whether the budget is used up (a stream stops there)."""
-        return self.budget is not None and self._used >= self.budget
+        return self.budget is not None and self._billed >= self.budget
 
     def response(self, document: dict[str, object]) -> bool:
         """Trim a whole answer in place; whether anything changed."""
+        choices = document.get("choices")
+        if self.kind == "chat" and type(choices) is list and len(choices) == 1:
+            # The usual answer, one choice of plain text within its limits, checked without
+            # the general walk: it is most of what a gateway sees.
+            choice = choices[0]
+            message = choice.get("message") if type(choice) is dict else None
+            if (
+                type(message) is dict
+                and choice.get("index", 0) == 0
+                and "delta" not in choice
+                and type(message.get("content")) is str
+                and not (
+                    message.get("refusal")
+                    or message.get("tool_calls")
+                    or message.get("function_call")
+                )
+            ):
+                text = message["content"]
+                tokens = self.counter.text(text)
+                limit = self._fresh_limit()
+                if limit is None or tokens <= limit:
+                    state = self._choices[0] = _Choice()
+                    self._take(state, text, tokens)
+                    return False
         return self._choices_of(document)
+
+    def _fresh_limit(self) -> int | None:
+        """What the first choice may count, before anything was billed."""
+        cap = self.max_tokens
+        limit = None if cap is None else cap * self._slack
+        budget = self.budget
+        if (
+            budget is not None
+            and (cap is None or cap > budget)
+            and (limit is None or budget < limit)
+        ):
+            limit = budget
+        return limit
 
     def chunk(self, document: dict[str, object]) -> bool:
         """Trim one chunk of a stream in place; whether anything changed."""
@@ -396,17 +463,22 @@ class Trimmer:
             changed = True
         return changed
 
+    def _bill(self, used: int) -> int:
+        cap = self.max_tokens
+        return used if cap is None or used <= cap else cap
+
     def _admit(self, text: str, state: _Choice) -> str:
-        """`text` as far as the limits let it through. A piece is first counted on its own
-        (cheap); only near a limit is the choice's whole text counted again, since pieces
-        counted apart may count more than together (the estimate rounds each up)."""
-        limit: int | None = None
-        reason = "max_tokens"
-        if self.max_tokens is not None:
-            limit = self.max_tokens
+        """`text` as far as the limits let it through: the most this choice may count. A
+        piece is first counted on its own (cheap); only near the limit is the choice's whole
+        text counted again, since pieces counted apart may count more than together (the
+        estimate rounds each up)."""
+        cap = self.max_tokens
+        limit = None if cap is None else cap * self._slack
+        reason: Cut = "max_tokens"
         if self.budget is not None:
-            left = self.budget - self._used + state.used
-            if limit is None or left < limit:
+            # What this choice may bill, the others' bills kept.
+            left = self.budget - (self._billed - self._bill(state.used))
+            if (cap is None or cap > left) and (limit is None or left < limit):
                 limit, reason = left, "budget"
         count = self.counter.text
         tokens = count(text)
@@ -426,7 +498,7 @@ class Trimmer:
         return kept
 
     def _take(self, state: _Choice, text: str, used: int) -> None:
-        self._used += used - state.used
+        self._billed += self._bill(used) - self._bill(state.used)
         state.used = used
         state.parts.append(text)
 

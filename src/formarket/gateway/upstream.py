@@ -31,11 +31,13 @@ _LOW_WATER = 1 << 18
 
 
 class UpstreamError(Exception):
-    """A call to a deployment failed; `timeout` says whether it was too slow."""
+    """A call to a deployment failed; `timeout` says whether it was too slow, `overran`
+    whether the call outlasted the whole duration it was given."""
 
-    def __init__(self, message: str, *, timeout: bool = False) -> None:
+    def __init__(self, message: str, *, timeout: bool = False, overran: bool = False) -> None:
         super().__init__(message)
         self.timeout = timeout
+        self.overran = overran
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,17 +196,27 @@ class _Connection(asyncio.Protocol):
             self.head.set_exception(error)
         self._wake()
 
-    async def next_chunk(self, timeout: float) -> bytes | None:
-        """The next piece of the body; None at its end."""
+    async def next_chunk(self, timeout: float, deadline: float = 0.0) -> bytes | None:
+        """The next piece of the body; None at its end. `deadline` (loop time; 0: none)
+        bounds the whole response, however steadily it arrives."""
+        if deadline and self.loop.time() >= deadline:
+            raise UpstreamError("the call outlasted its duration limit", overran=True)
         while not self.chunks:
             if self.done:
                 return None
             if self.error is not None:
                 raise self.error
             self.waiter = self.loop.create_future()
+            wait = timeout
+            if deadline:
+                wait = min(timeout, max(0.0, deadline - self.loop.time()))
             try:
-                await self.wait(self.waiter, timeout)
+                await self.wait(self.waiter, wait)
             except TimeoutError as exc:
+                if wait < timeout:
+                    raise UpstreamError(
+                        "the call outlasted its duration limit", overran=True
+                    ) from exc
                 raise UpstreamError(
                     f"the deployment sent nothing for {timeout:g}s", timeout=True
                 ) from exc
@@ -235,6 +247,12 @@ class UpstreamResponse:
         self.status = conn.status
         self.headers = conn.headers
         self._finished = False
+        self.deadline = 0.0  # loop time by which the whole body must have come (0: none)
+
+    def limit(self, seconds: float) -> None:
+        """Bound the rest of the response to `seconds` from now: reading past it raises
+        UpstreamError with `overran` set. No timer of its own: the connection's serves."""
+        self.deadline = self._conn.loop.time() + seconds
 
     def header(self, name: bytes) -> bytes | None:
         for key, value in self.headers:
@@ -245,7 +263,7 @@ class UpstreamResponse:
     async def chunks(self) -> AsyncIterator[bytes]:
         try:
             while True:
-                chunk = await self._conn.next_chunk(self._pool.idle_timeout)
+                chunk = await self._conn.next_chunk(self._pool.idle_timeout, self.deadline)
                 if chunk is None:
                     break
                 yield chunk
@@ -272,7 +290,7 @@ class UpstreamResponse:
                 if conn.paused and conn.transport is not None:
                     conn.paused = False
                     conn.transport.resume_reading()
-                more = await conn.next_chunk(self._pool.idle_timeout)
+                more = await conn.next_chunk(self._pool.idle_timeout, self.deadline)
                 if more is None:
                     return b"".join(parts)
                 conn.chunks.appendleft(more)
