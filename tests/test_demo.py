@@ -44,6 +44,14 @@ def test_the_demo_runs_the_whole_journey(tmp_path: Path) -> None:
     assert "refused with REG011, REG016" in summary
     assert "the farm: 4 VMs built, booted, answered, stopped" in summary
     assert "You said: Do you sell purple giraffes?" in result.output  # the agent reached its model
+    # Through the gateway: each model call an event under its parent, and the model credited
+    # for those alone, not for the calls the FAQ answered.
+    hop = re.search(r"they asked their models (\d+) times, each model call an event", result.output)
+    assert hop is not None
+    credited = re.search(r"echo-chat-mini is credited for (\d+) requests", result.output)
+    assert credited is not None
+    assert credited.group(1) == hop.group(1)
+    assert "calls the FAQ answered credit it nothing" in result.output
     assert "agrees with its recomputation from git, byte for byte" in result.output
     assert (tmp_path / "site" / "agents" / "tinyforge" / "faq-bot" / "index.html").is_file()
     # Nothing of the farm is left running.

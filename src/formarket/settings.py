@@ -336,7 +336,9 @@ GATEWAY_URL = Setting(
     "gateway_url",
     "FORMARKET_GATEWAY_URL",
     URL,
-    "The gateway's address as callers use it, for the farm's comments on issues.",
+    "The gateway's address: the farm's comments on issues give it to callers, and the VM"
+    " hosts forward agents' model calls to it, so it must be the gateway's own http://host:port"
+    " as the hosts reach it.",
     _FARM,
     default="http://127.0.0.1:8080",
 )

@@ -33,7 +33,7 @@ def test_dry_run_prints_the_plan_and_commits_nothing(market: FarmSettings) -> No
     assert result.exit_code == 0, result.output
     assert "build  dep-" in result.output
     assert "tinyforge/echo-chat@1.1.0 (model)" in result.output
-    assert "tinyforge/faq-bot@1.0.0: USD 0.001 per request" in result.output
+    assert "tinyforge/faq-bot@1.1.0: USD 0.001 per request" in result.output
     assert "tinyforge/echo-chat@1.1.0: free" in result.output
     assert "Dry run: nothing was committed." in result.output
     assert tip(market) == before

@@ -1,8 +1,8 @@
 """The farm for real: a private Redis, two `formarket farm worker` processes (one per queue),
 a private libvirtd running qemu, and the starter registry in git. A user's request for the
 FAQ bot with the echo model is committed, reconcile cycles hand out the builds and deploys,
-both VMs boot, the agent answers and reaches its model, and once stopped in git nothing of
-either is left: no domain, no volume, no qemu process, no route."""
+both VMs boot, the agent answers and reaches its model through the gateway, and once stopped
+in git nothing of either is left: no domain, no volume, no qemu process, no route, no key."""
 
 from __future__ import annotations
 
@@ -23,6 +23,9 @@ from formarket.farm.desired import set_state
 from formarket.farm.libvirt_conn import Connections
 from formarket.farm.libvirtd import ensure_libvirtd, local_host
 from formarket.farm.settings import FarmSettings
+from formarket.gateway.config import GatewayConfig, StatePaths, default_state_dir
+from formarket.gateway.keys import load_keys
+from formarket.gateway.server import ServerThread, build_gateway
 from formarket.market.governance import bot_identity
 from tests.builder.conftest import shared_cache
 from tests.farm_libvirt.real import qemu_processes
@@ -63,6 +66,9 @@ def test_a_request_is_built_deployed_called_and_stopped_by_the_farm(
     host = local_host(libvirt_workdir)
     hosts = tmp_path / "hosts.yaml"
     hosts.write_text(yaml.safe_dump({"hosts": [host.model_dump(mode="json")]}))
+    # The gateway runs first: agents are forwarded to it when they start.
+    state = StatePaths(default_state_dir(Path(marketplace.path)))
+    gateway = ServerThread(build_gateway(GatewayConfig(state, source="gateway/test"))).start()
     settings = FarmSettings.from_env(
         tmp_path,
         {
@@ -71,6 +77,7 @@ def test_a_request_is_built_deployed_called_and_stopped_by_the_farm(
             "FORMARKET_BASE_CACHE": str(shared_cache()),
             "FORMARKET_BROKER_URL": redis_server.url,
             "FORMARKET_HOSTS": str(hosts),
+            "FORMARKET_GATEWAY_URL": gateway.url,
         },
     )
     builder = Worker(settings, ["build"])
@@ -100,8 +107,10 @@ def test_a_request_is_built_deployed_called_and_stopped_by_the_farm(
         assert model_url
         assert agent_url
         assert ask(model_url, "hello model").endswith("hello model")
-        # Not in the FAQ: forwarded to the echo model through MODEL_ENDPOINT.
+        # Not in the FAQ: forwarded to the echo model through the gateway, with the agent's key.
         assert "purple giraffes" in ask(agent_url, "Do you sell purple giraffes?")
+        (key,) = [k for k in load_keys(state.keys).by_id.values() if k.scope == (model,)]
+        assert not key.revoked
         assert qemu_processes([model, agent])
 
         bot = bot_identity(marketplace, "main")
@@ -113,7 +122,9 @@ def test_a_request_is_built_deployed_called_and_stopped_by_the_farm(
         assert status.endpoint(settings, agent) is None
         assert not [v for v in conn.volumes() if model in v or agent in v]
         assert not qemu_processes([model, agent])
+        assert load_keys(state.keys).by_id[key.id].revoked
     finally:
+        gateway.stop()
         pool.close()
         builder.stop()
         deployer_.stop()

@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from formarket.farm.hosts import Host
-from formarket.farm.reconcile import Build, Deploy, Domain, Stop, model_endpoint_for, plan
+from formarket.farm.reconcile import Build, Deploy, Domain, Stop, plan
 from tests.farm.factories import deployment
 
 HOSTS = [
@@ -120,27 +120,25 @@ def test_placing_the_plan_never_overfills_a_host(
     assert all(desired[d.deployment].state == "running" for d in domains)
 
 
-def test_an_agent_whose_model_moved_is_started_again_with_the_new_endpoint() -> None:
+def test_an_agent_is_started_again_only_when_the_gateway_it_calls_through_moved() -> None:
     desired = {
         "dep-m": deployment("dep-m"),
         "dep-a": deployment(
             "dep-a", kind="agent", listing="tinyforge/faq-bot", model_deployment="dep-m"
         ),
     }
-    loopback = frozenset({"a", "b"})
+    gateway = "http://127.0.0.1:8080"
+    agent = Domain("dep-a", "a", True, model_endpoint=gateway)
+    # The model moved to another host: the gateway routes there, the agent is left alone.
     model_on_b = Domain("dep-m", "b", True, endpoint="http://127.0.0.1:4100")
-    # The agent on a was given the model's endpoint when the model ran on a.
-    agent = Domain("dep-a", "a", True, model_endpoint="http://10.0.2.2:4000")
-    moved = plan(desired, [model_on_b, agent], HOSTS, frozenset(), IMAGE, loopback=loopback)
-    assert moved.deploys == (Deploy("dep-a", "a", "its model moved to http://127.0.0.1:4100"),)
-    same_host = Domain("dep-m", "a", True, endpoint="http://127.0.0.1:4000")
-    settled = plan(desired, [same_host, agent], HOSTS, frozenset(), IMAGE, loopback=loopback)
-    assert settled.idle
-
-
-def test_the_model_endpoint_as_an_agent_sees_it() -> None:
-    model = Domain("dep-m", "a", True, endpoint="http://127.0.0.1:4000")
-    assert model_endpoint_for("a", model, frozenset({"a"})) == "http://10.0.2.2:4000"
-    assert model_endpoint_for("b", model, frozenset({"a"})) == "http://127.0.0.1:4000"
-    remote = Domain("dep-m", "gpu-1", True, endpoint="http://10.20.0.11:20001")
-    assert model_endpoint_for("gpu-1", remote, frozenset()) == "http://10.20.0.11:20001"
+    assert plan(desired, [model_on_b, agent], HOSTS, frozenset(), IMAGE, gateway=gateway).idle
+    # The gateway moved: the agent's VM is made again, forwarded to the new one.
+    moved = plan(
+        desired, [model_on_b, agent], HOSTS, frozenset(), IMAGE, gateway="http://10.0.0.9:8080"
+    )
+    why = "its model calls must go to the gateway at http://10.0.0.9:8080"
+    assert moved.deploys == (Deploy("dep-a", "a", why),)
+    # An agent started before agents called through the gateway is made again too.
+    old = Domain("dep-a", "a", True, model_endpoint="http://10.0.2.2:4000")
+    again = plan(desired, [model_on_b, old], HOSTS, frozenset(), IMAGE, gateway=gateway)
+    assert [d.deployment for d in again.deploys] == ["dep-a"]

@@ -172,11 +172,66 @@ def test_any_text_gives_a_record_none_or_a_metadata_error(text: str) -> None:
         read_metadata(text)
 
 
-def test_an_agents_model_endpoint_round_trips_and_hostile_ones_are_refused() -> None:
-    agent = spec(kind="agent", model_endpoint="http://10.0.2.2:41234")
-    assert read_metadata(domain_xml(agent)) == dataclasses.replace(
-        agent.record(), model_endpoint="http://10.0.2.2:41234"
+def _netdev(xml: str) -> str:
+    return _arg(xml, "-netdev")
+
+
+def _arg(xml: str, option: str) -> str:
+    args = [a.get("value") or "" for a in ET.fromstring(xml).iter(f"{{{QEMU_NAMESPACE}}}arg")]
+    return args[args.index(option) + 1]
+
+
+def test_an_agent_reaches_the_gateway_and_nothing_else_and_a_model_reaches_nothing() -> None:
+    agent = spec(kind="agent", model_endpoint="http://127.0.0.1:8080")
+    assert read_metadata(domain_xml(agent)) == agent.record()
+    assert _netdev(domain_xml(agent)) == (
+        "user,id=fmnet0,restrict=on"
+        ",hostfwd=tcp:127.0.0.1:40001-:8080,hostfwd=tcp:127.0.0.1:40002-:9090"
+        ",guestfwd=tcp:10.0.2.100:80-cmd:socat STDIO TCP:127.0.0.1:8080"
     )
-    for hostile in ("javascript:alert(1)", "http://x/$(id)", "http://" + "a" * 400):
-        xml = domain_xml(dataclasses.replace(agent, model_endpoint=hostile))
-        assert read_metadata(xml) is None
+    # qemu may start the forward's process in an agent's domain, and in no other.
+    assert _arg(domain_xml(agent), "-sandbox") == "on,obsolete=deny,resourcecontrol=deny"
+    default_port = spec(kind="agent", model_endpoint="http://gateway.internal")
+    assert _netdev(domain_xml(default_port)).endswith("TCP:gateway.internal:80")
+    model = spec(kind="model", model_deployment=None)
+    assert _netdev(domain_xml(model)) == (
+        "user,id=fmnet0,restrict=on"
+        ",hostfwd=tcp:127.0.0.1:40001-:8080,hostfwd=tcp:127.0.0.1:40002-:9090"
+    )
+    assert "spawn=deny" in _arg(domain_xml(model), "-sandbox").split(",")
+    # An agent without a model is given no forward at all.
+    alone = spec(kind="agent", model_deployment=None)
+    assert "guestfwd" not in _netdev(domain_xml(alone))
+    assert "spawn=deny" in _arg(domain_xml(alone), "-sandbox").split(",")
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    [
+        "javascript:alert(1)",
+        "http://x/$(id)",
+        "http://a b:80",
+        "http://gw:80,hostfwd=tcp::22-:22",
+        "http://gw:99999",
+        "https://gateway.example",
+        "http://[::1]:8080",
+        "http://" + "a" * 400,
+    ],
+)
+def test_a_gateway_address_that_is_not_a_plain_host_and_port_is_refused(hostile: str) -> None:
+    with pytest.raises(InputError):
+        domain_xml(spec(kind="agent", model_endpoint=hostile))
+
+
+@given(st.text(max_size=80))
+def test_any_gateway_text_gives_one_forward_or_an_input_error(text: str) -> None:
+    try:
+        netdev = _netdev(domain_xml(spec(kind="agent", model_endpoint=text)))
+    except InputError:
+        return
+    # One forward, one command: nothing the text says can add an option or a word.
+    assert netdev.count("guestfwd=") == 1
+    command = netdev.split("-cmd:", 1)[1]
+    assert command.startswith("socat STDIO TCP:")
+    assert len(command.split(" ")) == 3
+    assert "," not in command

@@ -81,6 +81,7 @@ def test_instance_hours_agent_requests_and_unrated_usage() -> None:
         call("c1", agent=("zeta/helper", "0.1.0"), model=("zeta/free", "1.0.0")),
         call("c2", agent=("zeta/sub", "1.0.0"), model=("acme/chat", "1.0.0")),
         call("c3", agent=("zeta/helper", "0.1.0"), outcome="error"),
+        call("c4", model=("zeta/free", "1.0.0")),  # the model call c1 made
     ]
     files = {
         usage_file("2026-03-01", "farm/meter-1"): gz(line(e) for e in events),
@@ -97,6 +98,46 @@ def test_instance_hours_agent_requests_and_unrated_usage() -> None:
     assert [ln["quantity"] for ln in eur["lines"]] == [1]  # the failed call is not charged
     assert {u["pricing"] for u in zeta["unrated"]} == {"free", "subscription"}
     assert closing.summary.counts.not_charged == 1
+
+
+def test_an_agents_calls_credit_the_agent_and_the_model_only_its_own_calls() -> None:
+    # The agent's events name the model it runs with; the model is credited by the events of
+    # the calls it served (the agent's model calls, through the gateway), never by the agent's.
+    agent_calls = [
+        call(f"a{i}", agent=("zeta/helper", "0.1.0"), model=("acme/chat", "1.0.0"),
+             input_tokens=5_000_000, output_tokens=5_000_000)
+        for i in range(4)
+    ]  # fmt: skip
+    model_calls = [
+        call(f"m{i}", model=("acme/chat", "1.0.0"), input_tokens=1_000_000, output_tokens=0)
+        for i in range(2)
+    ]
+    files = {usage_file("2026-03-10"): gz(line(e) for e in [*agent_calls, *model_calls])}
+    _, rendered = close(files, LISTINGS)
+    acme = json.loads(rendered["statements/acme.json"])
+    chat = {ln["metric"]: ln for ln in acme["currencies"][0]["lines"]}
+    assert chat["input_tokens"]["quantity"] == 2_000_000  # the two model calls alone
+    assert chat["input_tokens"]["gross"] == "0.40"
+    assert "output_tokens" not in chat or chat["output_tokens"]["quantity"] == 0
+    zeta = json.loads(rendered["statements/zeta.json"])
+    helper = zeta["currencies"][0]["lines"]
+    assert [(ln["listing"], ln["metric"], ln["quantity"]) for ln in helper] == [
+        ("zeta/helper", "requests", 4)
+    ]
+
+
+def test_a_model_that_served_no_call_is_credited_nothing() -> None:
+    # Every call answered by the agent alone: no model events, so no line for the model.
+    agent_calls = [
+        call(f"a{i}", agent=("zeta/helper", "0.1.0"), model=("acme/chat", "1.0.0"))
+        for i in range(3)
+    ]
+    files = {usage_file("2026-03-10"): gz(line(e) for e in agent_calls)}
+    closing, rendered = close(files, LISTINGS)
+    assert "statements/acme.json" not in rendered or not any(
+        cur["lines"] for cur in json.loads(rendered["statements/acme.json"])["currencies"]
+    )
+    assert [s.publisher for s in closing.statements if s.currencies] == ["zeta"]
 
 
 def test_ledger_balances_and_statement_totals() -> None:

@@ -82,7 +82,8 @@ class DemoFarm:
 
 
 @contextlib.contextmanager
-def demo_farm(repo_path: Path, state: Path, echo: Echo) -> Iterator[DemoFarm]:
+def demo_farm(repo_path: Path, state: Path, echo: Echo, gateway: str) -> Iterator[DemoFarm]:
+    """The farm; `gateway` is the gateway's URL, which its agents call their models through."""
     # The daemon runs unprivileged, so its folder lies where any user may enter (and its
     # socket path stays short).
     libvirt_dir = Path(tempfile.mkdtemp(prefix="formarket-libvirtd-", dir="/tmp"))
@@ -99,6 +100,7 @@ def demo_farm(repo_path: Path, state: Path, echo: Echo) -> Iterator[DemoFarm]:
             store=(state / "store").absolute(),
             cache=(state / "cache").absolute(),
             hosts=hosts.absolute(),
+            gateway_url=gateway,
         )
         echo(f"a private libvirtd ({host.uri}) is the farm's one host: qemu, no KVM needed")
         echo(f"the queue: sqlite files in {state} and one local worker process (no Redis)")

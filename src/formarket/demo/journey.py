@@ -16,8 +16,8 @@ from pathlib import Path
 
 import yaml
 
-from formarket.demo.calls import demo_calls
-from formarket.demo.close import demo_close
+from formarket.demo.calls import Hop, demo_calls, demo_gateway, demo_usage
+from formarket.demo.close import credited_requests, demo_close
 from formarket.demo.farm import demo_farm
 from formarket.demo.requests import demo_requests
 from formarket.demo.site import demo_site
@@ -126,6 +126,13 @@ def _journey(source: Path, scratch: Path, repo_path: Path, public: str, echo: Ec
                 data["id"] = f"{publisher}/{new_slug}"
                 data["name"] = f"{data['name']} Mini"
                 data["version"] = "0.1.0"
+                # Priced per request, so the statements show what the model is credited for.
+                data["pricing"] = {
+                    "model": "per_request",
+                    "currency": "USD",
+                    "per_request": "0.002",
+                }
+                data["monetization"] = {"metered": ["requests"], "royalty_percent": "70"}
                 content = yaml.safe_dump(data, sort_keys=False, allow_unicode=True).encode()
             elif rel == "Formfile":
                 content = content.replace(f"NAME {slug}".encode(), f"NAME {new_slug}".encode(), 1)
@@ -174,7 +181,11 @@ def _journey(source: Path, scratch: Path, repo_path: Path, public: str, echo: Ec
 
     _step(echo, 5, "The farm builds the images and runs them as VMs")
 
-    with demo_farm(repo_path, farm_state, echo) as farm:
+    with (
+        demo_gateway(repo_path) as gateway,
+        demo_farm(repo_path, farm_state, echo, gateway.url) as farm,
+    ):
+        echo(f"the gateway listens on {gateway.url}: callers, and agents calling their models")
         endpoints = farm.wait_routed(requested)
         for dep_id in requested:
             d = desired[dep_id]
@@ -184,8 +195,10 @@ def _journey(source: Path, scratch: Path, repo_path: Path, public: str, echo: Ec
 
         calls = [(d.id, d.account, "Do you sell purple giraffes?") for d in pairs]
         calls += [(d.id, d.account, "Where is my order?") for d in pairs[:1]]
+        # The FAQ answers this one: the agent calls no model.
+        calls += [(d.id, d.account, "How do I reset my password?") for d in pairs[:1]]
         farm.cycle()  # meters the instance-hours so far, into the same spool
-        events = demo_calls(repo_path, calls, echo)
+        demo_calls(repo_path, gateway.url, calls, echo)
 
         _step(echo, 7, "The deployments are stopped in git; the farm removes their VMs")
         bot = bot_identity(repo, "main")
@@ -193,12 +206,14 @@ def _journey(source: Path, scratch: Path, repo_path: Path, public: str, echo: Ec
             set_state(repo, "main", dep_id, "stopped", f"Stop {dep_id} (demo)", bot)
         echo(f"formarket deployments stop ... ({len(requested)} deployments)")
         farm.wait_gone()
+    events, hop = demo_usage(repo_path, echo)
 
     _step(echo, 8, "A month later the period is closed, its statements verified")
 
     now = datetime.now(UTC)
     next_month = date(now.year + now.month // 12, now.month % 12 + 1, 1)
     period = demo_close(repo, echo, now=datetime(next_month.year, next_month.month, 2, tzinfo=UTC))
+    echo(_credited(repo_path, period, model_id, hop))
 
     _step(echo, 9, "The catalog site shows the listings, their usage and their earnings")
 
@@ -215,6 +230,19 @@ def _journey(source: Path, scratch: Path, repo_path: Path, public: str, echo: Ec
     echo(f"  the gateway: {events} usage events committed to registry/usage/")
     echo(f"  royalties/{period}/: statements and payouts closed and verified")
     echo(f"  the catalog: formarket site serve --dir {site}")
+
+
+def _credited(repo_path: Path, period: str, model: str, hop: Hop) -> str:
+    """The model's statement credits it for the calls it served, and for nothing else."""
+    credited = credited_requests(repo_path, period, model)
+    if credited != hop.model_calls:
+        raise NotFoundError(
+            f"{model} is credited for {credited} requests; it served {hop.model_calls}"
+        )
+    return (
+        f"{model} is credited for {credited} requests, the model calls it served; the"
+        f" {hop.answered_alone} calls the FAQ answered credit it nothing"
+    )
 
 
 def _site_shows(site: Path, agent: str, publisher: str) -> str:

@@ -103,9 +103,14 @@ def start(
     manifest: BuildManifest,
     store: DirectoryStore,
     env: Mapping[str, str],
+    *,
+    gateway: str | None = None,
 ) -> Started:
     """Run `deployment` on `host`: image, overlay, config disk (the deployment's own variables
-    with `env` on top: MODEL_ENDPOINT, resolved secrets), ports, domain; started."""
+    with `env` on top: resolved secrets, an agent's MODEL_ENDPOINT and key), ports, domain;
+    started. An agent's VM is forwarded to `gateway` (the gateway's URL) and nowhere else."""
+    if deployment.kind != "agent" or deployment.model_deployment is None:
+        gateway = None
     name = domain_name(deployment.id)
     pool_path = conn.ensure_pool()
     console = console_log_path(pool_path, deployment.id)
@@ -116,10 +121,10 @@ def start(
             existing.running
             and record is not None
             and record.build_id == manifest.build_id
-            and record.model_endpoint == env.get("MODEL_ENDPOINT")
+            and record.model_endpoint == gateway
         ):
             return _started(conn, record, console)
-        # Stopped, another build or (an agent) a model that moved: made again from scratch,
+        # Stopped, another build or (an agent) a gateway that moved: made again from scratch,
         # so that its ports are free now and its config disk says what is true now.
         stop(conn, deployment.id)
     image = ensure_image(conn, store, manifest)
@@ -144,7 +149,7 @@ def start(
         ports=_choose_ports(conn, host, manifest.expose),
         address=host.address,
         console_log=console,
-        model_endpoint=env.get("MODEL_ENDPOINT"),
+        model_endpoint=gateway,
     )
     try:
         conn.define_and_start(domain_xml(spec))

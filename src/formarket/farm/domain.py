@@ -5,7 +5,12 @@ deployment, the listing and image it runs, and where its ports are forwarded. `a
 it back from whatever libvirt reports, so the farm needs no database of what runs where.
 
 Ports are forwarded by qemu's user-mode network (`hostfwd`), passed through
-`<qemu:commandline>`: libvirt 9.0's `<interface type='user'>` cannot forward ports. The XML is
+`<qemu:commandline>`: libvirt 9.0's `<interface type='user'>` cannot forward ports. That network
+is restricted (`restrict=on`): the guest reaches no address of the host or beyond it, only what
+is forwarded explicitly. A model gets nothing but its hostfwd; an agent also gets one guestfwd,
+`GUEST_GATEWAY`, where qemu runs `socat` for each connection to carry it to the gateway, so the
+gateway is the one place an agent can call. (libvirt's network filters act on tap and bridge
+devices; they never see the packets of qemu's user network, so they cannot do this.) The XML is
 built with ElementTree, so no value is ever pasted into markup.
 """
 
@@ -22,6 +27,7 @@ from formarket.schemas.usage import DEPLOYMENT_PATTERN
 
 __all__ = [
     "DOMAIN_PREFIX",
+    "GUEST_GATEWAY",
     "NAMESPACE",
     "QEMU_NAMESPACE",
     "DomainRecord",
@@ -50,6 +56,21 @@ _MAX_PORTS = 64
 _ENDPOINT = re.compile(
     r"^https?://[A-Za-z0-9.\[\]:-]{1,253}(?::[0-9]{1,5})?(?:/[A-Za-z0-9._/-]*)?$"
 )
+# The gateway as the host running qemu reaches it: it becomes words of a command qemu runs.
+_FORWARD = re.compile(
+    r"^http://([A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?)(?::([0-9]{1,5}))?/?$"
+)
+# qemu's seccomp sandbox, as libvirt sets it for every domain it starts. An agent's forward
+# has qemu start a process for each connection, which spawn=deny (and elevateprivileges=deny,
+# tried: glib's spawn then fails silently) forbids, so an agent's domain is sandboxed without
+# those two. The hosts turn libvirt's own sandbox off (`seccomp_sandbox = 0` in qemu.conf)
+# for the domains to bring theirs: with libvirt's on as well, both filters apply and an agent
+# cannot reach the gateway (closed, not open).
+SANDBOX = "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"
+AGENT_SANDBOX = "on,obsolete=deny,resourcecontrol=deny"
+# Where an agent finds the gateway from inside its VM: an address of qemu's user network that
+# nothing else answers on, forwarded to the gateway.
+GUEST_GATEWAY = "10.0.2.100"
 
 Kind = Literal["agent", "model"]
 
@@ -75,7 +96,7 @@ class DomainRecord:
     address: str
     ports: tuple[tuple[int, int], ...]  # (guest, host), the first EXPOSEd port first
     running: bool | None = None
-    model_endpoint: str | None = None  # what an agent was given as MODEL_ENDPOINT
+    model_endpoint: str | None = None  # an agent's: the gateway its model calls are forwarded to
 
     @property
     def endpoint(self) -> str | None:
@@ -107,7 +128,7 @@ class DomainSpec:
     ports: tuple[tuple[int, int], ...]  # (guest, host)
     address: str  # where the forwarded ports listen
     console_log: str
-    model_endpoint: str | None = None  # an agent's MODEL_ENDPOINT, so a moved model is noticed
+    model_endpoint: str | None = None  # an agent's: the gateway its model calls are forwarded to
 
     @property
     def name(self) -> str:
@@ -194,16 +215,36 @@ def domain_xml(spec: DomainSpec) -> str:
     _sub(_sub(devices, "video"), "model", type="none")
     _sub(devices, "memballoon", model="none")
     forwards = "".join(f",hostfwd=tcp:{spec.address}:{host}-:{guest}" for guest, host in spec.ports)
+    sandbox = SANDBOX
+    if spec.kind == "agent" and spec.model_endpoint is not None:
+        forwards += _gateway_forward(spec.model_endpoint)
+        sandbox = AGENT_SANDBOX
     args = _sub(root, f"{{{QEMU_NAMESPACE}}}commandline")
     for value in (
         "-netdev",
-        f"user,id=fmnet0{forwards}",
+        f"user,id=fmnet0,restrict=on{forwards}",
         "-device",
         "virtio-net-pci,netdev=fmnet0,bus=pci.0,addr=0x10",
+        "-sandbox",
+        sandbox,
     ):
         _sub(args, f"{{{QEMU_NAMESPACE}}}arg", value=value)
     ET.indent(root)
     return ET.tostring(root, encoding="unicode")
+
+
+def _gateway_forward(gateway: str) -> str:
+    """The guestfwd that carries each connection to GUEST_GATEWAY:80 to `gateway`. qemu runs
+    the command for every connection (a chardev target would carry only the first one)."""
+    found = _FORWARD.fullmatch(gateway)
+    port = _port(found.group(2) or "80") if found else None
+    if found is None or port is None:
+        raise InputError(
+            f"{gateway!r} is not a gateway address an agent's VM can be forwarded to",
+            hint="FORMARKET_GATEWAY_URL must be the gateway's own http://host:port listener,"
+            " as the VM hosts reach it",
+        )
+    return f",guestfwd=tcp:{GUEST_GATEWAY}:80-cmd:socat STDIO TCP:{found.group(1)}:{port}"
 
 
 def _port(text: str | None) -> int | None:

@@ -30,10 +30,11 @@ from formarket.builder.manifest import BuildManifest
 from formarket.builder.store import DirectoryStore
 from formarket.errors import FormarketError, UsageError
 from formarket.farm import deployer, image_index, status
+from formarket.farm.agentkeys import agent_key, drop_agent_key, sweep_agent_keys
 from formarket.farm.building import build_listing, listing_pricing
 from formarket.farm.configdisk import resolve_secrets
 from formarket.farm.desired import read_deployments
-from formarket.farm.domain import DomainRecord
+from formarket.farm.domain import GUEST_GATEWAY, DomainRecord
 from formarket.farm.errors import TransientError
 from formarket.farm.hosts import Host, Inventory, load_inventory
 from formarket.farm.leases import Leases, open_leases
@@ -49,7 +50,7 @@ from formarket.farm.publish import (
     tip_reader,
     token_prices,
 )
-from formarket.farm.reconcile import Build, Deploy, Domain, Plan, Stop, model_endpoint_for, plan
+from formarket.farm.reconcile import Build, Deploy, Domain, Plan, Stop, plan
 from formarket.farm.settings import FarmSettings, open_market
 from formarket.gateway.routes import Route, load_routes, save_routes
 from formarket.github import GitHub
@@ -164,23 +165,26 @@ def _published_manifest(
     return BuildManifest.model_validate_json(raw) if raw else None
 
 
-def _model_endpoint(deployment: Deployment, host: Host, actual: Actual, hosts: Inventory) -> str:
-    found = actual.find(deployment.model_deployment or "")
-    if found is None or found[1].endpoint is None:
+def agent_keys_path(settings: FarmSettings) -> Path:
+    """The farm's file of the keys its agents call their models with."""
+    return settings.state / "agent-keys.json"
+
+
+def _model_access(settings: FarmSettings, deployment: Deployment, actual: Actual) -> dict[str, str]:
+    """What an agent's VM is given to call its model: the gateway, as the VM sees it through
+    its one forward, the key the farm made for it, and the model deployment to name."""
+    model = deployment.model_deployment or ""
+    if actual.find(model) is None:
         raise TransientError(
-            f"{deployment.id}: its model deployment {deployment.model_deployment} is not"
-            " running yet",
+            f"{deployment.id}: its model deployment {model} is not running yet",
             hint="the reconciler deploys the agent once its model runs",
         )
-    model_host, record = found
-    model = Domain(record.deployment_id, model_host, True, record.build_id, record.endpoint)
-    endpoint = model_endpoint_for(host.name, model, _loopback(hosts.hosts))
-    assert endpoint is not None
-    return endpoint
-
-
-def _loopback(hosts: Sequence[Host]) -> frozenset[str]:
-    return frozenset(h.name for h in hosts if deployer.is_loopback(h.address))
+    key = agent_key(agent_keys_path(settings), status.gateway_state(settings).keys, deployment)
+    return {
+        "MODEL_ENDPOINT": f"http://{GUEST_GATEWAY}",
+        "MODEL_API_KEY": key.key,
+        "MODEL_NAME": model,
+    }
 
 
 def deploy(
@@ -211,9 +215,8 @@ def deploy(
         hosts = inventory(settings)
         host = hosts.host(host_name)
         env = resolve_secrets(deployment.secrets)
-        if deployment.model_deployment:
-            actual = observe(hosts.hosts, pool)
-            env["MODEL_ENDPOINT"] = _model_endpoint(deployment, host, actual, hosts)
+        if deployment.kind == "agent" and deployment.model_deployment:
+            env.update(_model_access(settings, deployment, observe(hosts.hosts, pool)))
         store = DirectoryStore(settings.store.absolute())
         manifest = _published_manifest(settings, store, deployment)
         if manifest is None:
@@ -221,7 +224,9 @@ def deploy(
             listing = deployment.listing
             manifest = build_listing(settings, listing.id, listing.version)
         conn = pool.get(host)
-        started = deployer.start(conn, host, deployment, manifest, store, env)
+        started = deployer.start(
+            conn, host, deployment, manifest, store, env, gateway=settings.gateway_url
+        )
         endpoint = started.endpoint or ""
         if endpoint and not conn.is_test:
             deployer.wait_healthy(endpoint, health_timeout)
@@ -286,6 +291,13 @@ def stop(
                 if host_name:
                     raise
                 pool.mark_down(host.name, str(exc))
+        if host_name is None:
+            # Stopped everywhere: an agent's key goes with it. (A stop on one host may be a
+            # second copy of a deployment that runs on; the reconciler sweeps the keys of
+            # deployments git no longer wants.)
+            drop_agent_key(
+                agent_keys_path(settings), status.gateway_state(settings).keys, deployment_id
+            )
         if removed and host_name is None:
             path = routes_path(settings)
             kept = [r for r in load_routes(path).routes if r.deployment != deployment_id]
@@ -382,6 +394,8 @@ def _cycle(
         )
     finally:
         repo.close()
+    running = {dep_id for dep_id, d in desired.items() if d.state == "running"}
+    sweep_agent_keys(agent_keys_path(settings), status.gateway_state(settings).keys, running)
     actual = observe(hosts.hosts, pool)
     the_plan = plan(
         desired,
@@ -390,7 +404,7 @@ def _cycle(
         frozenset(actual.down),
         has_image,
         leases.held(),
-        _loopback(hosts.hosts),
+        settings.gateway_url,
     )
     enqueued = 0
     failed: list[str] = []

@@ -10,8 +10,9 @@ cycle sees what the last one did:
   placed again elsewhere;
 - a domain that exists but is not running (it crashed, or its host rebooted) is deployed again
   where it is;
-- an agent waits until its model deployment runs, because it is given the model's endpoint,
-  and is started again when its model moved (placed again after its host died);
+- an agent waits until its model deployment runs, and is started again when the gateway it
+  calls its model through moved (its VM is forwarded to the gateway's address: a model that
+  moves needs nothing, the gateway routes to wherever it runs);
 - two domains of one deployment (a host came back after its deployment was placed elsewhere)
   are reduced to one.
 
@@ -29,7 +30,7 @@ from formarket.farm.hosts import Host
 from formarket.farm.placement import Need, Placed, Placer, Usage
 from formarket.schemas.deployment import Deployment
 
-__all__ = ["Build", "Deploy", "Domain", "Plan", "Stop", "model_endpoint_for", "need_of", "plan"]
+__all__ = ["Build", "Deploy", "Domain", "Plan", "Stop", "need_of", "plan"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +42,7 @@ class Domain:
     running: bool
     build_id: str = ""
     endpoint: str | None = None
-    model_endpoint: str | None = None  # an agent's: the MODEL_ENDPOINT it was started with
+    model_endpoint: str | None = None  # an agent's: the gateway its model calls go to
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,22 +98,6 @@ def need_of(deployment: Deployment) -> Need:
     return Need(size.vcpus, size.memory_mib, size.gpu.model, size.gpu.count)
 
 
-# From inside a VM on qemu's user network, the host's loopback is this address.
-GUEST_HOST_ADDRESS = "10.0.2.2"
-
-
-def model_endpoint_for(agent_host: str, model: Domain, loopback: frozenset[str]) -> str | None:
-    """The MODEL_ENDPOINT an agent on `agent_host` must be given for `model`: the model's own
-    endpoint, except between VMs of one host whose ports listen on loopback, where the agent
-    reaches the host's loopback through qemu's user network."""
-    if model.endpoint is None:
-        return None
-    if model.host == agent_host and agent_host in loopback:
-        port = model.endpoint.rsplit(":", 1)[1].split("/", 1)[0]
-        return f"http://{GUEST_HOST_ADDRESS}:{port}"
-    return model.endpoint
-
-
 def _keep(domains: Sequence[Domain]) -> Domain:
     # Prefer a running domain; among equals the host that sorts first, so the choice is stable.
     return min(domains, key=lambda d: (not d.running, d.host))
@@ -125,12 +110,12 @@ def plan(
     down: frozenset[str],
     has_image: Mapping[tuple[str, str], bool],
     in_flight: Mapping[str, str] | None = None,
-    loopback: frozenset[str] = frozenset(),
+    gateway: str | None = None,
 ) -> Plan:
     """The next steps. `domains` are those of the hosts that answered (hosts in `down` did not);
     `has_image` tells, per (listing id, version), whether its image is in the store;
     `in_flight` maps the key of each action already handed out to its host ("" for builds);
-    `loopback` names the hosts whose forwarded ports listen on loopback."""
+    `gateway` is where agents' model calls must go (the gateway's URL)."""
     in_flight = in_flight or {}
     by_deployment: dict[str, list[Domain]] = {}
     for domain in domains:
@@ -176,15 +161,14 @@ def plan(
         dep_id = deployment.id
         current = kept.get(dep_id)
         if current is not None and current.running:
-            serving = running.get(deployment.model_deployment or "")
-            if serving is not None and current.model_endpoint is not None:
-                given = model_endpoint_for(current.host, serving, loopback)
-                if (
-                    given
-                    and given != current.model_endpoint
-                    and f"deploy:{dep_id}" not in in_flight
-                ):
-                    deploys.append(Deploy(dep_id, current.host, f"its model moved to {given}"))
+            if (
+                deployment.model_deployment
+                and gateway is not None
+                and current.model_endpoint != gateway
+                and f"deploy:{dep_id}" not in in_flight
+            ):
+                why = f"its model calls must go to the gateway at {gateway}"
+                deploys.append(Deploy(dep_id, current.host, why))
             continue
         listing = deployment.listing
         if not has_image.get((listing.id, listing.version), False):

@@ -104,10 +104,12 @@ def tally(
         if not ok:
             not_charged += events
             continue
-        for ref in (agent, model):
-            if ref is not None and events:
-                key = (kind, month_text(month), ref[0], ref[1])
-                usage[key] = usage.get(key, Quantities()).plus(sums)
+        # An agent's event credits the agent alone: the model it runs with is credited by
+        # the events of the calls it served (each model call is an event of its own).
+        ref = agent if agent is not None else model
+        if ref is not None and events:
+            key = (kind, month_text(month), ref[0], ref[1])
+            usage[key] = usage.get(key, Quantities()).plus(sums)
     counts = SummaryCounts(
         files=len(files),
         lines=sum(s.lines for s in scans),

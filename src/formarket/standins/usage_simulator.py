@@ -1,7 +1,8 @@
 """Simulated usage, until the gateway and the farm meter real usage: deterministic, seeded.
 
 Deployments pair an agent with a model (or run a model alone); calls are spread over a month's
-days with a few popular deployments taking most of them, and a few fail or are rejected; the
+days with a few popular deployments taking most of them, and a few fail or are rejected; an
+agent asks its model on most of its calls, and each model call is an event of its own; the
 farm meters every deployment of a listing priced per instance-hour, hour by hour. Each gateway
 flushes its events every `flush_events` calls into a new file, as the real one will, and now and
 then sends an event a second time (the retry of an unacknowledged flush). The same plan always
@@ -119,6 +120,7 @@ def simulate_day(
     # A few deployments take most calls, as a few listings do on any marketplace.
     weights = [1 / (rank + 1) for rank in range(len(fleet))]
     chosen = rng.choices(range(len(fleet)), weights, k=calls)
+    asks = random.Random(f"{plan.seed}/{day}/model-calls")  # noqa: S311 - as above
     per_source: dict[str, list[tuple[int, bytes]]] = {g: [] for g in plan.gateways}
     counters = dict.fromkeys(plan.gateways, 0)
     for pick in chosen:
@@ -153,6 +155,13 @@ def simulate_day(
             '"instance_seconds":0}}'
         ).encode()
         per_source[source].append((second, line))
+        if deployment.agent is not None and deployment.model is not None and not rejected:
+            # The agent asks its model on most calls, through the gateway: a call of its own,
+            # the agent's call its parent. (A generator of its own keeps the draws above, and
+            # so every other figure, as they were.)
+            child = _child(asks, deployment, line, source, second, duration)
+            if child is not None:
+                per_source[source].append((second, child))
     meter: list[tuple[int, bytes]] = []
     for deployment in fleet:
         if not deployment.hourly:
@@ -169,6 +178,19 @@ def simulate_day(
                 '"outcome":"ok","tokens_source":"measured","instance_seconds":3600}}'
             ).encode()
             meter.append((hour * 3600 + 3599, line))
+            if deployment.agent is not None and deployment.model is not None:
+                # The model runs in a VM of its own, metered as its own deployment.
+                model_line = (
+                    line.replace(
+                        f'"id":"{deployment.id}-'.encode(), f'"id":"{deployment.id}-model-'.encode()
+                    )
+                    .replace(
+                        f'"subject":"{deployment.id}"'.encode(),
+                        f'"subject":"{deployment.id}-model"'.encode(),
+                    )
+                    .replace(b'"agent":' + _ref(deployment.agent).encode(), b'"agent":null')
+                )
+                meter.append((hour * 3600 + 3599, model_line))
     per_source[plan.meter] = meter
     files: dict[str, bytes] = {}
     for source, events in per_source.items():
@@ -186,6 +208,34 @@ def simulate_day(
             path = usage_path(when, source, day.day * 1_000_000 + k)
             files[path] = pack_lines(body)
     return files
+
+
+def _child(
+    rng: random.Random, deployment: Deployment, parent: bytes, source: str, second: int, ms: int
+) -> bytes | None:
+    """The model call an agent's call made, or None when the agent answered alone."""
+    if rng.randrange(10) < 3:
+        return None
+    ident = parent.split(b'"id":"', 1)[1].split(b'"', 1)[0].decode()
+    account = parent.split(b'"account":"', 1)[1].split(b'"', 1)[0].decode()
+    outcome = parent.split(b'"outcome":"', 1)[1].split(b'"', 1)[0].decode()
+    input_tokens = int(rng.paretovariate(1.6) * 100)
+    output_tokens = 0 if outcome != "ok" else int(rng.paretovariate(2.0) * 50)
+    return (
+        f'{{"specversion":"1.0","id":"{ident}.m","source":"{source}",'
+        f'"type":"dev.formarket.usage.call","time":"{_time(_day_of(parent), second)}",'
+        f'"subject":"{deployment.id}-model","datacontenttype":"application/json",'
+        f'"data":{{"account":"{account}","agent":null,"model":{_ref(deployment.model)},'
+        f'"input_tokens":{min(input_tokens, 200_000)},'
+        f'"output_tokens":{min(output_tokens, 32_000)},"requests":1,'
+        f'"duration_ms":{max(ms - 20, 0)},"outcome":"{outcome}","tokens_source":"measured",'
+        '"instance_seconds":0}}'
+    ).encode()
+
+
+def _day_of(line: bytes) -> date:
+    stamp = line.split(b'"time":"', 1)[1][:10].decode()
+    return date.fromisoformat(stamp)
 
 
 def _owner(deployment: str, accounts: int) -> int:

@@ -1,8 +1,10 @@
 #!/bin/sh
 # faq-bot: one HTTP exchange per connection (busybox `nc -ll -e` runs this once per client).
 # POST /v1/chat/completions: the last message is matched against faq.txt; a good match is
-# answered from the FAQ, anything else goes to the chat model at $MODEL_ENDPOINT (the farm
-# gives it the endpoint of the model deployed with it), or gets the hand-off message.
+# answered from the FAQ, anything else goes to the chat model, or gets the hand-off message.
+# The farm gives the model as MODEL_ENDPOINT (the marketplace's gateway), MODEL_API_KEY and
+# MODEL_NAME (the model deployed with it); each model call names the call it serves in
+# X-Formarket-Parent, so the gateway meters it as that call's child.
 # Settings arrive as SETTING_<KEY> variables (min_match, handoff_message).
 MODEL_URL=${MODEL_ENDPOINT:-$FAQ_MODEL_URL}
 MIN_MATCH=${SETTING_MIN_MATCH:-${FAQ_MIN_MATCH:-0.34}}
@@ -11,11 +13,13 @@ CR=$(printf '\r')
 read -r method target _version
 target=${target%"$CR"}
 length=0
+call=
 while IFS= read -r header; do
   header=${header%"$CR"}
   [ -z "$header" ] && break
   case $header in
     [Cc]ontent-[Ll]ength:*) length=${header#*:}; length=${length# } ;;
+    [Xx]-[Ff]ormarket-[Cc]all:*) call=${header#*:}; call=${call# } ;;
   esac
 done
 body=
@@ -43,8 +47,16 @@ case "$method $target" in
     if answer=$(awk -v q="$asked" -v min="$MIN_MATCH" -f "$HERE/faq.awk" "$HERE/faq.txt"); then
       completion "$answer"
     elif [ -n "$MODEL_URL" ]; then
-      if forwarded=$(wget -q -O - --header 'Content-Type: application/json' \
-          --post-data "$body" "$MODEL_URL/v1/chat/completions"); then
+      case $call in *[!A-Za-z0-9._:-]*) call= ;; esac
+      case $MODEL_NAME in *[!a-z0-9-]*) MODEL_NAME= ;; esac
+      set -- --header 'Content-Type: application/json'
+      [ -n "$MODEL_API_KEY" ] && set -- "$@" --header "Authorization: Bearer $MODEL_API_KEY"
+      [ -n "$call" ] && set -- "$@" --header "X-Formarket-Parent: $call"
+      # The request names this agent; the model call names the model deployment instead.
+      ask=$(printf '%s' "$body" | tr '\n' ' ')
+      [ -n "$MODEL_NAME" ] && ask=$(printf '%s' "$ask" \
+        | sed 's/"model"[[:space:]]*:[[:space:]]*"[^"]*"/"model":"'"$MODEL_NAME"'"/')
+      if forwarded=$(wget -q -O - "$@" --post-data "$ask" "$MODEL_URL/v1/chat/completions"); then
         reply "200 OK" "$forwarded"
       else
         reply "502 Bad Gateway" '{"error":{"message":"the model did not answer","type":"server_error"}}'
