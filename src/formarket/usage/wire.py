@@ -80,9 +80,9 @@ class _Data(msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc=False):
     # same bytes, and its canonical digest, as before they existed. An explicit null is what
     # `UsageEvent` accepts too, so it is read (and re-encoded as written).
     cut: (
-        Literal["max_tokens", "choices", "budget", "size", "duration", "idle"] | None | UnsetType
+        Literal["max_tokens", "choices", "budget", "size", "duration", "idle"] | UnsetType | None
     ) = UNSET
-    parent: _Text | None | UnsetType = UNSET
+    parent: _Text | UnsetType | None = UNSET
 
 
 WireData = _Data
