@@ -82,7 +82,8 @@ FAMILIES: tuple[Family, ...] = (
         " no royalty. It stays in git as it was, and the close lists it with its file and line"
         " in royalties/YYYY-MM/summary.json and README.md; the good lines around it still"
         " count. A file rewritten or deleted after a close read it (USG015, USG016) is"
-        " reported the same way, and what that close counted stays counted.",
+        " reported the same way, and what that close counted stays counted; so is a closed period"
+        " changed after its close (USG019), which also stops the next close until restored.",
     ),
 )
 
@@ -1040,6 +1041,54 @@ _USAGE: tuple[Rule, ...] = (
         ),
         _lines("# usage files stay; a correction is made in the next close"),
         raised_by="`formarket royalties close`, comparing with the files the previous close read",
+    ),
+    Rule(
+        "USG017",
+        Severity.SET_ASIDE,
+        "a usage file arrived in a commit that is not the bot's",
+        "Usage counts only when the bot committed it: the first-parent commit that first"
+        " brought the file must have the bot that registry/governance.yaml names (before that"
+        " commit) as its author and committer, and, when governance.yaml names the bot's key"
+        " (`bot_key`), be signed with that key in git's SSH signature format. Anything else is"
+        " set aside whole, with the commit and why in the message: anyone can push a file,"
+        " only the bot's key signs it.",
+        _lines(
+            "git -c user.name=mallory commit -m 'usage' \\",
+            "    registry/usage/2026/03/10/gateway/gw-1-000009.jsonl.gz",
+        ),
+        _lines(
+            "# the gateway's flush commits usage as the bot, signed with FORMARKET_BOT_KEY;",
+            "# check a commit with: git -c gpg.ssh.allowedSignersFile=FILE verify-commit REV",
+        ),
+        raised_by="`formarket royalties close`, from the history of each usage file",
+    ),
+    Rule(
+        "USG018",
+        Severity.SET_ASIDE,
+        "an event holds more than a gateway can produce",
+        "Each event is one call or one instance-hour: its requests, input and output tokens"
+        " and instance seconds are bounded by what a gateway or a meter can produce, the"
+        " ceilings in the platform's terms (`ceilings` in royalties/policy.yaml). An event above"
+        " any of them is set aside, never paid.",
+        _lines('{"type": "dev.formarket.usage.call", "data": {"output_tokens": 1000000000000}}'),
+        _lines('{"type": "dev.formarket.usage.call", "data": {"output_tokens": 512}}'),
+    ),
+    Rule(
+        "USG019",
+        Severity.SET_ASIDE,
+        "a closed period was changed or removed after its close",
+        "A closed period never changes and is never paid again. `close` and `verify` find"
+        " every close in the branch's first-parent history, not only at the tip: when a later"
+        " commit changes or removes royalties/YYYY-MM/, the change is set aside (the close as"
+        " it was committed stays the record: its balances open the next period), `verify`"
+        " reports it naming that commit, and `close` stops until the period is restored. The"
+        " period is never closed, or paid, again.",
+        _lines("git rm -r royalties/2026-10 && git commit -m 'clean up'"),
+        _lines(
+            "git checkout <the closing commit> -- royalties/2026-10",
+            "git commit -m 'Restore the close of 2026-10'",
+        ),
+        raised_by="`formarket royalties close` (refuses) and `formarket royalties verify`",
     ),
 )
 

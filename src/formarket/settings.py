@@ -26,6 +26,7 @@ from formarket.errors import UsageError
 
 __all__ = [
     "BASE_CACHE",
+    "BOT_KEY",
     "BRANCH",
     "BRANCH_NAME",
     "BROKER_URL",
@@ -356,6 +357,16 @@ CACHE_DIR = Setting(
     ("check", "validate"),
     shown="<repo>/.git/formarket-cache (.formarket-cache in a plain folder)",
 )
+BOT_KEY = Setting(
+    "bot_key",
+    "FORMARKET_BOT_KEY",
+    PATH,
+    "The bot's OpenSSH ed25519 private key, kept outside the repository: the bot's commits"
+    " (usage, deployments, closes) are signed with it, and usage counts only in commits signed"
+    " by the key registry/governance.yaml names.",
+    ("farm", "gateway", "royalties"),
+    shown="none: commits are not signed",
+)
 DEBUG = Setting(
     "debug",
     "FORMARKET_DEBUG",
@@ -388,6 +399,7 @@ TABLE: tuple[Setting[Any], ...] = (
     GATEWAY_URL,
     GATEWAY_DIR,
     CACHE_DIR,
+    BOT_KEY,
     DEBUG,
     _named("FORMARKET_DEPLOYMENT", "vm", "The deployment's id."),
     _named("FORMARKET_LISTING", "vm", "The id of the listing it runs."),

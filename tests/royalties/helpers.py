@@ -118,7 +118,9 @@ class _Commits:
         self.files: dict[str, bytes] = {}
         self.count = 0
 
-    def commit(self, changes: Mapping[str, bytes], message: str) -> None:
+    def commit(
+        self, changes: Mapping[str, bytes], message: str, author: bytes = b"Mara <mara@example.org>"
+    ) -> None:
         self.files.update(changes)
         entries = []
         for path, data in sorted(self.files.items()):
@@ -129,7 +131,7 @@ class _Commits:
         commit.tree = commit_tree(self.repo.object_store, entries)
         tip = self.repo.refs[Ref(b"refs/heads/main")] if self.count else None
         commit.parents = [tip] if tip is not None else []
-        commit.author = commit.committer = b"Mara <mara@example.org>"
+        commit.author = commit.committer = author
         self.count += 1
         commit.author_time = commit.commit_time = 1_767_225_600 + self.count
         commit.author_timezone = commit.commit_timezone = 0
@@ -138,9 +140,11 @@ class _Commits:
         self.repo.refs[Ref(b"refs/heads/main")] = commit.id
 
 
-def market_of(listings: Listings, usage: Mapping[str, bytes]) -> MemoryRepo:
+def market_of(
+    listings: Listings, usage: Mapping[str, bytes], later: Mapping[str, bytes] | None = None
+) -> MemoryRepo:
     """A marketplace in memory: the terms and the publishers, the listings commit by commit,
-    then the usage files (path -> bytes)."""
+    then the usage files (path -> bytes), then, in a bot commit of their own, `later` ones."""
     repo = MemoryRepo()
     repo.refs.set_symbolic_ref(Ref(b"HEAD"), Ref(b"refs/heads/main"))
     commits = _Commits(repo)
@@ -149,16 +153,25 @@ def market_of(listings: Listings, usage: Mapping[str, bytes]) -> MemoryRepo:
     commits.commit({POLICY_PATH: POLICY_FILE, **start}, "Terms and publishers")
     for offers in listings:
         commits.commit({offer.path: listing_yaml(offer) for offer in offers}, "Listings")
-    commits.commit(dict(usage), "Usage")
+    # Usage counts only in the bot's commits, as the governance before them names it.
+    commits.commit({"registry/governance.yaml": GOVERNANCE_FILE}, "Governance")
+    commits.commit(dict(usage), "Usage", BOT.raw())
+    if later:
+        commits.commit(dict(later), "Later usage", BOT.raw())
     return repo
 
 
 def close(
-    files: Mapping[str, bytes], listings: Listings, *, period: str = PERIOD
+    files: Mapping[str, bytes],
+    listings: Listings,
+    *,
+    period: str = PERIOD,
+    later: Mapping[str, bytes] | None = None,
 ) -> tuple[Closing, dict[str, bytes]]:
-    """Close `period` over usage files (path -> bytes) priced by `listings`: what the closing
-    says, and its files (the usage commit written as USAGE_COMMIT)."""
-    computed = engine.preview(market_of(listings, files), period)
+    """Close `period` over usage files (path -> bytes) priced by `listings`, and `later` ones
+    committed after them: what the closing says, and its files (the usage commit written as
+    USAGE_COMMIT)."""
+    computed = engine.preview(market_of(listings, files, later), period)
     commit = computed.usage_commit
     rendered = {
         path: data.replace(commit, USAGE_COMMIT.encode()).replace(
@@ -180,7 +193,8 @@ def money_files(rendered: Mapping[str, bytes]) -> dict[str, bytes]:
 
 # --- repositories -------------------------------------------------------------------------
 
-BOT = Identity("formarket-bot", "bot@example.org")
+BOT = Identity("formarket-bot", "formarket-bot@users.noreply.github.com")
+GOVERNANCE_FILE = b"maintainers: [mara-maintainer]\nbot: formarket-bot\n"
 MAINTAINER = Identity("mara-maintainer", "mara@example.org")
 
 

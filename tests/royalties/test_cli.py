@@ -13,7 +13,7 @@ from dulwich.repo import Repo
 
 from formarket.cli import main
 from formarket.market.refs import branch_tip
-from formarket.market.trees import commit_tree, read_blob, read_path
+from formarket.market.trees import commit_tree, files_under, read_blob, read_path
 from formarket.market.writer import commit_changes
 from formarket.royalties import engine, gitio
 from formarket.schemas.usage import UsageEvent
@@ -85,6 +85,33 @@ def test_close_commit_and_verify(market: Path) -> None:
     assert code == 1
     assert path in out
     assert "(recomputed)" in out
+
+
+def test_verify_all_checks_every_close_in_history(market: Path) -> None:
+    code, out = run("verify", "--all", "--repo", str(market))
+    assert code == 0, out
+    assert "no period is closed" in out
+    code, out = run("close", "--period", "2026-03", "--repo", str(market), "--commit")
+    assert code == 0, out
+    code, out = run("verify", "--all", "--repo", str(market))
+    assert code == 0, out
+    assert "royalties/2026-03/ agrees" in out
+
+    repo = Repo(str(market))
+    tree = commit_tree(repo, branch_tip(repo, "main"))
+    folder = files_under(repo, tree, "royalties/2026-03")
+    removed = commit_changes(
+        repo, "main", {f"royalties/2026-03/{rel}": None for rel in folder}, "clean up", BOT
+    )
+    repo.close()
+    code, out = run("verify", "--all", "--repo", str(market))
+    assert code == 1
+    assert "USG019" in out
+    assert removed.decode() in out
+    assert "royalties/2026-03/ does not verify" in out
+    code, out = run("verify", "--repo", str(market))
+    assert code == 2
+    assert "--all" in out
 
 
 def test_preview_shows_a_statement_and_names_the_publishers(market: Path) -> None:

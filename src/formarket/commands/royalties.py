@@ -58,6 +58,7 @@ def command() -> None:
       formarket royalties preview --period 2026-02     an open period, as it stands
       formarket royalties close --period 2026-01 --commit
       formarket royalties verify --period 2026-01      recompute and compare, byte for byte
+      formarket royalties verify --all                 every period closed in history
     """
 
 
@@ -152,35 +153,64 @@ def preview_command(
 
 
 @command.command("verify")
-@_PERIOD
+@click.option(
+    "--period", default=None, metavar="YYYY-MM", help="The closed month to check, such as 2026-01."
+)
+@click.option(
+    "--all", "every", is_flag=True, help="Check every period closed in the branch's history."
+)
 @REPO_OPTION
 @BRANCH_OPTION
 @_JOBS
-def verify_command(period: str, repo: Path, branch: str, jobs: int | None) -> None:
-    """Recompute a closed period from git and compare it with what is committed, byte for
-    byte.
+def verify_command(
+    period: str | None, every: bool, repo: Path, branch: str, jobs: int | None
+) -> None:
+    """Recompute a closed period from git and compare it with what its close committed and
+    with what the branch holds now, byte for byte. Closes are found in the branch's history:
+    a closed period that a later commit changed or removed is a difference (USG019) naming
+    that commit.
 
     \b
     Exit status: 0 every file agrees, 1 any difference (each is listed, with a diff).
     """
     from formarket.royalties import engine
 
+    if (period is None) == (not every):
+        raise UsageError(
+            "give one of --period YYYY-MM and --all",
+            hint="`formarket royalties verify --all` checks every closed period",
+        )
     repository = open_repo(repo)
     try:
-        differences = engine.verify(
-            repository, period, branch=branch, jobs=jobs, say=_say, progress=_Progress()
-        )
+        if every:
+            found = engine.verify_all(
+                repository, branch=branch, jobs=jobs, say=_say, progress=_Progress()
+            )
+        else:
+            assert period is not None
+            found = {
+                period: engine.verify(
+                    repository, period, branch=branch, jobs=jobs, say=_say, progress=_Progress()
+                )
+            }
     finally:
         repository.close()
-    if not differences:
-        click.echo(f"royalties/{period}/ agrees with its recomputation, byte for byte")
+    if not found:
+        click.echo("no period is closed in the history of the branch")
         return
-    for difference in differences:
-        click.echo(f"{difference.path}: {difference.problem}")
-        if difference.diff:
-            click.echo(difference.diff)
-    click.echo(f"{len(differences)} difference(s): royalties/{period}/ does not verify")
-    sys.exit(1)
+    failed = 0
+    for month, differences in found.items():
+        if not differences:
+            click.echo(f"royalties/{month}/ agrees with its recomputation, byte for byte")
+            continue
+        failed += 1
+        for difference in differences:
+            click.echo(f"{difference.path}: {difference.problem}")
+            if difference.diff:
+                click.echo(difference.diff)
+        click.echo(f"{len(differences)} difference(s): royalties/{month}/ does not verify")
+    if failed:
+        sys.exit(1)
 
 
 @command.command("simulate")

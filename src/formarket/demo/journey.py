@@ -9,6 +9,7 @@ creator's earnings. Everything runs on embedded defaults: `formarket demo` and `
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -26,6 +27,7 @@ from formarket.farm.settings import FarmSettings
 from formarket.market.governance import bot_identity
 from formarket.market.refs import branch_tip, set_branch
 from formarket.market.repository import create_repository
+from formarket.market.sshsig import new_key
 from formarket.market.writer import Identity, commit_changes, fast_forward, import_tree
 from formarket.registry.cache import ResultCache, code_digest
 from formarket.registry.findings import Severity
@@ -33,6 +35,7 @@ from formarket.registry.pr_check import check_pull_request
 from formarket.registry.report import render_findings
 from formarket.registry.snapshot import WorkTreeSnapshot
 from formarket.registry.validate import Report, validate_snapshot
+from formarket.settings import BOT_KEY
 
 __all__ = ["run_demo", "starter_source"]
 
@@ -66,9 +69,31 @@ def run_demo(source: Path, scratch: Path, echo: Echo) -> None:
     repo_path = scratch / "marketplace"
     if repo_path.exists():
         raise NotFoundError(f"{repo_path} exists already", hint="choose an empty --workdir")
+    # The bot's signing key lives in the scratch state, outside the repository; every bot
+    # commit below (the farm's worker process included) is signed with it.
+    key_path = scratch / "bot" / "id_ed25519"
+    public = new_key(key_path)
+    before = os.environ.get(BOT_KEY.variable)
+    os.environ[BOT_KEY.variable] = str(key_path.absolute())
+    try:
+        _journey(source, scratch, repo_path, public, echo)
+    finally:
+        if before is None:
+            os.environ.pop(BOT_KEY.variable, None)
+        else:
+            os.environ[BOT_KEY.variable] = before
+
+
+def _journey(source: Path, scratch: Path, repo_path: Path, public: str, echo: Echo) -> None:
     files = import_tree(source, _STARTER)
     if not any(p.startswith("registry/") for p in files):
         raise NotFoundError(f"{source} holds no registry/")
+    # A maintainer names the bot's public key: usage counts only in commits signed with it.
+    key_lines = (
+        f"# The bot's signing key (FORMARKET_BOT_KEY holds its private half).\nbot_key: {public}"
+    )
+    governance_yaml = files["registry/governance.yaml"].rstrip(b"\n")
+    files["registry/governance.yaml"] = governance_yaml + b"\n" + key_lines.encode() + b"\n"
     # main is checked out: every commit below, the bot's included, brings the working tree
     # along, as in a maintainer's clone.
     repo = create_repository(repo_path, branch="main")
@@ -77,7 +102,7 @@ def run_demo(source: Path, scratch: Path, echo: Echo) -> None:
     maintainer = Identity(governance["maintainers"][0], f"{governance['maintainers'][0]}@users")
 
     _step(echo, 1, "The marketplace repository")
-    commit_changes(repo, "main", files, "Start the marketplace", maintainer)
+    commit_changes(repo, "main", files, "Start the marketplace", maintainer, sign=False)
     echo(f"a new git repository at {repo_path} holds the starter registry ({len(files)} files)")
     report = validated = validate_snapshot(WorkTreeSnapshot(repo_path), cache)
     _show(echo, report, "formarket validate")
@@ -106,7 +131,7 @@ def run_demo(source: Path, scratch: Path, echo: Echo) -> None:
                 content = content.replace(f"NAME {slug}".encode(), f"NAME {new_slug}".encode(), 1)
             good[f"{new_dir}/{rel}"] = content
     set_branch(repo, "pr-1", branch_tip(repo, "main"))
-    merged = commit_changes(repo, "pr-1", good, f"Add {publisher}/{new_slug}", author)
+    merged = commit_changes(repo, "pr-1", good, f"Add {publisher}/{new_slug}", author, sign=False)
     echo(f"branch pr-1 adds {new_dir}/ ({len(good)} files)")
     report = check_pull_request(repo, "main", "pr-1", owner, cache)
     _show(echo, report, f"formarket check --base main --head pr-1 --author {owner}")
@@ -123,7 +148,9 @@ def run_demo(source: Path, scratch: Path, echo: Echo) -> None:
     theirs = f"{other_dir}/README.md"
     bad[theirs] = files[theirs] + b"\nThis listing is better served by another one.\n"
     set_branch(repo, "pr-2", branch_tip(repo, "main"))
-    commit_changes(repo, "pr-2", bad, "Raise my royalty; edit a competitor's README", author)
+    commit_changes(
+        repo, "pr-2", bad, "Raise my royalty; edit a competitor's README", author, sign=False
+    )
     echo(
         f"branch pr-2 raises the royalty of {publisher}/{slug} without a new version, and edits"
         f" {theirs}"

@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from dulwich.file import FileLocked
 from dulwich.object_store import commit_tree_changes
 from dulwich.objects import Blob, Commit, ObjectID, Tree
@@ -27,8 +28,10 @@ from dulwich.repo import BaseRepo, Repo
 
 from formarket.errors import FormarketError
 from formarket.market.refs import branch_ref, find_tip, first_parent_chain
+from formarket.market.sshsig import load_private_key, sign_commit
 from formarket.market.trees import changed_paths, commit_tree, find
 from formarket.market.worktree import Checkout, LocalChangesError, checkout
+from formarket.settings import BOT_KEY
 
 __all__ = [
     "ConflictError",
@@ -67,6 +70,7 @@ def commit_changes(
     *,
     attempts: int = 50,
     stale_lock_seconds: float = 60.0,
+    sign: bool = True,
 ) -> ObjectID:
     """Commit `changes` (path -> new bytes, or None to delete) on top of `branch`.
 
@@ -75,12 +79,17 @@ def commit_changes(
     A lock on a ref or an object older than `stale_lock_seconds` was left by a writer that
     died holding it, and is removed (git holds those for milliseconds). LocalChangesError
     when `branch` is checked out and a path to write has local changes.
+
+    With `sign` (the bot's commits) and FORMARKET_BOT_KEY set, the commit is signed with that
+    key in git's SSH signature format; a maintainer's or publisher's commit passes False.
     """
+    key_path = BOT_KEY.read() if sign else None
+    key = load_private_key(key_path) if key_path is not None else None
     index_lock = None
     for attempt in range(attempts):
         index_lock = None
         try:
-            commit_id = _attempt(repo, branch, changes, message, author)
+            commit_id = _attempt(repo, branch, changes, message, author, key)
         except FileLocked as exc:
             # Another writer (or git) holds a `.lock` on the ref, the index or an object this
             # very moment: like a lost compare-and-swap, wait and try again.
@@ -117,6 +126,7 @@ def _attempt(
     changes: Changes | Callable[[ObjectID | None], Changes],
     message: str,
     author: Identity,
+    key: Ed25519PrivateKey | None,
 ) -> ObjectID | None:
     """One try: build the commit on the current tip and move the branch if it is still
     there; None when another writer moved it first."""
@@ -127,7 +137,7 @@ def _attempt(
         if here is not None:
             here.refuse_local_changes(parent_tree, wanted)
         blobs = {p: None if data is None else Blob.from_string(data) for p, data in wanted.items()}
-        commit = _commit(repo, parent_tree, tip, blobs, message, author)
+        commit = _commit(repo, parent_tree, tip, blobs, message, author, key)
         if not _move(repo, branch, tip, commit.id):
             return None
         if here is not None:
@@ -172,6 +182,7 @@ def _commit(
     blobs: Mapping[str, Blob | None],
     message: str,
     author: Identity,
+    key: Ed25519PrivateKey | None = None,
 ) -> Commit:
     entries: list[tuple[bytes, int | None, ObjectID | None]] = []
     for path, blob in sorted(blobs.items()):
@@ -189,6 +200,8 @@ def _commit(
     commit.author_timezone = commit.commit_timezone = 0
     commit.encoding = b"UTF-8"
     commit.message = message.encode()
+    if key is not None:
+        sign_commit(commit, key)
     repo.object_store.add_object(commit)
     return commit
 

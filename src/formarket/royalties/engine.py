@@ -20,7 +20,8 @@ from pydantic import ValidationError
 
 from formarket.errors import FormarketError, InputError, NotFoundError, UsageError
 from formarket.market.governance import bot_at
-from formarket.market.layout import POLICY, PUBLISHERS, ROYALTIES, period_folder
+from formarket.market.history import History
+from formarket.market.layout import POLICY, PUBLISHERS, period_folder
 from formarket.market.refs import branch_tip, first_parent_chain
 from formarket.market.trees import commit_tree, files_under, list_dir, read_blob, read_path
 from formarket.market.writer import commit_changes
@@ -54,6 +55,7 @@ __all__ = [
     "load_policy",
     "preview",
     "verify",
+    "verify_all",
 ]
 
 Say = Callable[[str], None]
@@ -97,18 +99,17 @@ def load_policy(raw: bytes | None, where: str) -> RoyaltyPolicy:
     return policy
 
 
-def closed_periods(repo: BaseRepo, tree: ObjectID) -> list[str]:
-    """Periods with a committed close (a royalties/YYYY-MM/summary.json), oldest first."""
-    return sorted(
-        name
-        for name, (is_dir, sha) in list_dir(repo, tree, ROYALTIES).items()
-        if is_dir and _PERIOD.fullmatch(name) and "summary.json" in list_dir(repo, sha, "")
-    )
+def closed_periods(history: History) -> list[str]:
+    """Periods closed anywhere in the history (a commit that added royalties/YYYY-MM/
+    summary.json), oldest first, whether or not the tip still holds them."""
+    return sorted(history.closes)
 
 
-def _summary(repo: BaseRepo, tree: ObjectID, period: str) -> Summary:
-    raw = read_path(repo, tree, f"{period_folder(period)}/summary.json")
-    if raw is None:
+def _closed_summary(repo: BaseRepo, history: History, period: str) -> Summary:
+    """The summary.json that closed `period`, as the closing commit wrote it."""
+    folder = history.closes[period][1]
+    raw = read_path(repo, folder, "summary.json")
+    if raw is None:  # the index only records folders that hold one
         raise NotFoundError(f"period {period} is not closed", hint="close it first")
     try:
         return Summary.model_validate_json(raw)
@@ -117,6 +118,20 @@ def _summary(repo: BaseRepo, tree: ObjectID, period: str) -> Summary:
             f"royalties/{period}/summary.json is not a summary: {exc}",
             hint="a closed period's files are written by formarket only; restore them from git",
         ) from exc
+
+
+def _refuse_broken(history: History) -> None:
+    """A closed period changed or removed after its close is an error naming the commit that
+    did it, never a reason to close it again."""
+    for period, position in sorted(history.broken.items()):
+        closer = history.commits[history.closes[period][0]].decode()[:12]
+        culprit = history.commits[position].decode()
+        raise FormarketError(
+            f"USG019 royalties/{period}/ was changed or removed by commit {culprit[:12]} after"
+            f" {closer} closed it: a closed period never changes and is never paid again",
+            hint=f"restore it: `git checkout {closer} -- royalties/{period}` and commit; see"
+            " `formarket royalties verify --all`",
+        )
 
 
 def _methods(repo: BaseRepo, tree: ObjectID) -> dict[str, Payout | None]:
@@ -159,7 +174,9 @@ def compute(
     """Close `period` from the usage and listings of `usage_commit`, after `previous`, whose
     payouts file is read from `balances_tree`. Pure in effect: writes nothing."""
     say(f"reading the listings' history up to {usage_commit.decode()[:12]}")
-    book = gitio.price_book(repo, usage_commit, gitio.cache_dir_of(repo))
+    cache = gitio.cache_dir_of(repo)
+    book = gitio.price_book(repo, usage_commit, cache)
+    history = gitio.history(repo, usage_commit, cache)
     tree = commit_tree(repo, usage_commit)
     where = f"commit {usage_commit.decode()[:12]}"
     policy = load_policy(read_path(repo, tree, POLICY), where)
@@ -176,7 +193,14 @@ def compute(
         old_tree = commit_tree(repo, ObjectID(previous.usage_commit.encode()))
         old_policy = load_policy(read_path(repo, old_tree, POLICY), "it")
         old_rules = close_rules(previous.period, old_policy, book.known(previous.usage_commit))
-        raw = read_path(repo, balances_tree, f"{period_folder(previous.period)}/payouts.json")
+        # The balances the previous close committed, as it committed them: a later change
+        # to its folder never resets them.
+        closed = history.closes.get(previous.period)
+        raw = (
+            read_path(repo, closed[1], "payouts.json")
+            if closed is not None
+            else read_path(repo, balances_tree, f"{period_folder(previous.period)}/payouts.json")
+        )
         if raw is None:
             raise NotFoundError(f"royalties/{previous.period}/payouts.json is missing")
         prior = prior_balances(Payouts.model_validate_json(raw).lines)
@@ -184,7 +208,7 @@ def compute(
     first = min(rules.first, old_rules.first if old_rules else rules.first)
     # A file written the day before the window opens may hold its first events.
     first_day = _first_day(first) - timedelta(days=1)
-    files, blobs, extra = _scan_list(repo, tree, old_tree, first_day)
+    files, blobs, extra = _scan_list(repo, tree, old_tree, first_day, history)
     say(f"reading {len(files)} usage files")
     with Scanner(repo, files, blobs, spec, jobs=jobs) as scanner:
         scans = scanner.scan(progress)
@@ -206,16 +230,53 @@ def compute(
 
 
 def _scan_list(
-    repo: BaseRepo, tree: ObjectID, old_tree: ObjectID | None, first_day: date
+    repo: BaseRepo,
+    tree: ObjectID,
+    old_tree: ObjectID | None,
+    first_day: date,
+    history: History,
 ) -> tuple[list[ScanFile], list[ObjectID], list[SetAside]]:
-    """The files to read: those the previous close read (old) and those new since."""
+    """The files to read: those the previous close read (old) and those new since, each
+    with the place in history of the commit that brought it; files a commit not the bot's
+    brought are set aside (reported once, by the close that first sees them)."""
     new, bad = usage_files(repo, tree, first_day)
     old, old_bad = usage_files(repo, old_tree, first_day) if old_tree else ({}, {})
-    return select_files(new, bad, old, old_bad)
+    extra: list[SetAside] = []
+    for path, (_, blob) in sorted(new.items()):
+        position = history.usage.get((path, blob), -1)
+        problem = history.untrusted.get(position)
+        if problem is not None:
+            # A copy the previous close read stays read as it was; nothing else of it counts.
+            if path in old:
+                new[path] = old[path]
+            else:
+                del new[path]
+            if old.get(path, (None, None))[1] != blob:
+                commit = history.commits[position].decode()
+                extra.append(
+                    SetAside(
+                        code="USG017",
+                        file=path,
+                        line=0,
+                        message=f"brought by commit {commit}, {problem}: not counted",
+                    )
+                )
+    for path, (_, blob) in list(old.items()):
+        if history.untrusted.get(history.usage.get((path, blob), -1)) is not None:
+            del old[path]
+            if new.get(path, (None, None))[1] == blob:
+                del new[path]
+    files, blobs, more = select_files(new, bad, old, old_bad)
+    placed = [
+        ScanFile(item.file, item.old, history.usage.get((item.file.path, blob), 0))
+        for item, blob in zip(files, blobs, strict=True)
+    ]
+    return placed, blobs, [*extra, *more]
 
 
-def _previous(repo: BaseRepo, tree: ObjectID, period: str) -> PreviousClose | None:
-    closed = closed_periods(repo, tree)
+def _previous(repo: BaseRepo, history: History, period: str) -> PreviousClose | None:
+    _refuse_broken(history)
+    closed = closed_periods(history)
     if period in closed:
         raise UsageError(
             f"{period} is closed already; a closed period never changes",
@@ -232,7 +293,9 @@ def _previous(repo: BaseRepo, tree: ObjectID, period: str) -> PreviousClose | No
     if not closed:
         return None
     last = closed[-1]
-    return PreviousClose(period=last, usage_commit=_summary(repo, tree, last).usage_commit)
+    return PreviousClose(
+        period=last, usage_commit=_closed_summary(repo, history, last).usage_commit
+    )
 
 
 def preview(
@@ -248,7 +311,7 @@ def preview(
     check_period(period)
     tip = branch_tip(repo, branch)
     tree = commit_tree(repo, tip)
-    previous = _previous(repo, tree, period)
+    previous = _previous(repo, gitio.history(repo, tip, gitio.cache_dir_of(repo)), period)
     return compute(repo, tip, period, previous, tree, jobs=jobs, say=say, progress=progress)
 
 
@@ -275,7 +338,7 @@ def close(
         )
     tip = branch_tip(repo, branch)
     tree = commit_tree(repo, tip)
-    previous = _previous(repo, tree, period)
+    previous = _previous(repo, gitio.history(repo, tip, gitio.cache_dir_of(repo)), period)
     computed = compute(repo, tip, period, previous, tree, jobs=jobs, say=say, progress=progress)
     if not commit:
         return computed, None
@@ -319,42 +382,82 @@ def verify(
     progress: Progress | None = None,
 ) -> list[Difference]:
     """Recompute a closed period from the inputs its summary records and compare every file
-    with what is committed; an empty list means they agree byte for byte."""
+    with what its close committed, then with what the tip holds; an empty list means they
+    agree byte for byte. The close is found in history, so a period removed or changed since
+    is a difference that names the commit which did it."""
     check_period(period)
     tip = branch_tip(repo, branch)
-    tree = commit_tree(repo, tip)
-    where = f"royalties/{period}/summary.json"
+    history = gitio.history(repo, tip, gitio.cache_dir_of(repo))
+    if period not in history.closes:
+        raise NotFoundError(f"period {period} is not closed", hint="close it first")
+    return _verify_closed(repo, history, tip, period, branch, jobs, say, progress)
+
+
+def verify_all(
+    repo: BaseRepo,
+    *,
+    branch: str = "main",
+    jobs: int | None = None,
+    say: Say = _quiet,
+    progress: Progress | None = None,
+) -> dict[str, list[Difference]]:
+    """`verify` of every period closed in the history of `branch`, oldest first."""
+    tip = branch_tip(repo, branch)
+    history = gitio.history(repo, tip, gitio.cache_dir_of(repo))
+    return {
+        period: _verify_closed(repo, history, tip, period, branch, jobs, say, progress)
+        for period in closed_periods(history)
+    }
+
+
+def _verify_closed(
+    repo: BaseRepo,
+    history: History,
+    tip: ObjectID,
+    period: str,
+    branch: str,
+    jobs: int | None,
+    say: Say,
+    progress: Progress | None,
+) -> list[Difference]:
+    base = period_folder(period)
+    where = f"{base}/summary.json"
+    position = history.closes[period][0]
+    closer = history.commits[position]
+    differences: list[Difference] = []
     try:
-        summary = _summary(repo, tree, period)
+        summary = _closed_summary(repo, history, period)
     except InputError as exc:
         # The record of the inputs is broken: nothing can be recomputed from it.
-        return [Difference(where, exc.message)]
+        return [*differences, Difference(where, exc.message)]
     usage_commit = ObjectID(summary.usage_commit.encode())
     if usage_commit not in repo.object_store:
-        return [Difference(where, f"its usage commit {summary.usage_commit[:12]} does not exist")]
-    chain = first_parent_chain(repo, tip, stop={usage_commit})
+        return [
+            *differences,
+            Difference(where, f"its usage commit {summary.usage_commit[:12]} does not exist"),
+        ]
+    chain = first_parent_chain(repo, closer, stop={usage_commit})
     if chain[0] != usage_commit:
         return [
+            *differences,
             Difference(
                 where,
-                f"its usage commit {summary.usage_commit[:12]} is not in the history of {branch}",
-            )
+                f"its usage commit {summary.usage_commit[:12]} is not in the history of {branch}"
+                f" before the close {closer.decode()[:12]}",
+            ),
         ]
-    differences = []
-    earlier = [p for p in closed_periods(repo, tree) if p < period]
+    earlier = [p for p in closed_periods(history) if p < period]
     expected = (
         PreviousClose(
-            period=earlier[-1], usage_commit=_summary(repo, tree, earlier[-1]).usage_commit
+            period=earlier[-1],
+            usage_commit=_closed_summary(repo, history, earlier[-1]).usage_commit,
         )
         if earlier
         else None
     )
     if expected != summary.previous_close:
         differences.append(
-            Difference(
-                f"royalties/{period}/summary.json",
-                "the previous close it records is not the one committed before it",
-            )
+            Difference(where, "the previous close it records is not the one committed before it")
         )
     try:
         computed = compute(
@@ -362,27 +465,50 @@ def verify(
             usage_commit,
             period,
             summary.previous_close,
-            tree,
+            commit_tree(repo, closer),
             jobs=jobs,
             say=say,
             progress=progress,
         )
     except FormarketError as exc:
         return [*differences, Difference(where, f"cannot be recomputed: {exc.message}")]
-    base = period_folder(period)
-    committed = files_under(repo, tree, base)
-    for rel in sorted(set(committed) | set(computed.files)):
-        path = f"{base}/{rel}"
-        mine, theirs = computed.files.get(rel), committed.get(rel)
-        if theirs is None:
-            differences.append(Difference(path, "missing from the repository"))
-        elif mine is None:
-            differences.append(Difference(path, "not part of a close: added by hand"))
-        elif mine != theirs:
-            differences.append(
-                Difference(path, "differs from the recomputed file", _diff(theirs, mine, path))
+    closed = files_under(repo, commit_tree(repo, closer), base)
+    differences.extend(_compare(computed.files, closed, base, ""))
+    broken = history.broken.get(period)
+    if broken is not None:
+        # The tip must still hold what the close committed (and recomputes).
+        culprit = history.commits[broken].decode()
+        at_tip = files_under(repo, commit_tree(repo, tip), base)
+        differences.extend(
+            _compare(
+                computed.files,
+                at_tip,
+                base,
+                f" at the tip (USG019): commit {culprit} changed it after"
+                f" {closer.decode()[:12]} closed {period}",
             )
+        )
     return differences
+
+
+def _compare(
+    wanted: dict[str, bytes], found: dict[str, bytes], base: str, where: str
+) -> list[Difference]:
+    out = []
+    for rel in sorted(set(found) | set(wanted)):
+        path = f"{base}/{rel}"
+        mine, theirs = wanted.get(rel), found.get(rel)
+        if theirs is None:
+            out.append(Difference(path, f"missing from the repository{where}"))
+        elif mine is None:
+            out.append(Difference(path, f"not part of a close: added by hand{where}"))
+        elif mine != theirs:
+            out.append(
+                Difference(
+                    path, f"differs from the recomputed file{where}", _diff(theirs, mine, path)
+                )
+            )
+    return out
 
 
 def _diff(committed: bytes, recomputed: bytes, path: str, limit: int = 40) -> str:

@@ -1,9 +1,11 @@
-"""What the royalties read from git, through `formarket.market`: the price book (the usage
-files of a commit are `formarket.usage.committed`'s).
+"""What the royalties read from git, through `formarket.market`: the price book, and the
+history index (`formarket.market.history`: which commit brought each usage file and whether it
+was the bot's, which commit closed each period). The usage files of a commit are
+`formarket.usage.committed`'s.
 
-The price book is built from which listing files each first-parent commit changed; it is kept
-in the repository's formarket cache, by commit, so a second run (a verify after a close) walks
-only the commits it has not seen.
+The price book is built from which listing files each first-parent commit changed; both are
+kept in the repository's formarket cache, by commit, so a second run (a verify after a close)
+walks only the commits it has not seen.
 """
 
 from __future__ import annotations
@@ -11,20 +13,23 @@ from __future__ import annotations
 import pickle
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from dulwich.objects import ObjectID
 from dulwich.repo import BaseRepo, Repo
 
 from formarket.atomicfile import writing_atomically
+from formarket.market.history import History, extend
 from formarket.market.layout import AGENTS, MODELS, POLICY, REGISTRY
 from formarket.market.refs import first_parent_chain
 from formarket.market.trees import commit_tree, find, list_dir, read_blob
 from formarket.registry.cache import code_digest, default_cache_dir
 from formarket.royalties.pricebook import PriceBook
 
-__all__ = ["cache_dir_of", "price_book"]
+__all__ = ["cache_dir_of", "history", "price_book"]
 
 _CACHE_FORMAT = "royalties-pricebook-1"
+_HISTORY_FORMAT = "royalties-history-1"
 _CACHE_KEEP = 4
 
 
@@ -67,29 +72,49 @@ def cache_dir_of(repo: BaseRepo) -> Path | None:
     return default_cache_dir(Path(repo.path))
 
 
-def _load_cache(path: Path) -> dict[str, PriceBook]:
+def _load_cache(path: Path, kind: str = _CACHE_FORMAT) -> dict[str, Any]:
     try:
         with path.open("rb") as f:
             salt, books = pickle.load(f)  # noqa: S301 - our own file, salted
     except (OSError, EOFError, pickle.UnpicklingError, ValueError, TypeError, AttributeError):
         return {}
-    ok = salt == (_CACHE_FORMAT, code_digest()) and isinstance(books, dict)
+    ok = salt == (kind, code_digest()) and isinstance(books, dict)
     return books if ok else {}
 
 
-def _save_cache(path: Path, books: dict[str, PriceBook]) -> None:
+def _save_cache(path: Path, books: dict[str, Any], kind: str = _CACHE_FORMAT) -> None:
     try:
         with writing_atomically(path, durable=False) as f:
-            pickle.dump(((_CACHE_FORMAT, code_digest()), books), f, pickle.HIGHEST_PROTOCOL)
+            pickle.dump(((kind, code_digest()), books), f, pickle.HIGHEST_PROTOCOL)
     except OSError:
         return  # a cache that cannot be written only costs time next run
+
+
+def history(repo: BaseRepo, tip: ObjectID, cache_dir: Path | None = None) -> History:
+    """The history index of `tip`'s first-parent history, from the cache where it already
+    knows an ancestor (the latest one it knows on the way)."""
+    cache_path = cache_dir / "royalties-history.pickle" if cache_dir else None
+    known: dict[str, History] = _load_cache(cache_path, _HISTORY_FORMAT) if cache_path else {}
+    if tip.decode() in known:
+        return known[tip.decode()]
+    stops = {ObjectID(k.encode()) for k in known}
+    start = first_parent_chain(repo, tip, stop=stops)[0]
+    base = known.get(start.decode())
+    index = extend(repo, base, tip)
+    if cache_path is not None:
+        known.pop(tip.decode(), None)
+        known[tip.decode()] = index
+        for stale in list(known)[:-_CACHE_KEEP]:
+            del known[stale]
+        _save_cache(cache_path, known, _HISTORY_FORMAT)
+    return index
 
 
 def price_book(repo: BaseRepo, tip: ObjectID, cache_dir: Path | None = None) -> PriceBook:
     """The price book of the first-parent history up to `tip`, from the cache where it
     already knows an ancestor."""
     cache_path = cache_dir / "royalties-pricebook.pickle" if cache_dir else None
-    books = _load_cache(cache_path) if cache_path else {}
+    books: dict[str, PriceBook] = _load_cache(cache_path) if cache_path else {}
     known = {ObjectID(k.encode()) for k in books}
     chain = first_parent_chain(repo, tip, stop=known)
     start = chain[0]

@@ -5,9 +5,10 @@ sorting the hashes (numpy: 16 bytes an event instead of a Python object each) fi
 that may occur more than once. Only those lines are read again and compared in full, so a hash
 collision costs a re-read, never a lost or doubled event.
 
-Which copy counts: copies the previous close had already read come first (it may have counted
-one of them); among the rest, the smallest SHA-256 of the canonical content, then the smallest
-file path and line. The order files are read in, or lines written in, never matters. The other
+Which copy counts: the first committed. Copies the previous close had already read come first
+(it may have counted one of them); then first-parent commit order (the commit that brought the
+file), then file path, then line. So a copy committed later never changes an earlier result,
+whatever its bytes; a later copy that differs is reported with the contents of both. The other
 copies are subtracted exactly as they were added (`take_events` on the copy again).
 """
 
@@ -22,7 +23,7 @@ import numpy as np
 from formarket.schemas.usage import SetAside, SummaryCounts, UsageConflict
 from formarket.usage.files import month_text
 from formarket.usage.reader import FileScan, ScanFile, ScanSpec, Sums, TotalsKey, take_events
-from formarket.usage.wire import WireEvent, canonical_digest
+from formarket.usage.wire import WireEvent, canonical_digest, canonical_json
 
 __all__ = [
     "Fetch",
@@ -169,6 +170,7 @@ Fetch = Callable[[Mapping[int, set[int]]], Iterable[tuple[int, int, WireEvent]]]
 @dataclass(frozen=True, slots=True)
 class _Copy:
     old: bool
+    commit: int
     digest: bytes
     path: str
     line: int
@@ -187,14 +189,16 @@ def _settle_duplicates(
     for index, number, item in fetch(_candidates(scans)):
         scan_file = files[index]
         digest = canonical_digest(item)
-        copy = _Copy(scan_file.old, digest, scan_file.file.path, number, index, item)
+        copy = _Copy(
+            scan_file.old, scan_file.commit, digest, scan_file.file.path, number, index, item
+        )
         groups[(item.source, item.id)].append(copy)
     duplicates = 0
     conflicts: list[UsageConflict] = []
     for (source, ident), copies in sorted(groups.items()):
         if len(copies) < 2:
             continue  # another key with the same digest
-        copies.sort(key=lambda c: (not c.old, c.digest, c.path, c.line))
+        copies.sort(key=lambda c: (not c.old, c.commit, c.path, c.line))
         kept, *others = copies
         for other in others:
             # Copies the previous close had read were reported by it.
@@ -204,12 +208,16 @@ def _settle_duplicates(
             take_events(single, scan_file.file, [other.event], [other.line], other.old, spec)
             add_totals(totals, single.totals, -1)
         if any(c.digest != kept.digest and not c.old for c in others):
+            named = [kept, *others]
             conflicts.append(
                 UsageConflict(
                     source=source,
                     id=ident,
                     counted=f"{kept.path}:{kept.line}",
                     ignored=tuple(f"{c.path}:{c.line}" for c in others),
+                    contents={
+                        f"{c.path}:{c.line}": canonical_json(c.event).decode() for c in named
+                    },
                 )
             )
     # A subtraction can leave an all-zero entry; it would still be a (zero) line otherwise.

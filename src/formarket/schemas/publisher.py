@@ -52,3 +52,11 @@ class Governance(Document):
         description="May deploy through a deployment issue without a maintainer's `approved`"
         " label.",
     )
+    bot_key: str | None = Field(
+        default=None,
+        pattern=r"^ssh-ed25519 [A-Za-z0-9+/]{68}(=|==)?( [ -~]{0,200})?$",
+        description="The public half of the bot's SSH signing key (`ssh-ed25519 AAAA...`):"
+        " usage counts only in commits signed with it, in git's SSH signature format"
+        " (`git verify-commit` checks them). Without it, usage counts in commits whose"
+        " author and committer are the bot.",
+    )

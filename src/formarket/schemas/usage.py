@@ -66,6 +66,7 @@ __all__ = [
     "Summary",
     "SummaryCounts",
     "UnratedUsage",
+    "UsageCeilings",
     "UsageConflict",
     "UsageData",
     "UsageEvent",
@@ -270,6 +271,24 @@ class CurrencyTerms(Document):
         return self
 
 
+class UsageCeilings(Document):
+    """The most one event can hold that a gateway or a meter can produce: an event above any
+    of these is set aside (USG018), never paid. Calls carry one request each, bounded by the
+    largest context window and the largest `max_tokens` a listing may allow; an instance-hours
+    event counts at most the hour it stands for."""
+
+    requests: int = Field(default=128, ge=1, le=MAX_COUNT, description="Requests per event.")
+    input_tokens: int = Field(
+        default=10_000_000, ge=1, le=MAX_COUNT, description="Input tokens per call."
+    )
+    output_tokens: int = Field(
+        default=1_000_000, ge=1, le=MAX_COUNT, description="Output tokens per call."
+    )
+    instance_seconds: int = Field(
+        default=3600, ge=1, le=MAX_COUNT, description="Instance seconds per hour-event."
+    )
+
+
 class RoyaltyPolicy(Document):
     """`royalties/policy.yaml`: the platform's terms, versioned like everything else."""
 
@@ -297,6 +316,10 @@ class RoyaltyPolicy(Document):
     )
     currencies: dict[CurrencyCode, CurrencyTerms] = Field(
         min_length=1, description="The currencies the platform pays out in, with their terms."
+    )
+    ceilings: UsageCeilings = Field(
+        default_factory=UsageCeilings,
+        description="Per-event quantities above what a gateway can produce: set aside, not paid.",
     )
 
 
@@ -434,13 +457,17 @@ class SetAside(Document):
 
 
 class UsageConflict(Document):
-    """One event id seen with different contents: the copy with the smallest content digest
-    (among those already counted in an earlier close, if any) is the one counted."""
+    """One event id seen with different contents: the first committed copy counts (first-parent
+    commit order, then path, then line), so a later copy never changes an earlier result."""
 
     source: str
     id: str
     counted: str = Field(description="`<file>:<line>` of the copy that counts.")
     ignored: tuple[str, ...]
+    contents: dict[str, str] = Field(
+        default_factory=dict,
+        description="`<file>:<line>` -> the canonical JSON of that copy, for every copy named.",
+    )
 
 
 class PreviousClose(Document):

@@ -28,7 +28,13 @@ from typing import TypeVar
 import msgspec
 from pydantic import ValidationError
 
-from formarket.schemas.usage import EVENT_ID_PATTERN, RoyaltyPolicy, SetAside, event_problem
+from formarket.schemas.usage import (
+    EVENT_ID_PATTERN,
+    RoyaltyPolicy,
+    SetAside,
+    UsageCeilings,
+    event_problem,
+)
 from formarket.usage.files import (
     MAX_LINE_BYTES,
     UsageFile,
@@ -38,6 +44,7 @@ from formarket.usage.files import (
 )
 from formarket.usage.wire import (
     DECODER,
+    WireData,
     WireEvent,
     WireRef,
     decode_lines,
@@ -79,6 +86,14 @@ class Rules:
     known: frozenset[tuple[str, str]]
     skew: timedelta
     listings: frozenset[str] = frozenset()  # the ids in `known`, to tell USG008 from USG009
+    # The most one event may hold (requests, input tokens, output tokens, instance seconds):
+    # what no gateway can produce is set aside (USG018), never paid.
+    ceilings: tuple[int, int, int, int] = (
+        UsageCeilings().requests,
+        UsageCeilings().input_tokens,
+        UsageCeilings().output_tokens,
+        UsageCeilings().instance_seconds,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,10 +108,13 @@ class ScanSpec:
 
 @dataclass(frozen=True, slots=True)
 class ScanFile:
-    """A file to read, and whether the previous close read it already (`old`)."""
+    """A file to read, whether the previous close read it already (`old`), and where the
+    commit that brought it stands in the first-parent history (`commit`): of two copies of
+    an event, the first committed counts."""
 
     file: UsageFile
     old: bool
+    commit: int = 0
 
 
 # (counted before, month index, agent (id, version), model (id, version), outcome is ok)
@@ -231,6 +249,7 @@ def take_events(
     accounts = lookup.accounts
     subjects = lookup.subjects
     number_of = lookup.number_of
+    max_requests, max_input, max_output, max_seconds = (old_rules or new_rules).ceilings
     pending: dict[tuple[bool, int, int, int, bool], Sums] = {}
     set_aside = scan.set_aside
     digests = scan.digests
@@ -275,6 +294,14 @@ def take_events(
             if problem:
                 reject("USG011", number, problem, not old)
                 continue
+        if (
+            data.output_tokens > max_output
+            or data.input_tokens > max_input
+            or data.requests > max_requests
+            or data.instance_seconds > max_seconds
+        ):
+            reject("USG018", number, _above(data, (old_rules or new_rules).ceilings), not old)
+            continue
         month = moment.year * 12 + moment.month - 1
         # Events of periods the previous close settled are judged by its rules, and were
         # reported by it; every other event is this close's to judge and report.
@@ -325,6 +352,20 @@ def take_events(
         else:
             for i, value in enumerate(sums):
                 current[i] += value
+
+
+def _above(data: WireData, ceilings: tuple[int, int, int, int]) -> str:
+    names = ("requests", "input_tokens", "output_tokens", "instance_seconds")
+    values = (data.requests, data.input_tokens, data.output_tokens, data.instance_seconds)
+    over = [
+        f"{name} {value} above {limit}"
+        for name, value, limit in zip(names, values, ceilings, strict=True)
+        if value > limit
+    ]
+    return (
+        f"{', '.join(over)}: more than a gateway can produce in one event (the ceilings of"
+        " royalties/policy.yaml)"
+    )
 
 
 def _line_problem(
@@ -471,7 +512,13 @@ def close_rules(period: str, policy: RoyaltyPolicy, known: frozenset[tuple[str, 
         known,
         timedelta(minutes=policy.clock_skew_minutes),
         frozenset(listing for listing, _ in known),
+        _ceilings(policy),
     )
+
+
+def _ceilings(policy: RoyaltyPolicy) -> tuple[int, int, int, int]:
+    c = policy.ceilings
+    return (c.requests, c.input_tokens, c.output_tokens, c.instance_seconds)
 
 
 # Without terms to read, the widest clock skew terms may set (RoyaltyPolicy's bound): a
@@ -485,11 +532,15 @@ def reading_spec(policy: bytes | None) -> ScanSpec:
     check of a line and of its file, none of those a close's period decides (usage too late,
     a listing version not published by then)."""
     skew = _WIDEST_SKEW
+    ceilings = Rules(0, 0, frozenset(), skew).ceilings
     if policy is not None:
         try:
             terms = RoyaltyPolicy.model_validate(load_yaml(policy, "royalties/policy.yaml").data)
             skew = timedelta(minutes=terms.clock_skew_minutes)
+            ceilings = _ceilings(terms)
         except (YamlError, ValidationError):
             skew = _WIDEST_SKEW  # broken terms: the royalties report them, no close runs
     # No period is judged: every month is later than -1 and none is before it.
-    return ScanSpec(Rules(period=-1, first=-1, known=frozenset(), skew=skew), None)
+    return ScanSpec(
+        Rules(period=-1, first=-1, known=frozenset(), skew=skew, ceilings=ceilings), None
+    )

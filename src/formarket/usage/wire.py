@@ -35,9 +35,11 @@ from formarket.usage.files import MAX_LINE_BYTES
 __all__ = [
     "CODES",
     "DECODER",
+    "WireData",
     "WireEvent",
     "WireRef",
     "canonical_digest",
+    "canonical_json",
     "decode_lines",
     "decode_wanted",
     "field_problem",
@@ -75,6 +77,9 @@ class _Data(msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc=False):
     instance_seconds: _Count = 0
 
 
+WireData = _Data
+
+
 class WireEvent(msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc=False):
     """`UsageEvent` as msgspec decodes it: the same fields, in the same order."""
 
@@ -100,9 +105,14 @@ DECODER = msgspec.json.Decoder(WireEvent)
 _ENCODER = msgspec.json.Encoder()
 
 
+def canonical_json(event: WireEvent) -> bytes:
+    """An event's content, independent of how its line was written: re-encoded with fields
+    in schema order, no spaces, time in UTC."""
+    return _ENCODER.encode(event)
+
+
 def canonical_digest(event: WireEvent) -> bytes:
-    """The digest of an event's content, independent of how its line was written: the
-    event re-encoded with fields in schema order, no spaces, time in UTC."""
+    """The digest of an event's content (`canonical_json`)."""
     return hashlib.sha256(_ENCODER.encode(event)).digest()
 
 
