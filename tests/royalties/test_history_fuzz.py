@@ -33,6 +33,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
+import pytest
 from dulwich.refs import Ref
 from dulwich.repo import MemoryRepo
 from hypothesis import HealthCheck, settings
@@ -746,3 +747,66 @@ History.TestCase.settings = settings(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
 TestHistory = History.TestCase
+
+
+# --- cases the fuzzer found, held apart ------------------------------------------------------
+
+
+def _market() -> History:
+    machine = History()
+    machine.start(signed=False)
+    return machine
+
+
+def _event(machine: History, ident: str, time: str, output: int = 7) -> Content:
+    moment = datetime.strptime(time, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    content = machine._content(("gateway/gw-1", ident), moment, "acme/chat", "1.0.0", output)
+    assert content is not None
+    return content
+
+
+def _paid(machine: History, period: str) -> dict[tuple[str, str], Content]:
+    computed, _ = engine.close(machine.repo, period, commit=True, now=AFTER_ALL)
+    return {c.key: c for c in machine._payments(computed.closing)}
+
+
+@pytest.mark.xfail(
+    raises=AssertionError,
+    strict=True,
+    reason="a usage file rewritten by another identity is set aside whole (USG017), so the"
+    " bot's own first copy in it is never read",
+)
+def test_a_rewrite_by_another_hides_the_bots_usage() -> None:
+    machine = _market()
+    try:
+        honest = _event(machine, "honest", "2026-01-10T12:00:00Z")
+        path = usage_file("2026-01-10", "gateway/gw-1", 1)
+        machine._write(path, [honest], None, "usage", append=False)
+        extra = _event(machine, "extra", "2026-01-10T13:00:00Z")
+        machine._write(path, [extra], MALLORY, "rewritten usage", append=True)
+        assert _paid(machine, "2026-01") == {honest.key: honest}
+    finally:
+        machine.teardown()
+
+
+@pytest.mark.xfail(
+    raises=AssertionError,
+    strict=True,
+    reason="an event whose first copy is too late (USG013) is paid from a later copy of the"
+    " bot's with another time inside the window of late usage",
+)
+def test_a_later_copy_never_rescues_usage_that_came_too_late() -> None:
+    machine = _market()
+    try:
+        first = _event(machine, "e", "2026-01-10T12:00:00Z")
+        machine._write(
+            usage_file("2026-05-01", "gateway/gw-1", 1), [first], None, "usage", append=False
+        )
+        later = _event(machine, "e", "2026-02-10T12:00:00Z", output=9)
+        machine._write(
+            usage_file("2026-05-02", "gateway/gw-1", 2), [later], None, "usage", append=False
+        )
+        # 2026-05's window of late usage reaches back to 2026-02: the first copy is too late.
+        assert _paid(machine, "2026-05") == {}
+    finally:
+        machine.teardown()
