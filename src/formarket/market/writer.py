@@ -19,8 +19,8 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from dulwich.file import FileLocked
 from dulwich.object_store import commit_tree_changes
 from dulwich.objects import Blob, Commit, ObjectID, Tree
@@ -28,10 +28,12 @@ from dulwich.repo import BaseRepo, Repo
 
 from formarket.errors import FormarketError
 from formarket.market.refs import branch_ref, find_tip, first_parent_chain
-from formarket.market.sshsig import load_private_key, sign_commit
 from formarket.market.trees import changed_paths, commit_tree, find
 from formarket.market.worktree import Checkout, LocalChangesError, checkout
 from formarket.settings import BOT_KEY
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 __all__ = [
     "ConflictError",
@@ -84,7 +86,12 @@ def commit_changes(
     key in git's SSH signature format; a maintainer's or publisher's commit passes False.
     """
     key_path = BOT_KEY.read() if sign else None
-    key = load_private_key(key_path) if key_path is not None else None
+    key = None
+    if key_path is not None:
+        # cryptography costs every command that writes about 60 ms to import: only the bot's
+        from formarket.market.sshsig import load_private_key  # start-up: cryptography
+
+        key = load_private_key(key_path)
     index_lock = None
     for attempt in range(attempts):
         index_lock = None
@@ -201,6 +208,8 @@ def _commit(
     commit.encoding = b"UTF-8"
     commit.message = message.encode()
     if key is not None:
+        from formarket.market.sshsig import sign_commit  # start-up: cryptography, as above
+
         sign_commit(commit, key)
     repo.object_store.add_object(commit)
     return commit

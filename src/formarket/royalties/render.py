@@ -174,8 +174,9 @@ def render_summary(summary: Summary, payouts: Payouts) -> str:
             "",
             "## Conflicting duplicates",
             "",
-            "The same event id with different contents: the copy with the smallest digest of its"
-            " content counts.",
+            "The same event id with different contents: the first committed copy counts"
+            " (first-parent commit order, then path, then line); summary.json holds the"
+            " contents of every copy.",
             "",
         ]
         for conflict in s.conflicts[:_SHOWN]:
