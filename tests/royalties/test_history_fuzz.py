@@ -160,6 +160,7 @@ class History(RuleBasedStateMachine):
         self.seq = 0
         self.files: dict[str, list[bytes]] = {}  # usage path -> lines at the tip
         self.hidden: set[str] = set()  # bot files since rewritten by another (see _optional)
+        self.dropped: set[tuple[str, str]] = set()  # unsettled events of deleted files (idem)
         self.closes: list[Close] = []
         self.settled: set[tuple[str, str]] = set()  # events whose fate a close decided
         self.too_late: set[tuple[str, str]] = set()  # ... set aside: older than the window
@@ -435,6 +436,11 @@ class History(RuleBasedStateMachine):
         who = self.bot if by_bot else data.draw(st.sampled_from(self.others))
         self._commit({path: None}, "delete usage", who, bot=by_bot)
         del self.files[path]
+        self.dropped |= {
+            key
+            for key, copy in self._counting(self.commits).items()
+            if copy.path == path and key not in self.settled
+        }
         self.log.append(f"delete {path} by {who.name}{'' if by_bot else ' (not the bot)'}")
 
     def _read_files(self) -> list[str]:
@@ -617,7 +623,10 @@ class History(RuleBasedStateMachine):
         event go unpaid, or be paid late or from a later copy of the bot's, but never twice.
         And events whose first copy came too late for the window of late usage (USG013) but
         which the bot committed again with another time: the close pays the later copy when
-        its time falls inside the window (the first copy should have decided)."""
+        its time falls inside the window (the first copy should have decided). And events of
+        a period not closed yet in a file deleted after a close read it: only the close after
+        the deletion still reads the file (from the previous close's commit), so events left
+        for a later close are lost."""
         return {
             key for key, copy in self._counting(self.commits).items() if copy.path in self.hidden
         }
@@ -741,7 +750,7 @@ def verify_all(repo: MemoryRepo) -> list[str]:
 THOROUGH = os.environ.get("HYPOTHESIS_PROFILE") == "thorough"
 
 History.TestCase.settings = settings(
-    max_examples=600 if THOROUGH else 10,
+    max_examples=400 if THOROUGH else 10,
     stateful_step_count=50 if THOROUGH else 15,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
@@ -808,5 +817,25 @@ def test_a_later_copy_never_rescues_usage_that_came_too_late() -> None:
         )
         # 2026-05's window of late usage reaches back to 2026-02: the first copy is too late.
         assert _paid(machine, "2026-05") == {}
+    finally:
+        machine.teardown()
+
+
+@pytest.mark.xfail(
+    raises=AssertionError,
+    strict=True,
+    reason="a usage file deleted after a close read it is read by the next close only; its"
+    " events of a later period are never paid",
+)
+def test_usage_deleted_after_a_close_read_it_is_still_paid_in_its_period() -> None:
+    machine = _market()
+    try:
+        march = _event(machine, "march", "2026-03-12T12:00:00Z")
+        path = usage_file("2026-03-12", "gateway/gw-1", 1)
+        machine._write(path, [march], None, "usage", append=False)
+        assert _paid(machine, "2026-01") == {}  # read, left for its period
+        commit_changes(machine.repo, "main", {path: None}, "delete usage", MALLORY, sign=False)
+        assert _paid(machine, "2026-02") == {}
+        assert _paid(machine, "2026-03") == {march.key: march}
     finally:
         machine.teardown()
