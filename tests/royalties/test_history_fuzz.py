@@ -17,8 +17,14 @@ number of input tokens that is a power of BASE, unique within its statement line
 listing version), so a line's quantity, written in base BASE, says how many times each copy was
 paid. The oracle's rules are those of the platform's terms: the first copy of an event (source
 and id) that the bot committed counts, in first-parent commit order, then path, then line; it
-is paid by the first close after its commit whose period has begun by its time, as usage of its
-own period or as a late adjustment within `late_usage_months`, and never after that.
+is paid by the first close after its commit whose period is not earlier than its time, as usage
+of its own period or as a late adjustment within `late_usage_months`, and never after that.
+Where today's close still falls short of that rule, `History._optional` says how, and a test at
+the end of this file holds each case as an expected failure.
+
+Each history starts either without a key in registry/governance.yaml (the bot is known by its
+name and address) or with one (the bot signs its commits, and an impostor commits unsigned under
+the bot's very name and address).
 
 `HYPOTHESIS_PROFILE=thorough` runs many more and longer histories than the suite's default.
 """
@@ -749,9 +755,12 @@ def verify_all(repo: MemoryRepo) -> list[str]:
 
 THOROUGH = os.environ.get("HYPOTHESIS_PROFILE") == "thorough"
 
+# The suite's run replays the same few histories (`make test` stays fast and gives the same
+# answer every time); the thorough run searches new ones.
 History.TestCase.settings = settings(
     max_examples=400 if THOROUGH else 10,
     stateful_step_count=50 if THOROUGH else 15,
+    derandomize=not THOROUGH,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
@@ -837,5 +846,31 @@ def test_usage_deleted_after_a_close_read_it_is_still_paid_in_its_period() -> No
         commit_changes(machine.repo, "main", {path: None}, "delete usage", MALLORY, sign=False)
         assert _paid(machine, "2026-02") == {}
         assert _paid(machine, "2026-03") == {march.key: march}
+    finally:
+        machine.teardown()
+
+
+@pytest.mark.xfail(
+    raises=AssertionError,
+    strict=True,
+    reason="a file rewritten by another identity after a close read it is read as that close"
+    " read it by the next close only; after that the copy it held is forgotten, and a later"
+    " conflicting copy of the bot's is paid again",
+)
+def test_an_event_is_not_paid_again_after_another_rewrote_its_file() -> None:
+    machine = _market()
+    try:
+        first = _event(machine, "e", "2026-01-19T12:00:00Z", output=1)
+        path = usage_file("2026-01-19", "gateway/gw-1", 1)
+        machine._write(path, [first], None, "usage", append=False)
+        assert _paid(machine, "2026-01") == {first.key: first}
+        extra = _event(machine, "x", "2026-01-19T13:00:00Z")
+        machine._write(path, [extra], MALLORY, "rewritten usage", append=True)
+        assert _paid(machine, "2026-02") == {}
+        assert _paid(machine, "2026-03") == {}
+        again = _event(machine, "e", "2026-01-19T12:00:00Z", output=2)
+        later = usage_file("2026-01-20", "gateway/gw-1", 2)
+        machine._write(later, [again], None, "conflict", append=False)
+        assert _paid(machine, "2026-04") == {}
     finally:
         machine.teardown()
