@@ -76,13 +76,13 @@ def test_reconcile_here_builds_places_and_routes(env: dict[str, str], marketplac
     submit(
         marketplace,
         "main",
-        [deployment("dep-1", vcpus=2)],
+        [deployment("dep-1", vcpus=2, version="1.1.0")],
         "one",
         bot_identity(marketplace, "main"),
     )
     code, out = invoke(env, "farm", "reconcile", "--here", "--until-settled", "120")
     assert code == 0, out
-    assert "build: tinyforge/echo-chat@1.0.0" in out
+    assert "build: tinyforge/echo-chat@1.1.0" in out
     assert "deploy: dep-1 on sim-1" in out
     assert "1 running" in out.splitlines()[-1]
     code, out = invoke(env, "deployments", "list")

@@ -31,7 +31,7 @@ from tests.farm import factories
 from tests.redis_server import RedisServer
 
 # The starter registry's versions, which these farms build from git.
-VERSIONS = {"tinyforge/echo-chat": "1.1.0", "tinyforge/faq-bot": "1.0.0"}
+VERSIONS = {"tinyforge/echo-chat": "1.1.0", "tinyforge/faq-bot": "1.1.0"}
 
 
 def deployment(dep_id: str, **fields: Any) -> Deployment:

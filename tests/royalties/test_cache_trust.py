@@ -19,7 +19,7 @@ from formarket.royalties import gitio
 from formarket.royalties.pricebook import PriceBook
 from tests.royalties.helpers import starter
 
-PICKLE_RAN = "FORMARKET_TEST_PICKLE_RAN"
+PICKLE_RAN = "CACHE_TRUST_PICKLE_RAN"
 
 
 def mark(name: str, value: str) -> None:

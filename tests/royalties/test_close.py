@@ -105,7 +105,7 @@ def test_an_agents_calls_credit_the_agent_and_the_model_only_its_own_calls() -> 
     # the calls it served (the agent's model calls, through the gateway), never by the agent's.
     agent_calls = [
         call(f"a{i}", agent=("zeta/helper", "0.1.0"), model=("acme/chat", "1.0.0"),
-             input_tokens=5_000_000, output_tokens=5_000_000)
+             input_tokens=5_000_000, output_tokens=500_000)
         for i in range(4)
     ]  # fmt: skip
     model_calls = [
