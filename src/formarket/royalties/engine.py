@@ -41,7 +41,7 @@ from formarket.schemas.usage import (
     Summary,
 )
 from formarket.usage.committed import usage_files
-from formarket.usage.files import month_index
+from formarket.usage.files import UsageFile, month_index, parse_usage_path
 from formarket.usage.reader import ScanFile, ScanSpec, close_rules, select_files
 from formarket.yamldoc import YamlError, load_yaml
 
@@ -208,7 +208,8 @@ def compute(
     first = min(rules.first, old_rules.first if old_rules else rules.first)
     # A file written the day before the window opens may hold its first events.
     first_day = _first_day(first) - timedelta(days=1)
-    files, blobs, extra = _scan_list(repo, tree, old_tree, first_day, history)
+    old_commit = ObjectID(previous.usage_commit.encode()) if previous is not None else None
+    files, blobs, extra = _scan_list(repo, tree, old_tree, first_day, history, old_commit)
     say(f"reading {len(files)} usage files")
     with Scanner(repo, files, blobs, spec, jobs=jobs) as scanner:
         scans = scanner.scan(progress)
@@ -229,46 +230,95 @@ def compute(
     return Computed(usage_commit, closing, render_closing(closing))
 
 
+def _originals(
+    history: History, upto: int, first_day: date
+) -> dict[str, tuple[UsageFile, ObjectID, int]]:
+    """Each usage file as the bot first committed it, up to history position `upto`: path ->
+    (file, blob, position). Usage files are append-only, so that copy is the file: a later
+    rewrite or a deletion, by anyone, changes nothing a close reads."""
+    chosen: dict[str, tuple[int, ObjectID]] = {}
+    for (path, blob), position in history.usage.items():
+        if position > upto or position in history.untrusted:
+            continue
+        if path not in chosen or position < chosen[path][0]:
+            chosen[path] = (position, blob)
+    out: dict[str, tuple[UsageFile, ObjectID, int]] = {}
+    for path, (position, blob) in chosen.items():
+        parsed = parse_usage_path(path)
+        if parsed is not None and parsed.day >= first_day:
+            out[path] = (parsed, blob, position)
+    return out
+
+
 def _scan_list(
     repo: BaseRepo,
     tree: ObjectID,
     old_tree: ObjectID | None,
     first_day: date,
     history: History,
+    old_commit: ObjectID | None,
 ) -> tuple[list[ScanFile], list[ObjectID], list[SetAside]]:
-    """The files to read: those the previous close read (old) and those new since, each
-    with the place in history of the commit that brought it; files a commit not the bot's
-    brought are set aside (reported once, by the close that first sees them)."""
-    new, bad = usage_files(repo, tree, first_day)
-    old, old_bad = usage_files(repo, old_tree, first_day) if old_tree else ({}, {})
+    """The files to read, each as the bot first committed it, with the place in history of
+    the commit that brought it: those the previous close read (old) and those new since.
+    What else happened to usage files since the previous close is reported once, by the
+    close that first sees it: copies brought by a commit not the bot's (USG017), files
+    deleted (USG016) or rewritten (USG015)."""
+    upto = len(history.commits) - 1
+    since = history.commits.index(old_commit) if old_commit is not None else -1
+    new = _originals(history, upto, first_day)
+    old = _originals(history, since, first_day) if old_commit is not None else {}
     extra: list[SetAside] = []
-    for path, (_, blob) in sorted(new.items()):
-        position = history.usage.get((path, blob), -1)
+    for (path, _blob), position in sorted(history.usage.items()):
         problem = history.untrusted.get(position)
-        if problem is not None:
-            # A copy the previous close read stays read as it was; nothing else of it counts.
-            if path in old:
-                new[path] = old[path]
-            else:
-                del new[path]
-            if old.get(path, (None, None))[1] != blob:
-                commit = history.commits[position].decode()
-                extra.append(
-                    SetAside(
-                        code="USG017",
-                        file=path,
-                        line=0,
-                        message=f"brought by commit {commit}, {problem}: not counted",
-                    )
+        parsed = parse_usage_path(path)
+        if problem is None or not since < position <= upto:
+            continue
+        if parsed is None or parsed.day < first_day:
+            continue
+        commit = history.commits[position].decode()
+        extra.append(
+            SetAside(
+                code="USG017",
+                file=path,
+                line=0,
+                message=f"brought by commit {commit}, {problem}: not counted",
+            )
+        )
+    at_tip, bad = usage_files(repo, tree, first_day)
+    at_old, old_bad = usage_files(repo, old_tree, first_day) if old_tree else ({}, {})
+    for path in sorted(at_old):
+        if path in new and path not in at_tip:
+            extra.append(
+                SetAside(
+                    code="USG016",
+                    file=path,
+                    line=0,
+                    message="deleted after the previous close read it: usage files are"
+                    " append-only; the copy the bot committed is still read from git",
                 )
-    for path, (_, blob) in list(old.items()):
-        if history.untrusted.get(history.usage.get((path, blob), -1)) is not None:
-            del old[path]
-            if new.get(path, (None, None))[1] == blob:
-                del new[path]
-    files, blobs, more = select_files(new, bad, old, old_bad)
+            )
+    for path, (_, blob) in sorted(at_tip.items()):
+        original = new.get(path)
+        changed = original is not None and original[1] != blob
+        trusted_change = history.untrusted.get(history.usage.get((path, blob), -1)) is None
+        if changed and trusted_change and at_old.get(path, (None, None))[1] != blob:
+            extra.append(
+                SetAside(
+                    code="USG015",
+                    file=path,
+                    line=0,
+                    message="rewritten after the bot committed it: usage files are"
+                    " append-only; the copy the bot first committed is the one read",
+                )
+            )
+    files, blobs, more = select_files(
+        {p: (f, b) for p, (f, b, _) in new.items()},
+        bad,
+        {p: (f, b) for p, (f, b, _) in old.items()},
+        old_bad,
+    )
     placed = [
-        ScanFile(item.file, item.old, history.usage.get((item.file.path, blob), 0))
+        ScanFile(item.file, item.old, new[item.file.path][2])
         for item, blob in zip(files, blobs, strict=True)
     ]
     return placed, blobs, [*extra, *more]

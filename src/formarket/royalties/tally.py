@@ -142,28 +142,33 @@ def add_totals(into: dict[TotalsKey, Sums], more: dict[TotalsKey, Sums], sign: i
                 current[i] += sign * value
 
 
-def _candidates(scans: Sequence[FileScan]) -> dict[int, set[int]]:
-    """file index -> line numbers of events whose key hash occurs more than once."""
+def _candidates(scans: Sequence[FileScan]) -> tuple[dict[int, set[int]], set[tuple[int, int]]]:
+    """file index -> line numbers of events whose key hash occurs more than once, among the
+    events counted and those set aside as too late; and which (file index, line) of them are
+    the latter (claims: they decide their event without being counted)."""
+    out: dict[int, set[int]] = defaultdict(set)
+    claimed: set[tuple[int, int]] = set()
     if not scans:
-        return {}
-    hashes = np.concatenate([np.frombuffer(s.digests, dtype=np.int64) for s in scans])
+        return out, claimed
+    pools = [np.frombuffer(s.digests, dtype=np.int64) for s in scans]
+    pools += [np.frombuffer(s.claims, dtype=np.int64) for s in scans]
+    hashes = np.concatenate(pools)
     if len(hashes) < 2:
-        return {}
+        return out, claimed
     ordered = np.sort(hashes)
     repeated = np.unique(ordered[1:][ordered[1:] == ordered[:-1]])
     if len(repeated) == 0:
-        return {}
+        return out, claimed
     del ordered
-    picked = np.flatnonzero(np.isin(hashes, repeated))
-    # Which scan each picked position falls in, from where each scan's events start.
-    ends = np.cumsum([s.events for s in scans])
-    owners = np.searchsorted(ends, picked, side="right")
-    out: dict[int, set[int]] = defaultdict(set)
-    for position, owner in zip(picked.tolist(), owners.tolist(), strict=True):
-        scan = scans[owner]
-        start = int(ends[owner]) - scan.events
-        out[scan.index].add(scan.line_numbers[position - start])
-    return out
+    for scan, pool in zip(scans, pools[: len(scans)], strict=True):
+        for position in np.flatnonzero(np.isin(pool, repeated)).tolist():
+            out[scan.index].add(scan.line_numbers[position])
+    for scan, pool in zip(scans, pools[len(scans) :], strict=True):
+        for position in np.flatnonzero(np.isin(pool, repeated)).tolist():
+            number = scan.claim_lines[position]
+            out[scan.index].add(number)
+            claimed.add((scan.index, number))
+    return out, claimed
 
 
 Fetch = Callable[[Mapping[int, set[int]]], Iterable[tuple[int, int, WireEvent]]]
@@ -178,6 +183,7 @@ class _Copy:
     line: int
     index: int
     event: WireEvent
+    claim: bool = False  # set aside as too late: decides its event, counted nowhere
 
 
 def _settle_duplicates(
@@ -188,11 +194,19 @@ def _settle_duplicates(
     totals: dict[TotalsKey, Sums],
 ) -> tuple[int, list[UsageConflict]]:
     groups: dict[tuple[str, str], list[_Copy]] = defaultdict(list)
-    for index, number, item in fetch(_candidates(scans)):
+    wanted, claimed = _candidates(scans)
+    for index, number, item in fetch(wanted):
         scan_file = files[index]
         digest = canonical_digest(item)
         copy = _Copy(
-            scan_file.old, scan_file.commit, digest, scan_file.file.path, number, index, item
+            scan_file.old,
+            scan_file.commit,
+            digest,
+            scan_file.file.path,
+            number,
+            index,
+            item,
+            (index, number) in claimed,
         )
         groups[(item.source, item.id)].append(copy)
     duplicates = 0
@@ -202,9 +216,13 @@ def _settle_duplicates(
             continue  # another key with the same digest
         copies.sort(key=lambda c: (not c.old, c.commit, c.path, c.line))
         kept, *others = copies
+        if kept.claim and all(c.claim for c in others):
+            continue  # no copy of it was counted: nothing to settle
         for other in others:
             # Copies the previous close had read were reported by it.
             duplicates += not other.old
+            if other.claim:
+                continue  # counted nowhere: nothing to take back
             single = FileScan(other.index)
             scan_file = files[other.index]
             take_events(single, scan_file.file, [other.event], [other.line], other.old, spec)

@@ -134,6 +134,10 @@ class FileScan:
     set_aside: list[SetAside] = field(default_factory=list)
     digests: array[int] = field(default_factory=lambda: array("q"))
     line_numbers: array[int] = field(default_factory=lambda: array("I"))
+    # Events set aside as too late: not counted, but the first committed copy of an event
+    # decides it, so a later copy of one of these is never counted either.
+    claims: array[int] = field(default_factory=lambda: array("q"))
+    claim_lines: array[int] = field(default_factory=lambda: array("I"))
     totals: dict[TotalsKey, Sums] = field(default_factory=dict)
     accepted: list[WireEvent] = field(default_factory=list)
 
@@ -315,6 +319,8 @@ def take_events(
                 f" {month_text(rules.first)} only",
                 not before,
             )
+            scan.claims.append(hash(prefix + event.id))
+            scan.claim_lines.append(number)
             continue
         if month <= rules.period:
             known = known_old if before else known_new
