@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gzip
+import hashlib
 import json
 import os
 import random
@@ -41,7 +42,8 @@ from dulwich.repo import Repo
 
 from formarket.gateway.config import StatePaths
 from formarket.gateway.keys import create_key
-from formarket.gateway.routes import Route, save_routes
+from formarket.gateway.routes import Route, RouteTokenizer, save_routes
+from formarket.gateway.tokenizer import tokenizer_path
 from formarket.market.refs import branch_tip
 from formarket.market.repository import create_repository
 from formarket.market.trees import commit_tree, list_dir, read_blob
@@ -159,6 +161,21 @@ def _start(
     raise RuntimeError(f"{argv} did not start:\n{log.read_text(errors='replace')}")
 
 
+# The starter model's tokenizer: the gateway counts the benchmark's calls exactly with it, as
+# it does a listing that declares one.
+TOKENIZER = SOURCE / "registry" / "models" / "tinyforge" / "echo-chat" / "tokenizer.json"
+
+
+def _exact_counting(state: StatePaths) -> RouteTokenizer:
+    """Put the tokenizer where the farm puts a route's, and name it in the route."""
+    data = TOKENIZER.read_bytes()
+    sha = hashlib.sha256(data).hexdigest()
+    target = tokenizer_path(state.root, sha)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(data)
+    return RouteTokenizer(sha256=sha, per_message=4, per_reply=2)
+
+
 def _calls(work: Path, quick: bool, pin: bool) -> tuple[Load, Load, Load, Load]:
     """(direct latency, gateway latency, direct throughput, gateway throughput). Pinned: the
     stand-in and the load generator share CPU 0 and the gateway has CPU 1, as on separate
@@ -184,6 +201,7 @@ def _calls(work: Path, quick: bool, pin: bool) -> tuple[Load, Load, Load, Load]:
                     model=ListingVersion(id="bench/model", version="1.0.0"),
                     input_price=Decimal("0.0000005"),
                     output_price=Decimal("0.0000015"),
+                    tokenizer=_exact_counting(state),
                 )
             ],
         )
@@ -425,7 +443,8 @@ def section(quick: bool) -> str:
         "Calls go to the stand-in deployment directly (the baseline) or through `formarket"
         " gateway serve` in front of it, each in a process of its own on loopback, from a load"
         " generator in a third; the best of several alternating rounds counts. Metering is in"
-        " force as in production: each call's tokens counted by the gateway, its answer held to"
+        " force as in production: each call's tokens counted by the gateway exactly, with the"
+        " starter model's tokenizer (`tinyforge/echo-chat`), its answer held to"
         " `max_tokens`, and its bound reserved from the key's daily token quota and spending"
         " cap before it is forwarded, then settled. In production"
         " the gateway has a host of its own, apart from the VMs and the callers; the nearest"
