@@ -57,13 +57,24 @@ from formarket.market.repository import create_repository
 from formarket.market.writer import Identity, commit_changes, import_tree
 from formarket.schemas.deployment import Deployment
 from formarket.standins.libvirt_test import write_test_host
+from formarket.yamldoc import load_yaml
 
 __all__ = ["TARGET_SECONDS", "reconcile_cycle"]
 
 SOURCE = Path(__file__).resolve().parent.parent
 TARGET_SECONDS = 5.0
-MODEL = ("tinyforge/echo-chat", "1.1.0")
-AGENT = ("tinyforge/faq-bot", "1.0.0")
+
+
+def _current(kind: str, listing: str) -> tuple[str, str]:
+    """A starter listing with the version its listing.yaml holds now: only that version can
+    be built from the branch tip."""
+    raw = (SOURCE / "registry" / kind / listing / "listing.yaml").read_bytes()
+    data = load_yaml(raw, f"registry/{kind}/{listing}/listing.yaml").data
+    return listing, str(data["version"])
+
+
+MODEL = _current("models", "tinyforge/echo-chat")
+AGENT = _current("agents", "tinyforge/faq-bot")
 # (vCPUs, memory MiB, GPUs, how many) of the 50 hosts.
 _HOSTS: tuple[tuple[int, int, dict[str, int], int], ...] = (
     (32, 131072, {}, 16),
