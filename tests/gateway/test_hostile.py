@@ -5,6 +5,7 @@ trimming, for any answer, and of the reservations, for any sequence of calls."""
 from __future__ import annotations
 
 import json
+import logging
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -469,3 +470,22 @@ def test_for_any_answer_the_bill_is_within_the_request_and_what_was_delivered(
             event["input_tokens"],
             billed,
         )
+
+
+def test_a_deployment_that_keeps_disagreeing_is_logged_once_a_minute(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A deployment whose counts differ on every call must not cost every call a log line.
+    gateway = build_gateway(GatewayConfig(StatePaths(tmp_path / "state")))
+    now = [1000.0]
+    gateway._clock = lambda: now[0]
+    settled = settle(WORDS, measure_request("chat", {"messages": []}, WORDS), 4, (1, 1))
+    with caplog.at_level(logging.WARNING, logger="formarket.gateway"):
+        for second in range(130):
+            now[0] = 1000.0 + second
+            gateway._disagreed("dep-x", f"gw-{second}", (1, 1), settled)
+        gateway._disagreed("dep-y", "gw-y", (1, 1), settled)
+    lines = [r.getMessage() for r in caplog.records]
+    assert len([line for line in lines if "dep-x" in line]) == 3  # at 0 s, 60 s and 120 s
+    assert "59 more calls disagreed" in lines[1]
+    assert any("dep-y" in line for line in lines)

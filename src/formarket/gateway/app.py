@@ -62,6 +62,8 @@ __all__ = ["Exchange", "Gateway", "GatewayLimits"]
 Headers = Sequence[tuple[bytes, bytes]]
 
 _log = logging.getLogger("formarket.gateway")
+# How often, at most, a deployment whose counts keep disagreeing with ours is logged again.
+_DISAGREEMENT_LOG_SECONDS = 60.0
 _decode = msgspec.json.decode
 _encode = msgspec.json.Encoder().encode
 _JSON = (b"content-type", b"application/json")
@@ -153,6 +155,8 @@ class Gateway:
         self._on_startup = on_startup
         self._on_shutdown = on_shutdown
         self._counters = counters
+        # deployment -> (when its disagreement was last logged, disagreements since)
+        self._disagreements: dict[str, tuple[float, int]] = {}
         self._snapshot: Routes | None = None
         self._targets: dict[str, _Target] = {}
         self._store: KeyStore | None = None
@@ -253,6 +257,29 @@ class Gateway:
                 code=refusal.code,
                 headers=[(b"retry-after", str(refusal.retry_after).encode())],
             )
+
+    def _disagreed(
+        self, deployment: str, event_id: str, reported: tuple[int, int] | None, settled: Settled
+    ) -> None:
+        """Log that a deployment's own counts differed from the gateway's: the first time, then
+        at most once a minute per deployment with how many calls did since. A deployment that
+        disagrees on every call would otherwise cost every call a log line (a third of the
+        gateway's throughput here)."""
+        now = self._clock()
+        last, since = self._disagreements.get(deployment, (float("-inf"), 0))
+        if now - last < _DISAGREEMENT_LOG_SECONDS:
+            self._disagreements[deployment] = (last, since + 1)
+            return
+        self._disagreements[deployment] = (now, 0)
+        _log.warning(
+            "deployment %s reported %s tokens for call %s; counted (%d, %d)%s",
+            deployment,
+            reported,
+            event_id,
+            settled.input_tokens,
+            settled.output_tokens,
+            f" ({since} more calls disagreed since the last report)" if since else "",
+        )
 
     def _target(self, key: KeyRecord, name: str) -> _Target:
         routes = self.routes.snapshot()
@@ -673,14 +700,7 @@ class _Call:
             reservation.input_tokens if reservation is not None else None,
         )
         if settled.disagreed:
-            _log.warning(
-                "deployment %s reported %s tokens for call %s; counted (%d, %d)",
-                self.target.route.deployment,
-                reported,
-                self.event_id,
-                settled.input_tokens,
-                settled.output_tokens,
-            )
+            self.gateway._disagreed(self.target.route.deployment, self.event_id, reported, settled)
         return settled
 
     async def record(self, settled: Settled, outcome: Outcome) -> None:
