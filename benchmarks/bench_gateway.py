@@ -452,7 +452,9 @@ def section(quick: bool) -> str:
         " generator sharing CPU 0 (in both runs). The last throughput row has every process"
         " share both CPUs instead. The stand-in does no inference, so the gateway's share of"
         " each call is as large as it gets: with a real model a call takes far longer and the"
-        " gateway's cost is the same. Committing: "
+        " gateway's cost is the same. The stand-in answers `max_tokens` words, which the"
+        " starter tokenizer counts as more tokens than that, so the gateway cuts every answer"
+        " here (trim, count again, re-encode): the costliest case. Committing: "
         f"{events:,} call events from the spool to git by `formarket usage flush` in a new"
         " process (read, checked, gzipped, committed); bytes per event are the on-disk sizes of"
         " the git objects the commit added.",
