@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from tokenizers import Tokenizer
 
+from formarket.gateway import tokenizer
 from formarket.gateway.config import GatewayConfig, StatePaths
 from formarket.gateway.keys import create_key
 from formarket.gateway.routes import Route, RouteTokenizer, save_routes
@@ -114,3 +115,43 @@ def test_completions_and_embeddings_are_billed_the_tokenizers_count(exact: Setup
     assert event["input_tokens"] == sum(encoded(t) for t in CORPUS)
     assert event["output_tokens"] == 0
     assert event["tokens_source"] == f"sha256:{SHA}"
+
+
+def test_a_tokenizer_that_arrives_late_is_counted_with_once_it_is_there(
+    tmp_path: Path, upstream: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The farm may still be copying the file when the first call comes: that call is not
+    # counted exactly (and says so), and the next, once the file is there, is.
+    monkeypatch.setattr(tokenizer, "_RETRY_SECONDS", 0.0)
+    state = StatePaths(tmp_path / "state")
+    sha = hashlib.sha256(DATA + b" ").hexdigest()  # a digest no other test has loaded
+    save_routes(
+        state.routes,
+        [
+            Route(
+                deployment="dep-echo",
+                endpoint=upstream,
+                account="acme",
+                model=ListingVersion(id="tinyforge/echo-chat", version="1.1.0"),
+                tokenizer=RouteTokenizer(sha256=sha, per_message=PER_MESSAGE, per_reply=PER_REPLY),
+            )
+        ],
+    )
+    key, _ = create_key(state.keys, "acme", rate_per_second=1000, burst=1000)
+    app = build_gateway(GatewayConfig(state, source="gateway/test", segment_seconds=0.2))
+    with ServerThread(app) as server:
+        setup = Setup(server.url, key, state, upstream)
+        client = setup.client()
+        body = {"model": "dep-echo", "messages": [{"role": "user", "content": "hello"}]}
+        first = client.request("POST", "/v1/chat/completions", body)
+        # Without its tokenizer the call is not counted exactly (estimated, or the upstream's
+        # counts believed where possible), and its event says so.
+        assert _event(setup, first.headers["x-request-id"])["tokens_source"] in (
+            "estimate",
+            "upstream",
+        )
+        target = tokenizer_path(state.root, sha)
+        target.parent.mkdir(parents=True)
+        target.write_bytes(DATA + b" ")
+        second = client.request("POST", "/v1/chat/completions", body)
+        assert _event(setup, second.headers["x-request-id"])["tokens_source"] == f"sha256:{sha}"

@@ -39,6 +39,7 @@ from formarket.gateway.protocol import ClientGone
 from formarket.gateway.routes import Route, Routes, RouteTable, resolve
 from formarket.gateway.sse import SseSplitter, event_data
 from formarket.gateway.tokens import (
+    ESTIMATE,
     Counter,
     Kind,
     Measure,
@@ -316,7 +317,10 @@ class Gateway:
                 CallEvents(self.meter.source, served),
                 self._counters(found),
             )
-            self._targets[found.deployment] = target
+            # A route whose tokenizer could not be had yet (the farm may still be writing it)
+            # is counted by the estimate for this call only, and looked for again on the next.
+            if found.tokenizer is None or target.counter is not ESTIMATE:
+                self._targets[found.deployment] = target
         return target
 
     # --- GET /v1/models --------------------------------------------------------------------
