@@ -32,12 +32,12 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
 
 from tokenizers import Tokenizer
 
 from formarket.errors import InputError
 from formarket.gateway.routes import Route, RouteTokenizer
+from formarket.gateway.tokens import ESTIMATE, Counter
 from formarket.registry.tokenizer_file import parse_tokenizer
 
 __all__ = [
@@ -57,24 +57,11 @@ TOKENIZERS_DIR = "tokenizers"
 _KEEP = 32
 # How long a tokenizer that could not be loaded is not tried again (the farm may be writing it).
 _RETRY_SECONDS = 5.0
-# The byte estimate's bytes per token, for text a tokenizer fails on.
-_BYTES_PER_TOKEN = 4
 _SURROGATE = re.compile("[\ud800-\udfff]")
 # Recent counts by text: a call counts its answer as it arrives and again whole, and a chat
 # sends its whole history again on every turn. Bounded in entries and in each text's length.
 _MEMO_ENTRIES = 256
 _MEMO_CHARS = 16 << 10
-
-
-class Counter(Protocol):
-    """How the gateway counts tokens (the shape of `formarket.gateway.tokens.Counter`)."""
-
-    @property
-    def method(self) -> str: ...
-
-    def text(self, text: str) -> int: ...
-
-    def chat_overhead(self, messages: int) -> int: ...
 
 
 class TokenizerCounter:
@@ -121,7 +108,7 @@ class TokenizerCounter:
             if isinstance(exc, KeyboardInterrupt | SystemExit | GeneratorExit):
                 raise
             _log.warning("tokenizer %s failed on %d bytes: %s", self.sha256[:12], size, exc)
-            return -(-size // _BYTES_PER_TOKEN)
+            return ESTIMATE.text(text)
         return min(tokens, size)
 
     def chat_overhead(self, messages: int) -> int:

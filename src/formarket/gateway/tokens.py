@@ -111,7 +111,8 @@ ESTIMATE: Counter = _Estimate()
 
 
 def counter_for(route: Route) -> Counter:
-    """The counter of a route's tokens: the estimate, until routes name a tokenizer."""
+    """The estimate, for every route: the default of a gateway given no other way to count
+    (the server counts a route that names a tokenizer with it, `tokenizer.counter_for_route`)."""
     return ESTIMATE
 
 
