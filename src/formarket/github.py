@@ -163,7 +163,10 @@ class GitHub:
             items.extend(page)
             following = response.links.get("next", {}).get("url")
             # Only follow links to the same API: a page must not send us elsewhere.
-            url = following if following and following.startswith(self.base_url) else None
+            # (The base URL and a slash: `https://api.github.com.example/` is another host,
+            # and the client would send it the token.)
+            same_api = following is not None and following.startswith(self.base_url + "/")
+            url = following if same_api else None
         return items
 
     @staticmethod

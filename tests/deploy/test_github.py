@@ -101,3 +101,21 @@ def test_the_standin_runs_as_its_own_process() -> None:
         proc.wait(timeout=10)
         if proc.stdout is not None:
             proc.stdout.close()
+
+
+def test_a_next_page_on_a_look_alike_host_is_not_followed() -> None:
+    # `https://api.github.com.example/...` starts with the base URL's text but is another
+    # host: following it would send that host the token.
+    asked: list[str] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        asked.append(str(request.url))
+        return httpx.Response(
+            200,
+            json=[{"id": 1, "user": {"login": "ann"}, "body": "hi"}],
+            headers={"Link": '<https://api.github.com.example/x?page=2>; rel="next"'},
+        )
+
+    with GitHub("https://api.github.com", "t", transport=httpx.MockTransport(answer)) as github:
+        assert [c.body for c in github.comments(REPO, 1)] == ["hi"]
+    assert asked == [f"https://api.github.com/repos/{REPO}/issues/1/comments?per_page=100"]
