@@ -4,10 +4,16 @@ caps."""
 from __future__ import annotations
 
 from decimal import Decimal
+from pathlib import Path
 
+from formarket.farm.operations import _prices
 from formarket.farm.publish import route_for, token_prices
+from formarket.farm.settings import FarmSettings
+from formarket.market.repository import create_repository
+from formarket.market.writer import commit_changes
 from formarket.schemas.usage import ListingVersion
 from tests.farm.factories import deployment
+from tests.royalties.helpers import MAINTAINER, Offer, listing_yaml
 
 
 def test_per_token_pricing_in_the_platforms_currency_prices_each_token() -> None:
@@ -54,3 +60,36 @@ def test_a_route_carries_the_prices_of_the_model_it_serves() -> None:
     assert asked == [ListingVersion(id="acme/chat", version="1.0.0")]
     unpriced = route_for(model, "http://127.0.0.1:1", desired)
     assert (unpriced.input_price, unpriced.output_price) == (Decimal(0), Decimal(0))
+
+
+def test_a_deployment_of_an_older_version_reserves_that_versions_prices(tmp_path: Path) -> None:
+    # A version no longer at the branch tip still runs, and its calls still cost what that
+    # version was published at: a spending cap must count them.
+    repo = create_repository(tmp_path / "market")
+    first = Offer("model", "acme/chat", "1.0.0", _per_token("1.00", "2.00"))
+    second = Offer("model", "acme/chat", "1.1.0", _per_token("3.00", "4.00"))
+    for offer in (first, second):
+        commit_changes(repo, "main", {offer.path: listing_yaml(offer)}, "Publish", MAINTAINER)
+    repo.close()
+    settings = FarmSettings.from_env(
+        tmp_path, {"FORMARKET_REPO": str(tmp_path / "market"), "FORMARKET_STATE": "farm"}
+    )
+    prices = _prices(settings)
+    assert prices(ListingVersion(id="acme/chat", version="1.0.0")) == (
+        Decimal("0.000001"),
+        Decimal("0.000002"),
+    )
+    assert prices(ListingVersion(id="acme/chat", version="1.1.0")) == (
+        Decimal("0.000003"),
+        Decimal("0.000004"),
+    )
+    assert prices(ListingVersion(id="acme/chat", version="9.9.9")) == (Decimal(0), Decimal(0))
+
+
+def _per_token(input_price: str, output_price: str) -> dict[str, str]:
+    return {
+        "model": "per_token",
+        "currency": "USD",
+        "input_per_million": input_price,
+        "output_per_million": output_price,
+    }

@@ -64,8 +64,8 @@ def _export(repo: Repo, tree: Tree, target: Path) -> None:
             path.chmod(0o755 if entry.mode & 0o100 else 0o644)
 
 
-def _listing_at(repo: Repo, root: Tree, listing_id: str) -> tuple[str, Tree, object] | None:
-    """(folder, tree, parsed listing.yaml) of a listing at `root`; None when there is none."""
+def _listing_tree(repo: Repo, root: Tree, listing_id: str, version: str) -> tuple[Tree, str]:
+    """The listing's folder at the tip and its Formfile's name, checking its version."""
     for kind in _KINDS:
         folder = f"registry/{kind}/{listing_id}"
         tree = subtree(repo, root, folder)
@@ -73,50 +73,24 @@ def _listing_at(repo: Repo, root: Tree, listing_id: str) -> tuple[str, Tree, obj
             continue
         raw = repo.object_store[tree[b"listing.yaml"][1]]
         assert isinstance(raw, Blob)
-        return folder, tree, load_yaml(raw.as_raw_string(), f"{folder}/listing.yaml").data
-    return None
-
-
-def _listing_tree(repo: Repo, root: Tree, listing_id: str, version: str) -> tuple[Tree, str]:
-    """The listing's folder at the tip and its Formfile's name, checking its version."""
-    found_listing = _listing_at(repo, root, listing_id)
-    if found_listing is None:
-        raise NotFoundError(
-            f"no listing {listing_id} on the branch tip",
-            hint="a listing is built once its pull request is merged into the farm's branch",
-        )
-    folder, tree, data = found_listing
-    if not isinstance(data, dict):
-        raise InputError(f"{folder}/listing.yaml is not a mapping")
-    found = str(data.get("version", ""))
-    if found != version:
-        raise NotFoundError(
-            f"listing {listing_id} is at version {found or '(none)'}, not {version}",
-            hint=f"build {listing_id} {found}: a version no longer at the branch tip"
-            " cannot be built",
-        )
-    formfile = data.get("formfile", "Formfile")
-    if not isinstance(formfile, str) or formfile.startswith("/") or ".." in formfile:
-        raise InputError(f"{folder}/listing.yaml: formfile must lie inside the folder")
-    return tree, formfile
-
-
-def listing_pricing(settings: FarmSettings, listing_id: str, version: str) -> object:
-    """The `pricing` of a listing version as merged on the farm's branch (None when that
-    version is no longer at the tip): the gateway's routes carry its per-token prices."""
-    repo = open_market(settings)
-    try:
-        tip = repo[resolve_rev(repo, settings.branch)]
-        assert isinstance(tip, Commit)
-        root = repo[tip.tree]
-        assert isinstance(root, Tree)
-        found = _listing_at(repo, root, listing_id)
-        data = found[2] if found is not None else None
-        if isinstance(data, dict) and str(data.get("version", "")) == version:
-            return data.get("pricing")
-        return None
-    finally:
-        repo.close()
+        data = load_yaml(raw.as_raw_string(), f"{folder}/listing.yaml").data
+        if not isinstance(data, dict):
+            raise InputError(f"{folder}/listing.yaml is not a mapping")
+        found = str(data.get("version", ""))
+        if found != version:
+            raise NotFoundError(
+                f"listing {listing_id} is at version {found or '(none)'}, not {version}",
+                hint=f"build {listing_id} {found}: a version no longer at the branch tip"
+                " cannot be built",
+            )
+        formfile = data.get("formfile", "Formfile")
+        if not isinstance(formfile, str) or formfile.startswith("/") or ".." in formfile:
+            raise InputError(f"{folder}/listing.yaml: formfile must lie inside the folder")
+        return tree, formfile
+    raise NotFoundError(
+        f"no listing {listing_id} on the branch tip",
+        hint="a listing is built once its pull request is merged into the farm's branch",
+    )
 
 
 @contextmanager

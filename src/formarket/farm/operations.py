@@ -31,7 +31,7 @@ from formarket.builder.store import DirectoryStore
 from formarket.errors import FormarketError, UsageError
 from formarket.farm import deployer, image_index, status
 from formarket.farm.agentkeys import agent_key, drop_agent_key, sweep_agent_keys
-from formarket.farm.building import build_listing, listing_pricing
+from formarket.farm.building import build_listing
 from formarket.farm.configdisk import resolve_secrets
 from formarket.farm.desired import read_deployments
 from formarket.farm.domain import GUEST_GATEWAY, DomainRecord
@@ -54,7 +54,9 @@ from formarket.farm.reconcile import Build, Deploy, Domain, Plan, Stop, plan
 from formarket.farm.settings import FarmSettings, open_market
 from formarket.gateway.routes import Route, load_routes, save_routes
 from formarket.github import GitHub
-from formarket.market.refs import resolve_rev
+from formarket.market.refs import branch_tip, resolve_rev
+from formarket.royalties.gitio import cache_dir_of, price_book
+from formarket.royalties.pricebook import PriceBook
 from formarket.schemas.deployment import Deployment
 from formarket.schemas.usage import ListingVersion
 
@@ -244,18 +246,29 @@ def deploy(
 
 
 def _prices(settings: FarmSettings) -> Callable[[ListingVersion], tuple[Decimal, Decimal]]:
-    """Per-token prices of listing versions, read from the branch once per version: a
-    version's listing.yaml never changes once merged."""
+    """Per-token prices of listing versions, as each version was first published: the same
+    price book the royalties rate calls with, so a deployment still running an older version
+    reserves that version's prices. Read at most once per call of this, and only for a version
+    this process has not priced yet (a published version's price never changes)."""
+    books: list[PriceBook] = []
 
     def prices(ref: ListingVersion) -> tuple[Decimal, Decimal]:
         key = (str(settings.repo), ref.id, ref.version)
         found = _PRICES.get(key)
-        if found is None:
+        if found is not None:
+            return found
+        if not books:
+            repo = open_market(settings)
             try:
-                found = token_prices(listing_pricing(settings, ref.id, ref.version))
-            except FormarketError:
-                return Decimal(0), Decimal(0)  # not at the tip: priced on the next cycle
-            _PRICES[key] = found
+                books.append(
+                    price_book(repo, branch_tip(repo, settings.branch), cache_dir_of(repo))
+                )
+            finally:
+                repo.close()
+        entry = books[0].get(ref.id, ref.version)
+        if entry is None:
+            return Decimal(0), Decimal(0)  # not published on the branch (yet): no price known
+        found = _PRICES[key] = token_prices(entry.pricing)
         return found
 
     return prices

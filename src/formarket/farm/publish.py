@@ -62,14 +62,18 @@ Prices = Callable[[ListingVersion], tuple[Decimal, Decimal]]
 
 
 def token_prices(pricing: object) -> tuple[Decimal, Decimal]:
-    """(input, output) price of one token from a listing's `pricing`: per-token pricing in
-    the platform's currency, divided by a million; anything else prices no token (0, 0)."""
-    if not isinstance(pricing, dict) or pricing.get("model") != "per_token":
+    """(input, output) price of one token from a listing's `pricing` (the model, or its
+    document): per-token pricing in the platform's currency, divided by a million; anything
+    else prices no token (0, 0)."""
+    if isinstance(pricing, PerTokenPricing):
+        terms = pricing
+    elif not isinstance(pricing, dict) or pricing.get("model") != "per_token":
         return Decimal(0), Decimal(0)
-    try:
-        terms = PerTokenPricing.model_validate(pricing)
-    except ValidationError:
-        return Decimal(0), Decimal(0)
+    else:
+        try:
+            terms = PerTokenPricing.model_validate(pricing)
+        except ValidationError:
+            return Decimal(0), Decimal(0)
     if terms.currency != PLATFORM_CURRENCY:
         return Decimal(0), Decimal(0)
     return terms.input_per_million / _MILLION, terms.output_per_million / _MILLION
