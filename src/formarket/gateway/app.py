@@ -377,6 +377,16 @@ class Gateway:
         measured_in = measure_request(kind, document, target.counter)
         n = getattr(request, "n", 1)
         max_tokens = _max_tokens(request)
+        # Checked before anything is reserved, so a refused call has nothing to hand back.
+        open_calls = self._open.get(key.id, 0)
+        if open_calls >= self.limits.max_calls_per_key:
+            raise ApiError(
+                429,
+                f"this key has {open_calls} calls in progress, the most it may have at once",
+                type="requests",
+                code="too_many_calls",
+                headers=[(b"retry-after", b"1")],
+            )
         reservation = self.allowance.reserve(
             key,
             self._wall(),
@@ -395,19 +405,6 @@ class Gateway:
                 type="insufficient_quota",
                 code=reservation.code,
                 headers=[(b"retry-after", str(reservation.retry_after).encode())],
-            )
-        open_calls = self._open.get(key.id, 0)
-        if open_calls >= self.limits.max_calls_per_key:
-            if reservation is not None:
-                self.allowance.settle(
-                    reservation, 0, 0, route.input_price, route.output_price, False
-                )
-            raise ApiError(
-                429,
-                f"this key has {open_calls} calls in progress, the most it may have at once",
-                type="requests",
-                code="too_many_calls",
-                headers=[(b"retry-after", b"1")],
             )
         budget = reservation.output_tokens if reservation is not None else None
         trimmer = Trimmer(target.counter, kind, n=n, max_tokens=max_tokens, budget=budget)
