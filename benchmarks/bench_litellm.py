@@ -21,11 +21,20 @@ import shutil
 import subprocess  # noqa: TID251 - the benchmarks time whole commands
 import sys
 import time
+from decimal import Decimal
 from pathlib import Path
 
 import yaml
 
-from benchmarks.bench_gateway import FORMARKET, SOURCE, Load, _run_load, _start
+from benchmarks.bench_gateway import (
+    FORMARKET,
+    MODEL_LIKE,
+    SOURCE,
+    Load,
+    _exact_counting,
+    _run_load,
+    _start,
+)
 from formarket.builder.vm import free_port
 from formarket.gateway.config import StatePaths
 from formarket.gateway.keys import create_key
@@ -123,13 +132,31 @@ def compare(work: Path, quick: bool) -> dict[str, tuple[Load, Load]]:
     procs: list[subprocess.Popen[bytes]] = []
     try:
         upstream, upstream_url = _start(
-            [sys.executable, "-m", "formarket.standins.openai"], work / "standin.log", client
+            [sys.executable, "-m", "formarket.standins.openai", *MODEL_LIKE],
+            work / "standin.log",
+            client,
         )
         procs.append(upstream)
         model = ListingVersion(id="bench/model", version="1.0.0")
-        route = Route(deployment="dep-bench", endpoint=upstream_url, account="bench", model=model)
+        route = Route(
+            deployment="dep-bench",
+            endpoint=upstream_url,
+            account="bench",
+            model=model,
+            input_price=Decimal("0.0000005"),
+            output_price=Decimal("0.0000015"),
+            tokenizer=_exact_counting(state),
+        )
         save_routes(state.routes, [route])
-        key, _ = create_key(state.keys, "bench", rate_per_second=1e9, burst=10**9)
+        # Budgets in force, as in the gateway's own section: each call reserves, then settles.
+        key, _ = create_key(
+            state.keys,
+            "bench",
+            rate_per_second=1e9,
+            burst=10**9,
+            tokens_per_day=10**15,
+            usd_per_day=Decimal(10**9),
+        )
         gateway, gateway_url = _start(
             [*FORMARKET, "gateway", "serve", "--gateway-dir", str(state.root), "--port", "0",
              "--source", "gateway/bench"],
@@ -167,15 +194,15 @@ def compare(work: Path, quick: bool) -> dict[str, tuple[Load, Load]]:
                 proc.kill()
 
 
-# What each proxy does for every call in this setup (the stand-in's listing declares no
-# tokenizer; the bench key has no quota): read from each one's code and configuration as run
-# here, not from either project's list of features.
+# What each proxy does for every call in this setup (the route names the starter model's
+# tokenizer; the bench key has a token quota and a spending cap): read from each one's code
+# and configuration as run here, not from either project's list of features.
 PER_CALL = (
     ("who may call", "a key of the account, checked against its SHA-256", "the master key"),
     (
         "limits per key",
-        "calls per second checked; a token quota or spending cap, when the key has one"
-        " (this one has none), reserved before forwarding",
+        "calls per second checked; the key's daily token quota and spending cap: the call's"
+        " bound reserved before forwarding, settled after",
         "none (they need its database)",
     ),
     (
@@ -185,7 +212,7 @@ PER_CALL = (
     ),
     (
         "tokens billed",
-        "counted by the gateway (estimate here; exact with a tokenizer), the upstream's compared",
+        "counted by the gateway exactly, with the model's tokenizer; the upstream's compared",
         "the upstream's `usage`, as reported",
     ),
     (
@@ -235,7 +262,9 @@ def section(quick: bool) -> str:
         " gateway serve` in front of the same stand-in deployment, under the same load: latency"
         " one call at a time, throughput with 16 calls in flight, each proxy alone on CPU 1 in"
         " turn while the stand-in and the load generator share CPU 0; the best of alternating"
-        " rounds counts.",
+        " rounds counts. The stand-in answers as a model with the starter tokenizer does"
+        " (within `max_tokens` of it), and the gateway meters exactly, with that tokenizer and"
+        " with the key's token quota and spending cap reserved and settled on every call.",
         "",
         "| in front of the stand-in | latency p50 | added | latency p99 | throughput | of direct |",
         "|---|---:|---:|---:|---:|---:|",

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +24,9 @@ from formarket.gateway.config import GatewayConfig, StatePaths
 from formarket.gateway.keys import create_key
 from formarket.gateway.routes import Route, RouteTokenizer, save_routes
 from formarket.gateway.server import ServerThread, build_gateway
-from formarket.gateway.tokenizer import tokenizer_path
+from formarket.gateway.tokenizer import load_counter, tokenizer_path
 from formarket.schemas.usage import ListingVersion
+from formarket.standins.openai import StandIn
 from formarket.usage.spool import parse_segment
 from tests.gateway.conftest import Setup
 
@@ -48,8 +50,9 @@ def encoded(text: str) -> int:
     return len(REFERENCE.encode(text, add_special_tokens=False).ids)
 
 
-@pytest.fixture
-def exact(tmp_path: Path, upstream: str) -> Iterator[Setup]:
+@contextmanager
+def _exact_gateway(tmp_path: Path, upstream: str) -> Iterator[Setup]:
+    """A gateway whose route names echo-chat's tokenizer, in front of `upstream`."""
     state = StatePaths(tmp_path / "state")
     target = tokenizer_path(state.root, SHA)
     target.parent.mkdir(parents=True)
@@ -70,6 +73,12 @@ def exact(tmp_path: Path, upstream: str) -> Iterator[Setup]:
     app = build_gateway(GatewayConfig(state, source="gateway/test", segment_seconds=0.2))
     with ServerThread(app) as server:
         yield Setup(server.url, key, state, upstream)
+
+
+@pytest.fixture
+def exact(tmp_path: Path, upstream: str) -> Iterator[Setup]:
+    with _exact_gateway(tmp_path, upstream) as setup:
+        yield setup
 
 
 def _event(setup: Setup, event_id: str) -> dict[str, Any]:
@@ -155,3 +164,28 @@ def test_a_tokenizer_that_arrives_late_is_counted_with_once_it_is_there(
         target.write_bytes(DATA + b" ")
         second = client.request("POST", "/v1/chat/completions", body)
         assert _event(setup, second.headers["x-request-id"])["tokens_source"] == f"sha256:{sha}"
+
+
+def test_an_upstream_with_the_models_tokenizer_is_not_cut_and_agrees(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The stand-in answers as a model with this tokenizer does: within max_tokens of it, and
+    # its usage counted by it. The gateway then passes the answer on whole and agrees.
+    model = StandIn(tokenizer=load_counter(DATA, PER_MESSAGE, PER_REPLY))
+    with ServerThread(model) as upstream, _exact_gateway(tmp_path, upstream.url) as setup:
+        client = setup.client()
+        for max_tokens in (1, 5, 16, 40):
+            body = {
+                "model": "dep-echo",
+                "max_tokens": max_tokens,
+                "messages": [{"role": "user", "content": f"tell me {max_tokens} things"}],
+            }
+            reply = client.request("POST", "/v1/chat/completions", body)
+            assert reply.status == 200, reply.body
+            answer = reply.json()["choices"][0]["message"]["content"]
+            assert 0 < encoded(answer) <= max_tokens
+            event = _event(setup, reply.headers["x-request-id"])
+            assert event["output_tokens"] == encoded(answer)
+            assert event.get("cut") is None
+            assert reply.json()["usage"]["completion_tokens"] == encoded(answer)
+    assert "disagree" not in caplog.text

@@ -155,6 +155,9 @@ class _Words:
     def chat_overhead(self, messages: int) -> int:
         return 4 * messages + 2
 
+    def cut_hint(self, text: str, limit: int) -> int | None:
+        return None  # the search alone: the hint is tried with a tokenizer elsewhere
+
 
 WORDS: Counter = _Words()
 

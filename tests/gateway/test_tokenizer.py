@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 from benchmarks.echo_chat_tokenizer import PATH, PER_MESSAGE, PER_REPLY, render_chat, train
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from tokenizers import Tokenizer
 
@@ -22,6 +22,7 @@ from formarket.gateway.tokenizer import (
     load_counter,
     tokenizer_path,
 )
+from formarket.gateway.tokens import _prefix
 from formarket.registry.tokenizer_file import MAX_TOKENIZER_BYTES
 from formarket.schemas.usage import ListingVersion
 
@@ -270,3 +271,40 @@ def test_padding_and_truncation_in_the_file_do_not_change_counts() -> None:
     counter = load_counter(json.dumps(settings).encode(), 4, 2)
     for text in CORPUS:
         assert counter.text(text) == encoded(text)
+
+
+class _SearchOnly:
+    """The same tokenizer without its offsets: the cut found by counting alone."""
+
+    def __init__(self, counter: TokenizerCounter) -> None:
+        self.method = counter.method
+        self.text = counter.text
+        self.chat_overhead = counter.chat_overhead
+
+    def cut_hint(self, text: str, limit: int) -> int | None:
+        return None
+
+
+@settings(max_examples=200)
+@given(ANY_TEXT, ANY_TEXT, st.integers(0, 60))
+def test_a_cut_from_the_offsets_fits_and_keeps_what_the_search_keeps(
+    before: str, text: str, limit: int
+) -> None:
+    counter = load_counter(DATA, 4, 2)
+    kept = _prefix(counter, before, text, limit)
+    assert text.startswith(kept)
+    if counter.text(before) <= limit:
+        assert counter.text(before + kept) <= limit
+        assert kept == _prefix(_SearchOnly(counter), before, text, limit)
+    else:
+        assert kept == ""
+
+
+@pytest.mark.parametrize("text", CORPUS, ids=range(len(CORPUS)))
+def test_a_hint_never_splits_a_character_between_tokens(
+    counter: TokenizerCounter, text: str
+) -> None:
+    for limit in (1, 2, 3, 7, 16):
+        hint = counter.cut_hint(text, limit)
+        assert hint is not None
+        assert encoded(text[:hint]) <= limit

@@ -95,6 +95,30 @@ class TokenizerCounter:
             memo[text] = tokens
         return tokens
 
+    def cut_hint(self, text: str, limit: int) -> int | None:
+        """Where the first `limit` tokens end, from one encoding's offsets (in characters):
+        at a boundary no token straddles, since a character of several bytes may be split
+        across tokens that all claim it whole."""
+        if limit <= 0:
+            return 0
+        if not text.isascii():
+            text = _SURROGATE.sub("\ufffd", text)  # one character for one: offsets hold
+        try:
+            offsets = self._encode(text, add_special_tokens=False).offsets
+        except BaseException as exc:
+            if isinstance(exc, KeyboardInterrupt | SystemExit | GeneratorExit):
+                raise
+            return None
+        if len(offsets) <= limit:
+            return len(text)
+        # Token `limit` is the first one left out: cut where it starts, unless a token kept
+        # reaches past that (both hold the same character); then step back.
+        for first_out in range(limit, 0, -1):
+            start = offsets[first_out][0]
+            if offsets[first_out - 1][1] <= start:
+                return start
+        return 0
+
     def _count(self, text: str) -> int:
         if text.isascii():
             size = len(text)

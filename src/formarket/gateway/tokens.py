@@ -63,6 +63,12 @@ class Counter(Protocol):
         """Tokens a chat template adds for that many messages, the reply's opening included."""
         ...
 
+    def cut_hint(self, text: str, limit: int) -> int | None:
+        """Where, in characters, `text`'s first `limit` tokens end, when the counter can
+        tell cheaply (a tokenizer knows each token's offsets); None when it cannot. Only a
+        first guess for cutting an answer: the cut is counted again before it is kept."""
+        ...
+
 
 Kind = Literal["chat", "completion", "embedding"]
 
@@ -105,6 +111,10 @@ class _Estimate:
 
     def chat_overhead(self, messages: int) -> int:
         return _ESTIMATE_PER_MESSAGE * messages + _ESTIMATE_PER_REPLY if messages else 0
+
+    def cut_hint(self, text: str, limit: int) -> int | None:
+        # Only plain ASCII has a character per byte; elsewhere the search finds the cut.
+        return min(len(text), BYTES_PER_TOKEN * max(limit, 0)) if text.isascii() else None
 
 
 ESTIMATE: Counter = _Estimate()
@@ -265,12 +275,23 @@ def _capped(value: int, cap: int | None) -> int:
 
 def _prefix(counter: Counter, before: str, text: str, limit: int) -> str:
     """The longest prefix of `text` that, after `before`, the counter counts as at most
-    `limit` tokens in all. Galloping then bisection, so a huge `text` costs a few counts of
-    about what is kept; the empty prefix is the fallback, so the result always fits."""
+    `limit` tokens in all. The counter's hint first (one count to confirm it), else galloping
+    then bisection, so a huge `text` costs a few counts of about what is kept; the empty
+    prefix is the fallback, so the result always fits."""
     count = counter.text
     if count(before) > limit:
         return ""
     lo, hi = 0, min(len(text), 8 * (limit + 1))
+    hint = counter.cut_hint(before + text, limit)
+    if hint is not None and len(before) <= hint < len(before) + len(text):
+        end = hint - len(before)
+        used = count(before + text[:end])
+        if used <= limit:
+            if used == limit or count(before + text[: end + 1]) > limit:
+                return text[:end]  # the hint was the longest: the usual case
+            lo, hi = end, max(hi, end + 1)
+        else:
+            hi = min(hi, end)
     while hi < len(text) and count(before + text[:hi]) <= limit:
         lo, hi = hi, min(len(text), hi * 2)
     while lo < hi:

@@ -8,7 +8,14 @@ usage: `honest` (its own counts), `absent` (none, as some servers do), or `infla
 thousand times too many, as a developer paid by usage might be tempted to), for the gateway's
 tests of what it believes.
 
+Given a model's tokenizer (`--tokenizer tokenizer.json`), it answers as a model with that
+tokenizer does: a reply holds at most `max_tokens` tokens of it (the words that fit), and its
+`usage` counts by it. Without one, a reply is `max_tokens` words, which a real tokenizer may
+count as more tokens than that: the gateway then cuts the reply, as it would a model's that
+overran its limit.
+
     python -m formarket.standins.openai [--host 127.0.0.1] [--port 0] [--usage honest]
+        [--tokenizer FILE]
 """
 
 from __future__ import annotations
@@ -20,11 +27,13 @@ import re
 import struct
 import sys
 from collections.abc import Awaitable, Callable, MutableMapping
+from pathlib import Path
 from typing import Any, Literal
 
 import msgspec
 
 from formarket.gateway.server import run_app
+from formarket.gateway.tokenizer import TokenizerCounter, load_counter
 
 __all__ = ["StandIn", "main"]
 
@@ -79,6 +88,9 @@ _WORDS = [
 _TOKEN = re.compile(r"\w+|[^\w\s]")
 _MAX_WORDS = 256
 _MAX_CHOICES = 8
+# Replies kept by (seed, words) when a tokenizer cuts them: a benchmark repeats its requests,
+# and cutting costs several counts.
+_KEEP_REPLIES = 4096
 _EMBEDDING_SIZE = 8
 _decode = msgspec.json.decode
 _encode = msgspec.json.encode
@@ -134,10 +146,39 @@ def _int(value: object, default: int, low: int, high: int) -> int:
 class StandIn:
     """The ASGI app of the stand-in deployment."""
 
-    def __init__(self, usage: Usage = "honest", name: str = "standin") -> None:
+    def __init__(
+        self,
+        usage: Usage = "honest",
+        name: str = "standin",
+        tokenizer: TokenizerCounter | None = None,
+    ) -> None:
         self.usage = usage
         self.name = name
         self.calls = 0
+        self.tokenizer = tokenizer
+        self._replies: dict[tuple[str, int], list[str]] = {}
+
+    def _tokens(self, text: str) -> int:
+        return _tokens(text) if self.tokenizer is None else self.tokenizer.text(text)
+
+    def _reply(self, seed: str, count: int) -> list[str]:
+        """`count` words; with a tokenizer, the first `count` tokens of them, as a model
+        stopped at its limit answers (the last word may be cut)."""
+        if self.tokenizer is None:
+            return _words(seed, count)
+        known = self._replies.get((seed, count))
+        if known is not None:
+            return known
+        tokens = self.tokenizer.text
+        text = " ".join(_words(seed, count))
+        if tokens(text) > count:
+            text = text[: self.tokenizer.cut_hint(text, count)]
+            while tokens(text) > count:
+                text = text[:-1]
+        if len(self._replies) >= _KEEP_REPLIES:
+            self._replies.clear()
+        reply = self._replies[(seed, count)] = text.split(" ")
+        return reply
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -197,13 +238,16 @@ class StandIn:
             await _error(send, 400, "messages must be a non-empty array")
             return
         texts = _texts(messages)
-        prompt_tokens = sum(map(_tokens, texts)) + 3 * len(messages) + 3
+        template = 3 * len(messages) + 3  # OpenAI's own accounting
+        if self.tokenizer is not None:
+            template = self.tokenizer.chat_overhead(len(messages))
+        prompt_tokens = sum(map(self._tokens, texts)) + template
         await self._answer(request, send, "\n".join(texts), prompt_tokens, chat=True)
 
     async def _completion(self, request: dict[str, Any], send: Send) -> None:
         prompt = request.get("prompt")
         texts = _texts(prompt)
-        prompt_tokens = sum(map(_tokens, texts)) + _token_ids(prompt)
+        prompt_tokens = sum(map(self._tokens, texts)) + _token_ids(prompt)
         seed = "\n".join(texts) + str(prompt if not texts else "")
         await self._answer(request, send, seed, prompt_tokens, chat=False)
 
@@ -212,8 +256,8 @@ class StandIn:
     ) -> None:
         count = _int(request.get("max_tokens"), 16, 1, _MAX_WORDS)
         choices = _int(request.get("n"), 1, 1, _MAX_CHOICES)
-        replies = [_words(f"{seed}\0{index}", count) for index in range(choices)]
-        completion_tokens = count * choices
+        replies = [self._reply(f"{seed}\0{index}", count) for index in range(choices)]
+        completion_tokens = sum(self._tokens(" ".join(words)) for words in replies)
         kind = "chat.completion" if chat else "text_completion"
         ident = "cmpl-" + hashlib.sha256(seed.encode("utf-8", "surrogatepass")).hexdigest()[:24]
         model = request.get("model") if isinstance(request.get("model"), str) else self.name
@@ -285,7 +329,8 @@ class StandIn:
             await _more(send, event([last]))
         options = request.get("stream_options")
         if isinstance(options, dict) and options.get("include_usage") is True:
-            usage = self._usage(prompt_tokens, sum(len(words) for words in replies))
+            tokens = sum(self._tokens(" ".join(words)) for words in replies)
+            usage = self._usage(prompt_tokens, tokens)
             await _more(send, event([], usage=usage))
         await send({"type": "http.response.body", "body": b"data: [DONE]\n\n"})
 
@@ -344,8 +389,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--usage", choices=("honest", "absent", "inflated"), default="honest")
+    parser.add_argument(
+        "--tokenizer",
+        type=Path,
+        help="a model's tokenizer.json: answer within max_tokens tokens of it, and count by it",
+    )
+    parser.add_argument(
+        "--template",
+        default="3,3",
+        help="PER_MESSAGE,PER_REPLY: tokens the chat template adds (default: 3,3)",
+    )
     args = parser.parse_args(argv)
-    run_app(StandIn(args.usage), args.host, args.port, lambda url: print(url, flush=True))
+    counter = None
+    if args.tokenizer is not None:
+        per_message, per_reply = (int(part) for part in args.template.split(","))
+        counter = load_counter(args.tokenizer.read_bytes(), per_message, per_reply)
+    app = StandIn(args.usage, tokenizer=counter)
+    run_app(app, args.host, args.port, lambda url: print(url, flush=True))
     return 0
 
 
