@@ -12,7 +12,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from formarket.gateway.app import GatewayLimits
+from formarket.gateway.ceilings import GatewayLimits
 from formarket.gateway.config import GatewayConfig, StatePaths
 from formarket.gateway.keys import create_key, load_keys
 from formarket.gateway.routes import Route, save_routes

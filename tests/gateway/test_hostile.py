@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from formarket.gateway.app import GatewayLimits
+from formarket.gateway.ceilings import GatewayLimits
 from formarket.gateway.config import GatewayConfig, StatePaths
 from formarket.gateway.keys import KeyRecord, create_key
 from formarket.gateway.limits import Limits, Reservation

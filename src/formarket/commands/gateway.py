@@ -12,6 +12,7 @@ import click
 
 from formarket.commands._options import gateway_options
 from formarket.errors import UsageError
+from formarket.gateway.ceilings import DEFAULT_LIMITS, GatewayLimits
 
 if TYPE_CHECKING:
     from formarket.gateway.config import StatePaths
@@ -65,21 +66,21 @@ def command() -> None:
 @click.option(
     "--max-body",
     type=click.IntRange(1024, 1 << 30),
-    default=4 << 20,
+    default=DEFAULT_LIMITS.max_body,
     show_default=True,
     help="The largest request body accepted, in bytes.",
 )
 @click.option(
     "--max-response",
     type=click.IntRange(1024, 1 << 34),
-    default=64 << 20,
+    default=DEFAULT_LIMITS.max_response,
     show_default=True,
     help="The largest answer passed on, a stream's included, in bytes.",
 )
 @click.option(
     "--max-duration",
     type=click.FloatRange(0.1),
-    default=600.0,
+    default=DEFAULT_LIMITS.max_duration,
     show_default=True,
     help="Seconds a call may last, a stream's included; past them it is cut.",
 )
@@ -93,28 +94,28 @@ def command() -> None:
 @click.option(
     "--header-timeout",
     type=click.FloatRange(0.1),
-    default=10.0,
+    default=DEFAULT_LIMITS.header_timeout,
     show_default=True,
     help="Seconds a request's head may take to arrive.",
 )
 @click.option(
     "--body-timeout",
     type=click.FloatRange(0.1),
-    default=30.0,
+    default=DEFAULT_LIMITS.body_timeout,
     show_default=True,
     help="Seconds a request's body may take to arrive.",
 )
 @click.option(
     "--max-connections",
     type=click.IntRange(1),
-    default=10_000,
+    default=DEFAULT_LIMITS.max_connections,
     show_default=True,
     help="Callers' connections open at once.",
 )
 @click.option(
     "--max-calls-per-key",
     type=click.IntRange(1),
-    default=256,
+    default=DEFAULT_LIMITS.max_calls_per_key,
     show_default=True,
     help="Calls of one key in progress at once.",
 )
@@ -135,7 +136,6 @@ def serve(
     max_calls_per_key: int,
 ) -> None:
     """Serve the gateway until interrupted (SIGINT or SIGTERM seal the spool cleanly)."""
-    from formarket.gateway.app import GatewayLimits
     from formarket.gateway.config import GatewayConfig, default_source
     from formarket.gateway.server import serve as run
 

@@ -7,14 +7,13 @@ trusted meter of their use.
     keys        API keys, stored hashed; limits: per-key rates and daily quotas
     routes      where calls go (RouteTable; routes.json until the farm publishes endpoints)
     upstream    HTTP/1.1 to deployments over pooled connections; sse: streams event by event
-    tokens      token counts: the upstream's when possible, bounded by what the gateway measures
+    tokens      token counts and what is billed: the first n choices, cut at max_tokens
+    tokenizer   exact counts with a listing's own tokenizer; ceilings: size and time bounds
     meter       the gateway's side of the usage spool (formarket.usage: events, spool)
     flush       sealed spool segments -> registry/usage/ in git, each event exactly once
     show        committed usage, summed per listing version
     server      the parts wired together and run by uvicorn; config: settings, state folder
     watch       keys and routes files re-read while the gateway runs
-    standin     a deterministic OpenAI-speaking server standing in for a deployment
-    demo        the demo's gateway step
 
-Everything but app, protocol, upstream, meter, flush, server and standin is pure.
+Everything but app, protocol, upstream, meter, flush, server and watch is pure.
 """

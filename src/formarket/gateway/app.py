@@ -32,6 +32,7 @@ from typing import Any, Protocol
 
 import msgspec
 
+from formarket.gateway.ceilings import DEFAULT_LIMITS, GatewayLimits
 from formarket.gateway.keys import KeyRecord, KeyStore
 from formarket.gateway.limits import Limits, Refusal, Reservation
 from formarket.gateway.meter import Meter
@@ -58,7 +59,7 @@ from formarket.schemas.usage import EVENT_ID_PATTERN
 from formarket.usage.events import CallEvents, Cut, Outcome, Served
 from formarket.usage.spool import SpoolError
 
-__all__ = ["Exchange", "Gateway", "GatewayLimits"]
+__all__ = ["Exchange", "Gateway"]
 
 Headers = Sequence[tuple[bytes, bytes]]
 
@@ -72,19 +73,6 @@ _BAD_JSON = (msgspec.DecodeError, UnicodeDecodeError, RecursionError)
 _PASSED_4XX = frozenset({400, 404, 409, 413, 422, 429})
 _KNOWN_KEYS = 10_000  # Authorization headers remembered as verified, at most
 _EVENT_ID = re.compile(EVENT_ID_PATTERN)
-
-
-@dataclass(frozen=True, slots=True)
-class GatewayLimits:
-    """Bounds on what a caller and a deployment may send."""
-
-    max_body: int = 4 << 20
-    max_response: int = 64 << 20  # bytes of one answer, a stream's included
-    max_duration: float = 600.0  # seconds of one call, a stream's included
-    max_calls_per_key: int = 256  # calls of one key in progress at once
-    header_timeout: float = 10.0  # seconds for a request's head to arrive, once begun
-    body_timeout: float = 30.0  # seconds for its body to arrive, after the head
-    max_connections: int = 10_000  # callers' connections open at once
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,7 +124,7 @@ class Gateway:
         meter: Meter,
         pool: UpstreamPool,
         openapi: bytes,
-        limits: GatewayLimits = GatewayLimits(),
+        limits: GatewayLimits = DEFAULT_LIMITS,
         allowance: Limits | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
@@ -489,7 +477,7 @@ class Gateway:
         except UpstreamError as exc:
             if exc.overran:
                 call.cut = "duration"
-            elif not exc.timeout and "larger than" in str(exc):
+            elif exc.oversized:
                 call.cut = "size"
             await call.record_failure("error")
             if call.cut == "duration":

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from formarket.errors import UsageError
-from formarket.gateway.app import GatewayLimits
+from formarket.gateway.ceilings import GatewayLimits
 from formarket.schemas.usage import SOURCE_PATTERN
 from formarket.settings import GATEWAY_DIR
 

@@ -32,12 +32,21 @@ _LOW_WATER = 1 << 18
 
 class UpstreamError(Exception):
     """A call to a deployment failed; `timeout` says whether it was too slow, `overran`
-    whether the call outlasted the whole duration it was given."""
+    whether the call outlasted the whole duration it was given, `oversized` whether its
+    answer grew past the size it was allowed."""
 
-    def __init__(self, message: str, *, timeout: bool = False, overran: bool = False) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        timeout: bool = False,
+        overran: bool = False,
+        oversized: bool = False,
+    ) -> None:
         super().__init__(message)
         self.timeout = timeout
         self.overran = overran
+        self.oversized = oversized
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,7 +293,8 @@ class UpstreamResponse:
                     size += len(chunk)
                     if size > limit:
                         raise UpstreamError(
-                            f"the deployment's response is larger than {limit} bytes"
+                            f"the deployment's response is larger than {limit} bytes",
+                            oversized=True,
                         )
                     parts.append(chunk)
                 if conn.paused and conn.transport is not None:
