@@ -74,6 +74,7 @@ def main() -> None:
     \b
     Publish:   formarket new model|agent P/SLUG -t TEMPLATE   scaffold a listing
                formarket build P/SLUG                        its VM image, cached by content
+               formarket weights fetch P/SLUG                a model's weights and data disk
                formarket validate                            check a registry working tree
                formarket check --base --head --author LOGIN  the pull-request check
                formarket rules [ID]                          what a REG, FF or USG code means

@@ -27,7 +27,8 @@ connections (see that module).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from types import TracebackType
 from typing import Any
 
@@ -36,7 +37,15 @@ import httpx  # noqa: TID251 - this module is the one place that makes HTTP clie
 from formarket import __version__
 from formarket.errors import FormarketError
 
-__all__ = ["DEFAULT_TIMEOUT", "USER_AGENT", "Client", "HTTPError", "Response", "Transport"]
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "USER_AGENT",
+    "Client",
+    "HTTPError",
+    "Response",
+    "Streamed",
+    "Transport",
+]
 
 USER_AGENT = f"formarket/{__version__}"
 DEFAULT_TIMEOUT = 30.0
@@ -110,6 +119,26 @@ class Client:
     ) -> Response:
         return self.request("POST", url, json=json, content=content, headers=headers)
 
+    @contextmanager
+    def stream(
+        self, url: str, *, headers: Mapping[str, str] | None = None
+    ) -> Iterator[Streamed]:
+        """GET `url` and read its body piece by piece (a large download), whatever its
+        status; HTTPError when no answer came or the body broke off."""
+        try:
+            with self._http.stream("GET", url, headers=headers) as response:
+                yield Streamed(response, f"GET {self._where(url)}", self.timeout)
+        except httpx.TimeoutException as exc:
+            raise HTTPError(
+                f"GET {self._where(url)}: no answer within {self.timeout:g}s",
+                hint="check that the server runs and is reachable from here",
+            ) from exc
+        except httpx.HTTPError as exc:
+            raise HTTPError(
+                f"GET {self._where(url)}: {type(exc).__name__}: {exc}",
+                hint="check the address and that the server runs",
+            ) from exc
+
     def _where(self, url: str) -> str:
         return self.base_url + url if url.startswith("/") else url
 
@@ -126,3 +155,30 @@ class Client:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+class Streamed:
+    """An answer whose body is read as it arrives."""
+
+    def __init__(self, response: httpx.Response, what: str, timeout: float) -> None:
+        self._response = response
+        self._what = what
+        self._timeout = timeout
+        self.status_code = response.status_code
+        self.headers: Mapping[str, str] = response.headers
+
+    def chunks(self) -> Iterator[bytes]:
+        """The body as it arrives, each piece as soon as it is read (so that what came
+        before a break is not lost in a buffer); HTTPError when it stalls or breaks off."""
+        try:
+            yield from self._response.iter_bytes()
+        except httpx.TimeoutException as exc:
+            raise HTTPError(
+                f"{self._what}: the body stalled for {self._timeout:g}s",
+                hint="try again: a download resumes where it stopped",
+            ) from exc
+        except httpx.HTTPError as exc:
+            raise HTTPError(
+                f"{self._what}: the body broke off: {type(exc).__name__}: {exc}",
+                hint="try again: a download resumes where it stopped",
+            ) from exc

@@ -24,4 +24,5 @@ COMMANDS: dict[str, str] = {
     "site": "site",
     "usage": "usage",
     "validate": "validate",
+    "weights": "weights",
 }

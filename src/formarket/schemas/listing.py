@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, model_validator
 
@@ -18,6 +20,9 @@ from formarket.schemas._types import (
 )
 from formarket.schemas.pricing import Monetization, Pricing
 from formarket.schemas.resources import Resources
+
+# A weight file's name from its URL, kept only when it is a plain file name.
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,254}$")
 
 __all__ = [
     "AgentListing",
@@ -130,11 +135,30 @@ class _ListingBase(Document):
 
 
 class WeightFile(Document):
-    """A file of model weights, verified by digest when the image is built."""
+    """A file of model weights, fetched and verified by digest when the image is built, and
+    given to the VM on a read-only data disk."""
 
     url: HttpUrl
     sha256: Sha256
     size_bytes: int = Field(ge=1, description="Size in bytes.")
+    mirrors: tuple[HttpUrl, ...] = Field(
+        default=(),
+        max_length=8,
+        description="Other places that serve the same bytes, tried in order after `url`.",
+    )
+    path: RelativePath | None = Field(
+        default=None,
+        description="Where the file lies on the data disk (mounted at /weights in the VM);"
+        " by default the last part of `url`.",
+    )
+
+    @property
+    def disk_path(self) -> str:
+        """The file's path on the data disk."""
+        if self.path is not None:
+            return self.path
+        name = urlsplit(self.url).path.rsplit("/", 1)[-1]
+        return name if _SAFE_NAME.match(name) and name not in (".", "..") else self.sha256
 
 
 class TokenizerFile(Document):
