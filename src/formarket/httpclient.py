@@ -120,9 +120,7 @@ class Client:
         return self.request("POST", url, json=json, content=content, headers=headers)
 
     @contextmanager
-    def stream(
-        self, url: str, *, headers: Mapping[str, str] | None = None
-    ) -> Iterator[Streamed]:
+    def stream(self, url: str, *, headers: Mapping[str, str] | None = None) -> Iterator[Streamed]:
         """GET `url` and read its body piece by piece (a large download), whatever its
         status; HTTPError when no answer came or the body broke off."""
         try:

@@ -23,9 +23,10 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import chain
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
+from pydantic import BaseModel, ValidationError
 
 from formarket.errors import LocatedError, Location
 
@@ -306,6 +307,9 @@ def _decode(data: bytes, path: str, limits: Limits) -> str:
 _AMBIGUOUS_BREAK = re.compile("[\u0085\u2028\u2029]")
 
 
+_Model = TypeVar("_Model", bound=BaseModel)
+
+
 @dataclass(frozen=True, slots=True)
 class LoadedYaml:
     """A YAML document as plain data, and the position of any value on request."""
@@ -322,6 +326,19 @@ class LoadedYaml:
             where = where[:-1]
         line, column = positions.get(where, (1, 1))
         return Location(self.path, line, column)
+
+    def validated(self, model: type[_Model], what: str, *, hint: str = "") -> _Model:
+        """The document as `model`; its first problem is a LocatedError at the value's line,
+        "WHAT: FIELD: what is wrong"."""
+        try:
+            return model.model_validate(self.data)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = tuple(first["loc"])
+            field = ".".join(str(part) for part in where) or "(top level)"
+            raise LocatedError(
+                self.locate(where), f"{what}: {field}: {first['msg']}", hint=hint
+            ) from exc
 
 
 def load_yaml_strict(

@@ -28,7 +28,6 @@ made by `mke2fs -d` from hard links to the cached files (no copy when they share
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import ipaddress
 import os
@@ -37,11 +36,12 @@ import socket
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
+from formarket.builder.basecache import file_lock
 from formarket.errors import FormarketError
 from formarket.httpclient import Client, HTTPError
 from formarket.process import ProcessError, Runner
@@ -101,17 +101,9 @@ class WeightCache:
     def disk(self, disk: str) -> Path:
         return self.root / "disks" / f"{disk}.img"
 
-    @contextmanager
-    def locked(self, name: str) -> Iterator[None]:
+    def locked(self, name: str) -> AbstractContextManager[None]:
         """One holder at a time on this host (other builds of the same file wait)."""
-        path = self.root / "locks" / f"{name}.lock"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("a") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        return file_lock(self.root / "locks" / f"{name}.lock")
 
 
 def fetch(

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import click
 
 from formarket.commands._options import CACHE_OPTION, REPO_OPTION, STORE_OPTION
-from formarket.errors import LocatedError, NotFoundError
+from formarket.errors import NotFoundError
 
 if TYPE_CHECKING:
     from formarket.schemas.listing import ModelListing, WeightFile
@@ -106,20 +106,9 @@ def fetch(
 
 def _model(path: Path) -> ModelListing:
     """The model listing at `path`; a malformed one is an error at its line."""
-    from pydantic import ValidationError
-
     from formarket.schemas.listing import ModelListing
     from formarket.yamldoc import load_yaml
 
-    loaded = load_yaml(path.read_bytes(), str(path))
-    try:
-        return ModelListing.model_validate(loaded.data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = tuple(first["loc"])
-        field = ".".join(str(part) for part in where) or "(top level)"
-        raise LocatedError(
-            loaded.locate(where),
-            f"{field}: {first['msg']}",
-            hint="`formarket validate` checks the whole listing",
-        ) from exc
+    return load_yaml(path.read_bytes(), str(path)).validated(
+        ModelListing, "listing", hint="`formarket validate` checks the whole listing"
+    )

@@ -10,9 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from formarket.errors import InputError, LocatedError, NotFoundError
+from formarket.errors import InputError, NotFoundError
 from formarket.schemas._base import Document
 from formarket.schemas.farm import GpuModel
 from formarket.yamldoc import load_yaml
@@ -88,18 +88,9 @@ class Inventory(Document):
 
 def parse_inventory(data: bytes, path: str) -> Inventory:
     """An inventory from YAML bytes; errors name the file, line and field."""
-    loaded = load_yaml(data, path)
-    try:
-        return Inventory.model_validate(loaded.data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = tuple(first["loc"])
-        field = ".".join(str(part) for part in where) or "(top level)"
-        raise LocatedError(
-            loaded.locate(where),
-            f"host inventory: {field}: {first['msg']}",
-            hint="see builder/hosts.example.yaml",
-        ) from exc
+    return load_yaml(data, path).validated(
+        Inventory, "host inventory", hint="see builder/hosts.example.yaml"
+    )
 
 
 def load_inventory(path: Path) -> Inventory:
