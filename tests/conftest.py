@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from dulwich.repo import Repo
-from hypothesis import settings
+from hypothesis import HealthCheck, settings
 
 from formarket.market.writer import Identity, commit_changes, import_tree
 from tests.redis_server import RedisServer
@@ -23,6 +23,9 @@ ROOT = Path(__file__).parent.parent
 Overlay = Mapping[str, Any]
 
 # `HYPOTHESIS_PROFILE=thorough pytest -k ...` searches much harder than the suite's default run.
+# No deadlines and no complaint about slow generation: speed is measured by the benchmarks,
+# and a busy machine stretches any example.
+settings.register_profile("default", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("thorough", max_examples=5000, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 

@@ -153,7 +153,11 @@ def wait_for(condition: Callable[[], object], timeout: float, what: str) -> None
 def markers(cache: Path) -> list[Path]:
     """Every copy of the RUN step's marker in the build cache: one per run that started
     (a finished run's layer under layers/, a killed run's scratch layer under tmp/)."""
-    return sorted(cache.glob(f"**/t/{MARKER}"))
+    while True:
+        try:
+            return sorted(cache.glob(f"**/t/{MARKER}"))
+        except FileNotFoundError:
+            continue  # a build removed its scratch folder while the walk was in it
 
 
 def images(store: Path) -> list[Path]:
