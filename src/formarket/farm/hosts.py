@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from formarket.errors import InputError, NotFoundError
+from formarket.farm.devices import GpuDevice, counts
 from formarket.schemas._base import Document
 from formarket.schemas.farm import GpuModel
 from formarket.yamldoc import load_yaml
@@ -30,7 +31,15 @@ class Host(Document):
     uri: str = Field(max_length=1024, description="The libvirt connection URI.")
     vcpus: int = Field(ge=1, le=4096, description="vCPUs the farm may hand out.")
     memory_mib: int = Field(ge=128, le=64 * 1024 * 1024, description="Memory it may hand out.")
-    gpus: dict[GpuModel, int] = Field(default_factory=dict, description="GPUs by model.")
+    gpus: dict[GpuModel, int] = Field(
+        default_factory=dict,
+        description="GPUs by model (taken from `devices` when those are listed).",
+    )
+    devices: tuple[GpuDevice, ...] = Field(
+        default=(),
+        max_length=64,
+        description="The GPUs one by one, so that a deployment is given particular ones.",
+    )
     labels: dict[str, str] = Field(default_factory=dict)
     domain_type: Literal["qemu", "kvm"] = Field(
         default="kvm", description="`qemu` is software emulation, for hosts without KVM."
@@ -65,6 +74,21 @@ class Host(Document):
         if any(count < 0 or count > 64 for count in value.values()):
             raise ValueError("a GPU count is between 0 and 64")
         return value
+
+    @model_validator(mode="after")
+    def _devices(self) -> Host:
+        if not self.devices:
+            return self
+        listed = counts(self.devices)
+        if self.gpus and self.gpus != listed:
+            raise ValueError(
+                f"gpus says {self.gpus} but devices list {listed}: give one of them, or both alike"
+            )
+        keys = [device.key for device in self.devices]
+        if len(set(keys)) != len(keys):
+            raise ValueError("a device is listed twice")
+        object.__setattr__(self, "gpus", listed)  # frozen: set once, while validating
+        return self
 
 
 class Inventory(Document):
