@@ -221,6 +221,7 @@ REPO = Setting(
         "royalties",
         "site",
         "usage",
+        "weights",
     ),
     default=Path("."),
     shown="the repository holding the current folder",
@@ -251,7 +252,7 @@ STORE = Setting(
     "FORMARKET_STORE",
     PATH,
     "The artifact store: one folder per build id.",
-    ("build", "farm"),
+    ("build", "farm", "weights"),
     shown="<state>/store (the farm); ~/.cache/formarket/store or $XDG_CACHE_HOME/formarket/store"
     " (`formarket build`)",
     flag="--store",
@@ -260,8 +261,8 @@ CACHE = Setting(
     "cache",
     "FORMARKET_CACHE",
     PATH,
-    "The build cache: bases and step layers.",
-    ("build", "farm"),
+    "The build cache: bases, step layers and weight files.",
+    ("build", "farm", "weights"),
     shown="<state>/cache (the farm); <store>/cache (`formarket build`)",
     flag="--cache",
 )
