@@ -22,6 +22,7 @@ if TYPE_CHECKING:
         Listing,
         ModelListing,
         TokenizerFile,
+        VersionMark,
         WeightFile,
     )
     from formarket.schemas.pricing import (
@@ -63,6 +64,7 @@ _MODULE_OF = {
     "SubscriptionPricing": "formarket.schemas.pricing",
     "SubscriptionTier": "formarket.schemas.pricing",
     "TokenizerFile": "formarket.schemas.listing",
+    "VersionMark": "formarket.schemas.listing",
     "WeightFile": "formarket.schemas.listing",
 }
 
@@ -99,5 +101,6 @@ __all__ = [
     "SubscriptionPricing",
     "SubscriptionTier",
     "TokenizerFile",
+    "VersionMark",
     "WeightFile",
 ]

@@ -35,6 +35,7 @@ __all__ = [
     "ModelListing",
     "ModelTask",
     "TokenizerFile",
+    "VersionMark",
     "WeightFile",
 ]
 
@@ -103,6 +104,18 @@ class Links(Document):
     homepage: HttpUrl | None = None
 
 
+class VersionMark(Document):
+    """An owner's word on one published version: still deployable with a warning (deprecated),
+    or closed to new deployments (yanked). Running deployments of a yanked version are told."""
+
+    status: Literal["deprecated", "yanked"]
+    message: str = Field(
+        min_length=1,
+        max_length=500,
+        description="Why, and what to use instead; shown wherever the version is.",
+    )
+
+
 class _ListingBase(Document):
     """What every listing says about itself."""
 
@@ -118,6 +131,12 @@ class _ListingBase(Document):
     resources: Resources
     pricing: Pricing
     monetization: Monetization
+    version_marks: dict[SemVer, VersionMark] = Field(
+        default_factory=dict,
+        max_length=200,
+        description="Published versions marked deprecated or yanked by the listing's owners,"
+        " each with its message. A version not named here is in good standing.",
+    )
 
     @model_validator(mode="after")
     def _tags_unique(self) -> _ListingBase:
