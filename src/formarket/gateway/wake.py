@@ -145,12 +145,14 @@ class Waker:
         *,
         max_wait: float = 60.0,
         poll: float = 0.05,
+        reask: float = 2.0,
         wall: Callable[[], float] = time.time,
     ) -> None:
         self.requests = requests
         self.max_wait = max_wait
         self._look = look
         self._poll = poll
+        self._reask = reask
         self._wall = wall
         self._waking: dict[str, asyncio.Task[None]] = {}
 
@@ -166,10 +168,15 @@ class Waker:
         await asyncio.shield(task)
 
     async def _wake(self, deployment: str) -> None:
-        await asyncio.to_thread(self.requests.ask, deployment, self._wall())
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.max_wait
+        asked = float("-inf")
         while True:
+            # Asked again now and then: the farm may have published an idle route after it
+            # woke the deployment (a cycle that began before), and must see the call waits.
+            if loop.time() - asked >= self._reask:
+                await asyncio.to_thread(self.requests.ask, deployment, self._wall())
+                asked = loop.time()
             route = self._look().by_deployment.get(deployment)
             if route is None:
                 raise ApiError(
