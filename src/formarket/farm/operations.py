@@ -246,6 +246,8 @@ def deploy(
                     deployment, endpoint, desired, tokenizers=tokenizers, prices=_prices(settings)
                 ),
             )
+        if deployment.idle_after is not None:
+            SleepMarks(settings.state).woke(deployment_id, datetime.now(UTC))
         _log.info("%s runs on %s at %s", deployment_id, host_name, endpoint or "(no port)")
         return endpoint
     finally:
