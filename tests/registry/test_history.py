@@ -166,12 +166,12 @@ def test_the_index_is_kept_and_extended(base_tree: Path, tmp_path: Path) -> None
     assert first.first("acme/tiny-llm", "1.0.0") is not None
     # Mark the kept state: a later run that starts from it carries the mark, one that
     # walked the whole history again would not.
-    raw = cache.read_signed("history", b"formarket-history-1")
+    raw = cache.read_signed("history", b"formarket-history-2")
     assert raw is not None
     states = marshal.loads(raw)
     for versions, _ in states.values():
         versions["acme/marker@9.9.9"] = ("d", "c")
-    cache.write_signed("history", b"formarket-history-1", marshal.dumps(states))
+    cache.write_signed("history", b"formarket-history-2", marshal.dumps(states))
     newer = _base(base_tree).replace("1.0.0", "1.1.0")
     tip = commit_changes(repo, "main", {LISTING: newer.encode()}, "1.1.0", MAINTAINER)
     second = version_history(repo, tip, ResultCache(tmp_path / "cache" / "git.cache", "t"))
