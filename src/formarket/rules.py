@@ -212,7 +212,8 @@ _REGISTRY: tuple[Rule, ...] = (
         " one of `model_tasks`; its `context_length` is at least `min_context_length`; it has"
         " every one of `capabilities`. Also reported: an agent whose `preferred_models` names"
         " a model other than its `requires_model`. Otherwise the farm would deploy a pair"
-        " that cannot work, and its users would pay for it.",
+        " that cannot work, and its users would pay for it. A solution that pins an older"
+        " version is judged at that version by the pull-request check (REG032).",
         _lines(
             "# registry/agents/acme/helper-agent/listing.yaml",
             "compatibility: {min_context_length: 2048}",
