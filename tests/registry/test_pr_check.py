@@ -238,12 +238,15 @@ def _demo(model_pin: str | None) -> bytes:
     ).encode()
 
 
-def _starter_repo(tmp_path: Path, *history: dict[str, bytes | None]) -> Repo:
+def _starter_repo(
+    tmp_path: Path, *history: dict[str, bytes | None], first: dict[str, bytes] | None = None
+) -> Repo:
     """`main`: the starter registry with echo-chat published at 1.0.0 and faq-demo pinned to
-    it, then each of `history` as a maintainer's commit; `pr` starts at `main`."""
+    it (or as `first` says), then each of `history` as a maintainer's commit; `pr` starts at
+    `main`."""
     repo = Repo.init(str(tmp_path / "starter"), mkdir=True)
     files = import_tree(ROOT, ("registry", "schemas", "builder"))
-    files.update({ECHO: _echo("1.0.0"), FAQ_DEMO: _demo("1.0.0")})
+    files.update({ECHO: _echo("1.0.0"), FAQ_DEMO: _demo("1.0.0"), **(first or {})})
     commit_changes(repo, "main", files, "base", MAINTAINER)
     for number, changes in enumerate(history):
         commit_changes(repo, "main", changes, f"change {number}", MAINTAINER)
@@ -355,3 +358,25 @@ def test_a_pin_on_a_version_never_published_is_refused(tmp_path: Path) -> None:
     (error,) = found["REG031"]
     assert error.path == FAQ_DEMO
     assert "never published" in error.message
+
+
+def test_an_unpinned_solution_is_checked_with_the_newest_version(tmp_path: Path) -> None:
+    repo = _starter_repo(tmp_path, {FAQ_DEMO: _demo(None)})
+    small = _echo("1.1.0", replace=("context_length: 4096", "context_length: 1024"))
+    found = _by_code(_starter_pr(repo, {ECHO: small}))
+    assert [f.path for f in found["REG007"]] == [FAQ_DEMO]
+
+
+def test_an_unpinned_solution_falls_back_from_a_yanked_newest(tmp_path: Path) -> None:
+    """Yanking the newest version leaves an unpinned solution the one before it, judged by
+    its listing as it was published: echo-chat 1.0.0 had too short a context for faq-bot."""
+    short = _echo("1.0.0", replace=("context_length: 4096", "context_length: 1024"))
+    repo = _starter_repo(
+        tmp_path, {ECHO: _echo("1.1.0")}, first={ECHO: short, FAQ_DEMO: _demo(None)}
+    )
+    marks = "version_marks:\n  1.1.0: {status: yanked, message: broken}\n"
+    found = _by_code(_starter_pr(repo, {ECHO: _echo("1.1.0", marks)}))
+    by_path = {f.path: f for f in found["REG032"]}
+    # faq-bot prefers echo-chat, which it would now get at 1.0.0 too.
+    assert set(by_path) == {FAQ_DEMO, "registry/agents/tinyforge/faq-bot/listing.yaml"}
+    assert "tinyforge/echo-chat 1.0.0" in by_path[FAQ_DEMO].message
