@@ -64,12 +64,12 @@ class Contract:
                 allowed = list(node.get("properties", {})) if isinstance(node, dict) else []
                 close = difflib.get_close_matches(key, allowed, n=1)
                 message = f"unknown field {key!r}"
+                listed = f"allowed here: {', '.join(sorted(allowed))}" if allowed else ""
+                # A close match says enough where the place allows many keys.
                 hint = (
-                    f"did you mean {close[0]!r}? allowed here: {', '.join(sorted(allowed))}"
+                    f"did you mean {close[0]!r}?" + (f" {listed}" if len(allowed) <= 8 else "")
                     if close
-                    else f"allowed here: {', '.join(sorted(allowed))}"
-                    if allowed
-                    else ""
+                    else listed
                 )
             elif error.schema_path and error.schema_path[-1] in ("anyOf", "oneOf"):
                 message, hint, where = explain_choice(error.root, node, error.instance, where)
