@@ -154,8 +154,9 @@ def _deploy_for(entry: Entry, catalog: Catalog, compat: Compatibility) -> dict[s
                 warning=warning,
             )
         preferred = [m for m in entry.data.get("preferred_models") or () if m in catalog.models]
-        usable = [m for m in compat.models_for(entry.id) if _open(catalog.models.get(m))]
-        model = next((m for m in preferred if m in usable), usable[0] if usable else None)
+        candidates = [m for m in preferred if compat.fits(entry.id, m)]
+        candidates += compat.models_for(entry.id, COMPAT_SHOWN)
+        model = next((m for m in candidates if _open(catalog.models.get(m))), None)
         command = _agent_command(entry, model or "MODEL-ID", "With its model")
         return deploy_view(
             catalog,
