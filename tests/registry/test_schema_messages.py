@@ -10,17 +10,22 @@ import re
 import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
+from pydantic import BaseModel
 
 from formarket.registry.contract import load_contract
 from formarket.registry.entries import check_yaml_document
 from formarket.registry.findings import Finding
 from formarket.schemas.listing import AgentListing, ModelListing
+from formarket.schemas.publisher import Publisher
+from formarket.schemas.solution import Solution
 from formarket.yamldoc import YamlError, load_yaml
 from tests.conftest import ROOT
 
 CONTRACT = load_contract({p.name: p.read_bytes() for p in (ROOT / "schemas").glob("*.json")})
 ECHO = "registry/models/tinyforge/echo-chat/listing.yaml"
 AGENT = "registry/agents/northwind-ai/support-desk/listing.yaml"
+SOLUTION = "registry/solutions/northwind-ai/helpdesk-in-a-box.yaml"
+PUBLISHER = "registry/publishers/tinyforge.yaml"
 PRICED = (
     (ROOT / ECHO)
     .read_text()
@@ -32,9 +37,18 @@ PRICED = (
 RAW_WORDING = re.compile(r"anyOf|oneOf|allOf|schemas listed|is not valid under")
 
 
+def _kind(path: str) -> tuple[str, type[BaseModel]]:
+    kinds: dict[str, tuple[str, type[BaseModel]]] = {
+        "agents": ("agent", AgentListing),
+        "models": ("model", ModelListing),
+        "solutions": ("solution", Solution),
+        "publishers": ("publisher", Publisher),
+    }
+    return kinds[path.split("/")[1]]
+
+
 def _check(text: str, path: str = ECHO) -> list[Finding]:
-    model = AgentListing if "/agents/" in path else ModelListing
-    kind = "agent" if "/agents/" in path else "model"
+    kind, model = _kind(path)
     return check_yaml_document(text.encode(), path, kind, CONTRACT, model)[2]
 
 
@@ -86,7 +100,7 @@ _VALUES = st.one_of(
 )
 
 
-@pytest.mark.parametrize("path", [ECHO, AGENT])
+@pytest.mark.parametrize("path", [ECHO, AGENT, SOLUTION, PUBLISHER])
 @given(data=st.data(), value=_VALUES)
 def test_any_mistyped_value_is_reported_at_its_line_in_plain_words(
     path: str, data: st.DataObject, value: str
@@ -107,7 +121,7 @@ def test_any_mistyped_value_is_reported_at_its_line_in_plain_words(
         assert not RAW_WORDING.search(f.hint), f.hint
     # What the schema refuses is at the line of the value (the model's checks across fields,
     # such as a minimum above a recommendation, are at the mapping that holds both).
-    schema = CONTRACT.check("agent" if "/agents/" in path else "model", doc)
+    schema = CONTRACT.check(_kind(path)[0], doc)
     if schema and "required" not in " ".join(f.message for f in schema):
         assert at + 1 in {f.line for f in schema}, (lines[at], schema)
 
