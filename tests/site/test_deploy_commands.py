@@ -91,6 +91,9 @@ def test_version_marks_are_shown_and_a_yanked_version_is_not_offered(
     assert "Use hearth-chat instead." in page
     assert "Answers were cut short." in page  # in the versions table
     assert 'class="admonition warning fm-mark"' in page
+    # The agent that runs on it passes the warning on.
+    agent_page = (out / "agents/tinyforge/faq-bot/index.html").read_text()
+    assert "tinyforge/echo-chat 1.1.0 is deprecated: Use hearth-chat instead." in agent_page
     api = json.loads((out / API_ROOT / "models/tinyforge/echo-chat.json").read_text())
     marks_by_version = {v["version"]: (v["status"], v["message"]) for v in api["versions"]}
     assert marks_by_version["1.0.0"] == ("yanked", "Answers were cut short.")

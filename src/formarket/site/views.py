@@ -108,9 +108,16 @@ def _issue(agent: str, model: str | None, solution: str | None = None) -> dict[s
     return fields
 
 
-def _agent_command(agent: Entry, model: str | None, label: str) -> Command:
+def _agent_command(
+    agent: Entry, model: str | None, label: str, other: Entry | None = None
+) -> Command:
+    """The command for an agent (with `model`); `other` is the listing of the pair that the
+    page is not about, whose deprecation the command's notes pass on."""
     args = setting_args(agent.data.get("settings_schema"))
     notes = []
+    warning = _mark_texts(other)[0] if other is not None else ""
+    if warning:
+        notes.append(warning)
     if args.chosen:
         notes.append(f"Filled in for you to change: {', '.join(args.chosen)}.")
     if args.supply:
@@ -126,11 +133,11 @@ def _agent_command(agent: Entry, model: str | None, label: str) -> Command:
     )
 
 
-def _mark_texts(entry: Entry, what: str = "") -> tuple[str, str]:
+def _mark_texts(entry: Entry) -> tuple[str, str]:
     """(warning, closed) for the entry's current version by its marks."""
     version = str(entry.data.get("version", ""))
     mark = mark_of(entry.data, version)
-    name = what or entry.id
+    name = entry.id
     if mark is None:
         return "", ""
     status, message = mark
@@ -157,7 +164,9 @@ def _deploy_for(entry: Entry, catalog: Catalog, compat: Compatibility) -> dict[s
         candidates = [m for m in preferred if compat.fits(entry.id, m)]
         candidates += compat.models_for(entry.id, COMPAT_SHOWN)
         model = next((m for m in candidates if _open(catalog.models.get(m))), None)
-        command = _agent_command(entry, model or "MODEL-ID", "With its model")
+        command = _agent_command(
+            entry, model or "MODEL-ID", "With its model", catalog.models.get(model or "")
+        )
         return deploy_view(
             catalog,
             [command],
@@ -170,7 +179,11 @@ def _deploy_for(entry: Entry, catalog: Catalog, compat: Compatibility) -> dict[s
     commands = [Command("The model on its own", command_line(model=entry.id))]
     agents = [a for a in compat.agents_for(entry.id, COMPAT_SHOWN) if _open(catalog.agents[a])]
     for agent in agents:
-        commands.append(_agent_command(catalog.agents[agent], entry.id, f"Behind {agent}"))
+        commands.append(
+            _agent_command(
+                catalog.agents[agent], entry.id, f"Behind {agent}", catalog.agents[agent]
+            )
+        )
     return deploy_view(
         catalog,
         commands,
