@@ -210,7 +210,10 @@ def version_findings(
 def _what_changed(files: set[str], before: Any, after: Any, *, same: bool) -> str:
     if not same or before is None:
         return ""
-    fields = _changed_fields(before.data, after.data)
+    # Marks are no rewrite (see `history`), so they are not named among the changes.
+    fields = [
+        f for f in _changed_fields(before.data, after.data) if not f.startswith("version_marks")
+    ]
     what = ", ".join(fields[:5]) + (" ..." if len(fields) > 5 else "")
     shown = ", ".join(sorted(files - {"*"})) or after.path.rsplit("/", 1)[1]
     return f" ({shown} changed" + (f": {what}" if fields else "") + ")"
