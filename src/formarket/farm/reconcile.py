@@ -30,7 +30,7 @@ from formarket.farm.hosts import Host
 from formarket.farm.placement import Need, Placed, Placer, Usage
 from formarket.schemas.deployment import Deployment
 
-__all__ = ["Build", "Deploy", "Domain", "Plan", "Stop", "need_of", "plan"]
+__all__ = ["Build", "Deploy", "Domain", "Plan", "Stop", "Wake", "need_of", "plan"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +78,19 @@ class Stop:
 
 
 @dataclass(frozen=True, slots=True)
+class Wake:
+    """Start a sleeping (scaled to zero) deployment's domain again: a call waits for it."""
+
+    deployment: str
+    host: str
+    reason: str = "a call is waiting for it"
+
+    @property
+    def key(self) -> str:
+        return f"wake:{self.deployment}"
+
+
+@dataclass(frozen=True, slots=True)
 class Plan:
     builds: tuple[Build, ...] = ()
     deploys: tuple[Deploy, ...] = ()
@@ -111,11 +124,14 @@ def plan(
     has_image: Mapping[tuple[str, str], bool],
     in_flight: Mapping[str, str] | None = None,
     gateway: str | None = None,
+    sleeping: frozenset[str] = frozenset(),
 ) -> Plan:
     """The next steps. `domains` are those of the hosts that answered (hosts in `down` did not);
     `has_image` tells, per (listing id, version), whether its image is in the store;
     `in_flight` maps the key of each action already handed out to its host ("" for builds);
-    `gateway` is where agents' model calls must go (the gateway's URL)."""
+    `gateway` is where agents' model calls must go (the gateway's URL); `sleeping` are the
+    deployments stopped for idleness, whose stopped domains stay as they are (a call wakes
+    them) and keep their room on their host."""
     in_flight = in_flight or {}
     by_deployment: dict[str, list[Domain]] = {}
     for domain in domains:
@@ -169,6 +185,8 @@ def plan(
             ):
                 why = f"its model calls must go to the gateway at {gateway}"
                 deploys.append(Deploy(dep_id, current.host, why))
+            continue
+        if current is not None and dep_id in sleeping:
             continue
         listing = deployment.listing
         if not has_image.get((listing.id, listing.version), False):
