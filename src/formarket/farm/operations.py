@@ -52,9 +52,10 @@ from formarket.farm.publish import (
 )
 from formarket.farm.reconcile import Build, Deploy, Domain, Plan, Stop, plan
 from formarket.farm.settings import FarmSettings, open_market
+from formarket.farm.versions import Versions, versions_at
 from formarket.gateway.routes import Route, load_routes, save_routes
 from formarket.github import GitHub
-from formarket.market.refs import branch_tip, resolve_rev
+from formarket.market.refs import branch_tip
 from formarket.royalties.gitio import cache_dir_of, price_book
 from formarket.royalties.pricebook import PriceBook
 from formarket.schemas.deployment import Deployment
@@ -156,10 +157,11 @@ def observe(hosts: tuple[Host, ...], pool: Connections) -> Actual:
 def _published_manifest(
     settings: FarmSettings, store: DirectoryStore, deployment: Deployment
 ) -> BuildManifest | None:
-    """The image the listing builds to at the branch tip, when it is in the store already."""
+    """The image the listing version builds to, when it is in the store already."""
     repo = open_market(settings)
     try:
-        key = image_index.image_key(repo, resolve_rev(repo, settings.branch), deployment.listing.id)
+        listing = deployment.listing
+        key = _image_key(repo, versions_at(repo, settings.branch), listing.id, listing.version)
     finally:
         repo.close()
     build_id = image_index.lookup(store, key) if key else None
@@ -348,17 +350,23 @@ class Cycle:
         }
 
 
+def _image_key(repo: Repo, versions: Versions, listing_id: str, version: str) -> str | None:
+    """The image index key of a listing version: that of the commit that published it."""
+    commit = versions.commit_of(listing_id, version)
+    return image_index.image_key(repo, commit, listing_id) if commit is not None else None
+
+
 def _has_images(
     repo: Repo, settings: FarmSettings, desired: Mapping[str, Deployment]
 ) -> dict[tuple[str, str], bool]:
-    tip = resolve_rev(repo, settings.branch)
+    versions = versions_at(repo, settings.branch)
     store = DirectoryStore(settings.store.absolute())
     found: dict[tuple[str, str], bool] = {}
     for deployment in desired.values():
         ref = (deployment.listing.id, deployment.listing.version)
         if ref in found or deployment.state != "running":
             continue
-        key = image_index.image_key(repo, tip, ref[0])
+        key = _image_key(repo, versions, *ref)
         found[ref] = key is not None and image_index.lookup(store, key) is not None
     return found
 
