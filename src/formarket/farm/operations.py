@@ -206,7 +206,10 @@ def deploy(
     try:
         desired = read_deployments(repo, settings.branch)
         tokenizers = stock_tokenizers(
-            tip_reader(repo, settings.branch), desired, status.gateway_state(settings).root
+            tip_reader(repo, settings.branch),
+            desired,
+            status.gateway_state(settings).root,
+            versions_at(repo, settings.branch).reader,
         )
     finally:
         repo.close()
@@ -357,9 +360,8 @@ def _image_key(repo: Repo, versions: Versions, listing_id: str, version: str) ->
 
 
 def _has_images(
-    repo: Repo, settings: FarmSettings, desired: Mapping[str, Deployment]
+    repo: Repo, settings: FarmSettings, versions: Versions, desired: Mapping[str, Deployment]
 ) -> dict[tuple[str, str], bool]:
-    versions = versions_at(repo, settings.branch)
     store = DirectoryStore(settings.store.absolute())
     found: dict[tuple[str, str], bool] = {}
     for deployment in desired.values():
@@ -409,9 +411,13 @@ def _cycle(
     problems: list[str] = []
     try:
         desired = read_deployments(repo, settings.branch, problems=problems)
-        has_image = _has_images(repo, settings, desired)
+        versions = versions_at(repo, settings.branch)
+        has_image = _has_images(repo, settings, versions, desired)
         tokenizers = stock_tokenizers(
-            tip_reader(repo, settings.branch), desired, status.gateway_state(settings).root
+            tip_reader(repo, settings.branch),
+            desired,
+            status.gateway_state(settings).root,
+            versions.reader,
         )
     finally:
         repo.close()

@@ -12,6 +12,7 @@ where they write them; a listing gone from the tip has no marks.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -84,6 +85,15 @@ class Versions:
             if raw is not None:
                 return path, raw
         return None
+
+    def reader(self, listing_id: str, version: str) -> Callable[[str], bytes | None]:
+        """Read files as the commit that published the version has them (nothing when none
+        did)."""
+        commit = self.commit_of(listing_id, version)
+        if commit is None:
+            return lambda _path: None
+        tree = commit_tree(self.repo, commit)
+        return lambda path: read_path(self.repo, tree, path)
 
     def marks(self, listing_id: str) -> dict[str, VersionMark]:
         """The owners' marks on the listing's versions, as the tip says them."""
