@@ -7,7 +7,7 @@ from pathlib import Path
 
 from dulwich.repo import Repo
 
-from formarket.farm import operations
+from formarket.farm import operations, upgrades
 from formarket.farm.desired import submit
 from formarket.gateway.routes import load_routes
 from formarket.market.governance import bot_identity
@@ -73,5 +73,44 @@ def test_a_version_never_published_is_not_deployed(tmp_path: Path) -> None:
         for _ in range(2):
             farm.cycle()
         assert "dep-ghost" not in builds(farm)
+    finally:
+        farm.pool.close()
+
+
+def test_an_upgrade_starts_the_new_version_beside_the_old_then_moves_the_route(
+    tmp_path: Path,
+) -> None:
+    repo = market_with_echo_at(tmp_path / "market", "1.0.0")
+    farm = Farm(tmp_path, repo)
+    bot = bot_identity(repo, "main")
+    path = operations.routes_path(farm.settings)
+    try:
+        first = factories.deployment("dep-up", version="1.0.0")
+        submit(repo, "main", [first], "one", bot)
+        farm.settle()
+        (before,) = load_routes(path).routes
+        publish(repo, ECHO, "1.1.0")
+        moved = first.model_copy(
+            update={"listing": first.listing.model_copy(update={"version": "1.1.0"})}
+        )
+        submit(repo, "main", [moved], "upgrade", bot)
+
+        farm.settle()
+        actual = operations.observe(operations.inventory(farm.settings).hosts, farm.pool)
+        (domain,) = actual.domains()
+        assert (domain.version, domain.slot) == ("1.1.0", 1)  # the other slot; the old is gone
+        (after,) = load_routes(path).routes
+        assert after.endpoint != before.endpoint
+        assert after.endpoint == domain.endpoint
+        assert after.model is not None
+        assert after.model.version == "1.1.0"
+        assert upgrades.load(farm.settings.state)["dep-up"].outcome == "done"
+
+        # And back to slot 0 on the next one.
+        again = moved.model_copy(update={"listing": first.listing})
+        submit(repo, "main", [again], "downgrade", bot)
+        farm.settle()
+        actual = operations.observe(operations.inventory(farm.settings).hosts, farm.pool)
+        assert [(d.version, d.slot) for d in actual.domains()] == [("1.0.0", 0)]
     finally:
         farm.pool.close()

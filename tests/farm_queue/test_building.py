@@ -24,7 +24,7 @@ def test_a_version_never_published_is_not_built(farm_settings: MakeSettings) -> 
     settings = farm_settings(None)
     with pytest.raises(NotFoundError) as caught:
         build_listing(settings, LISTING, "0.9.0")
-    assert VERSION in caught.value.hint  # it says which versions are buildable
+    assert VERSION in caught.value.message  # it says which versions are buildable
     assert not images(settings.store)
 
 
@@ -67,4 +67,4 @@ def test_built_once_then_answered_from_the_store(farm_settings: MakeSettings) ->
     assert steps == ["export", "cached"]
     with pytest.raises(NotFoundError) as caught:
         build_listing(settings, LISTING, "2.0.0")
-    assert caught.value.hint.endswith("1.0.0, 1.1.0")
+    assert caught.value.message.endswith("1.0.0, 1.1.0")

@@ -94,8 +94,9 @@ def _unpublished(versions: Versions, listing_id: str, version: str) -> NotFoundE
             hint="a listing is built once its pull request is merged into the farm's branch",
         )
     return NotFoundError(
-        f"listing {listing_id} never published version {version}",
-        hint=f"its published versions: {', '.join(known)}",
+        f"listing {listing_id} never published version {version}; its published versions:"
+        f" {', '.join(known)}",
+        hint="a version is built once the pull request that adds it is merged",
     )
 
 
