@@ -27,7 +27,8 @@ __all__ = ["command"]
     "--version",
     metavar="V",
     help="The version of the agent (or of the model or solution deployed alone); the current"
-    " one when left out.",
+    " one when left out. Any published version that is not yanked can be deployed; ID@VERSION"
+    " says the same.",
 )
 @click.option("--vcpus", type=click.IntRange(1, 128), help="vCPUs of the deployment you name.")
 @click.option("--memory", "memory_mib", type=click.IntRange(128, 1048576), help="Memory, MiB.")
@@ -94,6 +95,10 @@ def command(
       formarket deploy --model tinyforge/echo-chat --dry-run
       formarket deploy --solution tinyforge/faq-demo --wait
       formarket deploy --model tinyforge/echo-chat --idle-after 15m
+      formarket deploy tinyforge/faq-bot@1.0.0 --model tinyforge/echo-chat@1.0.0
+
+    Every published version stays deployable unless its owners yanked it; a deprecated
+    version deploys with a warning that gives their message.
     """
     from formarket.deploy.request import DeployOptions, RefusedError, build_request, plan, run
 
@@ -138,6 +143,7 @@ def _as_json(planned: Planned, *, committed: bool) -> dict[str, Any]:
             for d in resolved.deployments
         ],
         "reused": [d.id for d in resolved.reused],
+        "warnings": list(resolved.warnings),
         "prices": [
             {
                 "listing": p.listing,

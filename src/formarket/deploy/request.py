@@ -29,6 +29,7 @@ from formarket.errors import FormarketError, InputError, UsageError
 from formarket.farm import desired
 from formarket.farm.hosts import load_inventory
 from formarket.farm.settings import FarmSettings
+from formarket.farm.versions import versions_at
 from formarket.market.governance import bot_identity
 from formarket.registry.git_snapshot import open_git_snapshot
 from formarket.schemas.deployment import DeploymentRequest, Origin
@@ -125,7 +126,9 @@ def plan(settings: FarmSettings, request: DeploymentRequest, *, seed: str | None
     repo = open_market(settings)
     try:
         current = desired.read_deployments(repo, settings.branch, problems=[])
-        catalog = Catalog(open_git_snapshot(repo, settings.branch), current)
+        catalog = Catalog(
+            open_git_snapshot(repo, settings.branch), current, versions_at(repo, settings.branch)
+        )
         requested = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         result = resolve(request, catalog, seed=seed or secrets.token_hex(16), requested=requested)
     finally:

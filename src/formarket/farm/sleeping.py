@@ -106,11 +106,11 @@ def set_route_idle(routes: Path, deployment: str, since: datetime | None) -> boo
 
 
 def sleep(
-    pool: Connections, host: Host, deployment: str, marks: SleepMarks, routes: Path
+    pool: Connections, host: Host, deployment: str, slot: int, marks: SleepMarks, routes: Path
 ) -> datetime:
-    """Power the deployment's VM off (domain and disks kept); when it went idle."""
+    """Power the deployment's VM in `slot` off (domain and disks kept); when it went idle."""
     at = datetime.now(UTC)
-    pool.get(host).power_off(domain_name(deployment))
+    pool.get(host).power_off(domain_name(deployment, slot))
     marks.fell_asleep(deployment, at)
     set_route_idle(routes, deployment, at)
     _log.info("%s is idle: its VM on %s is stopped until the next call", deployment, host.name)
@@ -131,6 +131,7 @@ def wake(
     pool: Connections,
     host: Host,
     deployment: str,
+    slot: int,
     marks: SleepMarks,
     routes: Path,
     *,
@@ -141,9 +142,12 @@ def wake(
     publish its route running. An awake one only has its route published running."""
     conn = pool.get(host)
     began = time.monotonic()
-    conn.power_on(domain_name(deployment))
+    conn.power_on(domain_name(deployment, slot))
     started = time.monotonic()
-    record = next((r for r in deployer.actual(conn) if r.deployment_id == deployment), None)
+    record = next(
+        (r for r in deployer.actual(conn) if r.deployment_id == deployment and r.slot == slot),
+        None,
+    )
     endpoint = record.endpoint if record is not None else None
     if endpoint and not conn.is_test:
         healthy(endpoint, health_timeout)

@@ -92,8 +92,10 @@ def register_tasks(app: Celery, settings: FarmSettings) -> None:
         soft_time_limit=TIME_LIMITS["stop"],
         time_limit=TIME_LIMITS["stop"] + GRACE,
     )
-    def stop(self: Task[Any, Any], deployment_id: str, host: str | None = None) -> bool:
-        return _retrying(self, lambda: operations.stop(settings, deployment_id, host))
+    def stop(
+        self: Task[Any, Any], deployment_id: str, host: str | None = None, slot: int | None = None
+    ) -> bool:
+        return _retrying(self, lambda: operations.stop(settings, deployment_id, host, slot=slot))
 
     @app.task(
         shared=False,
