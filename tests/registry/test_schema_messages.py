@@ -34,7 +34,7 @@ PRICED = (
         'pricing:\n  model: per_request\n  currency: USD\n  per_request: "0.10"\n',
     )
 )
-RAW_WORDING = re.compile(r"anyOf|oneOf|allOf|schemas listed|is not valid under")
+RAW_WORDING = re.compile(r"anyOf|oneOf|allOf|schemas listed|is not valid under|does not match")
 
 
 def _kind(path: str) -> tuple[str, type[BaseModel]]:
@@ -135,3 +135,11 @@ def test_a_bare_number_in_any_decimal_field_says_quote_it() -> None:
         found = [f for f in _check(text, AGENT) if "quote it" in f.hint]
         assert found, key
         assert found[0].line == _line(text, f"{key}: {float(number) + 0.5}")
+
+
+def test_a_version_that_is_no_semver_says_what_one_is() -> None:
+    text = PRICED.replace("version: 1.1.0", 'version: "1.1"')
+    (error,) = _check(text)
+    assert error.line == _line(text, 'version: "1.1"')
+    assert "1.0.0" in error.hint
+    assert "^" not in error.message

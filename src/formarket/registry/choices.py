@@ -13,7 +13,11 @@ import math
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-__all__ = ["describe", "explain_choice", "fitting_branch"]
+__all__ = ["describe", "explain_choice", "explain_pattern", "fitting_branch"]
+
+# What a version looks like, said once: its pattern is too long to show a publisher.
+_SEMVER_START = "^(0|[1-9]\\d*)\\.(0|[1-9]\\d*)\\.(0|[1-9]\\d*)"
+_SEMVER_HINT = "a version is MAJOR.MINOR.PATCH, such as 1.0.0, or a pre-release such as 2.0.0-rc.1"
 
 _TYPES = {
     "string": "text",
@@ -186,3 +190,16 @@ def explain_choice(
         )
     forms = " or ".join(dict.fromkeys(describe(b) for b in branches)) or "a value it allows"
     return f"{_shown(instance)} is not {forms}", "", where
+
+
+def explain_pattern(node: Any, instance: Any) -> tuple[str, str]:
+    """(message, hint) for text that breaks its field's pattern: the field's own description
+    says the form, never the regular expression."""
+    node = node if isinstance(node, dict) else {}
+    pattern = node.get("pattern")
+    if isinstance(pattern, str) and pattern.startswith(_SEMVER_START):
+        hint = _SEMVER_HINT
+    else:
+        description = node.get("description")
+        hint = description if isinstance(description, str) else ""
+    return f"{_shown(instance)} is not in the form this field takes", hint

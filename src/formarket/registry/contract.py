@@ -15,7 +15,7 @@ from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from formarket.errors import InputError
-from formarket.registry.choices import explain_choice, fitting_branch
+from formarket.registry.choices import explain_choice, explain_pattern, fitting_branch
 from formarket.registry.findings import Finding, finding
 
 if TYPE_CHECKING:
@@ -73,6 +73,8 @@ class Contract:
                 )
             elif error.schema_path and error.schema_path[-1] in ("anyOf", "oneOf"):
                 message, hint, where = explain_choice(error.root, node, error.instance, where)
+            elif error.schema_path and error.schema_path[-1] == "pattern":
+                message, hint = explain_pattern(node, error.instance)
             location = doc.locate(where)
             dotted = ".".join(str(p) for p in where) or "(document)"
             findings.append(
