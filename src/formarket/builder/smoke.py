@@ -31,7 +31,7 @@ from formarket.market.trees import changed_paths, commit_tree, export_folder, fi
 from formarket.process import Runner
 from formarket.registry.cache import ResultCache
 from formarket.registry.history import version_history
-from formarket.registry.smoke import SmokeCall, judge, smoke_call
+from formarket.registry.smoke import SmokeCall, compile_pattern, judge, smoke_call
 from formarket.schemas.listing import AgentListing, ModelListing
 from formarket.schemas.smoke import SmokeTest
 from formarket.yamldoc import load_yaml
@@ -41,6 +41,7 @@ __all__ = [
     "SmokeReport",
     "SmokeSettings",
     "build_for_test",
+    "call_until_answered",
     "changed_listings",
     "export_version",
     "listing_folder",
@@ -207,7 +208,7 @@ def read_answer(
         return answer.status_code, b"".join(parts), ""
 
 
-def _call_until_answered(
+def call_until_answered(
     url: str, call: SmokeCall, expected: int, timeout: float, max_bytes: int
 ) -> tuple[int | None, bytes, str]:
     """The first real answer: no answer and a 502/503 while the service starts are tried
@@ -252,6 +253,14 @@ def build_for_test(folder: Path, builder: Builder, progress: Progress) -> BuiltT
             hint="add a `test:` to its listing.yaml: a request and the answer expected"
             " (the listing schema's `test` field)",
         )
+    if test.expect.pattern is not None:
+        try:
+            compile_pattern(test.expect.pattern)
+        except ValueError as exc:
+            raise InputError(
+                f"{listing.id}: RE2 refuses the test's pattern: {exc} (REG035)",
+                hint="write it in RE2's syntax: no backreferences or lookaround",
+            ) from exc
     call = smoke_call(listing, test)
     started = time.monotonic()
     progress(f"building {listing.id} {listing.version}")
@@ -305,7 +314,7 @@ def run_built(
             progress(f"{name}: booted in {seconds['boot']:.1f}s; {call.method} {call.path}")
             mark = time.monotonic()
             url = f"http://127.0.0.1:{vm.ports[port]}{call.path}"
-            status, body, note = _call_until_answered(
+            status, body, note = call_until_answered(
                 url, call, test.expect.status, test.timeout_seconds, settings.max_answer
             )
             seconds["call"] = time.monotonic() - mark

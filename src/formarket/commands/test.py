@@ -39,8 +39,16 @@ _TARGET = re.compile(
     "changed_from",
     metavar="BASE",
     default=None,
-    help="Test every listing whose folder changed from commit BASE to HEAD (a pull request's"
-    " listings), instead of naming them.",
+    help="Test every listing whose folder changed from commit BASE to --head (a pull"
+    " request's listings), instead of naming them.",
+)
+@click.option(
+    "--head",
+    metavar="REV",
+    default="HEAD",
+    show_default=True,
+    help="With --changed-from: the pull request's commit. Its listings are tested as the"
+    " working tree has them, so check that commit out.",
 )
 @click.option(
     "--list",
@@ -88,6 +96,7 @@ def command(
     store: Path | None,
     cache: Path | None,
     changed_from: str | None,
+    head: str,
     list_only: bool,
     jobs: int,
     accel: str,
@@ -125,7 +134,7 @@ def command(
     if changed_from is not None:
         if targets:
             raise UsageError("name listings or give --changed-from, not both")
-        targets = tuple(changed_listings(repo, changed_from, "HEAD"))
+        targets = tuple(changed_listings(repo, changed_from, head))
     elif not targets:
         raise UsageError(
             "name a listing to test", hint="for example: formarket test tinyforge/echo-chat"

@@ -59,6 +59,8 @@ def _natural(listing: ModelListing | AgentListing) -> tuple[str, dict[str, Any]]
     """The call a listing of this kind answers first: its path and a one-line request."""
     if isinstance(listing, ModelListing) and listing.task == "embeddings":
         return "/v1/embeddings", {"model": listing.id, "input": "ping"}
+    if isinstance(listing, ModelListing) and listing.task == "reranking":
+        return "/v1/rerank", {"model": listing.id, "query": "ping", "documents": ["ping", "pong"]}
     return "/v1/chat/completions", {
         "model": listing.id,
         "messages": [{"role": "user", "content": "ping"}],

@@ -54,7 +54,8 @@ class SmokeTest(Document):
 
     The request goes to the Formfile's first EXPOSEd port unless `port` names another. Without
     `path`, a model is called as its task calls it (`/v1/embeddings` for embeddings,
-    `/v1/chat/completions` otherwise) and so is an agent (chat completions).
+    `/v1/rerank` for reranking, `/v1/chat/completions` otherwise) and so is an agent (chat
+    completions).
     """
 
     method: Literal["GET", "POST"] = "POST"

@@ -1,0 +1,126 @@
+"""How `formarket test` reads a hostile VM's answer: over a real socket, from a server that
+misbehaves on purpose. Every read ends, within its size and time limits, with a finding."""
+
+from __future__ import annotations
+
+import socket
+import socketserver
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from formarket.builder.smoke import call_until_answered, read_answer
+from formarket.errors import FormarketError
+from formarket.registry.smoke import SmokeCall
+
+_GET = SmokeCall("GET", "/", 1, None)
+_STOP = threading.Event()
+_CALLS: dict[str, int] = {}
+
+
+def _head(length: int | None = None, status: str = "200 OK") -> bytes:
+    size = f"Content-Length: {length}\r\n" if length is not None else ""
+    return f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\n{size}\r\n".encode()
+
+
+class _Hostile(socketserver.BaseRequestHandler):
+    def handle(self) -> None:
+        sock: socket.socket = self.request
+        request = b""
+        while b"\r\n\r\n" not in request:
+            piece = sock.recv(4096)
+            if not piece:
+                return
+            request += piece
+        path = request.split(b" ", 2)[1].decode()
+        _CALLS[path] = _CALLS.get(path, 0) + 1
+        try:
+            if path == "/garbage":
+                junk = bytes(range(256)) * 4
+                sock.sendall(_head(len(junk)) + junk)
+            elif path == "/zeros":  # an endless answer, as fast as it can go
+                sock.sendall(_head())
+                while not _STOP.is_set():
+                    sock.sendall(b"0" * 65536)
+            elif path == "/trickle":  # an endless answer, a byte at a time
+                sock.sendall(_head())
+                while not _STOP.is_set():
+                    sock.sendall(b"x")
+                    time.sleep(0.05)
+            elif path == "/silent":
+                _STOP.wait(30)
+            elif path == "/not-http":
+                sock.sendall(b"\x00\xffnot an HTTP answer\r\n\r\n")
+            elif path == "/starting":  # two 503s while the service starts, then an answer
+                body = b'{"ok": true}'
+                if _CALLS[path] <= 2:
+                    sock.sendall(_head(0, "503 Service Unavailable"))
+                else:
+                    sock.sendall(_head(len(body)) + body)
+            elif path == "/teapot":
+                sock.sendall(_head(2, "418 I'm a teapot") + b"{}")
+        except OSError:
+            pass  # the reader hung up, as it should on an endless answer
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[str]:
+    socketserver.ThreadingTCPServer.allow_reuse_address = True
+    with socketserver.ThreadingTCPServer(("127.0.0.1", 0), _Hostile) as srv:
+        srv.daemon_threads = True
+        thread = threading.Thread(target=srv.serve_forever, daemon=True)
+        thread.start()
+        try:
+            yield f"http://127.0.0.1:{srv.server_address[1]}"
+        finally:
+            _STOP.set()
+            srv.shutdown()
+
+
+def test_garbage_is_read_whole_and_left_to_the_judge(server: str) -> None:
+    status, body, note = read_answer(f"{server}/garbage", _GET, timeout=5, max_bytes=1 << 20)
+    assert (status, len(body), note) == (200, 1024, "")
+
+
+def test_an_endless_answer_is_cut_at_the_size_limit(server: str) -> None:
+    started = time.monotonic()
+    status, body, note = read_answer(f"{server}/zeros", _GET, timeout=30, max_bytes=200_000)
+    assert status == 200
+    assert len(body) == 200_000
+    assert "over 200000 bytes" in note
+    assert time.monotonic() - started < 20
+
+
+def test_an_answer_trickled_forever_is_cut_at_the_time_limit(server: str) -> None:
+    started = time.monotonic()
+    status, body, note = read_answer(f"{server}/trickle", _GET, timeout=1.5, max_bytes=1 << 20)
+    took = time.monotonic() - started
+    assert status == 200
+    assert 0 < len(body) < 1000
+    assert "still coming after 1.5s" in note
+    assert took < 10
+
+
+def test_a_service_that_never_answers_is_given_up_on(server: str) -> None:
+    started = time.monotonic()
+    status, body, note = call_until_answered(f"{server}/silent", _GET, 200, 2, 1 << 20)
+    assert (status, body) == (None, b"")
+    assert note.startswith("no answer within 2s")
+    assert time.monotonic() - started < 10
+
+
+def test_an_answer_that_is_not_http_is_no_answer(server: str) -> None:
+    with pytest.raises(FormarketError):
+        read_answer(f"{server}/not-http", _GET, timeout=2, max_bytes=1 << 20)
+    status, _, note = call_until_answered(f"{server}/not-http", _GET, 200, 1.5, 1 << 20)
+    assert status is None
+    assert "no answer" in note
+
+
+def test_a_starting_service_is_asked_again_and_a_wrong_status_is_final(server: str) -> None:
+    status, body, _ = call_until_answered(f"{server}/starting", _GET, 200, 20, 1 << 20)
+    assert (status, body, _CALLS["/starting"]) == (200, b'{"ok": true}', 3)
+    status, _, _ = call_until_answered(f"{server}/teapot", _GET, 200, 20, 1 << 20)
+    assert (status, _CALLS["/teapot"]) == (418, 1)
