@@ -255,7 +255,7 @@ STORE = Setting(
     "The artifact store: one folder per build id.",
     ("build", "farm", "test", "weights"),
     shown="<state>/store (the farm); ~/.cache/formarket/store or $XDG_CACHE_HOME/formarket/store"
-    " (`formarket build`)",
+    " (`formarket build`, `formarket test`)",
     flag="--store",
 )
 CACHE = Setting(
@@ -264,7 +264,7 @@ CACHE = Setting(
     PATH,
     "The build cache: bases, step layers and weight files.",
     ("build", "farm", "test", "weights"),
-    shown="<state>/cache (the farm); <store>/cache (`formarket build`)",
+    shown="<state>/cache (the farm); <store>/cache (`formarket build`, `formarket test`)",
     flag="--cache",
 )
 BASE_CACHE = Setting(
