@@ -56,17 +56,16 @@ def _repo(tmp_path: Path, commits: list[dict[str, Any]]) -> Path:
 
 @pytest.mark.slow
 def test_a_version_is_tested_as_the_commit_that_published_it(tmp_path: Path) -> None:
+    listing, page = f"{_TINY}/listing.yaml", f"{_TINY}/www/index.html"
     market = _repo(
         tmp_path,
         [
-            {
-                f"{_TINY}/listing.yaml": _listing("1.1.0", _test_page("one")),
-                f"{_TINY}/www/index.html": "version one\n",
-            },
-            {
-                f"{_TINY}/listing.yaml": _listing("1.2.0", _test_page("two")),
-                f"{_TINY}/www/index.html": "version two\n",
-            },
+            # 1.1.0 is published with a test that cannot pass...
+            {listing: _listing("1.1.0", _test_page("no such words")), page: "version one\n"},
+            # ...then its test is mended, and its page rewritten without a new version: the
+            # image tested is the one published, with the test as last written for 1.1.0.
+            {listing: _listing("1.1.0", _test_page("(?m)^version one$")), page: "one, again\n"},
+            {listing: _listing("1.2.0", _test_page("two")), page: "version two\n"},
         ],
     )
     store = tmp_path / "store"

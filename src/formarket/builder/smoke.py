@@ -18,23 +18,26 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import yaml
 from dulwich.objects import ObjectID
+from dulwich.repo import Repo
 
 from formarket.builder.build import Builder, BuildResult
 from formarket.builder.vm import BootError, boot
 from formarket.errors import InputError, NotFoundError
 from formarket.httpclient import Client, HTTPError
-from formarket.market.refs import resolve_rev
+from formarket.market.refs import first_parent_chain, resolve_rev
 from formarket.market.repository import open_repository
-from formarket.market.trees import changed_paths, commit_tree, export_folder, find
+from formarket.market.trees import changed_paths, commit_tree, export_folder, find, read_path
 from formarket.process import Runner
 from formarket.registry.cache import ResultCache
 from formarket.registry.history import version_history
 from formarket.registry.smoke import SmokeCall, compile_pattern, judge, smoke_call
 from formarket.schemas.listing import AgentListing, ModelListing
 from formarket.schemas.smoke import SmokeTest
-from formarket.yamldoc import load_yaml
+from formarket.yamldoc import YamlError, load_yaml
 
 __all__ = [
     "BuiltTest",
@@ -136,7 +139,11 @@ def listing_folder(repo: Path, listing_id: str) -> Path:
 
 def export_version(repo_path: Path, listing_id: str, version: str, rev: str, target: Path) -> str:
     """Write the listing's folder as it was at the commit that first published `version` (on
-    the first-parent history of `rev`) into `target`; that commit's id."""
+    the first-parent history of `rev`) into `target`; that commit's id.
+
+    The smoke test is the one the listing file last had while it was at `version`: a test
+    added to or mended in a published version tests that version's image, which a test
+    written for a later version might not."""
     repo = open_repository(repo_path)
     try:
         tip = resolve_rev(repo, rev)
@@ -149,15 +156,48 @@ def export_version(repo_path: Path, listing_id: str, version: str, rev: str, tar
                 hint="name a version from the listing's history, or leave @VERSION out to test"
                 " the working tree's listing",
             )
-        root = commit_tree(repo, ObjectID(published.commit.encode()))
+        first = ObjectID(published.commit.encode())
+        root = commit_tree(repo, first)
         for kind in _KINDS:
             path = f"registry/{kind}/{listing_id}"
             if find(repo, root, path, folder=True) is not None:
                 export_folder(repo, root, path, target)
+                last = _last_test(repo, tip, first, f"{path}/listing.yaml", version)
+                if last is not None:
+                    _replace_test(target / "listing.yaml", last)
                 return published.commit
         raise NotFoundError(f"{published.commit[:12]} has no folder for {listing_id}")
     finally:
         repo.close()
+
+
+def _last_test(
+    repo: Repo, tip: ObjectID, first: ObjectID, path: str, version: str
+) -> dict[str, Any] | None:
+    """The `test` of the newest listing file at `path` that still says `version`, from `tip`
+    back to the commit that published it; None when none has a test."""
+    for commit_id in reversed(first_parent_chain(repo, tip, stop={first})):
+        raw = read_path(repo, commit_tree(repo, commit_id), path)
+        if raw is None:
+            continue
+        try:
+            data = load_yaml(raw, path).data
+        except YamlError:
+            continue
+        if isinstance(data, dict) and str(data.get("version")) == version:
+            test = data.get("test")
+            if isinstance(test, dict):
+                return test
+    return None
+
+
+def _replace_test(listing: Path, test: dict[str, Any]) -> None:
+    # A scratch copy that only this run reads: written back as plain YAML, its lines renumbered.
+    data = load_yaml(listing.read_bytes(), str(listing)).data
+    if not isinstance(data, dict):
+        raise InputError(f"{listing}: a listing must be a mapping")
+    data["test"] = test
+    listing.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
 
 
 def changed_listings(repo_path: Path, base: str, head: str) -> list[str]:
