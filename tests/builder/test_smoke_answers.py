@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from formarket.builder.smoke import call_until_answered, read_answer
+from formarket.builder.smoke import SmokeReport, call_until_answered, read_answer
 from formarket.errors import FormarketError
 from formarket.registry.smoke import SmokeCall
 
@@ -124,3 +124,42 @@ def test_a_starting_service_is_asked_again_and_a_wrong_status_is_final(server: s
     assert (status, body, _CALLS["/starting"]) == (200, b'{"ok": true}', 3)
     status, _, _ = call_until_answered(f"{server}/teapot", _GET, 200, 20, 1 << 20)
     assert (status, _CALLS["/teapot"]) == (418, 1)
+
+
+def _report(problems: tuple[str, ...], body: bytes) -> SmokeReport:
+    call = SmokeCall("POST", "/v1/chat/completions", 8080, b"{}")
+    return SmokeReport(
+        "acme/echo",
+        "1.0.0",
+        "ab" * 32,
+        call,
+        200,
+        body,
+        problems,
+        "FORMFILE-BOOT-OK\nlast line",
+        {"build": 1.0, "boot": 4.5},
+    )
+
+
+def test_a_passed_report_is_one_line_and_a_failed_one_shows_what_came() -> None:
+    passed = _report((), b"{}").render()
+    assert passed == (
+        "passed: acme/echo 1.0.0 (abababababababab): POST /v1/chat/completions"
+        " (build 1.0s, boot 4.5s)"
+    )
+    failed = _report(("status: expected 201, got 200",), b"x" * 5000).render().splitlines()
+    assert failed[0] == "FAILED: acme/echo 1.0.0 (abababababababab): POST /v1/chat/completions"
+    assert failed[1] == "  status: expected 201, got 200"
+    assert "  body (first 2000 of 5000 bytes):" in failed
+    assert "    | " + "x" * 2000 in failed
+    assert failed[-3:] == ["    | FORMFILE-BOOT-OK", "    | last line", "  (build 1.0s, boot 4.5s)"]
+
+
+def test_the_json_report_holds_the_verdict_and_the_problems() -> None:
+    from formarket.commands.test import _as_data
+
+    data = _as_data(_report(("body: expected JSON",), b"\xff" * 3000))
+    assert data["passed"] is False
+    assert data["problems"] == ["body: expected JSON"]
+    assert len(str(data["body"])) == 2000
+    assert data["seconds"] == {"build": 1.0, "boot": 4.5}
