@@ -8,10 +8,17 @@ import socketserver
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from formarket.builder.smoke import SmokeReport, call_until_answered, read_answer
+from formarket.builder.smoke import (
+    SmokeReport,
+    call_until_answered,
+    console_tail,
+    read_answer,
+    wait_for_marker,
+)
 from formarket.errors import FormarketError
 from formarket.registry.smoke import SmokeCall
 
@@ -163,3 +170,46 @@ def test_the_json_report_holds_the_verdict_and_the_problems() -> None:
     assert data["problems"] == ["body: expected JSON"]
     assert len(str(data["body"])) == 2000
     assert data["seconds"] == {"build": 1.0, "boot": 4.5}
+
+
+def _writer(path: Path, pieces: list[bytes], pause: float) -> threading.Thread:
+    def write() -> None:
+        with path.open("ab") as out:
+            for piece in pieces:
+                out.write(piece)
+                out.flush()
+                time.sleep(pause)
+
+    thread = threading.Thread(target=write, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_the_boot_marker_is_found_across_reads(tmp_path: Path) -> None:
+    console = tmp_path / "console.log"
+    # The marker arrives split over two writes, after the reader has seen its first half.
+    _writer(console, [b"booting\nFORMFILE-BO", b"OT-OK 10.0.2.15/24\n"], 0.3)
+    assert wait_for_marker(console, lambda: True, 10, 1 << 20) == ""
+
+
+def test_a_console_flood_or_a_dead_qemu_ends_the_wait(tmp_path: Path) -> None:
+    flood = tmp_path / "flood.log"
+    _writer(flood, [b"y" * 65536] * 64, 0.0)
+    started = time.monotonic()
+    why = wait_for_marker(flood, lambda: True, 30, 1 << 20)
+    assert why == f"the VM wrote over {1 << 20} bytes to its console before its boot marker"
+    assert time.monotonic() - started < 20
+    quiet = tmp_path / "quiet.log"
+    quiet.write_bytes(b"Kernel panic\n")
+    assert wait_for_marker(quiet, lambda: False, 30, 1 << 20) == (
+        "qemu exited while the VM was booting"
+    )
+    assert wait_for_marker(quiet, lambda: True, 0.3, 1 << 20).startswith("no boot marker")
+
+
+def test_the_console_tail_reads_only_the_end_of_a_large_console(tmp_path: Path) -> None:
+    console = tmp_path / "console.log"
+    console.write_bytes(b"x" * (8 << 20) + b"\n" + b"".join(b"line %d\n" % n for n in range(40)))
+    tail = console_tail(console).splitlines()
+    assert tail == [f"line {n}" for n in range(15, 40)]
+    assert console_tail(tmp_path / "none.log") == ""

@@ -25,7 +25,7 @@ from dulwich.objects import ObjectID
 from dulwich.repo import Repo
 
 from formarket.builder.build import Builder, BuildResult
-from formarket.builder.vm import BootError, boot
+from formarket.builder.vm import BOOT_MARKER, boot
 from formarket.errors import InputError, NotFoundError
 from formarket.httpclient import Client, HTTPError
 from formarket.market.refs import first_parent_chain, resolve_rev
@@ -46,17 +46,20 @@ __all__ = [
     "build_for_test",
     "call_until_answered",
     "changed_listings",
+    "console_tail",
     "export_version",
     "listing_folder",
     "load_listing",
     "read_answer",
     "run_built",
     "run_smoke_test",
+    "wait_for_marker",
 ]
 
 Progress = Callable[[str], None]
 _KINDS = ("models", "agents")
 _CONSOLE_LINES = 25
+_TAIL_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +72,9 @@ class SmokeSettings:
     # checks that the service starts and answers, so the VM gets at most this much.
     memory_cap_mib: int = 2048
     max_answer: int = 1024 * 1024
+    # What the VM may write to its console before it boots: a listing may replace its image's
+    # init, and one that floods the console would fill the runner's disk.
+    max_console: int = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,6 +204,45 @@ def _replace_test(listing: Path, test: dict[str, Any]) -> None:
         raise InputError(f"{listing}: a listing must be a mapping")
     data["test"] = test
     listing.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
+
+
+def wait_for_marker(
+    console: Path, alive: Callable[[], bool], timeout: float, max_bytes: int
+) -> str:
+    """Wait until the boot marker is on the console; empty when it came, else why not. The
+    console is read once, as it grows, and given up on past `max_bytes`."""
+    deadline = time.monotonic() + timeout
+    seen = 0
+    carry = b""
+    while time.monotonic() < deadline:
+        try:
+            with console.open("rb") as stream:
+                stream.seek(seen)
+                new = stream.read(max_bytes + 1 - seen)
+        except FileNotFoundError:
+            new = b""
+        seen += len(new)
+        if BOOT_MARKER in carry + new:
+            return ""
+        carry = (carry + new)[-len(BOOT_MARKER) :]
+        if seen > max_bytes:
+            return f"the VM wrote over {max_bytes} bytes to its console before its boot marker"
+        if not alive():
+            return "qemu exited while the VM was booting"
+        time.sleep(0.1)
+    return f"no boot marker on the console after {timeout:g}s"
+
+
+def console_tail(console: Path, lines: int = _CONSOLE_LINES) -> str:
+    """The console's last lines, from its last 64 KiB whatever its size."""
+    try:
+        with console.open("rb") as stream:
+            size = stream.seek(0, 2)
+            stream.seek(max(0, size - _TAIL_BYTES))
+            text = stream.read().decode("utf-8", "replace")
+    except FileNotFoundError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
 
 
 def changed_listings(repo_path: Path, base: str, head: str) -> list[str]:
@@ -345,10 +390,14 @@ def run_built(
         accel=settings.accel,
         memory_mib=memory,
     ) as vm:
-        try:
-            vm.wait_booted(timeout=settings.boot_timeout)
-        except BootError as exc:
-            problems.append(f"boot: {exc.message}")
+        failed = wait_for_marker(
+            vm.console,
+            lambda: vm.process.poll() is None,
+            settings.boot_timeout,
+            settings.max_console,
+        )
+        if failed:
+            problems.append(f"boot: {failed}")
         seconds["boot"] = time.monotonic() - started
         if not problems:
             progress(f"{name}: booted in {seconds['boot']:.1f}s; {call.method} {call.path}")
@@ -362,7 +411,7 @@ def run_built(
                 problems.append(f"call: {note}")
             if status is not None:
                 problems.extend(judge(test, status, body))
-        tail = "\n".join(vm.console_text().splitlines()[-_CONSOLE_LINES:])
+        tail = console_tail(vm.console)
     return SmokeReport(
         listing=name,
         version=built.listing.version,
