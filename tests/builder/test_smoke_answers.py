@@ -213,3 +213,19 @@ def test_the_console_tail_reads_only_the_end_of_a_large_console(tmp_path: Path) 
     tail = console_tail(console).splitlines()
     assert tail == [f"line {n}" for n in range(15, 40)]
     assert console_tail(tmp_path / "none.log") == ""
+
+
+def test_a_console_flooded_during_the_call_stops_the_vm(tmp_path: Path) -> None:
+    from formarket.builder.smoke import _ConsoleWatch
+
+    flood, calm = tmp_path / "flood.log", tmp_path / "calm.log"
+    calm.write_bytes(b"FORMFILE-BOOT-OK\n")
+    stopped: list[str] = []
+    with _ConsoleWatch(flood, 1 << 20, lambda: stopped.append("flood")) as flooded:
+        _writer(flood, [b"y" * 65536] * 64, 0.0).join()
+        time.sleep(1.5)
+    with _ConsoleWatch(calm, 1 << 20, lambda: stopped.append("calm")) as quiet:
+        time.sleep(1.0)
+    assert flooded.flooded
+    assert not quiet.flooded
+    assert stopped == ["flood"]

@@ -14,6 +14,7 @@ VM is hostile until proven otherwise: its answer is read at most `max_answer` by
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -233,6 +234,38 @@ def wait_for_marker(
     return f"no boot marker on the console after {timeout:g}s"
 
 
+class _ConsoleWatch:
+    """Stops the VM when its console grows past `max_bytes` while the test's request runs: the
+    request's own limits bound what is read, not what the VM writes to the runner's disk."""
+
+    def __init__(self, console: Path, max_bytes: int, stop: Callable[[], None]) -> None:
+        self._console = console
+        self._max = max_bytes
+        self._stop = stop
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self.flooded = False
+
+    def _watch(self) -> None:
+        while not self._done.wait(0.5):
+            try:
+                size = self._console.stat().st_size
+            except FileNotFoundError:
+                continue
+            if size > self._max:
+                self.flooded = True
+                self._stop()
+                return
+
+    def __enter__(self) -> _ConsoleWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self._thread.join()
+
+
 def console_tail(console: Path, lines: int = _CONSOLE_LINES) -> str:
     """The console's last lines, from its last 64 KiB whatever its size."""
     try:
@@ -403,10 +436,16 @@ def run_built(
             progress(f"{name}: booted in {seconds['boot']:.1f}s; {call.method} {call.path}")
             mark = time.monotonic()
             url = f"http://127.0.0.1:{vm.ports[port]}{call.path}"
-            status, body, note = call_until_answered(
-                url, call, test.expect.status, test.timeout_seconds, settings.max_answer
-            )
+            with _ConsoleWatch(vm.console, settings.max_console, vm.stop) as watch:
+                status, body, note = call_until_answered(
+                    url, call, test.expect.status, test.timeout_seconds, settings.max_answer
+                )
             seconds["call"] = time.monotonic() - mark
+            if watch.flooded:
+                problems.append(
+                    f"console: the VM wrote over {settings.max_console} bytes to its console;"
+                    " it was stopped"
+                )
             if note:
                 problems.append(f"call: {note}")
             if status is not None:
