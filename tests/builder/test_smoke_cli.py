@@ -128,13 +128,12 @@ def test_changed_from_names_the_listings_a_pull_request_changes(tmp_path: Path) 
 @pytest.mark.parametrize(
     ("test", "message"),
     [
-        ("", "declares no smoke test"),
         ("test:\n  expect: {pattern: '(a)\\1'}\n", "RE2 refuses the test's pattern"),
         ("test:\n  body: {text: " + "x" * 70_000 + "}\n", "the limit is 65536"),
         ("test:\n  port: 9999\n", "does not EXPOSE"),
     ],
 )
-def test_a_listing_with_no_test_or_a_broken_one_is_refused_before_a_vm_boots(
+def test_a_listing_with_a_broken_test_is_refused_before_a_vm_boots(
     tmp_path: Path, test: str, message: str
 ) -> None:
     folder = tmp_path / "tiny-llm"
@@ -144,3 +143,11 @@ def test_a_listing_with_no_test_or_a_broken_one_is_refused_before_a_vm_boots(
     assert result.exit_code == 1
     assert message in result.output
     assert "Traceback" not in result.output
+
+
+@pytest.mark.slow
+def test_a_listing_without_a_test_is_built_and_booted_only(tmp_path: Path) -> None:
+    result = _invoke(str(BASE / _TINY), store=tmp_path / "store")
+    assert result.exit_code == 0, result.output
+    assert "passed: acme/tiny-llm 1.0.0" in result.output
+    assert "built and booted; it declares no smoke test" in result.output

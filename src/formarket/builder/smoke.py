@@ -85,7 +85,7 @@ class SmokeReport:
     listing: str
     version: str
     build_id: str
-    call: SmokeCall
+    call: SmokeCall | None  # None: the listing declares no test, and was built and booted only
     status: int | None
     body: bytes
     problems: tuple[str, ...]
@@ -100,11 +100,16 @@ class SmokeReport:
         """The report a person reads: on failure, what was expected, what came, the console."""
         timing = ", ".join(f"{name} {secs:.1f}s" for name, secs in self.seconds.items())
         head = f"{self.listing} {self.version} ({self.build_id[:16]})"
+        what = (
+            f"{self.call.method} {self.call.path}"
+            if self.call is not None
+            else "built and booted; it declares no smoke test (add `test:` to its listing.yaml)"
+        )
         if self.passed:
-            return f"passed: {head}: {self.call.method} {self.call.path} ({timing})"
+            return f"passed: {head}: {what} ({timing})"
         shown = self.body[:2000].decode("utf-8", "replace")
         lines = [
-            f"FAILED: {head}: {self.call.method} {self.call.path}",
+            f"FAILED: {head}: {what}",
             *(f"  {problem}" for problem in self.problems),
             f"  status: {self.status if self.status is not None else 'no answer'}",
             "  body"
@@ -354,23 +359,23 @@ class BuiltTest:
     """A listing built and its test resolved: what a VM run needs."""
 
     listing: ModelListing | AgentListing
-    test: SmokeTest
-    call: SmokeCall
+    test: SmokeTest | None  # None: the listing declares none, so it is built and booted only
+    call: SmokeCall | None
     build: BuildResult
     build_seconds: float
 
 
 def build_for_test(folder: Path, builder: Builder, progress: Progress) -> BuiltTest:
-    """Build the listing in `folder` for its test. A listing without a test, or whose test
-    calls a port the image does not expose, is an InputError: there is nothing to run."""
+    """Build the listing in `folder` for its test. A test whose pattern RE2 refuses, or that
+    calls a port the image does not expose, is an InputError: it could never pass. A listing
+    without a test is built and booted only."""
     listing = load_listing(folder)
     test = listing.test
     if test is None:
-        raise InputError(
-            f"{listing.id} declares no smoke test",
-            hint="add a `test:` to its listing.yaml: a request and the answer expected"
-            " (the listing schema's `test` field)",
-        )
+        progress(f"building {listing.id} {listing.version} (it declares no smoke test)")
+        started = time.monotonic()
+        result = builder.build(folder / listing.formfile, folder)
+        return BuiltTest(listing, None, None, result, time.monotonic() - started)
     if test.expect.pattern is not None:
         try:
             compile_pattern(test.expect.pattern)
@@ -404,8 +409,7 @@ def run_built(
 ) -> SmokeReport:
     """Boot a built listing, make its test's request, judge the answer, stop the VM."""
     manifest = built.build.manifest
-    call, test, port = built.call, built.test, built.call.port
-    assert port is not None  # build_for_test chose it
+    call, test = built.call, built.test
     seconds = {"build": built.build_seconds}
     memory = min(manifest.memory_mib, settings.memory_cap_mib)
     name = built.listing.id
@@ -432,10 +436,14 @@ def run_built(
         if failed:
             problems.append(f"boot: {failed}")
         seconds["boot"] = time.monotonic() - started
-        if not problems:
+        if problems:
+            pass
+        elif call is None or test is None or call.port is None:
+            progress(f"{name}: booted in {seconds['boot']:.1f}s; it declares no smoke test")
+        else:
             progress(f"{name}: booted in {seconds['boot']:.1f}s; {call.method} {call.path}")
             mark = time.monotonic()
-            url = f"http://127.0.0.1:{vm.ports[port]}{call.path}"
+            url = f"http://127.0.0.1:{vm.ports[call.port]}{call.path}"
             with _ConsoleWatch(vm.console, settings.max_console, vm.stop) as watch:
                 status, body, note = call_until_answered(
                     url, call, test.expect.status, test.timeout_seconds, settings.max_answer
