@@ -2,7 +2,7 @@
 
     read listing.yaml at the branch tip -> export its folder -> plan (the build id)
       -> [published? done] -> lock the build id -> execute that plan
-         ([published meanwhile? done] -> build, publish)
+         ([published meanwhile? done] -> fetch a model's weights, build, publish)
 
 The listing is read from git objects, never from a working tree, so what is built is what was
 merged. Exactly once per build id: a lock file per id in the store keeps two workers on one
@@ -22,6 +22,7 @@ from pathlib import Path
 
 from dulwich.objects import Blob, Commit, Tree
 from dulwich.repo import Repo
+from pydantic import TypeAdapter, ValidationError
 
 from formarket.builder.bases import BASES_DIR, find_bases_dir
 from formarket.builder.build import Builder, BuildSettings, PlannedBuild
@@ -33,6 +34,7 @@ from formarket.farm.errors import BuildBusy
 from formarket.farm.settings import FarmSettings, open_market
 from formarket.market.refs import resolve_rev
 from formarket.market.trees import DIR_MODE, subtree
+from formarket.schemas.listing import WeightFile
 from formarket.yamldoc import load_yaml
 
 __all__ = ["Progress", "build_listing", "build_lock", "plan_listing"]
@@ -43,6 +45,7 @@ Progress = Callable[[str, str], None]
 _LISTING_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}/[a-z0-9][a-z0-9._-]{0,99}$")
 _KINDS = ("models", "agents")
 _MODE_LINK = 0o120000
+_WEIGHTS = TypeAdapter(tuple[WeightFile, ...])
 
 
 def _export(repo: Repo, tree: Tree, target: Path) -> None:
@@ -64,8 +67,27 @@ def _export(repo: Repo, tree: Tree, target: Path) -> None:
             path.chmod(0o755 if entry.mode & 0o100 else 0o644)
 
 
-def _listing_tree(repo: Repo, root: Tree, listing_id: str, version: str) -> tuple[Tree, str]:
-    """The listing's folder at the tip and its Formfile's name, checking its version."""
+def _weights(folder: str, data: dict[object, object]) -> tuple[WeightFile, ...]:
+    """A model's weight files as its listing names them (the registry's check has validated
+    the whole listing before it was merged; only this part matters to the build)."""
+    if not folder.startswith("registry/models/"):
+        return ()
+    try:
+        return _WEIGHTS.validate_python(data.get("weights") or ())
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise InputError(
+            f"{folder}/listing.yaml: weights.{where}: {first['msg']}",
+            hint="`formarket validate` checks the whole listing",
+        ) from None
+
+
+def _listing_tree(
+    repo: Repo, root: Tree, listing_id: str, version: str
+) -> tuple[Tree, str, tuple[WeightFile, ...]]:
+    """The listing's folder at the tip, its Formfile's name and its weight files, checking
+    its version."""
     for kind in _KINDS:
         folder = f"registry/{kind}/{listing_id}"
         tree = subtree(repo, root, folder)
@@ -86,7 +108,7 @@ def _listing_tree(repo: Repo, root: Tree, listing_id: str, version: str) -> tupl
         formfile = data.get("formfile", "Formfile")
         if not isinstance(formfile, str) or formfile.startswith("/") or ".." in formfile:
             raise InputError(f"{folder}/listing.yaml: formfile must lie inside the folder")
-        return tree, formfile
+        return tree, formfile, _weights(folder, data)
     raise NotFoundError(
         f"no listing {listing_id} on the branch tip",
         hint="a listing is built once its pull request is merged into the farm's branch",
@@ -140,7 +162,7 @@ def plan_listing(
         assert isinstance(tip, Commit)
         root = repo[tip.tree]
         assert isinstance(root, Tree)
-        tree, formfile_name = _listing_tree(repo, root, listing_id, version)
+        tree, formfile_name, weights = _listing_tree(repo, root, listing_id, version)
         key = image_index.image_key(repo, tip.id, listing_id)
         context = scratch / "listing"
         _export(repo, tree, context)
@@ -153,9 +175,10 @@ def plan_listing(
             cache=settings.cache,
             bases_dir=bases_dir,
             base_cache=settings.base_cache,
+            weights_allow_private=settings.weights_allow_private,
         )
     )
-    return builder, builder.plan(context / formfile_name, context), key
+    return builder, builder.plan(context / formfile_name, context, weights), key
 
 
 def build_listing(

@@ -22,6 +22,7 @@ from formarket.builder.store import DirectoryStore
 from formarket.builder.vm import free_port
 from formarket.errors import FormarketError
 from formarket.farm.configdisk import config_disk_bytes, deployment_env
+from formarket.farm.datadisks import ensure_data_disk
 from formarket.farm.domain import DomainRecord, DomainSpec, domain_name, domain_xml, read_metadata
 from formarket.farm.hosts import Host
 from formarket.farm.images import (
@@ -128,6 +129,7 @@ def start(
         # so that its ports are free now and its config disk says what is true now.
         stop(conn, deployment.id)
     image = ensure_image(conn, store, manifest)
+    weights = ensure_data_disk(conn, store, manifest)
     overlay = create_overlay(conn, image, deployment.id)
     variables = deployment_env(deployment) | dict(env)
     config = create_config_disk(conn, deployment.id, config_disk_bytes(variables))
@@ -150,6 +152,7 @@ def start(
         address=host.address,
         console_log=console,
         model_endpoint=gateway,
+        data_disk=weights,
     )
     try:
         conn.define_and_start(domain_xml(spec))

@@ -129,6 +129,7 @@ class DomainSpec:
     address: str  # where the forwarded ports listen
     console_log: str
     model_endpoint: str | None = None  # an agent's: the gateway its model calls are forwarded to
+    data_disk: str | None = None  # a model's weights, shared read-only with other domains
 
     @property
     def name(self) -> str:
@@ -206,6 +207,10 @@ def domain_xml(spec: DomainSpec) -> str:
     _disk(devices, spec.disk, "qcow2", "vda", readonly=False)
     if spec.config_disk is not None:
         _disk(devices, spec.config_disk, "raw", "vdb", readonly=True)
+    if spec.data_disk is not None:
+        # After the config disk: the guest names disks in this order, and its init reads the
+        # second as the config disk; it finds this one by its label.
+        _disk(devices, spec.data_disk, "raw", "vdc", readonly=True)
     serial = _sub(devices, "serial", type="file")
     _sub(serial, "source", path=spec.console_log)
     _sub(serial, "target", port="0")
