@@ -36,6 +36,7 @@ from formarket.farm.configdisk import resolve_secrets
 from formarket.farm.desired import read_deployments
 from formarket.farm.domain import GUEST_GATEWAY, DomainRecord
 from formarket.farm.errors import TransientError
+from formarket.farm.gpus import DeviceMissing, missing_devices, remember_missing
 from formarket.farm.hosts import Host, Inventory, load_inventory
 from formarket.farm.leases import Leases, open_leases
 from formarket.farm.libvirt_conn import Connections, HostError
@@ -129,7 +130,15 @@ class Actual:
 
     def domains(self) -> list[Domain]:
         return [
-            Domain(r.deployment_id, host, bool(r.running), r.build_id, r.endpoint, r.model_endpoint)
+            Domain(
+                r.deployment_id,
+                host,
+                bool(r.running),
+                r.build_id,
+                r.endpoint,
+                r.model_endpoint,
+                r.devices,
+            )
             for host, records in sorted(self.records.items())
             for r in records
         ]
@@ -165,6 +174,11 @@ def _published_manifest(
     build_id = image_index.lookup(store, key) if key else None
     raw = store.manifest_bytes(build_id) if build_id else None
     return BuildManifest.model_validate_json(raw) if raw else None
+
+
+def missing_devices_path(settings: FarmSettings) -> Path:
+    """GPU devices the inventory lists that a start found missing (see farm.gpus)."""
+    return settings.state / "missing-devices.json"
 
 
 def agent_keys_path(settings: FarmSettings) -> Path:
@@ -226,9 +240,22 @@ def deploy(
             listing = deployment.listing
             manifest = build_listing(settings, listing.id, listing.version)
         conn = pool.get(host)
-        started = deployer.start(
-            conn, host, deployment, manifest, store, env, gateway=settings.gateway_url
-        )
+        missing = missing_devices_path(settings)
+        try:
+            started = deployer.start(
+                conn,
+                host,
+                deployment,
+                manifest,
+                store,
+                env,
+                gateway=settings.gateway_url,
+                unavailable=missing_devices(missing).get(host.name, frozenset()),
+            )
+        except DeviceMissing as exc:
+            # The next cycle places it again, giving nobody these devices for a while.
+            remember_missing(missing, exc)
+            raise
         endpoint = started.endpoint or ""
         if endpoint and not conn.is_test:
             deployer.wait_healthy(endpoint, health_timeout)
@@ -418,6 +445,7 @@ def _cycle(
         has_image,
         leases.held(),
         settings.gateway_url,
+        unavailable=missing_devices(missing_devices_path(settings)),
     )
     enqueued = 0
     failed: list[str] = []

@@ -43,6 +43,7 @@ class Domain:
     build_id: str = ""
     endpoint: str | None = None
     model_endpoint: str | None = None  # an agent's: the gateway its model calls go to
+    devices: tuple[str, ...] = ()  # the GPUs it holds, by key
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,11 +112,13 @@ def plan(
     has_image: Mapping[tuple[str, str], bool],
     in_flight: Mapping[str, str] | None = None,
     gateway: str | None = None,
+    unavailable: Mapping[str, frozenset[str]] | None = None,
 ) -> Plan:
     """The next steps. `domains` are those of the hosts that answered (hosts in `down` did not);
     `has_image` tells, per (listing id, version), whether its image is in the store;
     `in_flight` maps the key of each action already handed out to its host ("" for builds);
-    `gateway` is where agents' model calls must go (the gateway's URL)."""
+    `gateway` is where agents' model calls must go (the gateway's URL); `unavailable` names,
+    by host, GPU devices found missing there, which placement gives to nobody."""
     in_flight = in_flight or {}
     by_deployment: dict[str, list[Domain]] = {}
     for domain in domains:
@@ -145,7 +148,10 @@ def plan(
         host = in_flight.get(f"deploy:{dep_id}")
         if host and dep_id not in kept and deployment.state == "running":
             usage[host] = usage.get(host, Usage()).plus(need_of(deployment))
-    placer = Placer(live, usage)
+    held: dict[str, set[str]] = {host: set(keys) for host, keys in (unavailable or {}).items()}
+    for domain in kept.values():
+        held.setdefault(domain.host, set()).update(domain.devices)
+    placer = Placer(live, usage, held)
 
     builds: dict[str, Build] = {}
     deploys: list[Deploy] = []
