@@ -27,7 +27,8 @@ __all__ = ["command"]
     "--version",
     metavar="V",
     help="The version of the agent (or of the model or solution deployed alone); the current"
-    " one when left out.",
+    " one when left out. Any published version that is not yanked can be deployed; ID@VERSION"
+    " says the same.",
 )
 @click.option("--vcpus", type=click.IntRange(1, 128), help="vCPUs of the deployment you name.")
 @click.option("--memory", "memory_mib", type=click.IntRange(128, 1048576), help="Memory, MiB.")
@@ -47,6 +48,13 @@ __all__ = ["command"]
     help="A secret by reference: env:NAME, file:/path or vault:path (never the value).",
 )
 @click.option("--account", help="Who pays for the usage (default: you).")
+@click.option(
+    "--idle-after",
+    metavar="DURATION",
+    help="Scale to zero: stop the VM after this long without a call (such as 15m), keeping"
+    " its disk; the next call starts it again and waits for it. Instance time is billed only"
+    " while it runs.",
+)
 @REPO_OPTION
 @BRANCH_OPTION
 @STATE_OPTION
@@ -71,6 +79,7 @@ def command(
     sets: tuple[str, ...],
     secret_refs: tuple[str, ...],
     account: str | None,
+    idle_after: str | None,
     repo: Path,
     branch: str,
     state: Path | None,
@@ -93,6 +102,11 @@ def command(
       formarket deploy --model tinyforge/echo-chat --dry-run
       formarket deploy --model acme/my-model --set context_length=8192 --set parallel_requests=4
       formarket deploy --solution tinyforge/faq-demo --wait
+      formarket deploy --model tinyforge/echo-chat --idle-after 15m
+      formarket deploy tinyforge/faq-bot@1.0.0 --model tinyforge/echo-chat@1.0.0
+
+    Every published version stays deployable unless its owners yanked it; a deprecated
+    version deploys with a warning that gives their message.
     """
     from formarket.deploy.request import DeployOptions, RefusedError, build_request, plan, run
 
@@ -100,7 +114,17 @@ def command(
         raise UsageError("--wait follows a committed deployment; leave out --dry-run")
     settings = farm_settings(repo, branch, state)
     options = DeployOptions(
-        agent, model, solution, version, vcpus, memory_mib, gpu, sets, secret_refs, account
+        agent,
+        model,
+        solution,
+        version,
+        vcpus,
+        memory_mib,
+        gpu,
+        sets,
+        secret_refs,
+        account,
+        idle_after=idle_after,
     )
     if as_json:
         try:
@@ -127,6 +151,7 @@ def _as_json(planned: Planned, *, committed: bool) -> dict[str, Any]:
             for d in resolved.deployments
         ],
         "reused": [d.id for d in resolved.reused],
+        "warnings": list(resolved.warnings),
         "prices": [
             {
                 "listing": p.listing,

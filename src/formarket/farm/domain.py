@@ -31,11 +31,13 @@ __all__ = [
     "GUEST_GATEWAY",
     "NAMESPACE",
     "QEMU_NAMESPACE",
+    "SLOTS",
     "DomainRecord",
     "DomainSpec",
     "MetadataError",
     "domain_name",
     "domain_xml",
+    "instance_name",
     "read_metadata",
 ]
 
@@ -82,8 +84,18 @@ class MetadataError(InputError):
     """A domain's XML is not something libvirt would have written."""
 
 
-def domain_name(deployment_id: str) -> str:
-    return DOMAIN_PREFIX + deployment_id
+SLOTS = (0, 1)
+
+
+def instance_name(deployment_id: str, slot: int = 0) -> str:
+    """What a deployment's VM in `slot` is called in libvirt's names (its volumes start with
+    it). An upgrade starts the new version in the slot the old one does not use, so both run
+    side by side until the gateway's route has moved; `_` never occurs in a deployment id."""
+    return deployment_id if slot == 0 else f"{deployment_id}_{slot}"
+
+
+def domain_name(deployment_id: str, slot: int = 0) -> str:
+    return DOMAIN_PREFIX + instance_name(deployment_id, slot)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +112,7 @@ class DomainRecord:
     ports: tuple[tuple[int, int], ...]  # (guest, host), the first EXPOSEd port first
     running: bool | None = None
     model_endpoint: str | None = None  # an agent's: the gateway its model calls are forwarded to
+    slot: int = 0  # which of the deployment's two VMs this is (see `instance_name`)
     devices: tuple[str, ...] = ()  # the GPUs it holds, by key (a PCI address or mdev:<uuid>)
 
     @property
@@ -133,12 +146,13 @@ class DomainSpec:
     address: str  # where the forwarded ports listen
     console_log: str
     model_endpoint: str | None = None  # an agent's: the gateway its model calls are forwarded to
+    slot: int = 0
     data_disk: str | None = None  # a model's weights, shared read-only with other domains
     gpus: tuple[GpuDevice, ...] = ()  # passed through whole, and recorded as held
 
     @property
     def name(self) -> str:
-        return domain_name(self.deployment_id)
+        return domain_name(self.deployment_id, self.slot)
 
     def record(self) -> DomainRecord:
         return DomainRecord(
@@ -151,6 +165,7 @@ class DomainSpec:
             address=self.address,
             ports=self.ports,
             model_endpoint=self.model_endpoint,
+            slot=self.slot,
             devices=tuple(device.key for device in self.gpus),
         )
 
@@ -176,6 +191,8 @@ def _metadata(parent: ET.Element, record: DomainRecord) -> None:
         _sub(meta, _q("model-deployment"), record.model_deployment)
     if record.model_endpoint is not None:
         _sub(meta, _q("model-endpoint"), record.model_endpoint)
+    if record.slot != 0:
+        _sub(meta, _q("slot"), str(record.slot))
     ports = _sub(meta, _q("ports"), address=record.address)
     for guest, host in record.ports:
         _sub(ports, _q("port"), guest=str(guest), host=str(host))
@@ -299,6 +316,10 @@ def _record(meta: ET.Element) -> DomainRecord | None:
     endpoint = _matches(_ENDPOINT, endpoint_text, limit=300)
     if endpoint_text is not None and endpoint is None:
         return None
+    slot_text = meta.findtext(_q("slot"))
+    slot = 0 if slot_text is None else {"0": 0, "1": 1}.get(slot_text.strip(), -1)
+    if slot < 0:
+        return None
     port_elements = ports_el.findall(_q("port"))
     if len(port_elements) > _MAX_PORTS:
         return None
@@ -329,6 +350,7 @@ def _record(meta: ET.Element) -> DomainRecord | None:
         address=address,
         ports=tuple(ports),
         model_endpoint=endpoint,
+        slot=slot,
         devices=tuple(held),
     )
 
