@@ -468,10 +468,11 @@ _REGISTRY: tuple[Rule, ...] = (
         "REG022",
         Severity.ERROR,
         "settings schema is not a valid JSON Schema",
-        "An agent's `settings_schema` says which settings a solution may give it. It must be"
-        " a valid JSON Schema whose `type` is `object`, as settings are a mapping of names."
-        " Solutions are checked against it (REG023), and a broken schema would accept or"
-        " refuse settings by accident.",
+        "A listing's `settings_schema` says which settings a deployment may give it (an"
+        " agent's options; a model's context length or parallel requests). It must be a valid"
+        " JSON Schema whose `type` is `object`, as settings are a mapping of names. Solutions"
+        " and deployments are checked against it (REG023), and a broken schema would accept"
+        " or refuse settings by accident.",
         _lines("settings_schema: {type: 12}"),
         _lines(
             "settings_schema:",

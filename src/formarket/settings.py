@@ -54,6 +54,7 @@ __all__ = [
     "TEXT",
     "URL",
     "VISIBILITY_TIMEOUT",
+    "WEIGHTS_ALLOW_PRIVATE",
     "Kind",
     "Setting",
     "by_variable",
@@ -382,6 +383,16 @@ CACHE_KEY = Setting(
     ("check", "site", "validate"),
     shown="$XDG_STATE_HOME/formarket/cache.key (~/.local/state/formarket/cache.key)",
 )
+WEIGHTS_ALLOW_PRIVATE = Setting(
+    "weights_allow_private",
+    "FORMARKET_WEIGHTS_ALLOW_PRIVATE",
+    FLAG,
+    "Let builds fetch weight files from addresses on the build host's private networks (a"
+    " mirror inside them). Off, a listing's URL cannot make the farm reach its own network.",
+    _FARM,
+    default=False,
+    shown="off",
+)
 DEBUG = Setting(
     "debug",
     "FORMARKET_DEBUG",
@@ -416,6 +427,7 @@ TABLE: tuple[Setting[Any], ...] = (
     CACHE_DIR,
     BOT_KEY,
     CACHE_KEY,
+    WEIGHTS_ALLOW_PRIVATE,
     DEBUG,
     _named("FORMARKET_DEPLOYMENT", "vm", "The deployment's id."),
     _named("FORMARKET_LISTING", "vm", "The id of the listing it runs."),

@@ -33,7 +33,13 @@ __all__ = ["command"]
 @click.option("--vcpus", type=click.IntRange(1, 128), help="vCPUs of the deployment you name.")
 @click.option("--memory", "memory_mib", type=click.IntRange(128, 1048576), help="Memory, MiB.")
 @click.option("--gpu", metavar="MODEL:COUNT", help="GPUs, such as H100:1.")
-@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="An agent setting.")
+@click.option(
+    "--set",
+    "sets",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="A setting of the deployment you name (the agent, or the model deployed alone).",
+)
 @click.option(
     "--secret",
     "secret_refs",
@@ -86,13 +92,15 @@ def command(
 
     Everything is checked before anything is committed: that the listings exist at the given
     versions, agent–model compatibility, resources within the listings' bounds, settings
-    against the agent's settings schema. Resources size the deployment you name (the agent,
-    or the model deployed alone); an agent's model runs at its recommended size. An agent
-    without --model gets its first compatible preferred model.
+    against the settings schema of the listing you name. Resources and settings are for the
+    deployment you name (the agent, or the model deployed alone); an agent's model runs at
+    its recommended size with its settings' defaults. An agent without --model gets its first
+    compatible preferred model.
 
     \b
       formarket deploy tinyforge/faq-bot --model tinyforge/echo-chat --set min_match=0.5
       formarket deploy --model tinyforge/echo-chat --dry-run
+      formarket deploy --model acme/my-model --set context_length=8192 --set parallel_requests=4
       formarket deploy --solution tinyforge/faq-demo --wait
       formarket deploy --model tinyforge/echo-chat --idle-after 15m
       formarket deploy tinyforge/faq-bot@1.0.0 --model tinyforge/echo-chat@1.0.0

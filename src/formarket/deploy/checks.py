@@ -198,12 +198,14 @@ def _size(
     return size, reasons
 
 
-def _settings(agent: AgentListing, given: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
-    """The agent's settings with the schema's defaults applied, and what is wrong with them."""
-    schema = agent.settings_schema
+def _settings(
+    listing: AgentListing | ModelListing, given: Mapping[str, Any]
+) -> tuple[dict[str, Any], list[str]]:
+    """The listing's settings with the schema's defaults applied, and what is wrong with them."""
+    schema = listing.settings_schema
     if schema is None:
         if given:
-            return {}, [f"{agent.id} takes no settings; leave them out."]
+            return {}, [f"{listing.id} takes no settings; leave them out."]
         return {}, []
     settings = dict(given)
     properties = schema.get("properties")
@@ -214,12 +216,12 @@ def _settings(agent: AgentListing, given: Mapping[str, Any]) -> tuple[dict[str, 
     try:
         validator = jsonschema_rs.Draft202012Validator(schema)
     except ValueError:
-        return settings, [f"{agent.id}'s settings schema is not valid; tell its publisher."]
+        return settings, [f"{listing.id}'s settings schema is not valid; tell its publisher."]
     reasons = []
     for error in validator.iter_errors(settings):
         where = ".".join(str(p) for p in error.instance_path)
         prefix = f"setting {where}" if where else "settings"
-        reasons.append(f"{agent.id} {prefix}: {error.message}.")
+        reasons.append(f"{listing.id} {prefix}: {error.message}.")
     return settings, reasons
 
 
@@ -243,7 +245,9 @@ def _pick_model(agent: AgentListing, catalog: Catalog) -> tuple[ModelListing | N
     return None, [f"{agent.id} needs a model and {why}; name one with --model."]
 
 
-def _reusable(catalog: Catalog, model: ModelListing, account: str) -> Deployment | None:
+def _reusable(
+    catalog: Catalog, model: ModelListing, account: str, settings: Mapping[str, Any]
+) -> Deployment | None:
     for dep_id in sorted(catalog.deployments):
         dep = catalog.deployments[dep_id]
         if (
@@ -252,6 +256,7 @@ def _reusable(catalog: Catalog, model: ModelListing, account: str) -> Deployment
             and dep.account == account
             and dep.listing.id == model.id
             and dep.listing.version == model.version
+            and dep.settings == settings
         ):
             return dep
     return None
@@ -300,12 +305,17 @@ def resolve(
 
     target: ModelListing | AgentListing | None = agent or model
     settings: dict[str, Any] = {}
+    model_settings: dict[str, Any] = {}
     sizes: dict[str, DeploymentSize] = {}
     if agent is not None:
         settings, why = _settings(agent, {**base_settings, **request.settings})
         reasons += why
-    elif request.settings:
-        reasons.append("Settings are for an agent; a model deployed alone takes none.")
+    if model is not None:
+        # Behind an agent the request's settings are the agent's: the model runs with its
+        # schema's defaults, so one such model deployment serves any agent of the account.
+        given = request.settings if agent is None else {}
+        model_settings, why = _settings(model, given)
+        reasons += why
     names = [secret.name for secret in request.secrets]
     for name in sorted({n for n in names if names.count(n) > 1}):
         reasons.append(f"The secret {name} is given twice.")
@@ -330,7 +340,7 @@ def resolve(
     reused: list[Deployment] = []
     model_dep: Deployment | None = None
     if model is not None:
-        model_dep = _reusable(catalog, model, request.account)
+        model_dep = _reusable(catalog, model, request.account, model_settings)
         if model_dep is not None:
             reused.append(model_dep)
         else:
@@ -339,6 +349,7 @@ def resolve(
                 kind="model",
                 listing=PinnedListing(id=model.id, version=model.version),
                 size=sizes[model.id],
+                settings=model_settings,
                 secrets=request.secrets if target is model else (),
                 **common,
             )

@@ -3,7 +3,7 @@
     find the commit that published the version -> export the listing's folder as it was
       there, with that commit's bases -> plan (the build id)
       -> [published? done] -> lock the build id -> execute that plan
-         ([published meanwhile? done] -> build, publish)
+         ([published meanwhile? done] -> fetch a model's weights, build, publish)
 
 The listing is read from git objects, never from a working tree, so what is built is what was
 merged; every published version stays buildable, and builds to the same id it always had
@@ -25,6 +25,7 @@ from pathlib import Path
 
 from dulwich.objects import Blob, Commit, Tree
 from dulwich.repo import Repo
+from pydantic import TypeAdapter, ValidationError
 
 from formarket.builder.bases import BASES_DIR, find_bases_dir
 from formarket.builder.build import Builder, BuildSettings, PlannedBuild
@@ -36,6 +37,7 @@ from formarket.farm.errors import BuildBusy
 from formarket.farm.settings import FarmSettings, open_market
 from formarket.farm.versions import Versions, versions_at
 from formarket.market.trees import DIR_MODE, subtree
+from formarket.schemas.listing import WeightFile
 from formarket.yamldoc import load_yaml
 
 __all__ = ["Progress", "build_listing", "build_lock", "plan_listing"]
@@ -46,6 +48,7 @@ Progress = Callable[[str, str], None]
 _LISTING_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}/[a-z0-9][a-z0-9._-]{0,99}$")
 _KINDS = ("models", "agents")
 _MODE_LINK = 0o120000
+_WEIGHTS = TypeAdapter(tuple[WeightFile, ...])
 
 
 def _export(repo: Repo, tree: Tree, target: Path) -> None:
@@ -67,8 +70,27 @@ def _export(repo: Repo, tree: Tree, target: Path) -> None:
             path.chmod(0o755 if entry.mode & 0o100 else 0o644)
 
 
-def _listing_tree(repo: Repo, root: Tree, listing_id: str, version: str) -> tuple[Tree, str]:
-    """The listing's folder in the commit that published `version`, and its Formfile's name."""
+def _weights(folder: str, data: dict[object, object]) -> tuple[WeightFile, ...]:
+    """A model's weight files as its listing names them (the registry's check has validated
+    the whole listing before it was merged; only this part matters to the build)."""
+    if not folder.startswith("registry/models/"):
+        return ()
+    try:
+        return _WEIGHTS.validate_python(data.get("weights") or ())
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise InputError(
+            f"{folder}/listing.yaml: weights.{where}: {first['msg']}",
+            hint="`formarket validate` checks the whole listing",
+        ) from None
+
+
+def _listing_tree(
+    repo: Repo, root: Tree, listing_id: str, version: str
+) -> tuple[Tree, str, tuple[WeightFile, ...]]:
+    """The listing's folder in the commit that published `version`, its Formfile's name and
+    its weight files."""
     for kind in _KINDS:
         folder = f"registry/{kind}/{listing_id}"
         tree = subtree(repo, root, folder)
@@ -82,7 +104,7 @@ def _listing_tree(repo: Repo, root: Tree, listing_id: str, version: str) -> tupl
         formfile = data.get("formfile", "Formfile")
         if not isinstance(formfile, str) or formfile.startswith("/") or ".." in formfile:
             raise InputError(f"{folder}/listing.yaml: formfile must lie inside the folder")
-        return tree, formfile
+        return tree, formfile, _weights(folder, data)
     raise NotFoundError(f"no listing {listing_id} in the commit that published {version}")
 
 
@@ -151,7 +173,7 @@ def plan_listing(
         assert isinstance(commit, Commit)
         root = repo[commit.tree]
         assert isinstance(root, Tree)
-        tree, formfile_name = _listing_tree(repo, root, listing_id, version)
+        tree, formfile_name, weights = _listing_tree(repo, root, listing_id, version)
         key = image_index.image_key(repo, commit.id, listing_id)
         context = scratch / "listing"
         _export(repo, tree, context)
@@ -164,9 +186,10 @@ def plan_listing(
             cache=settings.cache,
             bases_dir=bases_dir,
             base_cache=settings.base_cache,
+            weights_allow_private=settings.weights_allow_private,
         )
     )
-    return builder, builder.plan(context / formfile_name, context), key
+    return builder, builder.plan(context / formfile_name, context, weights), key
 
 
 def build_listing(

@@ -14,7 +14,7 @@ import contextlib
 import dataclasses
 import ipaddress
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from formarket.builder.manifest import BuildManifest
@@ -22,6 +22,8 @@ from formarket.builder.store import DirectoryStore
 from formarket.builder.vm import free_port
 from formarket.errors import FormarketError
 from formarket.farm.configdisk import config_disk_bytes, deployment_env
+from formarket.farm.datadisks import ensure_data_disk
+from formarket.farm.devices import GpuDevice
 from formarket.farm.domain import (
     SLOTS,
     DomainRecord,
@@ -31,6 +33,7 @@ from formarket.farm.domain import (
     instance_name,
     read_metadata,
 )
+from formarket.farm.gpus import choose
 from formarket.farm.hosts import Host
 from formarket.farm.images import (
     HostImage,
@@ -114,11 +117,14 @@ def start(
     *,
     gateway: str | None = None,
     slot: int = 0,
+    unavailable: Iterable[str] = (),
 ) -> Started:
-    """Run `deployment` on `host` in `slot`: image, overlay, config disk (the deployment's own
-    variables with `env` on top: resolved secrets, an agent's MODEL_ENDPOINT and key), ports,
-    domain; started. An agent's VM is forwarded to `gateway` (the gateway's URL) and nowhere
-    else. The deployment's VM in the other slot, if any, is left alone."""
+    """Run `deployment` on `host` in `slot`: its GPUs (DeviceMissing when one is not on the
+    host), image, overlay, config disk (the deployment's own variables with `env` on top:
+    resolved secrets, an agent's MODEL_ENDPOINT and key), data disk of weights, ports, domain;
+    started. An agent's VM is forwarded to `gateway` (the gateway's URL) and nowhere else. The
+    deployment's VM in the other slot, if any, is left alone (and keeps its GPUs). GPU devices
+    `unavailable` (found missing on the host lately) are given to nobody."""
     if deployment.kind != "agent" or deployment.model_deployment is None:
         gateway = None
     name = domain_name(deployment.id, slot)
@@ -138,7 +144,12 @@ def start(
         # Stopped, another build or (an agent) a gateway that moved: made again from scratch,
         # so that its ports are free now and its config disk says what is true now.
         stop(conn, deployment.id, slot)
+    gpus: tuple[GpuDevice, ...] = ()
+    if deployment.size.gpu is not None and host.devices:
+        held = [*unavailable, *(key for record in actual(conn) for key in record.devices)]
+        gpus = choose(host, deployment, held, conn.node_devices())
     image = ensure_image(conn, store, manifest)
+    weights = ensure_data_disk(conn, store, manifest)
     overlay = create_overlay(conn, image, instance)
     variables = deployment_env(deployment) | dict(env)
     config = create_config_disk(conn, instance, config_disk_bytes(variables))
@@ -162,6 +173,8 @@ def start(
         console_log=console,
         model_endpoint=gateway,
         slot=slot,
+        data_disk=weights,
+        gpus=gpus,
     )
     try:
         conn.define_and_start(domain_xml(spec))

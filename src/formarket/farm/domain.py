@@ -22,6 +22,7 @@ from typing import Literal
 from xml.etree import ElementTree as ET
 
 from formarket.errors import InputError
+from formarket.farm.devices import DEVICE_KEY, GpuDevice, hostdev
 from formarket.schemas._types import LISTING_ID_PATTERN, SEMVER_PATTERN
 from formarket.schemas.usage import DEPLOYMENT_PATTERN
 
@@ -55,6 +56,8 @@ _DEPLOYMENT = re.compile(DEPLOYMENT_PATTERN)
 _LISTING = re.compile(LISTING_ID_PATTERN)
 _SEMVER = re.compile(SEMVER_PATTERN)
 _MAX_PORTS = 64
+_MAX_DEVICES = 64
+_DEVICE_KEY = re.compile(DEVICE_KEY)
 _ENDPOINT = re.compile(
     r"^https?://[A-Za-z0-9.\[\]:-]{1,253}(?::[0-9]{1,5})?(?:/[A-Za-z0-9._/-]*)?$"
 )
@@ -110,6 +113,7 @@ class DomainRecord:
     running: bool | None = None
     model_endpoint: str | None = None  # an agent's: the gateway its model calls are forwarded to
     slot: int = 0  # which of the deployment's two VMs this is (see `instance_name`)
+    devices: tuple[str, ...] = ()  # the GPUs it holds, by key (a PCI address or mdev:<uuid>)
 
     @property
     def endpoint(self) -> str | None:
@@ -143,6 +147,8 @@ class DomainSpec:
     console_log: str
     model_endpoint: str | None = None  # an agent's: the gateway its model calls are forwarded to
     slot: int = 0
+    data_disk: str | None = None  # a model's weights, shared read-only with other domains
+    gpus: tuple[GpuDevice, ...] = ()  # passed through whole, and recorded as held
 
     @property
     def name(self) -> str:
@@ -160,6 +166,7 @@ class DomainSpec:
             ports=self.ports,
             model_endpoint=self.model_endpoint,
             slot=self.slot,
+            devices=tuple(device.key for device in self.gpus),
         )
 
 
@@ -189,6 +196,11 @@ def _metadata(parent: ET.Element, record: DomainRecord) -> None:
     ports = _sub(meta, _q("ports"), address=record.address)
     for guest, host in record.ports:
         _sub(ports, _q("port"), guest=str(guest), host=str(host))
+    if record.devices:
+        # What it holds is read back from here: placement gives no device held by a domain.
+        held = _sub(meta, _q("devices"))
+        for key in record.devices:
+            _sub(held, _q("device"), key=key)
 
 
 def _disk(devices: ET.Element, path: str, fmt: str, dev: str, *, readonly: bool) -> None:
@@ -223,12 +235,18 @@ def domain_xml(spec: DomainSpec) -> str:
     _disk(devices, spec.disk, "qcow2", "vda", readonly=False)
     if spec.config_disk is not None:
         _disk(devices, spec.config_disk, "raw", "vdb", readonly=True)
+    if spec.data_disk is not None:
+        # After the config disk: the guest names disks in this order, and its init reads the
+        # second as the config disk; it finds this one by its label.
+        _disk(devices, spec.data_disk, "raw", "vdc", readonly=True)
     serial = _sub(devices, "serial", type="file")
     _sub(serial, "source", path=spec.console_log)
     _sub(serial, "target", port="0")
     console = _sub(devices, "console", type="file")
     _sub(console, "source", path=spec.console_log)
     _sub(console, "target", type="serial", port="0")
+    for gpu in spec.gpus:
+        devices.append(hostdev(gpu))
     _sub(_sub(devices, "video"), "model", type="none")
     _sub(devices, "memballoon", model="none")
     forwards = "".join(f",hostfwd=tcp:{spec.address}:{host}-:{guest}" for guest, host in spec.ports)
@@ -311,6 +329,17 @@ def _record(meta: ET.Element) -> DomainRecord | None:
         if guest is None or host is None:
             return None
         ports.append((guest, host))
+    held_el = meta.find(_q("devices"))
+    held: list[str] = []
+    if held_el is not None:
+        elements = held_el.findall(_q("device"))
+        if len(elements) > _MAX_DEVICES:
+            return None
+        for element in elements:
+            key = _matches(_DEVICE_KEY, element.get("key"))
+            if key is None:
+                return None
+            held.append(key)
     return DomainRecord(
         deployment_id=deployment,
         kind="agent" if kind == "agent" else "model",
@@ -322,6 +351,7 @@ def _record(meta: ET.Element) -> DomainRecord | None:
         ports=tuple(ports),
         model_endpoint=endpoint,
         slot=slot,
+        devices=tuple(held),
     )
 
 

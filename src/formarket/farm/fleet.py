@@ -25,6 +25,7 @@ __all__ = [
     "agent_keys_path",
     "connections",
     "inventory",
+    "missing_devices_path",
     "observe",
     "routes_path",
 ]
@@ -73,6 +74,7 @@ class Actual:
                 r.model_endpoint,
                 version=r.listing_version,
                 slot=r.slot,
+                devices=r.devices,
             )
             for host, records in sorted(self.records.items())
             for r in records
@@ -104,6 +106,11 @@ def observe(hosts: tuple[Host, ...], pool: Connections) -> Actual:
             pool.mark_down(host.name, str(exc))
             actual.down[host.name] = exc.message
     return actual
+
+
+def missing_devices_path(settings: FarmSettings) -> Path:
+    """GPU devices the inventory lists that a start found missing (see farm.gpus)."""
+    return settings.state / "missing-devices.json"
 
 
 def agent_keys_path(settings: FarmSettings) -> Path:

@@ -214,6 +214,13 @@ class HostConnection:
             dom.undefine()
             return True
 
+    # Node devices
+
+    def node_devices(self) -> list[str]:
+        """libvirt's names of the host's devices (`pci_0000_41_00_0`, `mdev_...`)."""
+        with self._call("list node devices"):
+            return sorted(device.name() for device in self._conn.listAllDevices(0))
+
     # Storage
 
     def _pool(self) -> libvirt.virStoragePool | None:

@@ -35,9 +35,11 @@ from formarket.farm.fleet import (
     agent_keys_path,
     connections,
     inventory,
+    missing_devices_path,
     observe,
     routes_path,
 )
+from formarket.farm.gpus import missing_devices
 from formarket.farm.hosts import Inventory
 from formarket.farm.idle import idle_stops
 from formarket.farm.leases import Leases, open_leases
@@ -216,6 +218,7 @@ def _cycle(
         settings.gateway_url,
         upgrades.failed_upgrades(settings.state),
         sleeping,
+        unavailable=missing_devices(missing_devices_path(settings)),
     )
     enqueued = 0
     failed: list[str] = []

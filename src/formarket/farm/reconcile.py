@@ -45,6 +45,7 @@ class Domain:
     model_endpoint: str | None = None  # an agent's: the gateway its model calls go to
     version: str = ""  # the listing version it runs ("" when not known)
     slot: int = 0
+    devices: tuple[str, ...] = ()  # the GPUs it holds, by key
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +157,7 @@ def plan(
     gateway: str | None = None,
     failed_upgrades: Mapping[str, str] | None = None,
     sleeping: frozenset[str] = frozenset(),
+    unavailable: Mapping[str, frozenset[str]] | None = None,
 ) -> Plan:
     """The next steps. `domains` are those of the hosts that answered (hosts in `down` did not);
     `has_image` tells, per (listing id, version), whether its image is in the store;
@@ -163,7 +165,8 @@ def plan(
     `gateway` is where agents' model calls must go (the gateway's URL); `failed_upgrades`
     maps a deployment to the version its last upgrade could not bring up (not tried again);
     `sleeping` are the deployments stopped for idleness, whose stopped domains stay as they
-    are (a call wakes them, and an upgrade waits for that) and keep their room on their host."""
+    are (a call wakes them, and an upgrade waits for that) and keep their room on their host;
+    `unavailable` names, by host, GPU devices found missing there, given to nobody."""
     in_flight = in_flight or {}
     failed_upgrades = failed_upgrades or {}
     by_deployment: dict[str, list[Domain]] = {}
@@ -198,7 +201,11 @@ def plan(
         host = in_flight.get(f"deploy:{dep_id}")
         if host and dep_id not in kept and deployment.state == "running":
             usage[host] = usage.get(host, Usage()).plus(need_of(deployment))
-    placer = Placer(live, usage)
+    held: dict[str, set[str]] = {host: set(keys) for host, keys in (unavailable or {}).items()}
+    # Every domain holds its devices until it is gone: one being stopped, or an upgrade's old VM.
+    for domain in domains:
+        held.setdefault(domain.host, set()).update(domain.devices)
+    placer = Placer(live, usage, held)
 
     builds: dict[str, Build] = {}
     deploys: list[Deploy] = []

@@ -37,9 +37,11 @@ from formarket.farm.fleet import (
     agent_keys_path,
     connections,
     inventory,
+    missing_devices_path,
     observe,
     routes_path,
 )
+from formarket.farm.gpus import DeviceMissing, missing_devices, remember_missing
 from formarket.farm.hosts import Host
 from formarket.farm.leases import open_leases
 from formarket.farm.libvirt_conn import Connections, HostConnection, HostError
@@ -94,6 +96,37 @@ def _model_access(settings: FarmSettings, deployment: Deployment, actual: Actual
     }
 
 
+def _start(
+    settings: FarmSettings,
+    conn: HostConnection,
+    host: Host,
+    deployment: Deployment,
+    manifest: BuildManifest,
+    store: DirectoryStore,
+    env: Mapping[str, str],
+    slot: int,
+) -> deployer.Started:
+    """`deployer.start`, giving nobody the GPU devices found missing on the host lately, and
+    noting those it finds missing now: the next cycle places the deployment again without
+    them (see farm.gpus)."""
+    missing = missing_devices_path(settings)
+    try:
+        return deployer.start(
+            conn,
+            host,
+            deployment,
+            manifest,
+            store,
+            env,
+            gateway=settings.gateway_url,
+            slot=slot,
+            unavailable=missing_devices(missing).get(host.name, frozenset()),
+        )
+    except DeviceMissing as exc:
+        remember_missing(missing, exc)
+        raise
+
+
 def deploy(
     settings: FarmSettings,
     deployment_id: str,
@@ -144,9 +177,7 @@ def deploy(
                 step = _Step(settings, conn, host, deployment, manifest, store, env, desired)
                 return step.upgrade(old, tokenizers, health_timeout, drain)
         slot = _slot(here, wanted)
-        started = deployer.start(
-            conn, host, deployment, manifest, store, env, gateway=settings.gateway_url, slot=slot
-        )
+        started = _start(settings, conn, host, deployment, manifest, store, env, slot)
         endpoint = started.endpoint or ""
         if endpoint and not conn.is_test:
             deployer.wait_healthy(endpoint, health_timeout)
@@ -198,15 +229,8 @@ class _Step:
         new_version = dep.listing.version
         slot = 1 - old.slot
         try:
-            started = deployer.start(
-                self.conn,
-                self.host,
-                dep,
-                self.manifest,
-                self.store,
-                self.env,
-                gateway=self.settings.gateway_url,
-                slot=slot,
+            started = _start(
+                self.settings, self.conn, self.host, dep, self.manifest, self.store, self.env, slot
             )
             endpoint = started.endpoint or ""
             if endpoint and not self.conn.is_test:

@@ -96,7 +96,7 @@ def listing_findings(
         )
 
         out.extend(tokenizer_findings(listing, doc, folder, files, read))
-    if isinstance(listing, AgentListing) and listing.settings_schema is not None:
+    if listing.settings_schema is not None:
         schema = listing.settings_schema
         valid = jsonschema_rs.meta.is_valid(schema)
         if not valid or schema.get("type") != "object":

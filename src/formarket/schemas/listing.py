@@ -134,6 +134,12 @@ class _ListingBase(Document):
         description="A smoke test: one request to the running listing and the answer expected."
         " `formarket test` and every pull request that changes the listing run it.",
     )
+    settings_schema: dict[str, Any] | None = Field(
+        default=None,
+        description="A JSON Schema (draft 2020-12) for the settings a user gives at deploy time"
+        " (an agent's options; a model's context length or parallel requests). The VM reads"
+        " them as FORMARKET_SETTINGS and SETTING_<NAME>. Without one, the listing takes none.",
+    )
     resources: Resources
     pricing: Pricing
     monetization: Monetization
@@ -283,10 +289,6 @@ class AgentListing(_ListingBase):
     runtime: Runtime
     tools: tuple[AgentTool, ...] = Field(default=(), max_length=64)
     permissions: AgentPermissions = Field(default_factory=AgentPermissions)
-    settings_schema: dict[str, Any] | None = Field(
-        default=None,
-        description="A JSON Schema (draft 2020-12) for the settings a user gives at deploy time.",
-    )
     compatibility: Compatibility = Field(default_factory=Compatibility)
     preferred_models: tuple[ListingId, ...] = Field(default=(), max_length=16)
 
