@@ -195,12 +195,16 @@ def start(
     )
 
 
-def wait_healthy(endpoint: str, timeout: float = 120.0, *, interval: float = 0.3) -> float:
-    """Seconds until the service at `endpoint` gives any HTTP answer (`/health`, then `/`)."""
+def wait_healthy(
+    endpoint: str, timeout: float = 120.0, *, interval: float = 0.3, attempt_timeout: float = 5.0
+) -> float:
+    """Seconds until the service at `endpoint` gives any HTTP answer (`/health`, then `/`).
+    `attempt_timeout` bounds each try: while the guest boots, its forwarded port may accept a
+    connection that nothing inside answers yet."""
     started = time.monotonic()
     deadline = started + timeout
     last = "no answer yet"
-    with Client(timeout=5.0) as client:
+    with Client(timeout=attempt_timeout) as client:
         while time.monotonic() < deadline:
             for path in ("/health", "/"):
                 try:

@@ -117,6 +117,10 @@ def sleep(
     return at
 
 
+def _soon_healthy(endpoint: str, timeout: float) -> float:
+    return deployer.wait_healthy(endpoint, timeout, interval=0.05, attempt_timeout=1.0)
+
+
 @dataclass(frozen=True, slots=True)
 class Woken:
     """How long waking took, part by part (seconds)."""
@@ -136,7 +140,7 @@ def wake(
     routes: Path,
     *,
     health_timeout: float = 120.0,
-    healthy: Callable[[str, float], float] = deployer.wait_healthy,
+    healthy: Callable[[str, float], float] | None = None,
 ) -> Woken:
     """Start a sleeping deployment's domain again where it is, wait until it answers, and
     publish its route running. An awake one only has its route published running."""
@@ -150,7 +154,8 @@ def wake(
     )
     endpoint = record.endpoint if record is not None else None
     if endpoint and not conn.is_test:
-        healthy(endpoint, health_timeout)
+        # A call is waiting: look often, and give up on a try that hangs while the guest boots.
+        (healthy or _soon_healthy)(endpoint, health_timeout)
     answered = time.monotonic()
     marks.woke(deployment, datetime.now(UTC))
     set_route_idle(routes, deployment, None)
