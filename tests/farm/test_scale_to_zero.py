@@ -12,8 +12,8 @@ from pathlib import Path
 
 from dulwich.repo import Repo
 
-from formarket.farm import operations, status
-from formarket.farm.desired import set_state, submit
+from formarket.farm import operations, report, status
+from formarket.farm.desired import read_deployments, set_state, submit
 from formarket.farm.metering import meter_running
 from formarket.farm.sleeping import SleepMarks
 from formarket.gateway.routes import load_routes
@@ -76,6 +76,11 @@ def test_an_idle_deployment_sleeps_with_its_domain_kept_and_wakes_for_a_call(
         assert set(marks.sleeping()) == {IDLE}
         assert cycle.plan.idle
         assert status.progress(farm.settings, IDLE).startswith("idle since ")
+        desired = read_deployments(marketplace)[IDLE]
+        shown = report.view(farm.settings, desired, report.look(farm.settings, farm.pool), {})
+        assert shown["actual"]["state"].startswith("idle since ")
+        assert shown["actual"]["state"].endswith("(scaled to zero)")
+        assert shown["desired"]["state"] == "running"
 
         # Later cycles leave it asleep: not a crashed domain to make again.
         again = farm.cycle()

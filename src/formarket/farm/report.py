@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC
 from typing import Any
 
 from formarket.builder.vm import BOOT_MARKER
@@ -21,6 +22,7 @@ from formarket.farm.fleet import Actual, inventory, observe
 from formarket.farm.images import console_text
 from formarket.farm.libvirt_conn import Connections, HostError
 from formarket.farm.settings import FarmSettings
+from formarket.farm.sleeping import SleepMarks
 from formarket.schemas.deployment import Deployment
 from formarket.schemas.listing import VersionMark
 
@@ -70,10 +72,14 @@ def view(
 ) -> dict[str, Any]:
     """Everything about one deployment, the desired and the actual state apart."""
     listing = deployment.listing
+    now = actual_of(actual, deployment.id)
+    asleep = SleepMarks(settings.state).sleeping().get(deployment.id)
+    if asleep is not None and now["vms"] and not any(vm["running"] for vm in now["vms"]):
+        now["state"] = f"idle since {asleep.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC (scaled to zero)"
     found: dict[str, Any] = {
         **deployment.model_dump(mode="json", exclude={"state"}),
         "desired": {"state": deployment.state, "version": listing.version},
-        "actual": actual_of(actual, deployment.id),
+        "actual": now,
         "endpoint": status.endpoint(settings, deployment.id),
         "farm": progress
         if (progress := status.progress(settings, deployment.id)) and deployment.state == "running"
