@@ -121,3 +121,18 @@ def test_the_vm_reads_its_weights_at_slash_weights(
         vm.wait_booted(timeout=120)
         assert vm.request(8080, "/model.safetensors", timeout=60) == body
         assert vm.request(8080, "/tokenizer/tok.json", timeout=60) == b'{"tokens": 3}'
+
+
+def test_a_build_host_whose_store_has_the_disk_fetches_nothing(
+    files: Files, settings: BuildSettings, tmp_path: Path
+) -> None:
+    weight = files.serve("/w/model.bin", Plan(os.urandom(70_000)))
+    first = builder(settings).build(formfile(tmp_path, "1"), weights=(weight,))
+    # Another build host: a cache of its own, the same store, a new version of the code.
+    other = dataclasses.replace(settings, cache=tmp_path / "other-cache")
+
+    second = builder(other).build(formfile(tmp_path, "2"), weights=(weight,))
+
+    assert fetches(files, "/w/model.bin") == 1
+    assert second.manifest.data_disk == first.manifest.data_disk
+    assert not (tmp_path / "other-cache" / "weights" / "files").exists()
