@@ -669,6 +669,29 @@ _REGISTRY: tuple[Rule, ...] = (
         _lines("model: {id: tinyforge/echo-chat, version: 1.1.0}"),
         raised_by="`formarket check` only: it needs the main branch's history",
     ),
+    Rule(
+        "REG035",
+        Severity.ERROR,
+        "the smoke test's pattern is not one RE2 accepts",
+        "A listing's `test.expect.pattern` is matched against its VM's answer by `formarket"
+        " test`, on the pull request's runner. Patterns are RE2's syntax, which matches in time"
+        " linear in the answer's length, so no pattern can keep the runner busy for hours:"
+        " backreferences and lookaround, which need backtracking, are refused, and so is a"
+        " pattern whose compiled program would need more than 8 MiB (large counted"
+        " repetitions, nested).",
+        _lines("test:", "  expect:", '    pattern: "(\\w+) said \\1"'),
+        _lines("test:", "  expect:", '    pattern: "You said: \\w+"'),
+    ),
+    Rule(
+        "REG036",
+        Severity.ERROR,
+        "the smoke test calls a port the Formfile does not expose",
+        "The smoke test's request goes to a port of the VM that the host can reach, and only"
+        " the Formfile's EXPOSEd ports are forwarded. A test of a Formfile that exposes none,"
+        " or with a `port` it does not expose, could never be answered.",
+        _lines("# Formfile: EXPOSE 8080", "test:", "  port: 8000"),
+        _lines("# Formfile: EXPOSE 8080", "test:", "  port: 8080     # or leave port out"),
+    ),
 )
 
 _FORMFILE: tuple[Rule, ...] = (

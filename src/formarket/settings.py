@@ -221,6 +221,7 @@ REPO = Setting(
         "new",
         "royalties",
         "site",
+        "test",
         "usage",
         "weights",
     ),
@@ -233,7 +234,7 @@ BRANCH = Setting(
     "FORMARKET_BRANCH",
     BRANCH_NAME,
     "The marketplace's branch: what is read, and what the bot commits to.",
-    ("deploy", "deployments", "farm", "issue-deploy", "royalties", "usage"),
+    ("deploy", "deployments", "farm", "issue-deploy", "royalties", "test", "usage"),
     default="main",
     flag="--branch",
 )
@@ -253,9 +254,9 @@ STORE = Setting(
     "FORMARKET_STORE",
     PATH,
     "The artifact store: one folder per build id.",
-    ("build", "farm", "weights"),
+    ("build", "farm", "test", "weights"),
     shown="<state>/store (the farm); ~/.cache/formarket/store or $XDG_CACHE_HOME/formarket/store"
-    " (`formarket build`)",
+    " (`formarket build`, `formarket test`)",
     flag="--store",
 )
 CACHE = Setting(
@@ -263,8 +264,8 @@ CACHE = Setting(
     "FORMARKET_CACHE",
     PATH,
     "The build cache: bases, step layers and weight files.",
-    ("build", "farm", "weights"),
-    shown="<state>/cache (the farm); <store>/cache (`formarket build`)",
+    ("build", "farm", "test", "weights"),
+    shown="<state>/cache (the farm); <store>/cache (`formarket build`, `formarket test`)",
     flag="--cache",
 )
 BASE_CACHE = Setting(
@@ -272,7 +273,7 @@ BASE_CACHE = Setting(
     "FORMARKET_BASE_CACHE",
     PATH,
     "Where bases are kept, when not in the build cache.",
-    _FARM,
+    ("farm", "test"),
     shown="none: bases stay in the build cache",
 )
 HOSTS = Setting(
