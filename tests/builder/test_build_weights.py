@@ -5,16 +5,20 @@ read by the VM at /weights."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from pathlib import Path
 
 import pytest
+import yaml
+from click.testing import CliRunner
 
 from formarket.builder.build import Builder, BuildError, BuildSettings
 from formarket.builder.vm import boot
+from formarket.cli import main
 from formarket.process import Runner
 from formarket.schemas.listing import WeightFile
-from tests.builder.conftest import write_context
+from tests.builder.conftest import ROOT, write_context
 from tests.weightserver import Files, Plan, fetches
 
 SERVER = """\
@@ -121,3 +125,48 @@ def test_the_vm_reads_its_weights_at_slash_weights(
         vm.wait_booted(timeout=120)
         assert vm.request(8080, "/model.safetensors", timeout=60) == body
         assert vm.request(8080, "/tokenizer/tok.json", timeout=60) == b'{"tokens": 3}'
+
+
+def test_a_build_host_whose_store_has_the_disk_fetches_nothing(
+    files: Files, settings: BuildSettings, tmp_path: Path
+) -> None:
+    weight = files.serve("/w/model.bin", Plan(os.urandom(70_000)))
+    first = builder(settings).build(formfile(tmp_path, "1"), weights=(weight,))
+    # Another build host: a cache of its own, the same store, a new version of the code.
+    other = dataclasses.replace(settings, cache=tmp_path / "other-cache")
+
+    second = builder(other).build(formfile(tmp_path, "2"), weights=(weight,))
+
+    assert fetches(files, "/w/model.bin") == 1
+    assert second.manifest.data_disk == first.manifest.data_disk
+    assert not (tmp_path / "other-cache" / "weights" / "files").exists()
+
+
+def test_formarket_build_of_a_model_listing_fetches_its_weights(
+    files: Files, settings: BuildSettings, tmp_path: Path
+) -> None:
+    weight = files.serve("/w/model.bin", Plan(os.urandom(30_000)))
+    folder = formfile(tmp_path, "1").parent
+    listing = yaml.safe_load(
+        (ROOT / "builder/templates/openai-model/files/listing.yaml")
+        .read_text()
+        .replace("{{id}}", "acme/echo")
+        .replace("{{title}}", "Echo")
+    )
+    listing["weights"] = [weight.model_dump(mode="json", exclude_defaults=True)]
+    (folder / "listing.yaml").write_text(yaml.safe_dump(listing))
+    args = ["build", str(folder), "--store", str(settings.store), "--cache", str(settings.cache)]
+    env = {"FORMARKET_BASE_CACHE": "", "FORMARKET_REPO": str(ROOT)}
+
+    refused = CliRunner().invoke(main, [*args, "--json"], env=env)
+    built = CliRunner().invoke(main, [*args, "--json", "--allow-private-weights"], env=env)
+    again = CliRunner().invoke(main, [*args, "--allow-private-weights"], env=env)
+
+    assert refused.exit_code == 1
+    assert "private network" in refused.output
+    assert built.exit_code == 0, built.output
+    manifest = json.loads(built.stdout)
+    assert manifest["data_disk"]["files"] == ["model.bin"]
+    assert again.exit_code == 0, again.output
+    assert f"1 file(s) on data disk {manifest['data_disk']['id'][:16]}" in again.stdout
+    assert fetches(files, "/w/model.bin") == 1

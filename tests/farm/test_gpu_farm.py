@@ -14,6 +14,7 @@ from formarket.farm import operations
 from formarket.farm.desired import set_state, submit
 from formarket.farm.devices import GpuDevice
 from formarket.farm.libvirt_conn import Connections
+from formarket.farm.report import actual_of, look
 from formarket.farm.settings import FarmSettings
 from formarket.market.governance import bot_identity
 from formarket.standins.libvirt_test import write_test_host
@@ -73,6 +74,8 @@ def test_a_missing_device_is_named_and_the_deployment_placed_again(
         "L4 at 0000:41:00.0 are listed in the host inventory but libvirt does not" in (failures[0])
     )
     assert [(r.deployment_id, r.devices) for r in records] == [(dep.id, ("0000:42:00.0",))]
+    shown = actual_of(look(settings, pool), dep.id)
+    assert [vm["gpus"] for vm in shown["vms"]] == [["0000:42:00.0"]]  # deployments show
     assert cycles[-1].plan.idle
 
     set_state(marketplace, "main", dep.id, "stopped", "stop it", identity)

@@ -522,6 +522,12 @@ class Builder:
             say(f"{weight.disk_path} {weight.sha256[:12]}: {where}")
             return got
 
+        published = self.store.data_disk_record(work.plan.data_disk)
+        if published is not None:
+            # Another version (or another build host) made it already: nothing to fetch.
+            say(f"data disk {published.id[:16]} is in the store")
+            work.data_disk = published
+            return
         made = data_disk(weights, cache, work.runner, fetch_one=one)
         work.data_disk = self.store.publish_data_disk(
             work.plan.data_disk, made, tuple(sorted({w.disk_path for w in weights}))

@@ -127,6 +127,7 @@ def show(deployment_id: str, repo: Path, branch: str, state: Path | None, as_jso
         click.echo(
             f"{'':18} {vm['host']} slot {vm['slot']}: {'running' if vm['running'] else 'stopped'}"
             f" {vm['version']}, build {vm['build']}, {vm['endpoint'] or 'no port'}"
+            + (f", GPUs {' '.join(vm['gpus'])}" if vm.get("gpus") else "")
         )
 
 

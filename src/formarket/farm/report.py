@@ -51,6 +51,7 @@ def actual_of(actual: Actual | str, deployment_id: str) -> dict[str, Any]:
             "version": record.listing_version,
             "build": record.build_id[:16],
             "endpoint": record.endpoint,
+            "gpus": list(record.devices),
         }
         for host, record in actual.of(deployment_id)
     ]
