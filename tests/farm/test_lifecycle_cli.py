@@ -98,3 +98,24 @@ def test_upgrade_pins_the_newest_version_that_is_not_yanked(
     assert "dep-1" not in upgrades.load(tmp_path / "farm")  # asked again: tried again
     code, out = invoke(env, "deployments", "upgrade", "dep-1")
     assert "runs tinyforge/echo-chat@1.2.0 already" in out
+
+
+def test_a_model_upgrade_its_agent_cannot_use_is_refused(
+    env: dict[str, str], marketplace: Repo
+) -> None:
+    bot = bot_identity(marketplace, "main")
+    model = deployment("dep-model", version="1.1.0")
+    agent = deployment(
+        "dep-agent",
+        kind="agent",
+        listing="tinyforge/faq-bot",
+        version="1.1.0",
+        model_deployment="dep-model",
+    )
+    submit(marketplace, "main", [model, agent], "two", bot)
+    publish(marketplace, ECHO, "1.2.0", edit={"context_length": 512})
+
+    code, out = invoke(env, "deployments", "upgrade", "dep-model")
+    assert code == 1
+    assert "dep-agent" in out
+    assert read_deployments(marketplace)["dep-model"].listing.version == "1.1.0"
