@@ -39,6 +39,7 @@ from formarket.farm.fleet import (
 from formarket.farm.leases import Leases, open_leases
 from formarket.farm.libvirt_conn import Connections
 from formarket.farm.metering import meter_running
+from formarket.farm.notices import tell_marked_issues
 from formarket.farm.notify import tell_ready_issues
 from formarket.farm.publish import (
     publish_routes,
@@ -181,6 +182,9 @@ def _cycle(
             status.gateway_state(settings).root,
             versions.reader,
         )
+        # Read now, while the repository is open: the marks on versions issues' users run.
+        asked = {d.listing.id for d in desired.values() if d.origin.kind == "issue"}
+        marks = {i: versions.marks(i) for i in sorted(asked)} if settings.github_repo else {}
     finally:
         repo.close()
     running = {dep_id for dep_id, d in desired.items() if d.state == "running"}
@@ -237,6 +241,13 @@ def _cycle(
             settings.github_repo,
             GitHub.from_env,
             settings.gateway_url,
+        )
+        tell_marked_issues(
+            settings.state,
+            desired,
+            lambda listing_id: marks.get(listing_id, {}),
+            settings.github_repo,
+            GitHub.from_env,
         )
     metered = 0
     if meter:
