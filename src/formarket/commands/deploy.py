@@ -42,6 +42,13 @@ __all__ = ["command"]
     help="A secret by reference: env:NAME, file:/path or vault:path (never the value).",
 )
 @click.option("--account", help="Who pays for the usage (default: you).")
+@click.option(
+    "--idle-after",
+    metavar="DURATION",
+    help="Scale to zero: stop the VM after this long without a call (such as 15m), keeping"
+    " its disk; the next call starts it again and waits for it. Instance time is billed only"
+    " while it runs.",
+)
 @REPO_OPTION
 @BRANCH_OPTION
 @STATE_OPTION
@@ -66,6 +73,7 @@ def command(
     sets: tuple[str, ...],
     secret_refs: tuple[str, ...],
     account: str | None,
+    idle_after: str | None,
     repo: Path,
     branch: str,
     state: Path | None,
@@ -86,6 +94,7 @@ def command(
       formarket deploy tinyforge/faq-bot --model tinyforge/echo-chat --set min_match=0.5
       formarket deploy --model tinyforge/echo-chat --dry-run
       formarket deploy --solution tinyforge/faq-demo --wait
+      formarket deploy --model tinyforge/echo-chat --idle-after 15m
       formarket deploy tinyforge/faq-bot@1.0.0 --model tinyforge/echo-chat@1.0.0
 
     Every published version stays deployable unless its owners yanked it; a deprecated
@@ -97,7 +106,17 @@ def command(
         raise UsageError("--wait follows a committed deployment; leave out --dry-run")
     settings = farm_settings(repo, branch, state)
     options = DeployOptions(
-        agent, model, solution, version, vcpus, memory_mib, gpu, sets, secret_refs, account
+        agent,
+        model,
+        solution,
+        version,
+        vcpus,
+        memory_mib,
+        gpu,
+        sets,
+        secret_refs,
+        account,
+        idle_after=idle_after,
     )
     if as_json:
         try:

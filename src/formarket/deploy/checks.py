@@ -96,6 +96,9 @@ def issue_seed(repo_slug: str, issue: int) -> str:
 
 def request_sha256(request: DeploymentRequest) -> str:
     plain = request.model_dump(mode="json")
+    if plain.get("idle_after") is None:
+        # Requests from before scale to zero keep the digest they had.
+        plain.pop("idle_after", None)
     canonical = json.dumps(plain, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
@@ -324,6 +327,7 @@ def resolve(
         "requested": requested,
         "request_sha256": sha,
         "state": "running",
+        "idle_after": request.idle_after,
     }
     new: list[Deployment] = []
     reused: list[Deployment] = []

@@ -18,7 +18,13 @@ from pydantic import ValidationError
 from formarket.deploy.catalog import Catalog, open_market
 from formarket.deploy.checks import Refusal, Resolved, resolve
 from formarket.deploy.plan import forecast, plan_lines
-from formarket.deploy.values import parse_gpu, parse_listing, parse_secret, parse_set
+from formarket.deploy.values import (
+    parse_duration,
+    parse_gpu,
+    parse_listing,
+    parse_secret,
+    parse_set,
+)
 from formarket.errors import FormarketError, InputError, UsageError
 from formarket.farm import desired
 from formarket.farm.hosts import load_inventory
@@ -59,6 +65,7 @@ class DeployOptions:
     secrets: tuple[str, ...] = ()
     account: str | None = None
     requester: str | None = None
+    idle_after: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +112,7 @@ def build_request(options: DeployOptions) -> DeploymentRequest:
             requester=requester,
             account=options.account or requester,
             origin=Origin(kind="cli"),
+            idle_after=parse_duration(options.idle_after) if options.idle_after else None,
         )
     except ValidationError as exc:
         first = exc.errors()[0]

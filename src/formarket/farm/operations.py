@@ -15,9 +15,11 @@ from __future__ import annotations
 import logging
 import re
 import socket
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from dulwich.repo import Repo
@@ -36,6 +38,8 @@ from formarket.farm.fleet import (
     observe,
     routes_path,
 )
+from formarket.farm.hosts import Inventory
+from formarket.farm.idle import idle_stops
 from formarket.farm.leases import Leases, open_leases
 from formarket.farm.libvirt_conn import Connections
 from formarket.farm.metering import meter_running
@@ -48,11 +52,13 @@ from formarket.farm.publish import (
     stock_tokenizers,
     tip_reader,
 )
-from formarket.farm.reconcile import Build, Deploy, Plan, Stop, plan
+from formarket.farm.reconcile import Build, Deploy, Domain, Plan, Stop, Wake, plan
 from formarket.farm.running import DRAIN_SECONDS, deploy, image_key_of, prices_of, stop
 from formarket.farm.settings import FarmSettings, open_market
+from formarket.farm.sleeping import SleepMarks, set_route_idle, sleep, wake
 from formarket.farm.versions import Versions, versions_at
 from formarket.gateway.routes import Route, load_routes
+from formarket.gateway.wake import WakeRequests, last_calls
 from formarket.github import GitHub
 from formarket.schemas.deployment import Deployment
 
@@ -72,13 +78,16 @@ __all__ = [
     "routes_path",
     "run_here",
     "stop",
+    "wake_deployment",
+    "watch_wakes",
 ]
 
 _log = logging.getLogger("formarket.farm")
 # How long a handed-out action is not handed out again (it is released when it finishes).
-LEASE_SECONDS = {"deploy": 960.0, "stop": 360.0}
+LEASE_SECONDS = {"deploy": 960.0, "stop": 360.0, "wake": 300.0}
 
-Enqueue = Callable[[Build | Deploy | Stop], None]
+Action = Build | Deploy | Stop | Wake
+Enqueue = Callable[[Action], None]
 
 
 class TaskSender(Protocol):
@@ -189,21 +198,35 @@ def _cycle(
         repo.close()
     running = {dep_id for dep_id, d in desired.items() if d.state == "running"}
     sweep_agent_keys(agent_keys_path(settings), status.gateway_state(settings).keys, running)
+    marks = SleepMarks(settings.state)
+    # Read before libvirt: a domain woken meanwhile is then still taken for asleep (and seen
+    # running next cycle), never for a crashed one to make again from scratch.
+    asleep = marks.sleeping()
     actual = observe(hosts.hosts, pool)
+    domains = actual.domains()
+    sleeping = frozenset(
+        d.deployment
+        for d in domains
+        if not d.running and d.deployment in asleep and d.deployment in running
+    )
     in_flight = leases.held()
     the_plan = plan(
         desired,
-        actual.domains(),
+        domains,
         hosts.hosts,
         frozenset(actual.down),
         has_image,
         in_flight,
         settings.gateway_url,
         upgrades.failed_upgrades(settings.state),
+        sleeping,
     )
     enqueued = 0
     failed: list[str] = []
-    actions: list[Build | Deploy | Stop] = [*the_plan.stops, *the_plan.builds, *the_plan.deploys]
+    gateway_root = status.gateway_state(settings).root
+    asked = set(WakeRequests(gateway_root).pending())
+    wakes = [Wake(d.deployment, d.host) for d in domains if d.deployment in sleeping & asked]
+    actions: list[Action] = [*the_plan.stops, *the_plan.builds, *the_plan.deploys, *wakes]
     wanted = [(a.key, _host_of(a), _lease_seconds(a, settings)) for a in actions]
     taken = leases.take_all(wanted) if wanted else set()
     for action in actions:
@@ -216,11 +239,24 @@ def _cycle(
             failed.append(f"{action.key}: {exc}")
             continue
         enqueued += 1
+    slept = _idle_stops(settings, desired, the_plan, marks, pool, hosts, leases, failed)
     endpoints = {
         dep_id: domain.endpoint
         for dep_id, domain in the_plan.running.items()
         if domain.endpoint is not None
     }
+    # Read again: a wake this cycle handed out and ran in this process is over already.
+    still = marks.sleeping()
+    idle_since = {d: still[d] for d in sleeping if d in still}
+    idle_since.update({dep_id: at for dep_id, (_, at) in slept.items()})
+    for found in domains:
+        if (found.deployment in sleeping or found.deployment in slept) and found.endpoint:
+            endpoints.setdefault(found.deployment, found.endpoint)
+    for dep_id in set(asleep) - sleeping:
+        if dep_id in the_plan.running and dep_id in running:
+            marks.woke(dep_id, datetime.now(UTC))  # running again: woken, or made again
+        else:
+            marks.forget(dep_id)  # stopped in git, or gone from its host
     # A deployment being deployed or upgraded keeps the route its task last wrote: what
     # libvirt showed before the task ran may be a VM that is not healthy yet, or already gone.
     busy = {a.deployment for a in the_plan.deploys if a.key in taken}
@@ -232,7 +268,14 @@ def _cycle(
         prices=prices_of(settings),
     )
     routes += _routes_of_busy(settings, desired, busy)
+    routes = [
+        r.model_copy(update={"idle_since": idle_since[r.deployment]})
+        if r.deployment in idle_since
+        else r
+        for r in routes
+    ]
     publish_routes(routes_path(settings), routes)
+    awake_routes = [r for r in routes if r.idle_since is None]
     if settings.github_repo:
         tell_ready_issues(
             settings.state,
@@ -251,11 +294,14 @@ def _cycle(
         )
     metered = 0
     if meter:
+        served = served_by(routes)
         metered = meter_running(
             settings.state / "meter.json",
             status.gateway_state(settings).spool,
             _meter_source(),
-            served_by(routes),
+            served_by(awake_routes),
+            started=marks.awake(),
+            ended={d: (served[d], at) for d, (_, at) in slept.items() if d in served},
         )
     cycle = Cycle(
         the_plan,
@@ -284,11 +330,135 @@ def _routes_of_busy(
     ]
 
 
-def _host_of(action: Build | Deploy | Stop) -> str:
+def _idle_stops(
+    settings: FarmSettings,
+    desired: Mapping[str, Deployment],
+    the_plan: Plan,
+    marks: SleepMarks,
+    pool: Connections,
+    hosts: Inventory,
+    leases: Leases,
+    failed: list[str],
+) -> dict[str, tuple[Domain, datetime]]:
+    """Stop the VMs of deployments idle for their `idle_after`; each one's domain and when."""
+    now = datetime.now(UTC)
+    for dep_id in the_plan.running:
+        wanted = desired.get(dep_id)
+        if wanted is not None and wanted.idle_after is not None:
+            marks.seen_awake(dep_id, now)
+    due = idle_stops(
+        desired,
+        the_plan.running,
+        last_calls(status.gateway_state(settings).root),
+        marks.awake(),
+        now,
+    )
+    slept: dict[str, tuple[Domain, datetime]] = {}
+    busy = {a.deployment for a in the_plan.deploys}
+    for due_one in due:
+        # Not while it is being woken, deployed or upgraded: that work decides its state.
+        if due_one.deployment in busy or not leases.take(due_one.key, due_one.host, 60.0):
+            continue
+        domain = the_plan.running[due_one.deployment]
+        try:
+            at = sleep(
+                pool,
+                hosts.host(due_one.host),
+                due_one.deployment,
+                domain.slot,
+                marks,
+                routes_path(settings),
+            )
+            slept[due_one.deployment] = (domain, at)
+        except FormarketError as exc:
+            failed.append(f"{due_one.key}: {exc}")
+        finally:
+            leases.release(due_one.key)
+    return slept
+
+
+def wake_deployment(
+    settings: FarmSettings,
+    deployment_id: str,
+    host_name: str | None = None,
+    *,
+    pool: Connections | None = None,
+    health_timeout: float = 120.0,
+) -> str:
+    """Start a sleeping deployment again for the call waiting on it; its endpoint ("" when it
+    has no domain: the reconciler places it again)."""
+    pool = pool or connections()
+    hosts = inventory(settings)
+    requests = WakeRequests(status.gateway_state(settings).root)
+    marks = SleepMarks(settings.state)
+    leases = open_leases(settings.broker_url or "", settings.state)
+    try:
+        actual = observe(hosts.hosts, pool)
+        found = sorted(
+            (
+                (not record.running, host, record.slot, record)
+                for host, records in actual.records.items()
+                for record in records
+                if record.deployment_id == deployment_id and host_name in (None, host)
+            ),
+            key=lambda item: item[:3],
+        )
+        if not found:
+            requests.clear(deployment_id)
+            return ""
+        _, host, _, record = found[0]
+        if record.running:
+            # Woken already (or never asleep): the route may still say idle.
+            marks.woke(deployment_id, datetime.now(UTC))
+            set_route_idle(routes_path(settings), deployment_id, None)
+            requests.clear(deployment_id)
+            return record.endpoint or ""
+        woken = wake(
+            pool,
+            hosts.host(host),
+            deployment_id,
+            record.slot,
+            marks,
+            routes_path(settings),
+            health_timeout=health_timeout,
+        )
+        requests.clear(deployment_id)
+        return woken.endpoint or ""
+    finally:
+        leases.release(f"wake:{deployment_id}")
+
+
+def watch_wakes(
+    settings: FarmSettings,
+    *,
+    interval: float = 0.1,
+    stop: threading.Event | None = None,
+    pool: Connections | None = None,
+) -> None:
+    """Wake each deployment a call waits for as soon as the gateway asks, until `stop` is set.
+    A wake that fails leaves the deployment to the reconciler, which makes its domain again
+    from scratch (new ports, a new disk) while the call goes on waiting."""
+    stop = stop or threading.Event()
+    pool = pool or connections()
+    requests = WakeRequests(status.gateway_state(settings).root)
+    leases = open_leases(settings.broker_url or "", settings.state)
+    while not stop.is_set():
+        for deployment_id in requests.pending():
+            if not leases.take(f"wake:{deployment_id}", "", LEASE_SECONDS["wake"]):
+                continue
+            try:
+                wake_deployment(settings, deployment_id, pool=pool)
+            except FormarketError as exc:
+                _log.error("%s could not be woken: %s", deployment_id, exc)
+                SleepMarks(settings.state).forget(deployment_id)
+        stop.wait(interval)
+
+
+def _host_of(action: Action) -> str:
     return "" if isinstance(action, Build) else action.host
 
 
-def _lease_seconds(action: Build | Deploy | Stop, settings: FarmSettings) -> float:
+def _lease_seconds(action: Action, settings: FarmSettings) -> float:
     kind = action.key.partition(":")[0]
     return LEASE_SECONDS.get(kind, float(settings.build_time_limit + 120))
 
@@ -301,11 +471,13 @@ def _meter_source() -> str:
 def celery_enqueue(app: TaskSender) -> Enqueue:
     """Hand actions to the farm's queues by task name, through `app` (`celery_app.make_app`)."""
 
-    def enqueue(action: Build | Deploy | Stop) -> None:
+    def enqueue(action: Action) -> None:
         if isinstance(action, Build):
             app.send_task("formarket.build", (action.listing, action.version))
         elif isinstance(action, Deploy):
             app.send_task("formarket.deploy", (action.deployment, action.host))
+        elif isinstance(action, Wake):
+            app.send_task("formarket.wake", (action.deployment, action.host))
         else:
             app.send_task("formarket.stop", (action.deployment, action.host, action.slot))
 
@@ -322,7 +494,7 @@ def run_here(
     """Do each action at once in this process, instead of through the queues."""
     leases = open_leases(settings.broker_url or "", settings.state)
 
-    def execute(action: Build | Deploy | Stop) -> None:
+    def execute(action: Action) -> None:
         if isinstance(action, Build):
             try:
                 build_listing(settings, action.listing, action.version)
@@ -336,6 +508,10 @@ def run_here(
                 pool=pool,
                 health_timeout=health_timeout,
                 drain=drain,
+            )
+        elif isinstance(action, Wake):
+            wake_deployment(
+                settings, action.deployment, action.host, pool=pool, health_timeout=health_timeout
             )
         else:
             stop(settings, action.deployment, action.host, pool=pool, slot=action.slot)

@@ -30,7 +30,7 @@ from formarket.farm.hosts import Host
 from formarket.farm.placement import Need, Placed, Placer, Usage
 from formarket.schemas.deployment import Deployment
 
-__all__ = ["Build", "Deploy", "Domain", "Plan", "Stop", "need_of", "plan"]
+__all__ = ["Build", "Deploy", "Domain", "Plan", "Stop", "Wake", "need_of", "plan"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +79,19 @@ class Stop:
     def key(self) -> str:
         suffix = "" if self.slot is None else f"/{self.slot}"
         return f"stop:{self.deployment}@{self.host}{suffix}"
+
+
+@dataclass(frozen=True, slots=True)
+class Wake:
+    """Start a sleeping (scaled to zero) deployment's domain again: a call waits for it."""
+
+    deployment: str
+    host: str
+    reason: str = "a call is waiting for it"
+
+    @property
+    def key(self) -> str:
+        return f"wake:{self.deployment}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,12 +155,15 @@ def plan(
     in_flight: Mapping[str, str] | None = None,
     gateway: str | None = None,
     failed_upgrades: Mapping[str, str] | None = None,
+    sleeping: frozenset[str] = frozenset(),
 ) -> Plan:
     """The next steps. `domains` are those of the hosts that answered (hosts in `down` did not);
     `has_image` tells, per (listing id, version), whether its image is in the store;
     `in_flight` maps the key of each action already handed out to its host ("" for builds);
     `gateway` is where agents' model calls must go (the gateway's URL); `failed_upgrades`
-    maps a deployment to the version its last upgrade could not bring up (not tried again)."""
+    maps a deployment to the version its last upgrade could not bring up (not tried again);
+    `sleeping` are the deployments stopped for idleness, whose stopped domains stay as they
+    are (a call wakes them, and an upgrade waits for that) and keep their room on their host."""
     in_flight = in_flight or {}
     failed_upgrades = failed_upgrades or {}
     by_deployment: dict[str, list[Domain]] = {}
@@ -218,6 +234,8 @@ def plan(
             ):
                 why = f"its model calls must go to the gateway at {gateway}"
                 deploys.append(Deploy(dep_id, current.host, why))
+            continue
+        if current is not None and dep_id in sleeping:
             continue
         if not has_image.get((listing.id, listing.version), False):
             build = Build(listing.id, listing.version)

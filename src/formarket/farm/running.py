@@ -17,6 +17,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from decimal import Decimal
 
 from dulwich.repo import Repo
@@ -44,6 +45,7 @@ from formarket.farm.leases import open_leases
 from formarket.farm.libvirt_conn import Connections, HostConnection, HostError
 from formarket.farm.publish import Tokenizers, route_for, stock_tokenizers, tip_reader, token_prices
 from formarket.farm.settings import FarmSettings, open_market
+from formarket.farm.sleeping import SleepMarks
 from formarket.farm.versions import Versions, versions_at
 from formarket.gateway.routes import Route, load_routes, save_routes
 from formarket.market.refs import branch_tip
@@ -155,6 +157,9 @@ def deploy(
                     deployment, endpoint, desired, tokenizers=tokenizers, prices=prices_of(settings)
                 ),
             )
+        if deployment.idle_after is not None:
+            # Its idleness counts from here at least: it was not called before it ran.
+            SleepMarks(settings.state).woke(deployment_id, datetime.now(UTC))
         _log.info("%s runs on %s at %s", deployment_id, host_name, endpoint or "(no port)")
         return endpoint
     finally:

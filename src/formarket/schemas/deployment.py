@@ -97,6 +97,13 @@ class DeploymentRequest(Document):
         default_factory=dict, description="Agent settings, checked against its settings schema."
     )
     secrets: tuple[SecretRef, ...] = Field(default=(), max_length=32)
+    idle_after: int | None = Field(
+        default=None,
+        ge=10,
+        le=30 * 86400,
+        description="Seconds without a call after which the farm stops the VM, keeping its"
+        " disk, until the next call wakes it (scale to zero); none: it runs until stopped.",
+    )
     requester: str = Field(pattern=ACCOUNT_PATTERN, description="Who asked (a login).")
     account: str = Field(pattern=ACCOUNT_PATTERN, description="Who pays for the usage.")
     origin: Origin = Field(default_factory=lambda: Origin(kind="cli"))
@@ -127,6 +134,13 @@ class Deployment(Document):
     )
     settings: dict[str, Any] = Field(default_factory=dict)
     secrets: tuple[SecretRef, ...] = ()
+    idle_after: int | None = Field(
+        default=None,
+        ge=10,
+        le=30 * 86400,
+        description="Seconds without a call after which the farm stops the VM, keeping its"
+        " disk, until the next call wakes it (scale to zero); none: it runs until stopped.",
+    )
     requester: str = Field(pattern=ACCOUNT_PATTERN)
     account: str = Field(pattern=ACCOUNT_PATTERN)
     origin: Origin
