@@ -191,9 +191,9 @@ def _cycle(
             status.gateway_state(settings).root,
             versions.reader,
         )
-        # Read now, while the repository is open: the marks on versions issues' users run.
+        # Read now, while the repository is open: the owners' marks on versions issues run.
         asked = {d.listing.id for d in desired.values() if d.origin.kind == "issue"}
-        marks = {i: versions.marks(i) for i in sorted(asked)} if settings.github_repo else {}
+        owners = {i: versions.marks(i) for i in sorted(asked)} if settings.github_repo else {}
     finally:
         repo.close()
     running = {dep_id for dep_id, d in desired.items() if d.state == "running"}
@@ -288,7 +288,7 @@ def _cycle(
         tell_marked_issues(
             settings.state,
             desired,
-            lambda listing_id: marks.get(listing_id, {}),
+            lambda listing_id: owners.get(listing_id, {}),
             settings.github_repo,
             GitHub.from_env,
         )
