@@ -192,8 +192,8 @@ def _cycle(
             versions.reader,
         )
         # Read now, while the repository is open: the owners' marks on versions issues run.
-        asked = {d.listing.id for d in desired.values() if d.origin.kind == "issue"}
-        owners = {i: versions.marks(i) for i in sorted(asked)} if settings.github_repo else {}
+        by_issue = {d.listing.id for d in desired.values() if d.origin.kind == "issue"}
+        owners = {i: versions.marks(i) for i in sorted(by_issue)} if settings.github_repo else {}
     finally:
         repo.close()
     running = {dep_id for dep_id, d in desired.items() if d.state == "running"}
