@@ -20,14 +20,21 @@ __all__ = ["command"]
 _JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON for programs.")
 
 
-def _views(settings: FarmSettings, shown: list[Deployment]) -> list[dict[str, Any]]:
-    """Each deployment's view: libvirt is asked once for all of them."""
+def _views(
+    settings: FarmSettings, shown: list[Deployment], *, ask_hosts: bool
+) -> list[dict[str, Any]]:
+    """Each deployment's view; with `ask_hosts`, libvirt is asked once for all of them (a
+    list leaves it out: it must answer at once even when a host does not)."""
     from formarket.commands._common import open_repo
     from formarket.farm.fleet import connections
     from formarket.farm.report import look, view
     from formarket.farm.versions import versions_at
 
-    actual = look(settings, connections()) if shown else ""
+    actual = (
+        look(settings, connections())
+        if shown and ask_hosts
+        else "not asked: `formarket deployments show ID` asks the hosts"
+    )
     repo = open_repo(settings.repo)
     try:
         versions = versions_at(repo, settings.branch)
@@ -77,7 +84,7 @@ def list_(repo: Path, branch: str, state: Path | None, show_all: bool, as_json: 
     settings = farm_settings(repo, branch, state)
     desired, problems = _desired(settings)
     shown = [d for _id, d in sorted(desired.items()) if show_all or d.state == "running"]
-    views = _views(settings, shown)
+    views = _views(settings, shown, ask_hosts=False)
     if as_json:
         click.echo(json.dumps({"deployments": views, "problems": problems}, indent=2))
         return
@@ -112,7 +119,7 @@ def show(deployment_id: str, repo: Path, branch: str, state: Path | None, as_jso
         raise NotFoundError(
             f"no deployment {deployment_id}", hint="`formarket deployments list --all` lists them"
         )
-    (view,) = _views(settings, [deployment])
+    (view,) = _views(settings, [deployment], ask_hosts=True)
     if as_json:
         click.echo(json.dumps(view, indent=2))
         return
