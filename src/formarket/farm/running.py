@@ -232,6 +232,9 @@ class _Step:
             route = route_for(dep, endpoint, self.desired, tokenizers=tokenizers, prices=prices)
             self._switch(route, drain)
         deployer.stop(self.conn, dep.id, old.slot)
+        if dep.idle_after is not None:
+            # The new VM's idleness counts from now: no call has reached it yet.
+            SleepMarks(self.settings.state).woke(dep.id, datetime.now(UTC))
         upgrades.note(self.settings.state, dep.id, old.listing_version, new_version, "done")
         _log.info("%s upgraded from %s to %s", dep.id, old.listing_version, new_version)
         return endpoint
