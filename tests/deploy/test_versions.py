@@ -102,3 +102,12 @@ def test_an_older_solution_version_deploys_as_it_was_published(market: FarmSetti
     missing = deploy(market, "--solution", "tinyforge/faq-demo@1.0.5", "--dry-run")
     assert missing.exit_code == 1
     assert "1.1.0, 1.2.0" in missing.output
+
+
+def test_a_deprecated_model_picked_for_an_agent_is_warned_of(market: FarmSettings) -> None:
+    publish(Repo(str(market.repo)), ECHO, "1.1.0", marks={"1.1.0": ("deprecated", "1.2 is out")})
+    result = deploy(market, "tinyforge/faq-bot", "--dry-run", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["warnings"] == [
+        f"model {ECHO}@1.1.0 is deprecated: 1.2 is out"
+    ]

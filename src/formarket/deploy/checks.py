@@ -295,6 +295,9 @@ def resolve(
     elif agent is not None:
         model, why = _pick_model(agent, catalog)
         reasons += why
+        mark = catalog.marks(model.id).get(model.version) if model is not None else None
+        if model is not None and mark is not None:
+            warnings.append(f"model {model.id}@{model.version} is deprecated: {mark.message}")
     if agent is not None and model is not None:
         clashes = incompatibilities(
             agent.id, agent.model_dump(mode="json"), model.id, model.model_dump(mode="json")
