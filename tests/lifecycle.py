@@ -27,15 +27,17 @@ def publish(
     *,
     kind: str = "models",
     marks: Mapping[str, tuple[str, str]] | None = None,
+    edit: Mapping[str, object] | None = None,
     branch: str = "main",
 ) -> ObjectID:
-    """Commit the listing at `version` (its other fields as the tip has them), with `marks`
-    (version -> (status, message)) as its version_marks; the commit."""
+    """Commit the listing at `version` (its other fields as the tip has them, but those in
+    `edit`), with `marks` (version -> (status, message)) as its version_marks; the commit."""
     path = listing_path(listing_id, kind)
     raw = read_path(repo, commit_tree(repo, branch_tip(repo, branch)), path)
     assert raw is not None, path
     data = yaml.safe_load(raw)
     data["version"] = version
+    data.update(edit or {})
     data.pop("version_marks", None)
     if marks:
         data["version_marks"] = {

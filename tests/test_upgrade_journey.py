@@ -22,9 +22,11 @@ from pathlib import Path
 import httpx  # noqa: TID251 - the gateway is called as a user calls it
 import pytest
 import yaml
+from click.testing import CliRunner
 from dulwich.repo import Repo
 
 from formarket.builder.vm import BOOT_MARKER
+from formarket.cli import main
 from formarket.deploy.lifecycle import upgrade
 from formarket.deploy.request import DeployOptions, RefusedError, build_request, plan, run
 from formarket.farm import operations, status, upgrades
@@ -250,6 +252,20 @@ def test_publish_deploy_upgrade_without_a_failed_call_deprecate_and_yank(
         actual = actual_of(operations.observe((host,), pool), model)
         assert [(vm["version"], vm["running"]) for vm in actual["vms"]] == [("1.1.0", True)]
         assert "failed" in status.progress(settings, model)
+        # As a person sees it: desired and actual apart, why the upgrade failed, the logs.
+        env = {
+            "FORMARKET_REPO": market.path,
+            "FORMARKET_STATE": str(settings.state),
+            "FORMARKET_HOSTS": str(hosts),
+        }
+        shown = CliRunner().invoke(main, ["deployments", "show", model], env=env)
+        assert shown.exit_code == 0, shown.output
+        assert "desired:           running, version 1.2.0 (git)" in shown.output
+        assert "actual:            running (1.1.0) (libvirt)" in shown.output
+        assert "did not answer" in shown.output
+        logs = CliRunner().invoke(main, ["deployments", "logs", model], env=env)
+        assert logs.exit_code == 0, logs.output
+        assert BOOT_MARKER.decode() in logs.output.split("-- service")[0]
 
         # Deprecated: still deployable, with the owners' word. Yanked: refused.
         publish(market, ECHO, "1.2.0", marks={"1.0.0": ("deprecated", "use 1.1.0")})

@@ -10,9 +10,10 @@ import pytest
 from dulwich.repo import Repo
 
 from formarket.farm.settings import FarmSettings
+from formarket.market.writer import commit_changes
 from tests.deploy.conftest import ROOT, deployments, make_market, tip
 from tests.deploy.test_cli import deploy
-from tests.lifecycle import listing_path, listing_text_at, publish
+from tests.lifecycle import OWNER, listing_path, listing_text_at, publish
 
 ECHO = "tinyforge/echo-chat"
 
@@ -82,3 +83,31 @@ def test_deprecated_deploys_with_a_warning_and_yanked_is_refused(market: FarmSet
     # The solution that pins it is refused too; the newest version still deploys.
     assert deploy(market, "--solution", "tinyforge/faq-demo", "--dry-run").exit_code == 1
     assert deploy(market, "--model", ECHO, "--dry-run").exit_code == 0
+
+
+def test_an_older_solution_version_deploys_as_it_was_published(market: FarmSettings) -> None:
+    repo = Repo(str(market.repo))
+    path = "registry/solutions/tinyforge/faq-demo.yaml"
+    # 1.2.0 pins echo-chat 1.1.0, as the starter solution does; 1.1.0 pinned 1.0.0.
+    starter = (ROOT / path).read_bytes()
+    bumped = starter.replace(b"version: 1.1.0\ndescription", b"version: 1.2.0\ndescription")
+    assert bumped != starter
+    commit_changes(repo, "main", {path: bumped}, "faq-demo 1.2.0", OWNER)
+
+    newest = deploy(market, "--solution", "tinyforge/faq-demo", "--dry-run")
+    assert f"{ECHO}@1.1.0 (model)" in newest.output
+    older = deploy(market, "--solution", "tinyforge/faq-demo@1.1.0", "--dry-run")
+    assert older.exit_code == 0, older.output
+    assert f"{ECHO}@1.0.0 (model)" in older.output
+    missing = deploy(market, "--solution", "tinyforge/faq-demo@1.0.5", "--dry-run")
+    assert missing.exit_code == 1
+    assert "1.1.0, 1.2.0" in missing.output
+
+
+def test_a_deprecated_model_picked_for_an_agent_is_warned_of(market: FarmSettings) -> None:
+    publish(Repo(str(market.repo)), ECHO, "1.1.0", marks={"1.1.0": ("deprecated", "1.2 is out")})
+    result = deploy(market, "tinyforge/faq-bot", "--dry-run", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["warnings"] == [
+        f"model {ECHO}@1.1.0 is deprecated: 1.2 is out"
+    ]

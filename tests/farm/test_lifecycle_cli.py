@@ -5,12 +5,16 @@ yanked."""
 from __future__ import annotations
 
 import json
+import threading
+import time
 from pathlib import Path
 
 from dulwich.repo import Repo
 
-from formarket.farm import upgrades
+from formarket.farm import operations, status, upgrades
 from formarket.farm.desired import read_deployments, submit
+from formarket.farm.libvirt_conn import Connections
+from formarket.farm.settings import FarmSettings
 from formarket.market.governance import bot_identity
 from tests.farm.factories import deployment
 from tests.farm.test_cli import env, invoke
@@ -98,3 +102,56 @@ def test_upgrade_pins_the_newest_version_that_is_not_yanked(
     assert "dep-1" not in upgrades.load(tmp_path / "farm")  # asked again: tried again
     code, out = invoke(env, "deployments", "upgrade", "dep-1")
     assert "runs tinyforge/echo-chat@1.2.0 already" in out
+
+
+def test_a_model_upgrade_its_agent_cannot_use_is_refused(
+    env: dict[str, str], marketplace: Repo
+) -> None:
+    bot = bot_identity(marketplace, "main")
+    model = deployment("dep-model", version="1.1.0")
+    agent = deployment(
+        "dep-agent",
+        kind="agent",
+        listing="tinyforge/faq-bot",
+        version="1.1.0",
+        model_deployment="dep-model",
+    )
+    submit(marketplace, "main", [model, agent], "two", bot)
+    publish(marketplace, ECHO, "1.2.0", edit={"context_length": 512})
+
+    code, out = invoke(env, "deployments", "upgrade", "dep-model")
+    assert code == 1
+    assert "dep-agent" in out
+    assert read_deployments(marketplace)["dep-model"].listing.version == "1.1.0"
+
+
+def test_upgrade_wait_follows_the_farm_until_the_new_version_serves(
+    env: dict[str, str], marketplace: Repo, tmp_path: Path
+) -> None:
+    settings = FarmSettings.from_env(tmp_path, env)
+    bot = bot_identity(marketplace, "main")
+    submit(marketplace, "main", [deployment("dep-1", version="1.1.0")], "one", bot)
+    publish(marketplace, ECHO, "1.2.0")
+    pool = Connections()
+    stopping = threading.Event()
+
+    def farm() -> None:  # the reconciler, as `formarket farm reconcile --here` runs it
+        here = operations.run_here(settings, pool, drain=0.1)
+        while not stopping.is_set():
+            operations.reconcile_once(settings, here, pool=pool, meter=False)
+            stopping.wait(0.3)
+
+    thread = threading.Thread(target=farm, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 120
+        while not status.endpoint(settings, "dep-1"):
+            assert time.monotonic() < deadline, "dep-1 never ran"
+            time.sleep(0.3)
+        code, out = invoke(env, "deployments", "upgrade", "dep-1", "--wait", "--timeout", "120")
+        assert code == 0, out
+        assert "dep-1 serves 1.2.0 at http://" in out
+    finally:
+        stopping.set()
+        thread.join(60)
+        pool.close()

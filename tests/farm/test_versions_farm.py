@@ -3,8 +3,10 @@ published it, to the build id it had as the tip, and routed as that version."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
+import pytest
 from dulwich.repo import Repo
 
 from formarket.farm import operations, upgrades
@@ -12,8 +14,10 @@ from formarket.farm.desired import submit
 from formarket.gateway.routes import load_routes
 from formarket.market.governance import bot_identity
 from formarket.market.writer import Identity, commit_changes, import_tree
+from formarket.standins.github import StandIn
 from tests.farm import factories
 from tests.farm.conftest import ROOT
+from tests.farm.test_notify import REPO, from_issue
 from tests.farm.test_testdriver_farm import Farm
 from tests.lifecycle import listing_path, listing_text_at, publish
 
@@ -112,5 +116,32 @@ def test_an_upgrade_starts_the_new_version_beside_the_old_then_moves_the_route(
         farm.settle()
         actual = operations.observe(operations.inventory(farm.settings).hosts, farm.pool)
         assert [(d.version, d.slot) for d in actual.domains()] == [("1.0.0", 0)]
+    finally:
+        farm.pool.close()
+
+
+def test_a_cycle_tells_the_issue_of_a_running_deployment_its_version_was_yanked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo = market_with_echo_at(tmp_path / "market", "1.0.0")
+    farm = Farm(tmp_path, repo)
+    bot = bot_identity(repo, "main")
+    try:
+        with StandIn({"t": "formarket-bot"}) as github:
+            number = github.open_issue(REPO, "dana", "Deploy", "body")
+            monkeypatch.setenv("GITHUB_API_URL", github.url)
+            monkeypatch.setenv("GITHUB_TOKEN", "t")
+            farm.settings = dataclasses.replace(farm.settings, github_repo=REPO)
+            asked = from_issue(factories.deployment("dep-issue", version="1.0.0"), number)
+            submit(repo, "main", [asked], "from an issue", bot)
+            farm.settle()
+            assert len(github.comments(REPO, number)) == 1  # it runs
+            publish(repo, ECHO, "1.1.0", marks={"1.0.0": ("yanked", "it leaks prompts")})
+            farm.cycle()
+            farm.cycle()
+            comments = github.comments(REPO, number)
+            assert len(comments) == 2
+            assert "it leaks prompts" in comments[-1]["body"]
+            assert "dep-issue" in builds(farm)  # still running: yanked stops nothing
     finally:
         farm.pool.close()

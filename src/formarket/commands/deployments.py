@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
 from formarket.commands._options import BRANCH_OPTION, REPO_OPTION, STATE_OPTION, farm_settings
-from formarket.errors import NotFoundError
+from formarket.errors import FormarketError, NotFoundError, UsageError
 
 if TYPE_CHECKING:
     from formarket.farm.settings import FarmSettings
@@ -20,14 +21,21 @@ __all__ = ["command"]
 _JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON for programs.")
 
 
-def _views(settings: FarmSettings, shown: list[Deployment]) -> list[dict[str, Any]]:
-    """Each deployment's view: libvirt is asked once for all of them."""
+def _views(
+    settings: FarmSettings, shown: list[Deployment], *, ask_hosts: bool
+) -> list[dict[str, Any]]:
+    """Each deployment's view; with `ask_hosts`, libvirt is asked once for all of them (a
+    list leaves it out: it must answer at once even when a host does not)."""
     from formarket.commands._common import open_repo
     from formarket.farm.fleet import connections
     from formarket.farm.report import look, view
     from formarket.farm.versions import versions_at
 
-    actual = look(settings, connections()) if shown else ""
+    actual = (
+        look(settings, connections())
+        if shown and ask_hosts
+        else "not asked: `formarket deployments show ID` asks the hosts"
+    )
     repo = open_repo(settings.repo)
     try:
         versions = versions_at(repo, settings.branch)
@@ -77,7 +85,7 @@ def list_(repo: Path, branch: str, state: Path | None, show_all: bool, as_json: 
     settings = farm_settings(repo, branch, state)
     desired, problems = _desired(settings)
     shown = [d for _id, d in sorted(desired.items()) if show_all or d.state == "running"]
-    views = _views(settings, shown)
+    views = _views(settings, shown, ask_hosts=False)
     if as_json:
         click.echo(json.dumps({"deployments": views, "problems": problems}, indent=2))
         return
@@ -112,7 +120,7 @@ def show(deployment_id: str, repo: Path, branch: str, state: Path | None, as_jso
         raise NotFoundError(
             f"no deployment {deployment_id}", hint="`formarket deployments list --all` lists them"
         )
-    (view,) = _views(settings, [deployment])
+    (view,) = _views(settings, [deployment], ask_hosts=True)
     if as_json:
         click.echo(json.dumps(view, indent=2))
         return
@@ -176,6 +184,16 @@ def stop(deployment_id: str, repo: Path, branch: str, cascade: bool) -> None:
 @BRANCH_OPTION
 @STATE_OPTION
 @click.option("--dry-run", is_flag=True, help="Check and say what would change; commit nothing.")
+@click.option(
+    "--wait", is_flag=True, help="Follow the farm until the new version serves, or has failed."
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=1),
+    default=900.0,
+    show_default=True,
+    help="Seconds --wait waits.",
+)
 def upgrade(
     deployment_id: str,
     version: str | None,
@@ -183,6 +201,8 @@ def upgrade(
     branch: str,
     state: Path | None,
     dry_run: bool,
+    wait: bool,
+    timeout: float,
 ) -> None:
     """Move a running deployment to another published version of its listing, without
     downtime.
@@ -196,9 +216,12 @@ def upgrade(
     \b
       formarket deployments upgrade dep-3f2a9c1b7d4e
       formarket deployments upgrade dep-3f2a9c1b7d4e --to 1.1.0 --dry-run
+      formarket deployments upgrade dep-3f2a9c1b7d4e --wait
     """
     from formarket.deploy.lifecycle import upgrade as upgrade_
 
+    if dry_run and wait:
+        raise UsageError("--wait follows a committed upgrade; leave out --dry-run")
     settings = farm_settings(repo, branch, state)
     done = upgrade_(settings, deployment_id, version, dry_run=dry_run)
     for warning in done.warnings:
@@ -213,6 +236,39 @@ def upgrade(
             f"{deployment_id}: {old.id} {old.version} -> {new.version} committed"
             f" ({done.commit.decode()[:12]}); the farm starts it beside the old VM"
         )
+    if wait and done.commit is not None:
+        _follow_upgrade(settings, deployment_id, new.version, timeout)
+
+
+def _follow_upgrade(
+    settings: FarmSettings, deployment_id: str, version: str, timeout: float
+) -> None:
+    from formarket.farm import status, upgrades
+
+    deadline = time.monotonic() + timeout
+    said = ""
+    while True:
+        last = upgrades.load(settings.state).get(deployment_id)
+        if last is not None and last.new == version and last.outcome == "done":
+            where = status.endpoint(settings, deployment_id) or "(no port)"
+            click.echo(f"{deployment_id} serves {version} at {where}")
+            return
+        if last is not None and last.new == version:
+            raise FormarketError(
+                f"{deployment_id} could not start {version}: {last.reason}",
+                hint=f"{last.old} serves on; `formarket deployments upgrade {deployment_id}`"
+                " tries again",
+            )
+        now = status.progress(settings, deployment_id)
+        if now != said:
+            click.echo(f"  {now}")
+            said = now
+        if time.monotonic() > deadline:
+            raise FormarketError(
+                f"{deployment_id} was not upgraded within {timeout:.0f}s (last: {now})",
+                hint="is the farm running? `formarket deployments show` follows it",
+            )
+        time.sleep(1.0)
 
 
 @command.command("logs")

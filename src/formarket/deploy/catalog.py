@@ -28,7 +28,7 @@ from formarket.yamldoc import load_yaml
 __all__ = ["Catalog", "open_market"]
 
 _T = TypeVar("_T", bound=BaseModel)
-_L = TypeVar("_L", ModelListing, AgentListing)
+_L = TypeVar("_L", ModelListing, AgentListing, Solution)
 
 
 @dataclass
@@ -56,6 +56,9 @@ class Catalog:
         return found if isinstance(found, model) else None
 
     def _older(self, path: str, version: str) -> bytes | None:
+        if path.startswith(f"{SOLUTIONS}/"):
+            ident = path[len(SOLUTIONS) + 1 :].removesuffix(".yaml")
+            return self.versions.solution_file(ident, version) if self.versions else None
         listing_id = path.split("/", 2)[2].removesuffix("/listing.yaml")
         found = self.versions.listing_file(listing_id, version) if self.versions else None
         return found[1] if found is not None and found[0] == path else None
@@ -99,6 +102,10 @@ class Catalog:
     def solution(self, solution_id: str) -> Solution | None:
         found = self._load(f"{SOLUTIONS}/{solution_id}.yaml", Solution)
         return found if found is not None and found.id == solution_id else None
+
+    def solution_at(self, solution_id: str, version: str | None) -> Solution | None:
+        """The solution as `version` was published (the tip's version when None)."""
+        return self._at(f"{SOLUTIONS}/{solution_id}.yaml", Solution, solution_id, version)
 
     def governance(self) -> Governance | None:
         return self._load(GOVERNANCE, Governance)

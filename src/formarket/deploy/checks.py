@@ -272,13 +272,16 @@ def resolve(
     agent_ref, model_ref = request.agent, request.model
     base_settings: dict[str, Any] = {}
     if request.solution is not None:
-        solution = catalog.solution(request.solution.id)
+        solution = catalog.solution_at(request.solution.id, request.solution.version)
         if solution is None:
-            return Refusal((f"There is no solution {request.solution.id} in the registry.",))
-        if request.solution.version not in (None, solution.version):
-            reasons.append(
-                f"solution {solution.id} is at version {solution.version}; version"
-                f" {request.solution.version} cannot be deployed."
+            if catalog.solution(request.solution.id) is None:
+                return Refusal((f"There is no solution {request.solution.id} in the registry.",))
+            known = ", ".join(catalog.published(request.solution.id))
+            return Refusal(
+                (
+                    f"solution {request.solution.id} has no published version"
+                    f" {request.solution.version}; its versions: {known}.",
+                )
             )
         agent_ref = RequestedListing(id=solution.agent.id, version=solution.agent.version)
         model_ref = RequestedListing(id=solution.model.id, version=solution.model.version)
@@ -297,6 +300,9 @@ def resolve(
     elif agent is not None:
         model, why = _pick_model(agent, catalog)
         reasons += why
+        mark = catalog.marks(model.id).get(model.version) if model is not None else None
+        if model is not None and mark is not None:
+            warnings.append(f"model {model.id}@{model.version} is deprecated: {mark.message}")
     if agent is not None and model is not None:
         clashes = incompatibilities(
             agent.id, agent.model_dump(mode="json"), model.id, model.model_dump(mode="json")

@@ -45,6 +45,7 @@ from formarket.farm.idle import idle_stops
 from formarket.farm.leases import Leases, open_leases
 from formarket.farm.libvirt_conn import Connections
 from formarket.farm.metering import meter_running
+from formarket.farm.notices import tell_marked_issues
 from formarket.farm.notify import tell_ready_issues
 from formarket.farm.publish import (
     publish_routes,
@@ -192,6 +193,9 @@ def _cycle(
             status.gateway_state(settings).root,
             versions.reader,
         )
+        # Read now, while the repository is open: the owners' marks on versions issues run.
+        by_issue = {d.listing.id for d in desired.values() if d.origin.kind == "issue"}
+        owners = {i: versions.marks(i) for i in sorted(by_issue)} if settings.github_repo else {}
     finally:
         repo.close()
     running = {dep_id for dep_id, d in desired.items() if d.state == "running"}
@@ -283,6 +287,13 @@ def _cycle(
             settings.github_repo,
             GitHub.from_env,
             settings.gateway_url,
+        )
+        tell_marked_issues(
+            settings.state,
+            desired,
+            lambda listing_id: owners.get(listing_id, {}),
+            settings.github_repo,
+            GitHub.from_env,
         )
     metered = 0
     if meter:

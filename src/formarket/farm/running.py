@@ -204,6 +204,13 @@ def _slot(here: list[DomainRecord], version: str) -> int:
     return 0
 
 
+def _routed(settings: FarmSettings, deployment_id: str) -> str | None:
+    for route in load_routes(routes_path(settings)).routes:
+        if route.deployment == deployment_id:
+            return route.endpoint
+    return None
+
+
 class _Step:
     """One upgrade of one deployment on one host, from the VM that serves now."""
 
@@ -247,12 +254,28 @@ class _Step:
         if endpoint:
             prices = prices_of(self.settings)
             route = route_for(dep, endpoint, self.desired, tokenizers=tokenizers, prices=prices)
-            _add_route(self.settings, route)
-            time.sleep(drain)
+            self._switch(route, drain)
         deployer.stop(self.conn, dep.id, old.slot)
+        if dep.idle_after is not None:
+            # The new VM's idleness counts from now: no call has reached it yet.
+            SleepMarks(self.settings.state).woke(dep.id, datetime.now(UTC))
         upgrades.note(self.settings.state, dep.id, old.listing_version, new_version, "done")
         _log.info("%s upgraded from %s to %s", dep.id, old.listing_version, new_version)
         return endpoint
+
+    def _switch(self, route: Route, drain: float) -> None:
+        """Route to the new VM and let calls to the old one drain. A reconcile cycle that
+        read routes.json just before it was written may write its old copy back: the route is
+        written again until it stays (the cycle keeps it once it has read it)."""
+        for _attempt in range(5):
+            _add_route(self.settings, route)
+            time.sleep(drain)
+            if _routed(self.settings, route.deployment) == route.endpoint:
+                return
+        raise TransientError(
+            f"{route.deployment}: the route to its new VM did not stay in routes.json",
+            hint="is more than one reconciler publishing routes? the deploy is retried",
+        )
 
 
 def prices_of(settings: FarmSettings) -> Callable[[ListingVersion], tuple[Decimal, Decimal]]:

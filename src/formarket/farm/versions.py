@@ -21,7 +21,7 @@ from dulwich.repo import BaseRepo, Repo
 from pydantic import ValidationError
 
 from formarket.errors import FormarketError
-from formarket.market.layout import AGENTS, MODELS
+from formarket.market.layout import AGENTS, MODELS, SOLUTIONS
 from formarket.market.refs import resolve_rev
 from formarket.market.trees import commit_tree, read_path
 from formarket.registry.cache import ResultCache, code_digest, default_cache_dir
@@ -85,6 +85,15 @@ class Versions:
             if raw is not None:
                 return path, raw
         return None
+
+    def solution_file(self, solution_id: str, version: str) -> bytes | None:
+        """The solution's file as `version` was published."""
+        commit = self.commit_of(solution_id, version)
+        if commit is None:
+            return None
+        return read_path(
+            self.repo, commit_tree(self.repo, commit), f"{SOLUTIONS}/{solution_id}.yaml"
+        )
 
     def reader(self, listing_id: str, version: str) -> Callable[[str], bytes | None]:
         """Read files as the commit that published the version has them (nothing when none
