@@ -34,6 +34,7 @@ __all__ = [
     "CACHE",
     "CACHE_DIR",
     "CACHE_KEY",
+    "DATABASE_URL",
     "DEBUG",
     "EVERY_COMMAND",
     "FLAG",
@@ -381,6 +382,16 @@ CACHE_KEY = Setting(
     ("check", "site", "validate"),
     shown="$XDG_STATE_HOME/formarket/cache.key (~/.local/state/formarket/cache.key)",
 )
+DATABASE_URL = Setting(
+    "database_url",
+    "FORMARKET_DATABASE_URL",
+    URL,
+    "The accounts database (accounts, their API keys, sign-in sessions), shared by every"
+    " gateway and the control plane: postgresql://user@host/db, or sqlite:////path/file."
+    " It may hold a password.",
+    ("gateway",),
+    shown="sqlite: accounts.sqlite in the gateway's folder (--gateway-dir)",
+)
 DEBUG = Setting(
     "debug",
     "FORMARKET_DEBUG",
@@ -415,6 +426,7 @@ TABLE: tuple[Setting[Any], ...] = (
     CACHE_DIR,
     BOT_KEY,
     CACHE_KEY,
+    DATABASE_URL,
     DEBUG,
     _named("FORMARKET_DEPLOYMENT", "vm", "The deployment's id."),
     _named("FORMARKET_LISTING", "vm", "The id of the listing it runs."),
