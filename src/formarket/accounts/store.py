@@ -13,13 +13,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, select, text, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session as OrmSession
 from sqlalchemy.orm import sessionmaker
 
 from formarket.accounts.keyformat import hash_secret, new_key, parse_key, secret_matches
 from formarket.accounts.models import Account, ApiKey, Generation, Session
+from formarket.accounts.watch import NOTIFY_CHANNEL
 from formarket.errors import InputError, NotFoundError, UsageError
 from formarket.schemas.usage import ACCOUNT_PATTERN, DEPLOYMENT_PATTERN
 
@@ -221,6 +222,9 @@ class AccountStore:
 
     def _bump(self, db: OrmSession) -> None:
         db.execute(update(Generation).where(Generation.id == 1).values(value=Generation.value + 1))
+        if self.engine.dialect.name == "postgresql":
+            # Sent when the transaction commits, to every gateway listening (accounts.watch).
+            db.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))
 
     def generation(self) -> int:
         """A number that changes whenever a key stops being valid before its time."""

@@ -4,6 +4,7 @@
     <state>/routes.json    running deployments' endpoints (the farm; `formarket gateway routes`)
     <state>/quota.json     how much of its daily quota each key has used
     <state>/spool/         usage events not yet committed (`formarket usage flush`)
+    <state>/accounts.sqlite  accounts and their keys, unless FORMARKET_DATABASE_URL names one
 
 The state folder defaults to `formarket-gateway/` inside the registry clone's .git folder (never
 in the working tree, never committed), or FORMARKET_GATEWAY_DIR.
@@ -86,6 +87,8 @@ class GatewayConfig:
     connect_timeout: float = 5.0
     response_timeout: float = 600.0
     stream_idle_timeout: float = 120.0
+    # The accounts database; None: FORMARKET_DATABASE_URL, else a SQLite file in `state`.
+    database_url: str | None = None
 
     def __post_init__(self) -> None:
         check_source(self.source)
