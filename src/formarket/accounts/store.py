@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import secrets
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -20,7 +21,7 @@ from sqlalchemy.orm import sessionmaker
 
 from formarket.accounts.keyformat import hash_secret, new_key, parse_key, secret_matches
 from formarket.accounts.models import Account, ApiKey, Generation, Session
-from formarket.accounts.watch import NOTIFY_CHANNEL
+from formarket.accounts.watch import NOTIFY_CHANNEL, POLL_SECONDS
 from formarket.errors import InputError, NotFoundError, UsageError
 from formarket.schemas.usage import ACCOUNT_PATTERN, DEPLOYMENT_PATTERN
 
@@ -205,11 +206,16 @@ class AccountStore:
         """Revoke one of `account`'s keys; the gateways refuse it from their next call on."""
         with self._sessions.begin() as db:
             row = self._own_key(db, account, key_id)
-            if row.revoked_at is None:
+            bumped = row.revoked_at is None
+            if bumped:
                 row.revoked_at = self._clock()
                 self._bump(db)
             db.flush()
-            return _view(row, account.login)
+            view = _view(row, account.login)
+        if bumped and self.engine.dialect.name == "postgresql":
+            # Every gateway has heard the NOTIFY or reads the row on its next call by now.
+            time.sleep(POLL_SECONDS * 1.2)
+        return view
 
     def _own_key(self, db: OrmSession, account: AccountView, key_id: str) -> ApiKey:
         row = db.get(ApiKey, key_id) if _KEY_ID_RE.fullmatch(key_id) else None

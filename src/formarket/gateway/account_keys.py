@@ -33,9 +33,10 @@ class Authenticator(Protocol):
 class _Both:
     """One generation of the key check: the operator's keys as read, the accounts' as asked."""
 
-    def __init__(self, operator: KeyStore, accounts: AccountStore) -> None:
+    def __init__(self, operator: KeyStore, accounts: AccountStore, rate: float) -> None:
         self.operator = operator
         self.accounts = accounts
+        self.rate = rate
         self.next_expiry = float("inf")
         self._refused: set[str] = set()
 
@@ -61,6 +62,8 @@ class _Both:
             sha256="",
             created="",
             scope=None if grant.deployment is None else (grant.deployment,),
+            rate_per_second=self.rate,
+            burst=max(1, int(self.rate * 2)),
         )
 
 
@@ -73,13 +76,15 @@ class AccountKeys:
         accounts: AccountStore,
         revocations: RevocationWatch,
         *,
+        rate: float = 20.0,
         wall: Callable[[], float] = time.time,
     ) -> None:
         self._operator = operator
         self._accounts = accounts
         self._revocations = revocations
         self._wall = wall
-        self._current = _Both(operator(), accounts)
+        self._rate = rate
+        self._current = _Both(operator(), accounts, rate)
 
     def get(self) -> Authenticator:
         current = self._current
@@ -89,7 +94,7 @@ class AccountKeys:
             or operator is not current.operator
             or self._wall() >= current.next_expiry
         ):
-            current = self._current = _Both(operator, self._accounts)
+            current = self._current = _Both(operator, self._accounts, self._rate)
         return current
 
     def close(self) -> None:

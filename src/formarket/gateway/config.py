@@ -89,6 +89,8 @@ class GatewayConfig:
     stream_idle_timeout: float = 120.0
     # The accounts database; None: FORMARKET_DATABASE_URL, else a SQLite file in `state`.
     database_url: str | None = None
+    # Calls per second of each account's key (a burst of twice as many).
+    account_key_rate: float = 20.0
 
     def __post_init__(self) -> None:
         check_source(self.source)

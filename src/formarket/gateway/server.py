@@ -84,7 +84,9 @@ def build_gateway(config: GatewayConfig) -> Gateway:
         allowance.load(paths.quota.read_bytes())
     operator_keys: WatchedFile[KeyStore] = WatchedFile(paths.keys, load_keys, KeyStore({}))
     engine = open_database(config.database_url or database_url(paths.root))
-    keys = AccountKeys(operator_keys.get, AccountStore(engine), watch(engine))
+    keys = AccountKeys(
+        operator_keys.get, AccountStore(engine), watch(engine), rate=config.account_key_rate
+    )
     tasks: list[asyncio.Task[None]] = []
 
     async def save_quota() -> None:
