@@ -9,6 +9,7 @@ __all__ = ["COMMANDS"]
 COMMANDS: dict[str, str] = {
     "build": "build",
     "check": "check",
+    "control": "control",
     "demo": "demo",
     "deploy": "deploy",
     "deployments": "deployments",
