@@ -10,6 +10,7 @@ GITHUB_API_URL) for `GET /user`; the GitHub stand-in serves both at one address.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -39,6 +40,7 @@ __all__ = [
 
 DEFAULT_SERVER_URL = "https://github.com"
 DEFAULT_API_URL = "https://api.github.com"
+_TOKEN = re.compile(r"[\x21-\x7e]{1,255}")
 _FORM = {"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"}
 
 
@@ -199,6 +201,9 @@ class GitHubLogin:
     # --- who it is -------------------------------------------------------------------------
 
     def user(self, token: str) -> GitHubUser:
+        if not _TOKEN.fullmatch(token):
+            # It goes into a header: no spaces, no line breaks, nothing but visible ASCII.
+            raise LoginError("that is not a GitHub token", hint="sign in again")
         answer = self._http.get(
             f"{self.api_url}/user",
             headers={"Authorization": f"Bearer {token}", "Accept": "application/vnd.github+json"},

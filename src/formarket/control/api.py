@@ -75,7 +75,12 @@ def _failure(
 
 class SignIn(BaseModel):
     model_config = _FROZEN
-    github_token: str = Field(min_length=1, max_length=255, description="A GitHub OAuth token.")
+    github_token: str = Field(
+        min_length=1,
+        max_length=255,
+        pattern=r"^[\x21-\x7e]+$",
+        description="A GitHub OAuth token (from the device flow).",
+    )
     key_name: str = Field(default="", max_length=100, description="What to call the new key.")
 
 
@@ -440,12 +445,19 @@ def create_app(control: Control | None = None) -> FastAPI:
     @app.get("/v1/usage", response_model=UsageOut)
     def usage(
         me: Account,
-        since: Annotated[date | None, Query(description="From this day on (YYYY-MM-DD).")] = None,
+        since: Annotated[
+            str | None,
+            Query(pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$", description="From this day on."),
+        ] = None,
     ) -> UsageOut:
         """Your calls, by day and by deployment, as committed (what a close would count)."""
+        try:
+            first = date.fromisoformat(since) if since is not None else None
+        except ValueError as exc:
+            raise ApiFailure(422, f"since: {since!r} is not a day", "invalid_request") from exc
         repo = open_market(ctl().farm)
         try:
-            rows = account_usage(repo, ctl().farm.branch, me.login, since)
+            rows = account_usage(repo, ctl().farm.branch, me.login, first)
         finally:
             repo.close()
         return UsageOut(account=me.login, rows=tuple(UsageRow.model_validate(r) for r in rows))
