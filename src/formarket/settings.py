@@ -34,6 +34,7 @@ __all__ = [
     "CACHE",
     "CACHE_DIR",
     "CACHE_KEY",
+    "CONTROL_URL",
     "DATABASE_URL",
     "DEBUG",
     "EVERY_COMMAND",
@@ -414,6 +415,16 @@ GITHUB_CLIENT_SECRET = Setting(
     ("control",),
     shown="none",
 )
+CONTROL_URL = Setting(
+    "control_url",
+    "FORMARKET_CONTROL_URL",
+    URL,
+    "The control plane's address (`formarket control serve`), where `formarket login` signs"
+    " in and `formarket keys` manages keys.",
+    ("keys", "login", "logout"),
+    default="http://127.0.0.1:8090",
+    flag="--control-url",
+)
 DEBUG = Setting(
     "debug",
     "FORMARKET_DEBUG",
@@ -451,6 +462,7 @@ TABLE: tuple[Setting[Any], ...] = (
     DATABASE_URL,
     GITHUB_CLIENT_ID,
     GITHUB_CLIENT_SECRET,
+    CONTROL_URL,
     DEBUG,
     _named("FORMARKET_DEPLOYMENT", "vm", "The deployment's id."),
     _named("FORMARKET_LISTING", "vm", "The id of the listing it runs."),

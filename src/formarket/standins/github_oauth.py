@@ -107,6 +107,12 @@ class OAuthStandIn:
                     return True
         return False
 
+    def pending(self) -> list[str]:
+        """The user codes shown and not yet entered (what a person would have in front of
+        them: tests enter them)."""
+        with self._lock:
+            return [d.user_code for d in self._devices.values() if d.login is None and not d.used]
+
     def deny(self, user_code: str) -> None:
         with self._lock:
             for device in self._devices.values():

@@ -1,0 +1,91 @@
+"""`formarket login`, `keys` and `logout` against a served control plane and the GitHub
+stand-in: the device flow, the key kept 0600, keys made, listed and revoked."""
+
+from __future__ import annotations
+
+import json
+import stat
+import threading
+import time
+from pathlib import Path
+
+from click.testing import CliRunner, Result
+
+from formarket.cli import main
+from tests.control.conftest import Plane
+
+
+def _run(args: list[str], config: Path) -> Result:
+    env = {"XDG_CONFIG_HOME": str(config), "FORMARKET_CONTROL_URL": ""}
+    return CliRunner().invoke(main, args, env=env)
+
+
+def _enter_code_as(plane: Plane, login: str) -> threading.Thread:
+    """A person who enters the code the CLI shows, once it shows one."""
+
+    def person() -> None:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            for code in plane.github.oauth.pending():
+                plane.github.oauth.approve(code, login)
+                return
+            time.sleep(0.02)
+
+    thread = threading.Thread(target=person, daemon=True)
+    thread.start()
+    return thread
+
+
+def _login(plane: Plane, config: Path, who: str) -> Result:
+    plane.github.oauth.interval = 0
+    person = _enter_code_as(plane, who)
+    result = _run(["login", "--control-url", plane.url], config)
+    person.join(5)
+    return result
+
+
+def test_login_keys_and_logout(plane: Plane, tmp_path: Path) -> None:
+    config = tmp_path / "config"
+    result = _login(plane, config, "alice")
+    assert result.exit_code == 0, result.output
+    assert "enter the code" in result.output
+    kept = config / "formarket" / "credentials.json"
+    assert stat.S_IMODE(kept.stat().st_mode) == 0o600
+    credentials = json.loads(kept.read_text())
+    assert credentials["account"] == "alice"
+    assert plane.call(credentials["key"], "GET", "/v1/keys").status == 200
+
+    made = _run(["keys", "create", "--name", "ci", "--expires-in", "30"], config)
+    assert made.exit_code == 0, made.output
+    new_key = made.stdout.strip()
+    assert plane.call(new_key, "GET", "/v1/keys").status == 200
+    listed = json.loads(_run(["keys", "list", "--json"], config).stdout)["keys"]
+    assert len(listed) == 2
+    assert new_key not in json.dumps(listed)
+    ci = next(k for k in listed if k["name"] == "ci")
+    assert ci["expires_at"] is not None
+    assert _run(["keys", "revoke", ci["id"]], config).exit_code == 0
+    assert plane.call(new_key, "GET", "/v1/keys").status == 401
+
+    assert _run(["logout"], config).exit_code == 0
+    assert not kept.exists()
+    assert plane.call(credentials["key"], "GET", "/v1/keys").status == 401
+    signed_out = _run(["keys", "list"], config)
+    assert signed_out.exit_code == 2
+    assert "formarket login" in signed_out.output
+
+
+def test_revoking_someone_elses_key_id_is_not_found(plane: Plane, tmp_path: Path) -> None:
+    bob = plane.sign_in("bob")
+    bob_key_id = plane.call(bob, "GET", "/v1/keys").json()["keys"][0]["id"]
+    config = tmp_path / "config"
+    assert _login(plane, config, "alice").exit_code == 0
+    result = _run(["keys", "revoke", bob_key_id], config)
+    assert result.exit_code == 1
+    assert plane.call(bob, "GET", "/v1/keys").status == 200
+
+
+def test_a_control_plane_without_github_sign_in_says_so(tmp_path: Path) -> None:
+    result = _run(["login", "--control-url", "http://127.0.0.1:9"], tmp_path)
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output
