@@ -129,3 +129,17 @@ def test_sessions(db_url: str) -> None:
     store.end_session(fresh)
     assert store.session_account(fresh) is None
     store.engine.dispose()
+
+
+def test_a_login_state_is_good_once_and_only_until_it_expires(db_url: str) -> None:
+    now = [datetime(2026, 12, 7, 12, 0, tzinfo=UTC)]
+    store = AccountStore(open_database(db_url), clock=lambda: now[0])
+    store.keep_login_state("state-1", timedelta(minutes=10))
+    store.keep_login_state("state-2", timedelta(minutes=10))
+    assert store.take_login_state("state-1")
+    assert not store.take_login_state("state-1")  # replayed
+    assert not store.take_login_state("never-kept")
+    assert not store.take_login_state("")
+    now[0] += timedelta(minutes=10)
+    assert not store.take_login_state("state-2")  # expired
+    store.engine.dispose()

@@ -52,11 +52,13 @@ def plane(tmp_path: Path) -> Iterator[Plane]:
     engine = open_database(f"sqlite:///{tmp_path / 'accounts.sqlite'}")
     store = AccountStore(engine)
     with StandIn() as github:
-        github.oauth.add_app("cli-app", "")
+        github.oauth.add_app("cli-app", "web-secret")
         control = Control(
             store=store,
             farm=market,
-            github=lambda: GitHubLogin("cli-app", server_url=github.url, api_url=github.url),
+            github=lambda: GitHubLogin(
+                "cli-app", "web-secret", server_url=github.url, api_url=github.url
+            ),
             gateway_url=GATEWAY_URL,
             limiter=RateLimiter(1000.0, 1000),
             sign_in_limiter=RateLimiter(1000.0, 1000),

@@ -14,7 +14,7 @@ from datetime import datetime
 from sqlalchemy import BigInteger, DateTime, ForeignKey, Integer, MetaData, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-__all__ = ["Account", "ApiKey", "Base", "Generation", "Session"]
+__all__ = ["Account", "ApiKey", "Base", "Generation", "LoginState", "Session"]
 
 # Named constraints, so that migrations can refer to them on every database.
 _NAMING = {
@@ -68,3 +68,12 @@ class Generation(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     value: Mapped[int] = mapped_column(BigInteger)
+
+
+class LoginState(Base):
+    """A web-flow sign-in in progress: its state, hashed, good once until it expires."""
+
+    __tablename__ = "login_states"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

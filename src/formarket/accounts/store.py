@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session as OrmSession
 from sqlalchemy.orm import sessionmaker
 
 from formarket.accounts.keyformat import hash_secret, new_key, parse_key, secret_matches
-from formarket.accounts.models import Account, ApiKey, Generation, Session
+from formarket.accounts.models import Account, ApiKey, Generation, LoginState, Session
 from formarket.accounts.watch import NOTIFY_CHANNEL, POLL_SECONDS
 from formarket.errors import InputError, NotFoundError, UsageError
 from formarket.schemas.usage import ACCOUNT_PATTERN, DEPLOYMENT_PATTERN
@@ -297,3 +297,24 @@ class AccountStore:
     def end_session(self, token: str) -> None:
         with self._sessions.begin() as db:
             db.execute(delete(Session).where(Session.sha256 == hash_secret(token)))
+
+    # --- web-flow sign-ins in progress -----------------------------------------------------
+
+    def keep_login_state(self, state: str, ttl: timedelta) -> None:
+        now = self._clock()
+        with self._sessions.begin() as db:
+            # Old ones go as new ones come, so that abandoned sign-ins do not pile up.
+            db.execute(delete(LoginState).where(LoginState.expires_at <= now))
+            db.add(LoginState(sha256=hash_secret(state), expires_at=now + ttl))
+
+    def take_login_state(self, state: str) -> bool:
+        """True once for a state kept and not expired; False for any other, and ever after."""
+        if not 0 < len(state) <= 100:
+            return False
+        with self._sessions.begin() as db:
+            row = db.get(LoginState, hash_secret(state))
+            if row is None:
+                return False
+            db.delete(row)
+            expires = _utc(row.expires_at)
+            return expires is not None and expires > self._clock()

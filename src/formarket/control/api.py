@@ -28,6 +28,7 @@ from formarket.accounts.github_login import LoginError
 from formarket.accounts.keyformat import KEY_PATTERN
 from formarket.accounts.store import AccountView, KeyView
 from formarket.control.context import Control
+from formarket.control.dashboard import add_dashboard
 from formarket.control.deployments import summary
 from formarket.control.usage import account_usage
 from formarket.deploy.request import DeployOptions, RefusedError, run
@@ -462,6 +463,7 @@ def create_app(control: Control | None = None) -> FastAPI:
             repo.close()
         return UsageOut(account=me.login, rows=tuple(UsageRow.model_validate(r) for r in rows))
 
+    add_dashboard(app, ctl)
     return app
 
 
