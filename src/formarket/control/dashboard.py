@@ -75,14 +75,14 @@ form.inline{display:inline}button{cursor:pointer}
 {% for d in deployments %}<tr><td><code>{{ d.id }}</code></td>
 <td>{{ d.listing }}@{{ d.version }} ({{ d.kind }})</td><td>{{ d.state }}</td><td>
 {% if d.state == "running" %}<details><summary>Call it</summary>
-<pre>curl -s {{ gateway }}/v1/chat/completions -H "Authorization: Bearer $FORMARKET_KEY" \\
+<pre>curl -s {{ gateway }}/v1/chat/completions -H "Authorization: Bearer ${{ key_variable }}" \\
   -H 'Content-Type: application/json' \\
   -d '{"model": "{{ d.id }}", "messages": [{"role": "user", "content": "Hello"}]}'</pre>
 <pre>import json, os, urllib.request
 body = {"model": "{{ d.id }}", "messages": [{"role": "user", "content": "Hello"}]}
 request = urllib.request.Request(
     "{{ gateway }}/v1/chat/completions", data=json.dumps(body).encode(),
-    headers={"Authorization": "Bearer " + os.environ["FORMARKET_KEY"],
+    headers={"Authorization": "Bearer " + os.environ["{{ key_variable }}"],
              "Content-Type": "application/json"})
 print(json.load(urllib.request.urlopen(request))["choices"][0]["message"]["content"])</pre>
 </details>
@@ -185,6 +185,8 @@ def add_dashboard(app: FastAPI, ctl: Callable[[], Control]) -> None:
             csrf=_csrf(session),
             gateway=control.gateway_url.rstrip("/"),
             new_key=new_key,
+            # The variable the farm's comments and the READMEs name for a caller's key.
+            key_variable="FORMARKET_KEY",
         )
 
     @app.get("/dashboard", include_in_schema=False, response_class=HTMLResponse)
