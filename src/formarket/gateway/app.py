@@ -210,7 +210,7 @@ class Gateway:
             raise ApiError(
                 401,
                 "no API key: send `Authorization: Bearer <key>`"
-                " (`formarket gateway keys create ACCOUNT` makes one)",
+                " (`formarket login` makes one for your account)",
                 code="missing_api_key",
                 headers=[(b"www-authenticate", b"Bearer")],
             )
