@@ -25,6 +25,12 @@ __all__ = ["db_url", "pg_url"]
 GATEWAY_URL = "http://gateway.example:8080"
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "browser: drives headless Chromium against a built site (select with -m)"
+    )
+
+
 @dataclass
 class Plane:
     url: str

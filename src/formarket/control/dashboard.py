@@ -57,7 +57,7 @@ header{background:#4051b5;color:#fff;padding:.8rem 1.5rem;display:flex;gap:1rem;
 header a{color:#fff}main{max-width:60rem;margin:1.5rem auto;padding:0 1rem}
 table{border-collapse:collapse;width:100%;margin:.5rem 0 1.5rem}
 th,td{text-align:left;padding:.35rem .5rem;border-bottom:1px solid #ddd;vertical-align:top}
-pre{background:#f0f0f0;padding:.5rem;overflow-x:auto;font-size:.85rem}
+pre{background:#f0f0f0;padding:.5rem;white-space:pre-wrap;font-size:.85rem}
 .fm-chart{width:100%;height:auto}.fm-chart__bar{fill:#4051b5}.fm-chart__grid{stroke:#ddd}
 .fm-chart__axis{font-size:11px;fill:#555}.new-key{background:#fff3cd;padding:.5rem}
 form.inline{display:inline}button{cursor:pointer}
