@@ -52,10 +52,16 @@ class Plane:
 
 
 @pytest.fixture
-def plane(tmp_path: Path) -> Iterator[Plane]:
+def plane_db(tmp_path: Path) -> str:
+    """The accounts database of `plane`: SQLite; a module overrides it to run on both."""
+    return f"sqlite:///{tmp_path / 'accounts.sqlite'}"
+
+
+@pytest.fixture
+def plane(tmp_path: Path, plane_db: str) -> Iterator[Plane]:
     market = make_market(tmp_path / "market")
     market = FarmSettings(repo=market.repo, branch="main", state=tmp_path / "farm")
-    engine = open_database(f"sqlite:///{tmp_path / 'accounts.sqlite'}")
+    engine = open_database(plane_db)
     store = AccountStore(engine)
     with StandIn() as github:
         github.oauth.add_app("cli-app", "web-secret")

@@ -10,7 +10,17 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from formarket.control.limits import RateLimiter
+from tests.accounts.databases import db_url, pg_url
 from tests.control.conftest import Plane
+
+__all__ = ["db_url", "pg_url"]
+
+
+@pytest.fixture
+def plane_db(db_url: str) -> str:
+    """These tests run on SQLite and on PostgreSQL."""
+    return db_url
+
 
 ROUTES = [
     ("GET", "/v1/keys", None),
