@@ -4,7 +4,9 @@ stand-in: the device flow, the key kept 0600, keys made, listed and revoked."""
 from __future__ import annotations
 
 import json
+import os
 import stat
+import sys
 import threading
 import time
 from pathlib import Path
@@ -12,7 +14,10 @@ from pathlib import Path
 from click.testing import CliRunner, Result
 
 from formarket.cli import main
+from formarket.process import Runner
 from tests.control.conftest import Plane
+from tests.deploy.conftest import make_market
+from tests.gateway.helpers import Client
 
 
 def _run(args: list[str], config: Path) -> Result:
@@ -89,3 +94,29 @@ def test_a_control_plane_without_github_sign_in_says_so(tmp_path: Path) -> None:
     result = _run(["login", "--control-url", "http://127.0.0.1:9"], tmp_path)
     assert result.exit_code == 1
     assert "Traceback" not in result.output
+
+
+def test_control_serve_runs_as_its_own_process(tmp_path: Path) -> None:
+    market = make_market(tmp_path / "market")
+    log = tmp_path / "control.log"
+    env = {
+        **os.environ,
+        "FORMARKET_GITHUB_CLIENT_ID": "cli-app",
+        "GITHUB_SERVER_URL": "http://127.0.0.1:9",
+        "FORMARKET_DATABASE_URL": f"sqlite:///{tmp_path / 'accounts.sqlite'}",
+    }
+    argv = [sys.executable, "-m", "formarket", "control", "serve", "--repo", str(market.repo)]
+    with log.open("wb") as output:
+        started = Runner().start([*argv, "--port", "0"], output=output, env=env)
+    try:
+        url = ""
+        deadline = time.monotonic() + 60
+        while not url and time.monotonic() < deadline and started.poll() is None:
+            url = next((w for w in log.read_text().split() if w.startswith("http://")), "")
+            time.sleep(0.05)
+        assert url, log.read_text()
+        config = Client(url).request("GET", "/v1/login/config").json()
+        assert config == {"client_id": "cli-app", "server_url": "http://127.0.0.1:9"}
+        assert Client(url).request("GET", "/v1/keys").status == 401
+    finally:
+        started.stop(grace=10)
