@@ -259,7 +259,7 @@ def _steady_state(
 STEPS = (
     ("read the desired deployments from git", "farm/desired.py", "read_deployments"),
     ("look up their images", "farm/operations.py", "_has_images"),
-    ("list every host's domains", "farm/operations.py", "observe"),
+    ("list every host's domains", "farm/fleet.py", "observe"),
     ("plan", "farm/reconcile.py", "plan"),
     ("read and take leases (SQLite)", "farm/leases.py", "held"),
     ("read and take leases (SQLite)", "farm/leases.py", "take"),

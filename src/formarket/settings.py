@@ -58,6 +58,7 @@ __all__ = [
     "TEXT",
     "URL",
     "VISIBILITY_TIMEOUT",
+    "WEIGHTS_ALLOW_PRIVATE",
     "Kind",
     "Setting",
     "by_variable",
@@ -225,6 +226,7 @@ REPO = Setting(
         "new",
         "royalties",
         "site",
+        "test",
         "usage",
         "weights",
     ),
@@ -237,7 +239,7 @@ BRANCH = Setting(
     "FORMARKET_BRANCH",
     BRANCH_NAME,
     "The marketplace's branch: what is read, and what the bot commits to.",
-    ("control", "deploy", "deployments", "farm", "issue-deploy", "royalties", "usage"),
+    ("control", "deploy", "deployments", "farm", "issue-deploy", "royalties", "test", "usage"),
     default="main",
     flag="--branch",
 )
@@ -257,9 +259,9 @@ STORE = Setting(
     "FORMARKET_STORE",
     PATH,
     "The artifact store: one folder per build id.",
-    ("build", "farm", "weights"),
+    ("build", "farm", "test", "weights"),
     shown="<state>/store (the farm); ~/.cache/formarket/store or $XDG_CACHE_HOME/formarket/store"
-    " (`formarket build`)",
+    " (`formarket build`, `formarket test`)",
     flag="--store",
 )
 CACHE = Setting(
@@ -267,8 +269,8 @@ CACHE = Setting(
     "FORMARKET_CACHE",
     PATH,
     "The build cache: bases, step layers and weight files.",
-    ("build", "farm", "weights"),
-    shown="<state>/cache (the farm); <store>/cache (`formarket build`)",
+    ("build", "farm", "test", "weights"),
+    shown="<state>/cache (the farm); <store>/cache (`formarket build`, `formarket test`)",
     flag="--cache",
 )
 BASE_CACHE = Setting(
@@ -276,7 +278,7 @@ BASE_CACHE = Setting(
     "FORMARKET_BASE_CACHE",
     PATH,
     "Where bases are kept, when not in the build cache.",
-    _FARM,
+    ("farm", "test"),
     shown="none: bases stay in the build cache",
 )
 HOSTS = Setting(
@@ -425,6 +427,16 @@ CONTROL_URL = Setting(
     default="http://127.0.0.1:8090",
     flag="--control-url",
 )
+WEIGHTS_ALLOW_PRIVATE = Setting(
+    "weights_allow_private",
+    "FORMARKET_WEIGHTS_ALLOW_PRIVATE",
+    FLAG,
+    "Let builds fetch weight files from addresses on the build host's private networks (a"
+    " mirror inside them). Off, a listing's URL cannot make the farm reach its own network.",
+    _FARM,
+    default=False,
+    shown="off",
+)
 DEBUG = Setting(
     "debug",
     "FORMARKET_DEBUG",
@@ -463,6 +475,7 @@ TABLE: tuple[Setting[Any], ...] = (
     GITHUB_CLIENT_ID,
     GITHUB_CLIENT_SECRET,
     CONTROL_URL,
+    WEIGHTS_ALLOW_PRIVATE,
     DEBUG,
     _named("FORMARKET_DEPLOYMENT", "vm", "The deployment's id."),
     _named("FORMARKET_LISTING", "vm", "The id of the listing it runs."),

@@ -45,6 +45,7 @@ specs = st.builds(
     ports=_ports.map(tuple),
     address=st.sampled_from(["127.0.0.1", "10.0.0.7", "host-1.example.org"]),
     console_log=_paths,
+    slot=st.sampled_from([0, 1]),
 )
 
 
@@ -80,7 +81,8 @@ def test_the_record_round_trips_through_the_domain_xml(value: DomainSpec) -> Non
 @given(specs)
 def test_user_values_never_become_markup(value: DomainSpec) -> None:
     root = ET.fromstring(domain_xml(value))
-    assert root.findtext("name") == f"formarket-{value.deployment_id}"
+    slot = f"_{value.slot}" if value.slot else ""
+    assert root.findtext("name") == f"formarket-{value.deployment_id}{slot}"
     assert root.findtext("os/cmdline") == value.kernel_cmdline
     assert root.find("devices/disk/source").get("file") == value.disk  # type: ignore[union-attr]
 
@@ -121,6 +123,18 @@ def test_a_hand_written_record_reads_back() -> None:
     assert (record.deployment_id, record.ports, record.running) == ("dep-1", ((8080, 4000),), None)
 
 
+def test_a_second_slot_is_a_domain_and_volumes_of_their_own() -> None:
+    second = spec(slot=1)
+    assert second.name == "formarket-dep-0123456789ab_1"
+    record = read_metadata(domain_xml(second))
+    assert record is not None
+    assert record.slot == 1
+    first = read_metadata(domain_xml(spec()))
+    assert first is not None
+    assert first.slot == 0
+    assert "<formarket:slot>" not in domain_xml(spec())  # slot 0 reads as before
+
+
 def test_domains_that_are_not_formarkets_have_no_record() -> None:
     assert read_metadata("<domain type='kvm'><name>web</name></domain>") is None
     other = "<domain><metadata><x:app xmlns:x='urn:other'>1</x:app></metadata></domain>"
@@ -143,6 +157,9 @@ def test_domains_that_are_not_formarkets_have_no_record() -> None:
         GOOD.replace("<f:build>abcdef0123</f:build>", ""),
         GOOD + "<f:model-deployment>$(reboot)</f:model-deployment>",
         GOOD.replace("<f:port guest='8080' host='4000'/>", "<f:port guest='1' host='2'/>" * 65),
+        GOOD + "<f:slot>2</f:slot>",
+        GOOD + "<f:slot>-1</f:slot>",
+        GOOD + "<f:slot>١</f:slot>",
     ],
 )
 def test_hostile_or_incomplete_metadata_gives_no_record(inner: str) -> None:

@@ -22,6 +22,7 @@ from formarket.errors import NotFoundError
 
 if TYPE_CHECKING:
     from formarket.builder.build import Builder, PlannedBuild
+    from formarket.schemas.listing import WeightFile
 
 __all__ = ["command"]
 
@@ -66,6 +67,24 @@ def _listing_formfile(listing: Path) -> str:
     return name
 
 
+def _listing_weights(folder: Path) -> tuple[WeightFile, ...]:
+    """The weight files of the model listing in `folder`, if it is one that names any."""
+    path = folder / "listing.yaml"
+    if not path.is_file():
+        return ()
+    from formarket.schemas.listing import ModelListing
+    from formarket.yamldoc import load_yaml
+
+    doc = load_yaml(path.read_bytes(), str(path))
+    if not isinstance(doc.data, dict) or doc.data.get("kind") != "model":
+        return ()
+    if not doc.data.get("weights"):
+        return ()
+    return doc.validated(
+        ModelListing, "listing", hint="`formarket validate` checks the whole listing"
+    ).weights
+
+
 def _size(count: float) -> str:
     for unit in ("B", "KB", "MB", "GB"):
         if count < 1024 or unit == "GB":
@@ -92,6 +111,12 @@ def _summary(manifest: dict[str, object], image_dir: Path, cached: bool, seconds
         f"  time        {seconds:.2f}s" + ("" if cached else f" (build {manifest['seconds']}s)"),
         f"  image       {image_dir}",
     ]
+    weights = manifest.get("data_disk")
+    if isinstance(weights, dict):
+        lines.append(
+            f"  weights     {len(weights['files'])} file(s) on data disk {weights['id'][:16]}"
+            f" ({_size(weights['size'])})"
+        )
     return "\n".join(lines)
 
 
@@ -121,6 +146,12 @@ def _summary(manifest: dict[str, object], image_dir: Path, cached: bool, seconds
 @click.option(
     "--json", "as_json", is_flag=True, help="Print the build manifest (or the plan) as JSON."
 )
+@click.option(
+    "--allow-private-weights",
+    is_flag=True,
+    help="Fetch a model's weight files from addresses on this host's private networks too"
+    " (a local mirror).",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
 def command(
     target: str,
@@ -131,12 +162,15 @@ def command(
     no_step_cache: bool,
     plan_only: bool,
     as_json: bool,
+    allow_private_weights: bool,
     quiet: bool,
 ) -> None:
     """Build the VM image of a Formfile: a listing id (`tinyforge/echo-chat`), a Formfile or
     its folder. The image (qcow2 disk, kernel, initrd, manifest, build log) is published in the
     store under its build id, a hash of everything it is made from: building the same inputs
-    again is a cache hit, and changing only the last RUN re-runs only that step.
+    again is a cache hit, and changing only the last RUN re-runs only that step. A model
+    listing's weight files (its `weights:`) are fetched into the cache once, by SHA-256, and
+    laid on a read-only data disk in the store beside the image (mounted at /weights).
 
     \b
     Examples:
@@ -151,7 +185,9 @@ def command(
     cache = cache or store / "cache"
     from formarket.builder import quick
 
-    hit = None if plan_only else quick.lookup(cache, store, formfile, context_dir)
+    weights = _listing_weights(formfile.parent)
+    # The quick answer watches the recipe's files, not listing.yaml: with weights, plan.
+    hit = None if plan_only or weights else quick.lookup(cache, store, formfile, context_dir)
     if hit is not None:
         build_id, raw = hit
         _finish(json.loads(raw), store / "images" / build_id, True, started, as_json, raw)
@@ -165,7 +201,11 @@ def command(
         else find_bases_dir(formfile.parent)
     )
     settings = BuildSettings(
-        store=store, cache=cache, bases_dir=bases_dir, step_cache=not no_step_cache
+        store=store,
+        cache=cache,
+        bases_dir=bases_dir,
+        step_cache=not no_step_cache,
+        weights_allow_private=allow_private_weights,
     )
 
     def progress(line: str) -> None:
@@ -173,12 +213,13 @@ def command(
             click.echo(line, err=True)
 
     builder = Builder(settings, progress)
-    planned = builder.plan(formfile, context_dir)
+    planned = builder.plan(formfile, context_dir, weights)
     if plan_only:
         _show_plan(builder, planned, as_json)
         return
     result = builder.execute(planned)
-    quick.remember(cache, formfile, context_dir, result.manifest.build_id, result.watched)
+    if not weights:
+        quick.remember(cache, formfile, context_dir, result.manifest.build_id, result.watched)
     data = result.manifest.model_dump(mode="json")
     raw = (result.image_dir / "manifest.json").read_bytes()
     _finish(data, result.image_dir, result.whole_build_cached, started, as_json, raw)

@@ -4,6 +4,8 @@
     <state>/routes.json    running deployments' endpoints (the farm; `formarket gateway routes`)
     <state>/quota.json     how much of its daily quota each key has used
     <state>/spool/         usage events not yet committed (`formarket usage flush`)
+    <state>/activity/      each gateway process's last call per deployment (the farm's idle stops)
+    <state>/wake/          idle deployments a call waits for (the farm starts them)
     <state>/accounts.sqlite  accounts and their keys, unless FORMARKET_DATABASE_URL names one
 
 The state folder defaults to `formarket-gateway/` inside the registry clone's .git folder (never
@@ -91,6 +93,7 @@ class GatewayConfig:
     database_url: str | None = None
     # Calls per second of each account's key (a burst of twice as many).
     account_key_rate: float = 20.0
+    wake_timeout: float = 60.0  # how long a call to an idle deployment waits for it to start
 
     def __post_init__(self) -> None:
         check_source(self.source)
