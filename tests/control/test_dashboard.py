@@ -7,6 +7,7 @@ import re
 from http.cookies import SimpleCookie
 from urllib.parse import urlencode, urlsplit
 
+from formarket.control.limits import RateLimiter
 from tests.control.conftest import Plane
 from tests.gateway.helpers import Client, Reply
 
@@ -155,3 +156,9 @@ def test_an_oversized_form_is_refused(plane: Plane) -> None:
     csrf = _csrf(_get(plane.url, "/dashboard", session))
     reply = _post(plane.url, "/dashboard/keys", {"csrf": csrf, "name": "x" * (80 << 10)}, session)
     assert reply.status == 413
+
+
+def test_starting_sign_ins_is_limited_per_address(plane: Plane) -> None:
+    plane.control.sign_in_limiter = RateLimiter(0.01, 2)
+    statuses = [_get(plane.url, "/dashboard/login").status for _ in range(4)]
+    assert statuses == [302, 302, 429, 429]

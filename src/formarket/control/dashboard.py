@@ -198,6 +198,10 @@ def add_dashboard(app: FastAPI, ctl: Callable[[], Control]) -> None:
 
     @app.get("/dashboard/login", include_in_schema=False)
     def login(request: Request) -> Response:
+        # Each start keeps a row until it expires: starts are limited per address.
+        client = request.client.host if request.client else "unknown"
+        if ctl().sign_in_limiter.take(client):
+            return sign_in_page("Too many sign-ins from here; wait a little.", 429)
         github = ctl().github()
         try:
             url, state = github.authorization_url(str(request.url_for("callback")))
