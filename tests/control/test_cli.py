@@ -11,6 +11,7 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner, Result
 
 from formarket.cli import main
@@ -20,9 +21,9 @@ from tests.deploy.conftest import make_market
 from tests.gateway.helpers import Client
 
 
-def _run(args: list[str], config: Path) -> Result:
-    env = {"XDG_CONFIG_HOME": str(config), "FORMARKET_CONTROL_URL": ""}
-    return CliRunner().invoke(main, args, env=env)
+def _run(args: list[str], config: Path, env: dict[str, str] | None = None) -> Result:
+    given = {"XDG_CONFIG_HOME": str(config), "FORMARKET_CONTROL_URL": "", **(env or {})}
+    return CliRunner().invoke(main, args, env=given)
 
 
 def _enter_code_as(plane: Plane, login: str) -> threading.Thread:
@@ -120,3 +121,36 @@ def test_control_serve_runs_as_its_own_process(tmp_path: Path) -> None:
         assert Client(url).request("GET", "/v1/keys").status == 401
     finally:
         started.stop(grace=10)
+
+
+def test_signed_in_and_outside_a_clone_deployments_and_usage_go_through_the_api(
+    plane: Plane, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "config"
+    assert _login(plane, config, "alice").exit_code == 0
+    key = json.loads((config / "formarket" / "credentials.json").read_text())["key"]
+    made = plane.call(key, "POST", "/v1/deployments", {"model": "tinyforge/echo-chat"})
+    dep = made.json()["deployments"][0]["id"]
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # no clone here: client mode
+    env = {"FORMARKET_REPO": ""}
+    listed = _run(["deployments", "list", "--json"], config, env)
+    assert listed.exit_code == 0, listed.output
+    assert [d["id"] for d in json.loads(listed.stdout)["deployments"]] == [dep]
+    shown = _run(["deployments", "show", dep], config, env)
+    assert "tinyforge/echo-chat" in shown.output
+    usage = _run(["usage", "show", "--json"], config, env)
+    assert json.loads(usage.stdout) == {"account": "alice", "rows": []}
+    assert _run(["deployments", "stop", dep], config, env).exit_code == 0
+    assert plane.call(key, "GET", f"/v1/deployments/{dep}").json()["actual"] == "stopped"
+    # Bob's id from Alice's machine: not found, nothing stopped.
+    bob = plane.sign_in("bob")
+    bobs = plane.call(bob, "POST", "/v1/deployments", {"model": "tinyforge/echo-chat"}).json()
+    bob_dep = bobs["deployments"][0]["id"]
+    assert _run(["deployments", "stop", bob_dep], config, env).exit_code == 1
+    assert plane.call(bob, "GET", f"/v1/deployments/{bob_dep}").json()["actual"] != "stopped"
+    # With --repo, operator mode: the clone is read, whoever is signed in.
+    operator = _run(["deployments", "list", "--all", "--repo", str(plane.market.repo)], config)
+    assert operator.exit_code == 0, operator.output
+    assert bob_dep in operator.output

@@ -88,7 +88,8 @@ class ControlClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _call(self, method: str, path: str, body: Any = None) -> Any:
+    def call(self, method: str, path: str, body: Any = None) -> Any:
+        """The answer's JSON; a refusal raises with the server's message and hint."""
         answer = self._http.request(method, path, json=body)
         try:
             data = answer.json()
@@ -103,27 +104,27 @@ class ControlClient:
         return data
 
     def login_config(self) -> dict[str, str]:
-        config: dict[str, str] = self._call("GET", "/v1/login/config")
+        config: dict[str, str] = self.call("GET", "/v1/login/config")
         return config
 
     def sign_in(self, github_token: str, key_name: str) -> dict[str, Any]:
         body = {"github_token": github_token, "key_name": key_name}
-        made: dict[str, Any] = self._call("POST", "/v1/login/github", body)
+        made: dict[str, Any] = self.call("POST", "/v1/login/github", body)
         return made
 
     def keys(self) -> list[dict[str, Any]]:
-        listed: list[dict[str, Any]] = self._call("GET", "/v1/keys")["keys"]
+        listed: list[dict[str, Any]] = self.call("GET", "/v1/keys")["keys"]
         return listed
 
     def create_key(
         self, name: str, deployment: str | None, expires_at: str | None
     ) -> dict[str, Any]:
         body = {"name": name, "deployment": deployment, "expires_at": expires_at}
-        made: dict[str, Any] = self._call("POST", "/v1/keys", body)
+        made: dict[str, Any] = self.call("POST", "/v1/keys", body)
         return made
 
     def revoke_key(self, key_id: str) -> dict[str, Any]:
-        revoked: dict[str, Any] = self._call("DELETE", f"/v1/keys/{key_id}")
+        revoked: dict[str, Any] = self.call("DELETE", f"/v1/keys/{key_id}")
         return revoked
 
 
