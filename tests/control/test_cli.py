@@ -129,12 +129,21 @@ def test_signed_in_and_outside_a_clone_deployments_and_usage_go_through_the_api(
     config = tmp_path / "config"
     assert _login(plane, config, "alice").exit_code == 0
     key = json.loads((config / "formarket" / "credentials.json").read_text())["key"]
-    made = plane.call(key, "POST", "/v1/deployments", {"model": "tinyforge/echo-chat"})
-    dep = made.json()["deployments"][0]["id"]
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)  # no clone here: client mode
     env = {"FORMARKET_REPO": ""}
+    dry = _run(["deploy", "--model", "tinyforge/echo-chat", "--dry-run"], config, env)
+    assert dry.exit_code == 0, dry.output
+    assert "Dry run: nothing was committed." in dry.output
+    made = _run(["deploy", "--model", "tinyforge/echo-chat", "--json"], config, env)
+    assert made.exit_code == 0, made.output
+    dep = json.loads(made.stdout)["deployments"][0]["id"]
+    assert plane.call(key, "GET", f"/v1/deployments/{dep}").json()["desired"]["requester"] == (
+        "alice"
+    )
+    refused = _run(["deploy", "--model", "nobody/nothing"], config, env)
+    assert refused.exit_code == 1
     listed = _run(["deployments", "list", "--json"], config, env)
     assert listed.exit_code == 0, listed.output
     assert [d["id"] for d in json.loads(listed.stdout)["deployments"]] == [dep]

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
 if TYPE_CHECKING:
     from formarket.control.client import ControlClient
 
-__all__ = ["MODES", "remote", "remote_deployments", "remote_usage"]
+__all__ = ["MODES", "remote", "remote_deploy", "remote_deployments", "remote_usage"]
 
 MODES = (
     "Signed in (`formarket login`) and outside a marketplace clone, it asks the control"
@@ -93,4 +93,41 @@ def remote_usage(client: ControlClient, since: str | None, as_json: bool) -> Non
         click.echo(
             f"{r['day']}  {r['deployment']}  {r['calls']:,} calls ({r['failed']:,} failed)"
             f"  {r['input_tokens']:,} in  {r['output_tokens']:,} out tokens"
+        )
+
+
+def remote_deploy(
+    client: ControlClient, body: dict[str, Any], *, as_json: bool, wait: float | None
+) -> None:
+    """POST /v1/deployments: the plan printed, committed unless a dry run; with `wait`, the
+    seconds to follow the last deployment until the gateway routes it."""
+    import time
+
+    from formarket.errors import FormarketError
+
+    with client:
+        planned = client.call("POST", "/v1/deployments", body)
+        if as_json:
+            click.echo(json.dumps(planned, indent=2))
+        else:
+            for line in planned["plan"]:
+                click.echo(line)
+            if planned["committed"]:
+                ids = ", ".join(d["id"] for d in planned["deployments"])
+                click.echo(f"Committed {ids} for your account.")
+            else:
+                click.echo("Dry run: nothing was committed.")
+        if wait is None or not planned["deployments"]:
+            return
+        last = planned["deployments"][-1]["id"]
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            view = client.call("GET", f"/v1/deployments/{last}")
+            if view["endpoint"]:
+                click.echo(f"{last} answers: {view['endpoint']} (model {view['model']})")
+                return
+            time.sleep(2.0)
+        raise FormarketError(
+            f"{last} did not answer within {wait:g}s",
+            hint=f"`formarket deployments show {last}` says where it stands",
         )

@@ -104,6 +104,9 @@ class NewDeployment(BaseModel):
     memory_mib: int | None = Field(default=None, ge=64, le=4 << 20)
     gpu: str | None = Field(default=None, max_length=100)
     settings: tuple[str, ...] = Field(default=(), max_length=64, description="KEY=VALUE items.")
+    idle_after: str | None = Field(
+        default=None, max_length=20, description="Scale to zero after this long idle (15m)."
+    )
     dry_run: bool = Field(default=False, description="Check and plan, commit nothing.")
 
 
@@ -391,6 +394,7 @@ def create_app(control: Control | None = None) -> FastAPI:
             memory_mib=body.memory_mib,
             gpu=body.gpu,
             sets=body.settings,
+            idle_after=body.idle_after,
             account=me.login,
             requester=me.login,
         )
