@@ -34,12 +34,16 @@ __all__ = [
     "CACHE",
     "CACHE_DIR",
     "CACHE_KEY",
+    "CONTROL_URL",
+    "DATABASE_URL",
     "DEBUG",
     "EVERY_COMMAND",
     "FLAG",
     "FLOAT_SECONDS",
     "GATEWAY_DIR",
     "GATEWAY_URL",
+    "GITHUB_CLIENT_ID",
+    "GITHUB_CLIENT_SECRET",
     "GITHUB_REPO",
     "HOSTS",
     "OWNER_NAME",
@@ -213,6 +217,7 @@ REPO = Setting(
     (
         "build",
         "check",
+        "control",
         "deploy",
         "deployments",
         "farm",
@@ -234,7 +239,7 @@ BRANCH = Setting(
     "FORMARKET_BRANCH",
     BRANCH_NAME,
     "The marketplace's branch: what is read, and what the bot commits to.",
-    ("deploy", "deployments", "farm", "issue-deploy", "royalties", "test", "usage"),
+    ("control", "deploy", "deployments", "farm", "issue-deploy", "royalties", "test", "usage"),
     default="main",
     flag="--branch",
 )
@@ -245,7 +250,7 @@ STATE = Setting(
     "The farm's state folder: the last reconcile cycle, the meter clock, beat's schedule,"
     " build scratch space, and the sqlite broker when there is no other. Not the gateway's"
     " (--gateway-dir).",
-    ("deploy", "deployments", "farm"),
+    ("control", "deploy", "deployments", "farm"),
     shown="<repo>/build/farm",
     flag="--state",
 )
@@ -282,7 +287,7 @@ HOSTS = Setting(
     PATH,
     "The host inventory file: the libvirt hosts deployments may be placed on"
     " (builder/hosts.example.yaml is an example).",
-    ("deploy", "farm", "issue-deploy"),
+    ("control", "deploy", "farm", "issue-deploy"),
     shown="none: nowhere to deploy",
 )
 BROKER_URL = Setting(
@@ -341,8 +346,8 @@ GATEWAY_URL = Setting(
     URL,
     "The gateway's address: the farm's comments on issues give it to callers, and the VM"
     " hosts forward agents' model calls to it, so it must be the gateway's own http://host:port"
-    " as the hosts reach it.",
-    _FARM,
+    " as the hosts reach it. The control plane gives it to users as their deployments' endpoint.",
+    ("control", "farm"),
     default="http://127.0.0.1:8080",
 )
 GATEWAY_DIR = Setting(
@@ -351,7 +356,7 @@ GATEWAY_DIR = Setting(
     PATH,
     "The gateway's state folder: API keys, routes, quota counts and the usage spool. Not the"
     " farm's (--state).",
-    ("deploy", "deployments", "farm", "gateway", "usage"),
+    ("control", "deploy", "deployments", "farm", "gateway", "usage"),
     shown="<repo>/.git/formarket-gateway (<repo>/formarket-gateway when bare)",
     flag="--gateway-dir",
 )
@@ -382,6 +387,45 @@ CACHE_KEY = Setting(
     " repository and never share it.",
     ("check", "site", "validate"),
     shown="$XDG_STATE_HOME/formarket/cache.key (~/.local/state/formarket/cache.key)",
+)
+DATABASE_URL = Setting(
+    "database_url",
+    "FORMARKET_DATABASE_URL",
+    URL,
+    "The accounts database (accounts, their API keys, sign-in sessions), shared by every"
+    " gateway and the control plane: postgresql://user@host/db, or sqlite:////path/file."
+    " It may hold a password.",
+    ("control", "gateway"),
+    shown="sqlite: accounts.sqlite in the gateway's folder (--gateway-dir)",
+)
+GITHUB_CLIENT_ID = Setting(
+    "github_client_id",
+    "FORMARKET_GITHUB_CLIENT_ID",
+    TEXT,
+    "The GitHub OAuth app's client id that people sign in to (the device flow for `formarket"
+    " login`, the web flow for the dashboard). GitHub's addresses are GITHUB_SERVER_URL and"
+    " GITHUB_API_URL, as GitHub Actions names them; point both at the GitHub stand-in to sign"
+    " in locally.",
+    ("control",),
+    shown="none: signing in is off",
+)
+GITHUB_CLIENT_SECRET = Setting(
+    "github_client_secret",
+    "FORMARKET_GITHUB_CLIENT_SECRET",
+    TEXT,
+    "That OAuth app's client secret (the web flow needs it; the device flow does not).",
+    ("control",),
+    shown="none",
+)
+CONTROL_URL = Setting(
+    "control_url",
+    "FORMARKET_CONTROL_URL",
+    URL,
+    "The control plane's address (`formarket control serve`), where `formarket login` signs"
+    " in and `formarket keys` manages keys.",
+    ("keys", "login", "logout"),
+    default="http://127.0.0.1:8090",
+    flag="--control-url",
 )
 WEIGHTS_ALLOW_PRIVATE = Setting(
     "weights_allow_private",
@@ -427,6 +471,10 @@ TABLE: tuple[Setting[Any], ...] = (
     CACHE_DIR,
     BOT_KEY,
     CACHE_KEY,
+    DATABASE_URL,
+    GITHUB_CLIENT_ID,
+    GITHUB_CLIENT_SECRET,
+    CONTROL_URL,
     WEIGHTS_ALLOW_PRIVATE,
     DEBUG,
     _named("FORMARKET_DEPLOYMENT", "vm", "The deployment's id."),

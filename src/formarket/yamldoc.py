@@ -37,6 +37,7 @@ __all__ = [
     "YamlError",
     "load_yaml",
     "load_yaml_strict",
+    "preload_fast_reader",
 ]
 
 YamlPath = tuple[str | int, ...]
@@ -414,6 +415,15 @@ def load_yaml(data: bytes, path: str, limits: Limits = DEFAULT_LIMITS) -> Loaded
 
 
 _REFUSED = object()
+
+
+def preload_fast_reader() -> None:
+    """Load the fast reader now, in this thread. A server that reads documents in worker
+    threads must call it from its main thread first: yaml_rs first imported in a thread that
+    then ends crashes the process (a segmentation fault) when another thread uses it."""
+    import yaml_rs  # start-up: only servers that read YAML in worker threads load it early
+
+    del yaml_rs
 
 
 def _load_fast(data: bytes) -> Any:

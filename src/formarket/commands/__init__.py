@@ -9,6 +9,7 @@ __all__ = ["COMMANDS"]
 COMMANDS: dict[str, str] = {
     "build": "build",
     "check": "check",
+    "control": "control",
     "demo": "demo",
     "deploy": "deploy",
     "deployments": "deployments",
@@ -16,6 +17,9 @@ COMMANDS: dict[str, str] = {
     "farm": "farm",
     "gateway": "gateway",
     "issue-deploy": "issue_deploy",
+    "keys": "keys",
+    "login": "login",
+    "logout": "logout",
     "new": "new",
     "royalties": "royalties",
     "rules": "rules",

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 __all__ = [
     "BRANCH_OPTION",
     "CACHE_OPTION",
+    "CONTROL_URL_OPTION",
     "DEPRECATED",
     "GATEWAY_DIR_OPTION",
     "REPO_OPTION",
@@ -76,7 +77,7 @@ def _option(setting: table.Setting[Any]) -> Callable[[F], F]:
         type=SettingType(setting),
         envvar=setting.variable,
         default=setting.default,
-        metavar="BRANCH" if setting.kind is table.BRANCH_NAME else "DIR",
+        metavar={table.BRANCH_NAME: "BRANCH", table.URL: "URL"}.get(setting.kind, "DIR"),
         help=option_help(setting),
     )
 
@@ -87,6 +88,7 @@ STATE_OPTION = _option(table.STATE)
 GATEWAY_DIR_OPTION = _option(table.GATEWAY_DIR)
 STORE_OPTION = _option(table.STORE)
 CACHE_OPTION = _option(table.CACHE)
+CONTROL_URL_OPTION = _option(table.CONTROL_URL)
 
 # Every flag made from the table, by flag.
 SHARED: dict[str, table.Setting[Any]] = {s.flag: s for s in table.TABLE if s.flag}

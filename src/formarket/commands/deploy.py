@@ -107,11 +107,27 @@ def command(
 
     Every published version stays deployable unless its owners yanked it; a deprecated
     version deploys with a warning that gives their message.
+
+    Signed in (`formarket login`) and outside a marketplace clone, it deploys for your account
+    through the control plane, from any machine (client mode); in a clone, or with --repo, it
+    commits to the clone as the bot (operator mode).
     """
+    from formarket.commands._remote import remote, remote_deploy
     from formarket.deploy.request import DeployOptions, RefusedError, build_request, plan, run
 
     if dry_run and wait:
         raise UsageError("--wait follows a committed deployment; leave out --dry-run")
+    client = remote()
+    if client is not None:
+        if secret_refs or account:
+            raise UsageError("--secret and --account are for operator mode, in the clone")
+        body = {
+            "agent": agent, "model": model, "solution": solution, "version": version,
+            "vcpus": vcpus, "memory_mib": memory_mib, "gpu": gpu, "settings": list(sets),
+            "idle_after": idle_after, "dry_run": dry_run,
+        }  # fmt: skip
+        remote_deploy(client, body, as_json=as_json, wait=timeout if wait else None)
+        return
     settings = farm_settings(repo, branch, state)
     options = DeployOptions(
         agent,

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from formarket.commands._options import BRANCH_OPTION, REPO_OPTION, STATE_OPTION, farm_settings
+from formarket.commands._remote import remote, remote_deployments
 from formarket.errors import FormarketError, NotFoundError, UsageError
 
 if TYPE_CHECKING:
@@ -64,6 +65,10 @@ def command() -> None:
     git holds the desired state (written by the farm's bot); libvirt on the farm's hosts holds
     the actual one. `show` gives both, apart.
 
+    `list`, `show` and `stop` work from any machine too: signed in (`formarket login`) and
+    outside a marketplace clone, they ask the control plane for your account's deployments
+    (client mode); in a clone, or with --repo, they read and commit the clone (operator mode).
+
     \b
     Examples:
       formarket deployments list
@@ -81,6 +86,10 @@ def command() -> None:
 @click.option("--all", "show_all", is_flag=True, help="Include stopped deployments.")
 @_JSON
 def list_(repo: Path, branch: str, state: Path | None, show_all: bool, as_json: bool) -> None:
+    client = remote()
+    if client is not None:
+        remote_deployments(client, "list", None, as_json, show_all)
+        return
     """One line per deployment: id, kind, listing, size, account, where the farm has it."""
     settings = farm_settings(repo, branch, state)
     desired, problems = _desired(settings)
@@ -110,6 +119,10 @@ def list_(repo: Path, branch: str, state: Path | None, show_all: bool, as_json: 
 @STATE_OPTION
 @_JSON
 def show(deployment_id: str, repo: Path, branch: str, state: Path | None, as_json: bool) -> None:
+    client = remote()
+    if client is not None:
+        remote_deployments(client, "show", deployment_id, as_json, True)
+        return
     """Everything about one deployment: what git wants (desired) and what the farm's hosts run
     (actual), apart; the last upgrade and its outcome; the owners' notice when its version is
     deprecated or yanked."""
@@ -149,6 +162,10 @@ def show(deployment_id: str, repo: Path, branch: str, state: Path | None, as_jso
     help="Also stop the agent deployments that call this model (refused without it).",
 )
 def stop(deployment_id: str, repo: Path, branch: str, cascade: bool) -> None:
+    client = remote()
+    if client is not None:
+        remote_deployments(client, "stop", deployment_id, False, True)
+        return
     """Mark a deployment stopped in git (committed by the bot); the farm removes its VM in
     its next reconcile cycle, and the gateway stops routing to it.
 

@@ -127,6 +127,14 @@ def command() -> None:
     show_default=True,
     help="Calls of one key in progress at once.",
 )
+@click.option(
+    "--account-key-rate",
+    type=click.FloatRange(0.001),
+    default=20.0,
+    show_default=True,
+    help="Calls per second each account's key may make (`formarket keys create` makes them;"
+    " a burst of twice as many is let through). The operator's keys carry their own rates.",
+)
 def serve(
     repo: Path,
     gateway_dir: Path | None,
@@ -143,6 +151,7 @@ def serve(
     body_timeout: float,
     max_connections: int,
     max_calls_per_key: int,
+    account_key_rate: float,
 ) -> None:
     """Serve the gateway until interrupted (SIGINT or SIGTERM seal the spool cleanly)."""
     from formarket.gateway.config import GatewayConfig, default_source
@@ -163,6 +172,7 @@ def serve(
             max_connections=max_connections,
         ),
         stream_idle_timeout=stream_idle,
+        account_key_rate=account_key_rate,
         wake_timeout=wake_timeout,
     )
     run(

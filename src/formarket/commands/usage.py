@@ -73,7 +73,20 @@ def flush(repo: Path, gateway_dir: Path | None, branch: str, every: float | None
 @click.option("--since", default=None, metavar="YYYY-MM-DD", help="Only usage from this day on.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for programs.")
 def show(repo: Path, branch: str, listing: str | None, since: str | None, as_json: bool) -> None:
-    """The committed usage, per listing version: calls, tokens, instance-hours."""
+    """The committed usage, per listing version: calls, tokens, instance-hours.
+
+    Signed in (`formarket login`) and outside a marketplace clone, it shows your account's
+    own usage by day and deployment, from the control plane (client mode); in a clone, or
+    with --repo, everyone's by listing version (operator mode).
+    """
+    from formarket.commands._remote import remote, remote_usage
+
+    client = remote()
+    if client is not None:
+        if listing is not None:
+            raise UsageError("--listing reads a clone: run it in the marketplace's clone")
+        remote_usage(client, since, as_json)
+        return
     from formarket.gateway.show import render_text, usage_summary
 
     day = None

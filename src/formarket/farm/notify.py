@@ -52,6 +52,9 @@ def ready_comment(deployments: list[Deployment], gateway_url: str) -> str:
         f"  -d '{json.dumps(body)}'",
         "```",
         "",
+        "`FORMARKET_KEY` is a key of your account: `formarket login` signs you in with GitHub"
+        " and keeps one, `formarket keys create` makes more.",
+        "",
         "Closing this issue stops it.",
     ]
     return "\n".join(lines)

@@ -32,8 +32,9 @@ from typing import Any, Protocol
 
 import msgspec
 
+from formarket.gateway.account_keys import Authenticator
 from formarket.gateway.ceilings import DEFAULT_LIMITS, GatewayLimits
-from formarket.gateway.keys import KeyRecord, KeyStore
+from formarket.gateway.keys import KeyRecord
 from formarket.gateway.limits import Limits, Refusal, Reservation
 from formarket.gateway.meter import Meter
 from formarket.gateway.protocol import ClientGone
@@ -120,7 +121,7 @@ class Gateway:
     def __init__(
         self,
         *,
-        keys: Callable[[], KeyStore],
+        keys: Callable[[], Authenticator],
         routes: RouteTable,
         meter: Meter,
         pool: UpstreamPool,
@@ -153,7 +154,7 @@ class Gateway:
         self._disagreements: dict[str, tuple[float, int]] = {}
         self._snapshot: Routes | None = None
         self._targets: dict[str, _Target] = {}
-        self._store: KeyStore | None = None
+        self._store: Authenticator | None = None
         self._known: dict[bytes, KeyRecord] = {}
         self._open: dict[str, int] = {}  # calls in progress, by key id
 
@@ -214,13 +215,14 @@ class Gateway:
             raise ApiError(
                 401,
                 "no API key: send `Authorization: Bearer <key>`"
-                " (`formarket gateway keys create ACCOUNT` makes one)",
+                " (`formarket login` makes one for your account)",
                 code="missing_api_key",
                 headers=[(b"www-authenticate", b"Bearer")],
             )
-        # Checking a key (its form, then the SHA-256 of its secret) costs more than the rest of
-        # authenticating; a header already verified against this very keys file is believed
-        # again. Any change to the file (a key created, revoked or edited) starts afresh.
+        # Checking a key (its form, then the SHA-256 of its secret, or a database query for an
+        # account's key) costs more than the rest of authenticating; a header already verified
+        # by this very key check is believed again. The check is replaced, and starts afresh,
+        # when a key may have stopped being valid (account_keys.AccountKeys says when).
         store = self.keys()
         if store is not self._store:
             self._store, self._known = store, {}

@@ -6,6 +6,7 @@
     <state>/spool/         usage events not yet committed (`formarket usage flush`)
     <state>/activity/      each gateway process's last call per deployment (the farm's idle stops)
     <state>/wake/          idle deployments a call waits for (the farm starts them)
+    <state>/accounts.sqlite  accounts and their keys, unless FORMARKET_DATABASE_URL names one
 
 The state folder defaults to `formarket-gateway/` inside the registry clone's .git folder (never
 in the working tree, never committed), or FORMARKET_GATEWAY_DIR.
@@ -88,6 +89,10 @@ class GatewayConfig:
     connect_timeout: float = 5.0
     response_timeout: float = 600.0
     stream_idle_timeout: float = 120.0
+    # The accounts database; None: FORMARKET_DATABASE_URL, else a SQLite file in `state`.
+    database_url: str | None = None
+    # Calls per second of each account's key (a burst of twice as many).
+    account_key_rate: float = 20.0
     wake_timeout: float = 60.0  # how long a call to an idle deployment waits for it to start
 
     def __post_init__(self) -> None:

@@ -1,9 +1,8 @@
 """API keys: one or more per account, stored hashed, each with its own limits.
 
-A key reads `fmk_<id>_<secret>`: the id (12 hex digits) names the key in listings and logs and
-finds its record; the secret is 32 random bytes. Only the SHA-256 of the secret is stored: the
-secret is as random as a key can be, so a slow password hash would add nothing but time to
-every call, while a leaked keys file still gives no one a usable key.
+A key reads `fmk_<id>_<secret>`, as accounts' keys do (formarket.accounts.keyformat says why
+only the SHA-256 of the secret is stored). These are the operator's keys; the gateway takes
+accounts' keys too (formarket.gateway.account_keys).
 
 The keys file (`keys.json` in the gateway's state folder) is written by `formarket gateway
 keys` (under a lock, replaced atomically) and read by the gateway, which picks up changes
@@ -14,8 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
-import hmac
 import re
 import secrets
 from collections.abc import Iterator
@@ -26,6 +23,7 @@ from pathlib import Path
 
 import msgspec
 
+from formarket.accounts.keyformat import KEY_PATTERN, hash_secret, parse_key, secret_matches
 from formarket.atomicfile import write_atomically
 from formarket.errors import InputError, NotFoundError, UsageError
 from formarket.schemas.usage import ACCOUNT_PATTERN
@@ -41,8 +39,6 @@ __all__ = [
     "verify",
 ]
 
-KEY_PATTERN = r"^fmk_[0-9a-f]{12}_[A-Za-z0-9_-]{43}$"
-_KEY_RE = re.compile(KEY_PATTERN)
 _ACCOUNT_RE = re.compile(ACCOUNT_PATTERN)
 _FORMAT = "formarket.gateway-keys/1"
 
@@ -88,20 +84,8 @@ class KeyStore:
         return record
 
 
-def _hash(secret: str) -> str:
-    return hashlib.sha256(secret.encode()).hexdigest()
-
-
-def parse_key(presented: str) -> tuple[str, str] | None:
-    """(id, secret) of a well-formed key."""
-    if not _KEY_RE.match(presented):
-        return None
-    _, key_id, secret = presented.split("_", 2)
-    return key_id, secret
-
-
 def verify(record: KeyRecord, secret: str) -> bool:
-    return hmac.compare_digest(record.sha256, _hash(secret))
+    return secret_matches(record.sha256, secret)
 
 
 def load_keys(path: Path) -> KeyStore:
@@ -165,7 +149,7 @@ def create_key(
         record = KeyRecord(
             id=key_id,
             account=account,
-            sha256=_hash(secret),
+            sha256=hash_secret(secret),
             created=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
             rate_per_second=rate_per_second,
             burst=burst if burst is not None else max(1, int(rate_per_second * 2)),

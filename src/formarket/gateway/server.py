@@ -22,7 +22,11 @@ from typing import Any, cast
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
+from formarket.accounts.database import database_url, open_database
+from formarket.accounts.store import AccountStore
+from formarket.accounts.watch import watch
 from formarket.atomicfile import write_atomically
+from formarket.gateway.account_keys import AccountKeys
 from formarket.gateway.app import Gateway
 from formarket.gateway.config import GatewayConfig
 from formarket.gateway.keys import KeyStore, load_keys
@@ -81,7 +85,11 @@ def build_gateway(config: GatewayConfig) -> Gateway:
     allowance = Limits()
     with contextlib.suppress(FileNotFoundError):
         allowance.load(paths.quota.read_bytes())
-    keys: WatchedFile[KeyStore] = WatchedFile(paths.keys, load_keys, KeyStore({}))
+    operator_keys: WatchedFile[KeyStore] = WatchedFile(paths.keys, load_keys, KeyStore({}))
+    engine = open_database(config.database_url or database_url(paths.root))
+    keys = AccountKeys(
+        operator_keys.get, AccountStore(engine), watch(engine), rate=config.account_key_rate
+    )
     routes = FileRouteTable(paths.routes)
     activity = Activity(paths.root, config.source)
     tasks: list[asyncio.Task[None]] = []
@@ -114,6 +122,8 @@ def build_gateway(config: GatewayConfig) -> Gateway:
         write_atomically(paths.quota, allowance.dump(), durable=False)
         activity.publish()
         pool.close()
+        keys.close()
+        engine.dispose()
 
     return Gateway(
         keys=keys.get,

@@ -1,8 +1,10 @@
 """A stand-in for GitHub: a small real HTTP server speaking the REST routes `formarket.github` uses.
 
 It holds issues, comments and label events in memory and writes webhook payloads in the shape
-GitHub documents, so the issue flow runs end to end without the network: in the test suite,
-in `formarket demo`, or by hand (`python -m formarket.standins.github --port 8765`).
+GitHub documents, and signs people in as GitHub does (`standins.github_oauth`: OAuth apps, the
+device flow, the web flow, `GET /user`), so the issue flow and signing in run end to end without
+the network: in the test suite, in `formarket demo`, or by hand
+(`python -m formarket.standins.github --port 8765`).
 Writes over HTTP need a token it knows; the token's login is the comment's author.
 """
 
@@ -18,6 +20,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from formarket.standins.github_oauth import OAuthStandIn
 
 __all__ = ["StandIn"]
 
@@ -49,6 +53,7 @@ class StandIn:
         self._next_id = 1
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self.oauth = OAuthStandIn(lambda: self.url)
 
     # --- the server ------------------------------------------------------------------------
 
@@ -261,6 +266,18 @@ def _handler(standin: StandIn) -> type[BaseHTTPRequestHandler]:
                 self._send(413, {"message": "Payload Too Large"}, "")
                 return
             raw = self.rfile.read(length) if length else b""
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            signed = standin.oauth.handle(self.command, self.path, headers, raw)
+            if signed is not None:
+                status, kind, data, more = signed
+                self.send_response(status)
+                self.send_header("Content-Type", kind)
+                self.send_header("Content-Length", str(len(data)))
+                for name, value in more:
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(data)
+                return
             try:
                 body = json.loads(raw) if raw else None
             except ValueError:
@@ -298,9 +315,24 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--token", action="append", default=[], metavar="TOKEN=LOGIN", help="A known token."
     )
+    parser.add_argument(
+        "--oauth-app",
+        action="append",
+        default=[],
+        metavar="CLIENT_ID:SECRET[:CALLBACK]",
+        help="An OAuth app people may sign in to (CALLBACK: where the web flow may return).",
+    )
+    parser.add_argument(
+        "--device-interval", type=int, default=5, help="Seconds between device-flow polls."
+    )
     args = parser.parse_args(argv)
     tokens = dict(item.split("=", 1) for item in args.token if "=" in item)
     standin = StandIn(tokens)
+    standin.oauth.interval = args.device_interval
+    for item in args.oauth_app:
+        client_id, _, rest = item.partition(":")
+        secret, _, callback = rest.partition(":")
+        standin.oauth.add_app(client_id, secret, callback)
     server = ThreadingHTTPServer(("127.0.0.1", args.port), _handler(standin))
     standin._server = server
     print(f"GitHub stand-in on {standin.url}", flush=True)

@@ -1,0 +1,23 @@
+"""Accounts: GitHub logins, the API keys they manage, their sign-in sessions.
+
+database   opening the database (SQLite by default, PostgreSQL when configured), upgraded
+           by Alembic's migrations on open
+models     the tables
+keyformat  the form of a key (`fmk_<id>_<secret>`), shared with the operator's keys
+store      every read and write, for one account at a time
+"""
+
+from formarket.accounts.database import database_url, open_database
+from formarket.accounts.keyformat import KEY_PATTERN, parse_key
+from formarket.accounts.store import AccountStore, AccountView, KeyGrant, KeyView
+
+__all__ = [
+    "KEY_PATTERN",
+    "AccountStore",
+    "AccountView",
+    "KeyGrant",
+    "KeyView",
+    "database_url",
+    "open_database",
+    "parse_key",
+]

@@ -1,0 +1,133 @@
+"""Client mode: `deployments list|show|stop` and `usage show` through the control plane.
+
+A command is in client mode when its user is signed in (`formarket login` kept a key) and it
+is not pointed at a marketplace clone: no --repo or FORMARKET_REPO, and no git repository
+around the current folder. On a clone, with the farm's settings, it is in operator mode and
+reads and commits the clone, as it always did.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+if TYPE_CHECKING:
+    from formarket.control.client import ControlClient
+
+__all__ = ["MODES", "remote", "remote_deploy", "remote_deployments", "remote_usage"]
+
+MODES = (
+    "Signed in (`formarket login`) and outside a marketplace clone, it asks the control"
+    " plane for your account (client mode); in a clone, or with --repo, it reads the clone"
+    " (operator mode)."
+)
+
+
+def remote() -> ControlClient | None:
+    """The control plane's client when the current command is in client mode, else None."""
+    from formarket.control.client import ControlClient, Credentials, credentials_path
+    from formarket.errors import FormarketError
+    from formarket.market.repository import open_repository
+
+    ctx = click.get_current_context()
+    if ctx.get_parameter_source("repo") is not click.core.ParameterSource.DEFAULT:
+        return None
+    path = credentials_path()
+    if not path.exists():
+        return None
+    try:
+        open_repository(Path(".")).close()
+        return None  # in a clone: operator mode
+    except FormarketError:
+        pass
+    credentials = Credentials.load(path)
+    return ControlClient(credentials.control_url, credentials.key)
+
+
+def remote_deployments(
+    client: ControlClient, action: str, deployment_id: str | None, as_json: bool, show_all: bool
+) -> None:
+    with client:
+        if action == "list":
+            found = client.call("GET", "/v1/deployments")["deployments"]
+            shown = [d for d in found if show_all or d["state"] == "running"]
+            if as_json:
+                click.echo(json.dumps({"deployments": shown}, indent=2))
+                return
+            for d in shown:
+                click.echo(
+                    f"{d['id']}  {d['kind']:5}  {d['listing']}@{d['version']}"
+                    f"  {d['vcpus']} vCPU {d['memory_mib']} MiB  {d['state']}"
+                )
+            if not shown:
+                click.echo("no deployments" + ("" if show_all else " running (--all shows all)"))
+        elif action == "show":
+            view = client.call("GET", f"/v1/deployments/{deployment_id}")
+            if as_json:
+                click.echo(json.dumps(view, indent=2))
+                return
+            for key in ("actual", "endpoint", "model"):
+                click.echo(f"{key + ':':18} {view[key] or 'not routed yet'}")
+            for key, value in view["desired"].items():
+                if value not in (None, {}, [], ()):
+                    text = json.dumps(value) if isinstance(value, dict | list) else str(value)
+                    click.echo(f"{key + ':':18} {text}")
+        else:
+            client.call("DELETE", f"/v1/deployments/{deployment_id}")
+            click.echo(f"{deployment_id} stopped; the farm removes it")
+
+
+def remote_usage(client: ControlClient, since: str | None, as_json: bool) -> None:
+    with client:
+        answer = client.call("GET", "/v1/usage" + (f"?since={since}" if since else ""))
+    if as_json:
+        click.echo(json.dumps(answer, indent=2))
+        return
+    rows = answer["rows"]
+    if not rows:
+        click.echo(f"no usage committed for {answer['account']}")
+    for r in rows:
+        click.echo(
+            f"{r['day']}  {r['deployment']}  {r['calls']:,} calls ({r['failed']:,} failed)"
+            f"  {r['input_tokens']:,} in  {r['output_tokens']:,} out tokens"
+        )
+
+
+def remote_deploy(
+    client: ControlClient, body: dict[str, Any], *, as_json: bool, wait: float | None
+) -> None:
+    """POST /v1/deployments: the plan printed, committed unless a dry run; with `wait`, the
+    seconds to follow the last deployment until the gateway routes it."""
+    import time
+
+    from formarket.errors import FormarketError
+
+    with client:
+        planned = client.call("POST", "/v1/deployments", body)
+        if as_json:
+            click.echo(json.dumps(planned, indent=2))
+        else:
+            for line in planned["plan"]:
+                click.echo(line)
+            if planned["committed"]:
+                ids = ", ".join(d["id"] for d in planned["deployments"])
+                click.echo(f"Committed {ids} for your account.")
+            else:
+                click.echo("Dry run: nothing was committed.")
+        if wait is None or not planned["deployments"]:
+            return
+        last = planned["deployments"][-1]["id"]
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            view = client.call("GET", f"/v1/deployments/{last}")
+            if view["endpoint"]:
+                click.echo(f"{last} answers: {view['endpoint']} (model {view['model']})")
+                return
+            time.sleep(2.0)
+        raise FormarketError(
+            f"{last} did not answer within {wait:g}s",
+            hint=f"`formarket deployments show {last}` says where it stands",
+        )

@@ -1,0 +1,476 @@
+"""The control plane's routes.
+
+Every route but sign-in takes an account's key (`Authorization: Bearer fmk_...`), unscoped:
+a key scoped to one deployment is for calling it at the gateway, not for managing the
+account. Whatever id a request names, it reaches only the caller's own keys and deployments:
+another account's id is answered exactly as a missing one (404), so ids tell nothing.
+
+Errors are formarket's: `{"error": {"message", "hint", "code"}}`, never a traceback.
+
+(No `from __future__ import annotations` here: FastAPI reads the routes' annotations, and the
+account dependency is made inside `create_app`, where a postponed annotation could not be
+found again.)
+"""
+
+import json
+import re
+from collections.abc import Awaitable, Callable
+from datetime import UTC, date, datetime
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Header, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from formarket.accounts.github_login import LoginError
+from formarket.accounts.keyformat import KEY_PATTERN
+from formarket.accounts.store import AccountView, KeyView
+from formarket.control.context import Control
+from formarket.control.dashboard import add_dashboard
+from formarket.control.deployments import summary
+from formarket.control.usage import account_usage
+from formarket.deploy.request import DeployOptions, RefusedError, run
+from formarket.errors import FormarketError, NotFoundError
+from formarket.farm.desired import set_state
+from formarket.farm.settings import open_market
+from formarket.farm.status import gateway_state, progress
+from formarket.gateway.routes import load_routes
+from formarket.market.governance import bot_identity
+from formarket.schemas.usage import DEPLOYMENT_PATTERN
+from formarket.yamldoc import preload_fast_reader
+
+__all__ = ["create_app", "openapi_document"]
+
+_KEY_RE = re.compile(KEY_PATTERN)
+_FROZEN = ConfigDict(frozen=True, extra="forbid")
+_DEPLOYMENT_ID = Annotated[str, Path(pattern=DEPLOYMENT_PATTERN, max_length=63)]
+_KEY_ID = Annotated[str, Path(pattern=r"^[0-9a-f]{12}$")]
+
+
+class ApiFailure(Exception):
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        code: str,
+        hint: str = "",
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status, self.message, self.code, self.hint = status, message, code, hint
+        self.headers = headers or {}
+
+
+def _failure(
+    status: int, message: str, code: str, hint: str = "", headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse(
+        {"error": {"message": message, "code": code, "hint": hint}}, status, headers=headers
+    )
+
+
+# --- bodies ------------------------------------------------------------------------------
+
+
+class SignIn(BaseModel):
+    model_config = _FROZEN
+    github_token: str = Field(
+        min_length=1,
+        max_length=255,
+        pattern=r"^[\x21-\x7e]+$",
+        description="A GitHub OAuth token (from the device flow).",
+    )
+    key_name: str = Field(default="", max_length=100, description="What to call the new key.")
+
+
+class NewKey(BaseModel):
+    model_config = _FROZEN
+    name: str = Field(default="", max_length=100)
+    deployment: str | None = Field(
+        default=None, pattern=DEPLOYMENT_PATTERN, description="Only this deployment (default all)."
+    )
+    expires_at: datetime | None = Field(default=None, description="When it stops working.")
+
+
+class NewDeployment(BaseModel):
+    model_config = _FROZEN
+    agent: str | None = Field(default=None, max_length=200)
+    model: str | None = Field(default=None, max_length=200)
+    solution: str | None = Field(default=None, max_length=200)
+    version: str | None = Field(default=None, max_length=100)
+    vcpus: int | None = Field(default=None, ge=1, le=256)
+    memory_mib: int | None = Field(default=None, ge=64, le=4 << 20)
+    gpu: str | None = Field(default=None, max_length=100)
+    settings: tuple[str, ...] = Field(default=(), max_length=64, description="KEY=VALUE items.")
+    idle_after: str | None = Field(
+        default=None, max_length=20, description="Scale to zero after this long idle (15m)."
+    )
+    dry_run: bool = Field(default=False, description="Check and plan, commit nothing.")
+
+
+class Error(BaseModel):
+    model_config = _FROZEN
+    message: str
+    code: str
+    hint: str
+
+
+class ErrorBody(BaseModel):
+    model_config = _FROZEN
+    error: Error
+
+
+class KeyOut(BaseModel):
+    model_config = _FROZEN
+    id: str
+    name: str
+    shown: str
+    deployment: str | None
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+
+
+class KeyCreated(BaseModel):
+    model_config = _FROZEN
+    key: str = Field(description="The key itself: shown this once, never again.")
+    account: str
+    details: KeyOut
+
+
+class KeyList(BaseModel):
+    model_config = _FROZEN
+    keys: tuple[KeyOut, ...]
+
+
+class DeploymentSummary(BaseModel):
+    model_config = _FROZEN
+    id: str
+    kind: str
+    listing: str
+    version: str
+    state: str
+    vcpus: int
+    memory_mib: int
+
+
+class DeploymentList(BaseModel):
+    model_config = _FROZEN
+    deployments: tuple[DeploymentSummary, ...]
+
+
+class DeploymentDetail(BaseModel):
+    model_config = _FROZEN
+    desired: dict[str, Any]
+    actual: str
+    endpoint: str | None = Field(description="The gateway's base URL, once the farm routes it.")
+    model: str = Field(description="The `model` to send to the gateway: the deployment's id.")
+
+
+class Planned(BaseModel):
+    model_config = _FROZEN
+    plan: tuple[str, ...]
+    deployments: tuple[DeploymentSummary, ...]
+    where: dict[str, str]
+    committed: str | None
+
+
+class UsageRow(BaseModel):
+    model_config = _FROZEN
+    day: str
+    deployment: str
+    calls: int
+    failed: int
+    input_tokens: int
+    output_tokens: int
+    seconds: int
+
+
+class UsageOut(BaseModel):
+    model_config = _FROZEN
+    account: str
+    rows: tuple[UsageRow, ...]
+
+
+class LoginConfig(BaseModel):
+    model_config = _FROZEN
+    client_id: str
+    server_url: str
+
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody} for status in (400, 401, 403, 404, 413, 422, 429)
+}
+
+
+def _key_out(view: KeyView) -> KeyOut:
+    return KeyOut(
+        id=view.id,
+        name=view.name,
+        shown=view.shown,
+        deployment=view.deployment,
+        created_at=view.created_at,
+        expires_at=view.expires_at,
+        revoked_at=view.revoked_at,
+    )
+
+
+def create_app(control: Control | None = None) -> FastAPI:
+    """The API over `control`; without one, only for its OpenAPI document."""
+
+    # The routes read listings in FastAPI's worker threads.
+    preload_fast_reader()
+
+    def ctl() -> Control:
+        if control is None:
+            raise ApiFailure(503, "the control plane is not configured", "unavailable")
+        return control
+
+    app = FastAPI(
+        title="formarket control plane",
+        version="1",
+        description="Accounts' keys, deployments and usage. Sign in with `formarket login`.",
+        responses=_ERRORS,
+    )
+
+    @app.exception_handler(ApiFailure)
+    async def _api_failure(_request: Request, exc: ApiFailure) -> JSONResponse:
+        return _failure(exc.status, exc.message, exc.code, exc.hint, exc.headers)
+
+    @app.exception_handler(FormarketError)
+    async def _formarket(_request: Request, exc: FormarketError) -> JSONResponse:
+        status, code = 400, "invalid_request"
+        if isinstance(exc, NotFoundError):
+            status, code = 404, "not_found"
+        elif isinstance(exc, RefusedError):
+            status, code = 422, "refused"
+        elif isinstance(exc, LoginError):
+            status, code = 401, "sign_in_failed"
+        return _failure(status, exc.message, code, exc.hint)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        return _failure(422, f"{where}: {first.get('msg', 'invalid')}", "invalid_request")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return _failure(exc.status_code, str(exc.detail), "http_error")
+
+    @app.middleware("http")
+    async def _bounded(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        length = request.headers.get("content-length")
+        limit = control.max_body if control is not None else 0
+        if length is not None and (not length.isdigit() or int(length) > limit):
+            return _failure(413, "the request body is too large", "body_too_large")
+        if request.headers.get("transfer-encoding") and length is None:
+            return _failure(411, "send the body with a Content-Length", "length_required")
+        return await call_next(request)
+
+    def account(
+        authorization: Annotated[str | None, Header()] = None,
+    ) -> AccountView:
+        scheme, _, token = (authorization or "").partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not _KEY_RE.match(token):
+            raise ApiFailure(
+                401,
+                "no account key: send `Authorization: Bearer <key>`",
+                "missing_api_key",
+                "`formarket login` makes one",
+                {"WWW-Authenticate": "Bearer"},
+            )
+        grant = ctl().store.authenticate(token)
+        if grant is None:
+            raise ApiFailure(
+                401,
+                "invalid, revoked or expired key",
+                "invalid_api_key",
+                "`formarket login` makes a new one",
+                {"WWW-Authenticate": 'Bearer error="invalid_token"'},
+            )
+        if grant.deployment is not None:
+            raise ApiFailure(
+                403,
+                "this key is scoped to one deployment: it calls that deployment only",
+                "scoped_key",
+                "use a key for all of your deployments (`formarket keys create`)",
+            )
+        found = ctl().store.account(grant.account)
+        if found is None:
+            raise ApiFailure(401, "invalid, revoked or expired key", "invalid_api_key")
+        wait = ctl().limiter.take(found.login)
+        if wait:
+            raise ApiFailure(
+                429,
+                "too many requests for this account",
+                "rate_limited",
+                "wait and try again",
+                {"Retry-After": ctl().limiter.retry_after(wait)},
+            )
+        return found
+
+    Account = Annotated[AccountView, Depends(account)]
+
+    # --- signing in ------------------------------------------------------------------------
+
+    @app.get("/v1/login/config", response_model=LoginConfig)
+    def login_config() -> LoginConfig:
+        """The OAuth app the command line signs in to with GitHub's device flow."""
+        github = ctl().github()
+        try:
+            return LoginConfig(client_id=github.client_id, server_url=github.server_url)
+        finally:
+            github.close()
+
+    @app.post("/v1/login/github", response_model=KeyCreated, status_code=201)
+    def login_github(body: SignIn, request: Request) -> KeyCreated:
+        """Turn a GitHub token (from the device flow) into a new key of the GitHub user's
+        account, made on first sign-in."""
+        client = request.client.host if request.client else "unknown"
+        wait = ctl().sign_in_limiter.take(client)
+        if wait:
+            raise ApiFailure(
+                429, "too many sign-ins from this address", "rate_limited",
+                headers={"Retry-After": ctl().sign_in_limiter.retry_after(wait)},
+            )  # fmt: skip
+        github = ctl().github()
+        try:
+            user = github.user(body.github_token)
+        finally:
+            github.close()
+        signed = ctl().store.sign_in(user.login, user.id)
+        key, view = ctl().store.create_key(signed, name=body.key_name or "formarket login")
+        return KeyCreated(key=key, account=signed.login, details=_key_out(view))
+
+    # --- keys ------------------------------------------------------------------------------
+
+    @app.get("/v1/keys", response_model=KeyList)
+    def list_keys(me: Account) -> KeyList:
+        """Your keys, each shown by its last four characters only."""
+        return KeyList(keys=tuple(_key_out(v) for v in ctl().store.keys(me)))
+
+    @app.post("/v1/keys", response_model=KeyCreated, status_code=201)
+    def create_key(body: NewKey, me: Account) -> KeyCreated:
+        """A new key: for all of your deployments, or only `deployment` (one of yours)."""
+        if body.deployment is not None and ctl().index.get(me.login, body.deployment) is None:
+            raise NotFoundError(f"no deployment {body.deployment} of yours")
+        expires = body.expires_at
+        if expires is not None and expires.tzinfo is None:
+            expires = expires.replace(tzinfo=UTC)
+        key, view = ctl().store.create_key(
+            me, name=body.name, deployment=body.deployment, expires_at=expires
+        )
+        return KeyCreated(key=key, account=me.login, details=_key_out(view))
+
+    @app.delete("/v1/keys/{key_id}", response_model=KeyOut)
+    def revoke_key(key_id: _KEY_ID, me: Account) -> KeyOut:
+        """Revoke one of your keys: every gateway refuses it from its next call on."""
+        return _key_out(ctl().store.revoke_key(me, key_id))
+
+    # --- deployments -----------------------------------------------------------------------
+
+    @app.get("/v1/deployments", response_model=DeploymentList)
+    def list_deployments(me: Account) -> Response:
+        """Your deployments, running and stopped."""
+        return Response(ctl().index.encoded_list(me.login), media_type="application/json")
+
+    @app.post("/v1/deployments", response_model=Planned, status_code=201)
+    def deploy(body: NewDeployment, me: Account) -> Planned:
+        """Check, plan and (unless `dry_run`) commit new deployments for your account, as
+        `formarket deploy` does; the bot commits them with you as the requester."""
+        lines: list[str] = []
+        options = DeployOptions(
+            agent=body.agent,
+            model=body.model,
+            solution=body.solution,
+            version=body.version,
+            vcpus=body.vcpus,
+            memory_mib=body.memory_mib,
+            gpu=body.gpu,
+            sets=body.settings,
+            idle_after=body.idle_after,
+            account=me.login,
+            requester=me.login,
+        )
+        done = run(ctl().farm, options, dry_run=body.dry_run, echo=lines.append)
+        return Planned(
+            plan=tuple(done.lines),
+            deployments=tuple(
+                DeploymentSummary.model_validate(summary(d)) for d in done.resolved.deployments
+            ),
+            where=dict(done.where),
+            committed=done.commit.decode() if done.commit else None,
+        )
+
+    @app.get("/v1/deployments/{deployment_id}", response_model=DeploymentDetail)
+    def show_deployment(deployment_id: _DEPLOYMENT_ID, me: Account) -> DeploymentDetail:
+        """One of your deployments: what should run, what the farm last saw, where to call it."""
+        found = ctl().index.get(me.login, deployment_id)
+        if found is None:
+            raise NotFoundError(f"no deployment {deployment_id} of yours")
+        routed = any(
+            r.deployment == found.id for r in load_routes(gateway_state(ctl().farm).routes).routes
+        )
+        actual = progress(ctl().farm, found.id) if found.state == "running" else "stopped"
+        return DeploymentDetail(
+            desired=found.model_dump(mode="json"),
+            actual=actual,
+            endpoint=f"{ctl().gateway_url.rstrip('/')}/v1" if routed else None,
+            model=found.id,
+        )
+
+    @app.delete("/v1/deployments/{deployment_id}", response_model=DeploymentSummary)
+    def stop_deployment(deployment_id: _DEPLOYMENT_ID, me: Account) -> DeploymentSummary:
+        """Stop one of your deployments (the bot commits it stopped; the farm removes it)."""
+        found = ctl().index.get(me.login, deployment_id)
+        if found is None:
+            raise NotFoundError(f"no deployment {deployment_id} of yours")
+        repo = open_market(ctl().farm)
+        try:
+            set_state(
+                repo,
+                ctl().farm.branch,
+                found.id,
+                "stopped",
+                f"Stop deployment {found.id} for {me.login}",
+                bot_identity(repo, ctl().farm.branch),
+            )
+        finally:
+            repo.close()
+        return DeploymentSummary.model_validate({**summary(found), "state": "stopped"})
+
+    # --- usage -----------------------------------------------------------------------------
+
+    @app.get("/v1/usage", response_model=UsageOut)
+    def usage(
+        me: Account,
+        since: Annotated[
+            str | None,
+            Query(pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$", description="From this day on."),
+        ] = None,
+    ) -> UsageOut:
+        """Your calls, by day and by deployment, as committed (what a close would count)."""
+        try:
+            first = date.fromisoformat(since) if since is not None else None
+        except ValueError as exc:
+            raise ApiFailure(422, f"since: {since!r} is not a day", "invalid_request") from exc
+        repo = open_market(ctl().farm)
+        try:
+            rows = account_usage(repo, ctl().farm.branch, me.login, first)
+        finally:
+            repo.close()
+        return UsageOut(account=me.login, rows=tuple(UsageRow.model_validate(r) for r in rows))
+
+    add_dashboard(app, ctl)
+    return app
+
+
+def openapi_document() -> bytes:
+    """The API's OpenAPI document (`formarket control openapi`)."""
+    return json.dumps(create_app().openapi(), indent=2, sort_keys=True).encode() + b"\n"

@@ -1,0 +1,100 @@
+"""The control plane's routes, as a user meets them: sign in, keys, deployments, usage."""
+
+from __future__ import annotations
+
+import json
+
+from formarket.control import openapi_document
+from tests.control.conftest import Plane
+from tests.gateway.helpers import Client
+
+
+def test_signing_in_makes_an_account_and_a_key(plane: Plane) -> None:
+    key = plane.sign_in("alice")
+    listed = plane.call(key, "GET", "/v1/keys").json()["keys"]
+    assert len(listed) == 1
+    assert listed[0]["shown"].endswith(key[-4:])
+    assert key.split("_", 2)[2] not in json.dumps(listed)
+    # Signing in again is the same account, with a second key.
+    again = plane.sign_in("alice")
+    assert len(plane.call(again, "GET", "/v1/keys").json()["keys"]) == 2
+
+
+def test_a_github_token_github_does_not_know_signs_no_one_in(plane: Plane) -> None:
+    reply = plane.call(None, "POST", "/v1/login/github", {"github_token": "gho_forged"})
+    assert reply.status == 401
+    assert reply.json()["error"]["code"] == "sign_in_failed"
+
+
+def test_keys_are_created_listed_and_revoked(plane: Plane) -> None:
+    key = plane.sign_in("alice")
+    made = plane.call(key, "POST", "/v1/keys", {"name": "ci"})
+    assert made.status == 201
+    new_key, new_id = made.json()["key"], made.json()["details"]["id"]
+    assert plane.call(new_key, "GET", "/v1/keys").status == 200
+    revoked = plane.call(key, "DELETE", f"/v1/keys/{new_id}")
+    assert revoked.status == 200
+    assert revoked.json()["revoked_at"] is not None
+    assert plane.call(new_key, "GET", "/v1/keys").status == 401
+
+
+def test_deploying_plans_commits_and_shows(plane: Plane) -> None:
+    key = plane.sign_in("alice")
+    dry = plane.call(
+        key, "POST", "/v1/deployments", {"model": "tinyforge/echo-chat", "dry_run": True}
+    )
+    assert dry.status == 201, dry.body
+    assert dry.json()["committed"] is None
+    assert any("tinyforge/echo-chat@1.1.0" in line for line in dry.json()["plan"])
+    assert plane.call(key, "GET", "/v1/deployments").json() == {"deployments": []}
+    made = plane.call(key, "POST", "/v1/deployments", {"model": "tinyforge/echo-chat"})
+    assert made.status == 201, made.body
+    assert made.json()["committed"]
+    (dep,) = made.json()["deployments"]
+    listed = plane.call(key, "GET", "/v1/deployments").json()["deployments"]
+    assert [d["id"] for d in listed] == [dep["id"]]
+    shown = plane.call(key, "GET", f"/v1/deployments/{dep['id']}").json()
+    assert shown["desired"]["account"] == "alice"
+    assert shown["desired"]["requester"] == "alice"
+    assert shown["model"] == dep["id"]
+    assert shown["endpoint"] is None  # the farm has not routed it yet
+    stopped = plane.call(key, "DELETE", f"/v1/deployments/{dep['id']}")
+    assert stopped.json()["state"] == "stopped"
+    assert plane.call(key, "GET", f"/v1/deployments/{dep['id']}").json()["actual"] == "stopped"
+
+
+def test_a_refused_deployment_lists_its_reasons(plane: Plane) -> None:
+    key = plane.sign_in("alice")
+    reply = plane.call(key, "POST", "/v1/deployments", {"model": "nobody/nothing"})
+    assert reply.status == 422
+    assert reply.json()["error"]["code"] == "refused"
+    assert plane.call(key, "POST", "/v1/deployments", {}).status == 400
+
+
+def test_usage_is_empty_before_any_call(plane: Plane) -> None:
+    key = plane.sign_in("alice")
+    reply = plane.call(key, "GET", "/v1/usage?since=2026-01-01")
+    assert reply.json() == {"account": "alice", "rows": []}
+    assert plane.call(key, "GET", "/v1/usage?since=yesterday").status == 422
+
+
+def test_oversized_and_malformed_bodies(plane: Plane) -> None:
+    key = plane.sign_in("alice")
+    client = Client(plane.url, key)
+    huge = client.request("POST", "/v1/keys", raw=b"{" + b" " * (70 << 10) + b"}")
+    assert huge.status == 413
+    for raw in (b"{", b"[]", b'{"name": 5}', b'{"name": "x", "extra": 1}', b"\xff\xfe"):
+        assert client.request("POST", "/v1/keys", raw=raw).status == 422, raw
+
+
+def test_the_openapi_document_names_every_route() -> None:
+    doc = json.loads(openapi_document())
+    assert set(doc["paths"]) == {
+        "/v1/login/config",
+        "/v1/login/github",
+        "/v1/keys",
+        "/v1/keys/{key_id}",
+        "/v1/deployments",
+        "/v1/deployments/{deployment_id}",
+        "/v1/usage",
+    }

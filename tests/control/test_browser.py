@@ -1,0 +1,77 @@
+"""The dashboard walked in headless Chromium: sign in through the GitHub stand-in, create a
+key, deploy with it through the API, call the deployment through the gateway, see the call in
+the usage chart, stop the deployment. Its screenshots go to docs/screenshots/, where the
+README shows them. Select with `-m browser`, like the other browser tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from dulwich.repo import Repo
+from playwright.sync_api import Browser, expect
+
+from formarket.gateway.config import GatewayConfig, StatePaths
+from formarket.gateway.flush import flush_all
+from formarket.gateway.routes import Route, save_routes
+from formarket.gateway.server import ServerThread, build_gateway
+from formarket.schemas.usage import ListingVersion
+from formarket.standins.openai import StandIn as Upstream
+from tests.control.conftest import Plane
+from tests.gateway.helpers import Client
+from tests.site.browser import TIMEOUT, browser
+
+__all__ = ["browser"]
+
+pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("control-browser")]
+
+SHOTS = Path(__file__).resolve().parent.parent.parent / "docs" / "screenshots"
+
+
+def test_a_user_walks_the_dashboard(plane: Plane, browser: Browser, tmp_path: Path) -> None:
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.set_default_timeout(TIMEOUT)
+    page.goto(f"{plane.url}/dashboard")
+    page.get_by_role("link", name="Sign in with GitHub").click()
+    page.get_by_label("Sign in to GitHub (stand-in) as").fill("ada")
+    page.get_by_role("button", name="Authorize").click()
+    expect(page.get_by_role("heading", name="My keys")).to_be_visible()
+
+    page.get_by_label("Name").fill("laptop")
+    page.get_by_role("button", name="Create a key").click()
+    key = page.locator("#new-key").inner_text()
+    assert key.startswith("fmk_")
+
+    made = plane.call(key, "POST", "/v1/deployments", {"model": "tinyforge/echo-chat"})
+    dep = made.json()["deployments"][0]["id"]
+    # The farm's part, played here: the deployment answers and the gateway routes it.
+    state = StatePaths(tmp_path / "gw")
+    with ServerThread(Upstream()) as upstream:
+        model = ListingVersion(id="tinyforge/echo-chat", version="1.1.0")
+        save_routes(
+            state.routes,
+            [Route(deployment=dep, endpoint=upstream.url, account="ada", model=model)],
+        )
+        config = GatewayConfig(
+            state, source="gateway/t", segment_seconds=0.1, database_url=str(plane.store.engine.url)
+        )
+        with ServerThread(build_gateway(config)) as gateway:
+            for _ in range(4):
+                assert Client(gateway.url, key).chat(dep).status == 200
+    repo = Repo(str(plane.market.repo))
+    try:
+        flush_all(repo, state.spool)
+    finally:
+        repo.close()
+
+    page.goto(f"{plane.url}/dashboard")
+    expect(page.locator("svg.fm-chart")).to_be_visible()
+    expect(page.get_by_role("cell", name=dep)).to_have_count(2)  # deployments and usage
+    page.get_by_text("Call it").click()
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / "dashboard.png"))
+
+    page.get_by_role("button", name="Stop").click()
+    expect(page.get_by_role("cell", name="stopped")).to_be_visible()
+    assert plane.call(key, "GET", f"/v1/deployments/{dep}").json()["actual"] == "stopped"
+    page.close()
