@@ -8,7 +8,7 @@ which names the model's deployment. git holds what should run; libvirt holds wha
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -27,6 +27,17 @@ __all__ = [
     "PinnedListing",
     "RequestedListing",
     "SecretRef",
+]
+
+# Scale to zero: how long a deployment may go without a call before its VM is stopped.
+IdleAfter = Annotated[
+    int | None,
+    Field(
+        ge=10,
+        le=30 * 86400,
+        description="Seconds without a call after which the farm stops the VM, keeping its"
+        " disk, until the next call wakes it (scale to zero); none: it runs until stopped.",
+    ),
 ]
 
 SECRET_NAME_PATTERN = r"^[A-Z][A-Z0-9_]{0,63}$"  # noqa: S105 - a pattern, not a secret
@@ -99,13 +110,7 @@ class DeploymentRequest(Document):
         " its settings schema.",
     )
     secrets: tuple[SecretRef, ...] = Field(default=(), max_length=32)
-    idle_after: int | None = Field(
-        default=None,
-        ge=10,
-        le=30 * 86400,
-        description="Seconds without a call after which the farm stops the VM, keeping its"
-        " disk, until the next call wakes it (scale to zero); none: it runs until stopped.",
-    )
+    idle_after: IdleAfter = None
     requester: str = Field(pattern=ACCOUNT_PATTERN, description="Who asked (a login).")
     account: str = Field(pattern=ACCOUNT_PATTERN, description="Who pays for the usage.")
     origin: Origin = Field(default_factory=lambda: Origin(kind="cli"))
@@ -139,13 +144,7 @@ class Deployment(Document):
         description="The listing's settings, its schema's defaults applied; the VM reads them.",
     )
     secrets: tuple[SecretRef, ...] = ()
-    idle_after: int | None = Field(
-        default=None,
-        ge=10,
-        le=30 * 86400,
-        description="Seconds without a call after which the farm stops the VM, keeping its"
-        " disk, until the next call wakes it (scale to zero); none: it runs until stopped.",
-    )
+    idle_after: IdleAfter = None
     requester: str = Field(pattern=ACCOUNT_PATTERN)
     account: str = Field(pattern=ACCOUNT_PATTERN)
     origin: Origin
