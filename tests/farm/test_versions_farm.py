@@ -16,6 +16,7 @@ from formarket.farm.libvirt_conn import Connections
 from formarket.farm.reconcile import Domain
 from formarket.farm.settings import FarmSettings
 from formarket.gateway.routes import load_routes
+from formarket.gateway.tokenizer import TOKENIZERS_DIR
 from formarket.market.governance import bot_identity
 from formarket.market.writer import Identity, commit_changes, import_tree
 from formarket.standins.github import StandIn
@@ -54,6 +55,10 @@ def test_an_old_version_is_built_as_published_and_routed_as_itself(tmp_path: Pat
         first = builds(farm)["dep-first"]
 
         publish(repo, ECHO, "1.1.0")
+        # Forget what the farm learned of 1.0.0's tokenizer while it was the tip: it is read
+        # again from the commit that published it.
+        memo = operations.routes_path(farm.settings).parent / TOKENIZERS_DIR / "listings.json"
+        memo.unlink()
         later = [
             factories.deployment("dep-again", version="1.0.0"),
             factories.deployment("dep-newer", version="1.1.0"),
