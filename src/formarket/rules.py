@@ -291,7 +291,8 @@ _REGISTRY: tuple[Rule, ...] = (
         " charged at its price and royalty, and statements cite it. Any change to what is"
         " built or sold (listing.yaml, the Formfile, files the Formfile copies, a solution)"
         " needs a new `version`; a README fix does not, unless the Formfile copies the README"
-        " into the image. A version is compared with its first publication in the main"
+        " into the image, and neither do the version marks or the smoke test (`test`). A"
+        " version is compared with its first publication in the main"
         " branch's history, so a listing withdrawn and added again, or a version rewritten"
         " earlier, comes back only with its first content. Otherwise one version would mean"
         " two different things, and past charges could no longer be checked against it.",

@@ -14,6 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from formarket.market.writer import Identity, commit_changes, import_tree
+from formarket.registry import history as history_module
 from formarket.registry.cache import ResultCache
 from formarket.registry.history import folder_digest, version_history
 from formarket.registry.pr_check import check_pull_request
@@ -167,12 +168,12 @@ def test_the_index_is_kept_and_extended(base_tree: Path, tmp_path: Path) -> None
     assert first.first("acme/tiny-llm", "1.0.0") is not None
     # Mark the kept state: a later run that starts from it carries the mark, one that
     # walked the whole history again would not.
-    raw = cache.read_signed("history", b"formarket-history-2")
+    raw = cache.read_signed("history", history_module._FORMAT)
     assert raw is not None
     states = marshal.loads(raw)
     for versions, _ in states.values():
         versions["acme/marker@9.9.9"] = ("d", "c")
-    cache.write_signed("history", b"formarket-history-2", marshal.dumps(states))
+    cache.write_signed("history", history_module._FORMAT, marshal.dumps(states))
     newer = _base(base_tree).replace("1.0.0", "1.1.0")
     tip = commit_changes(repo, "main", {LISTING: newer.encode()}, "1.1.0", MAINTAINER)
     second = version_history(repo, tip, ResultCache(tmp_path / "cache" / "git.cache", "t"))
@@ -230,3 +231,19 @@ def test_marks_never_change_a_versions_digest_and_other_fields_do(
     assert folder_digest(repo, folder, {**data, "version_marks": marks}) == plain
     changed = {**data, key: data[key] + "!", "version_marks": marks}
     assert folder_digest(repo, folder, changed) != plain
+
+
+@given(
+    test=st.fixed_dictionaries(
+        {"method": st.sampled_from(["GET", "POST"]), "path": st.text(min_size=1, max_size=20)}
+    ),
+    key=st.sampled_from(["name", "x"]),
+)
+def test_a_smoke_test_never_changes_a_versions_digest_and_other_fields_do(
+    test: dict[str, str], key: str
+) -> None:
+    repo, folder = _folder_repo()
+    data = {"id": "acme/tiny-llm", "version": "1.1.0", "name": "Tiny", "x": "0.10"}
+    plain = folder_digest(repo, folder, data)
+    assert folder_digest(repo, folder, {**data, "test": test}) == plain
+    assert folder_digest(repo, folder, {**data, key: data[key] + "!", "test": test}) != plain

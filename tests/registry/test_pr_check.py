@@ -380,3 +380,14 @@ def test_an_unpinned_solution_falls_back_from_a_yanked_newest(tmp_path: Path) ->
     # faq-bot prefers echo-chat, which it would now get at 1.0.0 too.
     assert set(by_path) == {FAQ_DEMO, "registry/agents/tinyforge/faq-bot/listing.yaml"}
     assert "tinyforge/echo-chat 1.0.0" in by_path[FAQ_DEMO].message
+
+
+def test_a_smoke_test_added_to_a_published_version_is_no_rewrite(tmp_path: Path) -> None:
+    with_test = _echo("1.1.0")
+    untested = with_test.split(b"\ntest:\n")[0] + b"\n"
+    assert untested != with_test
+    repo = _starter_repo(tmp_path, {ECHO: untested})
+    assert "REG011" not in _by_code(_starter_pr(repo, {ECHO: with_test}))
+    reworded = with_test.replace(b"message back.", b"message back again.")
+    assert reworded != with_test
+    assert "REG011" in _by_code(_starter_pr(repo, {ECHO: reworded}))

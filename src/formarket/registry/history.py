@@ -6,9 +6,10 @@ publication, not only with the base commit: a listing withdrawn and added again,
 that went away and came back, is still the version first published. A version's content is
 what its build id covers (the listing file, the Formfile and every file of the build context)
 plus its terms: the listing folder's files by git blob id, leaving out only a README that no
-COPY of the Formfile reads. The listing file counts by its data without `version_marks`: an
-owner marks published versions deprecated or yanked in the current version's file, and that
-changes nothing a version builds or sells.
+COPY of the Formfile reads. The listing file counts by its data without `version_marks` and
+`test`: an owner marks published versions deprecated or yanked in the current version's file,
+and adds or mends a version's smoke test, and neither changes anything a version builds or
+sells (`formarket test ID@VERSION` runs the test the file last had at that version).
 
 The index is kept beside the check's results, signed like them, by commit: a second run walks
 only the commits it has not seen.
@@ -35,9 +36,11 @@ from formarket.registry.cache import ResultCache
 __all__ = ["Published", "VersionHistory", "folder_digest", "version_history"]
 
 # The digest's format: a cache written under another one is not read (2: listing files by their
-# data without version_marks, rather than by blob id).
-_FORMAT = b"formarket-history-2"
+# data without version_marks, rather than by blob id; 3: nor its smoke test).
+_FORMAT = b"formarket-history-3"
 _KEEP = 4
+# What an owner may change in a published version's listing file.
+_NOT_TERMS = frozenset({"version_marks", "test"})
 _KINDS = ("models", "agents")
 _LINK_MODE = 0o120000
 
@@ -120,8 +123,9 @@ def _is_read(path: str, sources: tuple[str, ...]) -> bool:
 
 
 def _terms(data: Mapping[str, Any]) -> bytes:
-    """The listing file's data as it counts for a version: all of it but `version_marks`."""
-    kept = {k: v for k, v in data.items() if k != "version_marks"}
+    """The listing file's data as it counts for a version: all of it but `version_marks` and
+    `test`."""
+    kept = {k: v for k, v in data.items() if k not in _NOT_TERMS}
     text = json.dumps(kept, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
     return hashlib.blake2b(text.encode(), digest_size=20).digest()
 
@@ -129,7 +133,7 @@ def _terms(data: Mapping[str, Any]) -> bytes:
 def folder_digest(repo: BaseRepo, folder: ObjectID, data: Mapping[str, Any]) -> str:
     """The digest of a listing version's content: every file of its folder by blob id and
     mode, but the README when no COPY reads it (it changes nothing built, deployed or sold),
-    and the listing file by its data without `version_marks`."""
+    and the listing file by its data without `version_marks` and `test`."""
     files = _files(repo, folder)
     if "listing.yaml" in files:
         files["listing.yaml"] = (files["listing.yaml"][0], _terms(data))
