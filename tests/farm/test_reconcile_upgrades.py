@@ -45,3 +45,18 @@ def test_two_vms_of_one_deployment_are_left_alone_while_it_is_upgraded() -> None
     assert left.stops == (Stop("dep-1", "b", "it also runs in slot 1", 0),)
     assert left.running["dep-1"] == NEW
     assert left.stops[0].key == "stop:dep-1@b/0"
+
+
+def test_an_upgrade_with_no_room_beside_the_old_vm_goes_where_there_is() -> None:
+    big = deployment("dep-1", version="1.1.0", vcpus=3, memory_mib=3072)
+    old = Domain("dep-1", "b", True, version="1.0.0")
+    result = plan({"dep-1": big}, [old], HOSTS, frozenset(), BOTH)
+    (step,) = result.deploys
+    assert step.host == "a"
+    assert step.reason.startswith("upgrade from 1.0.0 to 1.1.0, on a:")
+    assert not result.stops  # the old one serves until the new one is routed
+    # No room anywhere: it waits, and the old version serves on.
+    full = plan({"dep-1": big}, [old], HOSTS[1:], frozenset(), BOTH)
+    assert full.idle
+    assert "no room for the new version" in full.waiting["dep-1"]
+    assert full.running["dep-1"] == old

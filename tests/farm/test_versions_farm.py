@@ -7,14 +7,21 @@ import dataclasses
 from pathlib import Path
 
 import pytest
+import yaml
 from dulwich.repo import Repo
 
 from formarket.farm import operations, upgrades
 from formarket.farm.desired import submit
+from formarket.farm.libvirt_conn import Connections
+from formarket.farm.reconcile import Domain
+from formarket.farm.settings import FarmSettings
 from formarket.gateway.routes import load_routes
+from formarket.gateway.tokenizer import TOKENIZERS_DIR
 from formarket.market.governance import bot_identity
 from formarket.market.writer import Identity, commit_changes, import_tree
 from formarket.standins.github import StandIn
+from formarket.standins.libvirt_test import write_test_host
+from tests.builder.conftest import shared_cache
 from tests.farm import factories
 from tests.farm.conftest import ROOT
 from tests.farm.test_notify import REPO, from_issue
@@ -48,6 +55,10 @@ def test_an_old_version_is_built_as_published_and_routed_as_itself(tmp_path: Pat
         first = builds(farm)["dep-first"]
 
         publish(repo, ECHO, "1.1.0")
+        # Forget what the farm learned of 1.0.0's tokenizer while it was the tip: it is read
+        # again from the commit that published it.
+        memo = operations.routes_path(farm.settings).parent / TOKENIZERS_DIR / "listings.json"
+        memo.unlink()
         later = [
             factories.deployment("dep-again", version="1.0.0"),
             factories.deployment("dep-newer", version="1.1.0"),
@@ -145,3 +156,45 @@ def test_a_cycle_tells_the_issue_of_a_running_deployment_its_version_was_yanked(
             assert "dep-issue" in builds(farm)  # still running: yanked stops nothing
     finally:
         farm.pool.close()
+
+
+def test_an_upgrade_with_no_room_beside_the_old_vm_moves_to_another_host(tmp_path: Path) -> None:
+    repo = market_with_echo_at(tmp_path / "market", "1.0.0")
+    hosts = []
+    for name in ("small-a", "small-b"):  # room for one VM each
+        uri = write_test_host(tmp_path / f"{name}.xml", name, 1, 768)
+        hosts.append({"name": name, "uri": uri, "vcpus": 1, "memory_mib": 768})
+    (tmp_path / "hosts.yaml").write_text(yaml.safe_dump({"hosts": hosts}))
+    settings = FarmSettings(
+        repo=Path(repo.path),
+        state=tmp_path / "state",
+        store=tmp_path / "store",
+        cache=tmp_path / "cache",
+        base_cache=shared_cache(),
+        hosts=tmp_path / "hosts.yaml",
+    )
+    pool = Connections()
+    bot = bot_identity(repo, "main")
+
+    def settle() -> list[Domain]:
+        for _ in range(6):
+            operations.reconcile_once(
+                settings, operations.run_here(settings, pool, drain=0.1), pool=pool, meter=False
+            )
+        return operations.observe(operations.inventory(settings).hosts, pool).domains()
+
+    try:
+        first = factories.deployment("dep-up", version="1.0.0")
+        submit(repo, "main", [first], "one", bot)
+        (before,) = settle()
+        publish(repo, ECHO, "1.1.0")
+        newer = first.listing.model_copy(update={"version": "1.1.0"})
+        submit(repo, "main", [first.model_copy(update={"listing": newer})], "upgrade", bot)
+        (after,) = settle()
+        assert after.version == "1.1.0"
+        assert after.host != before.host
+        (route,) = load_routes(operations.routes_path(settings)).routes
+        assert route.endpoint == after.endpoint
+        assert upgrades.load(settings.state)["dep-up"].outcome == "done"
+    finally:
+        pool.close()

@@ -159,6 +159,11 @@ class Placer:
             return None
         return self._first_fit(self._plain, need) or self._first_fit(self._gpu_hosts, need)
 
+    def fits(self, host: str, need: Need) -> bool:
+        """Whether `need` fits on `host` now (beside what it runs: an upgrade's new VM)."""
+        free = self._free.get(host)
+        return free is not None and self._fits(free, need)
+
     def place(self, need: Need) -> Placed | Refused:
         free = self._choose(need)
         if free is None:

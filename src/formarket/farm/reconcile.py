@@ -147,6 +147,32 @@ def _upgrade(
     )
 
 
+def _room_for_upgrade(
+    step: Deploy,
+    deployment: Deployment,
+    current: Domain,
+    placer: Placer,
+    deploys: list[Deploy],
+    waiting: dict[str, str],
+) -> None:
+    """An upgrade's new VM runs beside the old one for a while: on the old one's host when it
+    has room for both, else on the host placement gives it (the old VM stops once the new one
+    is routed), else it waits for room."""
+    need = need_of(deployment)
+    if placer.fits(current.host, need):
+        placer.take(current.host, need)
+        deploys.append(step)
+        return
+    placed = placer.place(need)
+    if isinstance(placed, Placed):
+        why = f"{step.reason}, on {placed.host}: {current.host} has no room for both"
+        deploys.append(Deploy(step.deployment, placed.host, why))
+    else:
+        waiting[step.deployment] = (
+            f"no room for the new version's VM beside the old one: {placed.reason}"
+        )
+
+
 def plan(
     desired: Mapping[str, Deployment],
     domains: Sequence[Domain],
@@ -228,7 +254,7 @@ def plan(
                     builds.setdefault(step.key, step)
                 waiting[dep_id] = f"waiting for the image of {listing.id}@{listing.version}"
             elif isinstance(step, Deploy):
-                deploys.append(step)
+                _room_for_upgrade(step, deployment, current, placer, deploys, waiting)
             else:
                 waiting[dep_id] = step
             continue

@@ -169,13 +169,19 @@ def deploy(
             listing = deployment.listing
             manifest = build_listing(settings, listing.id, listing.version)
         conn = pool.get(host)
-        here = [record for name, record in actual.of(deployment_id) if name == host_name]
+        mine = actual.of(deployment_id)
+        here = [record for name, record in mine if name == host_name]
         wanted = deployment.listing.version
-        if not any(r.running and r.listing_version == wanted for r in here):
-            old = next((r for r in here if r.running), None)
-            if old is not None:
+        if not any(r.running and r.listing_version == wanted for _name, r in mine):
+            # Another version serves (here, or on another host when this one had no room for
+            # both): the new one starts beside it. The old one on this host first.
+            serving = sorted((name != host_name, name) for name, r in mine if r.running)
+            if serving:
+                old_host = serving[0][1]
+                old = next(r for name, r in mine if name == old_host and r.running)
                 step = _Step(settings, conn, host, deployment, manifest, store, env, desired)
-                return step.upgrade(old, tokenizers, health_timeout, drain)
+                old_conn = pool.get(hosts.host(old_host))
+                return step.upgrade(old_conn, old, here, tokenizers, health_timeout, drain)
         slot = _slot(here, wanted)
         started = _start(settings, conn, host, deployment, manifest, store, env, slot)
         endpoint = started.endpoint or ""
@@ -230,11 +236,19 @@ class _Step:
         self.desired = desired
 
     def upgrade(
-        self, old: DomainRecord, tokenizers: Tokenizers, health_timeout: float, drain: float
+        self,
+        old_conn: HostConnection,
+        old: DomainRecord,
+        here: list[DomainRecord],
+        tokenizers: Tokenizers,
+        health_timeout: float,
+        drain: float,
     ) -> str:
+        """Start the new version beside `old` (on `old_conn`'s host), route to it, stop `old`;
+        `here` are the deployment's domains on this host."""
         dep = self.deployment
         new_version = dep.listing.version
-        slot = 1 - old.slot
+        slot = 1 - old.slot if old_conn.name == self.conn.name else _slot(here, new_version)
         try:
             started = _start(
                 self.settings, self.conn, self.host, dep, self.manifest, self.store, self.env, slot
@@ -255,7 +269,7 @@ class _Step:
             prices = prices_of(self.settings)
             route = route_for(dep, endpoint, self.desired, tokenizers=tokenizers, prices=prices)
             self._switch(route, drain)
-        deployer.stop(self.conn, dep.id, old.slot)
+        deployer.stop(old_conn, dep.id, old.slot)
         if dep.idle_after is not None:
             # The new VM's idleness counts from now: no call has reached it yet.
             SleepMarks(self.settings.state).woke(dep.id, datetime.now(UTC))
