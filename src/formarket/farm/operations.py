@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import re
 import socket
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -40,8 +39,6 @@ from formarket.farm.fleet import (
     routes_path,
 )
 from formarket.farm.gpus import missing_devices
-from formarket.farm.hosts import Inventory
-from formarket.farm.idle import idle_stops
 from formarket.farm.leases import Leases, open_leases
 from formarket.farm.libvirt_conn import Connections
 from formarket.farm.metering import meter_running
@@ -54,13 +51,14 @@ from formarket.farm.publish import (
     stock_tokenizers,
     tip_reader,
 )
-from formarket.farm.reconcile import Build, Deploy, Domain, Plan, Stop, Wake, plan
+from formarket.farm.reconcile import Build, Deploy, Plan, Stop, Wake, plan
 from formarket.farm.running import DRAIN_SECONDS, deploy, image_key_of, prices_of, stop
 from formarket.farm.settings import FarmSettings, open_market
-from formarket.farm.sleeping import SleepMarks, set_route_idle, sleep, wake
+from formarket.farm.sleeping import SleepMarks
 from formarket.farm.versions import Versions, versions_at
+from formarket.farm.waking import WAKE_LEASE_SECONDS, idle_stops_now, wake_deployment, watch_wakes
 from formarket.gateway.routes import Route, load_routes
-from formarket.gateway.wake import WakeRequests, last_calls
+from formarket.gateway.wake import WakeRequests
 from formarket.github import GitHub
 from formarket.schemas.deployment import Deployment
 
@@ -86,7 +84,7 @@ __all__ = [
 
 _log = logging.getLogger("formarket.farm")
 # How long a handed-out action is not handed out again (it is released when it finishes).
-LEASE_SECONDS = {"deploy": 960.0, "stop": 360.0, "wake": 300.0}
+LEASE_SECONDS = {"deploy": 960.0, "stop": 360.0, "wake": WAKE_LEASE_SECONDS}
 
 Action = Build | Deploy | Stop | Wake
 Enqueue = Callable[[Action], None]
@@ -242,7 +240,7 @@ def _cycle(
             failed.append(f"{action.key}: {exc}")
             continue
         enqueued += 1
-    slept = _idle_stops(settings, desired, the_plan, marks, pool, hosts, leases, failed)
+    slept = idle_stops_now(settings, desired, the_plan, marks, pool, hosts, leases, failed)
     endpoints = {
         dep_id: domain.endpoint
         for dep_id, domain in the_plan.running.items()
@@ -331,130 +329,6 @@ def _routes_of_busy(
         and route.deployment in desired
         and desired[route.deployment].state == "running"
     ]
-
-
-def _idle_stops(
-    settings: FarmSettings,
-    desired: Mapping[str, Deployment],
-    the_plan: Plan,
-    marks: SleepMarks,
-    pool: Connections,
-    hosts: Inventory,
-    leases: Leases,
-    failed: list[str],
-) -> dict[str, tuple[Domain, datetime]]:
-    """Stop the VMs of deployments idle for their `idle_after`; each one's domain and when."""
-    now = datetime.now(UTC)
-    for dep_id in the_plan.running:
-        wanted = desired.get(dep_id)
-        if wanted is not None and wanted.idle_after is not None:
-            marks.seen_awake(dep_id, now)
-    due = idle_stops(
-        desired,
-        the_plan.running,
-        last_calls(status.gateway_state(settings).root),
-        marks.awake(),
-        now,
-    )
-    slept: dict[str, tuple[Domain, datetime]] = {}
-    busy = {a.deployment for a in the_plan.deploys}
-    for due_one in due:
-        # Not while it is being woken, deployed or upgraded: that work decides its state.
-        if due_one.deployment in busy or not leases.take(due_one.key, due_one.host, 60.0):
-            continue
-        domain = the_plan.running[due_one.deployment]
-        try:
-            at = sleep(
-                pool,
-                hosts.host(due_one.host),
-                due_one.deployment,
-                domain.slot,
-                marks,
-                routes_path(settings),
-            )
-            slept[due_one.deployment] = (domain, at)
-        except FormarketError as exc:
-            failed.append(f"{due_one.key}: {exc}")
-        finally:
-            leases.release(due_one.key)
-    return slept
-
-
-def wake_deployment(
-    settings: FarmSettings,
-    deployment_id: str,
-    host_name: str | None = None,
-    *,
-    pool: Connections | None = None,
-    health_timeout: float = 120.0,
-) -> str:
-    """Start a sleeping deployment again for the call waiting on it; its endpoint ("" when it
-    has no domain: the reconciler places it again)."""
-    pool = pool or connections()
-    hosts = inventory(settings)
-    requests = WakeRequests(status.gateway_state(settings).root)
-    marks = SleepMarks(settings.state)
-    leases = open_leases(settings.broker_url or "", settings.state)
-    try:
-        actual = observe(hosts.hosts, pool)
-        found = sorted(
-            (
-                (not record.running, host, record.slot, record)
-                for host, records in actual.records.items()
-                for record in records
-                if record.deployment_id == deployment_id and host_name in (None, host)
-            ),
-            key=lambda item: item[:3],
-        )
-        if not found:
-            requests.clear(deployment_id)
-            return ""
-        _, host, _, record = found[0]
-        if record.running:
-            # Woken already (or never asleep): the route may still say idle.
-            marks.woke(deployment_id, datetime.now(UTC))
-            set_route_idle(routes_path(settings), deployment_id, None)
-            requests.clear(deployment_id)
-            return record.endpoint or ""
-        woken = wake(
-            pool,
-            hosts.host(host),
-            deployment_id,
-            record.slot,
-            marks,
-            routes_path(settings),
-            health_timeout=health_timeout,
-        )
-        requests.clear(deployment_id)
-        return woken.endpoint or ""
-    finally:
-        leases.release(f"wake:{deployment_id}")
-
-
-def watch_wakes(
-    settings: FarmSettings,
-    *,
-    interval: float = 0.1,
-    stop: threading.Event | None = None,
-    pool: Connections | None = None,
-) -> None:
-    """Wake each deployment a call waits for as soon as the gateway asks, until `stop` is set.
-    A wake that fails leaves the deployment to the reconciler, which makes its domain again
-    from scratch (new ports, a new disk) while the call goes on waiting."""
-    stop = stop or threading.Event()
-    pool = pool or connections()
-    requests = WakeRequests(status.gateway_state(settings).root)
-    leases = open_leases(settings.broker_url or "", settings.state)
-    while not stop.is_set():
-        for deployment_id in requests.pending():
-            if not leases.take(f"wake:{deployment_id}", "", LEASE_SECONDS["wake"]):
-                continue
-            try:
-                wake_deployment(settings, deployment_id, pool=pool)
-            except FormarketError as exc:
-                _log.error("%s could not be woken: %s", deployment_id, exc)
-                SleepMarks(settings.state).forget(deployment_id)
-        stop.wait(interval)
 
 
 def _host_of(action: Action) -> str:
