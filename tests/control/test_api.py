@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 
+from dulwich.repo import Repo
+
 from formarket.control import openapi_document
 from tests.control.conftest import Plane
 from tests.gateway.helpers import Client
+from tests.lifecycle import publish
 
 
 def test_signing_in_makes_an_account_and_a_key(plane: Plane) -> None:
@@ -59,7 +62,8 @@ def test_deploying_plans_commits_and_shows(plane: Plane) -> None:
     assert shown["model"] == dep["id"]
     assert shown["endpoint"] is None  # the farm has not routed it yet
     stopped = plane.call(key, "DELETE", f"/v1/deployments/{dep['id']}")
-    assert stopped.json()["state"] == "stopped"
+    assert stopped.json()["stopped"] == [dep["id"]]
+    assert stopped.json()["committed"]
     assert plane.call(key, "GET", f"/v1/deployments/{dep['id']}").json()["actual"] == "stopped"
 
 
@@ -96,5 +100,50 @@ def test_the_openapi_document_names_every_route() -> None:
         "/v1/keys/{key_id}",
         "/v1/deployments",
         "/v1/deployments/{deployment_id}",
+        "/v1/deployments/{deployment_id}/upgrade",
         "/v1/usage",
     }
+
+
+def test_a_model_an_agent_calls_is_stopped_only_with_it(plane: Plane) -> None:
+    key = plane.sign_in("alice")
+    made = plane.call(
+        key,
+        "POST",
+        "/v1/deployments",
+        {"agent": "tinyforge/faq-bot", "model": "tinyforge/echo-chat"},
+    )
+    assert made.status == 201, made.body
+    model, agent = (d["id"] for d in made.json()["deployments"])
+    refused = plane.call(key, "DELETE", f"/v1/deployments/{model}")
+    assert refused.status == 409
+    assert agent in refused.json()["error"]["message"]
+    assert plane.call(key, "GET", f"/v1/deployments/{model}").json()["desired"]["state"] == (
+        "running"
+    )
+    both = plane.call(key, "DELETE", f"/v1/deployments/{model}?cascade=true")
+    assert both.status == 200, both.body
+    assert sorted(both.json()["stopped"]) == sorted([model, agent])
+
+
+def test_a_deployment_is_upgraded_through_the_api(plane: Plane) -> None:
+    key = plane.sign_in("alice")
+    made = plane.call(key, "POST", "/v1/deployments", {"model": "tinyforge/echo-chat"})
+    assert made.status == 201, made.body
+    (dep,) = made.json()["deployments"]
+    assert dep["version"] == "1.1.0"
+    repo = Repo(str(plane.market.repo))
+    try:
+        publish(repo, "tinyforge/echo-chat", "1.2.0")
+    finally:
+        repo.close()
+    path = f"/v1/deployments/{dep['id']}/upgrade"
+    dry = plane.call(key, "POST", path, {"dry_run": True})
+    assert dry.status == 200, dry.body
+    assert (dry.json()["old_version"], dry.json()["new_version"]) == ("1.1.0", "1.2.0")
+    assert dry.json()["committed"] is None
+    assert plane.call(key, "POST", path, {"to": "9.9.9"}).status == 422
+    done = plane.call(key, "POST", path, {})
+    assert done.json()["committed"]
+    shown = plane.call(key, "GET", f"/v1/deployments/{dep['id']}").json()
+    assert shown["desired"]["listing"]["version"] == "1.2.0"

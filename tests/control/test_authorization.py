@@ -30,6 +30,7 @@ ROUTES = [
     ("POST", "/v1/deployments", {"model": "tinyforge/echo-chat", "dry_run": True}),
     ("GET", "/v1/deployments/dep-1", None),
     ("DELETE", "/v1/deployments/dep-1", None),
+    ("POST", "/v1/deployments/dep-1/upgrade", {"dry_run": True}),
     ("GET", "/v1/usage", None),
 ]
 
@@ -55,9 +56,11 @@ def test_alice_never_reaches_bobs_things(plane: Plane) -> None:
     for method, path in (
         ("GET", f"/v1/deployments/{bob_dep}"),
         ("DELETE", f"/v1/deployments/{bob_dep}"),
+        ("DELETE", f"/v1/deployments/{bob_dep}?cascade=true"),
+        ("POST", f"/v1/deployments/{bob_dep}/upgrade"),
         ("DELETE", f"/v1/keys/{bob_key_id}"),
     ):
-        reply = plane.call(alice, method, path)
+        reply = plane.call(alice, method, path, {} if method == "POST" else None)
         assert reply.status == 404, (method, path)
         assert reply.json()["error"]["code"] == missing["code"]
     scoped = plane.call(alice, "POST", "/v1/keys", {"deployment": bob_dep})

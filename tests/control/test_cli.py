@@ -151,7 +151,12 @@ def test_signed_in_and_outside_a_clone_deployments_and_usage_go_through_the_api(
     assert "tinyforge/echo-chat" in shown.output
     usage = _run(["usage", "show", "--json"], config, env)
     assert json.loads(usage.stdout) == {"account": "alice", "rows": []}
-    assert _run(["deployments", "stop", dep], config, env).exit_code == 0
+    upgraded = _run(["deployments", "upgrade", dep, "--dry-run"], config, env)
+    assert upgraded.exit_code == 0, upgraded.output
+    assert f"{dep} runs tinyforge/echo-chat@1.1.0 already" in upgraded.output
+    stopped = _run(["deployments", "stop", dep], config, env)
+    assert stopped.exit_code == 0
+    assert f"{dep} stopped" in stopped.output
     assert plane.call(key, "GET", f"/v1/deployments/{dep}").json()["actual"] == "stopped"
     # Bob's id from Alice's machine: not found, nothing stopped.
     bob = plane.sign_in("bob")

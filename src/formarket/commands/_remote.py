@@ -48,7 +48,13 @@ def remote() -> ControlClient | None:
 
 
 def remote_deployments(
-    client: ControlClient, action: str, deployment_id: str | None, as_json: bool, show_all: bool
+    client: ControlClient,
+    action: str,
+    deployment_id: str | None,
+    as_json: bool,
+    show_all: bool,
+    *,
+    cascade: bool = False,
 ) -> None:
     with client:
         if action == "list":
@@ -76,8 +82,12 @@ def remote_deployments(
                     text = json.dumps(value) if isinstance(value, dict | list) else str(value)
                     click.echo(f"{key + ':':18} {text}")
         else:
-            client.call("DELETE", f"/v1/deployments/{deployment_id}")
-            click.echo(f"{deployment_id} stopped; the farm removes it")
+            query = "?cascade=true" if cascade else ""
+            stopped = client.call("DELETE", f"/v1/deployments/{deployment_id}{query}")["stopped"]
+            if stopped:
+                click.echo(f"{', '.join(stopped)} stopped; the farm removes them")
+            else:
+                click.echo(f"{deployment_id} was stopped already")
 
 
 def remote_usage(client: ControlClient, since: str | None, as_json: bool) -> None:

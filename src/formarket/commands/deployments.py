@@ -86,11 +86,11 @@ def command() -> None:
 @click.option("--all", "show_all", is_flag=True, help="Include stopped deployments.")
 @_JSON
 def list_(repo: Path, branch: str, state: Path | None, show_all: bool, as_json: bool) -> None:
+    """One line per deployment: id, kind, listing, size, account, where the farm has it."""
     client = remote()
     if client is not None:
         remote_deployments(client, "list", None, as_json, show_all)
         return
-    """One line per deployment: id, kind, listing, size, account, where the farm has it."""
     settings = farm_settings(repo, branch, state)
     desired, problems = _desired(settings)
     shown = [d for _id, d in sorted(desired.items()) if show_all or d.state == "running"]
@@ -119,13 +119,13 @@ def list_(repo: Path, branch: str, state: Path | None, show_all: bool, as_json: 
 @STATE_OPTION
 @_JSON
 def show(deployment_id: str, repo: Path, branch: str, state: Path | None, as_json: bool) -> None:
+    """Everything about one deployment: what git wants (desired) and what the farm's hosts run
+    (actual), apart; the last upgrade and its outcome; the owners' notice when its version is
+    deprecated or yanked."""
     client = remote()
     if client is not None:
         remote_deployments(client, "show", deployment_id, as_json, True)
         return
-    """Everything about one deployment: what git wants (desired) and what the farm's hosts run
-    (actual), apart; the last upgrade and its outcome; the owners' notice when its version is
-    deprecated or yanked."""
     settings = farm_settings(repo, branch, state)
     desired, _problems = _desired(settings)
     deployment = desired.get(deployment_id)
@@ -162,10 +162,6 @@ def show(deployment_id: str, repo: Path, branch: str, state: Path | None, as_jso
     help="Also stop the agent deployments that call this model (refused without it).",
 )
 def stop(deployment_id: str, repo: Path, branch: str, cascade: bool) -> None:
-    client = remote()
-    if client is not None:
-        remote_deployments(client, "stop", deployment_id, False, True)
-        return
     """Mark a deployment stopped in git (committed by the bot); the farm removes its VM in
     its next reconcile cycle, and the gateway stops routing to it.
 
@@ -176,6 +172,10 @@ def stop(deployment_id: str, repo: Path, branch: str, cascade: bool) -> None:
       formarket deployments stop dep-3f2a9c1b7d4e
       formarket deployments stop dep-3f2a9c1b7d4e --cascade
     """
+    client = remote()
+    if client is not None:
+        remote_deployments(client, "stop", deployment_id, False, True, cascade=cascade)
+        return
     from formarket.deploy.lifecycle import stop as stop_
 
     settings = farm_settings(repo, branch)
@@ -239,6 +239,29 @@ def upgrade(
 
     if dry_run and wait:
         raise UsageError("--wait follows a committed upgrade; leave out --dry-run")
+    client = remote()
+    if client is not None:
+        if wait:
+            raise UsageError(
+                "--wait follows the farm, in the clone",
+                hint=f"`formarket deployments show {deployment_id}` says how the upgrade went",
+            )
+        with client:
+            done = client.call(
+                "POST",
+                f"/v1/deployments/{deployment_id}/upgrade",
+                {"to": version, "dry_run": dry_run},
+            )
+        for warning in done["warnings"]:
+            click.echo(f"Warning: {warning}")
+        moved = f"{done['listing']} {done['old_version']} -> {done['new_version']}"
+        if done["old_version"] == done["new_version"]:
+            click.echo(f"{deployment_id} runs {done['listing']}@{done['old_version']} already")
+        elif done["committed"] is None:
+            click.echo(f"Dry run: {deployment_id} would move: {moved}")
+        else:
+            click.echo(f"{deployment_id}: {moved} committed; the farm starts it beside the old VM")
+        return
     settings = farm_settings(repo, branch, state)
     done = upgrade_(settings, deployment_id, version, dry_run=dry_run)
     for warning in done.warnings:

@@ -31,13 +31,15 @@ from formarket.control.context import Control
 from formarket.control.dashboard import add_dashboard
 from formarket.control.deployments import summary
 from formarket.control.usage import account_usage
+from formarket.deploy.lifecycle import dependents
+from formarket.deploy.lifecycle import stop as stop_deployments
+from formarket.deploy.lifecycle import upgrade as upgrade_deployment
 from formarket.deploy.request import DeployOptions, RefusedError, run
-from formarket.errors import FormarketError, NotFoundError
-from formarket.farm.desired import set_state
+from formarket.errors import FormarketError, NotFoundError, UsageError
+from formarket.farm.desired import read_deployments
 from formarket.farm.settings import open_market
 from formarket.farm.status import gateway_state, progress
 from formarket.gateway.routes import load_routes
-from formarket.market.governance import bot_identity
 from formarket.schemas.usage import DEPLOYMENT_PATTERN
 from formarket.yamldoc import preload_fast_reader
 
@@ -108,6 +110,32 @@ class NewDeployment(BaseModel):
         default=None, max_length=20, description="Scale to zero after this long idle (15m)."
     )
     dry_run: bool = Field(default=False, description="Check and plan, commit nothing.")
+
+
+class UpgradeRequest(BaseModel):
+    model_config = _FROZEN
+    to: str | None = Field(
+        default=None, max_length=100, description="The version (default: the newest not yanked)."
+    )
+    dry_run: bool = Field(default=False, description="Check, commit nothing.")
+
+
+class Upgraded(BaseModel):
+    model_config = _FROZEN
+    id: str
+    listing: str
+    old_version: str
+    new_version: str
+    warnings: tuple[str, ...]
+    committed: str | None = Field(
+        description="The bot's commit; none for a dry run or when it runs that version already."
+    )
+
+
+class Stopped(BaseModel):
+    model_config = _FROZEN
+    stopped: tuple[str, ...] = Field(description="The deployments stopped, agents first.")
+    committed: str | None
 
 
 class Error(BaseModel):
@@ -201,7 +229,7 @@ class LoginConfig(BaseModel):
 
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorBody} for status in (400, 401, 403, 404, 413, 422, 429)
+    status: {"model": ErrorBody} for status in (400, 401, 403, 404, 409, 413, 422, 429)
 }
 
 
@@ -425,25 +453,58 @@ def create_app(control: Control | None = None) -> FastAPI:
             model=found.id,
         )
 
-    @app.delete("/v1/deployments/{deployment_id}", response_model=DeploymentSummary)
-    def stop_deployment(deployment_id: _DEPLOYMENT_ID, me: Account) -> DeploymentSummary:
-        """Stop one of your deployments (the bot commits it stopped; the farm removes it)."""
+    @app.delete("/v1/deployments/{deployment_id}", response_model=Stopped)
+    def stop_deployment(
+        deployment_id: _DEPLOYMENT_ID,
+        me: Account,
+        cascade: Annotated[
+            bool, Query(description="Stop the agent deployments that call this model too.")
+        ] = False,
+    ) -> Stopped:
+        """Stop one of your deployments (the bot commits it stopped; the farm removes it). A
+        model that a running agent of yours calls is refused unless `cascade`, which stops
+        them together, as `formarket deployments stop --cascade` does."""
         found = ctl().index.get(me.login, deployment_id)
         if found is None:
             raise NotFoundError(f"no deployment {deployment_id} of yours")
         repo = open_market(ctl().farm)
         try:
-            set_state(
-                repo,
-                ctl().farm.branch,
-                found.id,
-                "stopped",
-                f"Stop deployment {found.id} for {me.login}",
-                bot_identity(repo, ctl().farm.branch),
-            )
+            current = read_deployments(repo, ctl().farm.branch, problems=[])
         finally:
             repo.close()
-        return DeploymentSummary.model_validate({**summary(found), "state": "stopped"})
+        if any(d.account != me.login for d in dependents(current, found.id)):
+            # Another account's agent calls it: not this account's to stop.
+            raise ApiFailure(
+                409,
+                f"{found.id} is the model of a running agent deployment of another account",
+                "in_use",
+                "ask the operator",
+            )
+        try:
+            ids, commit = stop_deployments(
+                ctl().farm, found.id, cascade=cascade, echo=lambda _line: None
+            )
+        except UsageError as exc:
+            raise ApiFailure(409, exc.message, "in_use", "repeat with ?cascade=true") from exc
+        return Stopped(stopped=tuple(ids), committed=commit.decode() if commit else None)
+
+    @app.post("/v1/deployments/{deployment_id}/upgrade", response_model=Upgraded)
+    def upgrade(deployment_id: _DEPLOYMENT_ID, body: UpgradeRequest, me: Account) -> Upgraded:
+        """Move one of your running deployments to another published version without downtime,
+        as `formarket deployments upgrade` does: the new VM starts beside the old one, the
+        gateway's route moves once it answers, then the old one stops."""
+        found = ctl().index.get(me.login, deployment_id)
+        if found is None:
+            raise NotFoundError(f"no deployment {deployment_id} of yours")
+        done = upgrade_deployment(ctl().farm, found.id, body.to, dry_run=body.dry_run)
+        return Upgraded(
+            id=found.id,
+            listing=done.old.listing.id,
+            old_version=done.old.listing.version,
+            new_version=done.new.listing.version,
+            warnings=done.warnings,
+            committed=done.commit.decode() if done.commit else None,
+        )
 
     # --- usage -----------------------------------------------------------------------------
 
