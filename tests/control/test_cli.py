@@ -133,6 +133,10 @@ def test_signed_in_and_outside_a_clone_deployments_and_usage_go_through_the_api(
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)  # no clone here: client mode
     env = {"FORMARKET_REPO": ""}
+    for command in (["deploy"], ["deployments", "list"], ["usage", "show"]):
+        helped = _run([*command, "--help"], config, env)
+        said = " ".join(helped.output.split())
+        assert f"client mode (signed in; the control plane at {plane.url})" in said
     dry = _run(["deploy", "--model", "tinyforge/echo-chat", "--dry-run"], config, env)
     assert dry.exit_code == 0, dry.output
     assert "Dry run: nothing was committed." in dry.output
@@ -165,6 +169,9 @@ def test_signed_in_and_outside_a_clone_deployments_and_usage_go_through_the_api(
     assert _run(["deployments", "stop", bob_dep], config, env).exit_code == 1
     assert plane.call(bob, "GET", f"/v1/deployments/{bob_dep}").json()["actual"] != "stopped"
     # With --repo, operator mode: the clone is read, whoever is signed in.
+    monkeypatch.chdir(plane.market.repo)
+    said = " ".join(_run(["deploy", "--help"], config).output.split())
+    assert "operator mode (this folder is in a clone)" in said
     operator = _run(["deployments", "list", "--all", "--repo", str(plane.market.repo)], config)
     assert operator.exit_code == 0, operator.output
     assert bob_dep in operator.output

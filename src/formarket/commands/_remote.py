@@ -17,13 +17,58 @@ import click
 if TYPE_CHECKING:
     from formarket.control.client import ControlClient
 
-__all__ = ["MODES", "remote", "remote_deploy", "remote_deployments", "remote_usage"]
+__all__ = [
+    "MODES",
+    "ModalCommand",
+    "mode_now",
+    "remote",
+    "remote_deploy",
+    "remote_deployments",
+    "remote_usage",
+]
 
 MODES = (
     "Signed in (`formarket login`) and outside a marketplace clone, it asks the control"
     " plane for your account (client mode); in a clone, or with --repo, it reads the clone"
     " (operator mode)."
 )
+
+
+def mode_now() -> str:
+    """Which mode a command run here, now, would be in, and why (for its --help)."""
+    from formarket.control.client import Credentials, credentials_path
+    from formarket.errors import FormarketError
+    from formarket.market.repository import open_repository
+    from formarket.settings import REPO
+
+    signed_in = credentials_path().exists()
+    if REPO.given():
+        return "In force here: operator mode (FORMARKET_REPO names a clone)."
+    try:
+        open_repository(Path(".")).close()
+    except FormarketError:
+        pass
+    else:
+        return "In force here: operator mode (this folder is in a clone)."
+    if signed_in:
+        try:
+            where = Credentials.load(credentials_path()).control_url
+        except FormarketError as exc:
+            return f"In force here: client mode, but the saved sign-in cannot be read: {exc}"
+        return f"In force here: client mode (signed in; the control plane at {where})."
+    return (
+        "In force here: neither: not signed in (`formarket login`) and not in a clone"
+        " (--repo names one)."
+    )
+
+
+class ModalCommand(click.Command):
+    """A command with a client and an operator mode: its help ends with the one in force."""
+
+    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        super().format_epilog(ctx, formatter)
+        formatter.write_paragraph()
+        formatter.write_text(mode_now())
 
 
 def remote() -> ControlClient | None:

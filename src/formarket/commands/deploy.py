@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from formarket.commands._options import BRANCH_OPTION, REPO_OPTION, STATE_OPTION, farm_settings
+from formarket.commands._remote import ModalCommand
 from formarket.errors import FormarketError, UsageError
 
 if TYPE_CHECKING:
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
 __all__ = ["command"]
 
 
-@click.command("deploy")
+@click.command("deploy", cls=ModalCommand)
 @click.argument("agent", required=False, metavar="[AGENT-ID]")
 @click.option("--model", metavar="MODEL-ID", help="The model behind the agent, or alone.")
 @click.option("--solution", metavar="ID", help="A ready-made agent + model pairing.")

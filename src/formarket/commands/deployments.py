@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from formarket.commands._options import BRANCH_OPTION, REPO_OPTION, STATE_OPTION, farm_settings
-from formarket.commands._remote import remote, remote_deployments
+from formarket.commands._remote import ModalCommand, remote, remote_deployments
 from formarket.errors import FormarketError, NotFoundError, UsageError
 
 if TYPE_CHECKING:
@@ -79,7 +79,7 @@ def command() -> None:
     """
 
 
-@command.command("list")
+@command.command("list", cls=ModalCommand)
 @REPO_OPTION
 @BRANCH_OPTION
 @STATE_OPTION
@@ -112,7 +112,7 @@ def list_(repo: Path, branch: str, state: Path | None, show_all: bool, as_json: 
         click.echo(f"warning: {problem}", err=True)
 
 
-@command.command("show")
+@command.command("show", cls=ModalCommand)
 @click.argument("deployment_id", metavar="ID")
 @REPO_OPTION
 @BRANCH_OPTION
@@ -152,7 +152,7 @@ def show(deployment_id: str, repo: Path, branch: str, state: Path | None, as_jso
         )
 
 
-@command.command("stop")
+@command.command("stop", cls=ModalCommand)
 @click.argument("deployment_id", metavar="ID")
 @REPO_OPTION
 @BRANCH_OPTION
@@ -189,7 +189,7 @@ def stop(deployment_id: str, repo: Path, branch: str, cascade: bool) -> None:
         )
 
 
-@command.command("upgrade")
+@command.command("upgrade", cls=ModalCommand)
 @click.argument("deployment_id", metavar="ID")
 @click.option(
     "--to",

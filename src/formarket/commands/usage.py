@@ -11,6 +11,7 @@ import click
 
 from formarket.commands._common import open_repo
 from formarket.commands._options import BRANCH_OPTION, REPO_OPTION, gateway_options
+from formarket.commands._remote import ModalCommand
 from formarket.commands.gateway import state_paths
 from formarket.errors import UsageError
 
@@ -66,7 +67,7 @@ def flush(repo: Path, gateway_dir: Path | None, branch: str, every: float | None
         time.sleep(every)
 
 
-@command.command("show")
+@command.command("show", cls=ModalCommand)
 @REPO_OPTION
 @BRANCH_OPTION
 @click.option("--listing", default=None, help="Only this listing (`publisher/slug`).")
