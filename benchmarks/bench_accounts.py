@@ -147,7 +147,6 @@ LIST_TARGET_MS = 50.0
 
 def _list_deployments(work: Path, quick: bool) -> tuple[float, float, int]:
     """(p50 ms, p99 ms, deployments in the answer) of GET /v1/deployments."""
-    from dulwich.repo import Repo
     from tests.gateway.helpers import Client
 
     from formarket.accounts.github_login import GitHubLogin
@@ -156,11 +155,12 @@ def _list_deployments(work: Path, quick: bool) -> tuple[float, float, int]:
     from formarket.farm.settings import FarmSettings
     from formarket.gateway.server import ServerThread
     from formarket.market.layout import deployment_path
+    from formarket.market.repository import create_repository
     from formarket.market.writer import Identity, commit_changes, import_tree
     from formarket.schemas.deployment import Deployment
 
     market = work / "market"
-    repo = Repo.init(str(market), mkdir=True)
+    repo = create_repository(market)
     files = import_tree(SOURCE, ("registry", "schemas"))
     template = {
         "kind": "model",

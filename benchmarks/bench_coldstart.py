@@ -38,7 +38,6 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import yaml
-from dulwich.repo import Repo
 
 from formarket.builder.vm import BOOT_MARKER
 from formarket.deploy.request import DeployOptions, run
@@ -52,6 +51,7 @@ from formarket.gateway.config import GatewayConfig, StatePaths, default_state_di
 from formarket.gateway.keys import create_key
 from formarket.gateway.server import ServerThread, build_gateway
 from formarket.gateway.wake import WakeRequests
+from formarket.market.repository import create_repository
 from formarket.market.writer import Identity, commit_changes, import_tree
 
 __all__ = ["section"]
@@ -114,7 +114,7 @@ class _Waker:
 class _Farm:
     def __init__(self, root: Path) -> None:
         self.root = root
-        repo = Repo.init(str(root / "marketplace"), mkdir=True)
+        repo = create_repository(root / "marketplace")
         files = import_tree(SOURCE, ("registry", "builder", "royalties"))
         commit_changes(repo, "main", files, "Starter registry", Identity("mara", "m@example.org"))
         self.workdir = Path(tempfile.mkdtemp(prefix="fm-coldstart-", dir="/tmp"))

@@ -110,7 +110,11 @@ def test_versions_sharing_weights_share_one_volume_and_read_it(
             assert each.endpoint is not None
             deployer.wait_healthy(each.endpoint, timeout=90)
             answers.append(httpx.get(each.endpoint + "/model.bin", timeout=30).content)
-        volumes = [name for name in conn.volumes() if name.startswith("weights-")]
+        disk = built[0].manifest.data_disk
+        assert disk is not None
+        assert built[1].manifest.data_disk == disk
+        # The daemon is shared with other tests, which may leave weights of their own.
+        volumes = [name for name in conn.volumes() if name.startswith(f"weights-{disk.id}-")]
     finally:
         for dep in deps:
             deployer.stop(conn, dep.id)
@@ -118,5 +122,5 @@ def test_versions_sharing_weights_share_one_volume_and_read_it(
     # One volume and its marker, shared by both versions; it outlives their deployments.
     assert len(volumes) == 2
     assert any(name.endswith(".img") for name in volumes)
-    assert [name for name in conn.volumes() if name.startswith("weights-")] == volumes
+    assert [name for name in conn.volumes() if name.startswith(f"weights-{disk.id}-")] == volumes
     assert qemu_processes([dep.id for dep in deps]) == []

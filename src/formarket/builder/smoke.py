@@ -72,6 +72,9 @@ class SmokeSettings:
     # A runner cannot give every listing its production memory (a 32 GiB model); the smoke test
     # checks that the service starts and answers, so the VM gets at most this much.
     memory_cap_mib: int = 2048
+    # Nor its production vCPUs: under software emulation a guest with more vCPUs than the
+    # runner has cores starves its own CPUs (soft lockups) and may never finish booting.
+    vcpu_cap: int = 2
     max_answer: int = 1024 * 1024
     # What the VM may write to its console before it boots: a listing may replace its image's
     # init, and one that floods the console would fill the runner's disk.
@@ -412,8 +415,9 @@ def run_built(
     call, test = built.call, built.test
     seconds = {"build": built.build_seconds}
     memory = min(manifest.memory_mib, settings.memory_cap_mib)
+    vcpus = min(manifest.vcpus, settings.vcpu_cap)
     name = built.listing.id
-    progress(f"{name}: booting under qemu ({settings.accel}, {memory} MiB)")
+    progress(f"{name}: booting under qemu ({settings.accel}, {vcpus} vCPU, {memory} MiB)")
     scratch.mkdir(parents=True, exist_ok=True)
     status: int | None = None
     body = b""
@@ -426,6 +430,7 @@ def run_built(
         console=scratch / "console.log",
         accel=settings.accel,
         memory_mib=memory,
+        vcpus=vcpus,
     ) as vm:
         failed = wait_for_marker(
             vm.console,

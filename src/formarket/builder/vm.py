@@ -119,6 +119,7 @@ def boot(
     console: Path | None = None,
     accel: str = "tcg",
     memory_mib: int | None = None,
+    vcpus: int | None = None,
     data_disk: Path | None = None,
 ) -> RunningVM:
     """Start qemu on a published image with direct kernel boot; ports forwarded on 127.0.0.1.
@@ -134,7 +135,7 @@ def boot(
         "-m",
         str(memory_mib or manifest.memory_mib),
         "-smp",
-        str(manifest.vcpus),
+        str(vcpus or manifest.vcpus),
         "-nodefaults",
         "-no-user-config",
         "-display",

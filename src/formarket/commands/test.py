@@ -72,6 +72,14 @@ _TARGET = re.compile(
     help="qemu's accelerator: software emulation works everywhere, KVM where /dev/kvm does.",
 )
 @click.option(
+    "--vcpu-cap",
+    type=click.IntRange(1, 256),
+    default=2,
+    show_default=True,
+    help="The most vCPUs a VM gets, whatever its Formfile asks for (under software"
+    " emulation, more than the runner's cores only slows the guest down).",
+)
+@click.option(
     "--memory-cap",
     type=click.IntRange(128, 65536),
     default=2048,
@@ -100,6 +108,7 @@ def command(
     list_only: bool,
     jobs: int,
     accel: str,
+    vcpu_cap: int,
     memory_cap: int,
     boot_timeout: int,
     as_json: bool,
@@ -167,7 +176,9 @@ def command(
         ),
         progress,
     )
-    smoke = SmokeSettings(accel=accel, boot_timeout=boot_timeout, memory_cap_mib=memory_cap)
+    smoke = SmokeSettings(
+        accel=accel, boot_timeout=boot_timeout, memory_cap_mib=memory_cap, vcpu_cap=vcpu_cap
+    )
     runner = Runner()
     reports: list[SmokeReport] = []
     errors: list[str] = []
