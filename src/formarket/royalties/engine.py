@@ -30,7 +30,7 @@ from formarket.royalties.close import CloseContext, Closing, close_period, rende
 from formarket.royalties.money import MINOR_UNITS, to_minor_exact
 from formarket.royalties.payouts import prior_balances
 from formarket.royalties.scanner import Progress, Scanner
-from formarket.royalties.tally import tally
+from formarket.royalties.tally import Tally, tally
 from formarket.schemas.publisher import Payout, Publisher
 from formarket.schemas.usage import (
     Payouts,
@@ -154,6 +154,7 @@ class Computed:
     usage_commit: ObjectID
     closing: Closing
     files: dict[str, bytes]  # by path relative to royalties/<period>/
+    tally: Tally  # the period's usage, as read: what the closing was computed from
 
 
 def _first_day(month: int) -> date:
@@ -227,7 +228,7 @@ def compute(
         prior=prior,
     )
     closing = close_period(result, context)
-    return Computed(usage_commit, closing, render_closing(closing))
+    return Computed(usage_commit, closing, render_closing(closing), result)
 
 
 def _originals(
