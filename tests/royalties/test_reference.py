@@ -8,8 +8,10 @@ from __future__ import annotations
 import gzip
 import json
 import random
+import tempfile
 from dataclasses import dataclass
 from datetime import date, timedelta
+from pathlib import Path
 from typing import Any
 
 from hypothesis import given, settings
@@ -144,7 +146,8 @@ def months(draw: st.DrawFn) -> tuple[dict[str, bytes], dict[str, bytes]]:
     repeated = draw(st.floats(0, 0.4))
     lines: list[tuple[int, _Line]] = []  # (commit, line)
     for i in range(count):
-        day, event = _event(rng, f"e-{i}")
+        # Ids of many lengths: their digests must not depend on the ids beside them.
+        day, event = _event(rng, f"e-{i}" + "x" * rng.choice((0, 0, 5, 13, 40)))
         text = json.dumps(event, separators=(",", ":")).encode()
         where = _Line(_file_day(rng, day), event["source"], text)
         if rng.random() < broken:
@@ -222,12 +225,27 @@ def test_the_close_reads_usage_as_the_reference_does(
     if not first:
         first = {usage_file("2026-03-01", "gateway/gw-1", 1): gzip.compress(b"", mtime=0)}
     expected = _expected(first, later)
-    computed = engine.preview(market_of(listed(OFFERS), first, later or None), PERIOD)
+    repo = market_of(listed(OFFERS), first, later or None)
+    computed = engine.preview(repo, PERIOD)
     found = _found(computed.tally)
     assert found.set_aside == expected.set_aside
     assert found.conflicts == expected.conflicts
     assert found.counts == expected.counts
     assert found.usage == expected.usage
+    # Through the cache: every file read and kept, then the same month from what was kept
+    # (the whole tally), then from the files' partials alone (as when new files arrive).
+    with tempfile.TemporaryDirectory() as folder:
+        cache = Path(folder)
+        cold = engine.preview(repo, PERIOD, cache_dir=cache)
+        assert len(list(cache.rglob("*.tally"))) == 1
+        assert len(list(cache.rglob("*.scan"))) == len(first) + len(later)
+        warm = engine.preview(repo, PERIOD, cache_dir=cache)
+        for kept in cache.rglob("*.tally"):
+            kept.unlink()
+        partial = engine.preview(repo, PERIOD, cache_dir=cache)
+    for other in (cold, warm, partial):
+        assert _found(other.tally) == found
+        assert other.files == computed.files
 
 
 def test_the_reference_can_tell_a_difference() -> None:
