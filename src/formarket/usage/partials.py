@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 import pickle
 from array import array
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from functools import cache
 from pathlib import Path
 
 import formarket.schemas.usage as usage_schema
+from formarket.atomicfile import writing_atomically
 from formarket.schemas.usage import SetAside
 from formarket.usage.scan import FileScan, Rules, ScanFile, ScanSpec
 
@@ -108,14 +108,11 @@ class PartialStore:
         """Keep `value` under `name`; a cache that cannot be written only costs time."""
         payload = pickle.dumps(value, pickle.HIGHEST_PROTOCOL)
         mac = hmac.digest(self.key, label.encode() + b"\0" + payload, "sha256")
-        path = self._path(name, label)
-        scratch = path.with_name(f".{path.name}.{os.getpid()}")
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            scratch.write_bytes(mac + payload)
-            scratch.replace(path)
+            with writing_atomically(self._path(name, label), durable=False) as f:
+                f.write(mac + payload)
         except OSError:
-            scratch.unlink(missing_ok=True)
+            return
 
     def get_scan(self, index: int, blob: str, item: ScanFile) -> FileScan | None:
         found = self.load(_scan_name(blob, item), "scan")
