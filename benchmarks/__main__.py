@@ -22,7 +22,7 @@ from benchmarks.report import render
 from benchmarks.synthetic import SOURCE, generate
 
 # The other areas, each a module `benchmarks/bench_<area>.py` with `section(quick) -> str`.
-AREAS = ("build", "royalties", "site", "gateway", "litellm", "farm")
+AREAS = ("build", "royalties", "site", "gateway", "litellm", "farm", "coldstart")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -120,20 +120,29 @@ class Client:
         return self.request("POST", url, json=json, content=content, headers=headers)
 
     @contextmanager
-    def stream(self, url: str, *, headers: Mapping[str, str] | None = None) -> Iterator[Streamed]:
-        """GET `url` and read its body piece by piece (a large download), whatever its
-        status; HTTPError when no answer came or the body broke off."""
+    def stream(
+        self,
+        url: str,
+        *,
+        method: str = "GET",
+        content: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Iterator[Streamed]:
+        """Send a request (GET by default) and read its body piece by piece (a large
+        download, or an answer that must be cut off), whatever its status; HTTPError when no
+        answer came or the body broke off."""
+        what = f"{method} {self._where(url)}"
         try:
-            with self._http.stream("GET", url, headers=headers) as response:
-                yield Streamed(response, f"GET {self._where(url)}", self.timeout)
+            with self._http.stream(method, url, content=content, headers=headers) as response:
+                yield Streamed(response, what, self.timeout)
         except httpx.TimeoutException as exc:
             raise HTTPError(
-                f"GET {self._where(url)}: no answer within {self.timeout:g}s",
+                f"{what}: no answer within {self.timeout:g}s",
                 hint="check that the server runs and is reachable from here",
             ) from exc
         except httpx.HTTPError as exc:
             raise HTTPError(
-                f"GET {self._where(url)}: {type(exc).__name__}: {exc}",
+                f"{what}: {type(exc).__name__}: {exc}",
                 hint="check the address and that the server runs",
             ) from exc
 

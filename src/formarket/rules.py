@@ -212,7 +212,8 @@ _REGISTRY: tuple[Rule, ...] = (
         " one of `model_tasks`; its `context_length` is at least `min_context_length`; it has"
         " every one of `capabilities`. Also reported: an agent whose `preferred_models` names"
         " a model other than its `requires_model`. Otherwise the farm would deploy a pair"
-        " that cannot work, and its users would pay for it.",
+        " that cannot work, and its users would pay for it. A solution that pins an older"
+        " version is judged at that version by the pull-request check (REG032).",
         _lines(
             "# registry/agents/acme/helper-agent/listing.yaml",
             "compatibility: {min_context_length: 2048}",
@@ -467,10 +468,11 @@ _REGISTRY: tuple[Rule, ...] = (
         "REG022",
         Severity.ERROR,
         "settings schema is not a valid JSON Schema",
-        "An agent's `settings_schema` says which settings a solution may give it. It must be"
-        " a valid JSON Schema whose `type` is `object`, as settings are a mapping of names."
-        " Solutions are checked against it (REG023), and a broken schema would accept or"
-        " refuse settings by accident.",
+        "A listing's `settings_schema` says which settings a deployment may give it (an"
+        " agent's options; a model's context length or parallel requests). It must be a valid"
+        " JSON Schema whose `type` is `object`, as settings are a mapping of names. Solutions"
+        " and deployments are checked against it (REG023), and a broken schema would accept"
+        " or refuse settings by accident.",
         _lines("settings_schema: {type: 12}"),
         _lines(
             "settings_schema:",
@@ -581,6 +583,114 @@ _REGISTRY: tuple[Rule, ...] = (
             "Tiny LLM answers short questions. Full reference:",
             "https://docs.acme.example/tiny-llm",
         ),
+    ),
+    Rule(
+        "REG030",
+        Severity.ERROR,
+        "a version mark names a version that was never published",
+        "An owner marks a published version deprecated (still deployable, with a warning"
+        " wherever it is shown) or yanked (no new deployments) under `version_marks` in the"
+        " listing file of the current version, by pull request. A mark is about a version"
+        " that deployments, solutions and statements may name; one for a version that was"
+        " never on the main branch marks nothing and is most likely a typo for another. A"
+        " mark may be changed or removed later (un-yanking is allowed), and editing marks is"
+        " not a rewrite of the current version (REG011).",
+        _lines(
+            "# listing.yaml of tinyforge/echo-chat, published 1.0.0 and 1.1.0",
+            "version_marks:",
+            '  1.0.1: {status: yanked, message: "answers garbled"}',
+        ),
+        _lines(
+            "version_marks:",
+            '  1.0.0: {status: yanked, message: "answers garbled; use 1.1.0"}',
+        ),
+        raised_by="`formarket check` only: it needs the main branch's history",
+    ),
+    Rule(
+        "REG031",
+        Severity.ERROR,
+        "a solution or agent names a version that cannot be deployed",
+        "A solution pins an agent and a model (or takes their newest versions), and an agent"
+        " names the model it requires or prefers. When a pull request yanks a version, or a"
+        " pin names a version that was never published, what depends on it can no longer be"
+        " deployed: every solution and agent naming a changed listing is checked again, so"
+        " the pull request that strands them is the one that is stopped.",
+        _lines(
+            "# registry/solutions/tinyforge/faq-demo.yaml, after echo-chat 1.0.0 is yanked",
+            "model: {id: tinyforge/echo-chat, version: 1.0.0}",
+        ),
+        _lines("model: {id: tinyforge/echo-chat, version: 1.1.0}"),
+        raised_by="`formarket check` only: it needs the main branch's history",
+    ),
+    Rule(
+        "REG032",
+        Severity.ERROR,
+        "a solution's or agent's model no longer fits at the version it would get",
+        "A solution without a pin deploys the newest version that is not yanked; an agent is"
+        " deployed with the newest version of the model it requires or prefers. When a new"
+        " version drops what the agent needs (a task, a capability, context length), the"
+        " solution or agent stops working at its next deployment, so the pull request that"
+        " brings the new version is stopped instead.",
+        _lines(
+            "# tinyforge/echo-chat 2.0.0 drops `chat`, which tinyforge/faq-bot needs;",
+            "# registry/solutions/tinyforge/faq-demo.yaml pins nothing:",
+            "model: {id: tinyforge/echo-chat}",
+        ),
+        _lines("model: {id: tinyforge/echo-chat, version: 1.1.0}"),
+        raised_by="`formarket check` only: it needs the main branch's history",
+    ),
+    Rule(
+        "REG033",
+        Severity.WARNING,
+        "a newer compatible version could be used",
+        "A solution pinned to an older version keeps working: every published version that is"
+        " not yanked can be deployed. When a pull request publishes a newer version that fits"
+        " the solution's other half, its publisher is told it could move, so that users get"
+        " the fixes. A warning: staying on the pin is a choice.",
+        _lines(
+            "# tinyforge/echo-chat 1.1.0 is published;",
+            "# registry/solutions/tinyforge/faq-demo.yaml:",
+            "model: {id: tinyforge/echo-chat, version: 1.0.0}",
+        ),
+        _lines("model: {id: tinyforge/echo-chat, version: 1.1.0}"),
+        raised_by="`formarket check` only: it needs the main branch's history",
+    ),
+    Rule(
+        "REG034",
+        Severity.WARNING,
+        "a solution pins a deprecated version",
+        "A deprecated version can still be deployed, with a warning wherever it is shown; a"
+        " solution pinned to one passes on that warning to every user who deploys it. Its"
+        " publisher is told, with the owner's message, when the version is deprecated.",
+        _lines(
+            "# echo-chat's listing: version_marks: {1.0.0: {status: deprecated, ...}}",
+            "model: {id: tinyforge/echo-chat, version: 1.0.0}",
+        ),
+        _lines("model: {id: tinyforge/echo-chat, version: 1.1.0}"),
+        raised_by="`formarket check` only: it needs the main branch's history",
+    ),
+    Rule(
+        "REG035",
+        Severity.ERROR,
+        "the smoke test's pattern is not one RE2 accepts",
+        "A listing's `test.expect.pattern` is matched against its VM's answer by `formarket"
+        " test`, on the pull request's runner. Patterns are RE2's syntax, which matches in time"
+        " linear in the answer's length, so no pattern can keep the runner busy for hours:"
+        " backreferences and lookaround, which need backtracking, are refused, and so is a"
+        " pattern whose compiled program would need more than 8 MiB (large counted"
+        " repetitions, nested).",
+        _lines("test:", "  expect:", '    pattern: "(\\w+) said \\1"'),
+        _lines("test:", "  expect:", '    pattern: "You said: \\w+"'),
+    ),
+    Rule(
+        "REG036",
+        Severity.ERROR,
+        "the smoke test calls a port the Formfile does not expose",
+        "The smoke test's request goes to a port of the VM that the host can reach, and only"
+        " the Formfile's EXPOSEd ports are forwarded. A test of a Formfile that exposes none,"
+        " or with a `port` it does not expose, could never be answered.",
+        _lines("# Formfile: EXPOSE 8080", "test:", "  port: 8000"),
+        _lines("# Formfile: EXPOSE 8080", "test:", "  port: 8080     # or leave port out"),
     ),
 )
 

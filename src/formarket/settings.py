@@ -54,6 +54,7 @@ __all__ = [
     "TEXT",
     "URL",
     "VISIBILITY_TIMEOUT",
+    "WEIGHTS_ALLOW_PRIVATE",
     "Kind",
     "Setting",
     "by_variable",
@@ -220,6 +221,7 @@ REPO = Setting(
         "new",
         "royalties",
         "site",
+        "test",
         "usage",
         "weights",
     ),
@@ -232,7 +234,7 @@ BRANCH = Setting(
     "FORMARKET_BRANCH",
     BRANCH_NAME,
     "The marketplace's branch: what is read, and what the bot commits to.",
-    ("deploy", "deployments", "farm", "issue-deploy", "royalties", "usage"),
+    ("deploy", "deployments", "farm", "issue-deploy", "royalties", "test", "usage"),
     default="main",
     flag="--branch",
 )
@@ -252,9 +254,9 @@ STORE = Setting(
     "FORMARKET_STORE",
     PATH,
     "The artifact store: one folder per build id.",
-    ("build", "farm", "weights"),
+    ("build", "farm", "test", "weights"),
     shown="<state>/store (the farm); ~/.cache/formarket/store or $XDG_CACHE_HOME/formarket/store"
-    " (`formarket build`)",
+    " (`formarket build`, `formarket test`)",
     flag="--store",
 )
 CACHE = Setting(
@@ -262,8 +264,8 @@ CACHE = Setting(
     "FORMARKET_CACHE",
     PATH,
     "The build cache: bases, step layers and weight files.",
-    ("build", "farm", "weights"),
-    shown="<state>/cache (the farm); <store>/cache (`formarket build`)",
+    ("build", "farm", "test", "weights"),
+    shown="<state>/cache (the farm); <store>/cache (`formarket build`, `formarket test`)",
     flag="--cache",
 )
 BASE_CACHE = Setting(
@@ -271,7 +273,7 @@ BASE_CACHE = Setting(
     "FORMARKET_BASE_CACHE",
     PATH,
     "Where bases are kept, when not in the build cache.",
-    _FARM,
+    ("farm", "test"),
     shown="none: bases stay in the build cache",
 )
 HOSTS = Setting(
@@ -381,6 +383,16 @@ CACHE_KEY = Setting(
     ("check", "site", "validate"),
     shown="$XDG_STATE_HOME/formarket/cache.key (~/.local/state/formarket/cache.key)",
 )
+WEIGHTS_ALLOW_PRIVATE = Setting(
+    "weights_allow_private",
+    "FORMARKET_WEIGHTS_ALLOW_PRIVATE",
+    FLAG,
+    "Let builds fetch weight files from addresses on the build host's private networks (a"
+    " mirror inside them). Off, a listing's URL cannot make the farm reach its own network.",
+    _FARM,
+    default=False,
+    shown="off",
+)
 DEBUG = Setting(
     "debug",
     "FORMARKET_DEBUG",
@@ -415,6 +427,7 @@ TABLE: tuple[Setting[Any], ...] = (
     CACHE_DIR,
     BOT_KEY,
     CACHE_KEY,
+    WEIGHTS_ALLOW_PRIVATE,
     DEBUG,
     _named("FORMARKET_DEPLOYMENT", "vm", "The deployment's id."),
     _named("FORMARKET_LISTING", "vm", "The id of the listing it runs."),

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ import pytest
 
 from formarket.builder.build import Builder, BuildResult, BuildSettings
 from formarket.process import Runner
+from tests.weightserver import Files, serving
 
 ROOT = Path(__file__).parents[2]
 BASES = ROOT / "builder" / "bases"
@@ -52,6 +53,13 @@ def write_context(root: Path, formfile: str, files: Mapping[str, str | bytes] = 
 
 
 Build = Callable[..., BuildResult]
+
+
+@pytest.fixture
+def files() -> Iterator[Files]:
+    """A local HTTP server of weight files the test generates."""
+    with serving() as server:
+        yield server
 
 
 @pytest.fixture

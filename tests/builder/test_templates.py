@@ -81,3 +81,32 @@ def test_an_unknown_placeholder_is_a_template_error(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="unknown placeholder"):
         scaffold(load_templates(tmp_path / "templates"), "broken", "model", "a/b", tmp_path / "r")
     assert not (tmp_path / "r" / "models" / "a" / "b").exists()
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+@pytest.mark.parametrize(
+    ("kind", "listing_id", "expected"),
+    [
+        ("model", "ada/my-chat", "registry/publishers/ada.yaml"),
+        ("model", "tinyforg/my-chat", "did you mean tinyforge/my-chat"),
+        ("model", "tinyforge/faq-bot", "agent"),
+        ("agent", "tinyforge/echo-chat", "model"),
+        ("model", "tinyforge/faq-demo", "solution"),
+        ("agent", "tinyforge/faq-bot", "agent"),
+    ],
+)
+def test_new_refuses_an_unknown_publisher_or_a_taken_id_and_writes_nothing(
+    market: Path, kind: str, listing_id: str, expected: str
+) -> None:
+    before = _tree(market)
+    template = "agent" if kind == "agent" else "openai-model"
+    result = CliRunner().invoke(
+        main, ["new", kind, listing_id, "-t", template, "--repo", str(market)]
+    )
+    assert result.exit_code != 0
+    assert "Traceback" not in result.output
+    assert expected in result.output
+    assert _tree(market) == before

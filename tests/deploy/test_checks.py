@@ -157,7 +157,18 @@ def test_ids_derive_from_the_seed(tmp_path: Path) -> None:
     assert seed == issue_seed("acme/market", 7)
 
 
-def test_settings_for_a_model_alone_are_refused(tmp_path: Path) -> None:
+MODEL_SETTINGS = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "context_length": {"type": "integer", "minimum": 256, "maximum": 131072, "default": 8192},
+        "parallel_requests": {"type": "integer", "minimum": 1, "maximum": 16, "default": 1},
+    },
+}
+CHAT_8B = RequestedListing(id="northwind-ai/northwind-chat-8b")
+
+
+def test_settings_for_a_model_without_a_schema_are_refused(tmp_path: Path) -> None:
     result = resolve(
         request(model=RequestedListing(id="tinyforge/echo-chat"), settings={"x": 1}),
         catalog(tmp_path),
@@ -165,7 +176,88 @@ def test_settings_for_a_model_alone_are_refused(tmp_path: Path) -> None:
         requested=WHEN,
     )
 
-    assert result == Refusal(("Settings are for an agent; a model deployed alone takes none.",))
+    assert result == Refusal(("tinyforge/echo-chat takes no settings; leave them out.",))
+
+
+def test_a_model_alone_takes_settings_with_its_schemas_defaults(tmp_path: Path) -> None:
+    cat = catalog(tmp_path, settings_schema=MODEL_SETTINGS)
+
+    result = resolve(
+        request(model=CHAT_8B, settings={"context_length": 32768}), cat, seed="s", requested=WHEN
+    )
+
+    assert isinstance(result, Resolved)
+    (dep,) = result.deployments
+    assert dep.settings == {"context_length": 32768, "parallel_requests": 1}
+
+
+@pytest.mark.parametrize(
+    ("given", "reason"),
+    [
+        (
+            {"context_length": 1 << 20},
+            "northwind-ai/northwind-chat-8b setting context_length: 1048576 is greater than the"
+            " maximum of 131072.",
+        ),
+        (
+            {"parallel_requests": "four"},
+            'northwind-ai/northwind-chat-8b setting parallel_requests: "four" is not of type'
+            ' "integer".',
+        ),
+        (
+            {"temperature": 2},
+            "northwind-ai/northwind-chat-8b settings: Additional properties are not allowed"
+            " ('temperature' was unexpected).",
+        ),
+    ],
+)
+def test_a_models_settings_are_checked_as_an_agents_are(
+    tmp_path: Path, given: dict[str, Any], reason: str
+) -> None:
+    cat = catalog(tmp_path, settings_schema=MODEL_SETTINGS)
+
+    result = resolve(request(model=CHAT_8B, settings=given), cat, seed="s", requested=WHEN)
+
+    assert result == Refusal((reason,))
+
+
+def test_behind_an_agent_a_model_runs_with_its_defaults(tmp_path: Path) -> None:
+    cat = catalog(tmp_path, settings_schema=MODEL_SETTINGS)
+
+    result = resolve(
+        request(agent=RequestedListing(id="tinyforge/faq-bot"), model=CHAT_8B, settings={}),
+        cat,
+        seed="s",
+        requested=WHEN,
+    )
+
+    assert isinstance(result, Resolved)
+    model, agent = result.deployments
+    assert model.settings == {"context_length": 8192, "parallel_requests": 1}
+    assert agent.settings == {"min_match": 0.34, "language": "en"}
+
+
+def test_a_running_model_with_other_settings_is_not_reused(tmp_path: Path) -> None:
+    cat = catalog(tmp_path, settings_schema=MODEL_SETTINGS)
+    first = resolve(
+        request(model=CHAT_8B, settings={"context_length": 512}), cat, seed="a", requested=WHEN
+    )
+    assert isinstance(first, Resolved)
+    (running,) = first.deployments
+    cat = Catalog(WorkTreeSnapshot(tmp_path), {running.id: running})
+    agent = RequestedListing(id="tinyforge/faq-bot")
+
+    other = resolve(request(agent=agent, model=CHAT_8B), cat, seed="b", requested=WHEN)
+    same = resolve(
+        request(model=CHAT_8B, settings={"context_length": 512}), cat, seed="c", requested=WHEN
+    )
+
+    assert isinstance(other, Resolved)
+    assert isinstance(same, Resolved)
+    assert other.reused == ()
+    assert len(other.deployments) == 2
+    assert same.reused == (running,)
+    assert same.deployments == ()
 
 
 def test_an_agent_without_a_compatible_preferred_model(tmp_path: Path) -> None:

@@ -125,7 +125,7 @@ def test_refusals_as_json(market: FarmSettings) -> None:
     ("args", "fragment"),
     [
         (["tinyforge/echo-chat"], "tinyforge/echo-chat is a model, not an agent"),
-        (["tinyforge/faq-bot", "--version", "2.0.0"], "version 2.0.0 cannot be deployed"),
+        (["tinyforge/faq-bot", "--version", "2.0.0"], "has no published version 2.0.0"),
         (["tinyforge/faq-bot", "--secret", "KEY=hunter2"], "not given by reference"),
         (["tinyforge/faq-bot", "--set", "bad key=1"], "is not KEY=VALUE"),
         (["tinyforge/faq-bot", "--gpu", "H100:1"], "does not use GPUs"),

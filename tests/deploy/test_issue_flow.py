@@ -230,8 +230,7 @@ WRONG = [
     pytest.param(
         form(agent="tinyforge/faq-bot@9.9.9", model="tinyforge/echo-chat"),
         [
-            "agent tinyforge/faq-bot is at version 1.1.0; version 9.9.9 cannot be deployed"
-            " (only 1.1.0 can).",
+            "agent tinyforge/faq-bot has no published version 9.9.9; its versions: 1.1.0.",
         ],
         id="version-not-deployable",
     ),

@@ -6,8 +6,8 @@ from __future__ import annotations
 from decimal import Decimal
 from pathlib import Path
 
-from formarket.farm.operations import _prices
 from formarket.farm.publish import route_for, token_prices
+from formarket.farm.running import prices_of as _prices
 from formarket.farm.settings import FarmSettings
 from formarket.market.repository import create_repository
 from formarket.market.writer import commit_changes

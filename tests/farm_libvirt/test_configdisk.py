@@ -102,6 +102,21 @@ def test_an_agent_gets_its_model_settings_as_json_and_per_scalar() -> None:
     assert env["FORMARKET_DEPLOYMENT"] == "dep-0000000000a1"
 
 
+@needs_busybox
+def test_a_models_settings_reach_its_vm_as_an_agents_do(tmp_path: Path) -> None:
+    model = deployment(
+        "dep-0000000000b2",
+        listing="acme/tiny-llm",
+        settings={"context_length": 8192, "parallel_requests": 2},
+    )
+
+    data = config_disk_bytes(deployment_env(model))
+
+    assert sourced(tmp_path, data, "SETTING_CONTEXT_LENGTH") == "8192"
+    assert sourced(tmp_path, data, "SETTING_PARALLEL_REQUESTS") == "2"
+    assert "MODEL_ENDPOINT" not in deployment_env(model)
+
+
 def test_secrets_resolve_from_the_environment_and_files(tmp_path: Path) -> None:
     (tmp_path / "token").write_text("from-a-file\n")
     refs = (

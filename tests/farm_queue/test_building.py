@@ -1,4 +1,5 @@
-"""build_listing without a queue: the listing read from the branch tip, exactly once per id."""
+"""build_listing without a queue: a version read as the commit that published it had it,
+exactly once per build id."""
 
 from __future__ import annotations
 
@@ -19,11 +20,11 @@ from tests.farm_queue.conftest import (
 )
 
 
-def test_a_version_not_at_the_tip_is_not_built(farm_settings: MakeSettings) -> None:
+def test_a_version_never_published_is_not_built(farm_settings: MakeSettings) -> None:
     settings = farm_settings(None)
     with pytest.raises(NotFoundError) as caught:
         build_listing(settings, LISTING, "0.9.0")
-    assert VERSION in caught.value.message  # it says which version is buildable
+    assert VERSION in caught.value.message  # it says which versions are buildable
     assert not images(settings.store)
 
 
@@ -57,7 +58,13 @@ def test_built_once_then_answered_from_the_store(farm_settings: MakeSettings) ->
     assert again == first
     assert steps == ["export", "cached"]
     assert len(markers(settings.cache)) == 1
-    # A merged new version is what the tip offers now; the old one is no longer buildable.
+    # A merged new version does not retire the old one: it is read from the commit that
+    # published it, so it is the same build, answered from the store.
     bump_version(settings.repo, "1.1.0")
-    with pytest.raises(NotFoundError):
-        build_listing(settings, LISTING, VERSION)
+    steps.clear()
+    old = build_listing(settings, LISTING, VERSION, lambda step, _detail: steps.append(step))
+    assert old.build_id == first.build_id
+    assert steps == ["export", "cached"]
+    with pytest.raises(NotFoundError) as caught:
+        build_listing(settings, LISTING, "2.0.0")
+    assert caught.value.message.endswith("1.0.0, 1.1.0")

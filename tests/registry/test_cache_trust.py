@@ -56,9 +56,11 @@ def _forge(path: Path, key: bytes | None) -> None:
 
 
 def _errors(repo: Repo, cache: ResultCache) -> set[str]:
-    """The codes reported (REG021 is a warning: the forgery hid it all the same)."""
+    """The codes reported (REG021 is a warning: the forgery hid it all the same), but the
+    hint to the corpus's solution pinned to 1.0.0 that it could move to 1.1.0 (REG033), which
+    no cached result decides."""
     report = check_pull_request(repo, "main", "pr", "acme-dev", cache)
-    return {f.code for f in report.findings}
+    return {f.code for f in report.findings} - {"REG033"}
 
 
 @pytest.mark.parametrize("code", sorted(GREEDY))

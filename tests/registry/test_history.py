@@ -8,13 +8,14 @@ import re
 from pathlib import Path
 
 import pytest
-from dulwich.repo import Repo
+from dulwich.objects import Blob, ObjectID, Tree
+from dulwich.repo import MemoryRepo, Repo
 from hypothesis import given
 from hypothesis import strategies as st
 
 from formarket.market.writer import Identity, commit_changes, import_tree
 from formarket.registry.cache import ResultCache
-from formarket.registry.history import version_history
+from formarket.registry.history import folder_digest, version_history
 from formarket.registry.pr_check import check_pull_request
 from formarket.schemas._types import SEMVER_PATTERN
 from tests.conftest import MAINTAINER
@@ -166,12 +167,12 @@ def test_the_index_is_kept_and_extended(base_tree: Path, tmp_path: Path) -> None
     assert first.first("acme/tiny-llm", "1.0.0") is not None
     # Mark the kept state: a later run that starts from it carries the mark, one that
     # walked the whole history again would not.
-    raw = cache.read_signed("history", b"formarket-history-1")
+    raw = cache.read_signed("history", b"formarket-history-2")
     assert raw is not None
     states = marshal.loads(raw)
     for versions, _ in states.values():
         versions["acme/marker@9.9.9"] = ("d", "c")
-    cache.write_signed("history", b"formarket-history-1", marshal.dumps(states))
+    cache.write_signed("history", b"formarket-history-2", marshal.dumps(states))
     newer = _base(base_tree).replace("1.0.0", "1.1.0")
     tip = commit_changes(repo, "main", {LISTING: newer.encode()}, "1.1.0", MAINTAINER)
     second = version_history(repo, tip, ResultCache(tmp_path / "cache" / "git.cache", "t"))
@@ -200,3 +201,32 @@ def test_a_version_is_semver_without_build_metadata(
     version = core + ("-" + ".".join(pre) if pre else "") + ("+" + ".".join(build) if build else "")
     accepted = re.fullmatch(SEMVER_PATTERN, version) is not None
     assert accepted == (not build and pre_ok)
+
+
+# --- version marks -------------------------------------------------------------------------
+
+_MARK = st.fixed_dictionaries(
+    {"status": st.sampled_from(["deprecated", "yanked"]), "message": st.text(min_size=1)}
+)
+_SEMVERS = st.tuples(*(st.integers(0, 20),) * 3).map(lambda v: ".".join(map(str, v)))
+
+
+def _folder_repo() -> tuple[MemoryRepo, ObjectID]:
+    repo = MemoryRepo()
+    blob = Blob.from_string(b"id: acme/tiny-llm\n")
+    folder = Tree()
+    folder.add(b"listing.yaml", 0o100644, blob.id)
+    repo.object_store.add_objects([(blob, None), (folder, None)])
+    return repo, folder.id
+
+
+@given(marks=st.dictionaries(_SEMVERS, _MARK, max_size=5), key=st.sampled_from(["name", "x"]))
+def test_marks_never_change_a_versions_digest_and_other_fields_do(
+    marks: dict[str, dict[str, str]], key: str
+) -> None:
+    repo, folder = _folder_repo()
+    data = {"id": "acme/tiny-llm", "version": "1.1.0", "name": "Tiny", "x": "0.10"}
+    plain = folder_digest(repo, folder, data)
+    assert folder_digest(repo, folder, {**data, "version_marks": marks}) == plain
+    changed = {**data, key: data[key] + "!", "version_marks": marks}
+    assert folder_digest(repo, folder, changed) != plain

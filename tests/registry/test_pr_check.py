@@ -11,8 +11,11 @@ from dulwich.repo import Repo
 
 from formarket.cli import main
 from formarket.commands.check import command as check_command
+from formarket.market.writer import Identity, commit_changes, import_tree
 from formarket.registry.cache import ResultCache
+from formarket.registry.findings import Finding, Severity
 from formarket.registry.pr_check import check_pull_request
+from tests.conftest import MAINTAINER, ROOT
 
 MakeRepo = Callable[..., tuple[Repo, str, str]]
 TINY = "registry/models/acme/tiny-llm"
@@ -204,3 +207,176 @@ def test_the_cache_gives_the_same_answer(git_registry: MakeRepo, tmp_path: Path)
     second = check_pull_request(repo, "main", "pr", "acme-dev", ResultCache(cache_file, "t"))
     assert first.findings == second.findings
     assert second.checked == 0
+
+
+# --- the listing lifecycle: version marks and what depends on a changed listing ---------------
+# On the starter registry (the repository's own registry/), where tinyforge/faq-demo pairs
+# tinyforge/faq-bot with tinyforge/echo-chat: the case of issue 17.
+
+ECHO = "registry/models/tinyforge/echo-chat/listing.yaml"
+FAQ_DEMO = "registry/solutions/tinyforge/faq-demo.yaml"
+
+
+def _starter_text(path: str) -> str:
+    return (ROOT / path).read_text(encoding="utf-8")
+
+
+def _echo(version: str, marks: str = "", replace: tuple[str, str] = ("", "")) -> bytes:
+    text = _starter_text(ECHO).replace("version: 1.1.0", f"version: {version}")
+    if replace[0]:
+        assert replace[0] in text
+        text = text.replace(*replace)
+    return (text + marks).encode()
+
+
+def _demo(model_pin: str | None) -> bytes:
+    text = _starter_text(FAQ_DEMO)
+    pinned = "  id: tinyforge/echo-chat\n  version: 1.1.0\n"
+    assert pinned in text
+    return text.replace(
+        pinned, "  id: tinyforge/echo-chat\n" + (f"  version: {model_pin}\n" if model_pin else "")
+    ).encode()
+
+
+def _starter_repo(
+    tmp_path: Path, *history: dict[str, bytes | None], first: dict[str, bytes] | None = None
+) -> Repo:
+    """`main`: the starter registry with echo-chat published at 1.0.0 and faq-demo pinned to
+    it (or as `first` says), then each of `history` as a maintainer's commit; `pr` starts at
+    `main`."""
+    repo = Repo.init(str(tmp_path / "starter"), mkdir=True)
+    files = import_tree(ROOT, ("registry", "schemas", "builder"))
+    files.update({ECHO: _echo("1.0.0"), FAQ_DEMO: _demo("1.0.0"), **(first or {})})
+    commit_changes(repo, "main", files, "base", MAINTAINER)
+    for number, changes in enumerate(history):
+        commit_changes(repo, "main", changes, f"change {number}", MAINTAINER)
+    repo.refs[b"refs/heads/pr"] = repo.refs[b"refs/heads/main"]
+    return repo
+
+
+def _starter_pr(repo: Repo, changes: dict[str, bytes | None]) -> list[Finding]:
+    commit_changes(repo, "pr", changes, "pull request", Identity("tf-sam", "sam@example.org"))
+    return check_pull_request(repo, "main", "pr", "tf-sam", ResultCache(None, "t")).findings
+
+
+def _by_code(findings: list[Finding]) -> dict[str, list[Finding]]:
+    out: dict[str, list[Finding]] = {}
+    for f in findings:
+        out.setdefault(f.code, []).append(f)
+    return out
+
+
+def _line_of(path: str, text: bytes, needle: str, after: str = "") -> int:
+    lines = text.decode().splitlines()
+    start = next(i for i, line in enumerate(lines) if after in line) if after else 0
+    return next(i for i, line in enumerate(lines) if i >= start and needle in line) + 1
+
+
+def test_a_model_bump_tells_the_pinned_solution_it_could_move(tmp_path: Path) -> None:
+    """The issue's case: echo-chat goes to 1.1.0 while faq-demo pins 1.0.0. 1.0.0 stays
+    deployable, so no error, but faq-demo's publisher hears of the new version."""
+    repo = _starter_repo(tmp_path)
+    found = _by_code(_starter_pr(repo, {ECHO: _echo("1.1.0")}))
+    assert not [f for fs in found.values() for f in fs if f.severity == Severity.ERROR]
+    (hint,) = found["REG033"]
+    assert hint.message == "tinyforge/faq-demo could move to echo-chat 1.1.0"
+    assert hint.path == FAQ_DEMO
+    assert hint.line == _line_of(FAQ_DEMO, _demo("1.0.0"), "version: 1.0.0", after="model:")
+
+
+def test_no_hint_when_the_newer_version_does_not_fit(tmp_path: Path) -> None:
+    repo = _starter_repo(tmp_path)
+    # faq-bot needs a context of 2048 tokens: a 1.1.0 with 1024 is not offered to faq-demo,
+    # and faq-bot, which prefers echo-chat, would get it: an error on faq-bot's listing.
+    small = _echo("1.1.0", replace=("context_length: 4096", "context_length: 1024"))
+    found = _by_code(_starter_pr(repo, {ECHO: small}))
+    assert "REG033" not in found
+    (error,) = found["REG032"]
+    assert error.path == "registry/agents/tinyforge/faq-bot/listing.yaml"
+    assert error.line > 0
+
+
+def test_yanking_a_pinned_version_strands_the_solution(tmp_path: Path) -> None:
+    repo = _starter_repo(tmp_path, {ECHO: _echo("1.1.0")})
+    marks = "version_marks:\n  1.0.0: {status: yanked, message: answers garbled}\n"
+    found = _by_code(_starter_pr(repo, {ECHO: _echo("1.1.0", marks)}))
+    # Marking is no rewrite of 1.1.0, whose file holds the marks.
+    assert "REG011" not in found
+    (error,) = found["REG031"]
+    assert error.path == FAQ_DEMO
+    assert error.line == _line_of(FAQ_DEMO, _demo("1.0.0"), "version: 1.0.0", after="model:")
+    assert "1.1.0" in error.hint
+
+
+def test_un_yanking_is_allowed(tmp_path: Path) -> None:
+    marks = "version_marks:\n  1.0.0: {status: yanked, message: answers garbled}\n"
+    repo = _starter_repo(tmp_path, {ECHO: _echo("1.1.0"), FAQ_DEMO: _demo("1.1.0")})
+    commit_changes(repo, "main", {ECHO: _echo("1.1.0", marks)}, "yank", MAINTAINER)
+    repo.refs[b"refs/heads/pr"] = repo.refs[b"refs/heads/main"]
+    found = _by_code(_starter_pr(repo, {ECHO: _echo("1.1.0")}))
+    assert not [f for fs in found.values() for f in fs if f.severity == Severity.ERROR]
+
+
+def test_a_deprecated_pin_is_a_warning(tmp_path: Path) -> None:
+    repo = _starter_repo(tmp_path, {ECHO: _echo("1.1.0")})
+    marks = "version_marks:\n  1.0.0: {status: deprecated, message: use 1.1.0}\n"
+    found = _by_code(_starter_pr(repo, {ECHO: _echo("1.1.0", marks)}))
+    assert {"REG011", "REG031"}.isdisjoint(found)
+    (warning,) = found["REG034"]
+    assert warning.severity == Severity.WARNING
+    assert "use 1.1.0" in warning.message
+
+
+def test_a_mark_names_a_published_version(tmp_path: Path) -> None:
+    repo = _starter_repo(tmp_path, {ECHO: _echo("1.1.0")})
+    marks = "\nversion_marks:\n  1.0.1: {status: yanked, message: typo}\n"
+    text = _echo("1.1.0", marks)
+    found = _by_code(_starter_pr(repo, {ECHO: text}))
+    (error,) = found["REG030"]
+    assert error.location.startswith(f"{ECHO}:{_line_of(ECHO, text, '1.0.1:')}:")
+    assert "1.0.0, 1.1.0" in error.message
+
+
+def test_marking_the_version_of_the_same_change_is_allowed(tmp_path: Path) -> None:
+    repo = _starter_repo(tmp_path)
+    marks = "version_marks:\n  1.1.0: {status: deprecated, message: try 1.0.0}\n"
+    found = _by_code(_starter_pr(repo, {ECHO: _echo("1.1.0", marks)}))
+    assert "REG030" not in found
+
+
+def test_marks_are_no_rewrite_but_other_edits_are(tmp_path: Path) -> None:
+    repo = _starter_repo(tmp_path, {ECHO: _echo("1.1.0")})
+    marks = "version_marks:\n  1.0.0: {status: deprecated, message: use 1.1.0}\n"
+    assert "REG011" not in _by_code(_starter_pr(repo, {ECHO: _echo("1.1.0", marks)}))
+    pricier = _echo("1.1.0", marks, ('royalty_percent: "0"', 'royalty_percent: "5"'))
+    assert "REG011" in _by_code(_starter_pr(repo, {ECHO: pricier}))
+
+
+def test_a_pin_on_a_version_never_published_is_refused(tmp_path: Path) -> None:
+    repo = _starter_repo(tmp_path, {ECHO: _echo("1.2.0")})
+    found = _by_code(_starter_pr(repo, {FAQ_DEMO: _demo("1.1.0")}))
+    (error,) = found["REG031"]
+    assert error.path == FAQ_DEMO
+    assert "never published" in error.message
+
+
+def test_an_unpinned_solution_is_checked_with_the_newest_version(tmp_path: Path) -> None:
+    repo = _starter_repo(tmp_path, {FAQ_DEMO: _demo(None)})
+    small = _echo("1.1.0", replace=("context_length: 4096", "context_length: 1024"))
+    found = _by_code(_starter_pr(repo, {ECHO: small}))
+    assert [f.path for f in found["REG007"]] == [FAQ_DEMO]
+
+
+def test_an_unpinned_solution_falls_back_from_a_yanked_newest(tmp_path: Path) -> None:
+    """Yanking the newest version leaves an unpinned solution the one before it, judged by
+    its listing as it was published: echo-chat 1.0.0 had too short a context for faq-bot."""
+    short = _echo("1.0.0", replace=("context_length: 4096", "context_length: 1024"))
+    repo = _starter_repo(
+        tmp_path, {ECHO: _echo("1.1.0")}, first={ECHO: short, FAQ_DEMO: _demo(None)}
+    )
+    marks = "version_marks:\n  1.1.0: {status: yanked, message: broken}\n"
+    found = _by_code(_starter_pr(repo, {ECHO: _echo("1.1.0", marks)}))
+    by_path = {f.path: f for f in found["REG032"]}
+    # faq-bot prefers echo-chat, which it would now get at 1.0.0 too.
+    assert set(by_path) == {FAQ_DEMO, "registry/agents/tinyforge/faq-bot/listing.yaml"}
+    assert "tinyforge/echo-chat 1.0.0" in by_path[FAQ_DEMO].message

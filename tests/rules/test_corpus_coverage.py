@@ -21,7 +21,12 @@ PR_CHECK_TESTS = TESTS / "registry" / "test_pr_check.py"
 
 # Codes that only the pull-request check raises: they need a base commit, a head commit and an
 # author, where a corpus case is one working tree. PR_CHECK_TESTS tests each of them.
-PR_CHECK_ONLY = frozenset({"REG011", "REG012", "REG016", "REG017", "REG018", "REG019"})
+PR_CHECK_ONLY = frozenset(
+    {
+        *("REG011", "REG012", "REG016", "REG017", "REG018", "REG019"),
+        *("REG030", "REG031", "REG032", "REG033", "REG034"),
+    }
+)
 
 
 def _registry_cases() -> dict[str, set[str]]:

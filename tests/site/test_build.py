@@ -149,7 +149,11 @@ def test_deploy_command_and_prefilled_issue(registry: Path, build: Build) -> Non
 
     page = (out / "agents/northwind-ai/support-desk/index.html").read_text()
 
-    command = "formarket deploy northwind-ai/support-desk --model northwind-ai/northwind-chat-8b"
+    # language is required and has no default: filled with the first it allows, and named.
+    command = (
+        "formarket deploy northwind-ai/support-desk --model northwind-ai/northwind-chat-8b"
+        " --set language=en"
+    )
     assert f"<code>{command}</code>" in page
     assert f'data-clipboard-text="{command}"' in page
     issue = (

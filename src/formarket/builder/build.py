@@ -1,7 +1,8 @@
 """The image build: plan, then execute, each a flat list of named, timed steps (mkosi's lesson).
 
     plan:     parse -> base -> context -> plan                      -> PlannedBuild (build id)
-    execute:  [store hit? done] -> 01-... NN-service -> disk -> kernel -> manifest -> publish
+    execute:  [store hit? done] -> [weights] -> 01-... NN-service -> disk -> kernel -> manifest
+              -> publish
 
 `Builder.plan` reads the Formfile, the base and the context and decides everything: its answer,
 a frozen `PlannedBuild`, holds the build id before anything is built, so the farm can lock that
@@ -9,6 +10,12 @@ id, and `formarket build --plan` can show it. `Builder.execute` runs that same p
 nothing out again. Each layer step is taken from the step cache when it is there. The disk is
 linked from an earlier image when that image was made from the same layers (a build that
 changes only VCPU or MEMORY, say); otherwise it is made (see `image.py`).
+
+A model's weight files (its listing's `weights:`, passed to `plan`) are not part of the image:
+they are fetched into the build host's weight cache and laid on a read-only data disk (see
+`weights.py`) that the store keeps once for every image deployed with the same files. Their
+disk's id is part of the build id, and the weights step comes first, so a wrong digest fails
+the build before any layer is built.
 
 Configuration is frozen (`BuildSettings`, `PlannedBuild`); what changes while building lives
 in `_Run` and `_Work`. Every process goes through a `Runner` whose log becomes `build.log`
@@ -24,7 +31,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
@@ -37,15 +44,24 @@ from formarket.builder.context import BuildContext, ContextLimits, scan_context
 from formarket.builder.image import make_disk
 from formarket.builder.kept_disks import DiskRecipe, KeptDisks
 from formarket.builder.layers import LayerCache
-from formarket.builder.manifest import Artifact, BuildManifest, StepRecord
+from formarket.builder.manifest import Artifact, BuildManifest, DataDisk, StepRecord
 from formarket.builder.plan import BuildPlan, PlannedStep, copy_sources, plan_build
 from formarket.builder.sandbox import Sandbox
 from formarket.builder.steps import StepRunner
 from formarket.builder.store import DirectoryStore
+from formarket.builder.weights import (
+    DEFAULT_MAX_BYTES,
+    Fetched,
+    WeightCache,
+    data_disk,
+    disk_id,
+    fetch,
+)
 from formarket.errors import FormarketError, InputError, NotFoundError
 from formarket.formfile.parser import canonical_json, parse_formfile
 from formarket.process import ProcessError, Runner
 from formarket.schemas.formfile import DEFAULT_GPUS, Formfile
+from formarket.schemas.listing import WeightFile
 
 __all__ = [
     "DEFAULT_BASE",
@@ -76,6 +92,8 @@ class BuildSettings:
     step_cache: bool = True
     base_cache: Path | None = None  # where bases are kept, when not in `cache` (tests share it)
     limits: ContextLimits = field(default_factory=ContextLimits)
+    weights_max_bytes: int = DEFAULT_MAX_BYTES  # the largest weight file fetched
+    weights_allow_private: bool = False  # fetch weights from private addresses (a local mirror)
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +119,7 @@ class PlannedBuild:
     plan: BuildPlan = field(repr=False)
     watched: tuple[Path, ...] = field(repr=False)  # files whose change would change the id
     planning: Planning = field(compare=False, repr=False)
+    weights: tuple[WeightFile, ...] = ()  # laid on the data disk `plan.data_disk` names
 
     @property
     def build_id(self) -> str:
@@ -221,6 +240,7 @@ class _Work:
         self.stack: list[Path] = [planned.base.rootfs]
         self.hits = 0
         self.disk_sha256 = ""
+        self.data_disk: DataDisk | None = None
         self.manifest: BuildManifest | None = None
         self.image_dir: Path | None = None
 
@@ -247,14 +267,25 @@ class Builder:
         self.progress: Progress = progress or (lambda _line: None)
         self.store = DirectoryStore(self.settings.store)
 
-    def build(self, formfile_path: Path, context_dir: Path | None = None) -> BuildResult:
+    def build(
+        self,
+        formfile_path: Path,
+        context_dir: Path | None = None,
+        weights: Sequence[WeightFile] = (),
+    ) -> BuildResult:
         """Plan, then execute that plan: the whole build in one call."""
-        return self.execute(self.plan(formfile_path, context_dir))
+        return self.execute(self.plan(formfile_path, context_dir, weights))
 
     # --- plan ----------------------------------------------------------------------------
 
-    def plan(self, formfile_path: Path, context_dir: Path | None = None) -> PlannedBuild:
-        """Read the Formfile, its base and its context, and decide the build: its id and steps.
+    def plan(
+        self,
+        formfile_path: Path,
+        context_dir: Path | None = None,
+        weights: Sequence[WeightFile] = (),
+    ) -> PlannedBuild:
+        """Read the Formfile, its base and its context, and decide the build: its id and steps
+        (`weights`: a model's weight files, for its data disk).
 
         The base is made here when it is not cached yet (its digest is part of the build id),
         which needs root, once per base; nothing else is built."""
@@ -274,7 +305,7 @@ class Builder:
                 context_dir, sources, self.settings.limits, _inside(formfile_path, context_dir)
             )
         with run.timed("plan", formfile.name):
-            plan = plan_build(formfile, context, base.ref())
+            plan = plan_build(formfile, context, base.ref(), disk_id(weights) if weights else None)
         watched = (
             formfile_path,
             spec_path,
@@ -285,7 +316,7 @@ class Builder:
             *((Path(spec.source.busybox.binary),) if spec.source.busybox else ()),
         )
         return PlannedBuild(
-            formfile_path, context_dir, base, context, plan, watched, run.planning()
+            formfile_path, context_dir, base, context, plan, watched, run.planning(), tuple(weights)
         )
 
     def _parse(self, formfile_path: Path) -> tuple[Formfile, BaseSpec, Path]:
@@ -367,7 +398,12 @@ class Builder:
         files, the manifest (written last) and the publishing rename."""
         plan = planned.plan
         total = len(plan.steps)
+        weights: tuple[_Step, ...] = ()
+        if planned.weights and plan.data_disk:
+            title = f"{len(planned.weights)} file(s) -> data disk {plan.data_disk[:16]}"
+            weights = (_Step(BuildStep("weights", title), self._weights),)
         return (
+            *weights,
             *(
                 _Step(
                     BuildStep(step.name, f"[{step.index}/{total}] {step.title}", step.key),
@@ -463,6 +499,34 @@ class Builder:
             keep=lambda raw: kept.keep(raw, recipe),
         )
 
+    def _weights(self, work: _Work) -> None:
+        """Every weight file fetched into this host's cache (once, by digest), the data disk
+        made of them (once per set of files), and that disk in the store."""
+        cache = WeightCache(self.settings.cache / "weights")
+        weights = work.planned.weights
+        assert work.plan.data_disk is not None  # the step exists only with one
+
+        def say(line: str) -> None:
+            work.run.log(line)
+            self.progress(f"  {'':<12} {line.strip()}")
+
+        def one(weight: WeightFile) -> Fetched:
+            got = fetch(
+                weight,
+                cache,
+                max_bytes=self.settings.weights_max_bytes,
+                allow_private=self.settings.weights_allow_private,
+                progress=say,
+            )
+            where = f"{got.downloaded:,} bytes from {got.url}" if got.url else "in the cache"
+            say(f"{weight.disk_path} {weight.sha256[:12]}: {where}")
+            return got
+
+        made = data_disk(weights, cache, work.runner, fetch_one=one)
+        work.data_disk = self.store.publish_data_disk(
+            work.plan.data_disk, made, tuple(sorted({w.disk_path for w in weights}))
+        )
+
     def _boot_files(self, work: _Work) -> None:
         """The base's kernel and initrd, linked: the same for every image of a base."""
         base = work.planned.base
@@ -512,6 +576,7 @@ class Builder:
             workdir=formfile.workdir,
             kernel_cmdline=base.spec.kernel.cmdline,
             artifacts=tuple(artifacts),
+            data_disk=work.data_disk,
             steps=tuple(work.run.records),
             cache_hits=work.hits,
             seconds=round(time.perf_counter() - work.run.started, 3),

@@ -13,7 +13,7 @@ from pydantic import Field
 from formarket.builder.context import ContextEntry
 from formarket.schemas._base import Document
 
-__all__ = ["Artifact", "BuildManifest", "StepRecord"]
+__all__ = ["Artifact", "BuildManifest", "DataDisk", "StepRecord"]
 
 
 class StepRecord(Document):
@@ -36,6 +36,16 @@ class Artifact(Document):
     virtual_size: int | None = Field(None, description="A disk's size as the VM sees it.")
 
 
+class DataDisk(Document):
+    """The read-only disk of a model's weights, kept in the store by its id (a digest of the
+    files it holds), shared by every image deployed with the same weights."""
+
+    id: str = Field(pattern=r"^[0-9a-f]{64}$")
+    size: int = Field(description="Bytes of the raw ext4 image.")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="Of the image's bytes.")
+    files: tuple[str, ...] = Field(description="The files on it, as /weights/<path> has them.")
+
+
 class BuildManifest(Document):
     """Everything a deployer and an auditor need to know about one built image."""
 
@@ -55,6 +65,9 @@ class BuildManifest(Document):
     workdir: str
     kernel_cmdline: str
     artifacts: tuple[Artifact, ...]
+    data_disk: DataDisk | None = Field(
+        default=None, description="The weights' data disk, mounted read-only at /weights."
+    )
     steps: tuple[StepRecord, ...]
     cache_hits: int = Field(description="Steps whose layer came from the step cache.")
     seconds: float = Field(description="Wall time of the build.")

@@ -135,6 +135,10 @@ class BuildPlan(Document):
     disk_gib: int
     inputs: tuple[ContextEntry, ...]
     steps: tuple[PlannedStep, ...]
+    data_disk: str | None = Field(
+        default=None,
+        description="The id of the weights' data disk the image is deployed with, if any.",
+    )
 
     @property
     def name(self) -> str:
@@ -360,15 +364,29 @@ def _service_files(base: BaseRef, argv: tuple[str, ...], workdir: str) -> list[P
     return [PlannedFile(path="/etc/formfile/entrypoint", content=script, mode=0o755)]
 
 
-def build_identity(formfile: Formfile, context: BuildContext, base_digest: str) -> str:
+def build_identity(
+    formfile: Formfile, context: BuildContext, base_digest: str, data_disk: str | None = None
+) -> str:
     """The build id of docs/formfile.md § Build identity."""
     entries = [[e.path, e.kind, e.mode, e.digest] for e in context.entries]
     recipe = json.loads(canonical_json(formfile))
-    return _sha256({"format": FORMAT_VERSION, "formfile": recipe, "base": base_digest}, entries)
+    identity: dict[str, object] = {
+        "format": FORMAT_VERSION,
+        "formfile": recipe,
+        "base": base_digest,
+    }
+    if data_disk is not None:
+        # Two versions with one Formfile and different weights are two images; without
+        # weights, the id is what it always was.
+        identity["data_disk"] = data_disk
+    return _sha256(identity, entries)
 
 
-def plan_build(formfile: Formfile, context: BuildContext, base: BaseRef) -> BuildPlan:
-    """The steps that turn `base` into the image `formfile` describes, and its build id."""
+def plan_build(
+    formfile: Formfile, context: BuildContext, base: BaseRef, data_disk: str | None = None
+) -> BuildPlan:
+    """The steps that turn `base` into the image `formfile` describes, and its build id;
+    `data_disk` is the id of the weights' data disk it is deployed with, if any."""
     planner = _Planner(formfile, context, base)
     has_workdir = any(isinstance(step, WorkdirStep) for step in formfile.steps)
     if formfile.copies_whole_context and not has_workdir:
@@ -382,11 +400,12 @@ def plan_build(formfile: Formfile, context: BuildContext, base: BaseRef) -> Buil
             hint="join RUN lines with `&&`, and COPY folders rather than single files",
         )
     return BuildPlan(
-        build_id=build_identity(formfile, context, base.digest),
+        build_id=build_identity(formfile, context, base.digest, data_disk),
         format_version=FORMAT_VERSION,
         formfile=formfile,
         base=base,
         disk_gib=formfile.disk_gib or DEFAULT_DISK_GIB,
         inputs=context.entries,
         steps=tuple(planner.steps),
+        data_disk=data_disk,
     )

@@ -119,8 +119,10 @@ def boot(
     console: Path | None = None,
     accel: str = "tcg",
     memory_mib: int | None = None,
+    data_disk: Path | None = None,
 ) -> RunningVM:
-    """Start qemu on a published image with direct kernel boot; ports forwarded on 127.0.0.1."""
+    """Start qemu on a published image with direct kernel boot; ports forwarded on 127.0.0.1.
+    `data_disk`: a weights' data disk, attached read-only as the farm attaches it."""
     console = console or Path(tempfile.mkdtemp(prefix="formarket-vm-")) / "console.log"
     ports = {guest: free_port() for guest in manifest.expose}
     forwards = "".join(f",hostfwd=tcp:127.0.0.1:{host}-:{guest}" for guest, host in ports.items())
@@ -153,4 +155,11 @@ def boot(
         "-device",
         "virtio-net-pci,netdev=net0",
     ]
+    if data_disk is not None:
+        # After an empty config disk, as the farm orders them: the base's init reads vdb as
+        # the config disk, and finds the data disk by its label.
+        blank = console.with_name(console.name + ".config.img")
+        blank.write_bytes(bytes(4096))
+        argv += ["-drive", f"file={blank},if=virtio,format=raw,readonly=on"]
+        argv += ["-drive", f"file={data_disk},if=virtio,format=raw,readonly=on"]
     return RunningVM(runner.start(argv), console, ports)

@@ -22,6 +22,7 @@ COMMANDS: dict[str, str] = {
     "schema": "schema",
     "settings": "settings",
     "site": "site",
+    "test": "test",
     "usage": "usage",
     "validate": "validate",
     "weights": "weights",

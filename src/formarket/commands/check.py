@@ -54,6 +54,11 @@ def command(
     """Check a pull request: the documents it changes, the rules that span the registry,
     who may change what, and that no published version is rewritten.
 
+    Owners mark published versions deprecated or yanked under `version_marks` in the
+    current listing.yaml; that is no rewrite. Every solution and agent that names a changed
+    listing is checked again at the versions it would deploy: a pin on a yanked version is
+    an error (REG031), a newer version that fits is a warning to its publisher (REG033).
+
     Ownership comes from the BASE commit: registry/publishers/<p>.yaml lists the logins
     that own publisher p; registry/governance.yaml names the maintainers and the bot.
     Nothing is checked out: both commits are read from git objects.

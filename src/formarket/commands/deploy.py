@@ -27,12 +27,19 @@ __all__ = ["command"]
     "--version",
     metavar="V",
     help="The version of the agent (or of the model or solution deployed alone); the current"
-    " one when left out.",
+    " one when left out. Any published version that is not yanked can be deployed; ID@VERSION"
+    " says the same.",
 )
 @click.option("--vcpus", type=click.IntRange(1, 128), help="vCPUs of the deployment you name.")
 @click.option("--memory", "memory_mib", type=click.IntRange(128, 1048576), help="Memory, MiB.")
 @click.option("--gpu", metavar="MODEL:COUNT", help="GPUs, such as H100:1.")
-@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="An agent setting.")
+@click.option(
+    "--set",
+    "sets",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="A setting of the deployment you name (the agent, or the model deployed alone).",
+)
 @click.option(
     "--secret",
     "secret_refs",
@@ -41,6 +48,13 @@ __all__ = ["command"]
     help="A secret by reference: env:NAME, file:/path or vault:path (never the value).",
 )
 @click.option("--account", help="Who pays for the usage (default: you).")
+@click.option(
+    "--idle-after",
+    metavar="DURATION",
+    help="Scale to zero: stop the VM after this long without a call (such as 15m), keeping"
+    " its disk; the next call starts it again and waits for it. Instance time is billed only"
+    " while it runs.",
+)
 @REPO_OPTION
 @BRANCH_OPTION
 @STATE_OPTION
@@ -65,6 +79,7 @@ def command(
     sets: tuple[str, ...],
     secret_refs: tuple[str, ...],
     account: str | None,
+    idle_after: str | None,
     repo: Path,
     branch: str,
     state: Path | None,
@@ -77,14 +92,21 @@ def command(
 
     Everything is checked before anything is committed: that the listings exist at the given
     versions, agent–model compatibility, resources within the listings' bounds, settings
-    against the agent's settings schema. Resources size the deployment you name (the agent,
-    or the model deployed alone); an agent's model runs at its recommended size. An agent
-    without --model gets its first compatible preferred model.
+    against the settings schema of the listing you name. Resources and settings are for the
+    deployment you name (the agent, or the model deployed alone); an agent's model runs at
+    its recommended size with its settings' defaults. An agent without --model gets its first
+    compatible preferred model.
 
     \b
       formarket deploy tinyforge/faq-bot --model tinyforge/echo-chat --set min_match=0.5
       formarket deploy --model tinyforge/echo-chat --dry-run
+      formarket deploy --model acme/my-model --set context_length=8192 --set parallel_requests=4
       formarket deploy --solution tinyforge/faq-demo --wait
+      formarket deploy --model tinyforge/echo-chat --idle-after 15m
+      formarket deploy tinyforge/faq-bot@1.0.0 --model tinyforge/echo-chat@1.0.0
+
+    Every published version stays deployable unless its owners yanked it; a deprecated
+    version deploys with a warning that gives their message.
     """
     from formarket.deploy.request import DeployOptions, RefusedError, build_request, plan, run
 
@@ -92,7 +114,17 @@ def command(
         raise UsageError("--wait follows a committed deployment; leave out --dry-run")
     settings = farm_settings(repo, branch, state)
     options = DeployOptions(
-        agent, model, solution, version, vcpus, memory_mib, gpu, sets, secret_refs, account
+        agent,
+        model,
+        solution,
+        version,
+        vcpus,
+        memory_mib,
+        gpu,
+        sets,
+        secret_refs,
+        account,
+        idle_after=idle_after,
     )
     if as_json:
         try:
@@ -119,6 +151,7 @@ def _as_json(planned: Planned, *, committed: bool) -> dict[str, Any]:
             for d in resolved.deployments
         ],
         "reused": [d.id for d in resolved.reused],
+        "warnings": list(resolved.warnings),
         "prices": [
             {
                 "listing": p.listing,

@@ -20,14 +20,21 @@ __all__ = ["command"]
 _JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON for programs.")
 
 
-def _view(settings: FarmSettings, deployment: Deployment) -> dict[str, Any]:
-    from formarket.farm.status import endpoint, progress
+def _views(settings: FarmSettings, shown: list[Deployment]) -> list[dict[str, Any]]:
+    """Each deployment's view: libvirt is asked once for all of them."""
+    from formarket.commands._common import open_repo
+    from formarket.farm.fleet import connections
+    from formarket.farm.report import look, view
+    from formarket.farm.versions import versions_at
 
-    return {
-        **deployment.model_dump(mode="json"),
-        "endpoint": endpoint(settings, deployment.id),
-        "farm": progress(settings, deployment.id) if deployment.state == "running" else "stopped",
-    }
+    actual = look(settings, connections()) if shown else ""
+    repo = open_repo(settings.repo)
+    try:
+        versions = versions_at(repo, settings.branch)
+        marks = {d.listing.id: versions.marks(d.listing.id) for d in shown}
+    finally:
+        repo.close()
+    return [view(settings, d, actual, marks[d.listing.id]) for d in shown]
 
 
 def _desired(settings: FarmSettings) -> tuple[dict[str, Deployment], list[str]]:
@@ -44,13 +51,18 @@ def _desired(settings: FarmSettings) -> tuple[dict[str, Deployment], list[str]]:
 
 @click.group("deployments")
 def command() -> None:
-    """The deployments in registry/deployments/ (what should run) and what the farm last saw.
+    """The deployments in registry/deployments/ (what should run) and what actually runs.
+
+    git holds the desired state (written by the farm's bot); libvirt on the farm's hosts holds
+    the actual one. `show` gives both, apart.
 
     \b
     Examples:
       formarket deployments list
       formarket deployments show dep-3f2a9c1b7d4e --json
-      formarket deployments stop dep-3f2a9c1b7d4e
+      formarket deployments logs dep-3f2a9c1b7d4e
+      formarket deployments upgrade dep-3f2a9c1b7d4e --to 1.1.0
+      formarket deployments stop dep-3f2a9c1b7d4e --cascade
     """
 
 
@@ -65,19 +77,20 @@ def list_(repo: Path, branch: str, state: Path | None, show_all: bool, as_json: 
     settings = farm_settings(repo, branch, state)
     desired, problems = _desired(settings)
     shown = [d for _id, d in sorted(desired.items()) if show_all or d.state == "running"]
+    views = _views(settings, shown)
     if as_json:
-        views = [_view(settings, d) for d in shown]
         click.echo(json.dumps({"deployments": views, "problems": problems}, indent=2))
         return
     if not shown:
         click.echo("no deployments" + ("" if show_all else " running (--all shows stopped ones)"))
-    for d in shown:
-        view = _view(settings, d)
+    for d, view in zip(shown, views, strict=True):
         size = f"{d.size.vcpus} vCPU {d.size.memory_mib} MiB"
         where = view["endpoint"] or view["farm"]
         click.echo(
             f"{d.id}  {d.kind:5}  {d.listing.id}@{d.listing.version}  {size}  {d.account}  {where}"
         )
+        if "notice" in view:
+            click.echo(f"  notice: {view['notice']}")
     for problem in problems:
         click.echo(f"warning: {problem}", err=True)
 
@@ -89,7 +102,9 @@ def list_(repo: Path, branch: str, state: Path | None, show_all: bool, as_json: 
 @STATE_OPTION
 @_JSON
 def show(deployment_id: str, repo: Path, branch: str, state: Path | None, as_json: bool) -> None:
-    """Everything about one deployment."""
+    """Everything about one deployment: what git wants (desired) and what the farm's hosts run
+    (actual), apart; the last upgrade and its outcome; the owners' notice when its version is
+    deprecated or yanked."""
     settings = farm_settings(repo, branch, state)
     desired, _problems = _desired(settings)
     deployment = desired.get(deployment_id)
@@ -97,41 +112,131 @@ def show(deployment_id: str, repo: Path, branch: str, state: Path | None, as_jso
         raise NotFoundError(
             f"no deployment {deployment_id}", hint="`formarket deployments list --all` lists them"
         )
-    view = _view(settings, deployment)
+    (view,) = _views(settings, [deployment])
     if as_json:
         click.echo(json.dumps(view, indent=2))
         return
+    desired_, actual = view.pop("desired"), view.pop("actual")
     for key, value in view.items():
         if value not in (None, {}, [], ()):
             text = json.dumps(value) if isinstance(value, dict | list) else str(value)
             click.echo(f"{key + ':':18} {text}")
+    click.echo(f"{'desired:':18} {desired_['state']}, version {desired_['version']} (git)")
+    click.echo(f"{'actual:':18} {actual['state']} (libvirt)")
+    for vm in actual["vms"]:
+        click.echo(
+            f"{'':18} {vm['host']} slot {vm['slot']}: {'running' if vm['running'] else 'stopped'}"
+            f" {vm['version']}, build {vm['build']}, {vm['endpoint'] or 'no port'}"
+        )
 
 
 @command.command("stop")
 @click.argument("deployment_id", metavar="ID")
 @REPO_OPTION
 @BRANCH_OPTION
-def stop(deployment_id: str, repo: Path, branch: str) -> None:
+@click.option(
+    "--cascade",
+    is_flag=True,
+    help="Also stop the agent deployments that call this model (refused without it).",
+)
+def stop(deployment_id: str, repo: Path, branch: str, cascade: bool) -> None:
     """Mark a deployment stopped in git (committed by the bot); the farm removes its VM in
-    its next reconcile cycle, and the gateway stops routing to it."""
-    from formarket.commands._common import open_repo
-    from formarket.farm.desired import set_state
-    from formarket.market.governance import bot_identity
+    its next reconcile cycle, and the gateway stops routing to it.
+
+    A model that a running agent deployment calls is not stopped alone: the agent would call a
+    model that is gone. --cascade stops the agents with it, in the same commit.
+
+    \b
+      formarket deployments stop dep-3f2a9c1b7d4e
+      formarket deployments stop dep-3f2a9c1b7d4e --cascade
+    """
+    from formarket.deploy.lifecycle import stop as stop_
 
     settings = farm_settings(repo, branch)
-    git = open_repo(settings.repo)
-    try:
-        commit = set_state(
-            git,
-            settings.branch,
-            deployment_id,
-            "stopped",
-            f"Stop deployment {deployment_id}",
-            bot_identity(git, settings.branch),
-        )
-    finally:
-        git.close()
+    stopped, commit = stop_(settings, deployment_id, cascade=cascade, echo=click.echo)
     if commit is None:
         click.echo(f"{deployment_id} was stopped already")
     else:
-        click.echo(f"{deployment_id} stopped in git ({commit.decode()[:12]}); the farm removes it")
+        click.echo(
+            f"{', '.join(stopped)} stopped in git ({commit.decode()[:12]}); the farm removes"
+            f" {'them' if len(stopped) > 1 else 'it'}"
+        )
+
+
+@command.command("upgrade")
+@click.argument("deployment_id", metavar="ID")
+@click.option(
+    "--to",
+    "version",
+    metavar="VERSION",
+    help="The version to run (default: the newest published one that is not yanked).",
+)
+@REPO_OPTION
+@BRANCH_OPTION
+@STATE_OPTION
+@click.option("--dry-run", is_flag=True, help="Check and say what would change; commit nothing.")
+def upgrade(
+    deployment_id: str,
+    version: str | None,
+    repo: Path,
+    branch: str,
+    state: Path | None,
+    dry_run: bool,
+) -> None:
+    """Move a running deployment to another published version of its listing, without
+    downtime.
+
+    The bot commits the new version to the deployment's file. The farm then starts the new
+    version in a second VM beside the old one, waits for its health check, moves the gateway's
+    route to it and stops the old VM. If the new VM does not come up, the old one keeps
+    serving and `formarket deployments show ID` says why. Agents that call an upgraded model
+    reach it through the gateway, so they call the new version from then on.
+
+    \b
+      formarket deployments upgrade dep-3f2a9c1b7d4e
+      formarket deployments upgrade dep-3f2a9c1b7d4e --to 1.1.0 --dry-run
+    """
+    from formarket.deploy.lifecycle import upgrade as upgrade_
+
+    settings = farm_settings(repo, branch, state)
+    done = upgrade_(settings, deployment_id, version, dry_run=dry_run)
+    for warning in done.warnings:
+        click.echo(f"Warning: {warning}")
+    old, new = done.old.listing, done.new.listing
+    if old == new:
+        click.echo(f"{deployment_id} runs {old.id}@{old.version} already")
+    elif done.commit is None:
+        click.echo(f"Dry run: {deployment_id} would move from {old.version} to {new.version}.")
+    else:
+        click.echo(
+            f"{deployment_id}: {old.id} {old.version} -> {new.version} committed"
+            f" ({done.commit.decode()[:12]}); the farm starts it beside the old VM"
+        )
+
+
+@command.command("logs")
+@click.argument("deployment_id", metavar="ID")
+@REPO_OPTION
+@BRANCH_OPTION
+@STATE_OPTION
+def logs(deployment_id: str, repo: Path, branch: str, state: Path | None) -> None:
+    """The serial console of the deployment's VM (its boot) and its service's log (what the
+    service wrote after boot), read from the host over libvirt.
+
+    \b
+      formarket deployments logs dep-3f2a9c1b7d4e
+    """
+    from formarket.farm.fleet import connections
+    from formarket.farm.report import consoles
+
+    settings = farm_settings(repo, branch, state)
+    found = consoles(settings, deployment_id, connections())
+    if not found:
+        click.echo(f"{deployment_id} has no VM on the farm's hosts")
+    for console in found:
+        what = "running" if console.running else "stopped"
+        click.echo(f"== {deployment_id} on {console.host}, slot {console.slot} ({what})")
+        click.echo("-- serial console (boot)")
+        click.echo(console.boot.rstrip() or "(nothing yet)")
+        click.echo("-- service")
+        click.echo(console.service.rstrip() or "(nothing yet)")

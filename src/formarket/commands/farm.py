@@ -7,6 +7,7 @@ folder, so one machine needs no server at all.
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -152,6 +153,37 @@ def beat(loglevel: str, repo: Path, branch: str, state: Path | None) -> None:
 
     app = make_app(farm_settings(repo, branch, state))
     app.start(["beat", "--loglevel", loglevel.upper()])
+
+
+@command.command("waker")
+@click.option(
+    "--interval",
+    type=click.FloatRange(0.01, 10),
+    default=0.1,
+    show_default=True,
+    help="Seconds between looks at the gateway's wake folder.",
+)
+@REPO_OPTION
+@BRANCH_OPTION
+@STATE_OPTION
+def waker(interval: float, repo: Path, branch: str, state: Path | None) -> None:
+    """Start scaled-to-zero deployments as soon as a call waits for them.
+
+    A deployment made with `formarket deploy --idle-after 15m` has its VM stopped (disk and
+    domain kept) once no call reached it for that long; the gateway then holds its next call
+    and asks for a wake in its state folder. This process watches for those requests, starts
+    the domain again where it is, waits for its service and publishes its route, so the
+    held call goes on. Run one per farm beside beat; without it, reconcile cycles do the
+    same, only as often as FORMARKET_RECONCILE_SECONDS.
+
+    \b
+    Example:
+      FORMARKET_HOSTS=hosts.yaml formarket farm waker
+    """
+    from formarket.farm.operations import watch_wakes
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    watch_wakes(farm_settings(repo, branch, state), interval=interval)
 
 
 @command.command("reconcile")

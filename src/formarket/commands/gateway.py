@@ -92,6 +92,14 @@ def command() -> None:
     help="Seconds a deployment may stay silent, between stream chunks included.",
 )
 @click.option(
+    "--wake-timeout",
+    type=click.FloatRange(0.1),
+    default=60.0,
+    show_default=True,
+    help="Seconds a call to an idle (scaled to zero) deployment waits for its VM to start;"
+    " past them it is answered 503 with Retry-After.",
+)
+@click.option(
     "--header-timeout",
     type=click.FloatRange(0.1),
     default=DEFAULT_LIMITS.header_timeout,
@@ -130,6 +138,7 @@ def serve(
     max_response: int,
     max_duration: float,
     stream_idle: float,
+    wake_timeout: float,
     header_timeout: float,
     body_timeout: float,
     max_connections: int,
@@ -154,6 +163,7 @@ def serve(
             max_connections=max_connections,
         ),
         stream_idle_timeout=stream_idle,
+        wake_timeout=wake_timeout,
     )
     run(
         config,

@@ -70,6 +70,7 @@ class Resolved:
     deployments: tuple[Deployment, ...]
     reused: tuple[Deployment, ...]
     prices: tuple[PriceLine, ...]
+    warnings: tuple[str, ...] = ()  # deprecated versions, with their owners' messages
 
     @property
     def all(self) -> tuple[Deployment, ...]:
@@ -95,6 +96,9 @@ def issue_seed(repo_slug: str, issue: int) -> str:
 
 def request_sha256(request: DeploymentRequest) -> str:
     plain = request.model_dump(mode="json")
+    if plain.get("idle_after") is None:
+        # Requests from before scale to zero keep the digest they had.
+        plain.pop("idle_after", None)
     canonical = json.dumps(plain, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
@@ -125,13 +129,31 @@ def price_line(listing: ModelListing | AgentListing) -> PriceLine:
     )
 
 
-def _version(kind: str, listing: ModelListing | AgentListing, wanted: str | None) -> list[str]:
-    if wanted is None or wanted == listing.version:
-        return []
-    return [
-        f"{kind} {listing.id} is at version {listing.version}; version {wanted} cannot be"
-        f" deployed (only {listing.version} can)."
-    ]
+def _at_version(
+    kind: str, ref: RequestedListing, catalog: Catalog
+) -> tuple[ModelListing | AgentListing | None, list[str], list[str]]:
+    """The listing at the version asked for (any published one), the reasons it cannot be
+    deployed, and warnings (a deprecated version)."""
+    listing = (catalog.agent_at if kind == "agent" else catalog.model_at)(ref.id, ref.version)
+    if listing is None:
+        known = catalog.published(ref.id)
+        if ref.version is None or not known:
+            return None, [_missing(kind, ref.id, catalog)], []
+        return (
+            None,
+            [
+                f"{kind} {ref.id} has no published version {ref.version}; its versions:"
+                f" {', '.join(known)}."
+            ],
+            [],
+        )
+    mark = catalog.marks(listing.id).get(listing.version)
+    named = f"{kind} {listing.id}@{listing.version}"
+    if mark is not None and mark.status == "yanked":
+        return listing, [f"{named} is yanked and takes no new deployments: {mark.message}"], []
+    if mark is not None:
+        return listing, [], [f"{named} is deprecated: {mark.message}"]
+    return listing, [], []
 
 
 def _missing(kind: str, ident: str, catalog: Catalog) -> str:
@@ -176,12 +198,14 @@ def _size(
     return size, reasons
 
 
-def _settings(agent: AgentListing, given: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
-    """The agent's settings with the schema's defaults applied, and what is wrong with them."""
-    schema = agent.settings_schema
+def _settings(
+    listing: AgentListing | ModelListing, given: Mapping[str, Any]
+) -> tuple[dict[str, Any], list[str]]:
+    """The listing's settings with the schema's defaults applied, and what is wrong with them."""
+    schema = listing.settings_schema
     if schema is None:
         if given:
-            return {}, [f"{agent.id} takes no settings; leave them out."]
+            return {}, [f"{listing.id} takes no settings; leave them out."]
         return {}, []
     settings = dict(given)
     properties = schema.get("properties")
@@ -192,12 +216,12 @@ def _settings(agent: AgentListing, given: Mapping[str, Any]) -> tuple[dict[str, 
     try:
         validator = jsonschema_rs.Draft202012Validator(schema)
     except ValueError:
-        return settings, [f"{agent.id}'s settings schema is not valid; tell its publisher."]
+        return settings, [f"{listing.id}'s settings schema is not valid; tell its publisher."]
     reasons = []
     for error in validator.iter_errors(settings):
         where = ".".join(str(p) for p in error.instance_path)
         prefix = f"setting {where}" if where else "settings"
-        reasons.append(f"{agent.id} {prefix}: {error.message}.")
+        reasons.append(f"{listing.id} {prefix}: {error.message}.")
     return settings, reasons
 
 
@@ -206,6 +230,9 @@ def _pick_model(agent: AgentListing, catalog: Catalog) -> tuple[ModelListing | N
     data = agent.model_dump(mode="json")
     for preferred in agent.preferred_models:
         model = catalog.model(preferred)
+        mark = catalog.marks(preferred).get(model.version) if model else None
+        if mark is not None and mark.status == "yanked":
+            continue
         if model and not incompatibilities(agent.id, data, model.id, model.model_dump(mode="json")):
             return model, []
     if not agent.compatibility.needs_model:
@@ -218,7 +245,9 @@ def _pick_model(agent: AgentListing, catalog: Catalog) -> tuple[ModelListing | N
     return None, [f"{agent.id} needs a model and {why}; name one with --model."]
 
 
-def _reusable(catalog: Catalog, model: ModelListing, account: str) -> Deployment | None:
+def _reusable(
+    catalog: Catalog, model: ModelListing, account: str, settings: Mapping[str, Any]
+) -> Deployment | None:
     for dep_id in sorted(catalog.deployments):
         dep = catalog.deployments[dep_id]
         if (
@@ -227,6 +256,7 @@ def _reusable(catalog: Catalog, model: ModelListing, account: str) -> Deployment
             and dep.account == account
             and dep.listing.id == model.id
             and dep.listing.version == model.version
+            and dep.settings == settings
         ):
             return dep
     return None
@@ -253,35 +283,39 @@ def resolve(
         agent_ref = RequestedListing(id=solution.agent.id, version=solution.agent.version)
         model_ref = RequestedListing(id=solution.model.id, version=solution.model.version)
         base_settings = dict(solution.settings)
+    warnings: list[str] = []
     if agent_ref is not None:
-        agent = catalog.agent(agent_ref.id)
-        if agent is None:
-            reasons.append(_missing("agent", agent_ref.id, catalog))
-        else:
-            reasons += _version("agent", agent, agent_ref.version)
+        found, why, warn = _at_version("agent", agent_ref, catalog)
+        agent = found if isinstance(found, AgentListing) else None
+        reasons += why
+        warnings += warn
     if model_ref is not None:
-        model = catalog.model(model_ref.id)
-        if model is None:
-            reasons.append(_missing("model", model_ref.id, catalog))
-        else:
-            reasons += _version("model", model, model_ref.version)
+        found, why, warn = _at_version("model", model_ref, catalog)
+        model = found if isinstance(found, ModelListing) else None
+        reasons += why
+        warnings += warn
     elif agent is not None:
         model, why = _pick_model(agent, catalog)
         reasons += why
     if agent is not None and model is not None:
-        found = incompatibilities(
+        clashes = incompatibilities(
             agent.id, agent.model_dump(mode="json"), model.id, model.model_dump(mode="json")
         )
-        reasons += [f"{reason}." for reason in found]
+        reasons += [f"{reason}." for reason in clashes]
 
     target: ModelListing | AgentListing | None = agent or model
     settings: dict[str, Any] = {}
+    model_settings: dict[str, Any] = {}
     sizes: dict[str, DeploymentSize] = {}
     if agent is not None:
         settings, why = _settings(agent, {**base_settings, **request.settings})
         reasons += why
-    elif request.settings:
-        reasons.append("Settings are for an agent; a model deployed alone takes none.")
+    if model is not None:
+        # Behind an agent the request's settings are the agent's: the model runs with its
+        # schema's defaults, so one such model deployment serves any agent of the account.
+        given = request.settings if agent is None else {}
+        model_settings, why = _settings(model, given)
+        reasons += why
     names = [secret.name for secret in request.secrets]
     for name in sorted({n for n in names if names.count(n) > 1}):
         reasons.append(f"The secret {name} is given twice.")
@@ -300,12 +334,13 @@ def resolve(
         "requested": requested,
         "request_sha256": sha,
         "state": "running",
+        "idle_after": request.idle_after,
     }
     new: list[Deployment] = []
     reused: list[Deployment] = []
     model_dep: Deployment | None = None
     if model is not None:
-        model_dep = _reusable(catalog, model, request.account)
+        model_dep = _reusable(catalog, model, request.account, model_settings)
         if model_dep is not None:
             reused.append(model_dep)
         else:
@@ -314,6 +349,7 @@ def resolve(
                 kind="model",
                 listing=PinnedListing(id=model.id, version=model.version),
                 size=sizes[model.id],
+                settings=model_settings,
                 secrets=request.secrets if target is model else (),
                 **common,
             )
@@ -332,4 +368,4 @@ def resolve(
             )
         )
     prices = tuple(price_line(listing) for listing in (model, agent) if listing is not None)
-    return Resolved(request, tuple(new), tuple(reused), prices)
+    return Resolved(request, tuple(new), tuple(reused), prices, tuple(warnings))

@@ -37,6 +37,7 @@ from formarket.errors import InputError, NotFoundError, UsageError
 from formarket.farm import desired
 from formarket.farm.hosts import load_inventory
 from formarket.farm.settings import FarmSettings
+from formarket.farm.versions import versions_at
 from formarket.github import REPO_SLUG, GitHub, Issue, LabelEvent, issue_from_json
 from formarket.market.governance import bot_identity
 from formarket.registry.git_snapshot import open_git_snapshot
@@ -169,7 +170,9 @@ def _handle(
     if REQUEST_LABEL not in issue.labels:
         return _ignore(f"not labelled {REQUEST_LABEL}", number)
     sha = _sha256(issue.body)
-    catalog = Catalog(open_git_snapshot(repo, settings.branch), current)
+    catalog = Catalog(
+        open_git_snapshot(repo, settings.branch), current, versions_at(repo, settings.branch)
+    )
     governance = catalog.governance()
     if governance is None:
         raise NotFoundError("registry/governance.yaml is missing or invalid on " + settings.branch)

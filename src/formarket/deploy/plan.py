@@ -68,4 +68,5 @@ def plan_lines(resolved: Resolved, where: Mapping[str, str]) -> list[str]:
             )
     lines.append("Price per unit:")
     lines += [f"  {price}" for price in resolved.prices]
+    lines += [f"Warning: {warning}" for warning in resolved.warnings]
     return lines

@@ -18,11 +18,18 @@ from pydantic import ValidationError
 from formarket.deploy.catalog import Catalog, open_market
 from formarket.deploy.checks import Refusal, Resolved, resolve
 from formarket.deploy.plan import forecast, plan_lines
-from formarket.deploy.values import parse_gpu, parse_listing, parse_secret, parse_set
+from formarket.deploy.values import (
+    parse_duration,
+    parse_gpu,
+    parse_listing,
+    parse_secret,
+    parse_set,
+)
 from formarket.errors import FormarketError, InputError, UsageError
 from formarket.farm import desired
 from formarket.farm.hosts import load_inventory
 from formarket.farm.settings import FarmSettings
+from formarket.farm.versions import versions_at
 from formarket.market.governance import bot_identity
 from formarket.registry.git_snapshot import open_git_snapshot
 from formarket.schemas.deployment import DeploymentRequest, Origin
@@ -58,6 +65,7 @@ class DeployOptions:
     secrets: tuple[str, ...] = ()
     account: str | None = None
     requester: str | None = None
+    idle_after: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +112,7 @@ def build_request(options: DeployOptions) -> DeploymentRequest:
             requester=requester,
             account=options.account or requester,
             origin=Origin(kind="cli"),
+            idle_after=parse_duration(options.idle_after) if options.idle_after else None,
         )
     except ValidationError as exc:
         first = exc.errors()[0]
@@ -117,7 +126,9 @@ def plan(settings: FarmSettings, request: DeploymentRequest, *, seed: str | None
     repo = open_market(settings)
     try:
         current = desired.read_deployments(repo, settings.branch, problems=[])
-        catalog = Catalog(open_git_snapshot(repo, settings.branch), current)
+        catalog = Catalog(
+            open_git_snapshot(repo, settings.branch), current, versions_at(repo, settings.branch)
+        )
         requested = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         result = resolve(request, catalog, seed=seed or secrets.token_hex(16), requested=requested)
     finally:

@@ -24,6 +24,7 @@ from formarket.schemas.farm import GpuModel
 
 __all__ = [
     "Resources",
+    "parse_duration",
     "parse_gpu",
     "parse_listing",
     "parse_resources",
@@ -37,6 +38,10 @@ _SEMVER = re.compile(SEMVER_PATTERN)
 _SETTING_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 _GPU = re.compile(r"^([A-Za-z0-9]{1,16}):([0-9]{1,2})$|^([A-Za-z0-9]{1,16})$")
 _COUNT = re.compile(r"^[0-9]{1,7}$")
+_DURATION = re.compile(
+    r"^(?:([0-9]{1,3})d)?(?:([0-9]{1,4})h)?(?:([0-9]{1,5})m)?(?:([0-9]{1,7})s?)?$"
+)
+_UNITS = (86400, 3600, 60, 1)
 GPU_MODELS: tuple[str, ...] = get_args(GpuModel)
 
 
@@ -44,6 +49,17 @@ def quote(text: str, limit: int = 60) -> str:
     """`text` made safe to show inside Markdown inline code: one line, no backticks, short."""
     flat = " ".join(text.replace("`", "'").split())
     return f"`{flat[:limit]}…`" if len(flat) > limit else f"`{flat}`"
+
+
+def parse_duration(text: str) -> int:
+    """Seconds from `15m`, `1h30m`, `2d`, `90s` or `90`."""
+    found = _DURATION.fullmatch(text.strip().lower())
+    if found is None or not any(found.groups()):
+        raise InputError(
+            f"{quote(text)} is not a duration",
+            hint="write it in days, hours, minutes and seconds, such as 15m, 1h30m or 90s",
+        )
+    return sum(int(part or 0) * unit for part, unit in zip(found.groups(), _UNITS, strict=True))
 
 
 def parse_listing(text: str, what: str = "listing") -> RequestedListing:

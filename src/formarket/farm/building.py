@@ -1,13 +1,16 @@
-"""Building a listing's image for the farm: from the marketplace branch's tip to the store.
+"""Building a listing's image for the farm: from the marketplace branch to the store.
 
-    read listing.yaml at the branch tip -> export its folder -> plan (the build id)
+    find the commit that published the version -> export the listing's folder as it was
+      there, with that commit's bases -> plan (the build id)
       -> [published? done] -> lock the build id -> execute that plan
-         ([published meanwhile? done] -> build, publish)
+         ([published meanwhile? done] -> fetch a model's weights, build, publish)
 
 The listing is read from git objects, never from a working tree, so what is built is what was
-merged. Exactly once per build id: a lock file per id in the store keeps two workers on one
-store from building the same image at the same time, and the store publishes with one rename,
-so a build killed half-way leaves only a staging folder that no reader looks at.
+merged; every published version stays buildable, and builds to the same id it always had
+(`farm.versions`). Exactly once per build id: a lock file per id in the store keeps two
+workers on one store from building the same image at the same time, and the store publishes
+with one rename, so a build killed half-way leaves only a staging folder that no reader looks
+at.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from pathlib import Path
 
 from dulwich.objects import Blob, Commit, Tree
 from dulwich.repo import Repo
+from pydantic import TypeAdapter, ValidationError
 
 from formarket.builder.bases import BASES_DIR, find_bases_dir
 from formarket.builder.build import Builder, BuildSettings, PlannedBuild
@@ -31,8 +35,9 @@ from formarket.errors import InputError, NotFoundError, UsageError
 from formarket.farm import image_index
 from formarket.farm.errors import BuildBusy
 from formarket.farm.settings import FarmSettings, open_market
-from formarket.market.refs import resolve_rev
+from formarket.farm.versions import Versions, versions_at
 from formarket.market.trees import DIR_MODE, subtree
+from formarket.schemas.listing import WeightFile
 from formarket.yamldoc import load_yaml
 
 __all__ = ["Progress", "build_listing", "build_lock", "plan_listing"]
@@ -43,6 +48,7 @@ Progress = Callable[[str, str], None]
 _LISTING_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}/[a-z0-9][a-z0-9._-]{0,99}$")
 _KINDS = ("models", "agents")
 _MODE_LINK = 0o120000
+_WEIGHTS = TypeAdapter(tuple[WeightFile, ...])
 
 
 def _export(repo: Repo, tree: Tree, target: Path) -> None:
@@ -64,8 +70,27 @@ def _export(repo: Repo, tree: Tree, target: Path) -> None:
             path.chmod(0o755 if entry.mode & 0o100 else 0o644)
 
 
-def _listing_tree(repo: Repo, root: Tree, listing_id: str, version: str) -> tuple[Tree, str]:
-    """The listing's folder at the tip and its Formfile's name, checking its version."""
+def _weights(folder: str, data: dict[object, object]) -> tuple[WeightFile, ...]:
+    """A model's weight files as its listing names them (the registry's check has validated
+    the whole listing before it was merged; only this part matters to the build)."""
+    if not folder.startswith("registry/models/"):
+        return ()
+    try:
+        return _WEIGHTS.validate_python(data.get("weights") or ())
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise InputError(
+            f"{folder}/listing.yaml: weights.{where}: {first['msg']}",
+            hint="`formarket validate` checks the whole listing",
+        ) from None
+
+
+def _listing_tree(
+    repo: Repo, root: Tree, listing_id: str, version: str
+) -> tuple[Tree, str, tuple[WeightFile, ...]]:
+    """The listing's folder in the commit that published `version`, its Formfile's name and
+    its weight files."""
     for kind in _KINDS:
         folder = f"registry/{kind}/{listing_id}"
         tree = subtree(repo, root, folder)
@@ -76,20 +101,24 @@ def _listing_tree(repo: Repo, root: Tree, listing_id: str, version: str) -> tupl
         data = load_yaml(raw.as_raw_string(), f"{folder}/listing.yaml").data
         if not isinstance(data, dict):
             raise InputError(f"{folder}/listing.yaml is not a mapping")
-        found = str(data.get("version", ""))
-        if found != version:
-            raise NotFoundError(
-                f"listing {listing_id} is at version {found or '(none)'}, not {version}",
-                hint=f"build {listing_id} {found}: a version no longer at the branch tip"
-                " cannot be built",
-            )
         formfile = data.get("formfile", "Formfile")
         if not isinstance(formfile, str) or formfile.startswith("/") or ".." in formfile:
             raise InputError(f"{folder}/listing.yaml: formfile must lie inside the folder")
-        return tree, formfile
-    raise NotFoundError(
-        f"no listing {listing_id} on the branch tip",
-        hint="a listing is built once its pull request is merged into the farm's branch",
+        return tree, formfile, _weights(folder, data)
+    raise NotFoundError(f"no listing {listing_id} in the commit that published {version}")
+
+
+def _unpublished(versions: Versions, listing_id: str, version: str) -> NotFoundError:
+    known = versions.published(listing_id)
+    if not known:
+        return NotFoundError(
+            f"no listing {listing_id} on the branch",
+            hint="a listing is built once its pull request is merged into the farm's branch",
+        )
+    return NotFoundError(
+        f"listing {listing_id} never published version {version}; its published versions:"
+        f" {', '.join(known)}",
+        hint="a version is built once the pull request that adds it is merged",
     )
 
 
@@ -136,12 +165,16 @@ def plan_listing(
         raise UsageError(f"{listing_id!r} is not a listing id", hint="e.g. tinyforge/echo-chat")
     repo = open_market(settings)
     try:
-        tip = repo[resolve_rev(repo, settings.branch)]
-        assert isinstance(tip, Commit)
-        root = repo[tip.tree]
+        versions = versions_at(repo, settings.branch)
+        published = versions.commit_of(listing_id, version)
+        if published is None:
+            raise _unpublished(versions, listing_id, version)
+        commit = repo[published]
+        assert isinstance(commit, Commit)
+        root = repo[commit.tree]
         assert isinstance(root, Tree)
-        tree, formfile_name = _listing_tree(repo, root, listing_id, version)
-        key = image_index.image_key(repo, tip.id, listing_id)
+        tree, formfile_name, weights = _listing_tree(repo, root, listing_id, version)
+        key = image_index.image_key(repo, commit.id, listing_id)
         context = scratch / "listing"
         _export(repo, tree, context)
         bases_dir = _bases_dir(repo, root, settings, scratch)
@@ -153,9 +186,10 @@ def plan_listing(
             cache=settings.cache,
             bases_dir=bases_dir,
             base_cache=settings.base_cache,
+            weights_allow_private=settings.weights_allow_private,
         )
     )
-    return builder, builder.plan(context / formfile_name, context), key
+    return builder, builder.plan(context / formfile_name, context, weights), key
 
 
 def build_listing(
@@ -166,7 +200,7 @@ def build_listing(
     *,
     wait: bool = True,
 ) -> BuildManifest:
-    """Build `listing_id` at `version` as merged on the farm's branch; its manifest.
+    """Build `listing_id` at `version` as the farm's branch published it; its manifest.
 
     Idempotent: a published image is returned at once. `wait=False` raises BuildBusy rather
     than waiting while another worker builds the same id (a task retries later instead of

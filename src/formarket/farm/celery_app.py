@@ -87,6 +87,7 @@ def make_app(settings: FarmSettings) -> Celery:
             "formarket.build": {"queue": BUILD_QUEUE},
             "formarket.deploy": {"queue": DEPLOY_QUEUE},
             "formarket.stop": {"queue": DEPLOY_QUEUE},
+            "formarket.wake": {"queue": DEPLOY_QUEUE},
             "formarket.reconcile": {"queue": DEPLOY_QUEUE},
         },
         task_acks_late=True,

@@ -14,7 +14,7 @@ import contextlib
 import dataclasses
 import ipaddress
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from formarket.builder.manifest import BuildManifest
@@ -22,7 +22,18 @@ from formarket.builder.store import DirectoryStore
 from formarket.builder.vm import free_port
 from formarket.errors import FormarketError
 from formarket.farm.configdisk import config_disk_bytes, deployment_env
-from formarket.farm.domain import DomainRecord, DomainSpec, domain_name, domain_xml, read_metadata
+from formarket.farm.datadisks import ensure_data_disk
+from formarket.farm.devices import GpuDevice
+from formarket.farm.domain import (
+    SLOTS,
+    DomainRecord,
+    DomainSpec,
+    domain_name,
+    domain_xml,
+    instance_name,
+    read_metadata,
+)
+from formarket.farm.gpus import choose
 from formarket.farm.hosts import Host
 from formarket.farm.images import (
     HostImage,
@@ -88,7 +99,7 @@ def _started(conn: HostConnection, record: DomainRecord, console: str) -> Starte
     return Started(
         deployment_id=record.deployment_id,
         host=conn.name,
-        domain=domain_name(record.deployment_id),
+        domain=domain_name(record.deployment_id, record.slot),
         endpoint=record.endpoint,
         ports=record.ports,
         console_log=console,
@@ -105,15 +116,21 @@ def start(
     env: Mapping[str, str],
     *,
     gateway: str | None = None,
+    slot: int = 0,
+    unavailable: Iterable[str] = (),
 ) -> Started:
-    """Run `deployment` on `host`: image, overlay, config disk (the deployment's own variables
-    with `env` on top: resolved secrets, an agent's MODEL_ENDPOINT and key), ports, domain;
-    started. An agent's VM is forwarded to `gateway` (the gateway's URL) and nowhere else."""
+    """Run `deployment` on `host` in `slot`: its GPUs (DeviceMissing when one is not on the
+    host), image, overlay, config disk (the deployment's own variables with `env` on top:
+    resolved secrets, an agent's MODEL_ENDPOINT and key), data disk of weights, ports, domain;
+    started. An agent's VM is forwarded to `gateway` (the gateway's URL) and nowhere else. The
+    deployment's VM in the other slot, if any, is left alone (and keeps its GPUs). GPU devices
+    `unavailable` (found missing on the host lately) are given to nobody."""
     if deployment.kind != "agent" or deployment.model_deployment is None:
         gateway = None
-    name = domain_name(deployment.id)
+    name = domain_name(deployment.id, slot)
+    instance = instance_name(deployment.id, slot)
     pool_path = conn.ensure_pool()
-    console = console_log_path(pool_path, deployment.id)
+    console = console_log_path(pool_path, instance)
     existing = conn.domain(name)
     if existing is not None:
         record = read_metadata(existing.xml)
@@ -126,11 +143,16 @@ def start(
             return _started(conn, record, console)
         # Stopped, another build or (an agent) a gateway that moved: made again from scratch,
         # so that its ports are free now and its config disk says what is true now.
-        stop(conn, deployment.id)
+        stop(conn, deployment.id, slot)
+    gpus: tuple[GpuDevice, ...] = ()
+    if deployment.size.gpu is not None and host.devices:
+        held = [*unavailable, *(key for record in actual(conn) for key in record.devices)]
+        gpus = choose(host, deployment, held, conn.node_devices())
     image = ensure_image(conn, store, manifest)
-    overlay = create_overlay(conn, image, deployment.id)
+    weights = ensure_data_disk(conn, store, manifest)
+    overlay = create_overlay(conn, image, instance)
     variables = deployment_env(deployment) | dict(env)
-    config = create_config_disk(conn, deployment.id, config_disk_bytes(variables))
+    config = create_config_disk(conn, instance, config_disk_bytes(variables))
     spec = DomainSpec(
         deployment_id=deployment.id,
         kind=deployment.kind,
@@ -150,6 +172,9 @@ def start(
         address=host.address,
         console_log=console,
         model_endpoint=gateway,
+        slot=slot,
+        data_disk=weights,
+        gpus=gpus,
     )
     try:
         conn.define_and_start(domain_xml(spec))
@@ -157,7 +182,7 @@ def start(
         # Nothing half-made stays behind: the next try starts from scratch. (If the host
         # stopped answering, cleaning up fails too; the first error is the one to report.)
         with contextlib.suppress(FormarketError):
-            stop(conn, deployment.id)
+            stop(conn, deployment.id, slot)
         raise
     return Started(
         deployment_id=deployment.id,
@@ -191,10 +216,16 @@ def wait_healthy(endpoint: str, timeout: float = 120.0, *, interval: float = 0.3
     )
 
 
-def stop(conn: HostConnection, deployment_id: str) -> bool:
-    """Remove a deployment's domain and volumes from the host; True if anything was there."""
-    removed = conn.destroy(domain_name(deployment_id))
-    return bool(remove_deployment_volumes(conn, deployment_id)) or removed
+def stop(conn: HostConnection, deployment_id: str, slot: int | None = None) -> bool:
+    """Remove a deployment's domain and volumes from the host, in one slot or in every slot;
+    True if anything was there."""
+    removed = False
+    for each in SLOTS if slot is None else (slot,):
+        removed = conn.destroy(domain_name(deployment_id, each)) or removed
+        removed = (
+            bool(remove_deployment_volumes(conn, instance_name(deployment_id, each))) or removed
+        )
+    return removed
 
 
 def actual(conn: HostConnection) -> list[DomainRecord]:

@@ -18,6 +18,7 @@ stop) or by its mediated device's UUID.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from xml.etree import ElementTree as ET
 
@@ -26,10 +27,15 @@ from pydantic import Field, model_validator
 from formarket.schemas._base import Document
 from formarket.schemas.farm import GpuModel
 
-__all__ = ["PCI_ADDRESS", "GpuDevice", "counts", "hostdev", "pick"]
+__all__ = ["DEVICE_KEY", "PCI_ADDRESS", "GpuDevice", "counts", "hostdev", "pick"]
 
 PCI_ADDRESS = r"^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$"
 _UUID = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+# A device's `key`, as a domain's metadata records it.
+DEVICE_KEY = (
+    r"^(?:[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]"
+    r"|mdev:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$"
+)
 
 
 class GpuDevice(Document):
@@ -69,6 +75,16 @@ class GpuDevice(Document):
     def key(self) -> str:
         """How a domain records that it holds this device."""
         return self.address if self.address is not None else f"mdev:{self.mdev_uuid}"
+
+    def present_in(self, node_devices: Iterable[str]) -> bool:
+        """Whether the host has it, by libvirt's names of its node devices (`virsh
+        nodedev-list`): `pci_0000_41_00_0`; `mdev_<uuid>`, which newer libvirt follows with
+        the parent's address."""
+        if self.address is not None:
+            name = "pci_" + re.sub(r"[:.]", "_", self.address)
+            return name in set(node_devices)
+        name = "mdev_" + str(self.mdev_uuid).replace("-", "_")
+        return any(found == name or found.startswith(name + "_") for found in node_devices)
 
 
 def counts(devices: Iterable[GpuDevice]) -> dict[str, int]:

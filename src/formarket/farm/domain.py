@@ -22,6 +22,7 @@ from typing import Literal
 from xml.etree import ElementTree as ET
 
 from formarket.errors import InputError
+from formarket.farm.devices import DEVICE_KEY, GpuDevice, hostdev
 from formarket.schemas._types import LISTING_ID_PATTERN, SEMVER_PATTERN
 from formarket.schemas.usage import DEPLOYMENT_PATTERN
 
@@ -30,11 +31,13 @@ __all__ = [
     "GUEST_GATEWAY",
     "NAMESPACE",
     "QEMU_NAMESPACE",
+    "SLOTS",
     "DomainRecord",
     "DomainSpec",
     "MetadataError",
     "domain_name",
     "domain_xml",
+    "instance_name",
     "read_metadata",
 ]
 
@@ -53,6 +56,8 @@ _DEPLOYMENT = re.compile(DEPLOYMENT_PATTERN)
 _LISTING = re.compile(LISTING_ID_PATTERN)
 _SEMVER = re.compile(SEMVER_PATTERN)
 _MAX_PORTS = 64
+_MAX_DEVICES = 64
+_DEVICE_KEY = re.compile(DEVICE_KEY)
 _ENDPOINT = re.compile(
     r"^https?://[A-Za-z0-9.\[\]:-]{1,253}(?::[0-9]{1,5})?(?:/[A-Za-z0-9._/-]*)?$"
 )
@@ -79,8 +84,18 @@ class MetadataError(InputError):
     """A domain's XML is not something libvirt would have written."""
 
 
-def domain_name(deployment_id: str) -> str:
-    return DOMAIN_PREFIX + deployment_id
+SLOTS = (0, 1)
+
+
+def instance_name(deployment_id: str, slot: int = 0) -> str:
+    """What a deployment's VM in `slot` is called in libvirt's names (its volumes start with
+    it). An upgrade starts the new version in the slot the old one does not use, so both run
+    side by side until the gateway's route has moved; `_` never occurs in a deployment id."""
+    return deployment_id if slot == 0 else f"{deployment_id}_{slot}"
+
+
+def domain_name(deployment_id: str, slot: int = 0) -> str:
+    return DOMAIN_PREFIX + instance_name(deployment_id, slot)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +112,8 @@ class DomainRecord:
     ports: tuple[tuple[int, int], ...]  # (guest, host), the first EXPOSEd port first
     running: bool | None = None
     model_endpoint: str | None = None  # an agent's: the gateway its model calls are forwarded to
+    slot: int = 0  # which of the deployment's two VMs this is (see `instance_name`)
+    devices: tuple[str, ...] = ()  # the GPUs it holds, by key (a PCI address or mdev:<uuid>)
 
     @property
     def endpoint(self) -> str | None:
@@ -129,10 +146,13 @@ class DomainSpec:
     address: str  # where the forwarded ports listen
     console_log: str
     model_endpoint: str | None = None  # an agent's: the gateway its model calls are forwarded to
+    slot: int = 0
+    data_disk: str | None = None  # a model's weights, shared read-only with other domains
+    gpus: tuple[GpuDevice, ...] = ()  # passed through whole, and recorded as held
 
     @property
     def name(self) -> str:
-        return domain_name(self.deployment_id)
+        return domain_name(self.deployment_id, self.slot)
 
     def record(self) -> DomainRecord:
         return DomainRecord(
@@ -145,6 +165,8 @@ class DomainSpec:
             address=self.address,
             ports=self.ports,
             model_endpoint=self.model_endpoint,
+            slot=self.slot,
+            devices=tuple(device.key for device in self.gpus),
         )
 
 
@@ -169,9 +191,16 @@ def _metadata(parent: ET.Element, record: DomainRecord) -> None:
         _sub(meta, _q("model-deployment"), record.model_deployment)
     if record.model_endpoint is not None:
         _sub(meta, _q("model-endpoint"), record.model_endpoint)
+    if record.slot != 0:
+        _sub(meta, _q("slot"), str(record.slot))
     ports = _sub(meta, _q("ports"), address=record.address)
     for guest, host in record.ports:
         _sub(ports, _q("port"), guest=str(guest), host=str(host))
+    if record.devices:
+        # What it holds is read back from here: placement gives no device held by a domain.
+        held = _sub(meta, _q("devices"))
+        for key in record.devices:
+            _sub(held, _q("device"), key=key)
 
 
 def _disk(devices: ET.Element, path: str, fmt: str, dev: str, *, readonly: bool) -> None:
@@ -206,12 +235,18 @@ def domain_xml(spec: DomainSpec) -> str:
     _disk(devices, spec.disk, "qcow2", "vda", readonly=False)
     if spec.config_disk is not None:
         _disk(devices, spec.config_disk, "raw", "vdb", readonly=True)
+    if spec.data_disk is not None:
+        # After the config disk: the guest names disks in this order, and its init reads the
+        # second as the config disk; it finds this one by its label.
+        _disk(devices, spec.data_disk, "raw", "vdc", readonly=True)
     serial = _sub(devices, "serial", type="file")
     _sub(serial, "source", path=spec.console_log)
     _sub(serial, "target", port="0")
     console = _sub(devices, "console", type="file")
     _sub(console, "source", path=spec.console_log)
     _sub(console, "target", type="serial", port="0")
+    for gpu in spec.gpus:
+        devices.append(hostdev(gpu))
     _sub(_sub(devices, "video"), "model", type="none")
     _sub(devices, "memballoon", model="none")
     forwards = "".join(f",hostfwd=tcp:{spec.address}:{host}-:{guest}" for guest, host in spec.ports)
@@ -281,6 +316,10 @@ def _record(meta: ET.Element) -> DomainRecord | None:
     endpoint = _matches(_ENDPOINT, endpoint_text, limit=300)
     if endpoint_text is not None and endpoint is None:
         return None
+    slot_text = meta.findtext(_q("slot"))
+    slot = 0 if slot_text is None else {"0": 0, "1": 1}.get(slot_text.strip(), -1)
+    if slot < 0:
+        return None
     port_elements = ports_el.findall(_q("port"))
     if len(port_elements) > _MAX_PORTS:
         return None
@@ -290,6 +329,17 @@ def _record(meta: ET.Element) -> DomainRecord | None:
         if guest is None or host is None:
             return None
         ports.append((guest, host))
+    held_el = meta.find(_q("devices"))
+    held: list[str] = []
+    if held_el is not None:
+        elements = held_el.findall(_q("device"))
+        if len(elements) > _MAX_DEVICES:
+            return None
+        for element in elements:
+            key = _matches(_DEVICE_KEY, element.get("key"))
+            if key is None:
+                return None
+            held.append(key)
     return DomainRecord(
         deployment_id=deployment,
         kind="agent" if kind == "agent" else "model",
@@ -300,6 +350,8 @@ def _record(meta: ET.Element) -> DomainRecord | None:
         address=address,
         ports=tuple(ports),
         model_endpoint=endpoint,
+        slot=slot,
+        devices=tuple(held),
     )
 
 

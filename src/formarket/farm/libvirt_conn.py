@@ -192,6 +192,17 @@ class HostConnection:
             dom.destroy()
             return True
 
+    def power_on(self, name: str) -> bool:
+        """Start a defined domain that is not running; False if it already ran."""
+        with self._call(f"start domain {name}"):
+            dom = self._lookup(name)
+            if dom is None:
+                raise libvirt.libvirtError(f"no domain {name} to start")
+            if dom.isActive():
+                return False
+            dom.create()
+            return True
+
     def destroy(self, name: str) -> bool:
         """Stop (hard) and undefine a domain; False when there was none."""
         with self._call(f"remove domain {name}"):
@@ -202,6 +213,13 @@ class HostConnection:
                 dom.destroy()
             dom.undefine()
             return True
+
+    # Node devices
+
+    def node_devices(self) -> list[str]:
+        """libvirt's names of the host's devices (`pci_0000_41_00_0`, `mdev_...`)."""
+        with self._call("list node devices"):
+            return sorted(device.name() for device in self._conn.listAllDevices(0))
 
     # Storage
 

@@ -2,8 +2,8 @@
 
 Each is idempotent and reads what it needs from git (the desired deployments), the host
 inventory and libvirt (the actual domains), so a task that runs twice, or after Redis lost
-its queue, does no harm. Connections to hosts live as long as the process (libvirt's test
-driver forgets its domains when its connection closes), in one pool per process.
+its queue, does no harm. Deploying and stopping are `running`'s; the hosts and what runs on
+them are `fleet`'s; this module holds the reconcile cycle.
 
 This module knows nothing of the Celery app: the app's tasks call these functions, and a
 reconcile hands its actions to an `Enqueue` it is given (`celery_enqueue(app)` for the queues,
@@ -13,71 +13,82 @@ reconcile hands its actions to an `Enqueue` it is given (`celery_enqueue(app)` f
 from __future__ import annotations
 
 import logging
-import os
 import re
 import socket
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from decimal import Decimal
-from pathlib import Path
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from dulwich.repo import Repo
 
-from formarket.builder.manifest import BuildManifest
 from formarket.builder.store import DirectoryStore
-from formarket.errors import FormarketError, UsageError
-from formarket.farm import deployer, image_index, status
-from formarket.farm.agentkeys import agent_key, drop_agent_key, sweep_agent_keys
+from formarket.errors import FormarketError
+from formarket.farm import image_index, status, upgrades
+from formarket.farm.agentkeys import sweep_agent_keys
 from formarket.farm.building import build_listing
-from formarket.farm.configdisk import resolve_secrets
 from formarket.farm.desired import read_deployments
-from formarket.farm.domain import GUEST_GATEWAY, DomainRecord
-from formarket.farm.errors import TransientError
-from formarket.farm.hosts import Host, Inventory, load_inventory
+from formarket.farm.fleet import (
+    Actual,
+    agent_keys_path,
+    connections,
+    inventory,
+    missing_devices_path,
+    observe,
+    routes_path,
+)
+from formarket.farm.gpus import missing_devices
+from formarket.farm.hosts import Inventory
+from formarket.farm.idle import idle_stops
 from formarket.farm.leases import Leases, open_leases
-from formarket.farm.libvirt_conn import Connections, HostError
+from formarket.farm.libvirt_conn import Connections
 from formarket.farm.metering import meter_running
 from formarket.farm.notify import tell_ready_issues
 from formarket.farm.publish import (
     publish_routes,
-    route_for,
     routes_for,
     served_by,
     stock_tokenizers,
     tip_reader,
-    token_prices,
 )
-from formarket.farm.reconcile import Build, Deploy, Domain, Plan, Stop, plan
+from formarket.farm.reconcile import Build, Deploy, Domain, Plan, Stop, Wake, plan
+from formarket.farm.running import DRAIN_SECONDS, deploy, image_key_of, prices_of, stop
 from formarket.farm.settings import FarmSettings, open_market
-from formarket.gateway.routes import Route, load_routes, save_routes
+from formarket.farm.sleeping import SleepMarks, set_route_idle, sleep, wake
+from formarket.farm.versions import Versions, versions_at
+from formarket.gateway.routes import Route, load_routes
+from formarket.gateway.wake import WakeRequests, last_calls
 from formarket.github import GitHub
-from formarket.market.refs import branch_tip, resolve_rev
-from formarket.royalties.gitio import cache_dir_of, price_book
-from formarket.royalties.pricebook import PriceBook
 from formarket.schemas.deployment import Deployment
-from formarket.schemas.usage import ListingVersion
 
+# deploy, stop, observe and the rest are `running`'s and `fleet`'s, named here too: the tasks
+# and the tests reach the farm's work through this one module.
 __all__ = [
     "Actual",
     "Enqueue",
     "TaskSender",
     "celery_enqueue",
+    "connections",
     "deploy",
+    "inventory",
     "observe",
     "reconcile",
     "reconcile_once",
+    "routes_path",
     "run_here",
     "stop",
+    "wake_deployment",
+    "watch_wakes",
 ]
 
 _log = logging.getLogger("formarket.farm")
 # How long a handed-out action is not handed out again (it is released when it finishes).
-LEASE_SECONDS = {"deploy": 960.0, "stop": 360.0}
+LEASE_SECONDS = {"deploy": 960.0, "stop": 360.0, "wake": 300.0}
 
-Enqueue = Callable[[Build | Deploy | Stop], None]
+Action = Build | Deploy | Stop | Wake
+Enqueue = Callable[[Action], None]
 
 
 class TaskSender(Protocol):
@@ -92,233 +103,6 @@ RECONCILE_LEASE_SECONDS = 300.0
 
 class ReconcileBusy(FormarketError):
     """Another reconcile cycle holds the farm's reconcile lease."""
-
-
-_pool_lock = threading.Lock()
-_pools: dict[int, Connections] = {}
-
-
-def connections() -> Connections:
-    """This process's connection pool (a forked worker gets its own)."""
-    with _pool_lock:
-        pool = _pools.get(os.getpid())
-        if pool is None:
-            pool = _pools[os.getpid()] = Connections()
-        return pool
-
-
-def inventory(settings: FarmSettings) -> Inventory:
-    if settings.hosts is None:
-        raise UsageError(
-            "the farm has no host inventory",
-            hint="set FORMARKET_HOSTS to a hosts file (see builder/hosts.example.yaml)",
-        )
-    return load_inventory(settings.hosts)
-
-
-def routes_path(settings: FarmSettings) -> Path:
-    return status.gateway_state(settings).routes
-
-
-@dataclass(frozen=True, slots=True)
-class Actual:
-    """What libvirt says: every formarket domain on the hosts that answered, and the rest."""
-
-    records: dict[str, list[DomainRecord]] = field(default_factory=dict)  # host -> domains
-    down: dict[str, str] = field(default_factory=dict)  # host -> why
-
-    def domains(self) -> list[Domain]:
-        return [
-            Domain(r.deployment_id, host, bool(r.running), r.build_id, r.endpoint, r.model_endpoint)
-            for host, records in sorted(self.records.items())
-            for r in records
-        ]
-
-    def find(self, deployment_id: str) -> tuple[str, DomainRecord] | None:
-        for host, records in sorted(self.records.items()):
-            for record in records:
-                if record.deployment_id == deployment_id and record.running:
-                    return host, record
-        return None
-
-
-def observe(hosts: tuple[Host, ...], pool: Connections) -> Actual:
-    actual = Actual()
-    for host in hosts:
-        try:
-            actual.records[host.name] = deployer.actual(pool.get(host))
-        except HostError as exc:
-            pool.mark_down(host.name, str(exc))
-            actual.down[host.name] = exc.message
-    return actual
-
-
-def _published_manifest(
-    settings: FarmSettings, store: DirectoryStore, deployment: Deployment
-) -> BuildManifest | None:
-    """The image the listing builds to at the branch tip, when it is in the store already."""
-    repo = open_market(settings)
-    try:
-        key = image_index.image_key(repo, resolve_rev(repo, settings.branch), deployment.listing.id)
-    finally:
-        repo.close()
-    build_id = image_index.lookup(store, key) if key else None
-    raw = store.manifest_bytes(build_id) if build_id else None
-    return BuildManifest.model_validate_json(raw) if raw else None
-
-
-def agent_keys_path(settings: FarmSettings) -> Path:
-    """The farm's file of the keys its agents call their models with."""
-    return settings.state / "agent-keys.json"
-
-
-def _model_access(settings: FarmSettings, deployment: Deployment, actual: Actual) -> dict[str, str]:
-    """What an agent's VM is given to call its model: the gateway, as the VM sees it through
-    its one forward, the key the farm made for it, and the model deployment to name."""
-    model = deployment.model_deployment or ""
-    if actual.find(model) is None:
-        raise TransientError(
-            f"{deployment.id}: its model deployment {model} is not running yet",
-            hint="the reconciler deploys the agent once its model runs",
-        )
-    key = agent_key(agent_keys_path(settings), status.gateway_state(settings).keys, deployment)
-    return {
-        "MODEL_ENDPOINT": f"http://{GUEST_GATEWAY}",
-        "MODEL_API_KEY": key.key,
-        "MODEL_NAME": model,
-    }
-
-
-def deploy(
-    settings: FarmSettings,
-    deployment_id: str,
-    host_name: str,
-    *,
-    pool: Connections | None = None,
-    health_timeout: float = 180.0,
-) -> str:
-    """Run a deployment on a host and wait until it answers; its endpoint ("" when git no
-    longer wants it running)."""
-    pool = pool or connections()
-    repo = open_market(settings)
-    try:
-        desired = read_deployments(repo, settings.branch)
-        tokenizers = stock_tokenizers(
-            tip_reader(repo, settings.branch), desired, status.gateway_state(settings).root
-        )
-    finally:
-        repo.close()
-    deployment = desired.get(deployment_id)
-    leases = open_leases(settings.broker_url or "", settings.state)
-    try:
-        if deployment is None or deployment.state != "running":
-            _log.info("%s is not wanted running any more; nothing to deploy", deployment_id)
-            return ""
-        hosts = inventory(settings)
-        host = hosts.host(host_name)
-        env = resolve_secrets(deployment.secrets)
-        if deployment.kind == "agent" and deployment.model_deployment:
-            env.update(_model_access(settings, deployment, observe(hosts.hosts, pool)))
-        store = DirectoryStore(settings.store.absolute())
-        manifest = _published_manifest(settings, store, deployment)
-        if manifest is None:
-            # The reconciler builds before it deploys; a deploy asked for directly builds here.
-            listing = deployment.listing
-            manifest = build_listing(settings, listing.id, listing.version)
-        conn = pool.get(host)
-        started = deployer.start(
-            conn, host, deployment, manifest, store, env, gateway=settings.gateway_url
-        )
-        endpoint = started.endpoint or ""
-        if endpoint and not conn.is_test:
-            deployer.wait_healthy(endpoint, health_timeout)
-        if endpoint:
-            _add_route(
-                settings,
-                route_for(
-                    deployment, endpoint, desired, tokenizers=tokenizers, prices=_prices(settings)
-                ),
-            )
-        _log.info("%s runs on %s at %s", deployment_id, host_name, endpoint or "(no port)")
-        return endpoint
-    finally:
-        leases.release(f"deploy:{deployment_id}")
-
-
-def _prices(settings: FarmSettings) -> Callable[[ListingVersion], tuple[Decimal, Decimal]]:
-    """Per-token prices of listing versions, as each version was first published: the same
-    price book the royalties rate calls with, so a deployment still running an older version
-    reserves that version's prices. Read at most once per call of this, and only for a version
-    this process has not priced yet (a published version's price never changes)."""
-    books: list[PriceBook] = []
-
-    def prices(ref: ListingVersion) -> tuple[Decimal, Decimal]:
-        key = (str(settings.repo), ref.id, ref.version)
-        found = _PRICES.get(key)
-        if found is not None:
-            return found
-        if not books:
-            repo = open_market(settings)
-            try:
-                books.append(
-                    price_book(repo, branch_tip(repo, settings.branch), cache_dir_of(repo))
-                )
-            finally:
-                repo.close()
-        entry = books[0].get(ref.id, ref.version)
-        if entry is None:
-            return Decimal(0), Decimal(0)  # not published on the branch (yet): no price known
-        found = _PRICES[key] = token_prices(entry.pricing)
-        return found
-
-    return prices
-
-
-_PRICES: dict[tuple[str, str, str], tuple[Decimal, Decimal]] = {}
-
-
-def _add_route(settings: FarmSettings, route: Route) -> None:
-    path = routes_path(settings)
-    others = [r for r in load_routes(path).routes if r.deployment != route.deployment]
-    save_routes(path, [*others, route])
-
-
-def stop(
-    settings: FarmSettings,
-    deployment_id: str,
-    host_name: str | None = None,
-    *,
-    pool: Connections | None = None,
-) -> bool:
-    """Remove a deployment's domain from one host, or from every host that answers."""
-    pool = pool or connections()
-    hosts = inventory(settings)
-    targets = [hosts.host(host_name)] if host_name else list(hosts.hosts)
-    removed = False
-    leases = open_leases(settings.broker_url or "", settings.state)
-    try:
-        for host in targets:
-            try:
-                removed = deployer.stop(pool.get(host), deployment_id) or removed
-            except HostError as exc:
-                if host_name:
-                    raise
-                pool.mark_down(host.name, str(exc))
-        if host_name is None:
-            # Stopped everywhere: an agent's key goes with it. (A stop on one host may be a
-            # second copy of a deployment that runs on; the reconciler sweeps the keys of
-            # deployments git no longer wants.)
-            drop_agent_key(
-                agent_keys_path(settings), status.gateway_state(settings).keys, deployment_id
-            )
-        if removed and host_name is None:
-            path = routes_path(settings)
-            kept = [r for r in load_routes(path).routes if r.deployment != deployment_id]
-            save_routes(path, kept)
-        return removed
-    finally:
-        for host in targets:
-            leases.release(f"stop:{deployment_id}@{host.name}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -349,16 +133,15 @@ class Cycle:
 
 
 def _has_images(
-    repo: Repo, settings: FarmSettings, desired: Mapping[str, Deployment]
+    repo: Repo, settings: FarmSettings, versions: Versions, desired: Mapping[str, Deployment]
 ) -> dict[tuple[str, str], bool]:
-    tip = resolve_rev(repo, settings.branch)
     store = DirectoryStore(settings.store.absolute())
     found: dict[tuple[str, str], bool] = {}
     for deployment in desired.values():
         ref = (deployment.listing.id, deployment.listing.version)
         if ref in found or deployment.state != "running":
             continue
-        key = image_index.image_key(repo, tip, ref[0])
+        key = image_key_of(repo, versions, *ref)
         found[ref] = key is not None and image_index.lookup(store, key) is not None
     return found
 
@@ -401,27 +184,48 @@ def _cycle(
     problems: list[str] = []
     try:
         desired = read_deployments(repo, settings.branch, problems=problems)
-        has_image = _has_images(repo, settings, desired)
+        versions = versions_at(repo, settings.branch)
+        has_image = _has_images(repo, settings, versions, desired)
         tokenizers = stock_tokenizers(
-            tip_reader(repo, settings.branch), desired, status.gateway_state(settings).root
+            tip_reader(repo, settings.branch),
+            desired,
+            status.gateway_state(settings).root,
+            versions.reader,
         )
     finally:
         repo.close()
     running = {dep_id for dep_id, d in desired.items() if d.state == "running"}
     sweep_agent_keys(agent_keys_path(settings), status.gateway_state(settings).keys, running)
+    marks = SleepMarks(settings.state)
+    # Read before libvirt: a domain woken meanwhile is then still taken for asleep (and seen
+    # running next cycle), never for a crashed one to make again from scratch.
+    asleep = marks.sleeping()
     actual = observe(hosts.hosts, pool)
+    domains = actual.domains()
+    sleeping = frozenset(
+        d.deployment
+        for d in domains
+        if not d.running and d.deployment in asleep and d.deployment in running
+    )
+    in_flight = leases.held()
     the_plan = plan(
         desired,
-        actual.domains(),
+        domains,
         hosts.hosts,
         frozenset(actual.down),
         has_image,
-        leases.held(),
+        in_flight,
         settings.gateway_url,
+        upgrades.failed_upgrades(settings.state),
+        sleeping,
+        unavailable=missing_devices(missing_devices_path(settings)),
     )
     enqueued = 0
     failed: list[str] = []
-    actions: list[Build | Deploy | Stop] = [*the_plan.stops, *the_plan.builds, *the_plan.deploys]
+    gateway_root = status.gateway_state(settings).root
+    asked = set(WakeRequests(gateway_root).pending())
+    wakes = [Wake(d.deployment, d.host) for d in domains if d.deployment in sleeping & asked]
+    actions: list[Action] = [*the_plan.stops, *the_plan.builds, *the_plan.deploys, *wakes]
     wanted = [(a.key, _host_of(a), _lease_seconds(a, settings)) for a in actions]
     taken = leases.take_all(wanted) if wanted else set()
     for action in actions:
@@ -434,13 +238,43 @@ def _cycle(
             failed.append(f"{action.key}: {exc}")
             continue
         enqueued += 1
+    slept = _idle_stops(settings, desired, the_plan, marks, pool, hosts, leases, failed)
     endpoints = {
         dep_id: domain.endpoint
         for dep_id, domain in the_plan.running.items()
         if domain.endpoint is not None
     }
-    routes = routes_for(desired, endpoints, tokenizers=tokenizers, prices=_prices(settings))
+    # Read again: a wake this cycle handed out and ran in this process is over already.
+    still = marks.sleeping()
+    idle_since = {d: still[d] for d in sleeping if d in still}
+    idle_since.update({dep_id: at for dep_id, (_, at) in slept.items()})
+    for found in domains:
+        if (found.deployment in sleeping or found.deployment in slept) and found.endpoint:
+            endpoints.setdefault(found.deployment, found.endpoint)
+    for dep_id in set(asleep) - sleeping:
+        if dep_id in the_plan.running and dep_id in running:
+            marks.woke(dep_id, datetime.now(UTC))  # running again: woken, or made again
+        else:
+            marks.forget(dep_id)  # stopped in git, or gone from its host
+    # A deployment being deployed or upgraded keeps the route its task last wrote: what
+    # libvirt showed before the task ran may be a VM that is not healthy yet, or already gone.
+    busy = {a.deployment for a in the_plan.deploys if a.key in taken}
+    busy |= {key.partition(":")[2] for key in in_flight if key.startswith("deploy:")}
+    routes = routes_for(
+        desired,
+        {k: v for k, v in endpoints.items() if k not in busy},
+        tokenizers=tokenizers,
+        prices=prices_of(settings),
+    )
+    routes += _routes_of_busy(settings, desired, busy)
+    routes = [
+        r.model_copy(update={"idle_since": idle_since[r.deployment]})
+        if r.deployment in idle_since
+        else r
+        for r in routes
+    ]
     publish_routes(routes_path(settings), routes)
+    awake_routes = [r for r in routes if r.idle_since is None]
     if settings.github_repo:
         tell_ready_issues(
             settings.state,
@@ -452,11 +286,14 @@ def _cycle(
         )
     metered = 0
     if meter:
+        served = served_by(routes)
         metered = meter_running(
             settings.state / "meter.json",
             status.gateway_state(settings).spool,
             _meter_source(),
-            served_by(routes),
+            served_by(awake_routes),
+            started=marks.awake(),
+            ended={d: (served[d], at) for d, (_, at) in slept.items() if d in served},
         )
     cycle = Cycle(
         the_plan,
@@ -471,11 +308,149 @@ def _cycle(
     return cycle
 
 
-def _host_of(action: Build | Deploy | Stop) -> str:
+def _routes_of_busy(
+    settings: FarmSettings, desired: Mapping[str, Deployment], busy: set[str]
+) -> list[Route]:
+    if not busy:
+        return []
+    return [
+        route
+        for route in load_routes(routes_path(settings)).routes
+        if route.deployment in busy
+        and route.deployment in desired
+        and desired[route.deployment].state == "running"
+    ]
+
+
+def _idle_stops(
+    settings: FarmSettings,
+    desired: Mapping[str, Deployment],
+    the_plan: Plan,
+    marks: SleepMarks,
+    pool: Connections,
+    hosts: Inventory,
+    leases: Leases,
+    failed: list[str],
+) -> dict[str, tuple[Domain, datetime]]:
+    """Stop the VMs of deployments idle for their `idle_after`; each one's domain and when."""
+    now = datetime.now(UTC)
+    for dep_id in the_plan.running:
+        wanted = desired.get(dep_id)
+        if wanted is not None and wanted.idle_after is not None:
+            marks.seen_awake(dep_id, now)
+    due = idle_stops(
+        desired,
+        the_plan.running,
+        last_calls(status.gateway_state(settings).root),
+        marks.awake(),
+        now,
+    )
+    slept: dict[str, tuple[Domain, datetime]] = {}
+    busy = {a.deployment for a in the_plan.deploys}
+    for due_one in due:
+        # Not while it is being woken, deployed or upgraded: that work decides its state.
+        if due_one.deployment in busy or not leases.take(due_one.key, due_one.host, 60.0):
+            continue
+        domain = the_plan.running[due_one.deployment]
+        try:
+            at = sleep(
+                pool,
+                hosts.host(due_one.host),
+                due_one.deployment,
+                domain.slot,
+                marks,
+                routes_path(settings),
+            )
+            slept[due_one.deployment] = (domain, at)
+        except FormarketError as exc:
+            failed.append(f"{due_one.key}: {exc}")
+        finally:
+            leases.release(due_one.key)
+    return slept
+
+
+def wake_deployment(
+    settings: FarmSettings,
+    deployment_id: str,
+    host_name: str | None = None,
+    *,
+    pool: Connections | None = None,
+    health_timeout: float = 120.0,
+) -> str:
+    """Start a sleeping deployment again for the call waiting on it; its endpoint ("" when it
+    has no domain: the reconciler places it again)."""
+    pool = pool or connections()
+    hosts = inventory(settings)
+    requests = WakeRequests(status.gateway_state(settings).root)
+    marks = SleepMarks(settings.state)
+    leases = open_leases(settings.broker_url or "", settings.state)
+    try:
+        actual = observe(hosts.hosts, pool)
+        found = sorted(
+            (
+                (not record.running, host, record.slot, record)
+                for host, records in actual.records.items()
+                for record in records
+                if record.deployment_id == deployment_id and host_name in (None, host)
+            ),
+            key=lambda item: item[:3],
+        )
+        if not found:
+            requests.clear(deployment_id)
+            return ""
+        _, host, _, record = found[0]
+        if record.running:
+            # Woken already (or never asleep): the route may still say idle.
+            marks.woke(deployment_id, datetime.now(UTC))
+            set_route_idle(routes_path(settings), deployment_id, None)
+            requests.clear(deployment_id)
+            return record.endpoint or ""
+        woken = wake(
+            pool,
+            hosts.host(host),
+            deployment_id,
+            record.slot,
+            marks,
+            routes_path(settings),
+            health_timeout=health_timeout,
+        )
+        requests.clear(deployment_id)
+        return woken.endpoint or ""
+    finally:
+        leases.release(f"wake:{deployment_id}")
+
+
+def watch_wakes(
+    settings: FarmSettings,
+    *,
+    interval: float = 0.1,
+    stop: threading.Event | None = None,
+    pool: Connections | None = None,
+) -> None:
+    """Wake each deployment a call waits for as soon as the gateway asks, until `stop` is set.
+    A wake that fails leaves the deployment to the reconciler, which makes its domain again
+    from scratch (new ports, a new disk) while the call goes on waiting."""
+    stop = stop or threading.Event()
+    pool = pool or connections()
+    requests = WakeRequests(status.gateway_state(settings).root)
+    leases = open_leases(settings.broker_url or "", settings.state)
+    while not stop.is_set():
+        for deployment_id in requests.pending():
+            if not leases.take(f"wake:{deployment_id}", "", LEASE_SECONDS["wake"]):
+                continue
+            try:
+                wake_deployment(settings, deployment_id, pool=pool)
+            except FormarketError as exc:
+                _log.error("%s could not be woken: %s", deployment_id, exc)
+                SleepMarks(settings.state).forget(deployment_id)
+        stop.wait(interval)
+
+
+def _host_of(action: Action) -> str:
     return "" if isinstance(action, Build) else action.host
 
 
-def _lease_seconds(action: Build | Deploy | Stop, settings: FarmSettings) -> float:
+def _lease_seconds(action: Action, settings: FarmSettings) -> float:
     kind = action.key.partition(":")[0]
     return LEASE_SECONDS.get(kind, float(settings.build_time_limit + 120))
 
@@ -488,31 +463,50 @@ def _meter_source() -> str:
 def celery_enqueue(app: TaskSender) -> Enqueue:
     """Hand actions to the farm's queues by task name, through `app` (`celery_app.make_app`)."""
 
-    def enqueue(action: Build | Deploy | Stop) -> None:
+    def enqueue(action: Action) -> None:
         if isinstance(action, Build):
             app.send_task("formarket.build", (action.listing, action.version))
         elif isinstance(action, Deploy):
             app.send_task("formarket.deploy", (action.deployment, action.host))
+        elif isinstance(action, Wake):
+            app.send_task("formarket.wake", (action.deployment, action.host))
         else:
-            app.send_task("formarket.stop", (action.deployment, action.host))
+            app.send_task("formarket.stop", (action.deployment, action.host, action.slot))
 
     return enqueue
 
 
-def run_here(settings: FarmSettings, pool: Connections | None = None) -> Enqueue:
+def run_here(
+    settings: FarmSettings,
+    pool: Connections | None = None,
+    *,
+    health_timeout: float = 180.0,
+    drain: float = DRAIN_SECONDS,
+) -> Enqueue:
     """Do each action at once in this process, instead of through the queues."""
     leases = open_leases(settings.broker_url or "", settings.state)
 
-    def execute(action: Build | Deploy | Stop) -> None:
+    def execute(action: Action) -> None:
         if isinstance(action, Build):
             try:
                 build_listing(settings, action.listing, action.version)
             finally:
                 leases.release(action.key)
         elif isinstance(action, Deploy):
-            deploy(settings, action.deployment, action.host, pool=pool)
+            deploy(
+                settings,
+                action.deployment,
+                action.host,
+                pool=pool,
+                health_timeout=health_timeout,
+                drain=drain,
+            )
+        elif isinstance(action, Wake):
+            wake_deployment(
+                settings, action.deployment, action.host, pool=pool, health_timeout=health_timeout
+            )
         else:
-            stop(settings, action.deployment, action.host, pool=pool)
+            stop(settings, action.deployment, action.host, pool=pool, slot=action.slot)
 
     return execute
 

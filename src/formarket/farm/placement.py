@@ -6,6 +6,10 @@ deployments. Work without GPUs goes to hosts without GPUs while any fits, keepin
 GPU work. Ties go to the host whose name sorts first, so the same inputs always give the same
 answer. A refusal says why in a sentence ("no host has 2 free H100").
 
+On a host whose inventory lists its GPUs one by one, counting is not enough: a deployment
+gets whole free IOMMU groups of its model (`devices.pick`), so the host fits only when such a
+set exists among the devices its domains do not hold; `Placed` names the devices picked.
+
 `Placer` keeps the free capacity of every host in sorted lists, so that placing 10,000
 deployments on 500 hosts does not scan every host each time.
 """
@@ -16,6 +20,7 @@ import bisect
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from formarket.farm.devices import pick
 from formarket.farm.hosts import Host
 
 __all__ = ["Need", "Placed", "Placer", "Refused", "Usage", "place"]
@@ -53,6 +58,7 @@ class Usage:
 @dataclass(frozen=True, slots=True)
 class Placed:
     host: str
+    devices: tuple[str, ...] = ()  # the GPUs picked on it, by key, when it lists them
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,8 +78,16 @@ class _Free:
 class Placer:
     """Places deployments one after another on a fixed set of hosts, counting what each takes."""
 
-    def __init__(self, hosts: Sequence[Host], used: Mapping[str, Usage] | None = None) -> None:
+    def __init__(
+        self,
+        hosts: Sequence[Host],
+        used: Mapping[str, Usage] | None = None,
+        held: Mapping[str, Iterable[str]] | None = None,
+    ) -> None:
+        """`used`: what runs on each host; `held`: the devices (by key) its domains hold, or
+        that cannot be given (found missing)."""
         used = used or {}
+        self._held: dict[str, set[str]] = {name: set(keys) for name, keys in (held or {}).items()}
         self._free: dict[str, _Free] = {}
         self._hosts = {host.name: host for host in hosts}
         # (free memory, name) of hosts without GPUs and of hosts with them; and for each GPU
@@ -112,7 +126,19 @@ class Placer:
     def _fits(self, free: _Free, need: Need) -> bool:
         if free.vcpus < need.vcpus or free.memory_mib < need.memory_mib:
             return False
-        return not need.gpu_model or free.gpus.get(need.gpu_model, 0) >= need.gpu_count
+        if not need.gpu_model:
+            return True
+        return free.gpus.get(need.gpu_model, 0) >= need.gpu_count and (
+            self._devices(free.name, need) is not None
+        )
+
+    def _devices(self, host: str, need: Need) -> tuple[str, ...] | None:
+        """The devices `need` gets on `host` (none to name when it lists none)."""
+        devices = self._hosts[host].devices
+        if not devices or not need.gpu_model or need.gpu_count <= 0:
+            return ()
+        found = pick(devices, need.gpu_model, need.gpu_count, self._held.get(host, ()))
+        return None if found is None else tuple(device.key for device in found)
 
     def _first_fit(self, index: list[tuple[int, str]], need: Need) -> _Free | None:
         # Sorted by free memory: the first host with enough memory (and vCPUs) fits tightest.
@@ -137,8 +163,10 @@ class Placer:
         free = self._choose(need)
         if free is None:
             return Refused(self.explain(need))
+        devices = self._devices(free.name, need) or ()
+        self._held.setdefault(free.name, set()).update(devices)
         self.take(free.name, need)
-        return Placed(free.name)
+        return Placed(free.name, devices)
 
     def take(self, host: str, need: Need) -> None:
         """Count `need` as running on `host` (placed here or found running there)."""
@@ -170,6 +198,13 @@ class Placer:
                     f" host: {max(most.gpus[need.gpu_model], 0)}, on {most.name})"
                 )
             frees = [f for f in with_model if f.gpus[need.gpu_model] >= need.gpu_count]
+            whole = [f for f in frees if self._devices(f.name, need) is not None]
+            if not whole:
+                return (
+                    f"no host has {need.gpu_count} free {need.gpu_model} in whole IOMMU groups"
+                    " (a group is given to one VM, and some of each are held or missing)"
+                )
+            frees = whole
             where = f" of the hosts with {need.gpu_count} free {need.gpu_model}"
         else:
             where = ""

@@ -198,10 +198,12 @@ def stock_tokenizers(
     read: Callable[[str], bytes | None],
     desired: Mapping[str, Deployment],
     state_dir: Path,
+    older: Callable[[str, str], Callable[[str], bytes | None]] | None = None,
 ) -> dict[tuple[str, str], RouteTokenizer | None]:
     """The tokenizer of every model version `desired` runs, its file copied into the gateway's
-    state folder `state_dir`. A version whose tokenizer cannot be had is left out (its calls
-    are estimated, and each cycle tries again)."""
+    state folder `state_dir`. `read` reads the tip; `older(id, version)` gives a reader of the
+    commit that published a version the tip no longer has. A version whose tokenizer cannot be
+    had is left out (its calls are estimated, and each cycle tries again)."""
     index = _index(state_dir)
     found: dict[tuple[str, str], RouteTokenizer | None] = {}
     learned = False
@@ -215,6 +217,8 @@ def stock_tokenizers(
             continue
         try:
             known, looked = _lookup(read, ref[0], ref[1], state_dir)
+            if not known and older is not None:
+                known, looked = _lookup(older(*ref), ref[0], ref[1], state_dir)
         except (FormarketError, ValidationError, OSError) as exc:
             _log.warning("%s counts by the estimate: %s", key, exc)
             continue

@@ -30,7 +30,7 @@ from formarket.farm.hosts import Host
 from formarket.farm.placement import Need, Placed, Placer, Usage
 from formarket.schemas.deployment import Deployment
 
-__all__ = ["Build", "Deploy", "Domain", "Plan", "Stop", "need_of", "plan"]
+__all__ = ["Build", "Deploy", "Domain", "Plan", "Stop", "Wake", "need_of", "plan"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +43,9 @@ class Domain:
     build_id: str = ""
     endpoint: str | None = None
     model_endpoint: str | None = None  # an agent's: the gateway its model calls go to
+    version: str = ""  # the listing version it runs ("" when not known)
+    slot: int = 0
+    devices: tuple[str, ...] = ()  # the GPUs it holds, by key
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,10 +74,25 @@ class Stop:
     deployment: str
     host: str
     reason: str
+    slot: int | None = None  # None: every VM of the deployment on the host
 
     @property
     def key(self) -> str:
-        return f"stop:{self.deployment}@{self.host}"
+        suffix = "" if self.slot is None else f"/{self.slot}"
+        return f"stop:{self.deployment}@{self.host}{suffix}"
+
+
+@dataclass(frozen=True, slots=True)
+class Wake:
+    """Start a sleeping (scaled to zero) deployment's domain again: a call waits for it."""
+
+    deployment: str
+    host: str
+    reason: str = "a call is waiting for it"
+
+    @property
+    def key(self) -> str:
+        return f"wake:{self.deployment}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,9 +116,35 @@ def need_of(deployment: Deployment) -> Need:
     return Need(size.vcpus, size.memory_mib, size.gpu.model, size.gpu.count)
 
 
-def _keep(domains: Sequence[Domain]) -> Domain:
-    # Prefer a running domain; among equals the host that sorts first, so the choice is stable.
-    return min(domains, key=lambda d: (not d.running, d.host))
+def _keep(domains: Sequence[Domain], version: str) -> Domain:
+    # Prefer a running domain, then one of the version git wants; among equals the host and
+    # slot that sort first, so the choice is stable.
+    return min(
+        domains, key=lambda d: (not d.running, d.version not in ("", version), d.host, d.slot)
+    )
+
+
+def _upgrade(
+    deployment: Deployment,
+    current: Domain,
+    has_image: Mapping[tuple[str, str], bool],
+    in_flight: Mapping[str, str],
+    failed_upgrades: Mapping[str, str],
+) -> Build | Deploy | str:
+    """The next step of moving a running deployment to the version git wants, or why none."""
+    listing = deployment.listing
+    if f"deploy:{deployment.id}" in in_flight:
+        return f"being upgraded from {current.version} to {listing.version}"
+    if failed_upgrades.get(deployment.id) == listing.version:
+        return (
+            f"its upgrade to {listing.version} failed; {current.version} serves on"
+            " (`formarket deployments show` says why)"
+        )
+    if not has_image.get((listing.id, listing.version), False):
+        return Build(listing.id, listing.version)
+    return Deploy(
+        deployment.id, current.host, f"upgrade from {current.version} to {listing.version}"
+    )
 
 
 def plan(
@@ -111,12 +155,20 @@ def plan(
     has_image: Mapping[tuple[str, str], bool],
     in_flight: Mapping[str, str] | None = None,
     gateway: str | None = None,
+    failed_upgrades: Mapping[str, str] | None = None,
+    sleeping: frozenset[str] = frozenset(),
+    unavailable: Mapping[str, frozenset[str]] | None = None,
 ) -> Plan:
     """The next steps. `domains` are those of the hosts that answered (hosts in `down` did not);
     `has_image` tells, per (listing id, version), whether its image is in the store;
     `in_flight` maps the key of each action already handed out to its host ("" for builds);
-    `gateway` is where agents' model calls must go (the gateway's URL)."""
+    `gateway` is where agents' model calls must go (the gateway's URL); `failed_upgrades`
+    maps a deployment to the version its last upgrade could not bring up (not tried again);
+    `sleeping` are the deployments stopped for idleness, whose stopped domains stay as they
+    are (a call wakes them, and an upgrade waits for that) and keep their room on their host;
+    `unavailable` names, by host, GPU devices found missing there, given to nobody."""
     in_flight = in_flight or {}
+    failed_upgrades = failed_upgrades or {}
     by_deployment: dict[str, list[Domain]] = {}
     for domain in domains:
         by_deployment.setdefault(domain.deployment, []).append(domain)
@@ -128,11 +180,15 @@ def plan(
             why = "it is not in git" if wanted is None else "it is stopped in git"
             stops.extend(Stop(dep_id, d.host, why) for d in sorted(found, key=lambda d: d.host))
             continue
-        keep = _keep(found)
+        keep = _keep(found, wanted.listing.version)
         kept[dep_id] = keep
+        if f"deploy:{dep_id}" in in_flight:
+            continue  # an upgrade runs two VMs of it for a while; its task stops the old one
         stops.extend(
             Stop(dep_id, d.host, f"it also runs on {keep.host}")
-            for d in sorted(found, key=lambda d: d.host)
+            if d.host != keep.host
+            else Stop(dep_id, d.host, f"it also runs in slot {keep.slot}", d.slot)
+            for d in sorted(found, key=lambda d: (d.host, d.slot))
             if d is not keep
         )
 
@@ -145,7 +201,11 @@ def plan(
         host = in_flight.get(f"deploy:{dep_id}")
         if host and dep_id not in kept and deployment.state == "running":
             usage[host] = usage.get(host, Usage()).plus(need_of(deployment))
-    placer = Placer(live, usage)
+    held: dict[str, set[str]] = {host: set(keys) for host, keys in (unavailable or {}).items()}
+    # Every domain holds its devices until it is gone: one being stopped, or an upgrade's old VM.
+    for domain in domains:
+        held.setdefault(domain.host, set()).update(domain.devices)
+    placer = Placer(live, usage, held)
 
     builds: dict[str, Build] = {}
     deploys: list[Deploy] = []
@@ -160,6 +220,18 @@ def plan(
     for deployment in order:
         dep_id = deployment.id
         current = kept.get(dep_id)
+        listing = deployment.listing
+        if current is not None and current.running and current.version not in ("", listing.version):
+            step = _upgrade(deployment, current, has_image, in_flight, failed_upgrades)
+            if isinstance(step, Build):
+                if step.key not in in_flight:
+                    builds.setdefault(step.key, step)
+                waiting[dep_id] = f"waiting for the image of {listing.id}@{listing.version}"
+            elif isinstance(step, Deploy):
+                deploys.append(step)
+            else:
+                waiting[dep_id] = step
+            continue
         if current is not None and current.running:
             if (
                 deployment.model_deployment
@@ -170,7 +242,8 @@ def plan(
                 why = f"its model calls must go to the gateway at {gateway}"
                 deploys.append(Deploy(dep_id, current.host, why))
             continue
-        listing = deployment.listing
+        if current is not None and dep_id in sleeping:
+            continue
         if not has_image.get((listing.id, listing.version), False):
             build = Build(listing.id, listing.version)
             if build.key not in in_flight:

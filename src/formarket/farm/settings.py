@@ -45,6 +45,7 @@ class FarmSettings:
     reconcile_seconds: float = table.RECONCILE_SECONDS.fallback
     github_repo: str | None = None  # owner/name: where the farm comments on deployment issues
     gateway_url: str = table.GATEWAY_URL.fallback  # what callers use, for those comments
+    weights_allow_private: bool = False  # fetch weight files from private addresses too
 
     @classmethod
     def from_env(
@@ -91,6 +92,7 @@ class FarmSettings:
             reconcile_seconds=table.RECONCILE_SECONDS.get(env),
             github_repo=table.GITHUB_REPO.read(env),
             gateway_url=table.GATEWAY_URL.get(env),
+            weights_allow_private=table.WEIGHTS_ALLOW_PRIVATE.get(env),
         )
 
     @property
@@ -127,6 +129,7 @@ class FarmSettings:
             table.BROKER_URL: self.broker_url,
             table.RESULT_BACKEND: self.result_backend,
             table.GITHUB_REPO: self.github_repo,
+            table.WEIGHTS_ALLOW_PRIVATE: "1" if self.weights_allow_private else None,
         }
         # repr: a float's shortest text that reads back as the same float.
         return {

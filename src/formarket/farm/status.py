@@ -5,11 +5,13 @@ cycle said about it (waiting for its image, being deployed, refused and why)."""
 from __future__ import annotations
 
 import json
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
 from formarket.atomicfile import write_atomically
 from formarket.farm.settings import FarmSettings
+from formarket.farm.sleeping import SleepMarks
 from formarket.gateway.config import StatePaths, default_state_dir
 from formarket.gateway.routes import load_routes
 
@@ -51,6 +53,12 @@ def endpoint(settings: FarmSettings, deployment_id: str) -> str | None:
 
 def progress(settings: FarmSettings, deployment_id: str) -> str:
     """What the farm last said about the deployment, in a few words."""
+    asleep = SleepMarks(settings.state).sleeping().get(deployment_id)
+    if asleep is not None:
+        return (
+            f"idle since {asleep.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC: its VM is stopped"
+            " (scaled to zero) and its next call starts it"
+        )
     cycle = last_cycle(settings)
     if not cycle:
         return "the farm has not reconciled yet (is a worker and beat running?)"

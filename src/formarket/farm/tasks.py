@@ -29,7 +29,7 @@ __all__ = ["PROGRESS", "TIME_LIMITS", "register_tasks"]
 PROGRESS = "PROGRESS"
 # Soft limits in seconds (the task is told, and cleans up); the hard limit kills the process
 # GRACE seconds later. A build's own limit comes from the settings.
-TIME_LIMITS = {"deploy": 900, "stop": 300, "reconcile": 600, "ping": 30}
+TIME_LIMITS = {"deploy": 900, "stop": 300, "wake": 240, "reconcile": 600, "ping": 30}
 GRACE = 60
 T = TypeVar("T")
 
@@ -92,8 +92,22 @@ def register_tasks(app: Celery, settings: FarmSettings) -> None:
         soft_time_limit=TIME_LIMITS["stop"],
         time_limit=TIME_LIMITS["stop"] + GRACE,
     )
-    def stop(self: Task[Any, Any], deployment_id: str, host: str | None = None) -> bool:
-        return _retrying(self, lambda: operations.stop(settings, deployment_id, host))
+    def stop(
+        self: Task[Any, Any], deployment_id: str, host: str | None = None, slot: int | None = None
+    ) -> bool:
+        return _retrying(self, lambda: operations.stop(settings, deployment_id, host, slot=slot))
+
+    @app.task(
+        shared=False,
+        name="formarket.wake",
+        bind=True,
+        ignore_result=False,
+        max_retries=4,
+        soft_time_limit=TIME_LIMITS["wake"],
+        time_limit=TIME_LIMITS["wake"] + GRACE,
+    )
+    def wake(self: Task[Any, Any], deployment_id: str, host: str | None = None) -> str:
+        return _retrying(self, lambda: operations.wake_deployment(settings, deployment_id, host))
 
     @app.task(
         shared=False,

@@ -54,6 +54,7 @@ from formarket.gateway.tokens import (
     upstream_usage,
 )
 from formarket.gateway.upstream import Endpoint, UpstreamError, UpstreamPool, UpstreamResponse
+from formarket.gateway.wake import Activity, Waker
 from formarket.gateway.wire import ENDPOINTS, ApiError, Request, error_body
 from formarket.schemas.usage import EVENT_ID_PATTERN
 from formarket.usage.events import CallEvents, Cut, Outcome, Served
@@ -131,8 +132,12 @@ class Gateway:
         on_startup: Callable[[], Awaitable[None]] | None = None,
         on_shutdown: Callable[[], Awaitable[None]] | None = None,
         counters: Callable[[Route], Counter] = counter_for,
+        waker: Waker | None = None,
+        activity: Activity | None = None,
     ) -> None:
         self.keys = keys
+        self.waker = waker
+        self.activity = activity
         self.routes = routes
         self.meter = meter
         self.pool = pool
@@ -346,6 +351,8 @@ class Gateway:
         body = await self._read_body(exchange)
         request, document = _parse(body, request_type)
         target = self._target(key, request.model)
+        if target.route.idle_since is not None:
+            target = await self._woken(key, request.model, target)
         if self.meter.error is not None:
             raise _metering_down(self.meter.error)
         stream = bool(getattr(request, "stream", False))
@@ -403,6 +410,8 @@ class Gateway:
         if kind == "embedding":
             call.inputs = embedding_inputs(document)
         self._open[key.id] = open_calls + 1
+        if self.activity is not None:
+            self.activity.begin(route.deployment)
         try:
             try:
                 response = await self.pool.post(
@@ -428,11 +437,35 @@ class Gateway:
                 response.close()
         finally:
             call.release()
+            if self.activity is not None:
+                self.activity.end(route.deployment)
             left = self._open.get(key.id, 1) - 1
             if left > 0:
                 self._open[key.id] = left
             else:
                 self._open.pop(key.id, None)
+
+    async def _woken(self, key: KeyRecord, name: str, target: _Target) -> _Target:
+        """The target once its idle deployment runs again (the call waits meanwhile)."""
+        deployment = target.route.deployment
+        if self.waker is None:
+            raise ApiError(
+                503,
+                f"deployment {deployment} is idle and this gateway cannot wake it",
+                type="upstream_error",
+                code="deployment_idle",
+            )
+        await self.waker.running(deployment)
+        woken = self._target(key, name)
+        if woken.route.idle_since is not None:
+            raise ApiError(
+                503,
+                f"deployment {deployment} is still idle; try again shortly",
+                type="upstream_error",
+                code="deployment_starting",
+                headers=[(b"retry-after", b"1")],
+            )
+        return woken
 
     async def _read_body(self, exchange: Exchange) -> bytes:
         limit = self.limits.max_body

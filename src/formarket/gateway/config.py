@@ -4,6 +4,8 @@
     <state>/routes.json    running deployments' endpoints (the farm; `formarket gateway routes`)
     <state>/quota.json     how much of its daily quota each key has used
     <state>/spool/         usage events not yet committed (`formarket usage flush`)
+    <state>/activity/      each gateway process's last call per deployment (the farm's idle stops)
+    <state>/wake/          idle deployments a call waits for (the farm starts them)
 
 The state folder defaults to `formarket-gateway/` inside the registry clone's .git folder (never
 in the working tree, never committed), or FORMARKET_GATEWAY_DIR.
@@ -86,6 +88,7 @@ class GatewayConfig:
     connect_timeout: float = 5.0
     response_timeout: float = 600.0
     stream_idle_timeout: float = 120.0
+    wake_timeout: float = 60.0  # how long a call to an idle deployment waits for it to start
 
     def __post_init__(self) -> None:
         check_source(self.source)

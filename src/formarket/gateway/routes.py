@@ -19,6 +19,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Literal, Protocol
@@ -88,6 +89,11 @@ class Route(Document):
         default=Decimal(0),
         ge=0,
         description="The price of one output token in the platform's currency.",
+    )
+    idle_since: datetime | None = Field(
+        default=None,
+        description="Set while the deployment is scaled to zero: its VM was stopped, idle, at"
+        " this time. A call wakes it (the gateway holds the call meanwhile).",
     )
 
     @field_validator("endpoint")
@@ -211,3 +217,7 @@ class FileRouteTable:
 
     def snapshot(self) -> Routes:
         return self._file.get()
+
+    def fresh(self) -> Routes:
+        """The routes as the file is now, for a call waiting on a change (a wake)."""
+        return self._file.fresh()

@@ -34,6 +34,7 @@ from formarket.gateway.routes import FileRouteTable
 from formarket.gateway.tokenizer import counter_for_route
 from formarket.gateway.tokens import ESTIMATE
 from formarket.gateway.upstream import UpstreamPool
+from formarket.gateway.wake import Activity, Waker, WakeRequests
 from formarket.gateway.watch import WatchedFile
 from formarket.gateway.wire import error_body
 from formarket.usage.spool import SpoolWriter
@@ -42,6 +43,8 @@ __all__ = ["ServerThread", "bind", "build_gateway", "run_app", "serve"]
 
 _log = logging.getLogger("formarket.gateway")
 _QUOTA_SAVE_SECONDS = 2.0
+# How often the last calls are published for the farm's idle stops: far below any idle_after.
+_ACTIVITY_SAVE_SECONDS = 2.0
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -79,6 +82,8 @@ def build_gateway(config: GatewayConfig) -> Gateway:
     with contextlib.suppress(FileNotFoundError):
         allowance.load(paths.quota.read_bytes())
     keys: WatchedFile[KeyStore] = WatchedFile(paths.keys, load_keys, KeyStore({}))
+    routes = FileRouteTable(paths.routes)
+    activity = Activity(paths.root, config.source)
     tasks: list[asyncio.Task[None]] = []
 
     async def save_quota() -> None:
@@ -89,9 +94,16 @@ def build_gateway(config: GatewayConfig) -> Gateway:
                     write_atomically, paths.quota, allowance.dump(), durable=False
                 )
 
+    async def save_activity() -> None:
+        while True:
+            await asyncio.sleep(_ACTIVITY_SAVE_SECONDS)
+            await asyncio.to_thread(activity.publish)
+
     async def startup() -> None:
         meter.start()
-        tasks.append(asyncio.get_running_loop().create_task(save_quota()))
+        loop = asyncio.get_running_loop()
+        tasks.append(loop.create_task(save_quota()))
+        tasks.append(loop.create_task(save_activity()))
 
     async def shutdown() -> None:
         for task in tasks:
@@ -100,11 +112,12 @@ def build_gateway(config: GatewayConfig) -> Gateway:
                 await task
         await meter.stop()
         write_atomically(paths.quota, allowance.dump(), durable=False)
+        activity.publish()
         pool.close()
 
     return Gateway(
         keys=keys.get,
-        routes=FileRouteTable(paths.routes),
+        routes=routes,
         meter=meter,
         pool=pool,
         openapi=openapi_document(),
@@ -113,6 +126,8 @@ def build_gateway(config: GatewayConfig) -> Gateway:
         on_startup=startup,
         on_shutdown=shutdown,
         counters=lambda route: counter_for_route(route, paths.root) or ESTIMATE,
+        waker=Waker(WakeRequests(paths.root), routes.fresh, max_wait=config.wake_timeout),
+        activity=activity,
     )
 
 

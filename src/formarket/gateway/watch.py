@@ -47,6 +47,12 @@ class WatchedFile(Generic[T]):
             self._reload()
         return self._value
 
+    def fresh(self) -> T:
+        """The content as the file is now, however recently it was looked at."""
+        self._checked = self._clock()
+        self._reload()
+        return self._value
+
     def _reload(self) -> None:
         try:
             st = self.path.stat()

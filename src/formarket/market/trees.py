@@ -7,17 +7,20 @@ history.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from dulwich.diff_tree import tree_changes
 from dulwich.objects import Blob, Commit, ObjectID, Tree
 from dulwich.repo import BaseRepo
 
-from formarket.errors import NotFoundError
+from formarket.errors import InputError, NotFoundError
 
 __all__ = [
     "DIR_MODE",
     "changed_paths",
     "commit_tree",
     "entry",
+    "export_folder",
     "files_under",
     "find",
     "list_dir",
@@ -131,3 +134,32 @@ def changed_paths(repo: BaseRepo, old: ObjectID | None, new: ObjectID | None) ->
             if side is not None and side.path is not None:
                 paths.add(side.path.decode("utf-8", "surrogateescape"))
     return sorted(paths)
+
+
+def export_folder(repo: BaseRepo, tree_id: ObjectID, path: str, target: Path) -> int:
+    """Write the folder at `path` below a tree as files under `target`, executable where git
+    says so; the number of files. A link is refused rather than written: the folder may come
+    from a pull request, and a link could point the reader at this machine's own files."""
+    folder = tree(repo, find(repo, tree_id, path, folder=True))
+    if folder is None:
+        raise NotFoundError(f"no folder {path} in tree {tree_id.decode()}")
+    count = 0
+    stack: list[tuple[Tree, Path]] = [(folder, target)]
+    while stack:
+        here, out = stack.pop()
+        out.mkdir(parents=True, exist_ok=True)
+        for item in here.iteritems():
+            name = item.path.decode("utf-8", "surrogateescape")
+            if name in ("", ".", "..") or "/" in name:
+                raise InputError(f"{path}: git tree entry {name!r} is not a file name")
+            if item.mode == DIR_MODE:
+                sub = tree(repo, item.sha)
+                if sub is not None:
+                    stack.append((sub, out / name))
+            elif item.mode & 0o170000 != 0o100000:
+                raise InputError(f"{path}: {name} is a link or a submodule, not a file")
+            else:
+                (out / name).write_bytes(read_blob(repo, item.sha))
+                (out / name).chmod(0o755 if item.mode & 0o100 else 0o644)
+                count += 1
+    return count

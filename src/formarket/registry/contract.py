@@ -12,9 +12,10 @@ import hashlib
 import json
 import re
 from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from formarket.errors import InputError
+from formarket.registry.choices import explain_choice, explain_pattern, fitting_branch
 from formarket.registry.findings import Finding, finding
 
 if TYPE_CHECKING:
@@ -53,22 +54,27 @@ class Contract:
         if validator.is_valid(doc.data):
             return []
         findings: list[Finding] = []
-        for where, message, schema_path in self._errors(kind, validator, doc.data, ()):
-            hint = ""
+        for error in self._errors(self._schemas[kind], validator, doc.data, ()):
+            where, message, hint = error.where, error.message, ""
+            node = _node(error.root, error.schema_path[:-1])
             unexpected = _UNEXPECTED.search(message)
             if unexpected and isinstance(doc.data, dict):
                 key = unexpected.group(1)
                 where = (*where, key)
-                allowed = self._allowed_keys(kind, schema_path)
+                allowed = list(node.get("properties", {})) if isinstance(node, dict) else []
                 close = difflib.get_close_matches(key, allowed, n=1)
                 message = f"unknown field {key!r}"
+                listed = f"allowed here: {', '.join(sorted(allowed))}" if allowed else ""
+                # A close match says enough where the place allows many keys.
                 hint = (
-                    f"did you mean {close[0]!r}?"
+                    f"did you mean {close[0]!r}?" + (f" {listed}" if len(allowed) <= 8 else "")
                     if close
-                    else f"allowed here: {', '.join(sorted(allowed))}"
-                    if allowed
-                    else ""
+                    else listed
                 )
+            elif error.schema_path and error.schema_path[-1] in ("anyOf", "oneOf"):
+                message, hint, where = explain_choice(error.root, node, error.instance, where)
+            elif error.schema_path and error.schema_path[-1] == "pattern":
+                message, hint = explain_pattern(node, error.instance)
             location = doc.locate(where)
             dotted = ".".join(str(p) for p in where) or "(document)"
             findings.append(
@@ -86,62 +92,68 @@ class Contract:
         return findings
 
     def _errors(
-        self, kind: str, validator: Any, instance: Any, prefix: tuple[str | int, ...]
-    ) -> Iterator[tuple[tuple[str | int, ...], str, tuple[Any, ...]]]:
-        """(instance path, message, schema path) of each error. A tagged union's failure is
-        explained by the branch its tag selects, not by "matches none of five schemas"."""
+        self, root: dict[str, Any], validator: Any, instance: Any, prefix: tuple[str | int, ...]
+    ) -> Iterator[_Error]:
+        """Each error with the schema it was found in. A tagged union's failure is explained
+        by the branch its tag selects, not by "matches none of five schemas"."""
         import jsonschema_rs  # start-up: only for a document that fails
 
         for error in validator.iter_errors(instance):
             where = (*prefix, *error.instance_path)
             schema_path = tuple(error.schema_path)
-            branch = self._tagged_branch(kind, schema_path, error.instance)
+            branch = _tagged_branch(root, schema_path, error.instance)
+            if branch is None and schema_path and schema_path[-1] in ("anyOf", "oneOf"):
+                branch = fitting_branch(root, _node(root, schema_path[:-1]), error.instance)
             if branch is not None:
                 yield from self._errors(
-                    kind, jsonschema_rs.Draft202012Validator(branch), error.instance, where
+                    branch, jsonschema_rs.Draft202012Validator(branch), error.instance, where
                 )
                 continue
-            yield where, error.message, schema_path
+            yield _Error(where, error.message, schema_path, root, error.instance)
 
-    def _tagged_branch(
-        self, kind: str, schema_path: tuple[Any, ...], instance: Any
-    ) -> dict[str, Any] | None:
-        if not schema_path or schema_path[-1] != "oneOf" or not isinstance(instance, dict):
-            return None
-        node: Any = self._schemas[kind]
-        for part in schema_path[:-1]:
-            try:
-                node = node[part]
-            except (KeyError, IndexError, TypeError):
-                return None
-        if isinstance(node, dict) and "$ref" in node:
-            node = self._resolve(kind, node["$ref"])
-        tag = node.get("discriminator") if isinstance(node, dict) else None
-        if not isinstance(tag, dict):
-            return None
-        ref = tag.get("mapping", {}).get(instance.get(tag.get("propertyName")))
-        if not isinstance(ref, str):
-            return None
-        return {"$defs": self._schemas[kind].get("$defs", {}), **self._resolve(kind, ref)}
 
-    def _allowed_keys(self, kind: str, schema_path: tuple[Any, ...]) -> list[str]:
-        """The property names of the (sub)schema that refused an unknown key."""
-        node: Any = self._schemas[kind]
-        for part in schema_path[:-1]:
-            try:
-                node = node[part]
-            except (KeyError, IndexError, TypeError):
-                return []
-        if isinstance(node, dict) and "$ref" in node:
-            node = self._resolve(kind, node["$ref"])
-        props = node.get("properties", {}) if isinstance(node, dict) else {}
-        return list(props)
+class _Error(NamedTuple):
+    where: tuple[str | int, ...]
+    message: str
+    schema_path: tuple[Any, ...]
+    root: dict[str, Any]  # the schema `schema_path` is in: the document's, or a union's branch
+    instance: Any
 
-    def _resolve(self, kind: str, ref: str) -> Any:
-        node: Any = self._schemas[kind]
-        for part in ref.removeprefix("#/").split("/"):
-            node = node.get(part, {}) if isinstance(node, dict) else {}
-        return node
+
+def _resolve(root: dict[str, Any], ref: str) -> Any:
+    node: Any = root
+    for part in ref.removeprefix("#/").split("/"):
+        node = node.get(part, {}) if isinstance(node, dict) else {}
+    return node
+
+
+def _node(root: dict[str, Any], path: tuple[Any, ...]) -> Any:
+    """The subschema at `path`, with a `$ref` there followed."""
+    node: Any = root
+    for part in path:
+        try:
+            node = node[part]
+        except (KeyError, IndexError, TypeError):
+            return {}
+    if isinstance(node, dict) and isinstance(node.get("$ref"), str):
+        node = _resolve(root, node["$ref"])
+    return node
+
+
+def _tagged_branch(
+    root: dict[str, Any], schema_path: tuple[Any, ...], instance: Any
+) -> dict[str, Any] | None:
+    if not schema_path or schema_path[-1] != "oneOf" or not isinstance(instance, dict):
+        return None
+    node = _node(root, schema_path[:-1])
+    tag = node.get("discriminator") if isinstance(node, dict) else None
+    if not isinstance(tag, dict):
+        return None
+    chosen = instance.get(tag.get("propertyName"))
+    ref = tag.get("mapping", {}).get(chosen) if isinstance(chosen, str) else None
+    if not isinstance(ref, str):
+        return None
+    return {"$defs": root.get("$defs", {}), **_resolve(root, ref)}
 
 
 # The kinds of document the contract covers; `formarket.schemas.export.DOCUMENT_KINDS` has

@@ -70,7 +70,7 @@ def _model_check(model: type[BaseModel], doc: LoadedYaml) -> tuple[Any, list[Fin
                 finding(
                     "REG001",
                     doc.path,
-                    f"{dotted}: {err['msg']}",
+                    f"{dotted}: {err['msg'].removeprefix('Value error, ')}",
                     line=loc.line,
                     column=loc.column,
                 )

@@ -6,7 +6,9 @@ publication, not only with the base commit: a listing withdrawn and added again,
 that went away and came back, is still the version first published. A version's content is
 what its build id covers (the listing file, the Formfile and every file of the build context)
 plus its terms: the listing folder's files by git blob id, leaving out only a README that no
-COPY of the Formfile reads.
+COPY of the Formfile reads. The listing file counts by its data without `version_marks`: an
+owner marks published versions deprecated or yanked in the current version's file, and that
+changes nothing a version builds or sells.
 
 The index is kept beside the check's results, signed like them, by commit: a second run walks
 only the commits it has not seen.
@@ -15,6 +17,7 @@ only the commits it has not seen.
 from __future__ import annotations
 
 import hashlib
+import json
 import marshal
 import posixpath
 import re
@@ -31,7 +34,9 @@ from formarket.registry.cache import ResultCache
 
 __all__ = ["Published", "VersionHistory", "folder_digest", "version_history"]
 
-_FORMAT = b"formarket-history-1"
+# The digest's format: a cache written under another one is not read (2: listing files by their
+# data without version_marks, rather than by blob id).
+_FORMAT = b"formarket-history-2"
 _KEEP = 4
 _KINDS = ("models", "agents")
 _LINK_MODE = 0o120000
@@ -55,6 +60,15 @@ class VersionHistory:
     def first(self, ident: str, version: str) -> Published | None:
         found = self.versions.get(f"{ident}@{version}")
         return Published(*found) if found is not None else None
+
+    def published(self, ident: str) -> dict[str, Published]:
+        """Every version of `ident` the history has published, by version."""
+        prefix = f"{ident}@"
+        return {
+            key[len(prefix) :]: Published(*found)
+            for key, found in self.versions.items()
+            if key.startswith(prefix)
+        }
 
     def last_owners(self, publisher: str) -> frozenset[str] | None:
         """The owners in the last valid version of the publisher's file; None if it never
@@ -105,10 +119,20 @@ def _is_read(path: str, sources: tuple[str, ...]) -> bool:
     return any(s == "." or path == s or path.startswith(s + "/") for s in sources)
 
 
+def _terms(data: Mapping[str, Any]) -> bytes:
+    """The listing file's data as it counts for a version: all of it but `version_marks`."""
+    kept = {k: v for k, v in data.items() if k != "version_marks"}
+    text = json.dumps(kept, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
+    return hashlib.blake2b(text.encode(), digest_size=20).digest()
+
+
 def folder_digest(repo: BaseRepo, folder: ObjectID, data: Mapping[str, Any]) -> str:
     """The digest of a listing version's content: every file of its folder by blob id and
-    mode, but the README when no COPY reads it (it changes nothing built, deployed or sold)."""
+    mode, but the README when no COPY reads it (it changes nothing built, deployed or sold),
+    and the listing file by its data without `version_marks`."""
     files = _files(repo, folder)
+    if "listing.yaml" in files:
+        files["listing.yaml"] = (files["listing.yaml"][0], _terms(data))
     readme = data.get("readme", "README.md")
     formfile = data.get("formfile", "Formfile")
     if isinstance(readme, str) and readme in files:

@@ -152,8 +152,15 @@ def _solution_findings(index: RegistryIndex, solution: Summary) -> list[Finding]
             )
     if agent is None or model is None or not agent.valid or not model.valid:
         return out
-    for reason in incompatibilities(agent.id, agent.data, model.id, model.data):
-        out.append(finding("REG007", solution.path, reason, where=("model", "id")))
+    # A pin on an older version is judged at that version, by the pull-request check, which
+    # reads the version where it was published (REG032); here only the current ones are known.
+    at_current = all(
+        ref.get("version") in (None, found.data.get("version"))
+        for ref, found in ((agent_ref, agent), (model_ref, model))
+    )
+    if at_current:
+        for reason in incompatibilities(agent.id, agent.data, model.id, model.data):
+            out.append(finding("REG007", solution.path, reason, where=("model", "id")))
     schema = agent.data.get("settings_schema")
     settings = data.get("settings") or {}
     validator = _settings_validator(schema) if schema else None

@@ -9,6 +9,7 @@ import jsonschema_rs
 
 from formarket.registry.entries import MAX_README
 from formarket.registry.findings import Finding, finding
+from formarket.registry.smoke import compile_pattern
 from formarket.schemas.listing import AgentListing, ModelListing
 from formarket.schemas.pricing import (
     FreePricing,
@@ -75,13 +76,27 @@ def listing_findings(
         )
     out.extend(_formfile_findings(listing, doc, folder, files, read, known_bases, known_gpus))
     out.extend(_pricing_findings(listing, doc))
+    if listing.test is not None and listing.test.expect.pattern is not None:
+        try:
+            compile_pattern(listing.test.expect.pattern)
+        except ValueError as exc:
+            out.append(
+                finding(
+                    "REG035",
+                    path,
+                    f"RE2 refuses the smoke test's pattern: {exc}",
+                    line=at("test", "expect", "pattern"),
+                    hint="write it in RE2's syntax: no backreferences or lookaround, and no"
+                    " counted repetitions that multiply into thousands of states",
+                )
+            )
     if isinstance(listing, ModelListing) and listing.tokenizer is not None:
         from formarket.registry.tokenizer_file import (  # start-up: the tokenizers library
             tokenizer_findings,
         )
 
         out.extend(tokenizer_findings(listing, doc, folder, files, read))
-    if isinstance(listing, AgentListing) and listing.settings_schema is not None:
+    if listing.settings_schema is not None:
         schema = listing.settings_schema
         valid = jsonschema_rs.meta.is_valid(schema)
         if not valid or schema.get("type") != "object":
@@ -198,6 +213,22 @@ def _formfile_findings(
         out.append(
             finding(
                 "REG009", ff_path, "MODEL is for agents; a model listing cannot require a model"
+            )
+        )
+    test = listing.test
+    if test is not None and (
+        not ff.expose or (test.port is not None and test.port not in ff.expose)
+    ):
+        exposed = ", ".join(str(port) for port in ff.expose) or "no port"
+        out.append(
+            finding(
+                "REG036",
+                doc.path,
+                f"the smoke test calls port {test.port or 'the first EXPOSEd'}, and the"
+                f" Formfile exposes {exposed}",
+                line=doc.locate(("test", "port") if test.port is not None else ("test",)).line,
+                hint="EXPOSE the port the service listens on, and name it in test.port or"
+                " leave test.port out to call the first EXPOSEd port",
             )
         )
     if ff.name != listing.slug:

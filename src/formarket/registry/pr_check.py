@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from dulwich.objects import ObjectID
 from dulwich.repo import Repo
 
 from formarket.market import trees
@@ -24,6 +25,7 @@ from formarket.registry.git_snapshot import GitSnapshot, open_git_snapshot
 from formarket.registry.history import VersionHistory, folder_digest, version_history
 from formarket.registry.index import RegistryIndex
 from formarket.registry.invariants import registry_findings
+from formarket.registry.lifecycle import dependent_findings, mark_findings, version_key
 from formarket.registry.scan import LISTING_KINDS
 from formarket.registry.validate import Checked, Report, check_env, scan_snapshot
 
@@ -138,18 +140,6 @@ def ownership_findings(
     return out
 
 
-def _version_key(version: str) -> tuple[tuple[int, int, int], int, tuple[tuple[int, str], ...]]:
-    core, _, rest = version.partition("+")[0].partition("-")
-    major, minor, patch = (int(p) for p in core.split("."))
-    # A release sorts after its pre-releases; pre-release fields compare numerically first.
-    pre = (
-        tuple((0, f"{int(p):020d}") if p.isdigit() else (1, p) for p in rest.split("."))
-        if rest
-        else ()
-    )
-    return (major, minor, patch), 0 if rest else 1, pre
-
-
 def version_findings(
     paths: Iterable[str],
     base_index: RegistryIndex,
@@ -205,7 +195,7 @@ def version_findings(
                 )
             )
             continue
-        if isinstance(old, str) and new != old and _version_key(new) < _version_key(old):
+        if isinstance(old, str) and new != old and version_key(new) < version_key(old):
             out.append(
                 finding(
                     "REG012",
@@ -220,7 +210,10 @@ def version_findings(
 def _what_changed(files: set[str], before: Any, after: Any, *, same: bool) -> str:
     if not same or before is None:
         return ""
-    fields = _changed_fields(before.data, after.data)
+    # Marks are no rewrite (see `history`), so they are not named among the changes.
+    fields = [
+        f for f in _changed_fields(before.data, after.data) if not f.startswith("version_marks")
+    ]
     what = ", ".join(fields[:5]) + (" ..." if len(fields) > 5 else "")
     shown = ", ".join(sorted(files - {"*"})) or after.path.rsplit("/", 1)[1]
     return f" ({shown} changed" + (f": {what}" if fields else "") + ")"
@@ -289,6 +282,17 @@ def check_pull_request(
 
     findings.extend(ownership_findings(paths, author, roles, base_index, head_index, history))
     findings.extend(version_findings(paths, base_index, head_index, history, digest))
+    findings.extend(mark_findings(changed_ids, head_index, history))
+
+    def read_at(commit: str, path: str) -> bytes | None:
+        return trees.read_path(repo, trees.commit_tree(repo, ObjectID(commit.encode())), path)
+
+    # Everything that names a changed listing, at the versions it would deploy; as with the
+    # spanning rules, only what this change brings.
+    dependents = dependent_findings(changed_ids, head_index, history, read_at)
+    if dependents:
+        before = set(dependent_findings(changed_ids, base_index, history, read_at))
+        findings.extend(f for f in dependents if f not in before)
     cache.retain({f"{env_digest}:{t.key}:{t.path}" for t in (*base_tasks, *head_tasks)})
     cache.save()
     return Report(

@@ -94,9 +94,18 @@ class DeploymentRequest(Document):
     memory_mib: int | None = Field(default=None, ge=128, le=1048576)
     gpu: GpuRequest | None = None
     settings: dict[str, Any] = Field(
-        default_factory=dict, description="Agent settings, checked against its settings schema."
+        default_factory=dict,
+        description="Settings for the agent, or for a model deployed alone, checked against"
+        " its settings schema.",
     )
     secrets: tuple[SecretRef, ...] = Field(default=(), max_length=32)
+    idle_after: int | None = Field(
+        default=None,
+        ge=10,
+        le=30 * 86400,
+        description="Seconds without a call after which the farm stops the VM, keeping its"
+        " disk, until the next call wakes it (scale to zero); none: it runs until stopped.",
+    )
     requester: str = Field(pattern=ACCOUNT_PATTERN, description="Who asked (a login).")
     account: str = Field(pattern=ACCOUNT_PATTERN, description="Who pays for the usage.")
     origin: Origin = Field(default_factory=lambda: Origin(kind="cli"))
@@ -125,8 +134,18 @@ class Deployment(Document):
         pattern=DEPLOYMENT_PATTERN,
         description="For an agent: the model deployment whose endpoint it is given.",
     )
-    settings: dict[str, Any] = Field(default_factory=dict)
+    settings: dict[str, Any] = Field(
+        default_factory=dict,
+        description="The listing's settings, its schema's defaults applied; the VM reads them.",
+    )
     secrets: tuple[SecretRef, ...] = ()
+    idle_after: int | None = Field(
+        default=None,
+        ge=10,
+        le=30 * 86400,
+        description="Seconds without a call after which the farm stops the VM, keeping its"
+        " disk, until the next call wakes it (scale to zero); none: it runs until stopped.",
+    )
     requester: str = Field(pattern=ACCOUNT_PATTERN)
     account: str = Field(pattern=ACCOUNT_PATTERN)
     origin: Origin
@@ -137,6 +156,6 @@ class Deployment(Document):
 
     @model_validator(mode="after")
     def _agent_fields(self) -> Deployment:
-        if self.kind == "model" and (self.settings or self.model_deployment):
-            raise ValueError("only an agent deployment has settings and a model deployment")
+        if self.kind == "model" and self.model_deployment:
+            raise ValueError("only an agent deployment has a model deployment")
         return self

@@ -20,6 +20,7 @@ from formarket.schemas._types import (
 )
 from formarket.schemas.pricing import Monetization, Pricing
 from formarket.schemas.resources import Resources
+from formarket.schemas.smoke import SmokeTest
 
 # A weight file's name from its URL, kept only when it is a plain file name.
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,254}$")
@@ -128,6 +129,17 @@ class _ListingBase(Document):
     links: Links = Field(default_factory=Links)
     readme: RelativePath = Field(default="README.md", description="The long description.")
     formfile: RelativePath = Field(default="Formfile", description="The build recipe.")
+    test: SmokeTest | None = Field(
+        default=None,
+        description="A smoke test: one request to the running listing and the answer expected."
+        " `formarket test` and every pull request that changes the listing run it.",
+    )
+    settings_schema: dict[str, Any] | None = Field(
+        default=None,
+        description="A JSON Schema (draft 2020-12) for the settings a user gives at deploy time"
+        " (an agent's options; a model's context length or parallel requests). The VM reads"
+        " them as FORMARKET_SETTINGS and SETTING_<NAME>. Without one, the listing takes none.",
+    )
     resources: Resources
     pricing: Pricing
     monetization: Monetization
@@ -277,10 +289,6 @@ class AgentListing(_ListingBase):
     runtime: Runtime
     tools: tuple[AgentTool, ...] = Field(default=(), max_length=64)
     permissions: AgentPermissions = Field(default_factory=AgentPermissions)
-    settings_schema: dict[str, Any] | None = Field(
-        default=None,
-        description="A JSON Schema (draft 2020-12) for the settings a user gives at deploy time.",
-    )
     compatibility: Compatibility = Field(default_factory=Compatibility)
     preferred_models: tuple[ListingId, ...] = Field(default=(), max_length=16)
 

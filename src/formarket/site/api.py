@@ -23,6 +23,7 @@ from pydantic import ConfigDict, Field
 from formarket.schemas._base import Document
 from formarket.site.catalog import SECTIONS, Catalog, Entry
 from formarket.site.clientdata import dumps
+from formarket.site.deploys import mark_of
 
 __all__ = [
     "API_ROOT",
@@ -88,6 +89,12 @@ class VersionEntry(Document):
     document: dict[str, Any] | None = Field(
         description="The listing document of that version; null when it cannot be read."
     )
+    status: Literal["deprecated", "yanked"] | None = Field(
+        default=None,
+        description="The owners' mark (the current listing's `version_marks`): deprecated"
+        " still deploys, with a warning; yanked takes no new deployments. Null: good standing.",
+    )
+    message: str | None = Field(default=None, description="Why the version is marked.")
 
 
 class ListingFile(_ApiDocument):
@@ -187,6 +194,11 @@ def _json(document: Document) -> bytes:
 ReadDocument = Callable[[str], Mapping[str, Any] | None]
 
 
+def _mark(entry: Entry, version: str) -> dict[str, str | None]:
+    mark = mark_of(entry.data, version)
+    return {"status": mark[0], "message": mark[1]} if mark else {"status": None, "message": None}
+
+
 def listing_file(entry: Entry, catalog: Catalog, read_document: ReadDocument) -> bytes:
     """One listing's file (a `ListingFile`, built as data directly like the summaries: there
     is one per listing); `read_document` reads an older version's document by blob id."""
@@ -200,11 +212,18 @@ def listing_file(entry: Entry, catalog: Catalog, read_document: ReadDocument) ->
                 "date": v.date,
                 "commit": v.commit,
                 "document": dict(document) if document is not None else None,
+                **_mark(entry, v.version),
             }
         )
     if not any(v["version"] == current for v in versions):
         versions.append(
-            {"version": current, "date": None, "commit": None, "document": dict(entry.data)}
+            {
+                "version": current,
+                "date": None,
+                "commit": None,
+                "document": dict(entry.data),
+                **_mark(entry, current),
+            }
         )
     return dumps(
         {

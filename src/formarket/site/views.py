@@ -17,6 +17,7 @@ from urllib.parse import quote, urlencode
 from formarket.site.catalog import Catalog, Entry, price_label
 from formarket.site.charts import bar_chart, format_amount
 from formarket.site.compat import Compatibility
+from formarket.site.deploys import Command, command_line, mark_of, setting_args
 from formarket.site.history import Version
 from formarket.site.markdown import safe_url
 
@@ -70,37 +71,138 @@ def _issue_url(catalog: Catalog, fields: Mapping[str, str]) -> str | None:
 
 
 def deploy_view(
-    catalog: Catalog, agent: str | None, model: str | None, *, solution: str | None = None
+    catalog: Catalog,
+    commands: Sequence[Command],
+    *,
+    intro: str,
+    issue: Mapping[str, str] | None = None,
+    warning: str = "",
+    closed: str = "",
 ) -> dict[str, Any]:
-    """The deploy command and the prefilled deployment issue for an agent (with a model)."""
-    agent_arg = agent or "AGENT-ID"
-    command = f"formarket deploy {agent_arg}" + (f" --model {model}" if model else "")
-    if solution is not None:
-        intro = "Deploy the agent with the model and the settings below:"
-    elif agent is None:
-        intro = (
-            "No listed agent runs on this model yet; deploy it behind an agent of your own"
-            " (replace AGENT-ID):"
-        )
-    elif model is None:
-        intro = "This agent runs without a model:"
-    else:
-        intro = "Deploy with the command line, or ask the farm through a deployment issue:"
-    fields = {"title": f"Deploy {solution or agent_arg}" + (f" with {model}" if model else "")}
-    if agent is not None:
-        fields["agent"] = agent
-    if model is not None:
-        fields["model"] = model
-    if solution is not None:
-        fields["solution"] = solution
-    issue = _issue_url(catalog, fields) if agent is not None else None
+    """The deploy section: its commands (the first is the one to copy), a prefilled
+    deployment issue when there is an agent to name, and a version's mark."""
     note = (
         "The deployment-issue link appears when the site knows its GitHub repository"
         " (`formarket site build --repository OWNER/NAME`)."
         if catalog.settings.repository is None
         else "A deployment issue needs an agent."
     )
-    return {"intro": intro, "command": command, "issue_url": issue, "issue_note": note}
+    return {
+        "intro": intro,
+        "commands": [c.view() for c in commands],
+        "command": commands[0].line if commands else "",
+        "issue_url": _issue_url(catalog, issue) if issue and not closed else None,
+        "issue_note": note,
+        "warning": warning,
+        "closed": closed,
+    }
+
+
+def _issue(agent: str, model: str | None, solution: str | None = None) -> dict[str, str]:
+    fields = {"title": f"Deploy {solution or agent}" + (f" with {model}" if model else "")}
+    fields["agent"] = agent
+    if model is not None:
+        fields["model"] = model
+    if solution is not None:
+        fields["solution"] = solution
+    return fields
+
+
+def _agent_command(
+    agent: Entry, model: str | None, label: str, other: Entry | None = None
+) -> Command:
+    """The command for an agent (with `model`); `other` is the listing of the pair that the
+    page is not about, whose deprecation the command's notes pass on."""
+    args = setting_args(agent.data.get("settings_schema"))
+    notes = []
+    warning = _mark_texts(other)[0] if other is not None else ""
+    if warning:
+        notes.append(warning)
+    if args.chosen:
+        notes.append(f"Filled in for you to change: {', '.join(args.chosen)}.")
+    if args.supply:
+        notes.append(
+            f"Replace {', '.join(a.upper() for a in args.supply)} with your"
+            f" {', '.join(args.supply)}: {agent.id} requires them and has no default."
+        )
+    return Command(
+        label,
+        command_line(agent.id, model, sets=args.sets),
+        complete=not args.supply and model != "MODEL-ID",
+        notes=tuple(notes),
+    )
+
+
+def _mark_texts(entry: Entry) -> tuple[str, str]:
+    """(warning, closed) for the entry's current version by its marks."""
+    version = str(entry.data.get("version", ""))
+    mark = mark_of(entry.data, version)
+    name = entry.id
+    if mark is None:
+        return "", ""
+    status, message = mark
+    if status == "yanked":
+        return "", f"{name} {version} is yanked and takes no new deployments: {message}"
+    return f"{name} {version} is deprecated: {message}", ""
+
+
+def _deploy_for(entry: Entry, catalog: Catalog, compat: Compatibility) -> dict[str, Any]:
+    warning, closed = _mark_texts(entry)
+    if closed:
+        return deploy_view(catalog, [], intro="", warning=warning, closed=closed)
+    if entry.kind == "agent":
+        if entry.id in compat.standalone:
+            command = _agent_command(entry, None, "The agent on its own")
+            return deploy_view(
+                catalog,
+                [command],
+                intro="This agent runs without a model:",
+                issue=_issue(entry.id, None),
+                warning=warning,
+            )
+        preferred = [m for m in entry.data.get("preferred_models") or () if m in catalog.models]
+        candidates = [m for m in preferred if compat.fits(entry.id, m)]
+        candidates += compat.models_for(entry.id, COMPAT_SHOWN)
+        model = next((m for m in candidates if _open(catalog.models.get(m))), None)
+        command = _agent_command(
+            entry, model or "MODEL-ID", "With its model", catalog.models.get(model or "")
+        )
+        return deploy_view(
+            catalog,
+            [command],
+            intro="Deploy with the command line, or ask the farm through a deployment issue:"
+            if model
+            else "No listed model meets this agent's requirements yet; name one of your own:",
+            issue=_issue(entry.id, model) if model else None,
+            warning=warning,
+        )
+    commands = [Command("The model on its own", command_line(model=entry.id))]
+    agents = [a for a in compat.agents_for(entry.id, COMPAT_SHOWN) if _open(catalog.agents[a])]
+    for agent in agents:
+        commands.append(
+            _agent_command(
+                catalog.agents[agent], entry.id, f"Behind {agent}", catalog.agents[agent]
+            )
+        )
+    return deploy_view(
+        catalog,
+        commands,
+        intro="Deploy the model on its own (an OpenAI-compatible endpoint), or behind an agent"
+        " that runs on it:"
+        if agents
+        else "Deploy the model on its own (an OpenAI-compatible endpoint); no listed agent"
+        " runs on it yet:",
+        issue=_issue(agents[0], entry.id) if agents else None,
+        warning=warning,
+    )
+
+
+def _open(entry: Entry | None) -> bool:
+    """Whether the entry's current version takes new deployments (it is not yanked)."""
+    if entry is None:
+        return False
+    mark = mark_of(entry.data, str(entry.data.get("version", "")))
+    return mark is None or mark[0] != "yanked"
 
 
 def chart_view(
@@ -143,6 +245,7 @@ def _versions(entry: Entry, catalog: Catalog) -> tuple[list[dict[str, Any]], str
             if repository
             else "",
             "current": v.version == current,
+            "mark": _mark_label(entry.data, v.version),
         }
         for v in reversed(entry.versions)
     ]
@@ -153,6 +256,11 @@ def _versions(entry: Entry, catalog: Catalog) -> tuple[list[dict[str, Any]], str
     else:
         note = ""
     return rows, note
+
+
+def _mark_label(data: Mapping[str, Any], version: str) -> str:
+    mark = mark_of(data, version) if "version_marks" in data else None
+    return f"{mark[0]}: {mark[1]}" if mark else ""
 
 
 def _gib(mib: Any) -> str:
@@ -322,18 +430,6 @@ def _usage(entry: Entry, catalog: Catalog) -> dict[str, Any]:
     )
 
 
-def _deploy_for(entry: Entry, catalog: Catalog, compat: Compatibility) -> dict[str, Any]:
-    if entry.kind == "agent":
-        if entry.id in compat.standalone:
-            return deploy_view(catalog, entry.id, None)
-        preferred = [m for m in entry.data.get("preferred_models") or () if m in catalog.models]
-        best = compat.models_for(entry.id, 1)
-        model = next((m for m in preferred if compat.fits(entry.id, m)), best[0] if best else None)
-        return deploy_view(catalog, entry.id, model or "MODEL-ID")
-    agents = compat.agents_for(entry.id, 1)
-    return deploy_view(catalog, agents[0] if agents else None, entry.id)
-
-
 def listing_view(entry: Entry, catalog: Catalog, compat: Compatibility) -> dict[str, Any]:
     """Everything a model or agent page shows."""
     data = entry.data
@@ -410,19 +506,32 @@ def solution_view(entry: Entry, catalog: Catalog) -> dict[str, Any]:
     publisher = catalog.publishers.get(entry.publisher) or {}
     parts = []
     refs: dict[str, str] = {}
+    warnings: list[str] = []
+    closed: list[str] = []
     for role, kind in (("Agent", "agent"), ("Model", "model")):
         ref = data.get(kind) or {}
         ident = str(ref.get("id", ""))
         refs[kind] = ident
         target = catalog.entry(kind, ident)
         pricing = target.data.get("pricing") if target else None
+        pinned = ref.get("version")
+        mark = (
+            mark_of(target.data, str(pinned or target.data.get("version", ""))) if target else None
+        )
+        if mark is not None:
+            said = f"{ident} {pinned or target.data.get('version', '') if target else ''}"
+            if mark[0] == "yanked":
+                closed.append(f"{said} is yanked and takes no new deployments: {mark[1]}")
+            else:
+                warnings.append(f"{said} is deprecated: {mark[1]}")
         parts.append(
             {
                 "role": role,
                 "id": ident,
                 "name": target.name if target else ident,
                 "url": target.url if target else "",
-                "version": str(ref.get("version") or "newest"),
+                "version": str(pinned or "newest"),
+                "mark": f"{mark[0]}: {mark[1]}" if mark else "",
                 "price": price_label(pricing) if isinstance(pricing, Mapping) else "not listed",
             }
         )
@@ -438,7 +547,14 @@ def solution_view(entry: Entry, catalog: Catalog) -> dict[str, Any]:
         "tags": [str(t) for t in data.get("tags") or ()],
         "publisher_name": str(publisher.get("name") or entry.publisher),
         "publisher_url": f"/publishers/{entry.publisher}/",
-        "deploy": deploy_view(catalog, refs["agent"], refs["model"], solution=entry.id),
+        "deploy": deploy_view(
+            catalog,
+            [] if closed else [Command("The solution", command_line(solution=entry.id))],
+            intro="Deploy the agent with the model and the settings below:",
+            issue=_issue(refs["agent"], refs["model"], entry.id),
+            warning=" ".join(warnings),
+            closed=" ".join(closed),
+        ),
         "parts": parts,
         "settings": json.dumps(settings, indent=2, sort_keys=True) if settings else "",
         "versions": versions,

@@ -27,7 +27,8 @@ case "$method $target" in
   "GET /health")
     reply "200 OK" '{"status":"ok"}' ;;
   "GET /v1/models")
-    reply "200 OK" "{\"object\":\"list\",\"data\":[{\"id\":\"$model\",\"object\":\"model\"}]}" ;;
+    # The deployment's settings (the listing's settings_schema) arrive as SETTING_* variables.
+    reply "200 OK" "{\"object\":\"list\",\"data\":[{\"id\":\"$model\",\"object\":\"model\",\"max_model_len\":${SETTING_CONTEXT_LENGTH:-4096}}]}" ;;
   "POST /v1/chat/completions")
     # The echo model: the last "content" string of the request, JSON escapes dropped.
     said=$(printf '%s' "$body" | tr -d '\\\n' \
