@@ -479,9 +479,32 @@ def section(quick: bool) -> str:
         "|---|---:|---:|---:|---|---|",
         *(f"| {' | '.join(row)} |" for row in rows),
         "",
-        f"From {s.bench.events:,} to {f.bench.events:,} events the cold close took"
+        f"**Growth.** From {s.bench.events:,} to {f.bench.events:,} events the cold close took"
         f" {growth:.1f}× as long and its peak memory went from {_gib(s.peak)} to"
-        f" {_gib(f.peak)}.",
+        f" {_gib(f.peak)}. A cold close reads every event once, so its time grows with the"
+        " events; its memory grows with what it keeps per event, the key digest and line of"
+        " every event counted (12 bytes, sorted once to find repeats), and with each file's"
+        " totals, which grow with the pairs of listing versions in a file, not with its events."
+        " A warm close grows with neither: it reads one sealed tally.",
+        "",
+        "**100 million events a month** (~4,000 files a month of 25,000 events) is ten times"
+        " the cold figures here on this machine, and 1.2 GB of digests and lines: past the"
+        " 1 GiB budget. The design then does two things it is built for. Each file's partial"
+        " (totals, digests, set-aside lines, kept by blob id) is computed when the file is"
+        " committed, by the bot's flush, not at the close, so a close merges partials and the"
+        " warm figures above become the cold ones; and the repeat search runs by digest range"
+        " (16 passes over each partial's digests, a sixteenth of the memory each), exact as"
+        " now, since only repeated digests are ever read again.",
+        "",
+        "**A billion events a month** (~40,000 files, ~300 GB of JSON, ~30 GB gzipped) is"
+        " partitioned by day, as the files already are (registry/usage/YYYY/MM/DD/): a day's"
+        " files are read and kept as partials the day they arrive, on the farm's workers (the"
+        " Celery queue formarket already runs), each keyed by its blob id, so no step ever reads"
+        " a month at once. The close merges 31 days of totals (kilobytes each) and the days'"
+        " digest indexes. Only the exact repeat search sees every event: a sort-merge of 8 GB of"
+        " digests, which DuckDB does out of core on one machine; beyond one machine it is a"
+        " shuffle by digest range, the job Spark (or Trino over Parquet partials) takes over,"
+        " while the rules of a line and its USG code stay in the per-file step formarket owns.",
         "",
     ]
     return "\n".join(lines)
