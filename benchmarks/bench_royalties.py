@@ -468,8 +468,8 @@ def section(quick: bool) -> str:
         " DuckDB query over the same files written out of git (`read_json` of every .jsonl.gz,"
         " `DISTINCT ON (source, id)`, the period's successful calls summed per listing"
         " version), which validates, rates and writes nothing. Cold closes and DuckDB queries"
-        " ran alternately (two of each at full size, three at a tenth), the median (or the"
-        " faster) shown; peak memory sums the command and its workers.",
+        " ran alternately (two of each at full size, three at a tenth), the median (of two, the"
+        " slower) shown; peak memory sums the command and its workers.",
         f"The cold and the warm close wrote {'the same' if f.identical else '**different**'}"
         " bytes (statements, ledger, payouts, summary).",
         f"The machine's load average was {load:.1f} on {len(os.sched_getaffinity(0))} cores when"
@@ -487,14 +487,16 @@ def section(quick: bool) -> str:
         " totals, which grow with the pairs of listing versions in a file, not with its events."
         " A warm close grows with neither: it reads one sealed tally.",
         "",
-        "**100 million events a month** (~4,000 files a month of 25,000 events) is ten times"
-        " the cold figures here on this machine, and 1.2 GB of digests and lines: past the"
-        " 1 GiB budget. The design then does two things it is built for. Each file's partial"
-        " (totals, digests, set-aside lines, kept by blob id) is computed when the file is"
-        " committed, by the bot's flush, not at the close, so a close merges partials and the"
-        " warm figures above become the cold ones; and the repeat search runs by digest range"
-        " (16 passes over each partial's digests, a sixteenth of the memory each), exact as"
-        " now, since only repeated digests are ever read again.",
+        "**100 million events a month** (~4,000 files of 25,000 events) is ten times the"
+        " cold figures here on this machine, and 1.2 GB of digests and lines: past the 1 GiB"
+        " budget. The next two steps of this design answer it. Each file's partial (totals,"
+        " digests, set-aside lines, kept by blob id) is computed when the bot commits the file,"
+        " not at the close, and without the rules a close's period decides (which listing"
+        " versions were published, which usage came too late), which are applied when the"
+        " partials are merged; then a close merges partials and the warm figures above become"
+        " the cold ones. And the repeat search runs by digest range (16 passes over the"
+        " partials' digests, a sixteenth of the memory each), exact as now, since only repeated"
+        " digests are ever read again.",
         "",
         "**A billion events a month** (~40,000 files, ~300 GB of JSON, ~30 GB gzipped) is"
         " partitioned by day, as the files already are (registry/usage/YYYY/MM/DD/): a day's"
