@@ -23,7 +23,7 @@ from formarket.market.trees import commit_tree, read_path
 from formarket.registry.cache import default_cache_dir
 from formarket.registry.cachekey import cache_key
 from formarket.usage.committed import usage_files
-from formarket.usage.partials import digest_seed, store_for
+from formarket.usage.partials import digest_seed, store_for, trim
 from formarket.usage.reader import reading_spec, take_events
 from formarket.usage.scan import FileScan, ScanFile, ScanSpec, Sums, TotalsKey, add_totals
 from formarket.usage.scanner import Scanner, repeated_lines
@@ -198,6 +198,7 @@ def usage_summary(
             )
         if store is not None:
             store.save(name, "shown", kept)
+            trim(cache_dir)
     set_aside, shown = kept
     summary.files = len(paths)
     summary.set_aside += set_aside

@@ -43,7 +43,7 @@ from formarket.schemas.usage import (
 )
 from formarket.usage.committed import usage_files
 from formarket.usage.files import UsageFile, month_index, parse_usage_path
-from formarket.usage.partials import digest_seed, store_for
+from formarket.usage.partials import digest_seed, store_for, trim
 from formarket.usage.reader import ScanFile, ScanSpec, close_rules, select_files
 from formarket.usage.scanner import Progress, Scanner
 from formarket.yamldoc import YamlError, load_yaml
@@ -234,6 +234,7 @@ def compute(
             result = tally(files, scans, scanner.fetch, spec, extra)
         if store is not None:
             store.save(inputs, "tally", result)
+            trim(cache)
     say(f"rating {len(result.usage)} listing versions")
     context = CloseContext(
         period=period,

@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
 import pickle
+import time
 from array import array
 from dataclasses import dataclass
 from functools import cache
@@ -29,10 +31,14 @@ from formarket.atomicfile import writing_atomically
 from formarket.schemas.usage import SetAside
 from formarket.usage.scan import FileScan, Rules, ScanFile, ScanSpec
 
-__all__ = ["PartialStore", "digest_seed", "spec_fingerprint", "store_for"]
+__all__ = ["PartialStore", "digest_seed", "spec_fingerprint", "store_for", "trim"]
 
 # Raise when what an entry holds changes shape: entries of another format are never read.
 FORMAT = 1
+# What the usage entries of one cache folder may take: a month of 15 million events takes about
+# 350 MB under one reading's rules.
+KEEP_BYTES = 4 << 30
+KEEP_DAYS = 45.0
 _MAC = hashlib.sha256().digest_size
 
 
@@ -90,8 +96,10 @@ class PartialStore:
 
     def load(self, name: str, label: str) -> object | None:
         """The value kept under `name`, or None for none (or none that can be trusted)."""
+        path = self._path(name, label)
         try:
-            sealed = self._path(name, label).read_bytes()
+            sealed = path.read_bytes()
+            os.utime(path)  # used: the last to go when the cache is trimmed
         except OSError:
             return None
         mac, payload = sealed[:_MAC], sealed[_MAC:]
@@ -142,6 +150,28 @@ class PartialStore:
             scan.totals,
         )
         self.save(_scan_name(blob, item), "scan", value)
+
+
+def trim(folder: Path | None, budget: int = KEEP_BYTES, days: float = KEEP_DAYS) -> None:
+    """Remove the usage entries of `folder` (a cache folder) unused for `days`, then the
+    least recently used beyond `budget` bytes: readings under rules no longer read (a period
+    closed long ago, listings since published) would otherwise pile up."""
+    if folder is None:
+        return
+    entries: list[tuple[float, int, Path]] = []
+    for path in (folder / "usage").glob("*/*"):
+        try:
+            st = path.stat()
+        except OSError:
+            continue
+        entries.append((st.st_mtime, st.st_size, path))
+    entries.sort(reverse=True)
+    oldest = time.time() - days * 86400
+    kept = 0
+    for moment, size, path in entries:
+        kept += size
+        if moment < oldest or kept > budget:
+            path.unlink(missing_ok=True)
 
 
 def _scan_name(blob: str, item: ScanFile) -> str:
