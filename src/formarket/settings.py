@@ -364,8 +364,10 @@ CACHE_DIR = Setting(
     "cache_dir",
     "FORMARKET_CACHE_DIR",
     PATH,
-    "Where check results are kept, so unchanged documents are not checked again.",
-    ("check", "validate"),
+    "Where check results are kept, so unchanged documents are not checked again, and what the"
+    " royalties and `usage show` read: the listings' history, and what each usage file holds"
+    " under the rules of a reading (about 25 bytes an event), so no usage file is read twice.",
+    ("check", "validate", "royalties", "usage"),
     shown="<repo>/.git/formarket-cache (.formarket-cache in a plain folder)",
 )
 BOT_KEY = Setting(
@@ -385,7 +387,7 @@ CACHE_KEY = Setting(
     "The key file that signs cached check results, so that only this machine's own earlier"
     " runs are trusted; made on first use, readable by its owner only. Keep it outside every"
     " repository and never share it.",
-    ("check", "site", "validate"),
+    ("check", "royalties", "site", "usage", "validate"),
     shown="$XDG_STATE_HOME/formarket/cache.key (~/.local/state/formarket/cache.key)",
 )
 DATABASE_URL = Setting(

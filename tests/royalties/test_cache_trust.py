@@ -15,9 +15,10 @@ from dulwich.repo import Repo
 from formarket.market.refs import branch_tip
 from formarket.registry.cache import code_digest
 from formarket.registry.cachekey import seal
-from formarket.royalties import gitio
+from formarket.royalties import engine, gitio
 from formarket.royalties.pricebook import PriceBook
-from tests.royalties.helpers import starter
+from tests.royalties.helpers import call, gz, line, listed, market_of, starter, usage_file
+from tests.royalties.test_reference import OFFERS, PERIOD
 
 PICKLE_RAN = "CACHE_TRUST_PICKLE_RAN"
 
@@ -82,3 +83,29 @@ def test_a_hostile_pickle_in_the_cache_is_never_loaded(
 
     assert PICKLE_RAN not in os.environ
     assert book.latest()
+
+
+def test_usage_partials_from_another_key_are_never_loaded(tmp_path: Path) -> None:
+    """Every usage entry of the cache (each file's partial, the close's tally) replaced by a
+    hostile pickle sealed with another key: the close reads the usage files again, gets the
+    same bytes, and runs no pickle."""
+    model = ("acme/model-a", "1.0.0")
+    files = {
+        usage_file("2026-03-10"): gz([line(call("e-1", model=model))]),
+        usage_file("2026-03-11"): gz([line(call("e-2", model=model))]),
+    }
+    repo = market_of(listed(OFFERS), files)
+    cache = tmp_path / "cache"
+    honest = engine.preview(repo, PERIOD, cache_dir=cache)
+    entries = [p for p in (cache / "usage").rglob("*") if p.is_file()]
+    assert len(entries) == 3  # two files' partials and the tally
+    for entry in entries:
+        label = entry.suffix[1:].encode()
+        entry.write_bytes(seal(b"x" * 32, label, pickle.dumps(_Runs())))
+    os.environ.pop(PICKLE_RAN, None)
+
+    again = engine.preview(repo, PERIOD, cache_dir=cache)
+
+    assert PICKLE_RAN not in os.environ
+    assert again.files == honest.files
+    assert again.tally == honest.tally

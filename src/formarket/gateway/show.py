@@ -1,27 +1,37 @@
 """`formarket usage show`: the usage committed to git, summed per listing version.
 
-Read from git objects at a branch's tip (nothing is checked out), through the one reader of
-usage (`formarket.usage.reader`), so what this shows is what a royalty close would read: a
-line a close would set aside is counted as set aside. Each event counts once per
-(source, id), as in a close; copies are counted and shown, so that exactly-once can be seen.
+Read from git objects at a branch's tip (nothing is checked out), through the one reading
+pipeline of usage (`formarket.usage.scanner`), so what this shows is what a royalty close
+would read: a line a close would set aside is counted as set aside. Each event counts once per
+(source, id), its first copy in path and line order; the other copies are counted and shown,
+so that exactly-once can be seen. Each file is read once and kept in the cache with the
+figures of the whole list of files, so showing the same usage again reads no usage file.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time
+from datetime import date
+from pathlib import Path
 
-from dulwich.repo import BaseRepo
+from dulwich.repo import BaseRepo, Repo
 
 from formarket.market.layout import POLICY
 from formarket.market.refs import branch_tip
-from formarket.market.trees import commit_tree, read_blob, read_path
+from formarket.market.trees import commit_tree, read_path
+from formarket.registry.cache import default_cache_dir
+from formarket.registry.cachekey import cache_key
 from formarket.usage.committed import usage_files
-from formarket.usage.reader import reading_spec, scan_file
+from formarket.usage.partials import digest_seed, store_for, trim
+from formarket.usage.reader import reading_spec, take_events
+from formarket.usage.scan import FileScan, ScanFile, ScanSpec, Sums, TotalsKey, add_totals
+from formarket.usage.scanner import Scanner, repeated_lines
 from formarket.usage.wire import WireEvent
 
-__all__ = ["UsageRow", "UsageSummary", "render_text", "summarize", "usage_summary"]
+Fetch = Callable[[Mapping[int, set[int]]], Iterable[tuple[int, int, WireEvent]]]
+
+__all__ = ["UsageRow", "UsageSummary", "render_text", "shown_usage", "usage_summary"]
 
 
 @dataclass(slots=True)
@@ -80,46 +90,75 @@ class UsageSummary:
         return [self.rows[k] for k in sorted(self.rows)]
 
 
-def summarize(
-    summary: UsageSummary,
-    events: Iterable[WireEvent],
-    seen: set[tuple[str, str]],
-    since: datetime | None,
-) -> None:
-    """Add events to the summary (pure: `seen` holds the (source, id) already counted)."""
-    for event in events:
-        if since is not None and event.time < since:
-            continue
-        refs = [("agent", event.data.agent), ("model", event.data.model)]
-        if summary.listing is not None and not any(
-            ref is not None and ref.id == summary.listing for _, ref in refs
-        ):
-            continue
-        key = (event.source, event.id)
-        if key in seen:
-            summary.duplicates += 1
-            continue
-        seen.add(key)
-        summary.events += 1
-        data = event.data
-        # Counted by the gateway: its estimate (`measured` in older events) or a tokenizer.
-        if data.tokens_source != "upstream" and data.requests:
-            summary.measured += 1
-        for role, ref in refs:
-            if ref is None or (summary.listing is not None and ref.id != summary.listing):
-                continue
-            row = summary.rows.get((ref.id, ref.version, role))
-            if row is None:
-                row = summary.rows[(ref.id, ref.version, role)] = UsageRow(
-                    ref.id, ref.version, role
-                )
-            if data.outcome == "ok":
-                row.calls += data.requests
-                row.input_tokens += data.input_tokens
-                row.output_tokens += data.output_tokens
-                row.instance_seconds += data.instance_seconds
+# (day as a date's ordinal, agent, model, outcome is ok) -> events, requests, input tokens,
+# output tokens, instance seconds, calls on the gateway's own counts, duplicate copies
+Shown = dict[tuple[int, tuple[str, str] | None, tuple[str, str] | None, bool], list[int]]
+
+
+def shown_usage(
+    files: Sequence[ScanFile],
+    scans: Sequence[FileScan],
+    fetch: Fetch,
+    spec: ScanSpec,
+) -> Shown:
+    """The usage of `scans` per day and listing versions, each event counted once: its
+    first copy (in path order, then line order) counts, the others are counted as duplicate
+    copies of it. Only the events whose key digest repeats are read again (`fetch`)."""
+    totals: dict[TotalsKey, Sums] = {}
+    for scan in scans:
+        add_totals(totals, scan.totals)
+    wanted, _ = repeated_lines(scans)
+    groups: dict[tuple[str, str], list[tuple[int, int, WireEvent]]] = {}
+    for index, number, event in fetch(wanted):
+        groups.setdefault((event.source, event.id), []).append((index, number, event))
+    copies: dict[TotalsKey, int] = {}
+    for group in groups.values():
+        if len(group) < 2:
+            continue  # another key with the same digest
+        group.sort(key=lambda c: (c[0], c[1]))
+        for position, (index, number, event) in enumerate(group):
+            single = FileScan(index)
+            take_events(single, files[index].file, [event], [number], False, spec)
+            if position == 0:
+                kept = next(iter(single.totals))
             else:
-                row.failed += data.requests
+                add_totals(totals, single.totals, -1)
+                copies[kept] = copies.get(kept, 0) + 1
+    out: Shown = {}
+    for key, sums in totals.items():
+        _, _, day, agent, model, ok = key
+        if not sums[0] and key not in copies:
+            continue
+        out[(day, agent, model, ok)] = [*sums, copies.get(key, 0)]
+    return out
+
+
+def _add_shown(summary: UsageSummary, shown: Shown, since: date | None) -> None:
+    first = since.toordinal() if since is not None else 0
+    listing = summary.listing
+    for (day, agent, model, ok), sums in shown.items():
+        if day < first:
+            continue
+        refs = (("agent", agent), ("model", model))
+        if listing is not None and not any(r is not None and r[0] == listing for _, r in refs):
+            continue
+        events, requests, input_tokens, output_tokens, seconds, measured, copies = sums
+        summary.events += events
+        summary.duplicates += copies
+        summary.measured += measured
+        for role, ref in refs:
+            if ref is None or (listing is not None and ref[0] != listing):
+                continue
+            row = summary.rows.get((ref[0], ref[1], role))
+            if row is None:
+                row = summary.rows[(ref[0], ref[1], role)] = UsageRow(ref[0], ref[1], role)
+            if ok:
+                row.calls += requests
+                row.input_tokens += input_tokens
+                row.output_tokens += output_tokens
+                row.instance_seconds += seconds
+            else:
+                row.failed += requests
 
 
 def usage_summary(
@@ -128,22 +167,50 @@ def usage_summary(
     branch: str = "main",
     since: date | None = None,
     listing: str | None = None,
+    jobs: int | None = None,
+    cache_dir: Path | None = None,
 ) -> UsageSummary:
+    """The usage committed at the tip of `branch`, read through the one pipeline: each file
+    read once per set of rules and kept in the cache (the repository's, or `cache_dir`),
+    and the figures of the whole list of files kept there too."""
     tip = branch_tip(repo, branch)
     tree = commit_tree(repo, tip)
     summary = UsageSummary(tip.decode(), since.isoformat() if since else None, listing)
     # A file is written on or after the days of its events: older folders hold nothing newer.
-    files, bad = usage_files(repo, tree, since or date(1, 1, 1))
+    found, bad = usage_files(repo, tree, since or date(1, 1, 1))
     summary.set_aside += len(bad)
-    moment = datetime.combine(since, time(), UTC) if since else None
-    spec = reading_spec(read_path(repo, tree, POLICY))
-    seen: set[tuple[str, str]] = set()
-    for index, path in enumerate(sorted(files)):
-        file, blob = files[path]
-        scan = scan_file(index, file, read_blob(repo, blob), False, spec, keep=True)
-        summary.files += 1
-        summary.set_aside += len(scan.set_aside)
-        summarize(summary, scan.accepted, seen, moment)
+    if cache_dir is None and isinstance(repo, Repo):
+        cache_dir = default_cache_dir(Path(repo.path))
+    key = cache_key() if cache_dir is not None else None
+    spec = reading_spec(read_path(repo, tree, POLICY), digest_seed(key))
+    store = store_for(cache_dir, key, spec)
+    paths = sorted(found)
+    files = [ScanFile(found[path][0], False) for path in paths]
+    blobs = [found[path][1] for path in paths]
+    name = repr([(path, blob) for path, blob in zip(paths, blobs, strict=True)])
+    # What was shown for these files and these --since and --listing: a second show of the
+    # same usage reads one small entry.
+    asked = f"{name}\0{tip.decode()}\0{since}\0{listing}"
+    done = store.load(asked, "summary") if store is not None else None
+    if isinstance(done, UsageSummary):
+        return done
+    kept = store.load(name, "shown") if store is not None else None
+    if not (isinstance(kept, tuple) and len(kept) == 2):
+        with Scanner(repo, files, blobs, spec, jobs=jobs, store=store) as scanner:
+            scans = scanner.scan()
+            kept = (
+                sum(len(s.set_aside) for s in scans),
+                shown_usage(files, scans, scanner.fetch, spec),
+            )
+        if store is not None:
+            store.save(name, "shown", kept)
+            trim(cache_dir)
+    set_aside, shown = kept
+    summary.files = len(paths)
+    summary.set_aside += set_aside
+    _add_shown(summary, shown, since)
+    if store is not None:
+        store.save(asked, "summary", summary)
     return summary
 
 

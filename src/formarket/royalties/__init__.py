@@ -8,9 +8,9 @@
     payouts     balances, holds, thresholds -> what is paid and what is carried
     close       all of the above -> the documents of a closed period, and their bytes
     render      Markdown for people
-    gitio       the one door to git (reading); scanner: reading usage on every core
+    gitio       the one door to git (reading); formarket.usage.scanner reads usage
     engine      the driver: close, preview, verify against a repository
     simulate    seeded usage until the gateway exists; demo: the demo's royalties step
 
-Everything but gitio, scanner and engine is a pure function of its arguments.
+Everything but gitio and engine is a pure function of its arguments.
 """

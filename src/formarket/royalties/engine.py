@@ -13,6 +13,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 from dulwich.objects import ObjectID
 from dulwich.repo import BaseRepo
@@ -25,12 +26,12 @@ from formarket.market.layout import POLICY, PUBLISHERS, period_folder
 from formarket.market.refs import branch_tip, first_parent_chain
 from formarket.market.trees import commit_tree, files_under, list_dir, read_blob, read_path
 from formarket.market.writer import commit_changes
+from formarket.registry.cachekey import cache_key
 from formarket.royalties import gitio
 from formarket.royalties.close import CloseContext, Closing, close_period, render_closing
 from formarket.royalties.money import MINOR_UNITS, to_minor_exact
 from formarket.royalties.payouts import prior_balances
-from formarket.royalties.scanner import Progress, Scanner
-from formarket.royalties.tally import tally
+from formarket.royalties.tally import Tally, tally
 from formarket.schemas.publisher import Payout, Publisher
 from formarket.schemas.usage import (
     Payouts,
@@ -42,7 +43,9 @@ from formarket.schemas.usage import (
 )
 from formarket.usage.committed import usage_files
 from formarket.usage.files import UsageFile, month_index, parse_usage_path
+from formarket.usage.partials import digest_seed, store_for, trim
 from formarket.usage.reader import ScanFile, ScanSpec, close_rules, select_files
+from formarket.usage.scanner import Progress, Scanner
 from formarket.yamldoc import YamlError, load_yaml
 
 __all__ = [
@@ -154,6 +157,7 @@ class Computed:
     usage_commit: ObjectID
     closing: Closing
     files: dict[str, bytes]  # by path relative to royalties/<period>/
+    tally: Tally  # the period's usage, as read: what the closing was computed from
 
 
 def _first_day(month: int) -> date:
@@ -170,11 +174,13 @@ def compute(
     jobs: int | None = None,
     say: Say = _quiet,
     progress: Progress | None = None,
+    cache_dir: Path | None = None,
 ) -> Computed:
     """Close `period` from the usage and listings of `usage_commit`, after `previous`, whose
-    payouts file is read from `balances_tree`. Pure in effect: writes nothing."""
+    payouts file is read from `balances_tree`. Pure in effect: writes nothing to git, only
+    to the cache (the repository's, or `cache_dir`)."""
     say(f"reading the listings' history up to {usage_commit.decode()[:12]}")
-    cache = gitio.cache_dir_of(repo)
+    cache = cache_dir or gitio.cache_dir_of(repo)
     book = gitio.price_book(repo, usage_commit, cache)
     history = gitio.history(repo, usage_commit, cache)
     tree = commit_tree(repo, usage_commit)
@@ -204,17 +210,31 @@ def compute(
         if raw is None:
             raise NotFoundError(f"royalties/{previous.period}/payouts.json is missing")
         prior = prior_balances(Payouts.model_validate_json(raw).lines)
-    spec = ScanSpec(rules, old_rules)
+    key = cache_key() if cache is not None else None
+    spec = ScanSpec(rules, old_rules, digest_seed(key))
     first = min(rules.first, old_rules.first if old_rules else rules.first)
     # A file written the day before the window opens may hold its first events.
     first_day = _first_day(first) - timedelta(days=1)
     old_commit = ObjectID(previous.usage_commit.encode()) if previous is not None else None
     files, blobs, extra = _scan_list(repo, tree, old_tree, first_day, history, old_commit)
-    say(f"reading {len(files)} usage files")
-    with Scanner(repo, files, blobs, spec, jobs=jobs) as scanner:
-        scans = scanner.scan(progress)
-        say("settling events seen more than once")
-        result = tally(files, scans, scanner.fetch, spec, extra)
+    store = store_for(cache, key, spec)
+    # The period's usage is a function of the files read (by blob) and the rules: a second
+    # close or a verify of the same usage takes it from the cache.
+    inputs = repr([(f.file.path, f.old, f.commit, b) for f, b in zip(files, blobs, strict=True)])
+    inputs += repr(extra)
+    kept = store.load(inputs, "tally") if store is not None else None
+    if isinstance(kept, Tally):
+        say(f"the usage of {len(files)} files as read before (the cache)")
+        result = kept
+    else:
+        say(f"reading {len(files)} usage files")
+        with Scanner(repo, files, blobs, spec, jobs=jobs, store=store) as scanner:
+            scans = scanner.scan(progress)
+            say("settling events seen more than once")
+            result = tally(files, scans, scanner.fetch, spec, extra)
+        if store is not None:
+            store.save(inputs, "tally", result)
+            trim(cache)
     say(f"rating {len(result.usage)} listing versions")
     context = CloseContext(
         period=period,
@@ -227,7 +247,7 @@ def compute(
         prior=prior,
     )
     closing = close_period(result, context)
-    return Computed(usage_commit, closing, render_closing(closing))
+    return Computed(usage_commit, closing, render_closing(closing), result)
 
 
 def _originals(
@@ -356,13 +376,24 @@ def preview(
     jobs: int | None = None,
     say: Say = _quiet,
     progress: Progress | None = None,
+    cache_dir: Path | None = None,
 ) -> Computed:
-    """What closing `period` now would give; nothing is written."""
+    """What closing `period` now would give; nothing is written (but to the cache)."""
     check_period(period)
     tip = branch_tip(repo, branch)
     tree = commit_tree(repo, tip)
     previous = _previous(repo, gitio.history(repo, tip, gitio.cache_dir_of(repo)), period)
-    return compute(repo, tip, period, previous, tree, jobs=jobs, say=say, progress=progress)
+    return compute(
+        repo,
+        tip,
+        period,
+        previous,
+        tree,
+        jobs=jobs,
+        say=say,
+        progress=progress,
+        cache_dir=cache_dir,
+    )
 
 
 def close(

@@ -18,11 +18,11 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-import numpy as np
-
 from formarket.schemas.usage import SetAside, SummaryCounts, UsageConflict
 from formarket.usage.files import month_text
 from formarket.usage.reader import FileScan, ScanFile, ScanSpec, Sums, TotalsKey, take_events
+from formarket.usage.scan import add_totals
+from formarket.usage.scanner import repeated_lines
 from formarket.usage.wire import WireEvent, canonical_digest, canonical_json
 
 __all__ = [
@@ -30,7 +30,6 @@ __all__ = [
     "Quantities",
     "Tally",
     "UsageKey",
-    "add_totals",
     "tally",
 ]
 
@@ -88,7 +87,7 @@ def tally(
     usage: dict[UsageKey, Quantities] = {}
     counted = adjustments = before_count = later = not_charged = 0
     period = spec.new.period
-    for (before, month, agent, model, ok), sums in sorted(totals.items(), key=_sort_key):
+    for (before, month, _, agent, model, ok), sums in sorted(totals.items(), key=_sort_key):
         events = sums[0]
         if before:
             before_count += events
@@ -127,48 +126,8 @@ def tally(
 
 
 def _sort_key(item: tuple[TotalsKey, Sums]) -> tuple[object, ...]:
-    before, month, agent, model, ok = item[0]
-    return (before, month, agent or ("", ""), model or ("", ""), ok)
-
-
-def add_totals(into: dict[TotalsKey, Sums], more: dict[TotalsKey, Sums], sign: int = 1) -> None:
-    """Add (or with sign -1, subtract) one set of totals to another."""
-    for key, sums in more.items():
-        current = into.get(key)
-        if current is None:
-            into[key] = [sign * v for v in sums]
-        else:
-            for i, value in enumerate(sums):
-                current[i] += sign * value
-
-
-def _candidates(scans: Sequence[FileScan]) -> tuple[dict[int, set[int]], set[tuple[int, int]]]:
-    """file index -> line numbers of events whose key hash occurs more than once, among the
-    events counted and those set aside as too late; and which (file index, line) of them are
-    the latter (claims: they decide their event without being counted)."""
-    out: dict[int, set[int]] = defaultdict(set)
-    claimed: set[tuple[int, int]] = set()
-    if not scans:
-        return out, claimed
-    pools = [np.frombuffer(s.digests, dtype=np.int64) for s in scans]
-    pools += [np.frombuffer(s.claims, dtype=np.int64) for s in scans]
-    hashes = np.concatenate(pools)
-    if len(hashes) < 2:
-        return out, claimed
-    ordered = np.sort(hashes)
-    repeated = np.unique(ordered[1:][ordered[1:] == ordered[:-1]])
-    if len(repeated) == 0:
-        return out, claimed
-    del ordered
-    for scan, pool in zip(scans, pools[: len(scans)], strict=True):
-        for position in np.flatnonzero(np.isin(pool, repeated)).tolist():
-            out[scan.index].add(scan.line_numbers[position])
-    for scan, pool in zip(scans, pools[len(scans) :], strict=True):
-        for position in np.flatnonzero(np.isin(pool, repeated)).tolist():
-            number = scan.claim_lines[position]
-            out[scan.index].add(number)
-            claimed.add((scan.index, number))
-    return out, claimed
+    before, month, day, agent, model, ok = item[0]
+    return (before, month, day, agent or ("", ""), model or ("", ""), ok)
 
 
 Fetch = Callable[[Mapping[int, set[int]]], Iterable[tuple[int, int, WireEvent]]]
@@ -194,7 +153,7 @@ def _settle_duplicates(
     totals: dict[TotalsKey, Sums],
 ) -> tuple[int, list[UsageConflict]]:
     groups: dict[tuple[str, str], list[_Copy]] = defaultdict(list)
-    wanted, claimed = _candidates(scans)
+    wanted, claimed = repeated_lines(scans)
     for index, number, item in fetch(wanted):
         scan_file = files[index]
         digest = canonical_digest(item)

@@ -10,8 +10,12 @@ records and flushes it, the farm meters instance time, the royalties and the sit
     wire        an event as msgspec decodes it, what makes a line valid, the USG codes
     reader      the one reading of usage files: lines checked and summed, or set aside with
                 their code; which files a close reads; the rules of a reading
+    scan        what a reading is given (its rules, its files) and what it finds in a file
+    digests     events' keys as 64-bit keyed digests, to find repeated events by sorting
+    partials    what each file holds, kept in the cache by blob id and the reading's rules
+    scanner     many files read on every core, each once per set of rules
     committed   the usage files of a commit, found through formarket.market
 
-The spool does I/O on local disk and `committed` walks a commit's tree; everything else takes
-bytes in.
+The spool does I/O on local disk, `committed` and `scanner` read git, `partials` the cache;
+everything else takes bytes in.
 """

@@ -4,9 +4,10 @@ The one reading of usage, for everything that reads it: the royalty close, the s
 and `formarket usage show`. A pure function of a file's bytes and the rules of the reading,
 fast enough for tens of millions of events: msgspec decodes and validates each line in C
 (`wire`); events are summed per (period, agent version, model version, outcome) as they are
-read, and each event's idempotency key is kept only as a 64-bit hash, from which the royalties
-find the keys seen more than once and settle them exactly. Nothing here ever raises on bad
-input: every problem becomes a `SetAside` with the file, the line and its USG code.
+read, and each event's idempotency key is kept only as a 64-bit keyed digest (`digests`),
+from which the readers find the keys seen more than once and settle them exactly. Nothing
+here ever raises on bad input: every problem becomes a `SetAside` with the file, the line and
+its USG code.
 
     Rules, ScanSpec     what a reading accepts (a close's period and listings, the clock skew)
     close_rules         the rules of a close, from the platform's terms
@@ -19,9 +20,7 @@ input: every problem becomes a `SetAside` with the file, the line and its USG co
 from __future__ import annotations
 
 import re
-from array import array
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 from typing import TypeVar
 
@@ -32,9 +31,9 @@ from formarket.schemas.usage import (
     EVENT_ID_PATTERN,
     RoyaltyPolicy,
     SetAside,
-    UsageCeilings,
     event_problem,
 )
+from formarket.usage.digests import key_digests
 from formarket.usage.files import (
     MAX_LINE_BYTES,
     UsageFile,
@@ -42,17 +41,24 @@ from formarket.usage.files import (
     month_index,
     month_text,
 )
+from formarket.usage.scan import (
+    FileScan,
+    Rules,
+    ScanFile,
+    ScanSpec,
+    Sums,
+    TotalsKey,
+    lookup_of,
+)
 from formarket.usage.wire import (
     DECODER,
     WireData,
     WireEvent,
-    WireRef,
     decode_lines,
     decode_wanted,
     field_problem,
     is_utc,
     issue,
-    ref_problem,
 )
 from formarket.yamldoc import YamlError, load_yaml
 
@@ -65,7 +71,6 @@ __all__ = [
     "TotalsKey",
     "close_rules",
     "fetch_lines",
-    "key_digest",
     "reading_spec",
     "scan_file",
     "select_files",
@@ -73,73 +78,6 @@ __all__ = [
 ]
 
 Key = TypeVar("Key")
-
-
-@dataclass(frozen=True, slots=True)
-class Rules:
-    """What a reading accepts: the period a close judges, the oldest period late usage may
-    still belong to, the listing versions published as of its usage commit, and how far past
-    its file's day an event's time may be (the platform's terms, royalties/policy.yaml)."""
-
-    period: int
-    first: int
-    known: frozenset[tuple[str, str]]
-    skew: timedelta
-    listings: frozenset[str] = frozenset()  # the ids in `known`, to tell USG008 from USG009
-    # The most one event may hold (requests, input tokens, output tokens, instance seconds):
-    # what no gateway can produce is set aside (USG018), never paid.
-    ceilings: tuple[int, int, int, int] = (
-        UsageCeilings().requests,
-        UsageCeilings().input_tokens,
-        UsageCeilings().output_tokens,
-        UsageCeilings().instance_seconds,
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class ScanSpec:
-    """The rules for files new since the previous close, and those of the previous close for
-    the files it had already read (`old`): a line's fate was decided by the close that first
-    read it, and is never decided differently later."""
-
-    new: Rules
-    old: Rules | None
-
-
-@dataclass(frozen=True, slots=True)
-class ScanFile:
-    """A file to read, whether the previous close read it already (`old`), and where the
-    commit that brought it stands in the first-parent history (`commit`): of two copies of
-    an event, the first committed counts."""
-
-    file: UsageFile
-    old: bool
-    commit: int = 0
-
-
-# (counted before, month index, agent (id, version), model (id, version), outcome is ok)
-TotalsKey = tuple[bool, int, tuple[str, str] | None, tuple[str, str] | None, bool]
-# events, requests, input tokens, output tokens, instance seconds
-Sums = list[int]
-
-
-@dataclass(slots=True)
-class FileScan:
-    """What one file holds: totals, and a key digest and line per event counted; with
-    `keep`, the events counted themselves (`accepted`)."""
-
-    index: int
-    lines: int = 0
-    events: int = 0
-    set_aside: list[SetAside] = field(default_factory=list)
-    digests: array[int] = field(default_factory=lambda: array("q"))
-    line_numbers: array[int] = field(default_factory=lambda: array("I"))
-    # Events set aside as too late: not counted, but the first committed copy of an event
-    # decides it, so a later copy of one of these is never counted either.
-    claims: array[int] = field(default_factory=lambda: array("q"))
-    claim_lines: array[int] = field(default_factory=lambda: array("I"))
-    totals: dict[TotalsKey, Sums] = field(default_factory=dict)
-    accepted: list[WireEvent] = field(default_factory=list)
 
 
 def _fast_events(raw: bytes) -> list[WireEvent] | None:
@@ -211,13 +149,6 @@ _CALL_TYPE = "dev.formarket.usage.call"
 _IDS = re.compile("(?:" + EVENT_ID_PATTERN.strip("^$") + "\n)*")
 
 
-def key_digest(source: str, ident: str) -> int:
-    """A 64-bit number standing for an event's (source, id) when looking for repeats: Python's
-    string hash, the same in this process and in the workers it forks (`scanner` checks), and
-    only ever used to pick which lines to compare in full. `take_events` computes it inline."""
-    return hash(f"{source}\0{ident}")
-
-
 def take_events(
     scan: FileScan,
     file: UsageFile,
@@ -239,12 +170,12 @@ def take_events(
     skew = old_rules.skew if old_rules is not None else new_rules.skew
     limit = datetime.combine(file.day + timedelta(days=1), time(), _UTC) + skew
     source = file.source
-    prefix = f"{source}\0"
     path = file.path
+    by_day = spec.by_day
     joined = "".join([e.id + "\n" for e in events])
     # An id holding a line break would pass as two: the count of breaks rules that out.
     ids_ok = joined.count("\n") == len(events) and _IDS.fullmatch(joined) is not None
-    lookup = _lookup(spec)
+    lookup = lookup_of(spec)
     numbers = lookup.numbers
     names = lookup.names
     problems = lookup.problems
@@ -254,9 +185,10 @@ def take_events(
     subjects = lookup.subjects
     number_of = lookup.number_of
     max_requests, max_input, max_output, max_seconds = (old_rules or new_rules).ceilings
-    pending: dict[tuple[bool, int, int, int, bool], Sums] = {}
+    pending: dict[tuple[bool, int, int, int, int, bool], Sums] = {}
     set_aside = scan.set_aside
-    digests = scan.digests
+    counted_ids: list[str] = []
+    claimed_ids: list[str] = []
     line_numbers = scan.line_numbers
     taken = 0
 
@@ -319,7 +251,7 @@ def take_events(
                 f" {month_text(rules.first)} only",
                 not before,
             )
-            scan.claims.append(hash(prefix + event.id))
+            claimed_ids.append(event.id)
             scan.claim_lines.append(number)
             continue
         if month <= rules.period:
@@ -329,10 +261,12 @@ def take_events(
                 assert missing is not None
                 reject(*_unknown(missing, rules, number), not before)
                 continue
-        digests.append(hash(prefix + event.id))
+        counted_ids.append(event.id)
         line_numbers.append(number)
         taken += 1
-        total_key = (before, month, a, m, data.outcome == "ok")
+        day = moment.date().toordinal() if by_day else 0
+        total_key = (before, month, day, a, m, data.outcome == "ok")
+        measured = 1 if data.tokens_source != "upstream" and data.requests else 0
         sums = pending.get(total_key)
         if sums is None:
             pending[total_key] = [
@@ -341,6 +275,7 @@ def take_events(
                 data.input_tokens,
                 data.output_tokens,
                 data.instance_seconds,
+                measured,
             ]
         else:
             sums[0] += 1
@@ -348,10 +283,13 @@ def take_events(
             sums[2] += data.input_tokens
             sums[3] += data.output_tokens
             sums[4] += data.instance_seconds
+            sums[5] += measured
     scan.events += taken
+    scan.digests.frombytes(key_digests(source, counted_ids, spec.seed).tobytes())
+    scan.claims.frombytes(key_digests(source, claimed_ids, spec.seed).tobytes())
     totals = scan.totals
-    for (before, month, a, m, ok), sums in pending.items():
-        named = (before, month, names[a], names[m], ok)
+    for (before, month, day, a, m, ok), sums in pending.items():
+        named: TotalsKey = (before, month, day, names[a], names[m], ok)
         current = totals.get(named)
         if current is None:
             totals[named] = sums
@@ -395,49 +333,6 @@ def _line_problem(
             " writes only its own files",
         )
     return None
-
-
-class _Lookup:
-    """What the hot loop needs to know about values that recur, kept across the files of one
-    close (a worker reads many): each listing version gets a small number (0 for none), so the
-    loop hashes ints rather than structs or tuples, and each account and deployment is checked
-    against its pattern once."""
-
-    def __init__(self, spec: ScanSpec) -> None:
-        self.spec = spec
-        self.numbers: dict[WireRef | None, int] = {None: 0}
-        self.names: list[tuple[str, str] | None] = [None]
-        self.problems: list[str] = [""]
-        self.known_new: list[bool] = [True]
-        self.known_old: list[bool] = [True]
-        self.accounts: set[str] = set()
-        self.subjects: set[str] = set()
-
-    def number_of(self, ref: WireRef) -> int:
-        problem = ref_problem(ref)
-        name = (ref.id, ref.version)
-        number = self.numbers[ref] = len(self.names)
-        self.names.append(name)
-        self.problems.append(problem)
-        self.known_new.append(not problem and name in self.spec.new.known)
-        old = self.spec.old
-        self.known_old.append(not problem and old is not None and name in old.known)
-        return number
-
-    def size(self) -> int:
-        return len(self.names) + len(self.accounts) + len(self.subjects)
-
-
-# One close at a time per process; a hostile log of endless distinct values cannot grow it
-# past this many entries.
-_LOOKUP_LIMIT = 1 << 21
-_LOOKUP: list[_Lookup] = []
-
-
-def _lookup(spec: ScanSpec) -> _Lookup:
-    if not _LOOKUP or _LOOKUP[0].spec is not spec or _LOOKUP[0].size() > _LOOKUP_LIMIT:
-        _LOOKUP[:] = [_Lookup(spec)]
-    return _LOOKUP[0]
 
 
 def _unknown(key: tuple[str, str], rules: Rules, number: int) -> tuple[str, int, str]:
@@ -532,7 +427,7 @@ def _ceilings(policy: RoyaltyPolicy) -> tuple[int, int, int, int]:
 _WIDEST_SKEW = timedelta(minutes=1440)
 
 
-def reading_spec(policy: bytes | None) -> ScanSpec:
+def reading_spec(policy: bytes | None, seed: int = 0) -> ScanSpec:
     """The rules of a reading outside a close (the site's charts, `formarket usage show`),
     with the clock skew of the platform's terms (the bytes of royalties/policy.yaml): every
     check of a line and of its file, none of those a close's period decides (usage too late,
@@ -548,5 +443,8 @@ def reading_spec(policy: bytes | None) -> ScanSpec:
             skew = _WIDEST_SKEW  # broken terms: the royalties report them, no close runs
     # No period is judged: every month is later than -1 and none is before it.
     return ScanSpec(
-        Rules(period=-1, first=-1, known=frozenset(), skew=skew, ceilings=ceilings), None
+        Rules(period=-1, first=-1, known=frozenset(), skew=skew, ceilings=ceilings),
+        None,
+        seed,
+        by_day=True,
     )

@@ -1,70 +1,83 @@
-"""Reading many usage files on every core.
+"""Reading many usage files on every core, each at most once per set of rules.
 
-Worker processes open the repository themselves and read each file's blob by id, so only ids
-go out and compact scans come back. The same workers then read again the few lines that
-`tally` needs a second look at. An in-memory repository, or a handful of files, is read in
-this process: a pool costs more than it saves there.
+What a file holds is kept in the cache by its blob id (`partials`): a file read before with
+the same rules is taken from there, and only the others are read. Worker processes open the
+repository themselves and read each file's blob by id, so only ids go out and compact scans
+come back; each worker keeps what it read in the cache itself. The same workers then read
+again the few lines that need a second look. An in-memory repository, or a handful of files,
+is read in this process: a pool costs more than it saves there.
+
+    Scanner          the files' scans, then the lines asked for again
+    repeated_lines   which lines hold an event whose key digest occurs more than once
 """
 
 from __future__ import annotations
 
 import os
+from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
 from pathlib import Path
 from types import TracebackType
 
+import numpy as np
 from dulwich.objects import ObjectID
 from dulwich.repo import BaseRepo, Repo
 
 from formarket.market.repository import open_repository
 from formarket.market.trees import read_blob
-from formarket.royalties.tally import add_totals
-from formarket.usage.reader import (
-    FileScan,
-    ScanFile,
-    ScanSpec,
-    Sums,
-    TotalsKey,
-    fetch_lines,
-    scan_file,
-)
+from formarket.usage.partials import PartialStore
+from formarket.usage.reader import fetch_lines, scan_file
+from formarket.usage.scan import FileScan, ScanFile, ScanSpec, Sums, TotalsKey, add_totals
 from formarket.usage.wire import WireEvent
 
-__all__ = ["Progress", "Scanner"]
+__all__ = ["Progress", "Scanner", "repeated_lines"]
 
 # (files done, files in all, events so far)
 Progress = Callable[[int, int, int], None]
 
 # Below this much compressed usage, reading here is quicker than starting workers.
 _PARALLEL_FROM = 16 << 20
-_PROBE = "formarket/royalties\0probe"
 
-_worker: tuple[Repo, ScanSpec] | None = None
+_worker: tuple[Repo, ScanSpec, PartialStore | None] | None = None
 
 
-def _init(path: str, spec: ScanSpec) -> None:
+def _init(path: str, spec: ScanSpec, store: PartialStore | None) -> None:
     global _worker
-    _worker = (open_repository(path, search_up=False), spec)
+    _worker = (open_repository(path, search_up=False), spec, store)
+
+
+def _read(
+    repo: BaseRepo,
+    spec: ScanSpec,
+    store: PartialStore | None,
+    index: int,
+    item: ScanFile,
+    blob: ObjectID,
+) -> FileScan:
+    scan = scan_file(index, item.file, read_blob(repo, blob), item.old, spec)
+    if store is not None:
+        store.put_scan(blob.decode(), item, scan)
+    return scan
 
 
 def _scan_batch(
     batch: list[tuple[int, ScanFile, ObjectID]],
-) -> tuple[list[tuple[int, FileScan]], dict[TotalsKey, Sums], int]:
+) -> tuple[list[tuple[int, FileScan]], dict[TotalsKey, Sums]]:
     """Scan a batch of files; their totals come back summed once, not file by file (each
     file's totals hold an entry per pair of listing versions: sending and adding them one
     file at a time cost more than reading the usage)."""
     assert _worker is not None
-    repo, spec = _worker
+    repo, spec, store = _worker
     scans = []
     totals: dict[TotalsKey, Sums] = {}
     for index, item, blob in batch:
-        scan = scan_file(index, item.file, read_blob(repo, blob), item.old, spec)
+        scan = _read(repo, spec, store, index, item, blob)
         add_totals(totals, scan.totals)
         scan.totals = {}
         scans.append((index, scan))
-    return scans, totals, hash(_PROBE)
+    return scans, totals
 
 
 def _fetch(index: int, blob: ObjectID, lines: set[int]) -> list[tuple[int, int, WireEvent]]:
@@ -89,8 +102,9 @@ def _stored_size(repo: BaseRepo, blobs: Sequence[ObjectID]) -> int:
 
 
 class Scanner:
-    """Scans `files` (files[i] is stored in blobs[i]) of `repo` with `spec`; a context
-    manager, so that its workers stop when it is done."""
+    """Scans `files` (files[i] is stored in blobs[i]) of `repo` with `spec`, taking what
+    `store` kept of earlier readings and keeping what it reads there; a context manager, so
+    that its workers stop when it is done."""
 
     def __init__(
         self,
@@ -100,22 +114,32 @@ class Scanner:
         spec: ScanSpec,
         *,
         jobs: int | None = None,
+        store: PartialStore | None = None,
     ) -> None:
         self.repo = repo
         self.files = files
         self.blobs = blobs
         self.spec = spec
+        self.store = store
+        self.kept: dict[int, FileScan] = {}
+        if store is not None:
+            for i, (item, blob) in enumerate(zip(files, blobs, strict=True)):
+                found = store.get_scan(i, blob.decode(), item)
+                if found is not None:
+                    self.kept[i] = found
+        self.todo = [i for i in range(len(files)) if i not in self.kept]
         self.pool: Executor | None = None
+        self.jobs = jobs or len(os.sched_getaffinity(0)) or 1
         # Asked for several jobs, use them; by default, only when there is enough to read.
-        wanted = jobs is not None or _stored_size(repo, blobs) >= _PARALLEL_FROM
-        jobs = jobs or len(os.sched_getaffinity(0)) or 1
-        self.jobs = jobs
-        if wanted and jobs > 1 and len(files) > 1 and isinstance(repo, Repo):
+        wanted = jobs is not None or _stored_size(repo, [blobs[i] for i in self.todo]) >= (
+            _PARALLEL_FROM
+        )
+        if wanted and self.jobs > 1 and len(self.todo) > 1 and isinstance(repo, Repo):
             self.pool = ProcessPoolExecutor(
-                max_workers=min(jobs, len(files)),
+                max_workers=min(self.jobs, len(self.todo)),
                 mp_context=get_context("fork"),
                 initializer=_init,
-                initargs=(repo.path, spec),
+                initargs=(repo.path, spec, store),
             )
 
     def __enter__(self) -> Scanner:
@@ -156,30 +180,26 @@ class Scanner:
     def _batches(
         self,
     ) -> Iterable[tuple[list[tuple[int, FileScan]], dict[TotalsKey, Sums]]]:
+        if self.kept:
+            yield sorted(self.kept.items()), {}
         if self.pool is None:
-            for i, (item, blob) in enumerate(zip(self.files, self.blobs, strict=True)):
-                scan = scan_file(i, item.file, read_blob(self.repo, blob), item.old, self.spec)
-                yield [(i, scan)], {}
+            for i in self.todo:
+                item, blob = self.files[i], self.blobs[i]
+                yield [(i, _read(self.repo, self.spec, self.store, i, item, blob))], {}
             return
-        jobs = self.jobs
         # Eight batches a worker: few enough that totals travel rarely, enough that the
         # workers finish together.
-        size = max(1, len(self.files) // (jobs * 8))
-        work = [(i, self.files[i], self.blobs[i]) for i in range(len(self.files))]
+        size = max(1, len(self.todo) // (self.jobs * 8))
+        work = [(i, self.files[i], self.blobs[i]) for i in self.todo]
         futures = [
             self.pool.submit(_scan_batch, work[start : start + size])
             for start in range(0, len(work), size)
         ]
         for future in as_completed(futures):
-            scans, totals, probe = future.result()
-            if probe != hash(_PROBE):
-                # Key hashes are compared across processes: they must share one hash
-                # secret, which forked workers inherit.
-                raise RuntimeError("a usage worker hashes strings differently")
-            yield scans, totals
+            yield future.result()
 
     def fetch(self, wanted: Mapping[int, set[int]]) -> Iterable[tuple[int, int, WireEvent]]:
-        """The events on the wanted lines of each file, for `tally`."""
+        """The events on the wanted lines of each file."""
         if self.pool is None:
             for index, lines in sorted(wanted.items()):
                 yield from fetch_lines(index, read_blob(self.repo, self.blobs[index]), lines)
@@ -190,3 +210,34 @@ class Scanner:
         ]
         for future in futures:
             yield from future.result()
+
+
+def repeated_lines(
+    scans: Sequence[FileScan],
+) -> tuple[dict[int, set[int]], set[tuple[int, int]]]:
+    """file index -> line numbers of events whose key digest occurs more than once, among
+    the events counted and those set aside as too late; and which (file index, line) of them
+    are the latter (claims: they decide their event without being counted)."""
+    out: dict[int, set[int]] = defaultdict(set)
+    claimed: set[tuple[int, int]] = set()
+    if not scans:
+        return out, claimed
+    pools = [np.frombuffer(s.digests, dtype=np.int64) for s in scans]
+    pools += [np.frombuffer(s.claims, dtype=np.int64) for s in scans]
+    digests = np.concatenate(pools)
+    if len(digests) < 2:
+        return out, claimed
+    ordered = np.sort(digests)
+    repeated = np.unique(ordered[1:][ordered[1:] == ordered[:-1]])
+    if len(repeated) == 0:
+        return out, claimed
+    del ordered
+    for scan, pool in zip(scans, pools[: len(scans)], strict=True):
+        for position in np.flatnonzero(np.isin(pool, repeated)).tolist():
+            out[scan.index].add(scan.line_numbers[position])
+    for scan, pool in zip(scans, pools[len(scans) :], strict=True):
+        for position in np.flatnonzero(np.isin(pool, repeated)).tolist():
+            number = scan.claim_lines[position]
+            out[scan.index].add(number)
+            claimed.add((scan.index, number))
+    return out, claimed

@@ -1,0 +1,159 @@
+"""What a reading of usage files is given and gives back: its rules, the files it reads, and
+what each file holds (totals, event key digests, set-aside lines).
+
+    Rules, ScanSpec     what a reading accepts (a close's period and listings, the clock skew)
+    ScanFile            a file to read, and where its commit stands
+    FileScan            what one file holds, once read
+    Lookup              what the readings of one process remember about recurring values
+"""
+
+from __future__ import annotations
+
+from array import array
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from formarket.schemas.usage import SetAside, UsageCeilings
+from formarket.usage.files import UsageFile
+from formarket.usage.wire import WireEvent, WireRef, ref_problem
+
+__all__ = [
+    "SUMS",
+    "FileScan",
+    "Lookup",
+    "Rules",
+    "ScanFile",
+    "ScanSpec",
+    "Sums",
+    "TotalsKey",
+    "add_totals",
+    "lookup_of",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Rules:
+    """What a reading accepts: the period a close judges, the oldest period late usage may
+    still belong to, the listing versions published as of its usage commit, and how far past
+    its file's day an event's time may be (the platform's terms, royalties/policy.yaml)."""
+
+    period: int
+    first: int
+    known: frozenset[tuple[str, str]]
+    skew: timedelta
+    listings: frozenset[str] = frozenset()  # the ids in `known`, to tell USG008 from USG009
+    # The most one event may hold (requests, input tokens, output tokens, instance seconds):
+    # what no gateway can produce is set aside (USG018), never paid.
+    ceilings: tuple[int, int, int, int] = (
+        UsageCeilings().requests,
+        UsageCeilings().input_tokens,
+        UsageCeilings().output_tokens,
+        UsageCeilings().instance_seconds,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ScanSpec:
+    """The rules for files new since the previous close, and those of the previous close for
+    the files it had already read (`old`): a line's fate was decided by the close that first
+    read it, and is never decided differently later. `seed` keys the digests of events'
+    (source, id) (`formarket.usage.columns.key_digests`); `by_day` sums events per day of
+    their time as well as per month (a reading for charts and `usage show`, not a close)."""
+
+    new: Rules
+    old: Rules | None
+    seed: int = 0
+    by_day: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ScanFile:
+    """A file to read, whether the previous close read it already (`old`), and where the
+    commit that brought it stands in the first-parent history (`commit`): of two copies of
+    an event, the first committed counts."""
+
+    file: UsageFile
+    old: bool
+    commit: int = 0
+
+
+# (counted before, month index, day (a date's ordinal with `by_day`, else 0), agent (id,
+# version), model (id, version), outcome is ok)
+TotalsKey = tuple[bool, int, int, tuple[str, str] | None, tuple[str, str] | None, bool]
+# events, requests, input tokens, output tokens, instance seconds, calls whose tokens the
+# gateway counted (tokens_source other than upstream, at least one request)
+Sums = list[int]
+SUMS = 6
+
+
+@dataclass(slots=True)
+class FileScan:
+    """What one file holds: totals, and a key digest and line per event counted; with
+    `keep`, the events counted themselves (`accepted`)."""
+
+    index: int
+    lines: int = 0
+    events: int = 0
+    set_aside: list[SetAside] = field(default_factory=list)
+    digests: array[int] = field(default_factory=lambda: array("q"))
+    line_numbers: array[int] = field(default_factory=lambda: array("I"))
+    # Events set aside as too late: not counted, but the first committed copy of an event
+    # decides it, so a later copy of one of these is never counted either.
+    claims: array[int] = field(default_factory=lambda: array("q"))
+    claim_lines: array[int] = field(default_factory=lambda: array("I"))
+    totals: dict[TotalsKey, Sums] = field(default_factory=dict)
+    accepted: list[WireEvent] = field(default_factory=list)
+
+
+class Lookup:
+    """What the hot loop needs to know about values that recur, kept across the files of one
+    close (a worker reads many): each listing version gets a small number (0 for none), so the
+    loop hashes ints rather than structs or tuples, and each account and deployment is checked
+    against its pattern once."""
+
+    def __init__(self, spec: ScanSpec) -> None:
+        self.spec = spec
+        self.numbers: dict[WireRef | None, int] = {None: 0}
+        self.names: list[tuple[str, str] | None] = [None]
+        self.problems: list[str] = [""]
+        self.known_new: list[bool] = [True]
+        self.known_old: list[bool] = [True]
+        self.accounts: set[str] = set()
+        self.subjects: set[str] = set()
+
+    def number_of(self, ref: WireRef) -> int:
+        problem = ref_problem(ref)
+        name = (ref.id, ref.version)
+        number = self.numbers[ref] = len(self.names)
+        self.names.append(name)
+        self.problems.append(problem)
+        self.known_new.append(not problem and name in self.spec.new.known)
+        old = self.spec.old
+        self.known_old.append(not problem and old is not None and name in old.known)
+        return number
+
+    def size(self) -> int:
+        return len(self.names) + len(self.accounts) + len(self.subjects)
+
+
+# One close at a time per process; a hostile log of endless distinct values cannot grow it
+# past this many entries.
+_LOOKUP_LIMIT = 1 << 21
+_LOOKUP: list[Lookup] = []
+
+
+def lookup_of(spec: ScanSpec) -> Lookup:
+    if not _LOOKUP or _LOOKUP[0].spec is not spec or _LOOKUP[0].size() > _LOOKUP_LIMIT:
+        _LOOKUP[:] = [Lookup(spec)]
+    return _LOOKUP[0]
+
+
+def add_totals(into: dict[TotalsKey, Sums], more: dict[TotalsKey, Sums], sign: int = 1) -> None:
+    """Add (or with sign -1, subtract) one set of totals to another."""
+    for key, sums in more.items():
+        current = into.get(key)
+        if current is None:
+            into[key] = [sign * v for v in sums]
+        else:
+            for i, value in enumerate(sums):
+                current[i] += sign * value
