@@ -134,6 +134,22 @@ def _page(template: str, title: str, *, status: int = 200, **context: object) ->
     )
 
 
+def _cookie(
+    answer: Response, request: Request, name: str, value: str, ttl: timedelta, path: str
+) -> None:
+    """A cookie scripts cannot read, sent only over TLS when the page came over TLS, and not on
+    other sites' requests but for a top-level navigation (the sign-in's return from GitHub)."""
+    answer.set_cookie(
+        name,
+        value,
+        max_age=int(ttl.total_seconds()),
+        path=path,
+        httponly=True,
+        secure=request.url.scheme == "https",
+        samesite="lax",
+    )
+
+
 def add_dashboard(app: FastAPI, ctl: Callable[[], Control]) -> None:
     def signed_in(request: Request) -> tuple[AccountView, str] | None:
         token = request.cookies.get(SESSION_COOKIE, "")
@@ -209,15 +225,7 @@ def add_dashboard(app: FastAPI, ctl: Callable[[], Control]) -> None:
             github.close()
         ctl().store.keep_login_state(state, _STATE_TTL)
         answer = RedirectResponse(url, status_code=302)
-        answer.set_cookie(
-            STATE_COOKIE,
-            state,
-            max_age=int(_STATE_TTL.total_seconds()),
-            path="/dashboard/auth",
-            httponly=True,
-            secure=request.url.scheme == "https",
-            samesite="lax",
-        )
+        _cookie(answer, request, STATE_COOKIE, state, _STATE_TTL, "/dashboard/auth")
         return answer
 
     @app.get("/dashboard/auth/callback", include_in_schema=False, name="callback")
@@ -241,15 +249,7 @@ def add_dashboard(app: FastAPI, ctl: Callable[[], Control]) -> None:
         session = ctl().store.start_session(account, _SESSION_TTL)
         answer = RedirectResponse("/dashboard", status_code=303)
         answer.delete_cookie(STATE_COOKIE, path="/dashboard/auth")
-        answer.set_cookie(
-            SESSION_COOKIE,
-            session,
-            max_age=int(_SESSION_TTL.total_seconds()),
-            path="/dashboard",
-            httponly=True,
-            secure=request.url.scheme == "https",
-            samesite="lax",
-        )
+        _cookie(answer, request, SESSION_COOKIE, session, _SESSION_TTL, "/dashboard")
         return answer
 
     def refused() -> HTMLResponse:
