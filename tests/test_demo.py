@@ -42,7 +42,18 @@ def test_the_demo_runs_the_whole_journey(tmp_path: Path) -> None:
     summary = result.output.rsplit("== Summary", 1)[1]
     assert "pr-1 by tf-sam: passed, merged (tinyforge/echo-chat-mini is listed)" in summary
     assert "refused with REG011, REG016" in summary
-    assert "the farm: 4 VMs built, booted, answered, stopped" in summary
+    assert "the farm: 5 VMs built, booted, answered, stopped" in summary
+    # The user's side: the device flow, a key, a deployment through the API, its calls through
+    # the gateway with that key, and the dashboard showing them.
+    assert "formarket login" in result.output
+    assert "signed in as ada-lovelace" in result.output
+    mine = re.search(r"committed by the bot for ada-lovelace: (dep-[0-9a-f]{12})", result.output)
+    assert mine is not None
+    shows = rf"shows {mine.group(1)} and its (\d+) calls in the usage chart"
+    shown = re.search(shows, result.output)
+    assert shown is not None
+    assert shown.group(1) == "5"
+    assert "deployed tinyforge/echo-chat-mini through the API" in summary
     assert "You said: Do you sell purple giraffes?" in result.output  # the agent reached its model
     # Through the gateway: each model call an event under its parent, and the model credited
     # for those alone, not for the calls the FAQ answered.
@@ -50,7 +61,7 @@ def test_the_demo_runs_the_whole_journey(tmp_path: Path) -> None:
     assert hop is not None
     credited = re.search(r"echo-chat-mini is credited for (\d+) requests", result.output)
     assert credited is not None
-    assert credited.group(1) == hop.group(1)
+    assert int(credited.group(1)) == int(hop.group(1)) + 5  # and the user's 5 direct calls
     assert "calls the FAQ answered credit it nothing" in result.output
     assert "agrees with its recomputation from git, byte for byte" in result.output
     assert (tmp_path / "site" / "agents" / "tinyforge" / "faq-bot" / "index.html").is_file()
@@ -58,6 +69,7 @@ def test_the_demo_runs_the_whole_journey(tmp_path: Path) -> None:
     committed = result.output.split("committed by the bot:")[1].split("\n", 1)[0]
     ids = re.findall(r"dep-[0-9a-f]{12}", committed)
     assert len(ids) == 4
+    ids.append(mine.group(1))
     running = [_read(p) for p in Path("/proc").glob("*/cmdline")]
     assert not [c for c in running if any(f"guest=formarket-{d}".encode() in c for d in ids)]
 
