@@ -4,13 +4,10 @@ pull-request check decides who may change a publisher's listings."""
 from __future__ import annotations
 
 from dulwich.repo import BaseRepo
-from pydantic import ValidationError
 
-from formarket.market.layout import PUBLISHERS
 from formarket.market.refs import find_tip
-from formarket.market.trees import commit_tree, list_dir, read_blob
-from formarket.schemas.publisher import Publisher
-from formarket.yamldoc import YamlError, load_yaml
+from formarket.market.trees import commit_tree
+from formarket.registry.publishers import valid_publishers
 
 __all__ = ["publishers_of"]
 
@@ -21,17 +18,9 @@ def publishers_of(repo: BaseRepo, branch: str, login: str) -> frozenset[str]:
     tip = find_tip(repo, branch)
     if tip is None:
         return frozenset()
-    tree = commit_tree(repo, tip)
-    mine: set[str] = set()
-    for name, (is_dir, sha) in list_dir(repo, tree, PUBLISHERS).items():
-        if is_dir or not name.endswith(".yaml"):
-            continue
-        try:
-            publisher = Publisher.model_validate(
-                load_yaml(read_blob(repo, sha), f"{PUBLISHERS}/{name}").data
-            )
-        except (YamlError, ValidationError):
-            continue  # the registry check reports it; an invalid file speaks for no one
-        if login.lower() in {owner.lower() for owner in publisher.owners}:
-            mine.add(publisher.id)
-    return frozenset(mine)
+    key = login.lower()
+    return frozenset(
+        publisher.id
+        for publisher in valid_publishers(repo, commit_tree(repo, tip))
+        if key in {owner.lower() for owner in publisher.owners}
+    )
