@@ -4,6 +4,7 @@ anyone else's listings; and the catalog's stylesheets it is drawn with."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -116,3 +117,57 @@ def test_the_catalogs_stylesheets_are_served_and_nothing_else(plane: Plane) -> N
     assert again.status == 304
     for hostile in ("../api.py", "..%2F..%2Fpyproject.toml", "site.css", "material.css.map"):
         assert _get(plane.url, f"/dashboard/assets/{hostile}").status == 404
+
+
+def _statement(publisher: str, period: str, creator: str, reference: str | None) -> bytes:
+    commit = "77f6f647b7b3d558fe4d8a8eb6f11d0b32914272"
+    line = {
+        "kind": "usage", "usage_period": period, "listing": f"{publisher}/x", "version": "1.0.0",
+        "metric": "requests", "quantity": 10, "unit_price": "0.01", "price_unit": "request",
+        "royalty_percent": "70", "gross": "0.10", "creator": creator, "platform": "0.03",
+    }  # fmt: skip
+    payout = {
+        "publisher": publisher, "currency": "USD", "opening_balance": "0.00",
+        "earned": creator, "held": [], "due": creator, "paid": creator, "fee": "0.00",
+        "closing_balance": "0.00", "status": "paid", "method": "paypal", "reference": reference,
+    }  # fmt: skip
+    statement = {
+        "format": "formarket.royalty-statement/1", "period": period, "publisher": publisher,
+        "usage_commit": commit, "policy": {"version": 1, "commit": commit},
+        "currencies": [
+            {"currency": "USD", "lines": [line], "gross": "0.10", "creator": creator,
+             "platform": "0.03"}
+        ],
+        "unrated": [], "payouts": [payout],
+    }  # fmt: skip
+    return json.dumps(statement).encode()
+
+
+def test_an_owner_sees_their_earnings_and_payouts_and_no_one_elses(plane: Plane) -> None:
+    repo = Repo(str(plane.market.repo))
+    try:
+        closed = {
+            "royalties/2026-10/statements/tinyforge.json": _statement(
+                "tinyforge", "2026-10", "0.07", "po_tiny_1"
+            ),
+            "royalties/2026-10/statements/northwind-ai.json": _statement(
+                "northwind-ai", "2026-10", "0.05", "po_north_1"
+            ),
+            # Hostile or broken: a statement filed under another publisher's name, and junk.
+            "royalties/2026-11/statements/tinyforge.json": _statement(
+                "northwind-ai", "2026-11", "9.99", "po_forged"
+            ),
+            "royalties/notaperiod/statements/tinyforge.json": b"{",
+        }
+        commit_changes(repo, "main", closed, "close", Identity("m", "m@x.org"))
+    finally:
+        repo.close()
+    page = _get(plane.url, "/dashboard/listings", _sign_in(plane, "tf-sam"))
+    assert page.status == 200
+    assert b"Earnings by period" in page.body
+    assert b"po_tiny_1" in page.body
+    assert b"0.07" in page.body
+    for theirs in (b"po_north_1", b"po_forged", b"9.99"):
+        assert theirs not in page.body
+    nothing = _get(plane.url, "/dashboard/listings", _sign_in(plane, "ada"))
+    assert b"po_" not in nothing.body

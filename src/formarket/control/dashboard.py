@@ -30,6 +30,7 @@ from formarket.accounts.store import AccountView
 from formarket.control.context import Control
 from formarket.control.dashboard_pages import render
 from formarket.control.deployments import summary
+from formarket.control.earnings import statements_of
 from formarket.control.look import Look, load_look
 from formarket.control.publishers import publishers_of
 from formarket.control.usage import account_usage, listing_usage
@@ -180,6 +181,7 @@ def add_dashboard(app: FastAPI, ctl: Callable[[], Control]) -> None:
         try:
             publishers = publishers_of(repo, control.farm.branch, account.login)
             usage = listing_usage(repo, control.farm.branch, publishers, None) if publishers else []
+            statements = statements_of(repo, control.farm.branch, publishers)
         finally:
             repo.close()
         return page(
@@ -189,6 +191,7 @@ def add_dashboard(app: FastAPI, ctl: Callable[[], Control]) -> None:
             publishers=sorted(publishers),
             usage=usage,
             versions=_by_version(usage),
+            statements=statements,
             chart=_calls_chart(usage, "Calls of my listings by day"),
             csrf=_csrf(session),
             here="/dashboard/listings",

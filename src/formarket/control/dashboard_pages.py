@@ -140,7 +140,29 @@ Earnings are in each closed period's statements.</p>
     + _TABLE_CLOSE
     + """
 {% else %}<p class="fm-empty">No usage of these listings committed yet.</p>{% endif %}
-{% endif %}{% endblock %}"""
+<h2>Earnings by period</h2>
+{% if statements %}"""
+    + _TABLE_OPEN
+    + """<thead><tr><th>Period</th><th>Publisher</th><th>Currency</th><th>Gross</th>
+<th>Your share</th><th>Platform</th></tr></thead><tbody>
+{% for s in statements %}{% for c in s.currencies %}<tr><td>{{ s.period }}</td>
+<td>{{ s.publisher }}</td><td>{{ c.currency }}</td><td>{{ c.gross }}</td>
+<td>{{ c.creator }}</td><td>{{ c.platform }}</td></tr>{% endfor %}{% endfor %}</tbody>"""
+    + _TABLE_CLOSE
+    + """
+<h2>Payouts</h2>"""
+    + _TABLE_OPEN
+    + """<thead><tr><th>Period</th><th>Publisher</th><th>Currency</th><th>Due</th><th>Paid</th>
+<th>Fee</th><th>Carried over</th><th>Status</th><th>Reference</th></tr></thead><tbody>
+{% for s in statements %}{% for p in s.payouts %}<tr><td>{{ s.period }}</td>
+<td>{{ p.publisher }}</td><td>{{ p.currency }}</td><td>{{ p.due }}</td><td>{{ p.paid }}</td>
+<td>{{ p.fee }}</td><td>{{ p.closing_balance }}</td><td>{{ p.status }}</td>
+<td>{{ p.reference or "none" }}</td></tr>{% endfor %}{% endfor %}</tbody>"""
+    + _TABLE_CLOSE
+    + """
+{% else %}<p class="fm-empty">No period closed with earnings of yours yet: a period's
+statements are written when it is closed (<code>formarket royalties close</code>).</p>
+{% endif %}{% endif %}{% endblock %}"""
 )
 
 _TEMPLATES = {
