@@ -144,7 +144,7 @@ def test_signed_in_and_outside_a_clone_deployments_and_usage_go_through_the_api(
     assert made.exit_code == 0, made.output
     dep = json.loads(made.stdout)["deployments"][0]["id"]
     assert plane.call(key, "GET", f"/v1/deployments/{dep}").json()["desired"]["requester"] == (
-        "alice"
+        plane.control.pseudonyms.of("alice")
     )
     refused = _run(["deploy", "--model", "nobody/nothing"], config, env)
     assert refused.exit_code == 1

@@ -472,7 +472,9 @@ def create_app(control: Control | None = None) -> FastAPI:
             current = read_deployments(repo, ctl().farm.branch, problems=[])
         finally:
             repo.close()
-        if any(d.account != me.login for d in dependents(current, found.id)):
+        if any(
+            not ctl().pseudonyms.owns(d.account, me.login) for d in dependents(current, found.id)
+        ):
             # Another account's agent calls it: not this account's to stop.
             raise ApiFailure(
                 409,
@@ -523,7 +525,7 @@ def create_app(control: Control | None = None) -> FastAPI:
             raise ApiFailure(422, f"since: {since!r} is not a day", "invalid_request") from exc
         repo = open_market(ctl().farm)
         try:
-            rows = account_usage(repo, ctl().farm.branch, me.login, first)
+            rows = account_usage(repo, ctl().farm.branch, ctl().pseudonyms.names(me.login), first)
         finally:
             repo.close()
         return UsageOut(account=me.login, rows=tuple(UsageRow.model_validate(r) for r in rows))

@@ -1,6 +1,7 @@
 """What the control plane works with, passed in whole so that tests build it from real parts:
 the accounts database, the farm's settings (the marketplace clone the bot commits to), GitHub's
-sign-in, the gateway's address that callers use, and the rate limits."""
+sign-in, the gateway's address that callers use, the rate limits, and the accounts'
+pseudonyms."""
 
 from __future__ import annotations
 
@@ -8,10 +9,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from formarket.accounts.github_login import GitHubLogin
+from formarket.accounts.pseudonym import Pseudonyms
 from formarket.accounts.store import AccountStore
 from formarket.control.deployments import DeploymentIndex
 from formarket.control.limits import RateLimiter
 from formarket.farm.settings import FarmSettings
+from formarket.farm.status import farm_pseudonyms
 
 __all__ = ["Control"]
 
@@ -26,7 +29,10 @@ class Control:
     limiter: RateLimiter = field(default_factory=lambda: RateLimiter(10.0, 40))
     sign_in_limiter: RateLimiter = field(default_factory=lambda: RateLimiter(1.0, 10))
     max_body: int = 64 << 10
+    # How git names accounts: read once, from the key the gateway and the farm share.
+    pseudonyms: Pseudonyms = field(init=False)
     index: DeploymentIndex = field(init=False)
 
     def __post_init__(self) -> None:
-        self.index = DeploymentIndex(self.farm)
+        self.pseudonyms = farm_pseudonyms(self.farm)
+        self.index = DeploymentIndex(self.farm, self.pseudonyms)
