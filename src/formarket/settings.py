@@ -395,9 +395,9 @@ PSEUDONYM_KEY = Setting(
     "pseudonym_key",
     "FORMARKET_PSEUDONYM_KEY",
     PATH,
-    "The key file of accounts' pseudonyms: what git commits (deployments, usage, the bot's"
-    " commit messages) names an account only by `acct_` and a keyed hash of its login, made"
-    " with this key. Made on first use, readable by its owner only; keep it outside every"
+    "The key of accounts' pseudonyms: what the bot commits (deployments, usage events, commit"
+    " messages) names an account only by `acct_` and a keyed hash of its login under this key."
+    " Made on first use, readable by its owner (and at most its group); keep it outside every"
     " repository, share it between the gateways, the farm and the control plane, and back it"
     " up with the accounts database: another key gives every account another pseudonym.",
     ("control", "deploy", "deployments", "farm", "gateway", "issue-deploy", "usage"),

@@ -134,7 +134,8 @@ def test_the_setting_names_the_key(tmp_path: Path) -> None:
     environ = {"FORMARKET_PSEUDONYM_KEY": str(shared)}
     assert key_path(tmp_path / "gw", environ) == shared
     one = load_pseudonyms(tmp_path / "gw", environ).of("ada")
-    assert shared.exists() and not (tmp_path / "gw").exists()
+    assert shared.exists()
+    assert not (tmp_path / "gw").exists()
     assert load_pseudonyms(tmp_path / "other-gw", environ).of("ada") == one
     assert load_pseudonyms(tmp_path / "gw", {}).of("ada") != one
 

@@ -5,14 +5,19 @@ with odd characters never reaches git."""
 from __future__ import annotations
 
 import pytest
+from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from formarket.accounts.pseudonym import Pseudonyms, is_pseudonym
+from formarket.cli import main
 from formarket.deploy.request import DeployOptions, build_request
 from formarket.errors import InputError
+from formarket.farm.settings import FarmSettings
 from formarket.farm.status import farm_pseudonyms
 from tests.deploy.conftest import GOOD_BODY, MAINTAINER, REPO, Desk, deployments, tip
+from tests.deploy.test_cli import CLEAN_ENV, deploy
+from tests.git_names import places_naming
 
 PSEUDONYMS = Pseudonyms(b"0123456789abcdef0123456789abcdef")
 MODEL = "tinyforge/echo-chat"
@@ -26,7 +31,8 @@ def test_the_request_names_both_by_pseudonym() -> None:
     assert request.requester == PSEUDONYMS.of("ops-bob")
     # Without a requester: the local user, hashed as well.
     alone = build_request(DeployOptions(model=MODEL), PSEUDONYMS)
-    assert is_pseudonym(alone.requester) and alone.account == alone.requester
+    assert is_pseudonym(alone.requester)
+    assert alone.account == alone.requester
 
 
 def test_an_account_given_by_its_pseudonym_is_kept() -> None:
@@ -96,3 +102,29 @@ def test_an_issue_deploys_for_its_authors_pseudonym(desk: Desk) -> None:
     assert {(d.account, d.requester) for d in deployments(desk.settings).values()} == {
         (carol, carol)
     }
+
+
+def test_the_operator_lists_an_accounts_deployments_by_its_login(market: FarmSettings) -> None:
+    # Distinctive logins, so that the search over git cannot meet them in other words.
+    for account in ("Ada-Byron", "bob-builder"):
+        made = deploy(market, "--model", MODEL, "--account", account)
+        assert made.exit_code == 0, made.output
+    ada = farm_pseudonyms(market).of("ada-byron")
+    assert places_naming(market.repo, ["ada-byron", "bob-builder"]) == []  # nor in messages
+
+    def listed(*args: str) -> str:
+        result = CliRunner().invoke(
+            main, ["deployments", "list", "--repo", str(market.repo), *args], env=CLEAN_ENV
+        )
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    everyone = listed()
+    assert ada in everyone
+    assert "ada-byron" not in everyone.lower()
+    only_ada = listed("--account", "ADA-BYRON")
+    assert ada in only_ada
+    assert farm_pseudonyms(market).of("bob-builder") not in only_ada
+    assert (
+        listed("--account", "carol").strip() == "no deployments running (--all shows stopped ones)"
+    )

@@ -219,6 +219,10 @@ class UsageRow(BaseModel):
 class UsageOut(BaseModel):
     model_config = _FROZEN
     account: str
+    pseudonym: str = Field(
+        description="The name the account has in git: its usage events and deployments carry"
+        " this keyed hash of the login, never the login."
+    )
     rows: tuple[UsageRow, ...]
 
 
@@ -426,7 +430,13 @@ def create_app(control: Control | None = None) -> FastAPI:
             account=me.login,
             requester=me.login,
         )
-        done = run(ctl().farm, options, dry_run=body.dry_run, echo=lines.append)
+        done = run(
+            ctl().farm,
+            options,
+            dry_run=body.dry_run,
+            echo=lines.append,
+            pseudonyms=ctl().pseudonyms,
+        )
         return Planned(
             plan=tuple(done.lines),
             deployments=tuple(
@@ -528,7 +538,11 @@ def create_app(control: Control | None = None) -> FastAPI:
             rows = account_usage(repo, ctl().farm.branch, ctl().pseudonyms.names(me.login), first)
         finally:
             repo.close()
-        return UsageOut(account=me.login, rows=tuple(UsageRow.model_validate(r) for r in rows))
+        return UsageOut(
+            account=me.login,
+            pseudonym=ctl().pseudonyms.of(me.login),
+            rows=tuple(UsageRow.model_validate(r) for r in rows),
+        )
 
     add_dashboard(app, ctl)
     return app

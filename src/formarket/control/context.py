@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from formarket.accounts.github_login import GitHubLogin
-from formarket.accounts.pseudonym import Pseudonyms
+from formarket.accounts.pseudonym import Pseudonyms, load_pseudonyms
 from formarket.accounts.store import AccountStore
 from formarket.control.deployments import DeploymentIndex
 from formarket.control.limits import RateLimiter
@@ -29,10 +30,17 @@ class Control:
     limiter: RateLimiter = field(default_factory=lambda: RateLimiter(10.0, 40))
     sign_in_limiter: RateLimiter = field(default_factory=lambda: RateLimiter(1.0, 10))
     max_body: int = 64 << 10
-    # How git names accounts: read once, from the key the gateway and the farm share.
+    # The gateway's state folder, where the pseudonym key is by default; None: where the farm
+    # finds it (FORMARKET_GATEWAY_DIR, else beside the clone's git data).
+    gateway_dir: Path | None = None
+    # How git names accounts: read once, from the key the gateways and the farm share.
     pseudonyms: Pseudonyms = field(init=False)
     index: DeploymentIndex = field(init=False)
 
     def __post_init__(self) -> None:
-        self.pseudonyms = farm_pseudonyms(self.farm)
+        self.pseudonyms = (
+            farm_pseudonyms(self.farm)
+            if self.gateway_dir is None
+            else load_pseudonyms(self.gateway_dir)
+        )
         self.index = DeploymentIndex(self.farm, self.pseudonyms)

@@ -154,10 +154,13 @@ def run(
     *,
     dry_run: bool = False,
     echo: Callable[[str], None] = print,
+    pseudonyms: Pseudonyms | None = None,
 ) -> Planned:
     """Check, print the plan and (unless `dry_run`) commit the deployments as the bot; git
-    names the account by its pseudonym only."""
-    planned = plan(settings, build_request(options, farm_pseudonyms(settings)))
+    names the account by its pseudonym only (`pseudonyms`, by default those of the key the
+    farm's gateway folder holds)."""
+    known = pseudonyms if pseudonyms is not None else farm_pseudonyms(settings)
+    planned = plan(settings, build_request(options, known))
     for line in planned.lines:
         echo(line)
     if dry_run:
