@@ -79,7 +79,8 @@ def test_a_refused_deployment_lists_its_reasons(plane: Plane) -> None:
 def test_usage_is_empty_before_any_call(plane: Plane) -> None:
     key = plane.sign_in("alice")
     reply = plane.call(key, "GET", "/v1/usage?since=2026-01-01")
-    assert reply.json() == {"account": "alice", "rows": []}
+    alice = plane.control.pseudonyms.of("alice")
+    assert reply.json() == {"account": "alice", "pseudonym": alice, "rows": []}
     assert plane.call(key, "GET", "/v1/usage?since=yesterday").status == 422
 
 
