@@ -77,11 +77,13 @@ def test_whatever_the_name_the_request_holds_a_pseudonym_only(name: str) -> None
         assert request.account != name
 
 
-def test_an_issue_author_shaped_as_a_pseudonym_is_refused(desk: Desk) -> None:
+@pytest.mark.parametrize("author", ["<carol's pseudonym>", "x" * 200, "carol smith", "c\u0430rol"])
+def test_an_issue_author_that_is_no_login_is_refused(desk: Desk, author: str) -> None:
     # Someone else's pseudonym: were it taken as a login, its deployments would be theirs.
-    victim = farm_pseudonyms(desk.settings).of("carol")
+    if author == "<carol's pseudonym>":
+        author = farm_pseudonyms(desk.settings).of("carol")
     before = tip(desk.settings)
-    number = desk.open(victim, GOOD_BODY)
+    number = desk.open(author, GOOD_BODY)
     desk.standin.add_label(REPO, number, "approved", MAINTAINER)
 
     outcome = desk.fire(number, "labeled", MAINTAINER, label="approved")
