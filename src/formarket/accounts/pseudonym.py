@@ -72,21 +72,13 @@ class Pseudonyms:
             raise ValueError("a pseudonym key has at least 16 bytes")
         self._key = key
         # The gateway asks at each call, for the few accounts whose keys it sees.
-        self._known: dict[str, str] = {}
+        self._known: dict[str, frozenset[str]] = {}
 
     def __repr__(self) -> str:
         return "Pseudonyms(<key>)"  # never the key
 
     def of(self, login: str) -> str:
         """`login`'s pseudonym; a pseudonym is its own."""
-        found = self._known.get(login)
-        if found is None:
-            if len(self._known) >= _KNOWN_MAX:
-                self._known.clear()
-            found = self._known[login] = self._hash(login)
-        return found
-
-    def _hash(self, login: str) -> str:
         if is_pseudonym(login):
             return login
         mac = hmac.digest(self._key, _LABEL + login.lower().encode(), hashlib.sha256)
@@ -95,11 +87,16 @@ class Pseudonyms:
     def names(self, login: str) -> frozenset[str]:
         """Every name `login`'s account has in git: its pseudonym, and the login itself as
         documents committed before pseudonyms wrote it."""
-        return frozenset((self.of(login), login))
+        found = self._known.get(login)
+        if found is None:
+            if len(self._known) >= _KNOWN_MAX:
+                self._known.clear()
+            found = self._known[login] = frozenset((self.of(login), login))
+        return found
 
     def owns(self, named: str, login: str) -> bool:
         """Whether a document that names the account `named` is `login`'s."""
-        return named == login or named == self.of(login)
+        return named in self.names(login)
 
 
 def key_path(gateway_dir: Path, environ: Mapping[str, str] | None = None) -> Path:
