@@ -140,3 +140,11 @@ def test_what_was_committed_under_a_login_before_pseudonyms_is_still_found(
     rows = plane.call(key, "GET", "/v1/usage").json()["rows"]
     assert {(r["deployment"], r["calls"]) for r in rows} == {(dep, 1), ("dep-000000000002", 1)}
     assert plane.call(plane.sign_in("mallory"), "GET", "/v1/usage").json()["rows"] == []
+
+
+def test_no_one_signs_in_under_another_accounts_pseudonym(plane: Plane) -> None:
+    victim = plane.control.pseudonyms.of("carol")
+    token = plane.github.oauth.token_for(victim)  # a GitHub that would give such a login
+    reply = Client(plane.url).request("POST", "/v1/login/github", {"github_token": token})
+    assert reply.status in (400, 401, 403, 422), reply.body
+    assert plane.store.account(victim) is None
