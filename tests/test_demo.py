@@ -10,9 +10,12 @@ import pytest
 from click.testing import CliRunner
 
 from formarket.cli import main
+from formarket.demo.requests import DEMO_CLI_ACCOUNT, DEMO_DEPLOYER
+from formarket.demo.user import DEMO_USER
 from formarket.registry.cache import ResultCache
 from formarket.registry.snapshot import WorkTreeSnapshot
 from formarket.registry.validate import validate_snapshot
+from tests.git_names import places_naming
 
 ROOT = Path(__file__).parent.parent
 
@@ -72,6 +75,20 @@ def test_the_demo_runs_the_whole_journey(tmp_path: Path) -> None:
     ids.append(mine.group(1))
     running = [_read(p) for p in Path("/proc").glob("*/cmdline")]
     assert not [c for c in running if any(f"guest=formarket-{d}".encode() in c for d in ids)]
+    # git names the demo's accounts only by their pseudonyms: the issue's author, the CLI's
+    # account and the user who deployed through the API appear in no deployment, usage event,
+    # commit message or file name. Only where a login is public by its role is it named:
+    # governance.yaml's deployers (dana-deployer may deploy by issue because it is listed
+    # there), and publishers' owners.
+    accounts = (DEMO_DEPLOYER, DEMO_CLI_ACCOUNT, DEMO_USER)
+    market = tmp_path / "marketplace"
+    assert places_naming(market, accounts, public=_public_by_role) == []
+    assert places_naming(market, [DEMO_DEPLOYER])  # in governance.yaml: the search finds it
+    assert f"accounts in git: by pseudonym only ({DEMO_DEPLOYER} as acct_" in summary
+
+
+def _public_by_role(path: str) -> bool:
+    return path == "registry/governance.yaml" or path.startswith("registry/publishers/")
 
 
 def _read(path: Path) -> bytes:

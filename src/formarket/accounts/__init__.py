@@ -5,10 +5,12 @@ database   opening the database (SQLite by default, PostgreSQL when configured),
 models     the tables
 keyformat  the form of a key (`fmk_<id>_<secret>`), shared with the operator's keys
 store      every read and write, for one account at a time
+pseudonym  the only name an account has in git: a keyed hash of its login
 """
 
 from formarket.accounts.database import database_url, open_database
 from formarket.accounts.keyformat import KEY_PATTERN, parse_key
+from formarket.accounts.pseudonym import Pseudonyms, is_pseudonym, load_pseudonyms
 from formarket.accounts.store import AccountStore, AccountView, KeyGrant, KeyView
 
 __all__ = [
@@ -17,7 +19,10 @@ __all__ = [
     "AccountView",
     "KeyGrant",
     "KeyView",
+    "Pseudonyms",
     "database_url",
+    "is_pseudonym",
+    "load_pseudonyms",
     "open_database",
     "parse_key",
 ]

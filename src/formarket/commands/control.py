@@ -76,6 +76,7 @@ def serve(
         github=lambda: GitHubLogin(client_id, secret, server_url=server_url, api_url=api_url),
         gateway_url=GATEWAY_URL.get(),
         limiter=RateLimiter(rate, max(1, int(rate * 4))),
+        gateway_dir=paths.root,
     )
     run_app(
         create_app(control),

@@ -48,7 +48,11 @@ __all__ = ["command"]
     metavar="NAME=REF",
     help="A secret by reference: env:NAME, file:/path or vault:path (never the value).",
 )
-@click.option("--account", help="Who pays for the usage (default: you).")
+@click.option(
+    "--account",
+    help="Who pays for the usage (default: you): a login, which git names only by its"
+    " pseudonym (FORMARKET_PSEUDONYM_KEY).",
+)
 @click.option(
     "--idle-after",
     metavar="DURATION",
@@ -115,6 +119,7 @@ def command(
     """
     from formarket.commands._remote import remote, remote_deploy
     from formarket.deploy.request import DeployOptions, RefusedError, build_request, plan, run
+    from formarket.farm.status import farm_pseudonyms
 
     if dry_run and wait:
         raise UsageError("--wait follows a committed deployment; leave out --dry-run")
@@ -146,7 +151,7 @@ def command(
     if as_json:
         try:
             if dry_run:
-                planned = plan(settings, build_request(options))
+                planned = plan(settings, build_request(options, farm_pseudonyms(settings)))
             else:
                 planned = run(settings, options, echo=lambda _line: None)
         except RefusedError as exc:

@@ -144,7 +144,9 @@ def add_dashboard(app: FastAPI, ctl: Callable[[], Control]) -> None:
         control = ctl()
         repo = open_market(control.farm)
         try:
-            usage = account_usage(repo, control.farm.branch, account.login, None)
+            usage = account_usage(
+                repo, control.farm.branch, control.pseudonyms.names(account.login), None
+            )
         finally:
             repo.close()
         return page(
@@ -304,7 +306,7 @@ def add_dashboard(app: FastAPI, ctl: Callable[[], Control]) -> None:
                 control.farm.branch,
                 deployment.id,
                 "stopped",
-                f"Stop deployment {deployment.id} for {account.login}",
+                f"Stop deployment {deployment.id} for {control.pseudonyms.of(account.login)}",
                 bot_identity(repo, control.farm.branch),
             )
         finally:

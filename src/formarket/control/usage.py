@@ -6,7 +6,7 @@ royalty close would set aside is left out, and each (source, id) counts once."""
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Set
 from datetime import UTC, date, datetime, time
 
 from dulwich.repo import BaseRepo
@@ -44,12 +44,17 @@ def _day(event: WireEvent) -> str:
 
 
 def summarize_account(
-    events: Iterable[WireEvent], account: str, seen: set[tuple[str, str]], since: datetime | None
+    events: Iterable[WireEvent],
+    names: Set[str],
+    seen: set[tuple[str, str]],
+    since: datetime | None,
 ) -> dict[tuple[str, str], Row]:
-    """(day, deployment) -> counts of `account`'s events (pure; `seen` is (source, id))."""
+    """(day, deployment) -> counts of the events of the account git calls by one of `names`
+    (its pseudonym, and its login in events committed before pseudonyms); pure, `seen` is
+    (source, id)."""
     rows: dict[tuple[str, str], Row] = defaultdict(_row)
     for event in events:
-        if event.data.account != account or (since is not None and event.time < since):
+        if event.data.account not in names or (since is not None and event.time < since):
             continue
         key = (event.source, event.id)
         if key in seen:
@@ -82,10 +87,11 @@ def committed_events(repo: BaseRepo, branch: str, since: date | None) -> Iterato
 
 
 def account_usage(
-    repo: BaseRepo, branch: str, account: str, since: date | None
+    repo: BaseRepo, branch: str, names: Set[str], since: date | None
 ) -> list[dict[str, object]]:
-    """`account`'s calls by day and deployment, oldest first."""
-    total = summarize_account(committed_events(repo, branch, since), account, set(), None)
+    """The calls of the account git names by one of `names` (`Pseudonyms.names` of its
+    login), by day and deployment, oldest first."""
+    total = summarize_account(committed_events(repo, branch, since), names, set(), None)
     return [
         {"day": day, "deployment": deployment, **total[(day, deployment)]}
         for day, deployment in sorted(total)

@@ -16,15 +16,17 @@ from pathlib import Path
 
 import yaml
 
+from formarket.accounts.pseudonym import key_path, load_pseudonyms
 from formarket.demo.calls import Hop, demo_calls, demo_gateway, demo_usage
 from formarket.demo.close import credited_requests, demo_close
 from formarket.demo.farm import demo_farm
-from formarket.demo.requests import demo_requests
+from formarket.demo.requests import DEMO_CLI_ACCOUNT, DEMO_DEPLOYER, demo_requests
 from formarket.demo.site import demo_site
 from formarket.demo.user import DEMO_USER, database_url, demo_control
 from formarket.errors import NotFoundError
 from formarket.farm.desired import read_deployments, set_state
 from formarket.farm.settings import FarmSettings
+from formarket.gateway.config import default_state_dir
 from formarket.market.governance import bot_identity
 from formarket.market.refs import branch_tip, set_branch
 from formarket.market.repository import create_repository
@@ -248,6 +250,21 @@ def _journey(source: Path, scratch: Path, repo_path: Path, public: str, echo: Ec
     echo(f"  the gateway: {events} usage events committed to registry/usage/")
     echo(f"  royalties/{period}/: statements and payouts closed and verified")
     echo(f"  the catalog: formarket site serve --dir {site}")
+    echo(_pseudonyms(repo_path))
+
+
+def _pseudonyms(repo_path: Path) -> str:
+    """How git names the demo's accounts (the logins, only the key's holder can tell)."""
+    gateway_dir = default_state_dir(repo_path)
+    pseudonyms = load_pseudonyms(gateway_dir)
+    named = ", ".join(
+        f"{login} as {pseudonyms.of(login)}"
+        for login in (DEMO_DEPLOYER, DEMO_CLI_ACCOUNT, DEMO_USER)
+    )
+    return (
+        f"  accounts in git: by pseudonym only ({named}); the key stays outside git, in"
+        f" {key_path(gateway_dir)}"
+    )
 
 
 def _credited(repo_path: Path, period: str, model: str, hop: Hop, direct: int) -> str:
