@@ -75,6 +75,7 @@ __all__ = [
     "scan_file",
     "select_files",
     "take_events",
+    "take_events_each",
 ]
 
 Key = TypeVar("Key")
@@ -170,9 +171,21 @@ def take_events(
     version unknown at the time) by the close whose period the event falls in.
 
     A file whose every event counts is checked and summed column by column instead
-    (`columns.take_columns`), to the same result; the loop reads every other."""
-    if take_columns(scan, file, events, lines, old, spec):
-        return
+    (`columns.take_columns`), to the same result; the loop (`take_events_each`) reads
+    every other."""
+    if not take_columns(scan, file, events, lines, old, spec):
+        take_events_each(scan, file, events, lines, old, spec)
+
+
+def take_events_each(
+    scan: FileScan,
+    file: UsageFile,
+    events: Sequence[WireEvent],
+    lines: Sequence[int] | None,
+    old: bool,
+    spec: ScanSpec,
+) -> None:
+    """`take_events` one event at a time: the definition the column path is held to."""
     new_rules = spec.new
     old_rules = spec.old if old and spec.old is not None else None
     settled = old_rules.period if old_rules is not None else -1

@@ -239,21 +239,21 @@ def repeated_lines(
     if len(repeated) == 0:
         return out, claimed
     del ordered
-    # One search over every digest, then each hit back to its file: a search per file cost
-    # seconds over a month of hundreds of files.
-    hits = np.flatnonzero(np.isin(digests, repeated))
-    bounds = np.cumsum([len(p) for p in pools])
-    owners = np.searchsorted(bounds, hits, side="right")
-    starts = (bounds - np.array([len(p) for p in pools])).tolist()
+    # Each file's digests looked up among the few repeated ones by binary search: memory of
+    # the size of one file's digests, where one search over the month's took a gigabyte.
     count = len(scans)
-    for owner, hit in zip(owners.tolist(), hits.tolist(), strict=True):
-        position = hit - starts[owner]
+    for owner, pool in enumerate(pools):
+        places = np.searchsorted(repeated, pool)
+        places[places == len(repeated)] = 0
+        hits = np.flatnonzero(repeated[places] == pool).tolist()
         if owner < count:
             scan = scans[owner]
-            out[scan.index].add(scan.line_numbers[position])
+            for position in hits:
+                out[scan.index].add(scan.line_numbers[position])
         else:
             scan = scans[owner - count]
-            number = scan.claim_lines[position]
-            out[scan.index].add(number)
-            claimed.add((scan.index, number))
+            for position in hits:
+                number = scan.claim_lines[position]
+                out[scan.index].add(number)
+                claimed.add((scan.index, number))
     return out, claimed
