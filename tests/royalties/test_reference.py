@@ -75,15 +75,17 @@ class _Line:
     text: bytes
 
 
-def _moment(rng: random.Random, month: int) -> tuple[date, str]:
+def _moment(rng: random.Random, month: int, days: int = 28) -> tuple[date, str]:
     year = 2026 if month <= 12 else 2025
-    day = date(year, (month - 1) % 12 + 1, rng.randint(1, 28))
+    day = date(year, (month - 1) % 12 + 1, rng.randint(1, days))
     clock = f"{rng.randint(0, 23):02d}:{rng.randint(0, 59):02d}:{rng.randint(0, 59):02d}"
     return day, f"{day.isoformat()}T{clock}Z"
 
 
-def _event(rng: random.Random, ident: str) -> tuple[date, dict[str, Any]]:
-    day, time = _moment(rng, rng.choice(MONTHS))
+def _event(
+    rng: random.Random, ident: str, days: int, months: tuple[int, ...]
+) -> tuple[date, dict[str, Any]]:
+    day, time = _moment(rng, rng.choice(months), days)
     if rng.random() < 0.15:
         return day, hours(ident, model=rng.choice(MODELS), seconds=rng.randint(1, 3600), time=time)
     model = rng.choice(MODELS) if rng.random() < 0.8 else None
@@ -141,13 +143,19 @@ def _file_day(rng: random.Random, day: date) -> date:
 def months(draw: st.DrawFn) -> tuple[dict[str, bytes], dict[str, bytes]]:
     """The usage files of a commit, and of a later one (path -> bytes)."""
     rng = random.Random(draw(st.integers(0, 2**32 - 1)))
-    count = draw(st.integers(1, 40))
-    broken = draw(st.floats(0, 0.4))
+    # Crowded months put many events on the first day of the period and of the months it
+    # adjusts, in one file a source and a commit: files of dozens of events, most of them
+    # clean, which the reader checks and sums column by column.
+    crowded = draw(st.booleans())
+    days = 1 if crowded else 28
+    in_months = MONTHS[:5] if crowded else MONTHS
+    count = draw(st.integers(1, 120 if crowded else 40))
+    broken = draw(st.floats(0, 0.05 if crowded else 0.4))
     repeated = draw(st.floats(0, 0.4))
     lines: list[tuple[int, _Line]] = []  # (commit, line)
     for i in range(count):
         # Ids of many lengths: their digests must not depend on the ids beside them.
-        day, event = _event(rng, f"e-{i}" + "x" * rng.choice((0, 0, 5, 13, 40)))
+        day, event = _event(rng, f"e-{i}" + "x" * rng.choice((0, 0, 5, 13, 40)), days, in_months)
         text = json.dumps(event, separators=(",", ":")).encode()
         where = _Line(_file_day(rng, day), event["source"], text)
         if rng.random() < broken:
@@ -169,7 +177,7 @@ def months(draw: st.DrawFn) -> tuple[dict[str, bytes], dict[str, bytes]]:
     files: list[dict[str, list[bytes]]] = [{}, {}]
     for commit, item in lines:
         # The later commit writes sequence 0, so its files sort first: commit order decides.
-        seq = 0 if commit else rng.randint(1, 3)
+        seq = 0 if commit else 1 if crowded else rng.randint(1, 3)
         path = usage_file(item.day.isoformat(), item.source, seq)
         chosen = files[commit].setdefault(path, [])
         chosen.insert(rng.randint(0, len(chosen)), item.text)

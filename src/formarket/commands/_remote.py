@@ -73,13 +73,15 @@ class ModalCommand(click.Command):
 
 def remote() -> ControlClient | None:
     """The control plane's client when the current command is in client mode, else None."""
+    ctx = click.get_current_context()
+    if ctx.get_parameter_source("repo") is not click.core.ParameterSource.DEFAULT:
+        return None
+    # Imported only now: the control plane's package brings its web framework, seconds of
+    # imports that a command run on a clone (`usage show --repo`) never needs.
     from formarket.control.client import ControlClient, Credentials, credentials_path
     from formarket.errors import FormarketError
     from formarket.market.repository import open_repository
 
-    ctx = click.get_current_context()
-    if ctx.get_parameter_source("repo") is not click.core.ParameterSource.DEFAULT:
-        return None
     path = credentials_path()
     if not path.exists():
         return None

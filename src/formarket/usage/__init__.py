@@ -10,6 +10,7 @@ records and flushes it, the farm meters instance time, the royalties and the sit
     wire        an event as msgspec decodes it, what makes a line valid, the USG codes
     reader      the one reading of usage files: lines checked and summed, or set aside with
                 their code; which files a close reads; the rules of a reading
+    columns     a file whose every event counts, checked and summed column by column
     scan        what a reading is given (its rules, its files) and what it finds in a file
     digests     events' keys as 64-bit keyed digests, to find repeated events by sorting
     partials    what each file holds, kept in the cache by blob id and the reading's rules

@@ -12,6 +12,7 @@ from __future__ import annotations
 from array import array
 from dataclasses import dataclass, field
 from datetime import timedelta
+from operator import add, sub
 
 from formarket.schemas.usage import SetAside, UsageCeilings
 from formarket.usage.files import UsageFile
@@ -150,10 +151,12 @@ def lookup_of(spec: ScanSpec) -> Lookup:
 
 def add_totals(into: dict[TotalsKey, Sums], more: dict[TotalsKey, Sums], sign: int = 1) -> None:
     """Add (or with sign -1, subtract) one set of totals to another."""
+    # Called on every file's totals, thousands of entries each: list operations in C.
     for key, sums in more.items():
         current = into.get(key)
         if current is None:
-            into[key] = [sign * v for v in sums]
+            into[key] = sums.copy() if sign == 1 else [-v for v in sums]
+        elif sign == 1:
+            current[:] = map(add, current, sums)
         else:
-            for i, value in enumerate(sums):
-                current[i] += sign * value
+            current[:] = map(sub, current, sums)

@@ -1,0 +1,282 @@
+"""Checking and summing a file's events column by column, when every one of them counts.
+
+The rules of an event are `reader.take_events`'s loop, which looks at one event at a time in
+Python: a few microseconds an event, most of a cold close. Almost every file the collectors
+write is clean, though: every line an event the close counts. `take_columns` proves that of a
+whole file at once, each check over a column (in C: `map` over the decoded events, numpy) or
+over the few distinct values a column holds (accounts, deployments, listing versions, months),
+and sums the events by their keys with numpy. When any check fails for any event, it declines
+and changes nothing, and the loop reads the file and says what is wrong where: so the loop
+stays the one definition of what counts, and this only ever skips work whose result is known.
+
+    take_columns     a file's events checked and summed at once, or None when the loop must
+    add_pending      what either path found, into the file's scan
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import UTC, date, datetime, time, timedelta
+from operator import attrgetter
+from types import SimpleNamespace
+
+import numpy as np
+import numpy.typing as npt
+
+from formarket.schemas.usage import CALL, MAX_COUNT, event_problem
+from formarket.usage.digests import key_digests
+from formarket.usage.files import UsageFile
+from formarket.usage.scan import (
+    FileScan,
+    Lookup,
+    ScanSpec,
+    Sums,
+    TotalsKey,
+    add_totals,
+    lookup_of,
+)
+from formarket.usage.wire import (
+    WireEvent,
+    all_accounts_valid,
+    all_ids_valid,
+    all_subjects_valid,
+)
+
+__all__ = ["COLUMNS_FROM", "PendingKey", "add_pending", "take_columns"]
+
+# (counted before, month, day ordinal or 0, agent number, model number, outcome is ok)
+PendingKey = tuple[bool, int, int, int, int, bool]
+
+# Below this many events the loop is as quick as setting up the columns.
+COLUMNS_FROM = 2
+# Sums stay exact in int64 while events x the largest count fit in it.
+_MOST_EVENTS = ((1 << 63) - 1) // MAX_COUNT
+
+_TIME = attrgetter("time")
+_SOURCE = attrgetter("source")
+_ID = attrgetter("id")
+_TYPE = attrgetter("type")
+_SUBJECT = attrgetter("subject")
+_DATA = attrgetter("data")
+_ACCOUNT = attrgetter("account")
+_AGENT = attrgetter("agent")
+_MODEL = attrgetter("model")
+_TZ = attrgetter("tzinfo")
+_REQUESTS = attrgetter("requests")
+_INPUT = attrgetter("input_tokens")
+_OUTPUT = attrgetter("output_tokens")
+_SECONDS = attrgetter("instance_seconds")
+_OUTCOME = attrgetter("outcome")
+_TOKENS = attrgetter("tokens_source")
+_PARENT = attrgetter("parent")
+_IS_CALL = CALL.__eq__
+_IS_OK = "ok".__eq__
+_IS_UPSTREAM = "upstream".__eq__
+
+
+def _ints(values: Iterable[int], count: int) -> npt.NDArray[np.int64]:
+    return np.fromiter(values, np.int64, count)
+
+
+def _flags(values: Iterable[bool], count: int) -> npt.NDArray[np.bool_]:
+    return np.fromiter(values, np.bool_, count)
+
+
+def _numbers(refs: list[object], lookup: Lookup) -> npt.NDArray[np.int64] | None:
+    """Each listing version's number (0 for none); None when one of them is not valid."""
+    numbers = lookup.numbers
+    found = list(map(numbers.get, refs))  # type: ignore[arg-type]
+    if None in found:
+        for ref in {r for r, n in zip(refs, found, strict=True) if n is None}:
+            lookup.number_of(ref)  # type: ignore[arg-type]
+        found = list(map(numbers.__getitem__, refs))  # type: ignore[arg-type]
+    out = np.array(found, dtype=np.int64)
+    problems = lookup.problems
+    if any(problems[n] for n in np.unique(out).tolist()):
+        return None
+    return out
+
+
+def _patterns_hold(datas: list[object]) -> bool:
+    """The strings `event_problem` checks against a pattern hold to it, each checked once.
+    The loop checks them on some events only; any bad one at all sends the file to the loop,
+    which knows which events it decides."""
+    for tokens_source in set(map(_TOKENS, datas)):
+        probe = SimpleNamespace(
+            agent=True, model=None, tokens_source=tokens_source, parent=None, instance_seconds=0
+        )
+        if event_problem(CALL, probe):
+            return False
+    parents = [p for p in set(map(_PARENT, datas)) if isinstance(p, str)]
+    return all_ids_valid(parents)
+
+
+def take_columns(
+    scan: FileScan,
+    file: UsageFile,
+    events: Sequence[WireEvent],
+    lines: Sequence[int] | None,
+    old: bool,
+    spec: ScanSpec,
+) -> bool:
+    """Check and sum `events` (as `take_events`) when every one of them counts: True when
+    done, False (with `scan` untouched) when the loop must read them."""
+    count = len(events)
+    if count < COLUMNS_FROM or count > _MOST_EVENTS:
+        return False
+    new_rules = spec.new
+    old_rules = spec.old if old and spec.old is not None else None
+    settled = old_rules.period if old_rules is not None else -1
+    skew = old_rules.skew if old_rules is not None else new_rules.skew
+    limit = datetime.combine(file.day + timedelta(days=1), time(), UTC) + skew
+    source = file.source
+
+    # The line's own checks (USG006, USG007, USG010): UTC, not after the file's day, the
+    # file's source. Aware and naive times do not compare: the zones are checked first.
+    times = list(map(_TIME, events))
+    if set(map(_TZ, times)) != {UTC} or max(times) >= limit:
+        return False
+    if list(map(_SOURCE, events)).count(source) != count:
+        return False
+
+    # The patterns of the strings (USG005): the ids, accounts and deployments all at once,
+    # each listing version once.
+    lookup = lookup_of(spec)
+    ids = list(map(_ID, events))
+    if not all_ids_valid(ids):
+        return False
+    datas = list(map(_DATA, events))
+    if not all_accounts_valid(list(map(_ACCOUNT, datas))):
+        return False
+    if not all_subjects_valid(list(map(_SUBJECT, events))):
+        return False
+    agents = _numbers(list(map(_AGENT, datas)), lookup)
+    models = _numbers(list(map(_MODEL, datas)), lookup)
+    if agents is None or models is None:
+        return False
+
+    # The data's consistency with the event's type (USG011) and the ceilings (USG018).
+    types = list(map(_TYPE, events))
+    if not _patterns_hold(datas):
+        return False
+    is_call = _flags(map(_IS_CALL, types), count)
+    requests = _ints(map(_REQUESTS, datas), count)
+    inputs = _ints(map(_INPUT, datas), count)
+    outputs = _ints(map(_OUTPUT, datas), count)
+    seconds = _ints(map(_SECONDS, datas), count)
+    counted = (requests != 0) | (inputs != 0) | (outputs != 0)
+    inconsistent = np.where(is_call, seconds != 0, (seconds <= 0) | counted)
+    if bool(np.any(inconsistent)) or bool(np.any((agents == 0) & (models == 0))):
+        return False
+    max_requests, max_input, max_output, max_seconds = (old_rules or new_rules).ceilings
+    if (
+        int(requests.max()) > max_requests
+        or int(inputs.max()) > max_input
+        or int(outputs.max()) > max_output
+        or int(seconds.max()) > max_seconds
+    ):
+        return False
+
+    # Each event's day, by the days that occur (a file holds one or two), and its month.
+    days, day_of = np.unique(_ints(map(datetime.toordinal, times), count), return_inverse=True)
+    day_list = days.tolist()
+    months = [d.year * 12 + d.month - 1 for d in map(date.fromordinal, day_list)]
+    for index, month in enumerate(months):
+        before = month <= settled
+        rules = old_rules if before and old_rules is not None else new_rules
+        if month < rules.first:
+            return False  # too late (USG013): a claim, which the loop records
+        if month <= rules.period:
+            known = lookup.known_old if before else lookup.known_new
+            on_day = day_of == index
+            refs = np.unique(np.concatenate((agents[on_day], models[on_day])))
+            if not all(known[number] for number in refs.tolist()):
+                return False  # a listing version not published then (USG008, USG009)
+
+    # Sums by (day or month, agent, model, outcome is ok): one int64 key per event, sorted.
+    if spec.by_day:
+        buckets = [
+            (month <= settled, month, day) for month, day in zip(months, day_list, strict=True)
+        ]
+        bucket_of = day_of
+    else:
+        in_order = sorted(set(months))
+        buckets = [(month <= settled, month, 0) for month in in_order]
+        bucket_of = np.array([in_order.index(month) for month in months], np.int64)[day_of]
+    width = len(lookup.names)
+    if len(buckets) * width * width * 2 >= 1 << 62:
+        return False
+    ok = _flags(map(_IS_OK, map(_OUTCOME, datas)), count)
+    keys = ((bucket_of.astype(np.int64) * width + agents) * width + models) * 2 + ok
+    order = np.argsort(keys, kind="stable")
+    ordered = keys[order]
+    starts = np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1])))
+    measured = (~_flags(map(_IS_UPSTREAM, map(_TOKENS, datas)), count)) & (requests != 0)
+    sums = np.stack(
+        [
+            np.diff(np.append(starts, count)),
+            *(
+                np.add.reduceat(column[order], starts)
+                for column in (requests, inputs, outputs, seconds, measured.astype(np.int64))
+            ),
+        ],
+        axis=1,
+    )
+    # Groups in the order of their first event, as the loop meets them; named at once (a
+    # file of 25,000 events can hold 10,000 pairs of listing versions: no loop per pair).
+    first = np.argsort(order[starts], kind="stable")
+    rest, oks = np.divmod(ordered[starts][first], 2)
+    rest, group_models = np.divmod(rest, width)
+    group_buckets, group_agents = np.divmod(rest, width)
+    befores, group_months, group_days = (
+        np.array(column, np.int64)[group_buckets].tolist() for column in zip(*buckets, strict=True)
+    )
+    names = lookup.names
+    keys_named = zip(
+        map(bool, befores),
+        group_months,
+        group_days,
+        map(names.__getitem__, group_agents.tolist()),
+        map(names.__getitem__, group_models.tolist()),
+        (oks == 1).tolist(),
+        strict=True,
+    )
+    found: dict[TotalsKey, Sums] = dict(zip(keys_named, sums[first].tolist(), strict=True))
+    scan.events += count
+    scan.line_numbers.extend(lines if lines is not None else range(1, count + 1))
+    add_digests(scan, source, ids, [], spec.seed)
+    if not scan.totals:
+        scan.totals = found
+    else:
+        add_totals(scan.totals, found)
+    return True
+
+
+def add_digests(
+    scan: FileScan, source: str, counted_ids: list[str], claimed_ids: list[str], seed: int
+) -> None:
+    """The key digests of the events counted and of those that claim their key."""
+    scan.digests.frombytes(key_digests(source, counted_ids, seed).tobytes())
+    scan.claims.frombytes(key_digests(source, claimed_ids, seed).tobytes())
+
+
+def add_pending(
+    scan: FileScan,
+    pending: dict[PendingKey, Sums],
+    names: Sequence[tuple[str, str] | None],
+    counted_ids: list[str],
+    claimed_ids: list[str],
+    source: str,
+    seed: int,
+) -> None:
+    """The counted events' key digests, the claims', and the totals by listing version."""
+    add_digests(scan, source, counted_ids, claimed_ids, seed)
+    totals: dict[TotalsKey, Sums] = scan.totals
+    for (before, month, day, a, m, ok), sums in pending.items():
+        named: TotalsKey = (before, month, day, names[a], names[m], ok)
+        current = totals.get(named)
+        if current is None:
+            totals[named] = sums
+        else:
+            for i, value in enumerate(sums):
+                current[i] += value
