@@ -28,6 +28,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any, Protocol
 
 import msgspec
@@ -57,6 +58,7 @@ from formarket.gateway.tokens import (
 from formarket.gateway.upstream import Endpoint, UpstreamError, UpstreamPool, UpstreamResponse
 from formarket.gateway.wake import Activity, Waker
 from formarket.gateway.wire import ENDPOINTS, ApiError, Request, error_body
+from formarket.schemas.pricing import PLATFORM_CURRENCY
 from formarket.schemas.usage import EVENT_ID_PATTERN
 from formarket.usage.events import CallEvents, Cut, Outcome, Served
 from formarket.usage.spool import SpoolError
@@ -506,7 +508,7 @@ class Gateway:
 
     async def _complete(self, call: _Call, response: UpstreamResponse, exchange: Exchange) -> None:
         """A whole answer: read it, trim it to what the request allowed, meter it, pass it on
-        (unchanged unless trimmed)."""
+        with the usage it was billed and its cost."""
         try:
             data = await response.read(self.limits.max_response)
         except UpstreamError as exc:
@@ -539,19 +541,17 @@ class Gateway:
                     code="bad_upstream_response",
                 )
             if call.kind == "embedding":
-                changed = trim_embeddings(document, call.inputs)
+                trim_embeddings(document, call.inputs)
             else:
-                changed = call.trimmer.response(document)
+                call.trimmer.response(document)
             usage = document.get("usage")
             reported = upstream_usage(call.kind, usage)
             settled = call.settle(reported)
             await call.record(settled, "ok")
-            if usage is not None and reported != (settled.input_tokens, settled.output_tokens):
-                # The caller is shown what it was billed, not what the deployment claimed.
-                document["usage"] = _usage(settled)
-                changed = True
-            if changed:
-                data = _encode(document)
+            # The caller is shown what it was billed and what that cost, never what the
+            # deployment claimed.
+            document["usage"] = _usage(settled, call.cost(settled))
+            data = _encode(document)
             exchange.respond(200, (_JSON, *call.headers()), data)
             return
         if 400 <= status < 500:
@@ -657,7 +657,7 @@ class Gateway:
                 if wants_usage:
                     # The deployment's usage chunk stays with the gateway: the caller who
                     # asked for one is shown what it was billed.
-                    tail = _usage_event(settled) + tail
+                    tail = _usage_event(settled, call.cost(settled)) + tail
             else:
                 tail = _sse_error(
                     ApiError(502, "the deployment's stream broke off", type="upstream_error")
@@ -713,6 +713,11 @@ class _Call:
     def headers(self) -> tuple[tuple[bytes, bytes], ...]:
         event_id = self.event_id.encode()
         return ((b"x-request-id", event_id), (b"x-formarket-call", event_id))
+
+    def cost(self, settled: Settled) -> Decimal:
+        """What the call costs at its route's prices (what a close rates it at)."""
+        route = self.target.route
+        return settled.input_tokens * route.input_price + settled.output_tokens * route.output_price
 
     def settle(self, reported: tuple[int, int] | None) -> Settled:
         reservation = self.reservation
@@ -779,16 +784,28 @@ class _Call:
             )
 
 
-def _usage(settled: Settled) -> dict[str, int]:
+def _usage(settled: Settled, cost: Decimal) -> dict[str, int | str]:
+    # The cost is a decimal string, as every amount formarket shows: a JSON number would be a
+    # float to most readers, and a float is not money.
     return {
         "prompt_tokens": settled.input_tokens,
         "completion_tokens": settled.output_tokens,
         "total_tokens": settled.input_tokens + settled.output_tokens,
+        "cost": format_amount(cost),
+        "currency": PLATFORM_CURRENCY,
     }
 
 
-def _usage_event(settled: Settled) -> bytes:
-    chunk = {"object": "chat.completion.chunk", "choices": [], "usage": _usage(settled)}
+def format_amount(amount: Decimal) -> str:
+    """An amount as plain decimal text: no exponent, no trailing zeros (`0.0000215`, `0`)."""
+    text = format(amount, "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return text or "0"
+
+
+def _usage_event(settled: Settled, cost: Decimal) -> bytes:
+    chunk = {"object": "chat.completion.chunk", "choices": [], "usage": _usage(settled, cost)}
     return b"data: " + _encode(chunk) + b"\n\n"
 
 
