@@ -5,8 +5,10 @@ database   opening the database (SQLite by default, PostgreSQL when configured),
 models     the tables
 keyformat  the form of a key (`fmk_<id>_<secret>`), shared with the operator's keys
 store      every read and write, for one account at a time
+credit     prepaid credit: balances, the slices of them gateways lease, top-ups credited once
 """
 
+from formarket.accounts.credit import BalanceView, CreditStore, TopUpView
 from formarket.accounts.database import database_url, open_database
 from formarket.accounts.keyformat import KEY_PATTERN, parse_key
 from formarket.accounts.store import AccountStore, AccountView, KeyGrant, KeyView
@@ -15,8 +17,11 @@ __all__ = [
     "KEY_PATTERN",
     "AccountStore",
     "AccountView",
+    "BalanceView",
+    "CreditStore",
     "KeyGrant",
     "KeyView",
+    "TopUpView",
     "database_url",
     "open_database",
     "parse_key",
