@@ -96,6 +96,9 @@ def test_the_openapi_document_names_every_route() -> None:
     assert set(doc["paths"]) == {
         "/v1/login/config",
         "/v1/login/github",
+        "/v1/balance",
+        "/v1/topups",
+        "/v1/payments/webhook",
         "/v1/keys",
         "/v1/keys/{key_id}",
         "/v1/deployments",
