@@ -59,8 +59,16 @@ def test_a_lease_takes_no_more_than_the_balance_and_returns_the_rest(db_url: str
             alice.id, "gw", None, ZERO, short=Decimal("0.5"), more=Decimal(100), ttl=TTL
         )
         assert lease is not None
-        assert added == Decimal("5.00") == lease.amount
-        assert credit.balance(alice).available == 0
+        # Half of what is there: the rest stays for the account's other gateways.
+        assert added == Decimal("2.50") == lease.amount
+        assert credit.balance(alice).available == Decimal("2.50")
+        # Short of more than half: it takes what it needs, and no more than there is.
+        lease, added = credit.take(
+            alice.id, "gw", lease, ZERO, short=Decimal("2.50"), more=Decimal(100), ttl=TTL
+        )
+        assert lease is not None
+        assert added == Decimal("2.50")
+        assert lease.amount == Decimal("5.00")
         # Nothing left: a second holder is refused and nothing changes.
         assert credit.take(
             alice.id, "gw2", None, ZERO, short=Decimal("0.01"), more=Decimal(1), ttl=TTL

@@ -233,8 +233,9 @@ class CreditStore:
         more: Decimal,
         ttl: timedelta,
     ) -> tuple[LeaseGrant | None, Decimal]:
-        """Add to `lease` (None: a new one) at least `short` and up to `more` from the
-        account's available credit, recording `spent` as what it has spent. Returns the
+        """Add to `lease` (None: a new one) at least `short` and up to `more` (but no more
+        than half of what is available, unless `short` needs more) from the account's
+        available credit, recording `spent` as what it has spent. Returns the
         lease as it now is (None when it was lost: it expired, and its holder must forget
         it) and what was added (0 when `short` could not be had: nothing was added)."""
         now = self._clock()
@@ -248,7 +249,9 @@ class CreditStore:
                 return None, _ZERO
             available = db.scalar(select(Balance.available).where(Balance.account_id == account_id))
             available = _ZERO if available is None else available
-            extra = min(available, max(more, short))
+            # At most half of what is left beyond what is short, so that other processes
+            # serving the account find some too.
+            extra = min(available, max(short, min(more, down(available / 2))))
             if extra < short or extra <= 0:
                 if row is not None:
                     row.spent, row.expires_at = min(spent, row.amount), now + ttl

@@ -39,6 +39,7 @@ class _Lease:
     held: Decimal = _ZERO
     holds: int = 0
     last_used: float = 0.0
+    last_top_up: Decimal = _ZERO
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @property
@@ -131,16 +132,22 @@ class Credit:
         return spent
 
     async def _top_up(self, lease: _Lease, short: Decimal, more: Decimal) -> None:
-        grant, _added = await asyncio.to_thread(
+        # Each top-up asks for twice the last: a busy account's lease soon lasts for many
+        # calls, so that transactions stay rare, while the store never hands one process
+        # more than half of what is left (the others' share).
+        asked = max(more * self.headroom, lease.last_top_up * 2)
+        grant, added = await asyncio.to_thread(
             self.store.take,
             lease.account_id,
             self.holder,
             lease.grant,
             lease.spent,
             short=max(short, _ZERO),
-            more=more * self.headroom,
+            more=asked,
             ttl=self.ttl,
         )
+        if added > 0:
+            lease.last_top_up = added
         if grant is None and lease.grant is not None:
             # It expired under us (this process stalled past its ttl) and went back to the
             # balance: what its open calls spend from now on is not counted against it.
