@@ -35,6 +35,8 @@ from formarket.control.dashboard import add_dashboard
 from formarket.control.deployments import summary
 from formarket.control.payments import PaymentsError, WebhookRefused
 from formarket.control.usage import account_usage
+from formarket.deploy.forecast import MonthlyUsage
+from formarket.deploy.forecast import forecast as forecast_month
 from formarket.deploy.lifecycle import dependents
 from formarket.deploy.lifecycle import stop as stop_deployments
 from formarket.deploy.lifecycle import upgrade as upgrade_deployment
@@ -101,6 +103,21 @@ class NewKey(BaseModel):
     expires_at: datetime | None = Field(default=None, description="When it stops working.")
 
 
+class ForecastUsage(BaseModel):
+    model_config = _FROZEN
+    calls: int = Field(ge=0, le=10**12, description="Calls a month.")
+    input_tokens: int = Field(default=0, ge=0, le=10**8, description="Of an average call.")
+    output_tokens: int = Field(default=0, ge=0, le=10**8, description="Of an average call.")
+
+
+class ForecastOut(BaseModel):
+    model_config = _FROZEN
+    listing: str
+    currency: str | None
+    amount: Decimal | None = Field(description="None: its terms cannot serve that usage.")
+    basis: str
+
+
 class NewDeployment(BaseModel):
     model_config = _FROZEN
     agent: str | None = Field(default=None, max_length=200)
@@ -115,6 +132,9 @@ class NewDeployment(BaseModel):
         default=None, max_length=20, description="Scale to zero after this long idle (15m)."
     )
     dry_run: bool = Field(default=False, description="Check and plan, commit nothing.")
+    forecast: ForecastUsage | None = Field(
+        default=None, description="Forecast what a month would cost at this usage."
+    )
 
 
 class UpgradeRequest(BaseModel):
@@ -208,6 +228,9 @@ class Planned(BaseModel):
     deployments: tuple[DeploymentSummary, ...]
     where: dict[str, str]
     committed: str | None
+    forecast: tuple[ForecastOut, ...] | None = Field(
+        default=None, description="A month's cost at the usage asked for, per listing."
+    )
 
 
 class UsageRow(BaseModel):
@@ -483,6 +506,11 @@ def create_app(control: Control | None = None) -> FastAPI:
             idle_after=body.idle_after,
             account=me.login,
             requester=me.login,
+            usage=None
+            if body.forecast is None
+            else MonthlyUsage(
+                body.forecast.calls, body.forecast.input_tokens, body.forecast.output_tokens
+            ),
         )
         done = run(ctl().farm, options, dry_run=body.dry_run, echo=lines.append)
         return Planned(
@@ -492,6 +520,12 @@ def create_app(control: Control | None = None) -> FastAPI:
             ),
             where=dict(done.where),
             committed=done.commit.decode() if done.commit else None,
+            forecast=None
+            if options.usage is None
+            else tuple(
+                ForecastOut(listing=f.listing, currency=f.currency, amount=f.amount, basis=f.basis)
+                for f in forecast_month(done.resolved.prices, options.usage)
+            ),
         )
 
     @app.get("/v1/deployments/{deployment_id}", response_model=DeploymentDetail)

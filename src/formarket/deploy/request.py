@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from formarket.deploy.catalog import Catalog, open_market
 from formarket.deploy.checks import Refusal, Resolved, resolve
+from formarket.deploy.forecast import MonthlyUsage, forecast_lines
 from formarket.deploy.plan import forecast, plan_lines
 from formarket.deploy.values import (
     parse_duration,
@@ -66,6 +67,8 @@ class DeployOptions:
     account: str | None = None
     requester: str | None = None
     idle_after: str | None = None
+    # A month's usage to forecast the cost of (None: no forecast).
+    usage: MonthlyUsage | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,9 +123,15 @@ def build_request(options: DeployOptions) -> DeploymentRequest:
         raise InputError(f"{where}: {first['msg']}") from exc
 
 
-def plan(settings: FarmSettings, request: DeploymentRequest, *, seed: str | None = None) -> Planned:
-    """Check the request against the branch tip and say where it would run; RefusedError
-    lists every reason when it cannot."""
+def plan(
+    settings: FarmSettings,
+    request: DeploymentRequest,
+    *,
+    seed: str | None = None,
+    usage: MonthlyUsage | None = None,
+) -> Planned:
+    """Check the request against the branch tip and say where it would run, and what a month
+    of `usage` would cost; RefusedError lists every reason when it cannot."""
     repo = open_market(settings)
     try:
         current = desired.read_deployments(repo, settings.branch, problems=[])
@@ -138,7 +147,10 @@ def plan(settings: FarmSettings, request: DeploymentRequest, *, seed: str | None
     where: dict[str, str] = {}
     if settings.hosts is not None:
         where = forecast(result.deployments, current, load_inventory(settings.hosts).hosts)
-    return Planned(result, where, tuple(plan_lines(result, where)))
+    lines = plan_lines(result, where)
+    if usage is not None:
+        lines += forecast_lines(result.prices, usage)
+    return Planned(result, where, tuple(lines))
 
 
 def run(
@@ -149,7 +161,7 @@ def run(
     echo: Callable[[str], None] = print,
 ) -> Planned:
     """Check, print the plan and (unless `dry_run`) commit the deployments as the bot."""
-    planned = plan(settings, build_request(options))
+    planned = plan(settings, build_request(options), usage=options.usage)
     for line in planned.lines:
         echo(line)
     if dry_run:
