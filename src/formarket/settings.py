@@ -428,7 +428,7 @@ CONTROL_URL = Setting(
     URL,
     "The control plane's address (`formarket control serve`), where `formarket login` signs"
     " in and `formarket keys` manages keys.",
-    ("keys", "login", "logout"),
+    ("balance", "keys", "login", "logout", "topup"),
     default="http://127.0.0.1:8090",
     flag="--control-url",
 )

@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
+from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
@@ -20,6 +21,7 @@ from formarket.control.payments import Payments
 from formarket.gateway.server import ServerThread
 from formarket.standins.payments import PaymentsStandIn, parse_form, sign_payload
 from tests.control.conftest import Plane
+from tests.control.test_cli import _login, _run
 from tests.gateway.helpers import Client
 
 SECRET_KEY = "sk_test_formarket"
@@ -231,3 +233,18 @@ def test_the_stand_in_reads_what_the_stripe_library_encodes(
     body = urlencode(list(_api_encode(params))).encode()
     expected = {k: v for k, v in params.items() if v}
     assert parse_form(body) == expected
+
+
+def test_the_command_line_tops_up_and_shows_the_balance(shop: Shop, tmp_path: Path) -> None:
+    config = tmp_path / "config"
+    assert _login(shop.plane, config, "alice").exit_code == 0
+    assert _run(["topup", "ten"], config).exit_code != 0
+    made = _run(["topup", "7.5"], config)
+    assert made.exit_code == 0, made.output
+    assert "Pay USD 7.50 here: " in made.output
+    url = made.output.split("here: ")[1].split()[0]
+    _pay_on_the_page(shop.url, url)
+    shown = _run(["balance", "--json"], config)
+    assert shown.exit_code == 0, shown.output
+    assert Decimal(json.loads(shown.output)["balance"]) == Decimal("7.50")
+    assert "balance: USD 7.5" in _run(["balance"], config).output
