@@ -3,9 +3,10 @@ before it is forwarded, and settles when it ends.
 
 Holds come out of this process's lease of the account's balance (formarket.accounts.credit
 says why a lease), in memory, with no database round trip: the usual case costs a few
-microseconds. When the lease cannot cover a hold, the process takes more in one transaction
-(in a thread, so other calls go on meanwhile), with headroom for `headroom` more such calls;
-a call whose hold the balance cannot cover is refused. A background task writes what each
+microseconds. When half of what a lease last took is gone, the process takes more in one
+transaction, in the background (in a thread, so calls go on meanwhile); a call that finds the
+lease short all the same waits for a top-up of its own, and is refused when the balance cannot
+cover it. A background task writes what each
 lease spent and renews it, and gives back a lease that held nothing for `idle_return` seconds,
 so that credit one process no longer needs is there for the others. Every lease is given back
 at shutdown; one a killed process held expires after `ttl`.
@@ -40,6 +41,7 @@ class _Lease:
     holds: int = 0
     last_used: float = 0.0
     last_top_up: Decimal = _ZERO
+    refilling: bool = False
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @property
@@ -94,7 +96,23 @@ class Credit:
             return None
         lease.held += want
         lease.holds += 1
+        if not lease.refilling and lease.free < lease.last_top_up / 2:
+            # Half of the last top-up is gone: take more now, in the background, so that no
+            # call has to wait for a transaction when the lease runs out.
+            lease.refilling = True
+            asyncio.get_running_loop().create_task(self._refill(lease, want))
         return Hold(lease, want)
+
+    async def _refill(self, lease: _Lease, want: Decimal) -> None:
+        try:
+            async with lease.lock:
+                if self._leases.get(lease.account_id) is lease:
+                    await self._top_up(lease, _ZERO, want)
+        except Exception:
+            # A call that needs more takes it itself, and says so if it cannot.
+            _log.exception("could not top up a credit lease ahead of need")
+        finally:
+            lease.refilling = False
 
     async def hold(self, account_id: int, need: Decimal, want: Decimal) -> Hold | Short:
         """Hold `want` (at least `need`) of the account's credit, leasing more when this
