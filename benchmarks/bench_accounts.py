@@ -188,10 +188,11 @@ def _hold_cost(db: str, quick: bool) -> float:
         engine.dispose()
 
 
-def _credit_calls(work: Path, db: str, quick: bool) -> tuple[float, float, Decimal]:
-    """(free, priced) p50 in milliseconds of whole calls, 16 at a time on one account's key,
-    through two gateway processes on one database: one routes to a free deployment, the
-    other to a priced one, whose calls hold credit; and what the priced calls spent."""
+def _credit_calls(work: Path, db: str, quick: bool) -> tuple[float, float, float, Decimal]:
+    """(free, priced, free again) p50 in milliseconds of whole calls, 16 at a time on one
+    account's key, through three gateway processes on one database: two route to a free
+    deployment (their difference is the noise of the measure), one to a priced one, whose
+    calls hold credit; and what the priced calls spent."""
     upstream, upstream_url = _start(
         [sys.executable, "-m", "formarket.standins.openai"], work / "standin.log", None
     )
@@ -207,6 +208,7 @@ def _credit_calls(work: Path, db: str, quick: bool) -> tuple[float, float, Decim
         for name, (price_in, price_out) in (
             ("free", (Decimal(0), Decimal(0))),
             ("priced", (Decimal("0.0000002"), Decimal("0.0000006"))),
+            ("free-again", (Decimal(0), Decimal(0))),
         ):
             state = StatePaths(work / name)
             save_routes(
@@ -235,7 +237,7 @@ def _credit_calls(work: Path, db: str, quick: bool) -> tuple[float, float, Decim
         calls = 2000 if quick else 8000
         for url in urls.values():
             _run_load(url, key, CONCURRENT, 1.0, 500, None)
-        runs: dict[str, list[float]] = {"free": [], "priced": []}
+        runs: dict[str, list[float]] = {name: [] for name in urls}
         for _ in range(2 if quick else 4):
             for name, url in urls.items():
                 runs[name].append(_run_load(url, key, CONCURRENT, 60.0, calls, None).p50_ms)
@@ -245,7 +247,7 @@ def _credit_calls(work: Path, db: str, quick: bool) -> tuple[float, float, Decim
             proc.wait(30)
     spent = credit.balance(account).spent
     engine.dispose()
-    return min(runs["free"]), min(runs["priced"]), spent
+    return min(runs["free"]), min(runs["priced"]), min(runs["free-again"]), spent
 
 
 LIST_TARGET_MS = 50.0
@@ -313,7 +315,7 @@ def _list_deployments(work: Path, quick: bool) -> tuple[float, float, int]:
 def section(quick: bool) -> str:
     work = SOURCE / "build" / "bench" / "accounts"
     rows = []
-    credit_rows: list[tuple[str, float, tuple[float, float, Decimal]]] = []
+    credit_rows: list[tuple[str, float, tuple[float, float, float, Decimal]]] = []
     for engine_name in ("SQLite", "PostgreSQL"):
         if work.exists():
             shutil.rmtree(work)
@@ -384,25 +386,31 @@ def section(quick: bool) -> str:
         f"under {CONCURRENT} concurrent calls on one account.",
         "",
         "| database | hold + settle (µs, p50) | calls to a free deployment (ms, p50)"
-        " | calls to a priced one, holding credit (ms, p50) | added | spent | target met |",
-        "|---|---|---|---|---|---|---|",
+        " | calls to a priced one, holding credit | added | the free one again (noise)"
+        " | spent | target met |",
+        "|---|---|---|---|---|---|---|---|",
     ]
-    for name, hold_us, (free_ms, priced_ms, spent) in credit_rows:
+    for name, hold_us, (free_ms, priced_ms, again_ms, spent) in credit_rows:
         added = priced_ms - free_ms
-        met = "yes" if hold_us / 1000 <= CREDIT_TARGET_MS else "NO"
+        noise = again_ms - free_ms
+        if hold_us / 1000 > CREDIT_TARGET_MS:
+            met = "NO"
+        elif added <= CREDIT_TARGET_MS:
+            met = "yes"
+        else:
+            met = "the hold yes; whole calls not shown apart from the noise"
         lines.append(
             f"| {name} | {hold_us:.1f} | {free_ms:.3f} | {priced_ms:.3f} | {added:+.3f} ms"
-            f" | {spent:.6f} USD | {met} |"
+            f" | {again_ms:.3f} ({noise:+.3f} ms) | {spent:.6f} USD | {met} |"
         )
     lines += [
         "",
-        f"Whole calls: {CONCURRENT} at a time on one key, through two gateway processes on one",
-        "database (one routes to the free deployment, one to the priced), the best p50 of",
-        "several rounds taken in turns. Spent: what the priced calls cost the balance, as the",
-        "leases wrote it back when their gateway stopped. On the machine's two shared cores",
-        "the p50 of whole calls moves by half a millisecond from round to round with no credit",
-        "held at all, so the target is judged on the hold and settle measured in the gateway's",
-        "process, 16 holds open on one account, which is what a call pays for its credit.",
+        f"Whole calls: {CONCURRENT} at a time on one key, through three gateway processes on",
+        "one database (two route to the free deployment, one to the priced), the best p50 of",
+        "several rounds taken in turns. The two free ones differ by the noise of the measure on",
+        "the machine's two shared cores. Spent: what the priced calls cost the balance, as the",
+        "leases wrote it back when their gateway stopped. The hold and settle are also measured",
+        f"alone in the gateway's process, with {CONCURRENT - 1} other holds open on the account.",
         "",
         "## Accounts: the control plane's list of deployments",
         "",
