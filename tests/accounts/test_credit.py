@@ -278,3 +278,34 @@ def test_gateway_processes_on_one_balance_never_overspend_it(db_url: str) -> Non
         assert view.available < Decimal("0.2")
     finally:
         engine.dispose()
+
+
+def test_a_database_of_the_revision_before_is_upgraded_with_its_accounts(db_url: str) -> None:
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import create_engine
+
+    import formarket.accounts.database as database
+
+    url = db_url.replace("postgresql://", "postgresql+psycopg://")
+    config = Config()
+    config.set_main_option("script_location", str(database._MIGRATIONS))
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "0002")
+        conn.execute(
+            text("INSERT INTO accounts (id, login, created_at) VALUES (7, 'old', :at)"),
+            {"at": datetime(2026, 1, 1, tzinfo=UTC)},
+        )
+    engine.dispose()
+    upgraded = open_database(db_url)
+    try:
+        store, credit = AccountStore(upgraded), CreditStore(upgraded)
+        old = store.account("old")
+        assert old is not None
+        assert credit.balance(old).balance == 0
+        credit.grant(old, Decimal("0.10"))
+        assert credit.balance(old).balance == Decimal("0.10")
+    finally:
+        upgraded.dispose()

@@ -20,9 +20,12 @@ from stripe._encode import _api_encode
 from formarket.control.payments import Payments
 from formarket.gateway.server import ServerThread
 from formarket.standins.payments import PaymentsStandIn, parse_form, sign_payload
+from tests.accounts.databases import db_url, pg_url
 from tests.control.conftest import Plane
 from tests.control.test_cli import _login, _run
 from tests.gateway.helpers import Client
+
+__all__ = ["db_url", "pg_url"]
 
 SECRET_KEY = "sk_test_formarket"
 WEBHOOK_SECRET = "whsec_test_formarket"
@@ -52,6 +55,12 @@ class Shop:
             .request("POST", "/v1/payments/webhook", raw=payload, headers=headers)
             .status
         )
+
+
+@pytest.fixture
+def plane_db(db_url: str) -> str:
+    """These tests run on SQLite and on PostgreSQL."""
+    return db_url
 
 
 @pytest.fixture
@@ -199,6 +208,45 @@ def test_a_top_up_amount_is_checked(shop: Shop, amount: str | None) -> None:
     key = shop.plane.sign_in("alice")
     reply = shop.plane.call(key, "POST", "/v1/topups", {"amount": amount})
     assert reply.status == 422
+
+
+def test_a_webhook_that_verifies_but_is_no_event_changes_nothing(shop: Shop) -> None:
+    key = shop.plane.sign_in("alice")
+    now = int(time.time())
+    for payload in (b"{", b"[]", b'{"type": "checkout.session.completed"}', b"\xff" * 10):
+        status = shop.webhook(payload, sign_payload(payload, WEBHOOK_SECRET, now))
+        assert status in (200, 400), payload
+    huge = b'{"pad": "' + b"x" * (80 << 10) + b'"}'
+    assert shop.webhook(huge, sign_payload(huge, WEBHOOK_SECRET, now)) == 413
+    assert shop.balance(key) == 0
+
+
+@settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    body=st.recursive(
+        st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+        lambda inner: (
+            st.lists(inner, max_size=3)
+            | st.dictionaries(
+                st.sampled_from(["id", "type", "data", "object", "amount_total"]), inner, max_size=4
+            )
+        ),
+        max_leaves=12,
+    ),
+    signed=st.booleans(),
+)
+def test_no_webhook_body_breaks_the_endpoint_or_credits_anything(
+    shop: Shop, body: object, signed: bool
+) -> None:
+    key = shop.plane.sign_in("alice")
+    before = shop.balance(key)
+    payload = json.dumps(body).encode()
+    secret = WEBHOOK_SECRET if signed else "whsec_forged"
+    status = shop.webhook(payload, sign_payload(payload, secret, int(time.time())))
+    assert status in ((200, 400) if signed else (400,))
+    assert shop.balance(key) == before
 
 
 def test_top_ups_are_off_without_a_provider(plane: Plane) -> None:

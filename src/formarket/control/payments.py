@@ -105,20 +105,24 @@ class Payments:
             return event
         except stripe.SignatureVerificationError as exc:
             raise WebhookRefused(f"the webhook's signature does not verify: {exc}") from exc
-        except ValueError as exc:
+        except (ValueError, AttributeError, TypeError) as exc:
+            # Signed, but not an event object (the library reads it as one only after it
+            # verified the signature): nothing to act on.
             raise WebhookRefused("the webhook's body is not an event") from exc
 
     def act(self, event: stripe.Event, credit: CreditStore) -> str:
         """Apply a verified event to the top-ups: what was done, in a word."""
-        kind = event.type
-        if kind not in (
+        plain = event.to_dict()
+        if plain.get("type") not in (
             "checkout.session.completed",
             "checkout.session.async_payment_succeeded",
             "checkout.session.expired",
         ):
             return "ignored"
-        session_id = event.data.object.to_dict().get("id")
-        if not isinstance(session_id, str):
+        data = plain.get("data")
+        obj = data.get("object") if isinstance(data, dict) else None
+        session_id = obj.get("id") if isinstance(obj, dict) else None
+        if not isinstance(session_id, str) or not 0 < len(session_id) <= 255:
             return "ignored"
         try:
             session = self._client.v1.checkout.sessions.retrieve(session_id)
