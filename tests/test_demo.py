@@ -10,9 +10,12 @@ import pytest
 from click.testing import CliRunner
 
 from formarket.cli import main
+from formarket.demo.requests import DEMO_CLI_ACCOUNT, DEMO_DEPLOYER
+from formarket.demo.user import DEMO_USER
 from formarket.registry.cache import ResultCache
 from formarket.registry.snapshot import WorkTreeSnapshot
 from formarket.registry.validate import validate_snapshot
+from tests.git_names import places_naming
 
 ROOT = Path(__file__).parent.parent
 
@@ -42,7 +45,18 @@ def test_the_demo_runs_the_whole_journey(tmp_path: Path) -> None:
     summary = result.output.rsplit("== Summary", 1)[1]
     assert "pr-1 by tf-sam: passed, merged (tinyforge/echo-chat-mini is listed)" in summary
     assert "refused with REG011, REG016" in summary
-    assert "the farm: 4 VMs built, booted, answered, stopped" in summary
+    assert "the farm: 5 VMs built, booted, answered, stopped" in summary
+    # The user's side: the device flow, a key, a deployment through the API, its calls through
+    # the gateway with that key, and the dashboard showing them.
+    assert "formarket login" in result.output
+    assert "signed in as ada-lovelace" in result.output
+    mine = re.search(r"committed by the bot for ada-lovelace: (dep-[0-9a-f]{12})", result.output)
+    assert mine is not None
+    shows = rf"shows {mine.group(1)} and its (\d+) calls in the usage chart"
+    shown = re.search(shows, result.output)
+    assert shown is not None
+    assert shown.group(1) == "5"
+    assert "deployed tinyforge/echo-chat-mini through the API" in summary
     assert "You said: Do you sell purple giraffes?" in result.output  # the agent reached its model
     # Through the gateway: each model call an event under its parent, and the model credited
     # for those alone, not for the calls the FAQ answered.
@@ -50,7 +64,7 @@ def test_the_demo_runs_the_whole_journey(tmp_path: Path) -> None:
     assert hop is not None
     credited = re.search(r"echo-chat-mini is credited for (\d+) requests", result.output)
     assert credited is not None
-    assert credited.group(1) == hop.group(1)
+    assert int(credited.group(1)) == int(hop.group(1)) + 5  # and the user's 5 direct calls
     assert "calls the FAQ answered credit it nothing" in result.output
     assert "agrees with its recomputation from git, byte for byte" in result.output
     assert (tmp_path / "site" / "agents" / "tinyforge" / "faq-bot" / "index.html").is_file()
@@ -58,8 +72,23 @@ def test_the_demo_runs_the_whole_journey(tmp_path: Path) -> None:
     committed = result.output.split("committed by the bot:")[1].split("\n", 1)[0]
     ids = re.findall(r"dep-[0-9a-f]{12}", committed)
     assert len(ids) == 4
+    ids.append(mine.group(1))
     running = [_read(p) for p in Path("/proc").glob("*/cmdline")]
     assert not [c for c in running if any(f"guest=formarket-{d}".encode() in c for d in ids)]
+    # git names the demo's accounts only by their pseudonyms: the issue's author, the CLI's
+    # account and the user who deployed through the API appear in no deployment, usage event,
+    # commit message or file name. Only where a login is public by its role is it named:
+    # governance.yaml's deployers (dana-deployer may deploy by issue because it is listed
+    # there), and publishers' owners.
+    accounts = (DEMO_DEPLOYER, DEMO_CLI_ACCOUNT, DEMO_USER)
+    market = tmp_path / "marketplace"
+    assert places_naming(market, accounts, public=_public_by_role) == []
+    assert places_naming(market, [DEMO_DEPLOYER])  # in governance.yaml: the search finds it
+    assert f"accounts in git: by pseudonym only ({DEMO_DEPLOYER} as acct_" in summary
+
+
+def _public_by_role(path: str) -> bool:
+    return path == "registry/governance.yaml" or path.startswith("registry/publishers/")
 
 
 def _read(path: Path) -> bytes:

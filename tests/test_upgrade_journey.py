@@ -270,7 +270,7 @@ def test_publish_deploy_upgrade_without_a_failed_call_deprecate_and_yank(
         # Deprecated: still deployable, with the owners' word. Yanked: refused.
         publish(market, ECHO, "1.2.0", marks={"1.0.0": ("deprecated", "use 1.1.0")})
         options = DeployOptions(model=f"{ECHO}@1.0.0", account="bo", requester="bo")
-        warned = plan(settings, build_request(options))
+        warned = plan(settings, build_request(options, status.farm_pseudonyms(settings)))
         assert warned.resolved.warnings == (f"model {ECHO}@1.0.0 is deprecated: use 1.1.0",)
         publish(market, ECHO, "1.2.0", marks={"1.0.0": ("yanked", "it leaks prompts")})
         with pytest.raises(RefusedError) as refused:

@@ -51,6 +51,7 @@ __all__ = [
     "PAYMENTS_KEY",
     "PAYMENTS_URL",
     "PAYMENTS_WEBHOOK_SECRET",
+    "PSEUDONYM_KEY",
     "RECONCILE_SECONDS",
     "REPO",
     "RESULT_BACKEND",
@@ -393,6 +394,18 @@ CACHE_KEY = Setting(
     ("check", "royalties", "site", "usage", "validate"),
     shown="$XDG_STATE_HOME/formarket/cache.key (~/.local/state/formarket/cache.key)",
 )
+PSEUDONYM_KEY = Setting(
+    "pseudonym_key",
+    "FORMARKET_PSEUDONYM_KEY",
+    PATH,
+    "The key of accounts' pseudonyms: what the bot commits (deployments, usage events, commit"
+    " messages) names an account only by `acct_` and a keyed hash of its login under this key."
+    " Made on first use, readable by its owner (and at most its group); keep it outside every"
+    " repository, share it between the gateways, the farm and the control plane, and back it"
+    " up with the accounts database: another key gives every account another pseudonym.",
+    ("control", "deploy", "deployments", "farm", "gateway", "issue-deploy", "usage"),
+    shown="<gateway-dir>/pseudonym.key",
+)
 DATABASE_URL = Setting(
     "database_url",
     "FORMARKET_DATABASE_URL",
@@ -502,6 +515,7 @@ TABLE: tuple[Setting[Any], ...] = (
     CACHE_DIR,
     BOT_KEY,
     CACHE_KEY,
+    PSEUDONYM_KEY,
     DATABASE_URL,
     GITHUB_CLIENT_ID,
     GITHUB_CLIENT_SECRET,

@@ -309,3 +309,24 @@ def test_a_database_of_the_revision_before_is_upgraded_with_its_accounts(db_url:
         assert credit.balance(old).balance == Decimal("0.10")
     finally:
         upgraded.dispose()
+
+
+def test_a_top_up_its_holder_never_heard_of_returns_with_the_lease(db_url: str) -> None:
+    """A lease's top-up whose answer was lost (its task cancelled after the transaction
+    committed) is given back with the lease all the same: the row's amount counts."""
+    engine = open_database(db_url)
+    try:
+        store, credit = AccountStore(engine), CreditStore(engine)
+        alice = store.sign_in("alice", 1)
+        credit.grant(alice, Decimal("1.00"))
+        stale, _ = credit.take(
+            alice.id, "gw", None, ZERO, short=Decimal("0.1"), more=Decimal("0.1"), ttl=TTL
+        )
+        assert stale is not None
+        credit.take(alice.id, "gw", stale, ZERO, short=ZERO, more=Decimal("0.3"), ttl=TTL)
+        assert credit.give_back(alice.id, stale, Decimal("0.05"))
+        view = credit.balance(alice)
+        assert (view.available, view.spent) == (Decimal("0.95"), Decimal("0.05"))
+        _conserved(credit, store, "alice")
+    finally:
+        engine.dispose()

@@ -57,8 +57,9 @@ def test_deploying_plans_commits_and_shows(plane: Plane) -> None:
     listed = plane.call(key, "GET", "/v1/deployments").json()["deployments"]
     assert [d["id"] for d in listed] == [dep["id"]]
     shown = plane.call(key, "GET", f"/v1/deployments/{dep['id']}").json()
-    assert shown["desired"]["account"] == "alice"
-    assert shown["desired"]["requester"] == "alice"
+    # git names the account by its pseudonym only.
+    alice = plane.control.pseudonyms.of("alice")
+    assert shown["desired"]["account"] == shown["desired"]["requester"] == alice
     assert shown["model"] == dep["id"]
     assert shown["endpoint"] is None  # the farm has not routed it yet
     stopped = plane.call(key, "DELETE", f"/v1/deployments/{dep['id']}")
@@ -78,7 +79,8 @@ def test_a_refused_deployment_lists_its_reasons(plane: Plane) -> None:
 def test_usage_is_empty_before_any_call(plane: Plane) -> None:
     key = plane.sign_in("alice")
     reply = plane.call(key, "GET", "/v1/usage?since=2026-01-01")
-    assert reply.json() == {"account": "alice", "rows": []}
+    alice = plane.control.pseudonyms.of("alice")
+    assert reply.json() == {"account": "alice", "pseudonym": alice, "rows": []}
     assert plane.call(key, "GET", "/v1/usage?since=yesterday").status == 422
 
 

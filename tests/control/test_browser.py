@@ -69,9 +69,25 @@ def test_a_user_walks_the_dashboard(plane: Plane, browser: Browser, tmp_path: Pa
     expect(page.get_by_role("cell", name=dep)).to_have_count(2)  # deployments and usage
     page.get_by_text("Call it").click()
     SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / "dashboard.png"))
+    page.screenshot(path=str(SHOTS / "dashboard.png"), full_page=True)
 
     page.get_by_role("button", name="Stop").click()
     expect(page.get_by_role("cell", name="stopped")).to_be_visible()
     assert plane.call(key, "GET", f"/v1/deployments/{dep}").json()["actual"] == "stopped"
     page.close()
+
+    # The model's creator (an owner of tinyforge) sees ada's calls under the model's version.
+    creator = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = creator.new_page()
+    page.set_default_timeout(TIMEOUT)
+    page.goto(f"{plane.url}/dashboard")
+    page.get_by_role("link", name="Sign in with GitHub").click()
+    page.get_by_label("Sign in to GitHub (stand-in) as").fill("tf-sam")
+    page.get_by_role("button", name="Authorize").click()
+    page.get_by_role("link", name="My listings").click()
+    expect(page.get_by_role("heading", name="By day and version")).to_be_visible()
+    expect(page.locator("svg.fm-chart")).to_be_visible()
+    row = page.get_by_role("row").filter(has_text="tinyforge/echo-chat")
+    expect(row.first).to_contain_text("1.1.0")
+    page.screenshot(path=str(SHOTS / "dashboard-listings.png"), full_page=True)
+    creator.close()

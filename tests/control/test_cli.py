@@ -144,7 +144,7 @@ def test_signed_in_and_outside_a_clone_deployments_and_usage_go_through_the_api(
     assert made.exit_code == 0, made.output
     dep = json.loads(made.stdout)["deployments"][0]["id"]
     assert plane.call(key, "GET", f"/v1/deployments/{dep}").json()["desired"]["requester"] == (
-        "alice"
+        plane.control.pseudonyms.of("alice")
     )
     refused = _run(["deploy", "--model", "nobody/nothing"], config, env)
     assert refused.exit_code == 1
@@ -154,7 +154,11 @@ def test_signed_in_and_outside_a_clone_deployments_and_usage_go_through_the_api(
     shown = _run(["deployments", "show", dep], config, env)
     assert "tinyforge/echo-chat" in shown.output
     usage = _run(["usage", "show", "--json"], config, env)
-    assert json.loads(usage.stdout) == {"account": "alice", "rows": []}
+    assert json.loads(usage.stdout) == {
+        "account": "alice",
+        "pseudonym": plane.control.pseudonyms.of("alice"),
+        "rows": [],
+    }
     upgraded = _run(["deployments", "upgrade", dep, "--dry-run"], config, env)
     assert upgraded.exit_code == 0, upgraded.output
     assert f"{dep} runs tinyforge/echo-chat@1.1.0 already" in upgraded.output

@@ -11,6 +11,7 @@ from click.testing import CliRunner, Result
 from formarket.cli import main
 from formarket.deploy.checks import deployment_id, issue_seed
 from formarket.farm.settings import FarmSettings
+from formarket.farm.status import farm_pseudonyms
 from formarket.market.layout import deployment_path
 from formarket.standins.github import StandIn
 from tests.deploy.conftest import BOT_TOKEN, DEPLOYER, GOOD_BODY, REPO, deployments, tip
@@ -60,7 +61,7 @@ def test_deploy_commits_the_model_then_the_agent(market: FarmSettings) -> None:
     assert agent.model_deployment == model.id
     assert agent.settings == {"min_match": 0.5, "language": "en"}  # the schema's defaults
     assert [s.ref for s in agent.secrets] == ["env:SUPPORT_KEY"]
-    assert agent.account == model.account == "acme-corp"
+    assert agent.account == model.account == farm_pseudonyms(market).of("acme-corp")
     assert agent.origin.kind == "cli"
     assert f"Committed {model.id}, {agent.id}" in result.output
 

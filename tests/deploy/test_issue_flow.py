@@ -13,6 +13,7 @@ import pytest
 from formarket.deploy.issue_flow import handle_event
 from formarket.deploy.issue_form import MAX_BODY_BYTES
 from formarket.deploy.request import DeployOptions, run
+from formarket.farm.status import farm_pseudonyms
 from tests.deploy.conftest import (
     DEPLOYER,
     GOOD_BODY,
@@ -136,7 +137,7 @@ def test_a_maintainers_approval_deploys_the_body_it_approved(desk: Desk) -> None
     found = deployments(desk.settings)
     assert sorted(found) == sorted(outcome.deployment_ids)
     agent = next(d for d in found.values() if d.kind == "agent")
-    assert agent.requester == agent.account == "carol"
+    assert agent.requester == agent.account == farm_pseudonyms(desk.settings).of("carol")
     assert agent.origin.issue == number
     assert agent.settings["handoff_message"] == "A person will reply."
     assert "**Deployment accepted**" in desk.comments(number)[-1]

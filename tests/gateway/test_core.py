@@ -140,9 +140,9 @@ def test_a_listing_resolves_only_among_the_callers_deployments() -> None:
             Route(deployment="b", endpoint="http://h:1", account="zeta", model=model),
         ]
     )
-    found = resolve(routes, "acme", "acme/llama-8b")
+    found = resolve(routes, {"acme"}, "acme/llama-8b")
     assert isinstance(found, Route)
     assert found.deployment == "a"
-    assert resolve(routes, "acme", "b") == []
+    assert resolve(routes, {"acme"}, "b") == []
     with pytest.raises(ValueError, match="http"):
         Route(deployment="c", endpoint="ftp://h", account="acme", model=model)

@@ -14,7 +14,9 @@ from formarket.usage.reader import reading_spec
 from .conftest import Build, make_registry
 
 
-def _event(n: int, month: str, outcome: str = "ok", **counts: int) -> dict[str, object]:
+def _event(
+    n: int, month: str, outcome: str = "ok", *, agent: bool = True, **counts: int
+) -> dict[str, object]:
     return {
         "specversion": "1.0",
         "id": f"e{n}",
@@ -25,7 +27,7 @@ def _event(n: int, month: str, outcome: str = "ok", **counts: int) -> dict[str, 
         "datacontenttype": "application/json",
         "data": {
             "account": "acct-1",
-            "agent": {"id": "tinyforge/faq-bot", "version": "1.0.0"},
+            "agent": {"id": "tinyforge/faq-bot", "version": "1.0.0"} if agent else None,
             "model": {"id": "tinyforge/echo-chat", "version": "1.1.0"},
             "input_tokens": counts.get("input_tokens", 10),
             "output_tokens": counts.get("output_tokens", 5),
@@ -53,21 +55,29 @@ PATH = "registry/usage/2026/11/30/gateway/gw-1-000001.jsonl.gz"
 SPEC = reading_spec(None)
 
 
-def test_file_totals_count_ok_calls_for_agent_and_model() -> None:
+def test_file_totals_credit_ok_calls_as_a_close_does() -> None:
     raw = _usage_file(
         [
             _event(1, "2026-10"),
             _event(2, "2026-10", requests=2),
             _event(3, "2026-11"),
             _event(4, "2026-11", outcome="error"),
+            # The agent's calls to its model: the model's own events.
+            _event(5, "2026-10", agent=False),
+            _event(6, "2026-11", agent=False, requests=3),
         ]
     ) + gzip.compress(b"not json\n")
 
     totals = merge_totals([file_totals(PATH, raw, SPEC)])
 
-    assert [(m.month, m.requests) for m in totals["tinyforge/echo-chat"]] == [
+    assert [(m.month, m.requests) for m in totals["tinyforge/faq-bot"]] == [
         ("2026-10", 3),
         ("2026-11", 1),
+    ]
+    # The agent's own events credit the model nothing: it may have answered without it.
+    assert [(m.month, m.requests) for m in totals["tinyforge/echo-chat"]] == [
+        ("2026-10", 1),
+        ("2026-11", 3),
     ]
     assert totals["tinyforge/faq-bot"][0].input_tokens == 20
     assert file_totals(PATH, b"\x1f\x8b broken", SPEC) == {}
@@ -93,7 +103,9 @@ def test_earnings_are_the_creator_share_of_statements() -> None:
 
 
 def test_usage_and_earnings_are_charted(tmp_path: Path, build: Build) -> None:
-    events = [_event(i, "2026-10") for i in range(5)] + [_event(9, "2026-11", requests=7)]
+    # The model's own events, and one of its agent's (which credits the agent alone).
+    events = [_event(i, "2026-10", agent=False) for i in range(5)]
+    events += [_event(9, "2026-11", agent=False, requests=7), _event(10, "2026-11")]
     root = make_registry(
         tmp_path / "market",
         {

@@ -105,15 +105,14 @@ def _expected_totals(lines: list[bytes], set_aside: set[int]) -> dict[str, dict[
         data = event["data"]
         if data["outcome"] != "ok":
             continue
-        for role in ("agent", "model"):
-            if data[role] is not None:
-                row = totals.setdefault(data[role]["id"], {}).setdefault(
-                    event["time"][:7], [0, 0, 0, 0]
-                )
-                for i, name in enumerate(
-                    ("requests", "input_tokens", "output_tokens", "instance_seconds")
-                ):
-                    row[i] += data[name]
+        # An agent's call credits the agent alone, as a close credits it.
+        ref = data["agent"] or data["model"]
+        if ref is not None:
+            row = totals.setdefault(ref["id"], {}).setdefault(event["time"][:7], [0, 0, 0, 0])
+            for i, name in enumerate(
+                ("requests", "input_tokens", "output_tokens", "instance_seconds")
+            ):
+                row[i] += data[name]
     return totals
 
 

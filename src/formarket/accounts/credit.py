@@ -288,12 +288,16 @@ class CreditStore:
     def give_back(self, account_id: int, lease: LeaseGrant, spent: Decimal) -> bool:
         """End a lease: what it did not spend returns to the balance. False when it was gone
         already (it expired and returned, less what it had written as spent)."""
-        spent = min(down(spent), lease.amount)
         with self._sessions.begin() as db:
             self._touch(db, account_id)
-            if _changed(db, delete(Lease).where(Lease.id == lease.id)) != 1:
+            # The row's amount, not the holder's: a top-up the holder never heard back from
+            # (its task was cancelled after the transaction committed) is in the row only.
+            amount = db.scalar(select(Lease.amount).where(Lease.id == lease.id))
+            if amount is None:
                 return False
-            _return(db, account_id, lease.amount - spent, spent)
+            spent = min(down(spent), amount)
+            db.execute(delete(Lease).where(Lease.id == lease.id))
+            _return(db, account_id, amount - spent, spent)
             return True
 
     def _sweep(self, db: OrmSession, account_id: int, now: datetime, keep: str | None) -> None:

@@ -21,6 +21,7 @@ from sqlalchemy.orm import sessionmaker
 
 from formarket.accounts.keyformat import hash_secret, new_key, parse_key, secret_matches
 from formarket.accounts.models import Account, ApiKey, Generation, LoginState, Session
+from formarket.accounts.pseudonym import is_pseudonym
 from formarket.accounts.watch import NOTIFY_CHANNEL, POLL_SECONDS
 from formarket.errors import InputError, NotFoundError, UsageError
 from formarket.schemas.usage import ACCOUNT_PATTERN, DEPLOYMENT_PATTERN
@@ -115,7 +116,8 @@ class AccountStore:
     def sign_in(self, login: str, github_id: int | None) -> AccountView:
         """The account of a GitHub user, made on first sign-in. GitHub's id is what stays:
         a renamed user keeps their account under the new login."""
-        if not _ACCOUNT_RE.match(login):
+        if not _ACCOUNT_RE.match(login) or is_pseudonym(login):
+            # A login shaped as a pseudonym would own what git names by that pseudonym.
             raise InputError(f"{login!r} is not a GitHub login")
         with self._sessions.begin() as db:
             row = None

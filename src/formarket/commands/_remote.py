@@ -154,6 +154,8 @@ def remote_usage(client: ControlClient, since: str | None, as_json: bool) -> Non
         click.echo(json.dumps(answer, indent=2))
         return
     rows = answer["rows"]
+    if "pseudonym" in answer:  # a control plane from before pseudonyms has none
+        click.echo(f"{answer['account']} is {answer['pseudonym']} in git's usage and deployments")
     if not rows:
         click.echo(f"no usage committed for {answer['account']}")
     for r in rows:

@@ -78,6 +78,7 @@ def serve(
         gateway_url=GATEWAY_URL.get(),
         limiter=RateLimiter(rate, max(1, int(rate * 4))),
         payments=payments_from_settings(),
+        gateway_dir=paths.root,
     )
     run_app(
         create_app(control),

@@ -49,7 +49,11 @@ __all__ = ["command"]
     metavar="NAME=REF",
     help="A secret by reference: env:NAME, file:/path or vault:path (never the value).",
 )
-@click.option("--account", help="Who pays for the usage (default: you).")
+@click.option(
+    "--account",
+    help="Who pays for the usage (default: you): a login, which git names only by its"
+    " pseudonym (FORMARKET_PSEUDONYM_KEY).",
+)
 @click.option(
     "--idle-after",
     metavar="DURATION",
@@ -146,6 +150,7 @@ def command(
     from formarket.commands._remote import remote, remote_deploy
     from formarket.deploy.forecast import MonthlyUsage
     from formarket.deploy.request import DeployOptions, RefusedError, build_request, plan, run
+    from formarket.farm.status import farm_pseudonyms
 
     usage = None
     if forecast_calls is not None:
@@ -191,7 +196,9 @@ def command(
     if as_json:
         try:
             if dry_run:
-                planned = plan(settings, build_request(options), usage=usage)
+                planned = plan(
+                    settings, build_request(options, farm_pseudonyms(settings)), usage=usage
+                )
             else:
                 planned = run(settings, options, echo=lambda _line: None)
         except RefusedError as exc:

@@ -84,16 +84,38 @@ def command() -> None:
 @BRANCH_OPTION
 @STATE_OPTION
 @click.option("--all", "show_all", is_flag=True, help="Include stopped deployments.")
+@click.option(
+    "--account",
+    metavar="LOGIN",
+    default=None,
+    help="Only this account's (operator mode): git names it by its pseudonym, or by its login"
+    " in deployments from before pseudonyms.",
+)
 @_JSON
-def list_(repo: Path, branch: str, state: Path | None, show_all: bool, as_json: bool) -> None:
-    """One line per deployment: id, kind, listing, size, account, where the farm has it."""
+def list_(
+    repo: Path,
+    branch: str,
+    state: Path | None,
+    show_all: bool,
+    account: str | None,
+    as_json: bool,
+) -> None:
+    """One line per deployment: id, kind, listing, size, account (its pseudonym), where the
+    farm has it."""
     client = remote()
     if client is not None:
+        if account is not None:
+            raise UsageError("--account is for operator mode, in the clone")
         remote_deployments(client, "list", None, as_json, show_all)
         return
     settings = farm_settings(repo, branch, state)
     desired, problems = _desired(settings)
     shown = [d for _id, d in sorted(desired.items()) if show_all or d.state == "running"]
+    if account is not None:
+        from formarket.farm.status import farm_pseudonyms
+
+        pseudonyms = farm_pseudonyms(settings)
+        shown = [d for d in shown if pseudonyms.owns(d.account, account)]
     views = _views(settings, shown, ask_hosts=False)
     if as_json:
         click.echo(json.dumps({"deployments": views, "problems": problems}, indent=2))

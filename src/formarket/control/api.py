@@ -247,6 +247,10 @@ class UsageRow(BaseModel):
 class UsageOut(BaseModel):
     model_config = _FROZEN
     account: str
+    pseudonym: str = Field(
+        description="The name the account has in git: its usage events and deployments carry"
+        " this keyed hash of the login, never the login."
+    )
     rows: tuple[UsageRow, ...]
 
 
@@ -512,7 +516,13 @@ def create_app(control: Control | None = None) -> FastAPI:
                 body.forecast.calls, body.forecast.input_tokens, body.forecast.output_tokens
             ),
         )
-        done = run(ctl().farm, options, dry_run=body.dry_run, echo=lines.append)
+        done = run(
+            ctl().farm,
+            options,
+            dry_run=body.dry_run,
+            echo=lines.append,
+            pseudonyms=ctl().pseudonyms,
+        )
         return Planned(
             plan=tuple(done.lines),
             deployments=tuple(
@@ -564,7 +574,9 @@ def create_app(control: Control | None = None) -> FastAPI:
             current = read_deployments(repo, ctl().farm.branch, problems=[])
         finally:
             repo.close()
-        if any(d.account != me.login for d in dependents(current, found.id)):
+        if any(
+            not ctl().pseudonyms.owns(d.account, me.login) for d in dependents(current, found.id)
+        ):
             # Another account's agent calls it: not this account's to stop.
             raise ApiFailure(
                 409,
@@ -615,10 +627,14 @@ def create_app(control: Control | None = None) -> FastAPI:
             raise ApiFailure(422, f"since: {since!r} is not a day", "invalid_request") from exc
         repo = open_market(ctl().farm)
         try:
-            rows = account_usage(repo, ctl().farm.branch, me.login, first)
+            rows = account_usage(repo, ctl().farm.branch, ctl().pseudonyms.names(me.login), first)
         finally:
             repo.close()
-        return UsageOut(account=me.login, rows=tuple(UsageRow.model_validate(r) for r in rows))
+        return UsageOut(
+            account=me.login,
+            pseudonym=ctl().pseudonyms.of(me.login),
+            rows=tuple(UsageRow.model_validate(r) for r in rows),
+        )
 
     # --- credit ----------------------------------------------------------------------------
 

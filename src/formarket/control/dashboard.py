@@ -24,13 +24,16 @@ from urllib.parse import parse_qs
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from jinja2 import DictLoader, Environment
 
 from formarket.accounts.github_login import LoginError
 from formarket.accounts.store import AccountView
 from formarket.control.context import Control
+from formarket.control.dashboard_pages import render
 from formarket.control.deployments import summary
-from formarket.control.usage import account_usage
+from formarket.control.earnings import statements_of
+from formarket.control.look import Look, load_look
+from formarket.control.publishers import publishers_of
+from formarket.control.usage import account_usage, listing_usage
 from formarket.errors import FormarketError
 from formarket.farm.desired import set_state
 from formarket.farm.settings import open_market
@@ -44,85 +47,22 @@ STATE_COOKIE = "fmk_oauth_state"
 _SESSION_TTL = timedelta(hours=8)
 _STATE_TTL = timedelta(minutes=10)
 _MAX_FORM = 8 << 10
-# No script at all; styles inline; forms post only here; no framing.
-_CSP = "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'"
-
-_TEMPLATES = {
-    "base": """<!doctype html><html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{{ title }} · formarket</title>
-<style>
-body{font-family:Roboto,system-ui,sans-serif;margin:0;color:#222;background:#fafafa}
-header{background:#4051b5;color:#fff;padding:.8rem 1.5rem;display:flex;gap:1rem;align-items:center}
-header a{color:#fff}main{max-width:60rem;margin:1.5rem auto;padding:0 1rem}
-table{border-collapse:collapse;width:100%;margin:.5rem 0 1.5rem}
-th,td{text-align:left;padding:.35rem .5rem;border-bottom:1px solid #ddd;vertical-align:top}
-pre{background:#f0f0f0;padding:.5rem;white-space:pre-wrap;font-size:.85rem}
-.fm-chart{width:100%;height:auto}.fm-chart__bar{fill:#4051b5}.fm-chart__grid{stroke:#ddd}
-.fm-chart__axis{font-size:11px;fill:#555}.new-key{background:#fff3cd;padding:.5rem}
-form.inline{display:inline}button{cursor:pointer}
-</style></head><body>
-<header><strong>formarket</strong><span>{{ title }}</span>
-{% if account %}<span style="margin-left:auto">{{ account }}</span>
-<form class="inline" method="post" action="/dashboard/logout">
-<input type="hidden" name="csrf" value="{{ csrf }}"><button>Sign out</button></form>{% endif %}
-</header><main>{% block body %}{% endblock %}</main></body></html>""",
-    "home": """{% extends "base" %}{% block body %}
-{% if new_key %}<p class="new-key">Your new key (shown this once):
-<code id="new-key">{{ new_key }}</code></p>{% endif %}
-<h2>My deployments</h2>
-{% if deployments %}<table><tr><th>Deployment</th><th>Listing</th><th>State</th><th></th></tr>
-{% for d in deployments %}<tr><td><code>{{ d.id }}</code></td>
-<td>{{ d.listing }}@{{ d.version }} ({{ d.kind }})</td><td>{{ d.state }}</td><td>
-{% if d.state == "running" %}<details><summary>Call it</summary>
-<pre>curl -s {{ gateway }}/v1/chat/completions -H "Authorization: Bearer ${{ key_variable }}" \\
-  -H 'Content-Type: application/json' \\
-  -d '{"model": "{{ d.id }}", "messages": [{"role": "user", "content": "Hello"}]}'</pre>
-<pre>import json, os, urllib.request
-body = {"model": "{{ d.id }}", "messages": [{"role": "user", "content": "Hello"}]}
-request = urllib.request.Request(
-    "{{ gateway }}/v1/chat/completions", data=json.dumps(body).encode(),
-    headers={"Authorization": "Bearer " + os.environ["{{ key_variable }}"],
-             "Content-Type": "application/json"})
-print(json.load(urllib.request.urlopen(request))["choices"][0]["message"]["content"])</pre>
-</details>
-<form class="inline" method="post" action="/dashboard/deployments/{{ d.id }}/stop">
-<input type="hidden" name="csrf" value="{{ csrf }}"><button>Stop</button></form>{% endif %}
-</td></tr>{% endfor %}</table>
-{% else %}<p>No deployments yet: <code>formarket deploy</code>, or the catalog's
-deploy button.</p>{% endif %}
-<h2>My keys</h2>
-<table><tr><th>Key</th><th>Name</th><th>Scope</th><th>Expires</th><th>State</th><th></th></tr>
-{% for k in keys %}<tr><td><code>{{ k.shown }}</code></td><td>{{ k.name }}</td>
-<td>{{ k.deployment or "all deployments" }}</td><td>{{ k.expires_at or "never" }}</td>
-<td>{{ "revoked" if k.revoked_at else "active" }}</td><td>{% if not k.revoked_at %}
-<form class="inline" method="post" action="/dashboard/keys/{{ k.id }}/revoke">
-<input type="hidden" name="csrf" value="{{ csrf }}"><button>Revoke</button></form>{% endif %}
-</td></tr>{% endfor %}</table>
-<form method="post" action="/dashboard/keys"><input type="hidden" name="csrf" value="{{ csrf }}">
-<label>Name <input name="name" maxlength="100"></label>
-<label>Only deployment <input name="deployment" placeholder="all"></label>
-<button>Create a key</button></form>
-<h2>My usage by day</h2>
-{% if chart %}{{ chart | safe }}
-<table><tr><th>Day</th><th>Deployment</th><th>Calls</th><th>Input tokens</th>
-<th>Output tokens</th></tr>
-{% for r in usage %}<tr><td>{{ r.day }}</td><td>{{ r.deployment }}</td><td>{{ r.calls }}</td>
-<td>{{ r.input_tokens }}</td><td>{{ r.output_tokens }}</td></tr>{% endfor %}</table>
-{% else %}<p>No usage committed yet.</p>{% endif %}{% endblock %}""",
-    "sign_in": """{% extends "base" %}{% block body %}<p>{{ message }}</p>
-<p><a href="/dashboard/login">Sign in with GitHub</a></p>{% endblock %}""",
-    "message": """{% extends "base" %}{% block body %}<p>{{ message }}</p>{% endblock %}""",
-}
-_ENV = Environment(loader=DictLoader(_TEMPLATES), autoescape=True)
+# No script at all; the catalog's stylesheets from here (and a few rules inline), images only
+# as Material's stylesheets embed them; forms post only here; no framing.
+_CSP = (
+    "default-src 'none'; style-src 'self' 'unsafe-inline'; img-src 'self' data:;"
+    " form-action 'self'; frame-ancestors 'none'"
+)
 
 
 def _csrf(session: str) -> str:
     return hashlib.sha256(b"formarket-csrf:" + session.encode()).hexdigest()
 
 
-def _page(template: str, title: str, *, status: int = 200, **context: object) -> HTMLResponse:
-    html = _ENV.get_template(template).render(title=title, **context)
+def _page(
+    look: Look, template: str, title: str, *, status: int = 200, **context: object
+) -> HTMLResponse:
+    html = render(template, title, stylesheets=list(look.stylesheets), logo=look.logo, **context)
     return HTMLResponse(
         html,
         status,
@@ -150,14 +90,44 @@ def _cookie(
     )
 
 
+def _calls_chart(rows: list[dict[str, object]], title: str) -> str:
+    by_day: dict[str, int] = {}
+    for row in rows:
+        by_day[str(row["day"])] = by_day.get(str(row["day"]), 0) + int(str(row["calls"]))
+    if not by_day:
+        return ""
+    days = [(day, Decimal(calls)) for day, calls in sorted(by_day.items())]
+    return bar_chart(days, title=title, unit="calls", chart_id="usage")
+
+
+def _by_version(rows: list[dict[str, object]]) -> list[dict[str, object]]:
+    totals: dict[tuple[str, str], dict[str, int]] = {}
+    for row in rows:
+        into = totals.setdefault(
+            (str(row["listing"]), str(row["version"])),
+            {"calls": 0, "input_tokens": 0, "output_tokens": 0},
+        )
+        for name in into:
+            into[name] += int(str(row[name]))
+    return [
+        {"listing": listing, "version": version, **totals[(listing, version)]}
+        for listing, version in sorted(totals)
+    ]
+
+
 def add_dashboard(app: FastAPI, ctl: Callable[[], Control]) -> None:
+    look = load_look()
+
+    def page(template: str, title: str, *, status: int = 200, **context: object) -> HTMLResponse:
+        return _page(look, template, title, status=status, **context)
+
     def signed_in(request: Request) -> tuple[AccountView, str] | None:
         token = request.cookies.get(SESSION_COOKIE, "")
         account = ctl().store.session_account(token) if token else None
         return (account, token) if account is not None else None
 
     def sign_in_page(message: str, status: int = 200) -> HTMLResponse:
-        return _page("sign_in", "Sign in", message=message, status=status)
+        return page("sign_in", "Sign in", message=message, status=status)
 
     async def form(request: Request, session: str) -> dict[str, str] | None:
         """The POSTed form when its CSRF token belongs to this session, else None."""
@@ -174,31 +144,21 @@ def add_dashboard(app: FastAPI, ctl: Callable[[], Control]) -> None:
         control = ctl()
         repo = open_market(control.farm)
         try:
-            usage = account_usage(repo, control.farm.branch, account.login, None)
+            usage = account_usage(
+                repo, control.farm.branch, control.pseudonyms.names(account.login), None
+            )
         finally:
             repo.close()
-        by_day: dict[str, int] = {}
-        for row in usage:
-            by_day[str(row["day"])] = by_day.get(str(row["day"]), 0) + int(str(row["calls"]))
-        chart = (
-            bar_chart(
-                [(day, Decimal(calls)) for day, calls in sorted(by_day.items())],
-                title="Calls by day",
-                unit="calls",
-                chart_id="usage",
-            )
-            if by_day
-            else ""
-        )
-        return _page(
+        return page(
             "home",
             "My dashboard",
             account=account.login,
             deployments=[summary(d) for d in control.index.of(account.login)],
             keys=control.store.keys(account),
             usage=usage,
-            chart=chart,
+            chart=_calls_chart(usage, "Calls by day"),
             csrf=_csrf(session),
+            here="/dashboard",
             gateway=control.gateway_url.rstrip("/"),
             new_key=new_key,
             # The variable the farm's comments and the READMEs name for a caller's key.
@@ -211,6 +171,43 @@ def add_dashboard(app: FastAPI, ctl: Callable[[], Control]) -> None:
         if found is None:
             return sign_in_page("Sign in to see your deployments, keys and usage.")
         return home(request, *found)
+
+    @app.get("/dashboard/listings", include_in_schema=False, response_class=HTMLResponse)
+    def listings(request: Request) -> Response:
+        found = signed_in(request)
+        if found is None:
+            return sign_in_page("Sign in to see the usage of the listings you publish.")
+        account, session = found
+        control = ctl()
+        repo = open_market(control.farm)
+        try:
+            publishers = publishers_of(repo, control.farm.branch, account.login)
+            usage = listing_usage(repo, control.farm.branch, publishers, None) if publishers else []
+            statements = statements_of(repo, control.farm.branch, publishers)
+        finally:
+            repo.close()
+        return page(
+            "listings",
+            "My listings",
+            account=account.login,
+            publishers=sorted(publishers),
+            usage=usage,
+            versions=_by_version(usage),
+            statements=statements,
+            chart=_calls_chart(usage, "Calls of my listings by day"),
+            csrf=_csrf(session),
+            here="/dashboard/listings",
+        )
+
+    @app.get("/dashboard/assets/{name}", include_in_schema=False)
+    def asset(name: str, request: Request) -> Response:
+        if name not in look.stylesheets:
+            return Response(status_code=404)
+        etag = look.etag(name)
+        headers = {"ETag": etag, "Cache-Control": "public, max-age=86400"}
+        if request.headers.get("if-none-match") == etag:
+            return Response(status_code=304, headers=headers)
+        return Response(look.stylesheets[name], media_type="text/css", headers=headers)
 
     @app.get("/dashboard/login", include_in_schema=False)
     def login(request: Request) -> Response:
@@ -254,7 +251,7 @@ def add_dashboard(app: FastAPI, ctl: Callable[[], Control]) -> None:
 
     def refused() -> HTMLResponse:
         message = "That form is stale or was not sent from your dashboard."
-        return _page("message", "Refused", message=message, status=403)
+        return page("message", "Refused", message=message, status=403)
 
     @app.post("/dashboard/keys", include_in_schema=False)
     async def create_key(request: Request) -> Response:
@@ -267,13 +264,13 @@ def add_dashboard(app: FastAPI, ctl: Callable[[], Control]) -> None:
             return refused()
         deployment = fields.get("deployment", "").strip() or None
         if deployment is not None and ctl().index.get(account.login, deployment) is None:
-            return _page("message", "Not found", message="No such deployment of yours.", status=404)
+            return page("message", "Not found", message="No such deployment of yours.", status=404)
         try:
             key, _view = ctl().store.create_key(
                 account, name=fields.get("name", ""), deployment=deployment
             )
         except FormarketError as exc:
-            return _page("message", "Refused", message=exc.message, status=400)
+            return page("message", "Refused", message=exc.message, status=400)
         return home(request, account, session, new_key=key)
 
     @app.post("/dashboard/keys/{key_id}/revoke", include_in_schema=False)
@@ -287,7 +284,7 @@ def add_dashboard(app: FastAPI, ctl: Callable[[], Control]) -> None:
         try:
             ctl().store.revoke_key(account, key_id)
         except FormarketError:
-            return _page("message", "Not found", message="No such key of yours.", status=404)
+            return page("message", "Not found", message="No such key of yours.", status=404)
         return RedirectResponse("/dashboard", status_code=303)
 
     @app.post("/dashboard/deployments/{deployment_id}/stop", include_in_schema=False)
@@ -301,7 +298,7 @@ def add_dashboard(app: FastAPI, ctl: Callable[[], Control]) -> None:
         control = ctl()
         deployment = control.index.get(account.login, deployment_id)
         if deployment is None:
-            return _page("message", "Not found", message="No such deployment of yours.", status=404)
+            return page("message", "Not found", message="No such deployment of yours.", status=404)
         repo = open_market(control.farm)
         try:
             set_state(
@@ -309,7 +306,7 @@ def add_dashboard(app: FastAPI, ctl: Callable[[], Control]) -> None:
                 control.farm.branch,
                 deployment.id,
                 "stopped",
-                f"Stop deployment {deployment.id} for {account.login}",
+                f"Stop deployment {deployment.id} for {control.pseudonyms.of(account.login)}",
                 bot_identity(repo, control.farm.branch),
             )
         finally:

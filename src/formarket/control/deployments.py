@@ -4,6 +4,9 @@
 at each request would cost an account with a thousand deployments a thousand lookups and the
 answer's encoding each time. The index is rebuilt when the tip changes, and each account's
 encoded list is kept with it.
+
+git names an account by its pseudonym (formarket.accounts.pseudonym), or by its login in
+deployments committed before pseudonyms; the index is asked by login and answers with both.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from dataclasses import dataclass, field
 
 from dulwich.repo import Repo
 
+from formarket.accounts.pseudonym import Pseudonyms
 from formarket.farm import desired
 from formarket.farm.settings import FarmSettings, open_market
 from formarket.market.refs import find_tip
@@ -45,8 +49,9 @@ class _Snapshot:
 
 
 class DeploymentIndex:
-    def __init__(self, settings: FarmSettings) -> None:
+    def __init__(self, settings: FarmSettings, pseudonyms: Pseudonyms) -> None:
         self.settings = settings
+        self.pseudonyms = pseudonyms
         self._lock = threading.Lock()
         self._snapshot = _Snapshot(b"", {}, {})
 
@@ -68,21 +73,28 @@ class DeploymentIndex:
             self._snapshot = snapshot
         return snapshot
 
-    def of(self, account: str) -> list[Deployment]:
-        return list(self._current().by_account.get(account, ()))
+    def _of(self, snapshot: _Snapshot, login: str) -> list[Deployment]:
+        found = [
+            d for name in self.pseudonyms.names(login) for d in snapshot.by_account.get(name, ())
+        ]
+        return sorted(found, key=lambda d: d.id)
 
-    def get(self, account: str, deployment_id: str) -> Deployment | None:
-        """The deployment when it is `account`'s; None when it is missing or someone else's."""
+    def of(self, login: str) -> list[Deployment]:
+        """`login`'s deployments, by id."""
+        return self._of(self._current(), login)
+
+    def get(self, login: str, deployment_id: str) -> Deployment | None:
+        """The deployment when it is `login`'s; None when it is missing or someone else's."""
         found = self._current().by_id.get(deployment_id)
-        return found if found is not None and found.account == account else None
+        return found if found is not None and self.pseudonyms.owns(found.account, login) else None
 
-    def encoded_list(self, account: str) -> bytes:
+    def encoded_list(self, login: str) -> bytes:
         snapshot = self._current()
         with self._lock:
-            data = snapshot.encoded.get(account)
+            data = snapshot.encoded.get(login)
         if data is None:
-            items = [summary(d) for d in snapshot.by_account.get(account, ())]
+            items = [summary(d) for d in self._of(snapshot, login)]
             data = json.dumps({"deployments": items}, separators=(",", ":")).encode()
             with self._lock:
-                snapshot.encoded[account] = data
+                snapshot.encoded[login] = data
         return data

@@ -39,9 +39,14 @@ def _client(url: str, key: str) -> Callable[..., tuple[int, bytes]]:
     return call
 
 
-def demo_gateway(repo_path: Path) -> ServerThread:
-    """The gateway, before the farm starts: agents are given its address when they start."""
-    config = GatewayConfig(StatePaths(default_state_dir(repo_path)), source="gateway/demo")
+def demo_gateway(repo_path: Path, database_url: str) -> ServerThread:
+    """The gateway, before the farm starts: agents are given its address when they start.
+    Accounts' keys are checked in `database_url`, the control plane's database."""
+    config = GatewayConfig(
+        StatePaths(default_state_dir(repo_path)),
+        source="gateway/demo",
+        database_url=database_url,
+    )
     return ServerThread(build_gateway(config))
 
 
@@ -97,8 +102,12 @@ class Hop:
     orphans: tuple[str, ...]  # model calls without a parent, or with one that is no agent call
 
 
-def _hop(events: list[dict[str, Any]]) -> Hop:
-    calls = [e for e in events if e["type"] == "dev.formarket.usage.call"]
+def _hop(events: list[dict[str, Any]], direct: frozenset[str]) -> Hop:
+    """The hop, from the events of every deployment but those in `direct` (models that
+    users call themselves, whose calls have no parent)."""
+    calls = [
+        e for e in events if e["type"] == "dev.formarket.usage.call" and e["subject"] not in direct
+    ]
     agents = {e["id"] for e in calls if e["data"]["agent"] and e["data"]["outcome"] == "ok"}
     models = [e for e in calls if e["data"]["agent"] is None and e["data"]["outcome"] == "ok"]
     parents = {e["data"].get("parent") for e in models}
@@ -118,12 +127,12 @@ def _spooled(spool: Path) -> list[dict[str, Any]]:
     return events
 
 
-def demo_usage(repo_path: Path, echo: Echo) -> tuple[int, Hop]:
+def demo_usage(repo_path: Path, echo: Echo, direct: frozenset[str]) -> tuple[int, Hop]:
     """Show how the agents' calls to their models were metered, then commit the usage (the
     calls' events and the farm's instance-hours) as the bot; how many events were committed,
-    and the hop."""
+    and the hop. `direct`: the deployments of models that a user called alone."""
     paths = StatePaths(default_state_dir(repo_path))
-    hop = _hop(_spooled(paths.spool))
+    hop = _hop(_spooled(paths.spool), direct)
     if hop.orphans or not hop.model_calls:
         raise NotFoundError(
             f"the agents' model calls were not metered under their parents: {hop}",

@@ -16,14 +16,17 @@ from pathlib import Path
 
 import yaml
 
+from formarket.accounts.pseudonym import key_path, load_pseudonyms
 from formarket.demo.calls import Hop, demo_calls, demo_gateway, demo_usage
 from formarket.demo.close import credited_requests, demo_close
 from formarket.demo.farm import demo_farm
-from formarket.demo.requests import demo_requests
+from formarket.demo.requests import DEMO_CLI_ACCOUNT, DEMO_DEPLOYER, demo_requests
 from formarket.demo.site import demo_site
+from formarket.demo.user import DEMO_USER, database_url, demo_control
 from formarket.errors import NotFoundError
 from formarket.farm.desired import read_deployments, set_state
 from formarket.farm.settings import FarmSettings
+from formarket.gateway.config import default_state_dir
 from formarket.market.governance import bot_identity
 from formarket.market.refs import branch_tip, set_branch
 from formarket.market.repository import create_repository
@@ -179,43 +182,56 @@ def _journey(source: Path, scratch: Path, repo_path: Path, public: str, echo: Ec
     pairs = [d for d in (desired[i] for i in requested) if d.kind == "agent"]
     echo(f"committed by the bot: {', '.join(requested)} in registry/deployments/")
 
-    _step(echo, 5, "The farm builds the images and runs them as VMs")
+    with demo_control(scratch, settings, echo) as user:
+        _step(echo, 5, f"A user signs in with GitHub, makes a key and deploys {model_id}")
+        user.sign_in()
+        user.make_key()
+        mine = user.deploy(model_id)
+        everything = [*requested, mine]
 
-    with (
-        demo_gateway(repo_path) as gateway,
-        demo_farm(repo_path, farm_state, echo, gateway.url) as farm,
-    ):
-        echo(f"the gateway listens on {gateway.url}: callers, and agents calling their models")
-        endpoints = farm.wait_routed(requested)
-        for dep_id in requested:
-            d = desired[dep_id]
-            echo(f"  {dep_id}: {d.kind} {d.listing.id}@{d.listing.version} at {endpoints[dep_id]}")
+        _step(echo, 6, "The farm builds the images and runs them as VMs")
+        with (
+            demo_gateway(repo_path, database_url(scratch)) as gateway,
+            demo_farm(repo_path, farm_state, echo, gateway.url) as farm,
+        ):
+            user.control.gateway_url = gateway.url
+            echo(f"the gateway listens on {gateway.url}: callers, and agents calling their models")
+            endpoints = farm.wait_routed(everything)
+            desired = read_deployments(repo)
+            for dep_id in everything:
+                d = desired[dep_id]
+                echo(
+                    f"  {dep_id}: {d.kind} {d.listing.id}@{d.listing.version} for {d.account}"
+                    f" at {endpoints[dep_id]}"
+                )
 
-        _step(echo, 6, "Calls go through the gateway, which meters them into git")
+            _step(echo, 7, "Calls go through the gateway, which meters them into git")
+            calls = [(d.id, d.account, "Do you sell purple giraffes?") for d in pairs]
+            calls += [(d.id, d.account, "Where is my order?") for d in pairs[:1]]
+            # The FAQ answers this one: the agent calls no model.
+            calls += [(d.id, d.account, "How do I reset my password?") for d in pairs[:1]]
+            farm.cycle()  # meters the instance-hours so far, into the same spool
+            demo_calls(repo_path, gateway.url, calls, echo)
+            user.call(gateway.url)
 
-        calls = [(d.id, d.account, "Do you sell purple giraffes?") for d in pairs]
-        calls += [(d.id, d.account, "Where is my order?") for d in pairs[:1]]
-        # The FAQ answers this one: the agent calls no model.
-        calls += [(d.id, d.account, "How do I reset my password?") for d in pairs[:1]]
-        farm.cycle()  # meters the instance-hours so far, into the same spool
-        demo_calls(repo_path, gateway.url, calls, echo)
+            _step(echo, 8, "The deployments are stopped in git; the farm removes their VMs")
+            bot = bot_identity(repo, "main")
+            for dep_id in everything:
+                set_state(repo, "main", dep_id, "stopped", f"Stop {dep_id} (demo)", bot)
+            echo(f"formarket deployments stop ... ({len(everything)} deployments)")
+            farm.wait_gone()
+        events, hop = demo_usage(repo_path, echo, frozenset({mine}))
+        seen = user.dashboard()
+        echo(seen)
 
-        _step(echo, 7, "The deployments are stopped in git; the farm removes their VMs")
-        bot = bot_identity(repo, "main")
-        for dep_id in requested:
-            set_state(repo, "main", dep_id, "stopped", f"Stop {dep_id} (demo)", bot)
-        echo(f"formarket deployments stop ... ({len(requested)} deployments)")
-        farm.wait_gone()
-    events, hop = demo_usage(repo_path, echo)
-
-    _step(echo, 8, "A month later the period is closed, its statements verified")
+    _step(echo, 9, "A month later the period is closed, its statements verified")
 
     now = datetime.now(UTC)
     next_month = date(now.year + now.month // 12, now.month % 12 + 1, 1)
     period = demo_close(repo, echo, now=datetime(next_month.year, next_month.month, 2, tzinfo=UTC))
-    echo(_credited(repo_path, period, model_id, hop))
+    echo(_credited(repo_path, period, model_id, hop, user.calls))
 
-    _step(echo, 9, "The catalog site shows the listings, their usage and their earnings")
+    _step(echo, 10, "The catalog site shows the listings, their usage and their earnings")
 
     site = demo_site(repo_path, scratch / "site", echo)
     shown = _site_shows(site, _AGENT, publisher)
@@ -226,22 +242,42 @@ def _journey(source: Path, scratch: Path, repo_path: Path, public: str, echo: Ec
     echo(f"  pr-1 by {owner}: passed, merged ({model_id} is listed)")
     echo(f"  pr-2 by {owner}: refused with {', '.join(refused)}")
     echo(f"  requests: {len(pairs)} of {_AGENT} with {model_id} (an issue and the CLI)")
-    echo(f"  the farm: {len(requested)} VMs built, booted, answered, stopped")
+    echo(
+        f"  a user: {DEMO_USER} signed in with GitHub (device flow), made a key, deployed"
+        f" {model_id} through the API, called it, and saw it in the dashboard"
+    )
+    echo(f"  the farm: {len(everything)} VMs built, booted, answered, stopped")
     echo(f"  the gateway: {events} usage events committed to registry/usage/")
     echo(f"  royalties/{period}/: statements and payouts closed and verified")
     echo(f"  the catalog: formarket site serve --dir {site}")
+    echo(_pseudonyms(repo_path))
 
 
-def _credited(repo_path: Path, period: str, model: str, hop: Hop) -> str:
-    """The model's statement credits it for the calls it served, and for nothing else."""
-    credited = credited_requests(repo_path, period, model)
-    if credited != hop.model_calls:
-        raise NotFoundError(
-            f"{model} is credited for {credited} requests; it served {hop.model_calls}"
-        )
+def _pseudonyms(repo_path: Path) -> str:
+    """How git names the demo's accounts (the logins, only the key's holder can tell)."""
+    gateway_dir = default_state_dir(repo_path)
+    pseudonyms = load_pseudonyms(gateway_dir)
+    named = ", ".join(
+        f"{login} as {pseudonyms.of(login)}"
+        for login in (DEMO_DEPLOYER, DEMO_CLI_ACCOUNT, DEMO_USER)
+    )
     return (
-        f"{model} is credited for {credited} requests, the model calls it served; the"
-        f" {hop.answered_alone} calls the FAQ answered credit it nothing"
+        f"  accounts in git: by pseudonym only ({named}); the key stays outside git, in"
+        f" {key_path(gateway_dir)}"
+    )
+
+
+def _credited(repo_path: Path, period: str, model: str, hop: Hop, direct: int) -> str:
+    """The model's statement credits it for the calls it served (its agents' calls to it and
+    the `direct` calls of a user who deployed it alone), and for nothing else."""
+    credited = credited_requests(repo_path, period, model)
+    served = hop.model_calls + direct
+    if credited != served:
+        raise NotFoundError(f"{model} is credited for {credited} requests; it served {served}")
+    return (
+        f"{model} is credited for {credited} requests, the calls it served: {hop.model_calls}"
+        f" from its agents and {direct} from its user; the {hop.answered_alone} calls the FAQ"
+        " answered credit it nothing"
     )
 
 

@@ -18,10 +18,11 @@ from formarket.farm.settings import FarmSettings
 from formarket.github import GitHub
 from formarket.standins.github import StandIn
 
-__all__ = ["DEMO_DEPLOYER", "demo_requests"]
+__all__ = ["DEMO_CLI_ACCOUNT", "DEMO_DEPLOYER", "demo_requests"]
 
 DEMO_REPO = "formarket/marketplace"
 DEMO_DEPLOYER = "dana-deployer"
+DEMO_CLI_ACCOUNT = "demo-cli"  # the account an operator deploys for from the command line
 _BOT_TOKEN = "demo-bot-token"  # noqa: S105 - the stand-in's own token, not a secret
 AGENT = "tinyforge/faq-bot"
 MODEL = "tinyforge/echo-chat"
@@ -81,10 +82,11 @@ def demo_requests(
             )
         echo(f"The bot answered on issue #{number}: {outcome.action} {outcome.deployment_ids}")
         ids += outcome.deployment_ids
-    echo(f"formarket deploy {AGENT} --model {model} --account demo-cli")
+    echo(f"formarket deploy {AGENT} --model {model} --account {DEMO_CLI_ACCOUNT}")
+    account = DEMO_CLI_ACCOUNT
     planned = run(
         settings,
-        DeployOptions(agent=AGENT, model=model, account="demo-cli", requester="demo-cli"),
+        DeployOptions(agent=AGENT, model=model, account=account, requester=account),
         echo=echo,
     )
     ids += [d.id for d in planned.resolved.all if d.id not in ids]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,6 +23,7 @@ from typing import Any, Literal
 from dulwich.repo import Repo
 from pydantic import ValidationError
 
+from formarket.accounts.pseudonym import Pseudonyms, is_pseudonym
 from formarket.deploy.catalog import Catalog, open_market
 from formarket.deploy.checks import (
     Refusal,
@@ -37,11 +39,13 @@ from formarket.errors import InputError, NotFoundError, UsageError
 from formarket.farm import desired
 from formarket.farm.hosts import load_inventory
 from formarket.farm.settings import FarmSettings
+from formarket.farm.status import farm_pseudonyms
 from formarket.farm.versions import versions_at
 from formarket.github import REPO_SLUG, GitHub, Issue, LabelEvent, issue_from_json
 from formarket.market.governance import bot_identity
 from formarket.registry.git_snapshot import open_git_snapshot
 from formarket.schemas.deployment import Deployment, DeploymentRequest, Origin
+from formarket.schemas.usage import ACCOUNT_PATTERN
 
 __all__ = ["APPROVED_LABEL", "REQUEST_LABEL", "Outcome", "handle_event", "handle_payload"]
 
@@ -51,6 +55,7 @@ MAX_PAYLOAD_BYTES = 8 << 20
 # Text that marks an attempt at shell or workflow-expression injection. formarket never runs
 # a title, but refuses such requests so that a maintainer sees them for what they are.
 _HOSTILE = ("${{", "$(", "`")
+_LOGIN = re.compile(ACCOUNT_PATTERN)
 
 Action = Literal["deployed", "unchanged", "refused", "stopped", "ignored"]
 
@@ -195,26 +200,30 @@ def _handle(
         github.label_events(slug, number) if issue.author not in governance.deployers else [],
     )
     request: DeploymentRequest | None = None
+    account = _account(issue.author, farm_pseudonyms(settings))
+    if account is None:
+        reasons.append(f"The issue's author {issue.author[:80]!r} is not a GitHub login.")
     try:
         form = parse_issue_body(issue.body)
     except FormError as exc:
         reasons += [f"{r[:1].upper()}{r[1:]}." for r in exc.reasons]
     else:
-        try:
-            request = DeploymentRequest(
-                agent=form.agent,
-                model=form.model,
-                solution=form.solution,
-                vcpus=form.vcpus,
-                memory_mib=form.memory_mib,
-                gpu=form.gpu,
-                settings=form.settings,
-                requester=issue.author,
-                account=issue.author,
-                origin=Origin(kind="issue", issue=number, body_sha256=sha),
-            )
-        except ValidationError as exc:
-            reasons += [f"{e['msg']}." for e in exc.errors()]
+        if account is not None:  # else refused above
+            try:
+                request = DeploymentRequest(
+                    agent=form.agent,
+                    model=form.model,
+                    solution=form.solution,
+                    vcpus=form.vcpus,
+                    memory_mib=form.memory_mib,
+                    gpu=form.gpu,
+                    settings=form.settings,
+                    requester=account,
+                    account=account,
+                    origin=Origin(kind="issue", issue=number, body_sha256=sha),
+                )
+            except ValidationError as exc:
+                reasons += [f"{e['msg']}." for e in exc.errors()]
     if reasons or request is None:
         return _post(
             github, slug, number, _refused(reasons), Outcome("refused", number, (), tuple(reasons))
@@ -245,6 +254,14 @@ def _handle(
     )
     ids = tuple(d.id for d in result.all)
     return _post(github, slug, number, _accepted(result, where), Outcome("deployed", number, ids))
+
+
+def _account(author: str, pseudonyms: Pseudonyms) -> str | None:
+    """The author's pseudonym, which the deployments name them by in git; None when the author
+    is no login GitHub gives (one shaped as a pseudonym would pass for that account)."""
+    if not _LOGIN.fullmatch(author) or is_pseudonym(author):
+        return None
+    return pseudonyms.of(author)
 
 
 def _authorization(

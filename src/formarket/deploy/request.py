@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 
 from pydantic import ValidationError
 
+from formarket.accounts.pseudonym import Pseudonyms
 from formarket.deploy.catalog import Catalog, open_market
 from formarket.deploy.checks import Refusal, Resolved, resolve
 from formarket.deploy.forecast import MonthlyUsage, forecast_lines
@@ -30,6 +31,7 @@ from formarket.errors import FormarketError, InputError, UsageError
 from formarket.farm import desired
 from formarket.farm.hosts import load_inventory
 from formarket.farm.settings import FarmSettings
+from formarket.farm.status import farm_pseudonyms
 from formarket.farm.versions import versions_at
 from formarket.market.governance import bot_identity
 from formarket.registry.git_snapshot import open_git_snapshot
@@ -87,8 +89,9 @@ def _login() -> str:
     return user if re.fullmatch(ACCOUNT_PATTERN, user) else "cli"
 
 
-def build_request(options: DeployOptions) -> DeploymentRequest:
-    """The request the options describe; InputError/UsageError say what is wrong with them."""
+def build_request(options: DeployOptions, pseudonyms: Pseudonyms) -> DeploymentRequest:
+    """The request the options describe, naming the requester and the account by their
+    pseudonyms, as git will; InputError/UsageError say what is wrong with them."""
     if options.solution and (options.agent or options.model):
         raise UsageError("a solution names its own agent and model; give one or the other")
     if not (options.agent or options.model or options.solution):
@@ -102,6 +105,10 @@ def build_request(options: DeployOptions) -> DeploymentRequest:
     model = parse_listing(options.model + model_version, "model") if options.model else None
     solution = parse_listing(options.solution + version, "solution") if options.solution else None
     requester = options.requester or _login()
+    account = options.account or requester
+    for name, given in (("requester", requester), ("account", account)):
+        if not re.fullmatch(ACCOUNT_PATTERN, given):
+            raise InputError(f"{name}: {given[:80]!r} is not an account name ({ACCOUNT_PATTERN})")
     try:
         return DeploymentRequest(
             agent=agent,
@@ -112,8 +119,8 @@ def build_request(options: DeployOptions) -> DeploymentRequest:
             gpu=parse_gpu(options.gpu) if options.gpu else None,
             settings=parse_set(options.sets),
             secrets=tuple(parse_secret(item) for item in options.secrets),
-            requester=requester,
-            account=options.account or requester,
+            requester=pseudonyms.of(requester),
+            account=pseudonyms.of(account),
             origin=Origin(kind="cli"),
             idle_after=parse_duration(options.idle_after) if options.idle_after else None,
         )
@@ -159,9 +166,13 @@ def run(
     *,
     dry_run: bool = False,
     echo: Callable[[str], None] = print,
+    pseudonyms: Pseudonyms | None = None,
 ) -> Planned:
-    """Check, print the plan and (unless `dry_run`) commit the deployments as the bot."""
-    planned = plan(settings, build_request(options), usage=options.usage)
+    """Check, print the plan and (unless `dry_run`) commit the deployments as the bot; git
+    names the account by its pseudonym only (`pseudonyms`, by default those of the key the
+    farm's gateway folder holds)."""
+    known = pseudonyms if pseudonyms is not None else farm_pseudonyms(settings)
+    planned = plan(settings, build_request(options, known), usage=options.usage)
     for line in planned.lines:
         echo(line)
     if dry_run:

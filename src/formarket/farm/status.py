@@ -9,13 +9,14 @@ from datetime import UTC
 from pathlib import Path
 from typing import Any
 
+from formarket.accounts.pseudonym import Pseudonyms, load_pseudonyms
 from formarket.atomicfile import write_atomically
 from formarket.farm.settings import FarmSettings
 from formarket.farm.sleeping import SleepMarks
 from formarket.gateway.config import StatePaths, default_state_dir
 from formarket.gateway.routes import load_routes
 
-__all__ = ["endpoint", "gateway_state", "last_cycle", "progress", "save_cycle"]
+__all__ = ["endpoint", "farm_pseudonyms", "gateway_state", "last_cycle", "progress", "save_cycle"]
 
 
 def _cycle_file(settings: FarmSettings) -> Path:
@@ -40,6 +41,12 @@ def gateway_state(settings: FarmSettings) -> StatePaths:
     """The gateway's state folder the farm shares: routes.json it publishes, the spool it
     meters instance-hours into."""
     return StatePaths(default_state_dir(settings.repo))
+
+
+def farm_pseudonyms(settings: FarmSettings) -> Pseudonyms:
+    """The accounts' pseudonyms, from the key beside the gateway's state (unless
+    FORMARKET_PSEUDONYM_KEY names another), which the gateway uses too."""
+    return load_pseudonyms(gateway_state(settings).root)
 
 
 def endpoint(settings: FarmSettings, deployment_id: str) -> str | None:

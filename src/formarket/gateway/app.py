@@ -33,6 +33,7 @@ from typing import Any, Protocol
 
 import msgspec
 
+from formarket.accounts.pseudonym import Pseudonyms
 from formarket.gateway.account_keys import Authenticator
 from formarket.gateway.ceilings import DEFAULT_LIMITS, GatewayLimits
 from formarket.gateway.credit import Credit, Hold, Short
@@ -129,6 +130,7 @@ class Gateway:
         *,
         keys: Callable[[], Authenticator],
         routes: RouteTable,
+        pseudonyms: Pseudonyms,
         meter: Meter,
         pool: UpstreamPool,
         openapi: bytes,
@@ -148,6 +150,8 @@ class Gateway:
         self.waker = waker
         self.activity = activity
         self.routes = routes
+        # Routes name accounts as git does (by pseudonym); keys, by login.
+        self.pseudonyms = pseudonyms
         self.meter = meter
         self.pool = pool
         self.limits = limits
@@ -289,7 +293,7 @@ class Gateway:
         routes = self.routes.snapshot()
         if routes is not self._snapshot:
             self._snapshot, self._targets = routes, {}
-        found = resolve(routes, key.account, name)
+        found = resolve(routes, self.pseudonyms.names(key.account), name)
         if key.scope is not None:
             if isinstance(found, list):
                 found = [dep for dep in found if dep in key.scope]
@@ -329,7 +333,7 @@ class Gateway:
     # --- GET /v1/models --------------------------------------------------------------------
 
     def _models(self, exchange: Exchange, key: KeyRecord, one: str | None) -> None:
-        routes = self.routes.snapshot().by_account.get(key.account, ())
+        routes = self.routes.snapshot().owned_by(self.pseudonyms.names(key.account))
         if key.scope is not None:
             routes = tuple(route for route in routes if route.deployment in key.scope)
         if one is None:

@@ -17,7 +17,7 @@ its deployments serves it, by listing id.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Set
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -158,6 +158,10 @@ class Routes:
             by_account.setdefault(route.account, []).append(route)
         return Routes(by_deployment, {k: tuple(v) for k, v in by_account.items()})
 
+    def owned_by(self, accounts: Set[str]) -> tuple[Route, ...]:
+        """The routes of the account git names by one of `accounts`."""
+        return tuple(route for name in accounts for route in self.by_account.get(name, ()))
+
 
 class RouteTable(Protocol):
     """What the gateway needs of whoever knows the running deployments."""
@@ -165,13 +169,14 @@ class RouteTable(Protocol):
     def snapshot(self) -> Routes: ...
 
 
-def resolve(routes: Routes, account: str, name: str) -> Route | list[str]:
-    """The route `name` means for `account`: its deployment of that id, or its one deployment
-    of that listing. Otherwise the deployments it could mean (empty when none)."""
+def resolve(routes: Routes, accounts: Set[str], name: str) -> Route | list[str]:
+    """The route `name` means for the account git names by one of `accounts` (its pseudonym,
+    and its login in deployments from before pseudonyms): its deployment of that id, or its
+    one deployment of that listing. Otherwise the deployments it could mean (empty when none)."""
     route = routes.by_deployment.get(name)
     if route is not None:
-        return route if route.account == account else []
-    matches = [r for r in routes.by_account.get(account, ()) if name in r.listings()]
+        return route if route.account in accounts else []
+    matches = [r for r in routes.owned_by(accounts) if name in r.listings()]
     if len(matches) == 1:
         return matches[0]
     return sorted(r.deployment for r in matches)

@@ -24,6 +24,7 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from formarket.accounts.credit import CreditStore
 from formarket.accounts.database import database_url, open_database
+from formarket.accounts.pseudonym import load_pseudonyms
 from formarket.accounts.store import AccountStore
 from formarket.accounts.watch import watch
 from formarket.atomicfile import write_atomically
@@ -133,6 +134,7 @@ def build_gateway(config: GatewayConfig) -> Gateway:
     return Gateway(
         keys=keys.get,
         routes=routes,
+        pseudonyms=load_pseudonyms(paths.root),
         meter=meter,
         pool=pool,
         openapi=openapi_document(),

@@ -22,17 +22,18 @@ from pydantic import ValidationError
 from formarket.errors import FormarketError, InputError, NotFoundError, UsageError
 from formarket.market.governance import bot_at
 from formarket.market.history import History
-from formarket.market.layout import POLICY, PUBLISHERS, period_folder
+from formarket.market.layout import POLICY, period_folder
 from formarket.market.refs import branch_tip, first_parent_chain
-from formarket.market.trees import commit_tree, files_under, list_dir, read_blob, read_path
+from formarket.market.trees import commit_tree, files_under, read_path
 from formarket.market.writer import commit_changes
 from formarket.registry.cachekey import cache_key
+from formarket.registry.publishers import valid_publishers
 from formarket.royalties import gitio
 from formarket.royalties.close import CloseContext, Closing, close_period, render_closing
 from formarket.royalties.money import MINOR_UNITS, to_minor_exact
 from formarket.royalties.payouts import prior_balances
 from formarket.royalties.tally import Tally, tally
-from formarket.schemas.publisher import Payout, Publisher
+from formarket.schemas.publisher import Payout
 from formarket.schemas.usage import (
     Payouts,
     PolicyRef,
@@ -138,18 +139,8 @@ def _refuse_broken(history: History) -> None:
 
 
 def _methods(repo: BaseRepo, tree: ObjectID) -> dict[str, Payout | None]:
-    out: dict[str, Payout | None] = {}
-    for name, (is_dir, sha) in list_dir(repo, tree, PUBLISHERS).items():
-        if is_dir or not name.endswith(".yaml"):
-            continue
-        try:
-            publisher = Publisher.model_validate(
-                load_yaml(read_blob(repo, sha), f"{PUBLISHERS}/{name}").data
-            )
-        except (YamlError, ValidationError):
-            continue  # the registry check reports it; without terms nothing is paid
-        out[publisher.id] = publisher.payout
-    return out
+    # An invalid publisher file sets no terms: without them nothing is paid.
+    return {publisher.id: publisher.payout for publisher in valid_publishers(repo, tree)}
 
 
 @dataclass(frozen=True)

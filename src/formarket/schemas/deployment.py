@@ -40,6 +40,11 @@ IdleAfter = Annotated[
     ),
 ]
 
+_BY_PSEUDONYM = (
+    "The account's pseudonym (`acct_` and a keyed hash of its login) in what the bot commits;"
+    " a login in documents committed before pseudonyms."
+)
+
 SECRET_NAME_PATTERN = r"^[A-Z][A-Z0-9_]{0,63}$"  # noqa: S105 - a pattern, not a secret
 # A reference names where the farm finds the secret; the value never enters git or a log.
 SECRET_REF_PATTERN = r"^(env|file|vault):[A-Za-z0-9_./:-]{1,200}$"  # noqa: S105
@@ -111,8 +116,8 @@ class DeploymentRequest(Document):
     )
     secrets: tuple[SecretRef, ...] = Field(default=(), max_length=32)
     idle_after: IdleAfter = None
-    requester: str = Field(pattern=ACCOUNT_PATTERN, description="Who asked (a login).")
-    account: str = Field(pattern=ACCOUNT_PATTERN, description="Who pays for the usage.")
+    requester: str = Field(pattern=ACCOUNT_PATTERN, description=f"Who asked. {_BY_PSEUDONYM}")
+    account: str = Field(pattern=ACCOUNT_PATTERN, description=f"Who pays. {_BY_PSEUDONYM}")
     origin: Origin = Field(default_factory=lambda: Origin(kind="cli"))
 
     @model_validator(mode="after")
@@ -145,8 +150,10 @@ class Deployment(Document):
     )
     secrets: tuple[SecretRef, ...] = ()
     idle_after: IdleAfter = None
-    requester: str = Field(pattern=ACCOUNT_PATTERN)
-    account: str = Field(pattern=ACCOUNT_PATTERN)
+    requester: str = Field(pattern=ACCOUNT_PATTERN, description=f"Who asked. {_BY_PSEUDONYM}")
+    account: str = Field(
+        pattern=ACCOUNT_PATTERN, description=f"Who pays for its usage. {_BY_PSEUDONYM}"
+    )
     origin: Origin
     requested: str = Field(description="When it was asked for (UTC, ISO 8601).")
     request_sha256: str = Field(

@@ -189,7 +189,11 @@ class ListingVersion(_Strict):
 class UsageData(_Strict):
     """What was used, by whom, through which listing versions."""
 
-    account: str = Field(pattern=ACCOUNT_PATTERN, description="The paying account.")
+    account: str = Field(
+        pattern=ACCOUNT_PATTERN,
+        description="The paying account, by its pseudonym (`acct_` and a keyed hash of its"
+        " login, whose key the operator holds); a login in events from before pseudonyms.",
+    )
     agent: ListingVersion | None = Field(description="The agent that served it, if any.")
     model: ListingVersion | None = Field(description="The model that served it, if any.")
     input_tokens: int = Field(ge=0, le=MAX_COUNT)

@@ -4,8 +4,10 @@ Usage files (`registry/usage/YYYY/MM/DD/<source>-<seq>.jsonl.gz`) are read throu
 reader of usage (`formarket.usage.reader`), with the checks of a royalty close: a line a close
 would set aside, or a file it would not read, is not charted. Files are append-only: a file,
 once committed, never changes. So each file is read once and its monthly totals kept in the
-build's state; a later build reads only new files. A call counts for the agent and for the
-model that served it; only calls whose outcome is `ok` count, as only those are charged. These
+build's state; a later build reads only new files. A call counts as a royalty close credits
+it: an agent's call for the agent alone, since the agent's own calls to its model are metered
+as events of their own, the model's (an agent that answers without its model credits the model
+nothing); only calls whose outcome is `ok` count, as only those are charged. These
 are the figures as metered: the royalty close removes duplicate events, so statements, not
 these charts, are the figures that are paid.
 
@@ -59,11 +61,11 @@ def file_totals(path: str, raw: bytes, spec: ScanSpec) -> UsageTotals:
         if not ok:
             continue
         text = month_text(month)
-        for ref in (agent, model):
-            if ref is not None:
-                row = totals.setdefault(ref[0], {}).setdefault(text, [0, 0, 0, 0])
-                for i in range(4):
-                    row[i] += sums[i + 1]
+        ref = agent if agent is not None else model
+        if ref is not None:
+            row = totals.setdefault(ref[0], {}).setdefault(text, [0, 0, 0, 0])
+            for i in range(4):
+                row[i] += sums[i + 1]
     return totals
 
 
