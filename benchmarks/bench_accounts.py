@@ -11,12 +11,18 @@ Two figures, on SQLite and on PostgreSQL:
 And the control plane's `GET /v1/deployments` for an account with 1,000 deployments (among
 2,000 in the marketplace), over HTTP with its key check: target under 50 ms.
 
+And prepaid credit: what holding a call's most cost of its account's balance, and settling it,
+adds to a call under 16 concurrent calls on one account (target 0.2 ms at p50): the hold and
+settle alone in the gateway's process, and whole calls through a gateway process to a priced
+deployment beside the same calls to a free one (no credit held).
+
 `python -m benchmarks.bench_accounts [--quick]` prints the section.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import secrets
 import shutil
@@ -25,16 +31,18 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from decimal import Decimal
 from pathlib import Path
 
 from sqlalchemy import create_engine, text
 
 from benchmarks.bench_gateway import FORMARKET, SOURCE, _run_load, _start
-from formarket.accounts import AccountStore, open_database
+from formarket.accounts import AccountStore, CreditStore, open_database
 from formarket.accounts.watch import watch
 from formarket.control.limits import RateLimiter
 from formarket.gateway.account_keys import AccountKeys
 from formarket.gateway.config import StatePaths
+from formarket.gateway.credit import Credit, Hold
 from formarket.gateway.keys import KeyStore, create_key, load_keys
 from formarket.gateway.routes import Route, save_routes
 from formarket.gateway.watch import WatchedFile
@@ -42,6 +50,8 @@ from formarket.schemas.usage import ListingVersion
 
 PG_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 TARGET_MS = 0.1
+CREDIT_TARGET_MS = 0.2
+CONCURRENT = 16
 
 
 @contextmanager
@@ -142,6 +152,104 @@ def _whole_calls(work: Path, db: str, quick: bool) -> tuple[float, float]:
                 proc.wait(30)
 
 
+def _hold_cost(db: str, quick: bool) -> float:
+    """p50 in microseconds of one call's hold and settle, in an event loop with 15 other
+    holds open on the same account (as 16 concurrent calls keep them)."""
+    engine = open_database(db)
+    store = AccountStore(engine)
+    credit_store = CreditStore(engine)
+    account = store.sign_in("bench", 1)
+    credit_store.grant(account, Decimal("1000.00"))
+    credit = Credit(credit_store, "gateway/bench")
+    want = 40 * Decimal("0.0000002") + 16 * Decimal("0.0000006")  # the load's call, priced
+    calls = 20_000 if quick else 100_000
+
+    async def run() -> list[int]:
+        open_holds = []
+        for _ in range(CONCURRENT - 1):
+            held = await credit.hold(account.id, want, want)
+            assert isinstance(held, Hold)
+            open_holds.append(held)
+        times = []
+        for _ in range(calls):
+            began = time.perf_counter_ns()
+            held = await credit.hold(account.id, want, want)
+            assert isinstance(held, Hold)
+            credit.settle(held, want / 2)
+            times.append(time.perf_counter_ns() - began)
+        for held in open_holds:
+            credit.settle(held, 0 * want)
+        await asyncio.to_thread(credit.close)
+        return times
+
+    try:
+        return min(statistics.median(asyncio.run(run())) for _ in range(3)) / 1000
+    finally:
+        engine.dispose()
+
+
+def _credit_calls(work: Path, db: str, quick: bool) -> tuple[float, float, float, Decimal]:
+    """(free, priced, free again) p50 in milliseconds of whole calls, 16 at a time on one
+    account's key, through three gateway processes on one database: two route to a free
+    deployment (their difference is the noise of the measure), one to a priced one, whose
+    calls hold credit; and what the priced calls spent."""
+    upstream, upstream_url = _start(
+        [sys.executable, "-m", "formarket.standins.openai"], work / "standin.log", None
+    )
+    engine = open_database(db)
+    gateways = []
+    try:
+        store = AccountStore(engine)
+        account = store.sign_in("bench", 1)
+        credit = CreditStore(engine)
+        credit.grant(account, Decimal("1000.00"))
+        key, _ = store.create_key(account)
+        urls = {}
+        for name, (price_in, price_out) in (
+            ("free", (Decimal(0), Decimal(0))),
+            ("priced", (Decimal("0.0000002"), Decimal("0.0000006"))),
+            ("free-again", (Decimal(0), Decimal(0))),
+        ):
+            state = StatePaths(work / name)
+            save_routes(
+                state.routes,
+                [
+                    Route(
+                        deployment="dep-bench",
+                        endpoint=upstream_url,
+                        account="bench",
+                        model=ListingVersion(id="bench/model", version="1.0.0"),
+                        input_price=price_in,
+                        output_price=price_out,
+                    )
+                ],
+            )
+            os.environ["FORMARKET_DATABASE_URL"] = db
+            try:
+                gateway, urls[name] = _start(
+                    [*FORMARKET, "gateway", "serve", "--gateway-dir", str(state.root), "--port",
+                     "0", "--source", f"gateway/{name}", "--account-key-rate", "1e9"],
+                    work / f"gateway-{name}.log", None,
+                )  # fmt: skip
+            finally:
+                del os.environ["FORMARKET_DATABASE_URL"]
+            gateways.append(gateway)
+        calls = 2000 if quick else 8000
+        for url in urls.values():
+            _run_load(url, key, CONCURRENT, 1.0, 500, None)
+        runs: dict[str, list[float]] = {name: [] for name in urls}
+        for _ in range(2 if quick else 4):
+            for name, url in urls.items():
+                runs[name].append(_run_load(url, key, CONCURRENT, 60.0, calls, None).p50_ms)
+    finally:
+        for proc in (*gateways, upstream):
+            proc.terminate()
+            proc.wait(30)
+    spent = credit.balance(account).spent
+    engine.dispose()
+    return min(runs["free"]), min(runs["priced"]), min(runs["free-again"]), spent
+
+
 LIST_TARGET_MS = 50.0
 
 
@@ -207,6 +315,7 @@ def _list_deployments(work: Path, quick: bool) -> tuple[float, float, int]:
 def section(quick: bool) -> str:
     work = SOURCE / "build" / "bench" / "accounts"
     rows = []
+    credit_rows: list[tuple[str, float, tuple[float, float, float, Decimal]]] = []
     for engine_name in ("SQLite", "PostgreSQL"):
         if work.exists():
             shutil.rmtree(work)
@@ -220,7 +329,20 @@ def section(quick: bool) -> str:
         with _postgres() if engine_name == "PostgreSQL" else _sqlite(work) as db:
             print(f"  {engine_name}: whole calls", flush=True)
             whole = _whole_calls(work, db, quick)
+        if work.exists():
+            shutil.rmtree(work)
+        work.mkdir(parents=True)
+        with _postgres() if engine_name == "PostgreSQL" else _sqlite(work) as db:
+            print(f"  {engine_name}: prepaid credit, hold and settle", flush=True)
+            hold_us = _hold_cost(db, quick)
+        if work.exists():
+            shutil.rmtree(work)
+        work.mkdir(parents=True)
+        with _postgres() if engine_name == "PostgreSQL" else _sqlite(work) as db:
+            print(f"  {engine_name}: prepaid credit, whole calls", flush=True)
+            credit_calls = _credit_calls(work, db, quick)
         rows.append((engine_name, check, whole))
+        credit_rows.append((engine_name, hold_us, credit_calls))
     if work.exists():
         shutil.rmtree(work)
     work.mkdir(parents=True)
@@ -252,6 +374,43 @@ def section(quick: bool) -> str:
         "Whole calls: one at a time, the best p50 of several rounds with the keys in turns,",
         "on the machine's shared cores; their difference is within the noise of a loaded",
         "machine, which the check alone (measured in the gateway's process) is not.",
+        "",
+        "## Accounts: prepaid credit held by each call",
+        "",
+        "A call through an account's key to a priced deployment holds the most it can cost",
+        "(its input and its bound on output at the route's prices) before it is forwarded, and",
+        "settles when it ends. Holds come out of the gateway process's lease of the balance, in",
+        "memory; a lease is topped up in one transaction, in a thread and ahead of need, each",
+        "time with twice what it took last. Target: the hold adds no more than"
+        f" {CREDIT_TARGET_MS} ms at p50 to a call",
+        f"under {CONCURRENT} concurrent calls on one account.",
+        "",
+        "| database | hold + settle (µs, p50) | calls to a free deployment (ms, p50)"
+        " | calls to a priced one, holding credit | added | the free one again (noise)"
+        " | spent | target met |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, hold_us, (free_ms, priced_ms, again_ms, spent) in credit_rows:
+        added = priced_ms - free_ms
+        noise = again_ms - free_ms
+        if hold_us / 1000 > CREDIT_TARGET_MS:
+            met = "NO"
+        elif added <= CREDIT_TARGET_MS:
+            met = "yes"
+        else:
+            met = "the hold yes; whole calls not shown apart from the noise"
+        lines.append(
+            f"| {name} | {hold_us:.1f} | {free_ms:.3f} | {priced_ms:.3f} | {added:+.3f} ms"
+            f" | {again_ms:.3f} ({noise:+.3f} ms) | {spent:.6f} USD | {met} |"
+        )
+    lines += [
+        "",
+        f"Whole calls: {CONCURRENT} at a time on one key, through three gateway processes on",
+        "one database (two route to the free deployment, one to the priced), the best p50 of",
+        "several rounds taken in turns. The two free ones differ by the noise of the measure on",
+        "the machine's two shared cores. Spent: what the priced calls cost the balance, as the",
+        "leases wrote it back when their gateway stopped. The hold and settle are also measured",
+        f"alone in the gateway's process, with {CONCURRENT - 1} other holds open on the account.",
         "",
         "## Accounts: the control plane's list of deployments",
         "",

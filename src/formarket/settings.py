@@ -48,6 +48,9 @@ __all__ = [
     "HOSTS",
     "OWNER_NAME",
     "PATH",
+    "PAYMENTS_KEY",
+    "PAYMENTS_URL",
+    "PAYMENTS_WEBHOOK_SECRET",
     "PSEUDONYM_KEY",
     "RECONCILE_SECONDS",
     "REPO",
@@ -438,9 +441,35 @@ CONTROL_URL = Setting(
     URL,
     "The control plane's address (`formarket control serve`), where `formarket login` signs"
     " in and `formarket keys` manages keys.",
-    ("keys", "login", "logout"),
+    ("balance", "keys", "login", "logout", "topup"),
     default="http://127.0.0.1:8090",
     flag="--control-url",
+)
+PAYMENTS_URL = Setting(
+    "payments_url",
+    "FORMARKET_PAYMENTS_URL",
+    URL,
+    "The payment provider's API that top-ups go through (Stripe's, or the stand-in's:"
+    " `python -m formarket.standins.payments`).",
+    ("control",),
+    default="https://api.stripe.com",
+)
+PAYMENTS_KEY = Setting(
+    "payments_key",
+    "FORMARKET_PAYMENTS_KEY",
+    TEXT,
+    "The payment provider's secret API key (sk_...). Keep it out of every repository.",
+    ("control",),
+    shown="none: top-ups are off",
+)
+PAYMENTS_WEBHOOK_SECRET = Setting(
+    "payments_webhook_secret",
+    "FORMARKET_PAYMENTS_WEBHOOK_SECRET",
+    TEXT,
+    "The signing secret of the provider's webhook endpoint (whsec_...), which"
+    " /v1/payments/webhook verifies every top-up's webhook with.",
+    ("control",),
+    shown="none",
 )
 WEIGHTS_ALLOW_PRIVATE = Setting(
     "weights_allow_private",
@@ -491,6 +520,9 @@ TABLE: tuple[Setting[Any], ...] = (
     GITHUB_CLIENT_ID,
     GITHUB_CLIENT_SECRET,
     CONTROL_URL,
+    PAYMENTS_URL,
+    PAYMENTS_KEY,
+    PAYMENTS_WEBHOOK_SECRET,
     WEIGHTS_ALLOW_PRIVATE,
     DEBUG,
     _named("FORMARKET_DEPLOYMENT", "vm", "The deployment's id."),

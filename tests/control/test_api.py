@@ -98,6 +98,9 @@ def test_the_openapi_document_names_every_route() -> None:
     assert set(doc["paths"]) == {
         "/v1/login/config",
         "/v1/login/github",
+        "/v1/balance",
+        "/v1/topups",
+        "/v1/payments/webhook",
         "/v1/keys",
         "/v1/keys/{key_id}",
         "/v1/deployments",
@@ -149,3 +152,19 @@ def test_a_deployment_is_upgraded_through_the_api(plane: Plane) -> None:
     assert done.json()["committed"]
     shown = plane.call(key, "GET", f"/v1/deployments/{dep['id']}").json()
     assert shown["desired"]["listing"]["version"] == "1.2.0"
+
+
+def test_a_deployment_plan_forecasts_a_month(plane: Plane) -> None:
+    key = plane.sign_in("alice")
+    body = {
+        "agent": "tinyforge/faq-bot",
+        "dry_run": True,
+        "forecast": {"calls": 2000, "input_tokens": 100, "output_tokens": 50},
+    }
+    dry = plane.call(key, "POST", "/v1/deployments", body)
+    assert dry.status == 201, dry.body
+    month = {f["listing"]: f for f in dry.json()["forecast"]}
+    assert month["tinyforge/faq-bot@1.1.0"]["amount"] == "2.000"
+    assert any(line.startswith("A month at 2,000 calls") for line in dry.json()["plan"])
+    bad = {**body, "forecast": {"calls": -1}}
+    assert plane.call(key, "POST", "/v1/deployments", bad).status == 422

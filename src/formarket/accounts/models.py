@@ -5,16 +5,65 @@ A key's secret is never stored, only its SHA-256 and its last four characters (t
 apart in a listing). A session is a signed-in browser; its token is stored hashed too.
 The generation row is bumped by every change that must reach the gateways at once (a key
 revoked or expired early): each gateway reads it to know its cache of keys is stale.
+
+Prepaid credit: a balance per account, the slices of it that gateway processes have leased
+(formarket.accounts.credit says why), and top-ups, each credited once. Money is `Money`:
+NUMERIC on PostgreSQL; decimal text on SQLite, whose NUMERIC affinity would turn 0.1 into a
+float.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
+from typing import Any
 
-from sqlalchemy import BigInteger, DateTime, ForeignKey, Integer, MetaData, String
+from sqlalchemy import BigInteger, DateTime, Dialect, ForeignKey, Integer, MetaData, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import Numeric, TypeDecorator, TypeEngine
 
-__all__ = ["Account", "ApiKey", "Base", "Generation", "LoginState", "Session"]
+__all__ = [
+    "MONEY_SCALE",
+    "Account",
+    "ApiKey",
+    "Balance",
+    "Base",
+    "Generation",
+    "Lease",
+    "LoginState",
+    "Money",
+    "Session",
+    "TopUp",
+]
+
+# Decimal places kept of an amount: a per-token price is a listing's price per million (8
+# places at most) divided by a million, and a call's cost is a whole number of tokens at it.
+MONEY_SCALE = 18
+_QUANTUM = Decimal(1).scaleb(-MONEY_SCALE)
+
+
+class Money(TypeDecorator[Decimal]):
+    """An exact amount: NUMERIC(38, 18) on PostgreSQL, decimal text on SQLite."""
+
+    impl = String(48)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(String(48))
+        return dialect.type_descriptor(Numeric(38, MONEY_SCALE, asdecimal=True))
+
+    def process_bind_param(self, value: Decimal | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        exact = value.quantize(_QUANTUM)
+        if exact != value:
+            raise ValueError(f"{value} has more than {MONEY_SCALE} decimal places")
+        return format(exact, "f") if dialect.name == "sqlite" else exact
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
+        return None if value is None else Decimal(value)
+
 
 # Named constraints, so that migrations can refer to them on every database.
 _NAMING = {
@@ -77,3 +126,46 @@ class LoginState(Base):
 
     sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Balance(Base):
+    """An account's prepaid credit. `available` is what no gateway holds; each lease holds a
+    slice more. `spent` totals what returned leases spent, `credited` what top-ups added, so
+    that credited == available + spent + what open leases hold (their amount)."""
+
+    __tablename__ = "balances"
+
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), primary_key=True)
+    available: Mapped[Decimal] = mapped_column(Money())
+    spent: Mapped[Decimal] = mapped_column(Money())
+    credited: Mapped[Decimal] = mapped_column(Money())
+
+
+class Lease(Base):
+    """A slice of a balance that one gateway process reserves calls against in memory.
+    `spent` is what its settled calls cost, as the process last wrote it; when the lease
+    returns, `amount - spent` goes back to the balance."""
+
+    __tablename__ = "leases"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    holder: Mapped[str] = mapped_column(String(200))
+    amount: Mapped[Decimal] = mapped_column(Money())
+    spent: Mapped[Decimal] = mapped_column(Money())
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class TopUp(Base):
+    """A top-up through the payment provider: its checkout session's id, what it is for, and
+    whether it was credited (once: `state` goes from open to credited or expired, never back)."""
+
+    __tablename__ = "topups"
+
+    id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    amount: Mapped[Decimal] = mapped_column(Money())
+    currency: Mapped[str] = mapped_column(String(3))
+    state: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    settled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -83,6 +83,7 @@ class KeyGrant:
     account: str
     deployment: str | None
     expires_at: datetime | None
+    account_id: int = 0
 
 
 def _view(key: ApiKey, login: str) -> KeyView:
@@ -260,7 +261,7 @@ class AccountStore:
         view = _view(row, login)
         if not view.usable(self._clock()):
             return None
-        return KeyGrant(view.id, login, view.deployment, view.expires_at)
+        return KeyGrant(view.id, login, view.deployment, view.expires_at, row.account_id)
 
     # --- sessions --------------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ __all__ = ["COMMANDS"]
 
 # Command name -> module in formarket.commands that defines it as `command`.
 COMMANDS: dict[str, str] = {
+    "balance": "balance",
     "build": "build",
     "check": "check",
     "control": "control",
@@ -27,6 +28,7 @@ COMMANDS: dict[str, str] = {
     "settings": "settings",
     "site": "site",
     "test": "test",
+    "topup": "topup",
     "usage": "usage",
     "validate": "validate",
     "weights": "weights",

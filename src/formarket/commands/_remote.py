@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 __all__ = [
     "MODES",
     "ModalCommand",
+    "account_client",
     "mode_now",
     "remote",
     "remote_deploy",
@@ -69,6 +70,17 @@ class ModalCommand(click.Command):
         super().format_epilog(ctx, formatter)
         formatter.write_paragraph()
         formatter.write_text(mode_now())
+
+
+def account_client(control_url: str) -> ControlClient:
+    """A client with this machine's key (`formarket login`), to the control plane the key
+    came from unless --control-url (or its variable) names another."""
+    from formarket.control.client import ControlClient, Credentials, credentials_path
+
+    credentials = Credentials.load(credentials_path())
+    source = click.get_current_context().get_parameter_source("control_url")
+    default = source is click.core.ParameterSource.DEFAULT
+    return ControlClient(credentials.control_url if default else control_url, credentials.key)
 
 
 def remote() -> ControlClient | None:

@@ -60,6 +60,7 @@ def serve(
     from formarket.commands.gateway import state_paths
     from formarket.control import Control, create_app
     from formarket.control.limits import RateLimiter
+    from formarket.control.payments import payments_from_settings
     from formarket.gateway.server import run_app
     from formarket.settings import GATEWAY_URL, GITHUB_CLIENT_ID, GITHUB_CLIENT_SECRET
 
@@ -76,6 +77,7 @@ def serve(
         github=lambda: GitHubLogin(client_id, secret, server_url=server_url, api_url=api_url),
         gateway_url=GATEWAY_URL.get(),
         limiter=RateLimiter(rate, max(1, int(rate * 4))),
+        payments=payments_from_settings(),
         gateway_dir=paths.root,
     )
     run_app(

@@ -14,6 +14,7 @@ from formarket.commands._remote import ModalCommand
 from formarket.errors import FormarketError, UsageError
 
 if TYPE_CHECKING:
+    from formarket.deploy.forecast import MonthlyUsage
     from formarket.deploy.request import Planned
     from formarket.farm.settings import FarmSettings
 
@@ -60,6 +61,26 @@ __all__ = ["command"]
     " its disk; the next call starts it again and waits for it. Instance time is billed only"
     " while it runs.",
 )
+@click.option(
+    "--forecast-calls",
+    type=click.IntRange(0, 10**12),
+    metavar="N",
+    help="Forecast what a month would cost at N calls a month, by each listing's terms.",
+)
+@click.option(
+    "--forecast-input-tokens",
+    type=click.IntRange(0, 10**8),
+    default=0,
+    metavar="T",
+    help="Input tokens of an average call, for --forecast-calls (default 0).",
+)
+@click.option(
+    "--forecast-output-tokens",
+    type=click.IntRange(0, 10**8),
+    default=0,
+    metavar="T",
+    help="Output tokens of an average call, for --forecast-calls (default 0).",
+)
 @REPO_OPTION
 @BRANCH_OPTION
 @STATE_OPTION
@@ -85,6 +106,9 @@ def command(
     secret_refs: tuple[str, ...],
     account: str | None,
     idle_after: str | None,
+    forecast_calls: int | None,
+    forecast_input_tokens: int,
+    forecast_output_tokens: int,
     repo: Path,
     branch: str,
     state: Path | None,
@@ -109,6 +133,12 @@ def command(
       formarket deploy --solution tinyforge/faq-demo --wait
       formarket deploy --model tinyforge/echo-chat --idle-after 15m
       formarket deploy tinyforge/faq-bot@1.0.0 --model tinyforge/echo-chat@1.0.0
+      formarket deploy --model northwind-ai/northwind-chat-8b --dry-run \
+          --forecast-calls 100000 --forecast-input-tokens 500 --forecast-output-tokens 200
+
+    The plan shows each listing's price per unit; --forecast-calls adds what a month would
+    cost at that many calls of that many tokens each (per-instance-hour listings as running
+    all month, subscriptions at their cheapest tier that covers it).
 
     Every published version stays deployable unless its owners yanked it; a deprecated
     version deploys with a warning that gives their message.
@@ -118,20 +148,34 @@ def command(
     commits to the clone as the bot (operator mode).
     """
     from formarket.commands._remote import remote, remote_deploy
+    from formarket.deploy.forecast import MonthlyUsage
     from formarket.deploy.request import DeployOptions, RefusedError, build_request, plan, run
     from formarket.farm.status import farm_pseudonyms
 
+    usage = None
+    if forecast_calls is not None:
+        usage = MonthlyUsage(forecast_calls, forecast_input_tokens, forecast_output_tokens)
+    elif forecast_input_tokens or forecast_output_tokens:
+        raise UsageError(
+            "--forecast-input-tokens and --forecast-output-tokens need --forecast-calls"
+        )
     if dry_run and wait:
         raise UsageError("--wait follows a committed deployment; leave out --dry-run")
     client = remote()
     if client is not None:
         if secret_refs or account:
             raise UsageError("--secret and --account are for operator mode, in the clone")
-        body = {
+        body: dict[str, Any] = {
             "agent": agent, "model": model, "solution": solution, "version": version,
             "vcpus": vcpus, "memory_mib": memory_mib, "gpu": gpu, "settings": list(sets),
             "idle_after": idle_after, "dry_run": dry_run,
         }  # fmt: skip
+        if usage is not None:
+            body["forecast"] = {
+                "calls": usage.calls,
+                "input_tokens": usage.input_tokens,
+                "output_tokens": usage.output_tokens,
+            }
         remote_deploy(client, body, as_json=as_json, wait=timeout if wait else None)
         return
     settings = farm_settings(repo, branch, state)
@@ -147,26 +191,45 @@ def command(
         secret_refs,
         account,
         idle_after=idle_after,
+        usage=usage,
     )
     if as_json:
         try:
             if dry_run:
-                planned = plan(settings, build_request(options, farm_pseudonyms(settings)))
+                planned = plan(
+                    settings, build_request(options, farm_pseudonyms(settings)), usage=usage
+                )
             else:
                 planned = run(settings, options, echo=lambda _line: None)
         except RefusedError as exc:
             click.echo(json.dumps({"refused": list(exc.reasons)}, indent=2))
             raise SystemExit(1) from exc
-        click.echo(json.dumps(_as_json(planned, committed=not dry_run), indent=2))
+        click.echo(json.dumps(_as_json(planned, committed=not dry_run, usage=usage), indent=2))
     else:
         planned = run(settings, options, dry_run=dry_run, echo=click.echo)
     if wait:
         _wait(settings, planned.resolved.all[-1].id, timeout, echo=not as_json)
 
 
-def _as_json(planned: Planned, *, committed: bool) -> dict[str, Any]:
+def _as_json(
+    planned: Planned, *, committed: bool, usage: MonthlyUsage | None = None
+) -> dict[str, Any]:
+    from formarket.deploy.forecast import forecast
+
     resolved = planned.resolved
+    month = None
+    if usage is not None:
+        month = [
+            {
+                "listing": f.listing,
+                "currency": f.currency,
+                "amount": None if f.amount is None else str(f.amount),
+                "basis": f.basis,
+            }
+            for f in forecast(resolved.prices, usage)
+        ]
     return {
+        "forecast": month,
         "committed": committed,
         "deployments": [
             {**d.model_dump(mode="json"), "runs": planned.where.get(d.id)}

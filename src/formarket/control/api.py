@@ -16,21 +16,27 @@ import json
 import re
 from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime
+from decimal import Decimal
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from formarket.accounts.credit import MAX_TOPUP
 from formarket.accounts.github_login import LoginError
 from formarket.accounts.keyformat import KEY_PATTERN
 from formarket.accounts.store import AccountView, KeyView
 from formarket.control.context import Control
 from formarket.control.dashboard import add_dashboard
 from formarket.control.deployments import summary
+from formarket.control.payments import PaymentsError, WebhookRefused
 from formarket.control.usage import account_usage
+from formarket.deploy.forecast import MonthlyUsage
+from formarket.deploy.forecast import forecast as forecast_month
 from formarket.deploy.lifecycle import dependents
 from formarket.deploy.lifecycle import stop as stop_deployments
 from formarket.deploy.lifecycle import upgrade as upgrade_deployment
@@ -40,6 +46,7 @@ from formarket.farm.desired import read_deployments
 from formarket.farm.settings import open_market
 from formarket.farm.status import gateway_state, progress
 from formarket.gateway.routes import load_routes
+from formarket.schemas.pricing import PLATFORM_CURRENCY
 from formarket.schemas.usage import DEPLOYMENT_PATTERN
 from formarket.yamldoc import preload_fast_reader
 
@@ -96,6 +103,21 @@ class NewKey(BaseModel):
     expires_at: datetime | None = Field(default=None, description="When it stops working.")
 
 
+class ForecastUsage(BaseModel):
+    model_config = _FROZEN
+    calls: int = Field(ge=0, le=10**12, description="Calls a month.")
+    input_tokens: int = Field(default=0, ge=0, le=10**8, description="Of an average call.")
+    output_tokens: int = Field(default=0, ge=0, le=10**8, description="Of an average call.")
+
+
+class ForecastOut(BaseModel):
+    model_config = _FROZEN
+    listing: str
+    currency: str | None
+    amount: Decimal | None = Field(description="None: its terms cannot serve that usage.")
+    basis: str
+
+
 class NewDeployment(BaseModel):
     model_config = _FROZEN
     agent: str | None = Field(default=None, max_length=200)
@@ -110,6 +132,9 @@ class NewDeployment(BaseModel):
         default=None, max_length=20, description="Scale to zero after this long idle (15m)."
     )
     dry_run: bool = Field(default=False, description="Check and plan, commit nothing.")
+    forecast: ForecastUsage | None = Field(
+        default=None, description="Forecast what a month would cost at this usage."
+    )
 
 
 class UpgradeRequest(BaseModel):
@@ -203,6 +228,9 @@ class Planned(BaseModel):
     deployments: tuple[DeploymentSummary, ...]
     where: dict[str, str]
     committed: str | None
+    forecast: tuple[ForecastOut, ...] | None = Field(
+        default=None, description="A month's cost at the usage asked for, per listing."
+    )
 
 
 class UsageRow(BaseModel):
@@ -226,6 +254,53 @@ class UsageOut(BaseModel):
     rows: tuple[UsageRow, ...]
 
 
+class TopUpRequest(BaseModel):
+    model_config = _FROZEN
+    amount: Decimal = Field(
+        gt=0,
+        le=MAX_TOPUP,
+        max_digits=7,
+        decimal_places=2,
+        description=f'How much credit to buy, in {PLATFORM_CURRENCY}, such as "10.00".',
+    )
+
+
+class TopUpCreated(BaseModel):
+    model_config = _FROZEN
+    id: str = Field(description="The checkout's id: the top-up is credited once it is paid.")
+    url: str = Field(description="Where to pay: the payment provider's checkout page.")
+    amount: Decimal
+    currency: str
+
+
+class TopUpOut(BaseModel):
+    model_config = _FROZEN
+    id: str
+    amount: Decimal
+    currency: str
+    state: str = Field(description="open (not paid yet), credited or expired.")
+    created_at: datetime
+    settled_at: datetime | None
+
+
+class BalanceOut(BaseModel):
+    model_config = _FROZEN
+    account: str
+    currency: str
+    balance: Decimal = Field(description="Your prepaid credit: what calls may still spend.")
+    available: Decimal = Field(description="Of it, what no gateway holds for calls right now.")
+    held: Decimal = Field(description="Held by gateways for calls in progress or soon.")
+    credited: Decimal = Field(description="Every top-up credited, in all.")
+    spent: Decimal = Field(description="What calls have spent, as gateways last wrote it.")
+    topups: tuple[TopUpOut, ...]
+
+
+class WebhookOut(BaseModel):
+    model_config = _FROZEN
+    received: bool
+    outcome: str = Field(description="credited, expired, unchanged or ignored.")
+
+
 class LoginConfig(BaseModel):
     model_config = _FROZEN
     client_id: str
@@ -234,6 +309,12 @@ class LoginConfig(BaseModel):
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorBody} for status in (400, 401, 403, 404, 409, 413, 422, 429)
+}
+
+
+# The payment provider's routes: 502 when it did not answer, 503 when top-ups are off.
+_PROVIDER_ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody} for status in (502, 503)
 }
 
 
@@ -429,6 +510,11 @@ def create_app(control: Control | None = None) -> FastAPI:
             idle_after=body.idle_after,
             account=me.login,
             requester=me.login,
+            usage=None
+            if body.forecast is None
+            else MonthlyUsage(
+                body.forecast.calls, body.forecast.input_tokens, body.forecast.output_tokens
+            ),
         )
         done = run(
             ctl().farm,
@@ -444,6 +530,12 @@ def create_app(control: Control | None = None) -> FastAPI:
             ),
             where=dict(done.where),
             committed=done.commit.decode() if done.commit else None,
+            forecast=None
+            if options.usage is None
+            else tuple(
+                ForecastOut(listing=f.listing, currency=f.currency, amount=f.amount, basis=f.basis)
+                for f in forecast_month(done.resolved.prices, options.usage)
+            ),
         )
 
     @app.get("/v1/deployments/{deployment_id}", response_model=DeploymentDetail)
@@ -543,6 +635,81 @@ def create_app(control: Control | None = None) -> FastAPI:
             pseudonym=ctl().pseudonyms.of(me.login),
             rows=tuple(UsageRow.model_validate(r) for r in rows),
         )
+
+    # --- credit ----------------------------------------------------------------------------
+
+    @app.get("/v1/balance", response_model=BalanceOut)
+    def balance(me: Account) -> BalanceOut:
+        """Your prepaid credit and your top-ups."""
+        view = ctl().credit.balance(me)
+        return BalanceOut(
+            account=me.login,
+            currency=view.currency,
+            balance=view.balance,
+            available=view.available,
+            held=view.held,
+            credited=view.credited,
+            spent=view.spent,
+            topups=tuple(
+                TopUpOut(
+                    id=t.id,
+                    amount=t.amount,
+                    currency=t.currency,
+                    state=t.state,
+                    created_at=t.created_at,
+                    settled_at=t.settled_at,
+                )
+                for t in ctl().credit.topups(me)
+            ),
+        )
+
+    @app.post(
+        "/v1/topups", response_model=TopUpCreated, status_code=201, responses=_PROVIDER_ERRORS
+    )
+    def top_up(body: TopUpRequest, me: Account, request: Request) -> TopUpCreated:
+        """Buy credit: a checkout at the payment provider. Pay at `url`; the balance grows
+        once the provider says it was paid."""
+        payments = ctl().payments
+        if payments is None:
+            raise ApiFailure(
+                503,
+                "top-ups are off on this control plane",
+                "payments_off",
+                "the operator sets FORMARKET_PAYMENTS_KEY and FORMARKET_PAYMENTS_WEBHOOK_SECRET",
+            )
+        base = str(request.base_url).rstrip("/")
+        try:
+            checkout = payments.checkout(
+                me, body.amount, f"{base}/dashboard?topup=paid", f"{base}/dashboard?topup=cancelled"
+            )
+        except PaymentsError as exc:
+            raise ApiFailure(502, exc.message, "payments_unavailable", exc.hint) from exc
+        ctl().credit.open_topup(me, checkout.id, checkout.amount)
+        return TopUpCreated(
+            id=checkout.id, url=checkout.url, amount=checkout.amount, currency=checkout.currency
+        )
+
+    @app.post("/v1/payments/webhook", response_model=WebhookOut, responses=_PROVIDER_ERRORS)
+    async def payments_webhook(
+        request: Request,
+        stripe_signature: Annotated[str | None, Header()] = None,
+    ) -> WebhookOut:
+        """The payment provider's webhook (no key: its signature is what is checked). A
+        forged, replayed or malformed one is refused and changes nothing; a genuine one is
+        acted on as the provider now says the checkout is, however often it comes."""
+        payments = ctl().payments
+        if payments is None:
+            raise ApiFailure(503, "top-ups are off on this control plane", "payments_off")
+        payload = await request.body()
+        try:
+            event = payments.event(payload, stripe_signature)
+        except WebhookRefused as exc:
+            raise ApiFailure(400, exc.message, "webhook_refused") from exc
+        try:
+            outcome = await run_in_threadpool(payments.act, event, ctl().credit)
+        except PaymentsError as exc:
+            raise ApiFailure(502, exc.message, "payments_unavailable") from exc
+        return WebhookOut(received=True, outcome=outcome)
 
     add_dashboard(app, ctl)
     return app

@@ -123,6 +123,14 @@ class ControlClient:
         made: dict[str, Any] = self.call("POST", "/v1/keys", body)
         return made
 
+    def balance(self) -> dict[str, Any]:
+        shown: dict[str, Any] = self.call("GET", "/v1/balance")
+        return shown
+
+    def top_up(self, amount: str) -> dict[str, Any]:
+        made: dict[str, Any] = self.call("POST", "/v1/topups", {"amount": amount})
+        return made
+
     def revoke_key(self, key_id: str) -> dict[str, Any]:
         revoked: dict[str, Any] = self.call("DELETE", f"/v1/keys/{key_id}")
         return revoked

@@ -33,6 +33,7 @@ from formarket.schemas.pricing import (
     PerInstanceHourPricing,
     PerRequestPricing,
     PerTokenPricing,
+    Pricing,
     SubscriptionPricing,
 )
 
@@ -54,6 +55,7 @@ class PriceLine:
     listing: str  # id@version
     currency: str | None
     charges: tuple[tuple[Decimal, str], ...]  # (amount, unit); empty when free
+    pricing: Pricing | None = None  # the listing's terms, for a forecast
 
     def __str__(self) -> str:
         if not self.charges:
@@ -107,9 +109,9 @@ def price_line(listing: ModelListing | AgentListing) -> PriceLine:
     pricing = listing.pricing
     name = f"{listing.id}@{listing.version}"
     if isinstance(pricing, FreePricing):
-        return PriceLine(name, None, ())
+        return PriceLine(name, None, (), pricing)
     if isinstance(pricing, PerRequestPricing):
-        return PriceLine(name, pricing.currency, ((pricing.per_request, "request"),))
+        return PriceLine(name, pricing.currency, ((pricing.per_request, "request"),), pricing)
     if isinstance(pricing, PerTokenPricing):
         return PriceLine(
             name,
@@ -118,14 +120,16 @@ def price_line(listing: ModelListing | AgentListing) -> PriceLine:
                 (pricing.input_per_million, "million input tokens"),
                 (pricing.output_per_million, "million output tokens"),
             ),
+            pricing,
         )
     if isinstance(pricing, PerInstanceHourPricing):
-        return PriceLine(name, pricing.currency, ((pricing.per_hour, "instance-hour"),))
+        return PriceLine(name, pricing.currency, ((pricing.per_hour, "instance-hour"),), pricing)
     assert isinstance(pricing, SubscriptionPricing)
     return PriceLine(
         name,
         pricing.currency,
         tuple((tier.monthly, f"month ({tier.name} tier)") for tier in pricing.tiers),
+        pricing,
     )
 
 

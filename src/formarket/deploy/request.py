@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from formarket.accounts.pseudonym import Pseudonyms
 from formarket.deploy.catalog import Catalog, open_market
 from formarket.deploy.checks import Refusal, Resolved, resolve
+from formarket.deploy.forecast import MonthlyUsage, forecast_lines
 from formarket.deploy.plan import forecast, plan_lines
 from formarket.deploy.values import (
     parse_duration,
@@ -68,6 +69,8 @@ class DeployOptions:
     account: str | None = None
     requester: str | None = None
     idle_after: str | None = None
+    # A month's usage to forecast the cost of (None: no forecast).
+    usage: MonthlyUsage | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,9 +130,15 @@ def build_request(options: DeployOptions, pseudonyms: Pseudonyms) -> DeploymentR
         raise InputError(f"{where}: {first['msg']}") from exc
 
 
-def plan(settings: FarmSettings, request: DeploymentRequest, *, seed: str | None = None) -> Planned:
-    """Check the request against the branch tip and say where it would run; RefusedError
-    lists every reason when it cannot."""
+def plan(
+    settings: FarmSettings,
+    request: DeploymentRequest,
+    *,
+    seed: str | None = None,
+    usage: MonthlyUsage | None = None,
+) -> Planned:
+    """Check the request against the branch tip and say where it would run, and what a month
+    of `usage` would cost; RefusedError lists every reason when it cannot."""
     repo = open_market(settings)
     try:
         current = desired.read_deployments(repo, settings.branch, problems=[])
@@ -145,7 +154,10 @@ def plan(settings: FarmSettings, request: DeploymentRequest, *, seed: str | None
     where: dict[str, str] = {}
     if settings.hosts is not None:
         where = forecast(result.deployments, current, load_inventory(settings.hosts).hosts)
-    return Planned(result, where, tuple(plan_lines(result, where)))
+    lines = plan_lines(result, where)
+    if usage is not None:
+        lines += forecast_lines(result.prices, usage)
+    return Planned(result, where, tuple(lines))
 
 
 def run(
@@ -160,7 +172,7 @@ def run(
     names the account by its pseudonym only (`pseudonyms`, by default those of the key the
     farm's gateway folder holds)."""
     known = pseudonyms if pseudonyms is not None else farm_pseudonyms(settings)
-    planned = plan(settings, build_request(options, known))
+    planned = plan(settings, build_request(options, known), usage=options.usage)
     for line in planned.lines:
         echo(line)
     if dry_run:

@@ -33,7 +33,7 @@ from formarket.market.trees import commit_tree, read_path
 from formarket.registry.tokenizer_file import MAX_TOKENIZER_BYTES
 from formarket.schemas.deployment import Deployment
 from formarket.schemas.listing import TokenizerFile
-from formarket.schemas.pricing import PerTokenPricing
+from formarket.schemas.pricing import PLATFORM_CURRENCY, PerTokenPricing
 from formarket.schemas.usage import ListingVersion
 from formarket.usage.events import Served
 from formarket.yamldoc import load_yaml
@@ -55,8 +55,6 @@ _log = logging.getLogger("formarket.farm")
 Tokenizers = Mapping[tuple[str, str], RouteTokenizer | None]
 _INDEX = "listings.json"
 
-# The currency keys' spending caps are in.
-PLATFORM_CURRENCY = "USD"
 _MILLION = Decimal(1_000_000)
 Prices = Callable[[ListingVersion], tuple[Decimal, Decimal]]
 

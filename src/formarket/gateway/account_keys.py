@@ -64,6 +64,7 @@ class _Both:
             scope=None if grant.deployment is None else (grant.deployment,),
             rate_per_second=self.rate,
             burst=max(1, int(self.rate * 2)),
+            account_id=grant.account_id,
         )
 
 

@@ -28,6 +28,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any, Protocol
 
 import msgspec
@@ -35,6 +36,7 @@ import msgspec
 from formarket.accounts.pseudonym import Pseudonyms
 from formarket.gateway.account_keys import Authenticator
 from formarket.gateway.ceilings import DEFAULT_LIMITS, GatewayLimits
+from formarket.gateway.credit import Credit, Hold, Short
 from formarket.gateway.keys import KeyRecord
 from formarket.gateway.limits import Limits, Refusal, Reservation
 from formarket.gateway.meter import Meter
@@ -58,11 +60,12 @@ from formarket.gateway.tokens import (
 from formarket.gateway.upstream import Endpoint, UpstreamError, UpstreamPool, UpstreamResponse
 from formarket.gateway.wake import Activity, Waker
 from formarket.gateway.wire import ENDPOINTS, ApiError, Request, error_body
+from formarket.schemas.pricing import PLATFORM_CURRENCY
 from formarket.schemas.usage import EVENT_ID_PATTERN
 from formarket.usage.events import CallEvents, Cut, Outcome, Served
 from formarket.usage.spool import SpoolError
 
-__all__ = ["Exchange", "Gateway"]
+__all__ = ["DEFAULT_OUTPUT_HOLD", "Exchange", "Gateway", "format_amount"]
 
 Headers = Sequence[tuple[bytes, bytes]]
 
@@ -76,6 +79,9 @@ _BAD_JSON = (msgspec.DecodeError, UnicodeDecodeError, RecursionError)
 _PASSED_4XX = frozenset({400, 404, 409, 413, 422, 429})
 _KNOWN_KEYS = 10_000  # Authorization headers remembered as verified, at most
 _EVENT_ID = re.compile(EVENT_ID_PATTERN)
+_ZERO = Decimal(0)
+# What a call that sets no max_tokens holds of prepaid credit for its output, in tokens.
+DEFAULT_OUTPUT_HOLD = 16_384
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,8 +143,10 @@ class Gateway:
         counters: Callable[[Route], Counter] = counter_for,
         waker: Waker | None = None,
         activity: Activity | None = None,
+        credit: Credit | None = None,
     ) -> None:
         self.keys = keys
+        self.credit = credit
         self.waker = waker
         self.activity = activity
         self.routes = routes
@@ -408,11 +416,26 @@ class Gateway:
                 headers=[(b"retry-after", str(reservation.retry_after).encode())],
             )
         budget = reservation.output_tokens if reservation is not None else None
+        hold: Hold | None = None
+        if key.account_id is not None and self.credit is not None and route.priced:
+            want_in = reservation.input_tokens if reservation is not None else measured_in.bound
+            want_out = 0 if kind == "embedding" else max_tokens * n if max_tokens else None
+            try:
+                hold, budget = await self._hold(
+                    key.account_id, route, measured_in.tokens, want_in, want_out, budget, kind
+                )
+            except BaseException:
+                if reservation is not None:
+                    self.allowance.settle(
+                        reservation, 0, 0, route.input_price, route.output_price, False
+                    )
+                raise
         trimmer = Trimmer(target.counter, kind, n=n, max_tokens=max_tokens, budget=budget)
         parent = _parent(exchange) if key.scope is not None else None
         call = _Call(
             self, key, target, kind, measured_in, self.meter.next_id(), trimmer, reservation, parent
         )
+        call.hold = hold
         if kind == "embedding":
             call.inputs = embedding_inputs(document)
         self._open[key.id] = open_calls + 1
@@ -450,6 +473,54 @@ class Gateway:
                 self._open[key.id] = left
             else:
                 self._open.pop(key.id, None)
+
+    async def _hold(
+        self,
+        account_id: int,
+        route: Route,
+        need_in: int,
+        want_in: int,
+        want_out: int | None,
+        budget: int | None,
+        kind: Kind,
+    ) -> tuple[Hold, int | None]:
+        """Hold the most the call can cost of its account's prepaid credit: its input and
+        its bound on output at the route's prices (a call that sets no bound holds for
+        DEFAULT_OUTPUT_HOLD tokens, and is cut there). The call's output budget is what the
+        hold pays for."""
+        assert self.credit is not None
+        price_in, price_out = route.input_price, route.output_price
+        if want_out is None:
+            want_out = DEFAULT_OUTPUT_HOLD
+        if budget is not None:
+            want_out = min(want_out, budget)
+        need_out = 0 if kind == "embedding" else 1
+        need = need_in * price_in + need_out * price_out
+        want = max(need, want_in * price_in + want_out * price_out)
+        try:
+            held = await self.credit.hold(account_id, need, want)
+        except Exception as exc:
+            _log.exception("the accounts database could not hold credit for a call")
+            raise ApiError(
+                503,
+                "prepaid credit cannot be checked just now, so calls are refused",
+                type="server_error",
+                code="credit_unavailable",
+                headers=[(b"retry-after", b"1")],
+            ) from exc
+        if isinstance(held, Short):
+            raise ApiError(
+                429,
+                f"your balance cannot cover this call: it may cost up to"
+                f" {format_amount(need)} {PLATFORM_CURRENCY} ({need_in} tokens of input and"
+                f" at least {need_out} of output); top up with `formarket topup AMOUNT`",
+                type="insufficient_quota",
+                code="insufficient_quota",
+            )
+        if kind == "embedding" or price_out <= 0:
+            return held, budget
+        afford = int((held.amount - want_in * price_in) / price_out)
+        return held, afford if budget is None else min(budget, afford)
 
     async def _woken(self, key: KeyRecord, name: str, target: _Target) -> _Target:
         """The target once its idle deployment runs again (the call waits meanwhile)."""
@@ -510,7 +581,7 @@ class Gateway:
 
     async def _complete(self, call: _Call, response: UpstreamResponse, exchange: Exchange) -> None:
         """A whole answer: read it, trim it to what the request allowed, meter it, pass it on
-        (unchanged unless trimmed)."""
+        with the usage it was billed and its cost."""
         try:
             data = await response.read(self.limits.max_response)
         except UpstreamError as exc:
@@ -543,19 +614,17 @@ class Gateway:
                     code="bad_upstream_response",
                 )
             if call.kind == "embedding":
-                changed = trim_embeddings(document, call.inputs)
+                trim_embeddings(document, call.inputs)
             else:
-                changed = call.trimmer.response(document)
+                call.trimmer.response(document)
             usage = document.get("usage")
             reported = upstream_usage(call.kind, usage)
             settled = call.settle(reported)
             await call.record(settled, "ok")
-            if usage is not None and reported != (settled.input_tokens, settled.output_tokens):
-                # The caller is shown what it was billed, not what the deployment claimed.
-                document["usage"] = _usage(settled)
-                changed = True
-            if changed:
-                data = _encode(document)
+            # The caller is shown what it was billed and what that cost, never what the
+            # deployment claimed.
+            document["usage"] = _usage(settled, call.cost(settled))
+            data = _encode(document)
             exchange.respond(200, (_JSON, *call.headers()), data)
             return
         if 400 <= status < 500:
@@ -661,7 +730,7 @@ class Gateway:
                 if wants_usage:
                     # The deployment's usage chunk stays with the gateway: the caller who
                     # asked for one is shown what it was billed.
-                    tail = _usage_event(settled) + tail
+                    tail = _usage_event(settled, call.cost(settled)) + tail
             else:
                 tail = _sse_error(
                     ApiError(502, "the deployment's stream broke off", type="upstream_error")
@@ -676,6 +745,7 @@ class _Call:
         "cut",
         "event_id",
         "gateway",
+        "hold",
         "inputs",
         "key",
         "kind",
@@ -710,6 +780,7 @@ class _Call:
         self.reservation = reservation
         self.parent = parent
         self.cut: Cut | None = None
+        self.hold: Hold | None = None
         self.inputs = 1
         self.started = gateway._clock()
         self.wall = gateway._wall()
@@ -717,6 +788,11 @@ class _Call:
     def headers(self) -> tuple[tuple[bytes, bytes], ...]:
         event_id = self.event_id.encode()
         return ((b"x-request-id", event_id), (b"x-formarket-call", event_id))
+
+    def cost(self, settled: Settled) -> Decimal:
+        """What the call costs at its route's prices (what a close rates it at)."""
+        route = self.target.route
+        return settled.input_tokens * route.input_price + settled.output_tokens * route.output_price
 
     def settle(self, reported: tuple[int, int] | None) -> Settled:
         reservation = self.reservation
@@ -753,6 +829,9 @@ class _Call:
             self.release()
             raise _metering_down(exc) from exc
         charged = outcome == "ok"
+        hold, self.hold = self.hold, None
+        if hold is not None and gateway.credit is not None:
+            gateway.credit.settle(hold, self.cost(settled) if charged else _ZERO)
         reservation, self.reservation = self.reservation, None
         if reservation is not None:
             route = self.target.route
@@ -775,6 +854,9 @@ class _Call:
 
     def release(self) -> None:
         """Give back a reservation that no record settled (the call failed in between)."""
+        hold, self.hold = self.hold, None
+        if hold is not None and self.gateway.credit is not None:
+            self.gateway.credit.settle(hold, _ZERO)
         reservation, self.reservation = self.reservation, None
         if reservation is not None:
             route = self.target.route
@@ -783,16 +865,28 @@ class _Call:
             )
 
 
-def _usage(settled: Settled) -> dict[str, int]:
+def _usage(settled: Settled, cost: Decimal) -> dict[str, int | str]:
+    # The cost is a decimal string, as every amount formarket shows: a JSON number would be a
+    # float to most readers, and a float is not money.
     return {
         "prompt_tokens": settled.input_tokens,
         "completion_tokens": settled.output_tokens,
         "total_tokens": settled.input_tokens + settled.output_tokens,
+        "cost": format_amount(cost),
+        "currency": PLATFORM_CURRENCY,
     }
 
 
-def _usage_event(settled: Settled) -> bytes:
-    chunk = {"object": "chat.completion.chunk", "choices": [], "usage": _usage(settled)}
+def format_amount(amount: Decimal) -> str:
+    """An amount as plain decimal text: no exponent, no trailing zeros (`0.0000215`, `0`)."""
+    text = format(amount, "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return text or "0"
+
+
+def _usage_event(settled: Settled, cost: Decimal) -> bytes:
+    chunk = {"object": "chat.completion.chunk", "choices": [], "usage": _usage(settled, cost)}
     return b"data: " + _encode(chunk) + b"\n\n"
 
 

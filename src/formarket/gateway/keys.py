@@ -60,6 +60,9 @@ class KeyRecord(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # The deployments the key may call (None: all of its account's); a key the farm makes
     # for an agent deployment names that deployment and its model's.
     scope: tuple[str, ...] | None = None
+    # The account in the accounts database whose prepaid credit the key's calls draw on
+    # (None: an operator's key, which has no balance).
+    account_id: int | None = None
 
 
 class _KeysFile(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

@@ -67,17 +67,31 @@ _MODEL_LIST = {
         "data": {"type": "array", "items": {"$ref": "#/components/schemas/Model"}},
     },
 }
+_USAGE = {
+    "type": "object",
+    "description": "What the call was billed, counted by the gateway, and what that cost (the"
+    " `X-Formarket-Call` header names the call's usage event: its receipt).",
+    "required": ["prompt_tokens", "total_tokens", "cost", "currency"],
+    "properties": {
+        "prompt_tokens": {"type": "integer"},
+        "completion_tokens": {"type": "integer"},
+        "total_tokens": {"type": "integer"},
+        "cost": {"type": "string", "description": "A decimal amount, such as 0.0000215."},
+        "currency": {"type": "string", "description": "ISO 4217, such as USD."},
+    },
+}
 _COMPLETION = {
     "type": "object",
-    "description": "The deployment's answer, passed through unchanged.",
-    "required": ["choices"],
-    "properties": {"choices": {"type": "array"}, "usage": {"type": ["object", "null"]}},
+    "description": "The deployment's answer, trimmed to what the request allowed, with the"
+    " usage it was billed.",
+    "required": ["choices", "usage"],
+    "properties": {"choices": {"type": "array"}, "usage": _USAGE},
 }
 _EMBEDDINGS = {
     "type": "object",
-    "description": "The deployment's answer, passed through unchanged.",
-    "required": ["data"],
-    "properties": {"data": {"type": "array"}, "usage": {"type": ["object", "null"]}},
+    "description": "The deployment's answer, with the usage it was billed.",
+    "required": ["data", "usage"],
+    "properties": {"data": {"type": "array"}, "usage": _USAGE},
 }
 # Every refusal the gateway itself makes, by status.
 _REFUSALS = {
@@ -89,9 +103,10 @@ _REFUSALS = {
     "415": "The body is not sent as application/json.",
     "422": "The deployment refused the request.",
     "409": "The deployment refused the request.",
-    "429": "Over the key's rate limit or daily quota (see Retry-After).",
+    "429": "Over the key's rate limit or daily quota (see Retry-After), or the account's"
+    " prepaid balance cannot cover the call (insufficient_quota).",
     "502": "The deployment failed or could not be reached.",
-    "503": "Usage cannot be metered, so the call is refused.",
+    "503": "Usage cannot be metered, or prepaid credit checked, so the call is refused.",
     "504": "The deployment did not answer in time.",
 }
 

@@ -112,6 +112,11 @@ class Route(Document):
             raise ValueError("a deployment serves an agent, a model or both")
         return self
 
+    @property
+    def priced(self) -> bool:
+        """Whether its calls cost anything (a free route holds no credit)."""
+        return self.input_price > 0 or self.output_price > 0
+
     def served(self) -> Served:
         return Served(
             self.deployment,

@@ -22,6 +22,7 @@ from typing import Any, cast
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
+from formarket.accounts.credit import CreditStore
 from formarket.accounts.database import database_url, open_database
 from formarket.accounts.pseudonym import load_pseudonyms
 from formarket.accounts.store import AccountStore
@@ -30,6 +31,7 @@ from formarket.atomicfile import write_atomically
 from formarket.gateway.account_keys import AccountKeys
 from formarket.gateway.app import Gateway
 from formarket.gateway.config import GatewayConfig
+from formarket.gateway.credit import Credit
 from formarket.gateway.keys import KeyStore, load_keys
 from formarket.gateway.limits import Limits
 from formarket.gateway.meter import Meter
@@ -91,6 +93,7 @@ def build_gateway(config: GatewayConfig) -> Gateway:
     keys = AccountKeys(
         operator_keys.get, AccountStore(engine), watch(engine), rate=config.account_key_rate
     )
+    credit = Credit(CreditStore(engine), config.source)
     routes = FileRouteTable(paths.routes)
     activity = Activity(paths.root, config.source)
     tasks: list[asyncio.Task[None]] = []
@@ -113,6 +116,7 @@ def build_gateway(config: GatewayConfig) -> Gateway:
         loop = asyncio.get_running_loop()
         tasks.append(loop.create_task(save_quota()))
         tasks.append(loop.create_task(save_activity()))
+        tasks.append(loop.create_task(credit.run()))
 
     async def shutdown() -> None:
         for task in tasks:
@@ -122,6 +126,7 @@ def build_gateway(config: GatewayConfig) -> Gateway:
         await meter.stop()
         write_atomically(paths.quota, allowance.dump(), durable=False)
         activity.publish()
+        await asyncio.to_thread(credit.close)
         pool.close()
         keys.close()
         engine.dispose()
@@ -140,6 +145,7 @@ def build_gateway(config: GatewayConfig) -> Gateway:
         counters=lambda route: counter_for_route(route, paths.root) or ESTIMATE,
         waker=Waker(WakeRequests(paths.root), routes.fresh, max_wait=config.wake_timeout),
         activity=activity,
+        credit=credit,
     )
 
 

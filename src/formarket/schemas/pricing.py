@@ -10,6 +10,7 @@ from formarket.schemas._base import Document
 from formarket.schemas._types import Amount, CurrencyCode, Percent
 
 __all__ = [
+    "PLATFORM_CURRENCY",
     "FreePricing",
     "Metric",
     "Monetization",
@@ -20,6 +21,10 @@ __all__ = [
     "SubscriptionPricing",
     "SubscriptionTier",
 ]
+
+# The currency the gateway charges in: account balances, the cost shown with each call, the
+# per-token prices routes carry (a listing priced in another currency prices no token there).
+PLATFORM_CURRENCY = "USD"
 
 Metric = Literal["requests", "input_tokens", "output_tokens", "instance_hours"]
 

@@ -1,0 +1,338 @@
+"""Prepaid credit in the accounts database: balances, the leases gateways take of them, and
+top-ups.
+
+A call must not wait for a database transaction (a few milliseconds on SQLite, more under
+contention), yet several gateway processes share one balance. So a gateway process leases a
+slice of an account's balance in one transaction and reserves calls against its slice in
+memory (formarket.gateway.credit); it writes what its calls spent to its lease now and then,
+takes more when its slice runs short, and gives the rest back when it is idle or stops. A lease
+expires unless it is renewed: the lease of a process that was killed returns to the balance,
+less what it had written as spent, at the next lease taken on that account.
+
+So, whatever the processes do, `available` never goes below zero and a process never holds
+more than it leased: credit cannot be overspent. What the balance may miss is the cost of calls
+a killed process served after it last wrote its lease (in the account's favour); the committed
+usage stays the record the invoices are computed from.
+
+Each transaction's first statement writes the account's balance row (a no-op update). That
+takes the row's lock on PostgreSQL and the write lock on SQLite before anything is read, so
+transactions on one balance run one after another on both, and a SQLite reader never has to
+upgrade to a writer (which fails at once instead of waiting).
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+from typing import Any, cast
+
+from sqlalchemy import CursorResult, Executable, delete, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session as OrmSession
+from sqlalchemy.orm import sessionmaker
+
+from formarket.accounts.models import MONEY_SCALE, Account, Balance, Lease, TopUp
+from formarket.accounts.store import AccountView
+from formarket.errors import UsageError
+from formarket.schemas.pricing import PLATFORM_CURRENCY
+
+__all__ = ["BalanceView", "CreditStore", "LeaseGrant", "TopUpView", "check_amount", "down", "up"]
+
+_ZERO = Decimal(0)
+_QUANTUM = Decimal(1).scaleb(-MONEY_SCALE)
+
+
+def down(amount: Decimal) -> Decimal:
+    """`amount` to the places the database keeps, rounded down (what is charged)."""
+    return amount.quantize(_QUANTUM, ROUND_FLOOR)
+
+
+def up(amount: Decimal) -> Decimal:
+    """`amount` to the places the database keeps, rounded up (what is held)."""
+    return amount.quantize(_QUANTUM, ROUND_CEILING)
+
+
+# The most one top-up may add, in the platform's currency: a bound on a typing mistake.
+MAX_TOPUP = Decimal(10_000)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _utc(moment: datetime) -> datetime:
+    # SQLite hands back what it was given without its zone; everything stored is UTC.
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class BalanceView:
+    """An account's credit: `available` to lease, `held` by gateways' leases (not yet spent
+    as far as they last wrote), and their sum, the balance the account is shown."""
+
+    account: str
+    available: Decimal
+    held: Decimal
+    credited: Decimal
+    spent: Decimal
+    currency: str = PLATFORM_CURRENCY
+
+    @property
+    def balance(self) -> Decimal:
+        return self.available + self.held
+
+
+@dataclass(frozen=True, slots=True)
+class TopUpView:
+    id: str
+    amount: Decimal
+    currency: str
+    state: str  # open, credited, expired
+    created_at: datetime
+    settled_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseGrant:
+    """A lease as its holder knows it after a transaction: its id and its whole amount."""
+
+    id: str
+    amount: Decimal
+
+
+def check_amount(amount: Decimal) -> Decimal:
+    """A top-up's amount: above zero, at most MAX_TOPUP, in whole cents."""
+    if not amount.is_finite() or amount <= 0 or amount > MAX_TOPUP:
+        raise UsageError(
+            f"a top-up is an amount above 0 and at most {MAX_TOPUP} {PLATFORM_CURRENCY}",
+            hint="such as 10.00",
+        )
+    if amount != amount.quantize(Decimal("0.01")):
+        raise UsageError("a top-up is in whole cents", hint="such as 10.00")
+    return amount
+
+
+class CreditStore:
+    """Balances, leases and top-ups, through an engine from `open_database`."""
+
+    def __init__(self, engine: Engine, *, clock: Callable[[], datetime] = _now) -> None:
+        self.engine = engine
+        self._sessions = sessionmaker(engine, expire_on_commit=False)
+        self._clock = clock
+
+    # --- reading ---------------------------------------------------------------------------
+
+    def balance(self, account: AccountView) -> BalanceView:
+        with self._sessions() as db:
+            row = db.get(Balance, account.id)
+            held = _ZERO
+            for amount, spent in db.execute(
+                select(Lease.amount, Lease.spent).where(Lease.account_id == account.id)
+            ):
+                held += amount - spent
+        if row is None:
+            return BalanceView(account.login, _ZERO, _ZERO, _ZERO, _ZERO)
+        return BalanceView(account.login, row.available, held, row.credited, row.spent)
+
+    def topups(self, account: AccountView) -> list[TopUpView]:
+        with self._sessions() as db:
+            rows = db.scalars(
+                select(TopUp)
+                .where(TopUp.account_id == account.id)
+                .order_by(TopUp.created_at, TopUp.id)
+            ).all()
+        return [
+            TopUpView(
+                r.id,
+                r.amount,
+                r.currency,
+                r.state,
+                _utc(r.created_at),
+                None if r.settled_at is None else _utc(r.settled_at),
+            )
+            for r in rows
+        ]
+
+    def account_id(self, login: str) -> int | None:
+        with self._sessions() as db:
+            return db.scalar(select(Account.id).where(Account.login == login))
+
+    # --- top-ups ---------------------------------------------------------------------------
+
+    def open_topup(self, account: AccountView, topup_id: str, amount: Decimal) -> None:
+        """Record a top-up the provider is taking payment for (its checkout session's id)."""
+        check_amount(amount)
+        if not 0 < len(topup_id) <= 255:
+            raise UsageError("a top-up's id is 1 to 255 characters")
+        with self._sessions.begin() as db:
+            db.add(
+                TopUp(
+                    id=topup_id,
+                    account_id=account.id,
+                    amount=amount,
+                    currency=PLATFORM_CURRENCY,
+                    state="open",
+                    created_at=self._clock(),
+                    settled_at=None,
+                )
+            )
+
+    def credit_topup(self, topup_id: str, amount: Decimal, currency: str) -> bool:
+        """Credit an open top-up that was paid `amount` `currency`, once: True when this
+        call credited it; False for a top-up unknown, already credited or expired, or paid
+        a different amount than it was opened for (which credits nothing)."""
+        with self._sessions.begin() as db:
+            row = db.get(TopUp, topup_id)
+            if row is None or row.amount != amount or row.currency != currency.upper():
+                return False
+            self._ensure_balance(db, row.account_id)
+            self._touch(db, row.account_id)
+            # The state changes from open only once, whichever transaction gets there first.
+            changed = _changed(
+                db,
+                update(TopUp)
+                .where(TopUp.id == topup_id, TopUp.state == "open")
+                .values(state="credited", settled_at=self._clock()),
+            )
+            if changed != 1:
+                return False
+            balance = db.get(Balance, row.account_id, populate_existing=True)
+            assert balance is not None  # made above
+            balance.available = balance.available + amount
+            balance.credited = balance.credited + amount
+            return True
+
+    def expire_topup(self, topup_id: str) -> bool:
+        """An open top-up whose checkout expired unpaid: never credited after."""
+        with self._sessions.begin() as db:
+            expired = update(TopUp).where(TopUp.id == topup_id, TopUp.state == "open")
+            return _changed(db, expired.values(state="expired", settled_at=self._clock())) == 1
+
+    def grant(self, account: AccountView, amount: Decimal) -> str:
+        """Credit `amount` by the operator's hand (the demo, support): recorded as a top-up
+        of its own, credited at once. Its id."""
+        topup_id = f"grant_{secrets.token_hex(12)}"
+        self.open_topup(account, topup_id, amount)
+        self.credit_topup(topup_id, amount, PLATFORM_CURRENCY)
+        return topup_id
+
+    # --- leases (the gateways) -------------------------------------------------------------
+
+    def take(
+        self,
+        account_id: int,
+        holder: str,
+        lease: LeaseGrant | None,
+        spent: Decimal,
+        *,
+        short: Decimal,
+        more: Decimal,
+        ttl: timedelta,
+    ) -> tuple[LeaseGrant | None, Decimal]:
+        """Add to `lease` (None: a new one) at least `short` and up to `more` (but no more
+        than half of what is available, unless `short` needs more) from the account's
+        available credit, recording `spent` as what it has spent. Returns the
+        lease as it now is (None when it was lost: it expired, and its holder must forget
+        it) and what was added (0 when `short` could not be had: nothing was added)."""
+        now = self._clock()
+        short, more, spent = up(short), down(more), down(spent)
+        with self._sessions.begin() as db:
+            if not self._touch(db, account_id):
+                return lease, _ZERO
+            self._sweep(db, account_id, now, keep=lease.id if lease is not None else None)
+            row = db.get(Lease, lease.id) if lease is not None else None
+            if lease is not None and row is None:
+                return None, _ZERO
+            available = db.scalar(select(Balance.available).where(Balance.account_id == account_id))
+            available = _ZERO if available is None else available
+            # At most half of what is left beyond what is short, so that other processes
+            # serving the account find some too.
+            extra = min(available, max(short, min(more, down(available / 2))))
+            if extra < short or extra <= 0:
+                if row is not None:
+                    row.spent, row.expires_at = min(spent, row.amount), now + ttl
+                return lease, _ZERO
+            db.execute(
+                update(Balance)
+                .where(Balance.account_id == account_id)
+                .values(available=available - extra)
+            )
+            if row is None:
+                row = Lease(
+                    id=secrets.token_hex(16),
+                    account_id=account_id,
+                    holder=holder[:200],
+                    amount=extra,
+                    spent=_ZERO,
+                    expires_at=now + ttl,
+                )
+                db.add(row)
+            else:
+                row.amount = row.amount + extra
+                row.spent = min(spent, row.amount)
+                row.expires_at = now + ttl
+            db.flush()
+            return LeaseGrant(row.id, row.amount), extra
+
+    def renew(self, lease: LeaseGrant, spent: Decimal, ttl: timedelta) -> bool:
+        """Write what a lease has spent and keep it for `ttl` more; False when it is gone."""
+        with self._sessions.begin() as db:
+            renewed = update(Lease).where(Lease.id == lease.id)
+            values = {"spent": min(down(spent), lease.amount), "expires_at": self._clock() + ttl}
+            return _changed(db, renewed.values(**values)) == 1
+
+    def give_back(self, account_id: int, lease: LeaseGrant, spent: Decimal) -> bool:
+        """End a lease: what it did not spend returns to the balance. False when it was gone
+        already (it expired and returned, less what it had written as spent)."""
+        with self._sessions.begin() as db:
+            self._touch(db, account_id)
+            # The row's amount, not the holder's: a top-up the holder never heard back from
+            # (its task was cancelled after the transaction committed) is in the row only.
+            amount = db.scalar(select(Lease.amount).where(Lease.id == lease.id))
+            if amount is None:
+                return False
+            spent = min(down(spent), amount)
+            db.execute(delete(Lease).where(Lease.id == lease.id))
+            _return(db, account_id, amount - spent, spent)
+            return True
+
+    def _sweep(self, db: OrmSession, account_id: int, now: datetime, keep: str | None) -> None:
+        """Return the account's expired leases (but `keep`, whose holder is asking)."""
+        expired = db.execute(
+            select(Lease.id, Lease.amount, Lease.spent).where(
+                Lease.account_id == account_id, Lease.expires_at < now
+            )
+        ).all()
+        for lease_id, amount, spent in expired:
+            if lease_id == keep:
+                continue
+            db.execute(delete(Lease).where(Lease.id == lease_id))
+            _return(db, account_id, amount - spent, spent)
+
+    def _touch(self, db: OrmSession, account_id: int) -> bool:
+        """Lock the account's balance row before anything is read (see the module's doc)."""
+        touched = update(Balance).where(Balance.account_id == account_id)
+        return _changed(db, touched.values(account_id=Balance.account_id)) == 1
+
+    def _ensure_balance(self, db: OrmSession, account_id: int) -> None:
+        values = {"account_id": account_id, "available": _ZERO, "spent": _ZERO, "credited": _ZERO}
+        insert = postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert
+        db.execute(insert(Balance).values(**values).on_conflict_do_nothing())
+
+
+def _return(db: OrmSession, account_id: int, unspent: Decimal, spent: Decimal) -> None:
+    row = db.get(Balance, account_id, populate_existing=True)
+    assert row is not None  # the caller touched it
+    row.available = row.available + unspent
+    row.spent = row.spent + spent
+    db.flush()
+
+
+def _changed(db: OrmSession, statement: Executable) -> int:
+    """The rows an UPDATE or DELETE changed."""
+    result = cast(CursorResult[Any], db.execute(statement))
+    return result.rowcount

@@ -1,0 +1,216 @@
+"""Prepaid credit at the gateway: a call through an account's key holds the most it can cost
+before it is forwarded, and settles when it ends.
+
+Holds come out of this process's lease of the account's balance (formarket.accounts.credit
+says why a lease), in memory, with no database round trip: the usual case costs a few
+microseconds. When half of what a lease last took is gone, the process takes more in one
+transaction, in the background (in a thread, so calls go on meanwhile); a call that finds the
+lease short all the same waits for a top-up of its own, and is refused when the balance cannot
+cover it. A background task writes what each
+lease spent and renews it, and gives back a lease that held nothing for `idle_return` seconds,
+so that credit one process no longer needs is there for the others. Every lease is given back
+at shutdown; one a killed process held expires after `ttl`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from decimal import Decimal
+
+from formarket.accounts.credit import CreditStore, LeaseGrant, down, up
+
+__all__ = ["Credit", "Hold", "Short"]
+
+_log = logging.getLogger("formarket.gateway")
+_ZERO = Decimal(0)
+
+
+@dataclass(slots=True)
+class _Lease:
+    account_id: int
+    grant: LeaseGrant | None = None
+    spent: Decimal = _ZERO
+    held: Decimal = _ZERO
+    holds: int = 0
+    last_used: float = 0.0
+    last_top_up: Decimal = _ZERO
+    refilling: bool = False
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    @property
+    def free(self) -> Decimal:
+        amount = self.grant.amount if self.grant is not None else _ZERO
+        return amount - self.spent - self.held
+
+
+@dataclass(slots=True)
+class Hold:
+    """What one call holds of its account's credit until it settles."""
+
+    lease: _Lease
+    amount: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class Short:
+    """The balance cannot cover the call."""
+
+    need: Decimal
+
+
+class Credit:
+    """This process's leases, one per account it serves."""
+
+    def __init__(
+        self,
+        store: CreditStore,
+        holder: str,
+        *,
+        headroom: int = 16,
+        ttl: float = 60.0,
+        idle_return: float = 2.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.store = store
+        self.holder = f"{holder}/{os.getpid()}"
+        self.headroom = headroom
+        self.ttl = timedelta(seconds=ttl)
+        self.idle_return = idle_return
+        self._clock = clock
+        self._leases: dict[int, _Lease] = {}
+
+    def try_hold(self, account_id: int, want: Decimal) -> Hold | None:
+        """A hold of `want` from the lease in memory, or None when the lease cannot cover it."""
+        lease = self._leases.get(account_id)
+        if lease is None or lease.free < want:
+            return None
+        want = up(want)
+        if lease.free < want:
+            return None
+        lease.held += want
+        lease.holds += 1
+        if not lease.refilling and lease.free < lease.last_top_up / 2:
+            # Half of the last top-up is gone: take more now, in the background, so that no
+            # call has to wait for a transaction when the lease runs out.
+            lease.refilling = True
+            asyncio.get_running_loop().create_task(self._refill(lease, want))
+        return Hold(lease, want)
+
+    async def _refill(self, lease: _Lease, want: Decimal) -> None:
+        try:
+            async with lease.lock:
+                if self._leases.get(lease.account_id) is lease:
+                    await self._top_up(lease, _ZERO, want)
+        except Exception:
+            # A call that needs more takes it itself, and says so if it cannot.
+            _log.exception("could not top up a credit lease ahead of need")
+        finally:
+            lease.refilling = False
+
+    async def hold(self, account_id: int, need: Decimal, want: Decimal) -> Hold | Short:
+        """Hold `want` (at least `need`) of the account's credit, leasing more when this
+        process's lease is short."""
+        found = self.try_hold(account_id, want)
+        if found is not None:
+            return found
+        lease = self._leases.get(account_id)
+        if lease is None:
+            lease = self._leases[account_id] = _Lease(account_id)
+        async with lease.lock:
+            if self._leases.get(account_id) is not lease:
+                # Given back or lost while this call waited: start again on the new one.
+                return await self.hold(account_id, need, want)
+            if lease.free < want:
+                await self._top_up(lease, need - lease.free, want - lease.free)
+            if lease.free < need:
+                if lease.grant is None and lease.holds == 0:
+                    self._leases.pop(account_id, None)
+                return Short(need)
+            amount = min(up(want), lease.free)
+            lease.held += amount
+            lease.holds += 1
+            return Hold(lease, amount)
+
+    def settle(self, hold: Hold, cost: Decimal) -> Decimal:
+        """End a hold: `cost` (at most what was held) is spent, the rest is free again.
+        Returns what was spent."""
+        lease = hold.lease
+        lease.held -= hold.amount
+        lease.holds -= 1
+        spent = down(min(max(cost, _ZERO), hold.amount))
+        lease.spent += spent
+        lease.last_used = self._clock()
+        return spent
+
+    async def _top_up(self, lease: _Lease, short: Decimal, more: Decimal) -> None:
+        # Each top-up asks for twice the last: a busy account's lease soon lasts for many
+        # calls, so that transactions stay rare, while the store never hands one process
+        # more than half of what is left (the others' share).
+        asked = max(more * self.headroom, lease.last_top_up * 2)
+        grant, added = await asyncio.to_thread(
+            self.store.take,
+            lease.account_id,
+            self.holder,
+            lease.grant,
+            lease.spent,
+            short=max(short, _ZERO),
+            more=asked,
+            ttl=self.ttl,
+        )
+        if added > 0:
+            lease.last_top_up = added
+        if grant is None and lease.grant is not None:
+            # It expired under us (this process stalled past its ttl) and went back to the
+            # balance: what its open calls spend from now on is not counted against it.
+            _log.warning("the credit lease of account %d expired while in use", lease.account_id)
+            self._leases.pop(lease.account_id, None)
+            lease.grant = None
+            return
+        lease.grant = grant
+
+    async def maintain(self) -> None:
+        """Write what each lease spent and renew it; give back those idle long enough."""
+        now = self._clock()
+        for account_id, lease in list(self._leases.items()):
+            async with lease.lock:
+                if self._leases.get(account_id) is not lease:
+                    continue
+                grant = lease.grant
+                if grant is None:
+                    if lease.holds == 0:
+                        self._leases.pop(account_id, None)
+                    continue
+                if lease.holds == 0 and now - lease.last_used >= self.idle_return:
+                    # Out of reach of new holds first, so none can come in while it returns.
+                    self._leases.pop(account_id, None)
+                    await asyncio.to_thread(self.store.give_back, account_id, grant, lease.spent)
+                    continue
+                kept = await asyncio.to_thread(self.store.renew, grant, lease.spent, self.ttl)
+                if not kept:
+                    _log.warning("the credit lease of account %d expired while in use", account_id)
+                    self._leases.pop(account_id, None)
+
+    async def run(self, every: float = 1.0) -> None:
+        """`maintain` every `every` seconds, until cancelled."""
+        while True:
+            await asyncio.sleep(every)
+            try:
+                await self.maintain()
+            except Exception:
+                # The database may be down for a moment; the leases hold until their ttl.
+                _log.exception("could not renew this gateway's credit leases")
+
+    def close(self) -> None:
+        """Give back every lease (at shutdown, when no call is open)."""
+        for account_id, lease in list(self._leases.items()):
+            self._leases.pop(account_id, None)
+            if lease.grant is not None:
+                with contextlib.suppress(Exception):
+                    self.store.give_back(account_id, lease.grant, lease.spent)

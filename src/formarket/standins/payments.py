@@ -1,0 +1,313 @@
+"""A stand-in for the payment provider (Stripe): the parts of its API formarket uses, a hosted
+checkout page to pay on, and webhooks signed as Stripe signs them.
+
+    POST /v1/checkout/sessions             create a Checkout Session (form-encoded, as the
+                                           `stripe` library sends it)
+    GET  /v1/checkout/sessions/{id}        retrieve one
+    POST /v1/checkout/sessions/{id}/expire expire an open one
+    GET  /v1/events, /v1/events/{id}       the events it sent
+    GET  /pay/{id}                         the hosted checkout page
+    POST /pay/{id}                         "pay" on it: the session completes, its webhook is
+                                           delivered, the browser goes to the success URL
+
+The API takes the secret key it was made with (`Authorization: Bearer sk_...`); webhooks
+carry `Stripe-Signature: t=<unix time>,v1=<HMAC-SHA256 of "t.payload" with the webhook
+secret>`, which `stripe.Webhook.construct_event` verifies. So the `stripe` library runs
+against it unchanged: point FORMARKET_PAYMENTS_URL here, or at Stripe, and nothing else
+changes. By hand: `python -m formarket.standins.payments --port 8766 --webhook URL`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import hmac
+import html
+import json
+import re
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from formarket.gateway.server import run_app
+from formarket.httpclient import Client, HTTPError
+
+__all__ = ["PaymentsStandIn", "parse_form", "sign_payload"]
+
+_MAX_BODY = 64 << 10
+_KEY = re.compile(r"[A-Za-z0-9_]{1,40}")
+_ID = re.compile(r"cs_test_[0-9a-f]{24}")
+# Stripe's amounts are integers in the currency's minor unit, at most eight digits.
+_MAX_AMOUNT = 99_999_999
+
+
+def sign_payload(payload: bytes, secret: str, timestamp: int) -> str:
+    """The `Stripe-Signature` header of `payload` sent at `timestamp`."""
+    signed = f"{timestamp}.".encode() + payload
+    digest = hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
+    return f"t={timestamp},v1={digest}"
+
+
+def parse_form(body: bytes) -> dict[str, Any]:
+    """A form body in Stripe's bracket notation (`line_items[0][price_data][currency]=usd`)
+    as nested dicts and lists; ValueError when it is not one."""
+    out: dict[str, Any] = {}
+    for name, value in parse_qsl(body.decode("utf-8"), keep_blank_values=True):
+        head, _, rest = name.partition("[")
+        if rest and not rest.endswith("]"):
+            raise ValueError(f"malformed parameter name {name!r}")
+        parts = [head] + (rest[:-1].split("][") if rest else [])
+        if len(parts) > 6 or not all(_KEY.fullmatch(p) for p in parts):
+            raise ValueError(f"malformed parameter name {name!r}")
+        node: dict[str, Any] = out
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ValueError(f"parameter {name!r} is both a value and a group")
+            node = child
+        if isinstance(node.get(parts[-1]), dict):
+            raise ValueError(f"parameter {name!r} is both a value and a group")
+        node[parts[-1]] = value
+    return out
+
+
+def _error(status: int, message: str, kind: str = "invalid_request_error") -> JSONResponse:
+    return JSONResponse({"error": {"type": kind, "message": message}}, status)
+
+
+class PaymentsStandIn:
+    """Checkout sessions and events in memory, served as an ASGI app (`ServerThread` it)."""
+
+    def __init__(
+        self,
+        secret_key: str,
+        webhook_secret: str,
+        *,
+        webhook_url: str | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.secret_key = secret_key
+        self.webhook_secret = webhook_secret
+        self.webhook_url = webhook_url
+        self.clock = clock
+        self.sessions: dict[str, dict[str, Any]] = {}
+        self.events: list[dict[str, Any]] = []
+        self.deliveries: list[tuple[str, int]] = []  # (event id, HTTP status) as delivered
+        self._lock = threading.Lock()
+        self._app = Starlette(
+            routes=[
+                Route("/v1/checkout/sessions", self._create, methods=["POST"]),
+                Route("/v1/checkout/sessions/{id}", self._retrieve, methods=["GET"]),
+                Route("/v1/checkout/sessions/{id}/expire", self._expire, methods=["POST"]),
+                Route("/v1/events", self._list_events, methods=["GET"]),
+                Route("/v1/events/{id}", self._event, methods=["GET"]),
+                Route("/pay/{id}", self._page, methods=["GET"]),
+                Route("/pay/{id}", self._pay, methods=["POST"]),
+            ]
+        )
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await self._app(scope, receive, send)
+
+    # --- what a payer does on the hosted page ---------------------------------------------
+
+    def pay(self, session_id: str) -> dict[str, Any]:
+        """Pay an open session (as the hosted page's button does); the event it sent."""
+        with self._lock:
+            session = self.sessions[session_id]
+            if session["status"] != "open":
+                raise ValueError(f"session {session_id} is {session['status']}")
+            session.update(status="complete", payment_status="paid")
+            event = self._new_event("checkout.session.completed", session)
+        self.deliver(event["id"])
+        return event
+
+    def deliver(self, event_id: str, *, timestamp: int | None = None) -> int:
+        """POST an event to the webhook URL, signed at `timestamp` (default now), as Stripe
+        delivers and redelivers it; the endpoint's status (0: none configured or reached)."""
+        event = next(e for e in self.events if e["id"] == event_id)
+        payload = json.dumps(event, indent=2).encode()
+        signature = sign_payload(payload, self.webhook_secret, timestamp or int(self.clock()))
+        status = 0
+        if self.webhook_url:
+            try:
+                with Client(timeout=30) as client:
+                    status = client.post(
+                        self.webhook_url,
+                        content=payload,
+                        headers={
+                            "Content-Type": "application/json; charset=utf-8",
+                            "Stripe-Signature": signature,
+                        },
+                    ).status_code
+            except HTTPError:
+                status = 0
+        self.deliveries.append((event_id, status))
+        return status
+
+    # --- the API ---------------------------------------------------------------------------
+
+    def _authorized(self, request: Request) -> bool:
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(
+            token.strip().encode(), self.secret_key.encode()
+        )
+
+    async def _create(self, request: Request) -> Response:
+        if not self._authorized(request):
+            return _error(401, "Invalid API Key provided", "authentication_error")
+        body = await request.body()
+        if len(body) > _MAX_BODY:
+            return _error(413, "request too large")
+        try:
+            form = parse_form(body)
+            session = self._session(form, str(request.base_url).rstrip("/"))
+        except (ValueError, UnicodeDecodeError, KeyError, TypeError) as exc:
+            return _error(400, f"invalid checkout session: {exc}")
+        with self._lock:
+            self.sessions[session["id"]] = session
+        return JSONResponse(session)
+
+    def _session(self, form: dict[str, Any], base: str) -> dict[str, Any]:
+        if form.get("mode") != "payment":
+            raise ValueError("mode must be payment")
+        items = form.get("line_items")
+        if not isinstance(items, dict) or set(items) != {"0"}:
+            raise ValueError("exactly one line item")
+        item = items["0"]
+        price = item["price_data"]
+        currency = str(price["currency"]).lower()
+        if not re.fullmatch(r"[a-z]{3}", currency):
+            raise ValueError("currency is three letters")
+        unit = int(price["unit_amount"])
+        quantity = int(item.get("quantity", "1"))
+        if not (0 < unit <= _MAX_AMOUNT and 0 < quantity <= 100):
+            raise ValueError("unit_amount or quantity out of range")
+        for url in (form["success_url"], form.get("cancel_url", "")):
+            if url and urlsplit(url).scheme not in ("http", "https"):
+                raise ValueError("success_url and cancel_url are http(s) URLs")
+        metadata = form.get("metadata", {})
+        if not isinstance(metadata, dict) or any(isinstance(v, dict) for v in metadata.values()):
+            raise ValueError("metadata is flat")
+        session_id = f"cs_test_{secrets.token_hex(12)}"
+        return {
+            "id": session_id,
+            "object": "checkout.session",
+            "mode": "payment",
+            "amount_total": unit * quantity,
+            "currency": currency,
+            "client_reference_id": form.get("client_reference_id"),
+            "metadata": metadata,
+            "status": "open",
+            "payment_status": "unpaid",
+            "success_url": form["success_url"],
+            "cancel_url": form.get("cancel_url"),
+            "url": f"{base}/pay/{session_id}",
+            "created": int(self.clock()),
+            "livemode": False,
+        }
+
+    async def _retrieve(self, request: Request) -> Response:
+        if not self._authorized(request):
+            return _error(401, "Invalid API Key provided", "authentication_error")
+        session = self.sessions.get(request.path_params["id"])
+        if session is None:
+            return _error(404, "No such checkout.session")
+        return JSONResponse(session)
+
+    async def _expire(self, request: Request) -> Response:
+        if not self._authorized(request):
+            return _error(401, "Invalid API Key provided", "authentication_error")
+        with self._lock:
+            session = self.sessions.get(request.path_params["id"])
+            if session is None:
+                return _error(404, "No such checkout.session")
+            if session["status"] != "open":
+                return _error(400, f"the session is {session['status']}")
+            session["status"] = "expired"
+            event = self._new_event("checkout.session.expired", session)
+        await asyncio.to_thread(self.deliver, event["id"])
+        return JSONResponse(session)
+
+    async def _list_events(self, request: Request) -> Response:
+        if not self._authorized(request):
+            return _error(401, "Invalid API Key provided", "authentication_error")
+        data = list(reversed(self.events))
+        return JSONResponse(
+            {"object": "list", "data": data, "has_more": False, "url": "/v1/events"}
+        )
+
+    async def _event(self, request: Request) -> Response:
+        if not self._authorized(request):
+            return _error(401, "Invalid API Key provided", "authentication_error")
+        for event in self.events:
+            if event["id"] == request.path_params["id"]:
+                return JSONResponse(event)
+        return _error(404, "No such event")
+
+    def _new_event(self, kind: str, session: dict[str, Any]) -> dict[str, Any]:
+        event = {
+            "id": f"evt_{secrets.token_hex(12)}",
+            "object": "event",
+            "type": kind,
+            "created": int(self.clock()),
+            "livemode": False,
+            "api_version": "2025-01-27.acacia",
+            "data": {"object": dict(session)},
+        }
+        self.events.append(event)
+        return event
+
+    # --- the hosted page -------------------------------------------------------------------
+
+    async def _page(self, request: Request) -> Response:
+        session = self.sessions.get(request.path_params["id"])
+        if session is None or not _ID.fullmatch(session["id"]):
+            return HTMLResponse("<h1>No such checkout</h1>", 404)
+        amount = f"{session['amount_total'] / 100:.2f} {session['currency'].upper()}"
+        state = html.escape(session["status"])
+        button = (
+            '<form method="post"><button type="submit" id="pay">Pay '
+            f"{html.escape(amount)}</button></form>"
+            if session["status"] == "open"
+            else f"<p>This checkout is {state}.</p>"
+        )
+        return HTMLResponse(
+            "<!doctype html><html><head><title>Checkout</title></head><body>"
+            f"<h1>Pay {html.escape(amount)}</h1><p>Test mode: no card is charged.</p>"
+            f"{button}</body></html>"
+        )
+
+    async def _pay(self, request: Request) -> Response:
+        session = self.sessions.get(request.path_params["id"])
+        if session is None:
+            return HTMLResponse("<h1>No such checkout</h1>", 404)
+        try:
+            await asyncio.to_thread(self.pay, session["id"])
+        except ValueError as exc:
+            return HTMLResponse(f"<h1>{html.escape(str(exc))}</h1>", 409)
+        return RedirectResponse(session["success_url"], 303)
+
+
+def main(argv: list[str] | None = None) -> None:  # pragma: no cover - by hand
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--port", type=int, default=8766)
+    parser.add_argument("--secret-key", default="sk_test_formarket")
+    parser.add_argument("--webhook-secret", default="whsec_formarket")
+    parser.add_argument("--webhook", default=None, help="Where to deliver webhooks.")
+    args = parser.parse_args(argv)
+    app = PaymentsStandIn(args.secret_key, args.webhook_secret, webhook_url=args.webhook)
+    run_app(app, "127.0.0.1", args.port, lambda url: print(f"payments stand-in at {url}"))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
