@@ -14,8 +14,10 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from functools import cache
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
+import stripe
 from dulwich.objects import ObjectID
 from dulwich.refs import Ref
 from dulwich.repo import MemoryRepo
@@ -40,6 +42,7 @@ from formarket.royalties import engine
 from formarket.royalties.transfers import Due, transfer_group
 from formarket.schemas.transfers import Transfers
 from formarket.standins.payments import PaymentsStandIn
+from tests.gateway.helpers import Client
 from tests.royalties.helpers import BOT, MAINTAINER, memory_market, simulate_month
 
 SECRET_KEY = "sk_test_formarket"
@@ -394,3 +397,86 @@ def test_retries_and_partial_failures_pay_each_line_exactly_once(
     sent = {(a.publisher, a.currency): a.reference for a in record.attempts if a.status == "sent"}
     assert sent == {k: v[0]["id"] for k, v in made.items()}
     assert engine.verify(repo, PERIOD, branch=branch) == []
+
+
+def _due(amount: str = "10.00", attempt: int = 1) -> Due:
+    return Due(PERIOD, "northwind-ai", "USD", Decimal(amount), NORTHWIND, attempt)
+
+
+def test_the_stand_in_answers_a_key_once_and_refuses_it_with_other_terms(bank: Bank) -> None:
+    first = bank.client.transfer(_due(), "g")
+    assert first.reference is not None
+    assert bank.client.transfer(_due(), "g") == first  # a retry: the same transfer
+    assert len(bank.provider.transfers) == 1
+    with pytest.raises(PaymentsError, match="other terms"):
+        bank.client.transfer(_due("11.00"), "g")
+    # A refusal is the key's answer too, even once the funds are there.
+    bank.provider.balance["usd"] = 0
+    refused = bank.client.transfer(_due(attempt=2), "g")
+    assert refused.reason is not None
+    assert "balance_insufficient" in refused.reason
+    bank.provider.balance["usd"] = PLENTY["usd"]
+    assert bank.client.transfer(_due(attempt=2), "g") == refused
+    assert bank.client.transfer(_due(attempt=3), "g").reference is not None
+    assert dict(bank.client.sent("g")) == {
+        str(t["metadata"]["idempotency_key"]): str(t["id"])  # type: ignore[index]
+        for t in bank.provider.transfers.values()
+    }
+    assert bank.client.sent("another group") == {}
+    with pytest.raises(PaymentsError):
+        StripeTransfers(bank.url, "sk_test_wrong").sent("g")
+
+
+def test_what_payers_pay_at_checkout_is_the_platforms_to_transfer(bank: Bank) -> None:
+    bank.provider.balance = {}
+    client = stripe.StripeClient(SECRET_KEY, base_addresses={"api": bank.url})
+    session = client.v1.checkout.sessions.create(
+        params={
+            "mode": "payment",
+            "line_items": [
+                {
+                    "quantity": 1,
+                    "price_data": {
+                        "currency": "usd",
+                        "unit_amount": 2500,
+                        "product_data": {"name": "formarket credit"},
+                    },
+                }
+            ],
+            "success_url": "http://127.0.0.1/ok",
+        }
+    )
+    assert bank.client.transfer(_due("20.00"), "g").reason is not None
+    bank.provider.pay(session.id)
+    assert bank.client.transfer(_due("20.00", 2), "g").reference is not None
+    assert bank.provider.balance == {"usd": 500}
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    params=st.dictionaries(
+        st.sampled_from(["amount", "currency", "destination", "metadata", "transfer_group"]),
+        st.text(max_size=20) | st.integers(-(10**12), 10**12).map(str),
+    )
+)
+def test_no_transfer_request_breaks_the_stand_in_or_moves_money(
+    bank: Bank, params: dict[str, str]
+) -> None:
+    before = dict(bank.provider.balance)
+    reply = Client(bank.url).request(
+        "POST",
+        "/v1/transfers",
+        raw=urlencode(params).encode(),
+        headers={
+            "Authorization": f"Bearer {SECRET_KEY}",
+            "Content-Type": "application/x-www-form-urlencoded",
+        },
+    )
+    assert reply.status in (200, 400), reply.body
+    if reply.status == 400:
+        assert bank.provider.balance == before
+    else:
+        moved = sum(before.values()) - sum(bank.provider.balance.values())
+        assert moved == int(params["amount"]) > 0
