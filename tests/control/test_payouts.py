@@ -13,17 +13,21 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from functools import cache
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
 import pytest
 import stripe
+from click.testing import CliRunner
 from dulwich.objects import ObjectID
 from dulwich.refs import Ref
-from dulwich.repo import MemoryRepo
+from dulwich.repo import MemoryRepo, Repo
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from formarket.cli import main
+from formarket.control.earnings import statements_of
 from formarket.control.payments import PaymentsError
 from formarket.control.payouts import (
     Answer,
@@ -43,7 +47,7 @@ from formarket.royalties.transfers import Due, transfer_group
 from formarket.schemas.transfers import Transfers
 from formarket.standins.payments import PaymentsStandIn
 from tests.gateway.helpers import Client
-from tests.royalties.helpers import BOT, MAINTAINER, memory_market, simulate_month
+from tests.royalties.helpers import BOT, MAINTAINER, memory_market, simulate_month, starter
 
 SECRET_KEY = "sk_test_formarket"
 PERIOD = "2026-04"
@@ -480,3 +484,70 @@ def test_no_transfer_request_breaks_the_stand_in_or_moves_money(
     else:
         moved = sum(before.values()) - sum(bank.provider.balance.values())
         assert moved == int(params["amount"]) > 0
+
+
+def test_the_command_line_pays_a_period_and_shows_each_line_with_its_transfer(
+    bank: Bank, tmp_path: Path
+) -> None:
+    path = tmp_path / "market"
+    repo = Repo.init(str(path), mkdir=True)
+    repo.refs.set_symbolic_ref(Ref(b"HEAD"), Ref(b"refs/heads/main"))
+    starter(repo)
+    simulate_month(repo, "2026-03")
+    simulate_month(repo, PERIOD)
+    repo.close()
+    env = {"FORMARKET_PAYMENTS_URL": bank.url, "FORMARKET_PAYMENTS_KEY": SECRET_KEY}
+
+    def run(*args: str) -> tuple[int, str]:
+        result = CliRunner().invoke(main, ["royalties", *args, "--repo", str(path)], env=env)
+        return result.exit_code, result.output
+
+    code, out = run("pay", "--period", PERIOD)
+    assert code == 1
+    assert "is not closed" in out
+    assert "hint:" in out
+    for period in ("2026-03", PERIOD):
+        assert run("close", "--period", period, "--commit")[0] == 0
+    bank.provider.balance["usd"] = 0
+    code, out = run("pay", "--period", PERIOD)
+    assert code == 1, out
+    assert "northwind-ai USD" in out
+    assert "refused (try 1)" in out
+    assert "balance_insufficient" in out
+    assert "paid by bank-transfer outside the provider" in out
+    bank.provider.balance["usd"] = PLENTY["usd"]
+    code, out = run("pay", "--period", PERIOD)
+    assert code == 0, out
+    [transfer] = bank.provider.transfers
+    assert f"sent to {NORTHWIND} as {transfer}" in out
+    code, out = run("pay", "--period", PERIOD)
+    assert code == 0, out
+    assert "nothing to send" in out
+    code, shown = run("payouts", "--period", PERIOD)
+    assert code == 0, shown
+    assert f"as {transfer}" in shown
+    assert run("verify", "--all")[0] == 0
+    assert len(bank.provider.transfers) == 1
+
+
+def test_a_creators_payouts_are_shown_with_the_providers_reference(bank: Bank) -> None:
+    repo, branch = _branch()
+
+    def shown() -> dict[str, str | None]:
+        april = list(statements_of(repo, branch, ["northwind-ai", "lumen-labs"]))
+        return {
+            line.publisher: line.reference
+            for s in april
+            if s.period == PERIOD
+            for line in s.payouts
+            if line.status == "paid"
+        }
+
+    assert shown() == {"northwind-ai": "not sent yet", "lumen-labs": "not sent yet"}
+    bank.provider.balance["eur"] = 0
+    pay(repo, PERIOD, bank.client, branch=branch, verify=False)
+    now = shown()
+    [sent] = bank.provider.transfers
+    assert now["northwind-ai"] == sent
+    assert "balance_insufficient" in (now["lumen-labs"] or "")
+    assert "refused" in (now["lumen-labs"] or "")
