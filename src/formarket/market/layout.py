@@ -86,7 +86,11 @@ POLICY = place("policy").path
 TRANSFERS = place("transfers").path
 
 # Prefixes that only the bot may write (`path.startswith(BOT_PATHS)`)...
-BOT_PATHS: tuple[str, ...] = tuple(f"{p.path}/" for p in PLACES if p.writer == "bot" and p.folder)
+_BOT_FOLDERS = [f"{p.path}/" for p in PLACES if p.writer == "bot" and p.folder]
+# (a bot folder inside another, as royalties/transfers/ in royalties/, adds nothing)
+BOT_PATHS: tuple[str, ...] = tuple(
+    f for f in _BOT_FOLDERS if not any(f != g and f.startswith(g) for g in _BOT_FOLDERS)
+)
 # ...except these files inside them, which are the maintainers' (the bot never sets its terms).
 MAINTAINER_FILES: frozenset[str] = frozenset(
     p.path for p in PLACES if p.writer != "bot" and p.path.startswith(BOT_PATHS)
