@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -551,3 +551,39 @@ def test_a_creators_payouts_are_shown_with_the_providers_reference(bank: Bank) -
     assert now["northwind-ai"] == sent
     assert "balance_insufficient" in (now["lumen-labs"] or "")
     assert "refused" in (now["lumen-labs"] or "")
+
+
+class _Overtaken:
+    """A provider during whose first transfer another run of `pay` sends and records
+    everything: two operators paying the same period at once."""
+
+    def __init__(self, inner: StripeTransfers, other: Callable[[], object]) -> None:
+        self.inner = inner
+        self.other: Callable[[], object] | None = other
+
+    def sent(self, group: str) -> Mapping[str, str]:
+        return {}  # as it was before the other run sent anything
+
+    def transfer(self, item: Due, group: str) -> Answer:
+        if self.other is not None:
+            other, self.other = self.other, None
+            other()
+        return self.inner.transfer(item, group)
+
+
+def test_two_runs_at_once_pay_once_and_record_each_try_once(bank: Bank) -> None:
+    repo, branch = _branch()
+    bank.provider.balance["eur"] = 0
+
+    def other() -> object:
+        return pay(repo, PERIOD, bank.client, branch=branch, verify=False)
+
+    pay(repo, PERIOD, _Overtaken(bank.client, other), branch=branch, verify=False)
+    assert len(bank.provider.transfers) == 1
+    record = _record(repo, branch)
+    assert record is not None
+    assert [(a.publisher, a.attempt, a.status) for a in record.attempts] == [
+        ("lumen-labs", 1, "failed"),
+        ("northwind-ai", 1, "sent"),
+    ]
+    assert engine.verify(repo, PERIOD, branch=branch) == []
