@@ -587,3 +587,16 @@ def test_two_runs_at_once_pay_once_and_record_each_try_once(bank: Bank) -> None:
         ("northwind-ai", 1, "sent"),
     ]
     assert engine.verify(repo, PERIOD, branch=branch) == []
+
+
+def test_a_record_of_transfers_for_a_period_never_closed_fails_verify_all(bank: Bank) -> None:
+    repo, branch = _branch()
+    pay(repo, PERIOD, bank.client, branch=branch, verify=False)
+    record = _record(repo, branch)
+    assert record is not None
+    stray = record.model_copy(update={"period": "2026-05"})
+    path = "royalties/transfers/2026-05.json"
+    commit_changes(repo, branch, {path: stray.model_dump_json().encode()}, "stray", BOT)
+    found = engine.verify_all(repo, branch=branch)
+    assert found[PERIOD] == []
+    assert [d.path for d in found["2026-05"]] == [path]

@@ -22,9 +22,9 @@ from pydantic import ValidationError
 from formarket.errors import FormarketError, InputError, NotFoundError, UsageError
 from formarket.market.governance import bot_at
 from formarket.market.history import History
-from formarket.market.layout import POLICY, period_folder, transfers_path
+from formarket.market.layout import POLICY, TRANSFERS, period_folder, transfers_path
 from formarket.market.refs import branch_tip, first_parent_chain
-from formarket.market.trees import commit_tree, files_under, read_path
+from formarket.market.trees import commit_tree, files_under, find, list_dir, read_path
 from formarket.market.writer import commit_changes
 from formarket.registry.cachekey import cache_key
 from formarket.registry.publishers import valid_publishers
@@ -474,13 +474,25 @@ def verify_all(
     say: Say = _quiet,
     progress: Progress | None = None,
 ) -> dict[str, list[Difference]]:
-    """`verify` of every period closed in the history of `branch`, oldest first."""
+    """`verify` of every period closed in the history of `branch`, oldest first; a record of
+    transfers that no close stands behind is a difference too, under its own name."""
     tip = branch_tip(repo, branch)
     history = gitio.history(repo, tip, gitio.cache_dir_of(repo))
-    return {
+    found = {
         period: _verify_closed(repo, history, tip, period, branch, jobs, say, progress)
         for period in closed_periods(history)
     }
+    folder = find(repo, commit_tree(repo, tip), TRANSFERS, folder=True)
+    for name in sorted(list_dir(repo, folder, "") if folder is not None else {}):
+        period = name.removesuffix(".json")
+        if period not in history.closes:
+            found[period] = [
+                Difference(
+                    f"{TRANSFERS}/{name}",
+                    "no close of this period is in the history: no payout was due for it",
+                )
+            ]
+    return found
 
 
 def _verify_closed(
