@@ -379,7 +379,10 @@ def test_retries_and_partial_failures_pay_each_line_exactly_once(
     # A new branch starts its record from nothing: a provider of its own, too.
     bank.provider = _provider()
     lines = _paid_lines()
-    for run in [*runs, {"usd": 10**7, "eur": 10**7, "northwind": True, "lumen": True}]:
+    # Then the provider takes everything, twice: a refusal a dead run never recorded is its
+    # key's answer still, recorded by the first of these, and the second tries again.
+    fine = {"usd": 10**7, "eur": 10**7, "northwind": True, "lumen": True}
+    for run in [*runs, fine, fine]:
         bank.provider.balance = {"usd": int(run["usd"]), "eur": int(run["eur"])}  # type: ignore[call-overload]
         bank.provider.accounts = {
             a for a, on in ((NORTHWIND, run["northwind"]), (LUMEN, run["lumen"])) if on
@@ -401,6 +404,7 @@ def test_retries_and_partial_failures_pay_each_line_exactly_once(
     sent = {(a.publisher, a.currency): a.reference for a in record.attempts if a.status == "sent"}
     assert sent == {k: v[0]["id"] for k, v in made.items()}
     assert engine.verify(repo, PERIOD, branch=branch) == []
+    assert pay(repo, PERIOD, bank.client, branch=branch, verify=False).commit is None
 
 
 def _due(amount: str = "10.00", attempt: int = 1) -> Due:

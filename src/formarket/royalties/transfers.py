@@ -12,7 +12,9 @@ Each attempt has its own idempotency key, `(period, publisher, currency, attempt
 dies between the provider's answer and the commit sends the same attempt again, and the
 provider answers it with the transfer it already made; an attempt the provider refused is in
 git, so the next run makes attempt n + 1, with a new key (the provider keeps a refusal as the
-answer to its key, as Stripe does). A line with a sent attempt is never sent again.
+answer to its key, as Stripe does; one that a dead run never recorded is answered again to the
+next run, which records it, and the run after tries anew). A line with a sent attempt is never
+sent again.
 """
 
 from __future__ import annotations
