@@ -449,9 +449,9 @@ PAYMENTS_URL = Setting(
     "payments_url",
     "FORMARKET_PAYMENTS_URL",
     URL,
-    "The payment provider's API that top-ups go through (Stripe's, or the stand-in's:"
-    " `python -m formarket.standins.payments`).",
-    ("control",),
+    "The payment provider's API that top-ups and creators' payouts go through (Stripe's, or"
+    " the stand-in's: `python -m formarket.standins.payments`).",
+    ("control", "royalties"),
     default="https://api.stripe.com",
 )
 PAYMENTS_KEY = Setting(
@@ -459,8 +459,8 @@ PAYMENTS_KEY = Setting(
     "FORMARKET_PAYMENTS_KEY",
     TEXT,
     "The payment provider's secret API key (sk_...). Keep it out of every repository.",
-    ("control",),
-    shown="none: top-ups are off",
+    ("control", "royalties"),
+    shown="none: top-ups and payouts are off",
 )
 PAYMENTS_WEBHOOK_SECRET = Setting(
     "payments_webhook_secret",

@@ -5,12 +5,16 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from formarket.commands._common import open_repo
 from formarket.commands._options import BRANCH_OPTION, REPO_OPTION
 from formarket.errors import UsageError
+
+if TYPE_CHECKING:
+    from formarket.control.payouts import PayReport
 
 __all__ = ["command"]
 
@@ -59,6 +63,8 @@ def command() -> None:
       formarket royalties close --period 2026-01 --commit
       formarket royalties verify --period 2026-01      recompute and compare, byte for byte
       formarket royalties verify --all                 every period closed in history
+      formarket royalties pay --period 2026-01         send its payouts (payment provider)
+      formarket royalties payouts --period 2026-01     each payout line and its transfer
     """
 
 
@@ -211,6 +217,96 @@ def verify_command(
         click.echo(f"{len(differences)} difference(s): royalties/{month}/ does not verify")
     if failed:
         sys.exit(1)
+
+
+@command.command("pay")
+@_PERIOD
+@REPO_OPTION
+@BRANCH_OPTION
+@click.option(
+    "--skip-verify",
+    is_flag=True,
+    help="Send without recomputing the period first (it must verify otherwise).",
+)
+def pay_command(period: str, repo: Path, branch: str, skip_verify: bool) -> None:
+    """Send a closed period's payouts: one transfer through the payment provider per payout
+    line the close paid by stripe-connect, and commit each answer as the bot to
+    royalties/transfers/YYYY-MM.json.
+
+    \b
+    Safe to run again: a line sent is never sent again (each try carries its own
+    idempotency key, and a run that died before recording is answered with the transfer it
+    already made); a line the provider refused (no funds, unknown destination) is recorded
+    with the reason and tried again. The provider is FORMARKET_PAYMENTS_URL with
+    FORMARKET_PAYMENTS_KEY, as for top-ups.
+
+    \b
+    Exit status: 0 every line sent, 1 an error or a line refused (recorded; run again).
+    """
+    from formarket.control.payouts import pay, transfers_from_settings
+
+    provider = transfers_from_settings()
+    repository = open_repo(repo)
+    try:
+        report = pay(repository, period, provider, branch=branch, verify=not skip_verify)
+    finally:
+        repository.close()
+    _show_payouts(report)
+    if report.commit is not None:
+        click.echo(
+            f"\nrecorded {len(report.sent)} sent, {len(report.refused)} refused in"
+            f" royalties/transfers/{period}.json as {report.commit.decode()[:12]}"
+        )
+    else:
+        click.echo("\nnothing to send: every payout line is sent or paid outside the provider")
+    if report.refused:
+        sys.exit(1)
+
+
+@command.command("payouts")
+@_PERIOD
+@REPO_OPTION
+@BRANCH_OPTION
+def payouts_command(period: str, repo: Path, branch: str) -> None:
+    """Show each payout line of a closed period with its transfer: the provider's reference,
+    or why it was refused, from git. Nothing is sent."""
+    from formarket.control.payouts import PayReport, closed_payouts
+    from formarket.market.refs import branch_tip
+    from formarket.market.trees import commit_tree
+    from formarket.royalties import engine
+    from formarket.royalties.sent import read_record
+
+    engine.check_period(period)
+    repository = open_repo(repo)
+    try:
+        tip = branch_tip(repository, branch)
+        _, payouts = closed_payouts(repository, tip, period)
+        record = read_record(repository, commit_tree(repository, tip), period)
+    finally:
+        repository.close()
+    _show_payouts(PayReport(period, payouts.lines, record))
+
+
+def _show_payouts(report: PayReport) -> None:
+    from formarket.royalties.transfers import sent_through_provider
+
+    if not report.lines:
+        click.echo(f"{report.period} has no payout lines")
+    for line in report.lines:
+        head = f"{line.publisher} {line.currency} {line.paid}"
+        if line.status != "paid":
+            click.echo(f"{head}: not paid ({line.status})")
+            continue
+        if not sent_through_provider(line):
+            click.echo(f"{head}: paid by {line.method} outside the provider, to {line.reference}")
+            continue
+        last = report.latest(line)
+        if last is None:
+            click.echo(f"{head}: not sent yet")
+        elif last.status == "sent":
+            click.echo(f"{head}: sent to {last.destination} as {last.reference}")
+        else:
+            click.echo(f"{head}: refused (try {last.attempt}): {last.reason}")
 
 
 @command.command("simulate")

@@ -28,7 +28,7 @@ from formarket.market.refs import first_parent_chain
 from formarket.market.sshsig import parse_public_line, signed_by
 from formarket.market.trees import commit_tree, find, list_dir
 
-__all__ = ["History", "extend"]
+__all__ = ["History", "bot_problem", "extend"]
 
 _PERIOD = re.compile(r"^[0-9]{4}-(0[1-9]|1[0-2])$")
 
@@ -140,6 +140,11 @@ def _closes(
             out.broken.pop(name, None)  # put back exactly as it was closed
         else:
             out.broken.setdefault(name, position)
+
+
+def bot_problem(repo: BaseRepo, commit_id: ObjectID) -> str:
+    """Why `commit_id` is not the bot's commit, as usage is judged; "" when it is."""
+    return _Judge(repo).problem(commit_id)
 
 
 class _Judge:

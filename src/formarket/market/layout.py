@@ -24,12 +24,14 @@ __all__ = [
     "REGISTRY",
     "ROYALTIES",
     "SOLUTIONS",
+    "TRANSFERS",
     "USAGE",
     "Place",
     "bot_writes",
     "deployment_path",
     "period_folder",
     "place",
+    "transfers_path",
 ]
 
 Writer = Literal["publishers", "maintainers", "bot"]
@@ -57,6 +59,9 @@ PLACES: tuple[Place, ...] = (
     Place("usage", "registry/usage", True, "bot", "YYYY/MM/DD/<kind>/<name>-<seq>.jsonl.gz"),
     Place("royalties", "royalties", True, "bot", "YYYY-MM/: a closed period, never changed"),
     Place("policy", "royalties/policy.yaml", False, "maintainers", "the royalty terms"),
+    # Beside the closed periods, not in them: a closed folder never changes, while the payouts
+    # it decided are sent (and a refused one sent again) after it closed.
+    Place("transfers", "royalties/transfers", True, "bot", "YYYY-MM.json: payouts as sent"),
 )
 
 
@@ -78,9 +83,14 @@ DEPLOYMENTS = place("deployments").path
 USAGE = place("usage").path
 ROYALTIES = place("royalties").path
 POLICY = place("policy").path
+TRANSFERS = place("transfers").path
 
 # Prefixes that only the bot may write (`path.startswith(BOT_PATHS)`)...
-BOT_PATHS: tuple[str, ...] = tuple(f"{p.path}/" for p in PLACES if p.writer == "bot" and p.folder)
+_BOT_FOLDERS = [f"{p.path}/" for p in PLACES if p.writer == "bot" and p.folder]
+# (a bot folder inside another, as royalties/transfers/ in royalties/, adds nothing)
+BOT_PATHS: tuple[str, ...] = tuple(
+    f for f in _BOT_FOLDERS if not any(f != g and f.startswith(g) for g in _BOT_FOLDERS)
+)
 # ...except these files inside them, which are the maintainers' (the bot never sets its terms).
 MAINTAINER_FILES: frozenset[str] = frozenset(
     p.path for p in PLACES if p.writer != "bot" and p.path.startswith(BOT_PATHS)
@@ -101,3 +111,10 @@ def period_folder(period: str) -> str:
     if not _PERIOD.fullmatch(period):
         raise ValueError(f"{period!r} is not a period (YYYY-MM)")
     return f"{ROYALTIES}/{period}"
+
+
+def transfers_path(period: str) -> str:
+    """The record of the transfers that paid out closed period `period`."""
+    if not _PERIOD.fullmatch(period):
+        raise ValueError(f"{period!r} is not a period (YYYY-MM)")
+    return f"{TRANSFERS}/{period}.json"

@@ -22,13 +22,13 @@ from pydantic import ValidationError
 from formarket.errors import FormarketError, InputError, NotFoundError, UsageError
 from formarket.market.governance import bot_at
 from formarket.market.history import History
-from formarket.market.layout import POLICY, period_folder
+from formarket.market.layout import POLICY, TRANSFERS, period_folder, transfers_path
 from formarket.market.refs import branch_tip, first_parent_chain
-from formarket.market.trees import commit_tree, files_under, read_path
+from formarket.market.trees import commit_tree, files_under, find, list_dir, read_path
 from formarket.market.writer import commit_changes
 from formarket.registry.cachekey import cache_key
 from formarket.registry.publishers import valid_publishers
-from formarket.royalties import gitio
+from formarket.royalties import gitio, sent
 from formarket.royalties.close import CloseContext, Closing, close_period, render_closing
 from formarket.royalties.money import MINOR_UNITS, to_minor_exact
 from formarket.royalties.payouts import prior_balances
@@ -454,9 +454,10 @@ def verify(
     progress: Progress | None = None,
 ) -> list[Difference]:
     """Recompute a closed period from the inputs its summary records and compare every file
-    with what its close committed, then with what the tip holds; an empty list means they
-    agree byte for byte. The close is found in history, so a period removed or changed since
-    is a difference that names the commit which did it."""
+    with what its close committed, then with what the tip holds, and check the record of its
+    transfers against it; an empty list means they agree byte for byte. The close is found
+    in history, so a period removed or changed since is a difference that names the commit
+    which did it."""
     check_period(period)
     tip = branch_tip(repo, branch)
     history = gitio.history(repo, tip, gitio.cache_dir_of(repo))
@@ -473,13 +474,25 @@ def verify_all(
     say: Say = _quiet,
     progress: Progress | None = None,
 ) -> dict[str, list[Difference]]:
-    """`verify` of every period closed in the history of `branch`, oldest first."""
+    """`verify` of every period closed in the history of `branch`, oldest first; a record of
+    transfers that no close stands behind is a difference too, under its own name."""
     tip = branch_tip(repo, branch)
     history = gitio.history(repo, tip, gitio.cache_dir_of(repo))
-    return {
+    found = {
         period: _verify_closed(repo, history, tip, period, branch, jobs, say, progress)
         for period in closed_periods(history)
     }
+    folder = find(repo, commit_tree(repo, tip), TRANSFERS, folder=True)
+    for name in sorted(list_dir(repo, folder, "") if folder is not None else {}):
+        period = name.removesuffix(".json")
+        if period not in history.closes:
+            found[period] = [
+                Difference(
+                    f"{TRANSFERS}/{name}",
+                    "no close of this period is in the history: no payout was due for it",
+                )
+            ]
+    return found
 
 
 def _verify_closed(
@@ -546,6 +559,12 @@ def _verify_closed(
         return [*differences, Difference(where, f"cannot be recomputed: {exc.message}")]
     closed = files_under(repo, commit_tree(repo, closer), base)
     differences.extend(_compare(computed.files, closed, base, ""))
+    # The payouts as sent, beside the closed folder: only what this close paid, as it paid it.
+    record = transfers_path(period)
+    differences.extend(
+        Difference(record, problem)
+        for problem in sent.record_problems(repo, closer, tip, period, computed.closing.payouts)
+    )
     broken = history.broken.get(period)
     if broken is not None:
         # The tip must still hold what the close committed (and recomputes).

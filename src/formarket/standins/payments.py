@@ -6,6 +6,9 @@ checkout page to pay on, and webhooks signed as Stripe signs them.
     GET  /v1/checkout/sessions/{id}        retrieve one
     POST /v1/checkout/sessions/{id}/expire expire an open one
     GET  /v1/events, /v1/events/{id}       the events it sent
+    POST /v1/transfers                     send money from the platform's balance to a
+                                           connected account (`Idempotency-Key` honoured)
+    GET  /v1/transfers, /v1/transfers/{id} the transfers sent (`transfer_group` filters)
     GET  /pay/{id}                         the hosted checkout page
     POST /pay/{id}                         "pay" on it: the session completes, its webhook is
                                            delivered, the browser goes to the success URL
@@ -15,6 +18,12 @@ carry `Stripe-Signature: t=<unix time>,v1=<HMAC-SHA256 of "t.payload" with the w
 secret>`, which `stripe.Webhook.construct_event` verifies. So the `stripe` library runs
 against it unchanged: point FORMARKET_PAYMENTS_URL here, or at Stripe, and nothing else
 changes. By hand: `python -m formarket.standins.payments --port 8766 --webhook URL`.
+
+Transfers draw on the platform's available balance per currency (what was paid through
+checkout, plus what it was started with) and go only to the connected accounts it knows; it
+refuses others as Stripe does (`balance_insufficient`, `resource_missing`). As Stripe, it keeps
+the first answer to each idempotency key, a refusal included, and gives it again to a retry
+with the same parameters: a retry never pays twice.
 """
 
 from __future__ import annotations
@@ -29,7 +38,7 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -46,6 +55,7 @@ __all__ = ["PaymentsStandIn", "parse_form", "sign_payload"]
 _MAX_BODY = 64 << 10
 _KEY = re.compile(r"[A-Za-z0-9_]{1,40}")
 _ID = re.compile(r"cs_test_[0-9a-f]{24}")
+_ACCOUNT = re.compile(r"acct_[A-Za-z0-9]{1,64}")
 # Stripe's amounts are integers in the currency's minor unit, at most eight digits.
 _MAX_AMOUNT = 99_999_999
 
@@ -84,6 +94,16 @@ def _error(status: int, message: str, kind: str = "invalid_request_error") -> JS
     return JSONResponse({"error": {"type": kind, "message": message}}, status)
 
 
+def _refusal(message: str, code: str | None, param: str | None = None) -> dict[str, Any]:
+    """A request the provider read and refused, as Stripe words it."""
+    error: dict[str, Any] = {"type": "invalid_request_error", "message": message}
+    if code is not None:
+        error["code"] = code
+    if param is not None:
+        error["param"] = param
+    return {"error": error}
+
+
 class PaymentsStandIn:
     """Checkout sessions and events in memory, served as an ASGI app (`ServerThread` it)."""
 
@@ -94,6 +114,8 @@ class PaymentsStandIn:
         *,
         webhook_url: str | None = None,
         clock: Callable[[], float] = time.time,
+        accounts: Iterable[str] = (),
+        balance: Mapping[str, int] | None = None,
     ) -> None:
         self.secret_key = secret_key
         self.webhook_secret = webhook_secret
@@ -102,6 +124,12 @@ class PaymentsStandIn:
         self.sessions: dict[str, dict[str, Any]] = {}
         self.events: list[dict[str, Any]] = []
         self.deliveries: list[tuple[str, int]] = []  # (event id, HTTP status) as delivered
+        self.accounts: set[str] = set(accounts)  # connected accounts transfers may go to
+        # The platform's available funds, in minor units by lower-case currency.
+        self.balance: dict[str, int] = {k.lower(): v for k, v in (balance or {}).items()}
+        self.transfers: dict[str, dict[str, Any]] = {}
+        # Idempotency key -> (the request's parameters, the status and body first answered).
+        self._answers: dict[str, tuple[dict[str, Any], int, dict[str, Any]]] = {}
         self._lock = threading.Lock()
         self._app = Starlette(
             routes=[
@@ -110,6 +138,9 @@ class PaymentsStandIn:
                 Route("/v1/checkout/sessions/{id}/expire", self._expire, methods=["POST"]),
                 Route("/v1/events", self._list_events, methods=["GET"]),
                 Route("/v1/events/{id}", self._event, methods=["GET"]),
+                Route("/v1/transfers", self._transfer, methods=["POST"]),
+                Route("/v1/transfers", self._list_transfers, methods=["GET"]),
+                Route("/v1/transfers/{id}", self._get_transfer, methods=["GET"]),
                 Route("/pay/{id}", self._page, methods=["GET"]),
                 Route("/pay/{id}", self._pay, methods=["POST"]),
             ]
@@ -127,6 +158,9 @@ class PaymentsStandIn:
             if session["status"] != "open":
                 raise ValueError(f"session {session_id} is {session['status']}")
             session.update(status="complete", payment_status="paid")
+            # What a payer pays becomes the platform's to transfer.
+            currency = session["currency"]
+            self.balance[currency] = self.balance.get(currency, 0) + session["amount_total"]
             event = self._new_event("checkout.session.completed", session)
         self.deliver(event["id"])
         return event
@@ -254,6 +288,101 @@ class PaymentsStandIn:
                 return JSONResponse(event)
         return _error(404, "No such event")
 
+    # --- transfers to connected accounts -------------------------------------------------------
+
+    async def _transfer(self, request: Request) -> Response:
+        if not self._authorized(request):
+            return _error(401, "Invalid API Key provided", "authentication_error")
+        body = await request.body()
+        if len(body) > _MAX_BODY:
+            return _error(413, "request too large")
+        try:
+            form = parse_form(body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            return _error(400, f"invalid transfer: {exc}")
+        key = request.headers.get("idempotency-key")
+        if key is not None and not 0 < len(key) <= 255:
+            return _error(400, "Idempotency-Key is 1 to 255 characters", "idempotency_error")
+        with self._lock:
+            if key is not None and key in self._answers:
+                params, status, answer = self._answers[key]
+                if params != form:
+                    return _error(
+                        400,
+                        "Keys for idempotent requests can only be used with the same"
+                        " parameters they were first used with",
+                        "idempotency_error",
+                    )
+                return JSONResponse(answer, status, headers={"Idempotent-Replayed": "true"})
+            status, answer = self._send(form)
+            if key is not None:
+                self._answers[key] = (form, status, answer)
+        return JSONResponse(answer, status)
+
+    def _send(self, form: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        """Carry out a transfer (under the lock): the status and body of the answer."""
+        try:
+            amount = int(form["amount"])
+            currency = str(form["currency"]).lower()
+            destination = str(form["destination"])
+        except (KeyError, ValueError, TypeError) as exc:
+            return 400, _refusal(f"invalid transfer: {exc}", None)
+        if not (0 < amount <= _MAX_AMOUNT and re.fullmatch(r"[a-z]{3}", currency)):
+            return 400, _refusal("amount or currency out of range", None)
+        metadata = form.get("metadata", {})
+        group = form.get("transfer_group")
+        if not isinstance(metadata, dict) or any(isinstance(v, dict) for v in metadata.values()):
+            return 400, _refusal("metadata is flat", None)
+        if not _ACCOUNT.fullmatch(destination) or destination not in self.accounts:
+            return 400, _refusal(
+                f"No such destination: '{destination[:80]}'", "resource_missing", "destination"
+            )
+        if self.balance.get(currency, 0) < amount:
+            return 400, _refusal(
+                "You have insufficient available funds in your Stripe account. Try adding funds"
+                " directly to your available balance by creating Charges.",
+                "balance_insufficient",
+            )
+        self.balance[currency] -= amount
+        transfer_id = f"tr_{secrets.token_hex(12)}"
+        transfer: dict[str, Any] = {
+            "id": transfer_id,
+            "object": "transfer",
+            "amount": amount,
+            "amount_reversed": 0,
+            "currency": currency,
+            "destination": destination,
+            "transfer_group": group if isinstance(group, str) else None,
+            "metadata": metadata,
+            "created": int(self.clock()),
+            "livemode": False,
+            "reversed": False,
+        }
+        self.transfers[transfer_id] = transfer
+        return 200, transfer
+
+    async def _list_transfers(self, request: Request) -> Response:
+        if not self._authorized(request):
+            return _error(401, "Invalid API Key provided", "authentication_error")
+        group = request.query_params.get("transfer_group")
+        with self._lock:
+            data = [
+                t
+                for t in reversed(self.transfers.values())
+                if group is None or t["transfer_group"] == group
+            ]
+        return JSONResponse(
+            {"object": "list", "data": data, "has_more": False, "url": "/v1/transfers"}
+        )
+
+    async def _get_transfer(self, request: Request) -> Response:
+        if not self._authorized(request):
+            return _error(401, "Invalid API Key provided", "authentication_error")
+        transfer = self.transfers.get(request.path_params["id"])
+        if transfer is None:
+            return _error(404, "No such transfer")
+        return JSONResponse(transfer)
+
     def _new_event(self, kind: str, session: dict[str, Any]) -> dict[str, Any]:
         event = {
             "id": f"evt_{secrets.token_hex(12)}",
@@ -304,8 +433,24 @@ def main(argv: list[str] | None = None) -> None:  # pragma: no cover - by hand
     parser.add_argument("--secret-key", default="sk_test_formarket")
     parser.add_argument("--webhook-secret", default="whsec_formarket")
     parser.add_argument("--webhook", default=None, help="Where to deliver webhooks.")
+    parser.add_argument(
+        "--account", action="append", default=[], help="A connected account (acct_...)."
+    )
+    parser.add_argument(
+        "--balance",
+        action="append",
+        default=[],
+        help="The platform's funds to start with, as CURRENCY:MINOR_UNITS (usd:100000).",
+    )
     args = parser.parse_args(argv)
-    app = PaymentsStandIn(args.secret_key, args.webhook_secret, webhook_url=args.webhook)
+    funds = {c: int(units) for c, _, units in (b.partition(":") for b in args.balance)}
+    app = PaymentsStandIn(
+        args.secret_key,
+        args.webhook_secret,
+        webhook_url=args.webhook,
+        accounts=args.account,
+        balance=funds,
+    )
     run_app(app, "127.0.0.1", args.port, lambda url: print(f"payments stand-in at {url}"))
 
 
