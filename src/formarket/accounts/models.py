@@ -28,6 +28,7 @@ __all__ = [
     "ApiKey",
     "Balance",
     "Base",
+    "Charge",
     "Generation",
     "Lease",
     "LoginState",
@@ -130,8 +131,11 @@ class LoginState(Base):
 
 class Balance(Base):
     """An account's prepaid credit. `available` is what no gateway holds; each lease holds a
-    slice more. `spent` totals what returned leases spent, `credited` what top-ups added, so
-    that credited == available + spent + what open leases hold (their amount)."""
+    slice more. `spent` totals what returned leases spent and what charges took, `credited`
+    what top-ups added, so that credited == available + spent + what open leases hold (their
+    amount). Only a charge (instance time already run) takes `available` below zero.
+    `zero_since`: when the farm first found the balance at or below zero, while it still is
+    (a top-up that lifts it above zero clears it); the platform's grace runs from there."""
 
     __tablename__ = "balances"
 
@@ -139,6 +143,20 @@ class Balance(Base):
     available: Mapped[Decimal] = mapped_column(Money())
     spent: Mapped[Decimal] = mapped_column(Money())
     credited: Mapped[Decimal] = mapped_column(Money())
+    zero_since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+
+
+class Charge(Base):
+    """An amount taken from a balance for something other than a call: `id` is what it is
+    for (an instance-hours event's id), so that the same thing is never charged twice."""
+
+    __tablename__ = "charges"
+
+    id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    amount: Mapped[Decimal] = mapped_column(Money())
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class Lease(Base):
