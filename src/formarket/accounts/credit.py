@@ -227,10 +227,12 @@ class CreditStore:
 
     # --- charges (the farm) ----------------------------------------------------------------
 
-    def charge(self, account_id: int, charge_id: str, amount: Decimal, kind: str) -> bool:
-        """Take `amount` (rounded down to the places kept) from the account's balance for
-        `charge_id`, once: True when this call charged it, False when `charge_id` was charged
-        already (a retried metering cycle). Taken whole even below zero: it is for time that
+    def charge(self, account_id: int, charge_id: str, amount: Decimal, kind: str) -> Decimal:
+        """Bring the charge `charge_id` to `amount` in all (rounded down to the places kept),
+        taking from the balance what it had not taken yet; what this call took. So a charge
+        asked again takes nothing (a retried metering cycle), and one asked for more takes
+        the difference (an instance-hour reported again, longer, after a crash). An id that
+        is another account's takes nothing. Taken whole even below zero: it is for time that
         has run already."""
         amount = down(amount)
         if not amount.is_finite() or amount < 0:
@@ -241,27 +243,29 @@ class CreditStore:
         with self._sessions.begin() as db:
             self._ensure_balance(db, account_id)
             self._touch(db, account_id)
-            # RETURNING rather than a row count: an ORM insert does not count its rows on
-            # every driver. No row back: the id was charged already.
-            added = db.scalar(
+            db.execute(
                 insert(Charge)
                 .values(
                     id=charge_id,
                     account_id=account_id,
                     kind=kind,
-                    amount=amount,
+                    amount=_ZERO,
                     created_at=self._clock(),
                 )
                 .on_conflict_do_nothing()
-                .returning(Charge.id)
             )
-            if added is None:
-                return False
-            row = db.get(Balance, account_id, populate_existing=True)
-            assert row is not None  # made above
-            row.available = row.available - amount
-            row.spent = row.spent + amount
-            return True
+            # Locked: two charges of one id are of one account, whose row is locked already;
+            # an id of another account's is locked here, and left alone.
+            row = db.scalars(select(Charge).where(Charge.id == charge_id).with_for_update()).one()
+            if row.account_id != account_id or row.amount >= amount:
+                return _ZERO
+            taken = amount - row.amount
+            row.amount = amount
+            balance = db.get(Balance, account_id, populate_existing=True)
+            assert balance is not None  # made above
+            balance.available = balance.available - taken
+            balance.spent = balance.spent + taken
+            return taken
 
     # --- top-ups ---------------------------------------------------------------------------
 
