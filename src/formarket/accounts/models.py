@@ -34,6 +34,7 @@ __all__ = [
     "LoginState",
     "Money",
     "Session",
+    "Subscription",
     "TopUp",
 ]
 
@@ -187,3 +188,25 @@ class TopUp(Base):
     state: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     settled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Subscription(Base):
+    """An account's subscription to a tier of a listing: its price and included usage as
+    they were when it subscribed, and the period paid for. `periods` counts the periods
+    charged; the charge of period n is `sub-<id>-<n>` in `charges`, so none is taken twice.
+    `state`: active, lapsed (a period the balance could not pay) or cancelled."""
+
+    __tablename__ = "subscriptions"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    listing: Mapped[str] = mapped_column(String(128))
+    tier: Mapped[str] = mapped_column(String(40))
+    price: Mapped[Decimal] = mapped_column(Money())
+    included_requests: Mapped[int | None] = mapped_column(BigInteger)
+    included_tokens: Mapped[int | None] = mapped_column(BigInteger)
+    state: Mapped[str] = mapped_column(String(16))
+    periods: Mapped[int] = mapped_column(Integer)
+    period_start: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    period_end: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -30,11 +30,13 @@ from formarket.accounts.credit import MAX_TOPUP
 from formarket.accounts.github_login import LoginError
 from formarket.accounts.keyformat import KEY_PATTERN
 from formarket.accounts.store import AccountView, KeyView
+from formarket.accounts.subscriptions import AlreadySubscribed, InsufficientCredit
 from formarket.control.context import Control
 from formarket.control.credit_notice import credit_notice
 from formarket.control.dashboard import add_dashboard
 from formarket.control.deployments import summary
 from formarket.control.payments import PaymentsError, WebhookRefused
+from formarket.control.subscriptions import add_subscriptions
 from formarket.control.usage import account_usage
 from formarket.deploy.forecast import MonthlyUsage
 from formarket.deploy.forecast import forecast as forecast_month
@@ -377,6 +379,10 @@ def create_app(control: Control | None = None) -> FastAPI:
             status, code = 422, "refused"
         elif isinstance(exc, LoginError):
             status, code = 401, "sign_in_failed"
+        elif isinstance(exc, InsufficientCredit):
+            status, code = 402, "insufficient_quota"
+        elif isinstance(exc, AlreadySubscribed):
+            status, code = 409, "already_subscribed"
         return _failure(status, exc.message, code, exc.hint)
 
     @app.exception_handler(RequestValidationError)
@@ -732,6 +738,7 @@ def create_app(control: Control | None = None) -> FastAPI:
             raise ApiFailure(502, exc.message, "payments_unavailable") from exc
         return WebhookOut(received=True, outcome=outcome)
 
+    add_subscriptions(app, ctl, Account)
     add_dashboard(app, ctl)
     return app
 

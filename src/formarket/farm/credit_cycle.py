@@ -15,12 +15,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from pathlib import Path
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from formarket.accounts.credit import CreditStore, Standing
 from formarket.accounts.database import database_url, open_database
+from formarket.accounts.subscriptions import SubscriptionStore
 from formarket.errors import FormarketError
 from formarket.farm import status
 from formarket.farm.billing import HourPrices, hour_price, pending_charges, settle_charges
@@ -36,7 +38,7 @@ from formarket.royalties.gitio import cache_dir_of, price_book
 from formarket.royalties.pricebook import PriceBook
 from formarket.schemas.deployment import Deployment
 
-__all__ = ["CreditCycle", "charge_and_stop", "hour_prices_of"]
+__all__ = ["CreditCycle", "charge_and_stop", "hour_prices_of", "renew_subscriptions"]
 
 _log = logging.getLogger("formarket.farm")
 _ENGINES: dict[str, Engine] = {}
@@ -50,6 +52,7 @@ class CreditCycle:
     at_zero: tuple[str, ...] = ()  # accounts, as git names them
     stopped: tuple[str, ...] = ()
     told: tuple[int, ...] = ()
+    renewed: tuple[tuple[str, str], ...] = ()  # (subscription, renewed or lapsed)
 
 
 def hour_prices_of(settings: FarmSettings) -> HourPrices:
@@ -79,12 +82,29 @@ def hour_prices_of(settings: FarmSettings) -> HourPrices:
     return prices
 
 
-def _credit(settings: FarmSettings, clock: Callable[[], datetime]) -> CreditStore:
+def _engine(settings: FarmSettings) -> Engine:
     url = database_url(status.gateway_state(settings).root)
     engine = _ENGINES.get(url)
     if engine is None:
         engine = _ENGINES[url] = open_database(url)
-    return CreditStore(engine, clock=clock)
+    return engine
+
+
+def _credit(settings: FarmSettings, clock: Callable[[], datetime]) -> CreditStore:
+    return CreditStore(_engine(settings), clock=clock)
+
+
+def renew_subscriptions(settings: FarmSettings, clock: Callable[[], datetime]) -> dict[str, str]:
+    """Charge the subscriptions whose month has ended for the next, or lapse them; each one's
+    outcome. Only where an accounts database is: a farm that has none has no subscriptions."""
+    url = database_url(status.gateway_state(settings).root)
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
+        return {}
+    try:
+        return SubscriptionStore(_engine(settings), clock=clock).renew_due()
+    except (FormarketError, SQLAlchemyError) as exc:
+        _log.warning("subscriptions not renewed this cycle: %s", exc)
+        return {}
 
 
 def charge_and_stop(

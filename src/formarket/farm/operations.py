@@ -17,7 +17,7 @@ import re
 import socket
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -29,7 +29,12 @@ from formarket.farm import image_index, status, upgrades
 from formarket.farm.agentkeys import sweep_agent_keys
 from formarket.farm.billing import instance_charges, record_charges
 from formarket.farm.building import build_listing
-from formarket.farm.credit_cycle import CreditCycle, charge_and_stop, hour_prices_of
+from formarket.farm.credit_cycle import (
+    CreditCycle,
+    charge_and_stop,
+    hour_prices_of,
+    renew_subscriptions,
+)
 from formarket.farm.desired import read_deployments
 from formarket.farm.fleet import (
     Actual,
@@ -133,6 +138,7 @@ class Cycle:
             "charged": self.credit.charged,
             "out_of_credit": list(self.credit.at_zero),
             "stopped_for_credit": list(self.credit.stopped),
+            "subscriptions": dict(self.credit.renewed),
             "seconds": round(self.seconds, 3),
         }
 
@@ -326,6 +332,8 @@ def _cycle(
             clock,
             GitHub.from_env if settings.github_repo else None,
         )
+        renewed = renew_subscriptions(settings, clock)
+        credit = replace(credit, renewed=tuple(sorted(renewed.items())))
     cycle = Cycle(
         the_plan,
         actual.down,
