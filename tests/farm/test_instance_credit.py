@@ -272,3 +272,26 @@ def test_metering_cycles_retried_anywhere_charge_the_time_run_once(
         assert expected - Decimal("1e-15") <= spent <= expected
     finally:
         engine.dispose()
+
+
+def test_the_cycle_renews_subscriptions_in_the_shared_database(farm: Farm) -> None:
+    from formarket.accounts.subscriptions import SubscriptionStore, Tier, next_period
+    from formarket.farm.credit_cycle import renew_subscriptions
+
+    subs = SubscriptionStore(farm.engine, clock=farm.clock)
+    subs.grant(farm.ada, Decimal("20.00"))
+    made = subs.subscribe(farm.ada, Tier("lumen-labs/sketch-turbo", "Hobby", Decimal(9), 500, None))
+    assert renew_subscriptions(farm.settings, farm.clock) == {}
+    farm.clock.now = next_period(T0)
+    assert renew_subscriptions(farm.settings, farm.clock) == {made.id: "renewed"}
+    assert renew_subscriptions(farm.settings, farm.clock) == {}
+    assert farm.credit.balance(farm.ada).balance == Decimal(2)
+
+
+def test_a_farm_without_an_accounts_database_renews_nothing(tmp_path: Path) -> None:
+    from formarket.farm.credit_cycle import renew_subscriptions
+
+    settings = FarmSettings(repo=tmp_path, state=tmp_path / "s")
+    assert renew_subscriptions(settings, Clock()) == {}
+    assert not (tmp_path / ".git").exists()
+    assert not list(tmp_path.rglob("accounts.sqlite"))
