@@ -295,3 +295,19 @@ def test_a_farm_without_an_accounts_database_renews_nothing(tmp_path: Path) -> N
     assert renew_subscriptions(settings, Clock()) == {}
     assert not (tmp_path / ".git").exists()
     assert not list(tmp_path.rglob("accounts.sqlite"))
+
+
+def test_a_stop_keeps_what_changed_in_git_since_the_cycle_read_it(farm: Farm) -> None:
+    """The cycle read the deployments before someone changed one (here, its settings): the
+    stop commits the document as it is now, stopped, and loses nothing of the change."""
+    farm.meter(1)
+    stale = farm.desired()
+    changed = stale["dep-000000000001"].model_copy(update={"settings": {"temperature": 0.5}})
+    submit(farm.repo, "main", [changed], "Change", bot_identity(farm.repo, "main"))
+    farm.clock.now = T0 + DEFAULT_GRACE
+    farm.credit.standing(farm.ada.id, mark=True)
+    farm.clock.now = T0 + 2 * DEFAULT_GRACE
+    done = charge_and_stop(farm.settings, stale, farm.prices, farm.clock, None)
+    assert done.stopped == ("dep-000000000001",)
+    now = farm.desired()["dep-000000000001"]
+    assert (now.state, now.settings) == ("stopped", {"temperature": 0.5})

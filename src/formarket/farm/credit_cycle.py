@@ -26,7 +26,7 @@ from formarket.accounts.subscriptions import SubscriptionStore
 from formarket.errors import FormarketError
 from formarket.farm import status
 from formarket.farm.billing import HourPrices, hour_price, pending_charges, settle_charges
-from formarket.farm.desired import submit
+from formarket.farm.desired import read_deployments, submit
 from formarket.farm.notify import Commenter
 from formarket.farm.out_of_credit import grace_of, overdue, stop_message, tell_out_of_credit
 from formarket.farm.publish import tip_reader
@@ -134,25 +134,37 @@ def charge_and_stop(
     except (FormarketError, SQLAlchemyError) as exc:
         _log.warning("prepaid credit not looked at this cycle: %s", exc)
         return CreditCycle(pending=len(pending_charges(settings.state)))
+    now = clock()
+    stopped: list[str] = []
     repo = open_market(settings)
     try:
-        policy = tip_reader(repo, settings.branch)(POLICY)
-        grace = grace_of(policy)
+        grace = grace_of(tip_reader(repo, settings.branch)(POLICY))
         due = overdue(desired, priced, standings, grace)
-        now = clock()
-        stopped: list[str] = []
         for item in due:
             if now < item.stops_at:
                 continue
-            wanted = [desired[d].model_copy(update={"state": "stopped"}) for d in item.deployments]
-            submit(
-                repo,
-                settings.branch,
-                wanted,
-                stop_message(item, grace),
-                bot_identity(repo, settings.branch),
-            )
-            stopped += item.deployments
+            # The documents as they are now, not as the cycle read them: a deployment
+            # upgraded meanwhile is stopped at its new version, not put back to the old one.
+            current = read_deployments(repo, settings.branch, problems=[])
+            wanted = [
+                current[d].model_copy(update={"state": "stopped"})
+                for d in item.deployments
+                if d in current and current[d].state == "running"
+            ]
+            if not wanted:
+                continue
+            try:
+                submit(
+                    repo,
+                    settings.branch,
+                    wanted,
+                    stop_message(item, grace),
+                    bot_identity(repo, settings.branch),
+                )
+            except FormarketError as exc:  # the next cycle tries again
+                _log.warning("could not stop %s: %s", ", ".join(item.deployments), exc)
+                continue
+            stopped += [d.id for d in wanted]
     finally:
         repo.close()
     told: list[int] = []
