@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
 from formarket.accounts.credit import CreditStore
 from tests.accounts.databases import db_url, pg_url
 from tests.control.conftest import Plane
+from tests.control.test_cli import _login, _run
 
 __all__ = ["db_url", "pg_url"]
 
@@ -48,3 +50,17 @@ def test_an_account_at_zero_is_told_when_its_deployments_stop(plane: Plane) -> N
     farm.grant(alice, Decimal("0.01"))
     after = plane.call(alice_key, "GET", "/v1/balance").json()
     assert (after["notice"], after["stops_at"]) == (None, None)
+
+
+def test_the_command_line_shows_the_notice(plane: Plane, tmp_path: Path) -> None:
+    config = tmp_path / "config"
+    assert _login(plane, config, "alice").exit_code == 0
+    alice = plane.store.account("alice")
+    assert alice is not None
+    assert "notice:" not in _run(["balance"], config).output
+    CreditStore(plane.store.engine, clock=lambda: AT).standing(alice.id, mark=True)
+    shown = _run(["balance"], config)
+    assert shown.exit_code == 0, shown.output
+    assert "notice: Your balance has been at or below zero since 2026-12-01 09:30 UTC" in (
+        shown.output
+    )
