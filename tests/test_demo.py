@@ -55,7 +55,9 @@ def test_the_demo_runs_the_whole_journey(tmp_path: Path) -> None:
     shows = rf"shows {mine.group(1)} and its (\d+) calls in the usage chart"
     shown = re.search(shows, result.output)
     assert shown is not None
-    assert shown.group(1) == "5"
+    assert shown.group(1) == "10"
+    assert "the next is refused, 429 insufficient_quota" in result.output
+    assert "called it until her credit ran out and was refused" in summary
     assert "deployed tinyforge/echo-chat-mini through the API" in summary
     assert "You said: Do you sell purple giraffes?" in result.output  # the agent reached its model
     # Through the gateway: each model call an event under its parent, and the model credited
@@ -64,7 +66,7 @@ def test_the_demo_runs_the_whole_journey(tmp_path: Path) -> None:
     assert hop is not None
     credited = re.search(r"echo-chat-mini is credited for (\d+) requests", result.output)
     assert credited is not None
-    assert int(credited.group(1)) == int(hop.group(1)) + 5  # and the user's 5 direct calls
+    assert int(credited.group(1)) == int(hop.group(1)) + 10  # and the user's 10 direct calls
     assert "calls the FAQ answered credit it nothing" in result.output
     assert "agrees with its recomputation from git, byte for byte" in result.output
     assert (tmp_path / "site" / "agents" / "tinyforge" / "faq-bot" / "index.html").is_file()

@@ -18,10 +18,11 @@ from formarket.gateway.server import ServerThread, build_gateway
 from formarket.schemas.usage import ListingVersion
 from formarket.standins.openai import StandIn as Upstream
 from tests.control.conftest import Plane
+from tests.control.test_payments import Shop, shop
 from tests.gateway.helpers import Client
 from tests.site.browser import TIMEOUT, browser
 
-__all__ = ["browser"]
+__all__ = ["browser", "shop"]
 
 pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("control-browser")]
 
@@ -91,3 +92,27 @@ def test_a_user_walks_the_dashboard(plane: Plane, browser: Browser, tmp_path: Pa
     expect(row.first).to_contain_text("1.1.0")
     page.screenshot(path=str(SHOTS / "dashboard-listings.png"), full_page=True)
     creator.close()
+
+
+def test_a_user_tops_up_through_the_checkout_page(shop: Shop, browser: Browser) -> None:
+    plane = shop.plane
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.set_default_timeout(TIMEOUT)
+    page.goto(f"{plane.url}/dashboard")
+    page.get_by_role("link", name="Sign in with GitHub").click()
+    page.get_by_label("Sign in to GitHub (stand-in) as").fill("ada")
+    page.get_by_role("button", name="Authorize").click()
+    expect(page.locator("#balance")).to_have_text("0.00 USD")
+
+    page.get_by_label("Amount (USD)").fill("25.00")
+    page.get_by_role("button", name="Top up").click()
+    page.locator("#checkout").click()  # to the payment provider's page
+    expect(page.get_by_role("heading", name="Pay 25.00 USD")).to_be_visible()
+    page.locator("#pay").click()
+    # Back on the dashboard; the balance shows once the signed webhook was taken.
+    expect(page.get_by_text("your balance grows")).to_be_visible()
+    page.reload()
+    expect(page.locator("#balance")).to_have_text("25.00 USD")
+    expect(page.get_by_role("cell", name="credited")).to_be_visible()
+    page.screenshot(path=str(SHOTS / "dashboard-credit.png"))
+    page.close()

@@ -6,7 +6,7 @@ from __future__ import annotations
 from decimal import Decimal
 from pathlib import Path
 
-from formarket.farm.publish import route_for, token_prices
+from formarket.farm.publish import CallPrices, call_prices, request_price, route_for, token_prices
 from formarket.farm.running import prices_of as _prices
 from formarket.farm.settings import FarmSettings
 from formarket.market.repository import create_repository
@@ -45,21 +45,48 @@ def test_other_pricing_prices_no_token() -> None:
     assert token_prices(None) == zero
 
 
-def test_a_route_carries_the_prices_of_the_model_it_serves() -> None:
+def test_a_route_carries_the_prices_of_the_listing_a_close_credits() -> None:
     model = deployment("dep-m", listing="acme/chat", version="1.0.0")
     agent = deployment("dep-a", kind="agent", listing="acme/bot", model_deployment="dep-m")
     desired = {"dep-m": model, "dep-a": agent}
     asked: list[ListingVersion] = []
 
-    def prices(ref: ListingVersion) -> tuple[Decimal, Decimal]:
+    def prices(ref: ListingVersion) -> CallPrices:
         asked.append(ref)
-        return Decimal("0.001"), Decimal("0.002")
+        return CallPrices(Decimal("0.001"), Decimal("0.002"), Decimal("0.01"))
 
+    # An agent's call is credited to the agent; its calls to its model are the model's own.
     route = route_for(agent, "http://127.0.0.1:1", desired, prices=prices)
-    assert (route.input_price, route.output_price) == (Decimal("0.001"), Decimal("0.002"))
-    assert asked == [ListingVersion(id="acme/chat", version="1.0.0")]
+    assert (route.input_price, route.output_price, route.request_price) == (
+        Decimal("0.001"),
+        Decimal("0.002"),
+        Decimal("0.01"),
+    )
+    assert asked == [ListingVersion(id="acme/bot", version="1.0.0")]
+    route_for(model, "http://127.0.0.1:1", desired, prices=prices)
+    assert asked[-1] == ListingVersion(id="acme/chat", version="1.0.0")
     unpriced = route_for(model, "http://127.0.0.1:1", desired)
-    assert (unpriced.input_price, unpriced.output_price) == (Decimal(0), Decimal(0))
+    assert (unpriced.input_price, unpriced.output_price, unpriced.request_price) == (0, 0, 0)
+    assert not unpriced.priced
+
+
+def test_per_request_pricing_prices_each_call() -> None:
+    assert request_price({"model": "per_request", "currency": "USD", "per_request": "0.002"}) == (
+        Decimal("0.002")
+    )
+    assert call_prices({"model": "per_request", "currency": "USD", "per_request": "1"}) == (
+        CallPrices(Decimal(0), Decimal(0), Decimal(1))
+    )
+    for other in (
+        {"model": "per_request", "currency": "EUR", "per_request": "1"},
+        {"model": "per_request", "currency": "USD"},
+        {"model": "per_token", "currency": "USD", "input_per_million": "1",
+         "output_per_million": "1"},
+        {"model": "free"},
+        None,
+        "per_request",
+    ):  # fmt: skip
+        assert request_price(other) == 0
 
 
 def test_a_deployment_of_an_older_version_reserves_that_versions_prices(tmp_path: Path) -> None:
@@ -75,15 +102,15 @@ def test_a_deployment_of_an_older_version_reserves_that_versions_prices(tmp_path
         tmp_path, {"FORMARKET_REPO": str(tmp_path / "market"), "FORMARKET_STATE": "farm"}
     )
     prices = _prices(settings)
-    assert prices(ListingVersion(id="acme/chat", version="1.0.0")) == (
+    assert prices(ListingVersion(id="acme/chat", version="1.0.0"))[:2] == (
         Decimal("0.000001"),
         Decimal("0.000002"),
     )
-    assert prices(ListingVersion(id="acme/chat", version="1.1.0")) == (
+    assert prices(ListingVersion(id="acme/chat", version="1.1.0"))[:2] == (
         Decimal("0.000003"),
         Decimal("0.000004"),
     )
-    assert prices(ListingVersion(id="acme/chat", version="9.9.9")) == (Decimal(0), Decimal(0))
+    assert prices(ListingVersion(id="acme/chat", version="9.9.9")) == (0, 0, 0)
 
 
 def _per_token(input_price: str, output_price: str) -> dict[str, str]:

@@ -19,6 +19,7 @@ from tests.gateway.helpers import Client
 from tests.gateway.test_http import spooled
 
 IN, OUT = Decimal("0.0000015"), Decimal("0.000002")
+PER_CALL = Decimal("0.002")
 
 
 @pytest.fixture
@@ -35,6 +36,13 @@ def priced(state: StatePaths, upstream: str) -> Iterator[Client]:
                 output_price=OUT,
             ),
             Route(deployment="dep-free", endpoint=upstream, account="acme", model=MODEL),
+            Route(
+                deployment="dep-call",
+                endpoint=upstream,
+                account="acme",
+                model=MODEL,
+                request_price=PER_CALL,
+            ),
         ],
     )
     key, _ = create_key(state.keys, "acme", rate_per_second=1000, burst=1000)
@@ -63,6 +71,12 @@ def test_a_call_shows_its_cost_and_its_receipt(priced: Client, state: StatePaths
 def test_a_free_call_costs_zero(priced: Client) -> None:
     usage = priced.chat("dep-free", "hi").json()["usage"]
     assert (usage["cost"], usage["currency"]) == ("0", "USD")
+
+
+def test_a_call_priced_per_request_costs_its_price_whatever_its_tokens(priced: Client) -> None:
+    for text in ("hi", "a much longer question than the first one, " * 5):
+        usage = priced.chat("dep-call", text, max_tokens=4).json()["usage"]
+        assert Decimal(usage["cost"]) == PER_CALL
 
 
 def test_a_stream_shows_its_cost_in_its_final_usage_chunk(

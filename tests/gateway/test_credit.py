@@ -28,6 +28,7 @@ from tests.gateway.test_account_keys import _gateway
 __all__ = ["db_url", "pg_url"]
 
 IN, OUT = Decimal("0.00001"), Decimal("0.00002")
+PER_CALL = Decimal("0.25")
 
 
 def _routes(state: StatePaths, upstream: str) -> None:
@@ -43,6 +44,13 @@ def _routes(state: StatePaths, upstream: str) -> None:
                 output_price=OUT,
             ),
             Route(deployment="dep-free", endpoint=upstream, account="alice", model=MODEL),
+            Route(
+                deployment="dep-call",
+                endpoint=upstream,
+                account="alice",
+                model=MODEL,
+                request_price=PER_CALL,
+            ),
         ],
     )
 
@@ -100,6 +108,26 @@ def test_a_call_costs_the_balance_what_it_shows(
     assert shown > 0
     assert view.spent == shown
     assert view.balance == Decimal("1.00") - shown
+
+
+def test_calls_priced_per_request_spend_the_balance_until_it_cannot_cover_one(
+    tmp_path: Path, upstream: str, db_url: str, stores: tuple[AccountStore, CreditStore]
+) -> None:
+    accounts, credit = stores
+    alice = accounts.sign_in("alice", 1)
+    key, _ = accounts.create_key(alice)
+    credit.grant(alice, Decimal("1.10"))
+    with _serve(tmp_path, upstream, db_url) as server:
+        client = Client(server.url, key)
+        answered = [client.chat("dep-call", f"call {n}") for n in range(4)]
+        refused = client.chat("dep-call", "one more")
+    assert [r.status for r in answered] == [200] * 4
+    assert {r.json()["usage"]["cost"] for r in answered} == {"0.25"}
+    assert refused.status == 429
+    assert refused.json()["error"]["code"] == "insufficient_quota"
+    view = credit.balance(alice)
+    assert view.spent == 4 * PER_CALL
+    assert view.balance == Decimal("0.10")
 
 
 def test_a_call_is_cut_where_its_credit_ends(

@@ -221,9 +221,10 @@ KEY = KeyRecord(
         max_size=30,
     ),
     st.integers(0, 5),
+    st.sampled_from([Decimal(0), Decimal("0.0005"), Decimal("0.003")]),
 )
 def test_a_key_is_never_billed_more_than_it_had_left(
-    calls: list[tuple[int, int | None, float]], in_flight: int
+    calls: list[tuple[int, int | None, float]], in_flight: int, price_call: Decimal
 ) -> None:
     limits = Limits()
     price_in, price_out = Decimal("0.00001"), Decimal("0.00003")
@@ -237,6 +238,7 @@ def test_a_key_is_never_billed_more_than_it_had_left(
             want_out=want_out,
             price_in=price_in,
             price_out=price_out,
+            price_call=price_call,
         )
         if isinstance(reservation, Reservation):
             open_calls.append((reservation, share))
@@ -244,7 +246,9 @@ def test_a_key_is_never_billed_more_than_it_had_left(
             held, part = open_calls.pop(0)
             # Whatever the deployment does, the gateway bills at most what was reserved.
             billed_out = int((held.output_tokens or 0) * part)
-            limits.settle(held, held.input_tokens, billed_out, price_in, price_out, True)
+            limits.settle(
+                held, held.input_tokens, billed_out, price_in, price_out, True, price_call
+            )
     for held, part in open_calls:
         limits.settle(
             held,
@@ -253,6 +257,7 @@ def test_a_key_is_never_billed_more_than_it_had_left(
             price_in,
             price_out,
             True,
+            price_call,
         )
     day = limits._day("k", 0)
     assert day.tokens <= 500

@@ -19,12 +19,13 @@ import hashlib
 import hmac
 from collections.abc import Callable
 from datetime import timedelta
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from urllib.parse import parse_qs
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from formarket.accounts.credit import check_amount
 from formarket.accounts.github_login import LoginError
 from formarket.accounts.store import AccountView
 from formarket.control.context import Control
@@ -32,6 +33,7 @@ from formarket.control.dashboard_pages import render
 from formarket.control.deployments import summary
 from formarket.control.earnings import statements_of
 from formarket.control.look import Look, load_look
+from formarket.control.payments import PaymentsError
 from formarket.control.publishers import publishers_of
 from formarket.control.usage import account_usage, listing_usage
 from formarket.errors import FormarketError
@@ -47,6 +49,12 @@ STATE_COOKIE = "fmk_oauth_state"
 _SESSION_TTL = timedelta(hours=8)
 _STATE_TTL = timedelta(minutes=10)
 _MAX_FORM = 8 << 10
+_PAYMENTS_OFF = "Top-ups are off on this control plane: its operator has set no payment provider."
+# What the provider's return to the dashboard means (its `topup` query).
+_TOPUP_NOTES = {
+    "paid": "Paid: your balance grows as soon as the payment provider confirms it.",
+    "cancelled": "The top-up was cancelled; nothing was charged.",
+}
 # No script at all; the catalog's stylesheets from here (and a few rules inline), images only
 # as Material's stylesheets embed them; forms post only here; no framing.
 _CSP = (
@@ -163,6 +171,10 @@ def add_dashboard(app: FastAPI, ctl: Callable[[], Control]) -> None:
             new_key=new_key,
             # The variable the farm's comments and the READMEs name for a caller's key.
             key_variable="FORMARKET_KEY",
+            credit=control.credit.balance(account),
+            topups=control.credit.topups(account)[-10:][::-1],
+            can_top_up=control.payments is not None,
+            topup_note=_TOPUP_NOTES.get(request.query_params.get("topup", ""), ""),
         )
 
     @app.get("/dashboard", include_in_schema=False, response_class=HTMLResponse)
@@ -272,6 +284,53 @@ def add_dashboard(app: FastAPI, ctl: Callable[[], Control]) -> None:
         except FormarketError as exc:
             return page("message", "Refused", message=exc.message, status=400)
         return home(request, account, session, new_key=key)
+
+    @app.post("/dashboard/topups", include_in_schema=False)
+    async def top_up(request: Request) -> Response:
+        """A checkout at the payment provider; the page links to it rather than redirecting,
+        so that forms here still post nowhere but here (the CSP's form-action)."""
+        found = signed_in(request)
+        if found is None:
+            return sign_in_page("Your session ended; sign in again.", 401)
+        account, session = found
+        fields = await form(request, session)
+        if fields is None:
+            return refused()
+        payments = ctl().payments
+        if payments is None:
+            return page("message", "Top-ups are off", message=_PAYMENTS_OFF, status=503)
+        try:
+            amount = check_amount(Decimal(fields.get("amount", "").strip()))
+        except (InvalidOperation, FormarketError):
+            return page(
+                "message",
+                "Refused",
+                message="A top-up is an amount in whole cents, such as 10.00.",
+                status=400,
+            )
+        base = str(request.base_url).rstrip("/")
+        try:
+            checkout = payments.checkout(
+                account, amount, f"{base}/dashboard?topup=paid", f"{base}/dashboard?topup=cancelled"
+            )
+        except PaymentsError as exc:
+            return page("message", "Not now", message=exc.message, status=502)
+        if not checkout.url.startswith(("https://", "http://")):
+            # The page links to it: never to a script or data address, whoever answered.
+            return page(
+                "message",
+                "Not now",
+                message="The provider's checkout address is not a web address.",
+                status=502,
+            )
+        ctl().credit.open_topup(account, checkout.id, checkout.amount)
+        return page(
+            "checkout",
+            "Top up",
+            account=account.login,
+            csrf=_csrf(session),
+            checkout=checkout,
+        )
 
     @app.post("/dashboard/keys/{key_id}/revoke", include_in_schema=False)
     async def revoke_key(key_id: str, request: Request) -> Response:

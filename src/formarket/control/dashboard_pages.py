@@ -5,6 +5,8 @@ trusted as markup."""
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from jinja2 import DictLoader, Environment
 
 from formarket.control.look import PALETTE
@@ -57,6 +59,25 @@ _HOME = (
     """{% extends "base" %}{% block body %}
 {% if new_key %}<p class="fm-new-key">Your new key (shown this once):
 <code id="new-key">{{ new_key }}</code></p>{% endif %}
+{% if topup_note %}<p class="fm-new-key">{{ topup_note }}</p>{% endif %}
+<h2>My credit</h2>
+<p>Balance <strong id="balance">{{ credit.balance | money }} {{ credit.currency }}</strong>
+<span class="fm-note">({{ credit.available | money }} available,
+{{ credit.held | money }} held by calls in progress;
+{{ credit.credited | money }} topped up, {{ credit.spent | money }} spent)</span></p>
+{% if can_top_up %}<form class="fm-form" method="post" action="/dashboard/topups">
+<input type="hidden" name="csrf" value="{{ csrf }}">
+<label>Amount ({{ credit.currency }}) <input name="amount" value="10.00" inputmode="decimal"
+ maxlength="12"></label><button class="md-button md-button--primary">Top up</button></form>
+{% else %}<p class="fm-empty">Top-ups are off on this control plane.</p>{% endif %}
+{% if topups %}"""
+    + _TABLE_OPEN
+    + """<thead><tr><th>Top-up</th><th>Amount</th><th>State</th><th>Started</th></tr></thead>
+<tbody>{% for t in topups %}<tr><td><code>{{ t.id[-8:] }}</code></td>
+<td>{{ t.amount | money }} {{ t.currency }}</td><td>{{ t.state }}</td>
+<td>{{ t.created_at.strftime("%Y-%m-%d %H:%M") }}</td></tr>{% endfor %}</tbody>"""
+    + _TABLE_CLOSE
+    + """{% endif %}
 <h2>My deployments</h2>
 {% if deployments %}"""
     + _TABLE_OPEN
@@ -169,6 +190,13 @@ _TEMPLATES = {
     "base": _BASE,
     "home": _HOME,
     "listings": _LISTINGS,
+    "checkout": """{% extends "base" %}{% block body %}
+<p>A checkout of {{ checkout.amount }} {{ checkout.currency }} is open at the payment
+provider. Pay there; you come back here, and your balance grows once the provider confirms
+the payment.</p>
+<p><a class="md-button md-button--primary" id="checkout" href="{{ checkout.url }}">Pay
+{{ checkout.amount }} {{ checkout.currency }} with the payment provider</a></p>
+<p><a href="/dashboard">Back to the dashboard</a></p>{% endblock %}""",
     "sign_in": """{% extends "base" %}{% block body %}<p>{{ message }}</p>
 <p><a class="md-button md-button--primary" href="/dashboard/login">Sign in with GitHub</a></p>
 {% endblock %}""",
@@ -176,6 +204,16 @@ _TEMPLATES = {
 <p><a href="/dashboard">Back to the dashboard</a></p>{% endblock %}""",
 }
 _ENV = Environment(loader=DictLoader(_TEMPLATES), autoescape=True)
+
+
+def _money(value: Decimal) -> str:
+    """An amount with at least its cents and no trailing zeros past them: credit is kept to
+    eighteen places, and a call may cost a fraction of a cent."""
+    whole, _, fraction = format(value.normalize(), "f").partition(".")
+    return f"{whole}.{fraction.ljust(2, '0')}"
+
+
+_ENV.filters["money"] = _money
 TABS = (("/dashboard", "My deployments"), ("/dashboard/listings", "My listings"))
 
 

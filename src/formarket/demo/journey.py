@@ -186,6 +186,7 @@ def _journey(source: Path, scratch: Path, repo_path: Path, public: str, echo: Ec
         _step(echo, 5, f"A user signs in with GitHub, makes a key and deploys {model_id}")
         user.sign_in()
         user.make_key()
+        user.top_up("0.01")
         mine = user.deploy(model_id)
         everything = [*requested, mine]
 
@@ -212,7 +213,16 @@ def _journey(source: Path, scratch: Path, repo_path: Path, public: str, echo: Ec
             calls += [(d.id, d.account, "How do I reset my password?") for d in pairs[:1]]
             farm.cycle()  # meters the instance-hours so far, into the same spool
             demo_calls(repo_path, gateway.url, calls, echo)
-            user.call(gateway.url)
+            # Her credit buys five calls of the model at its price per request; the sixth is
+            # refused before it reaches the model, until she tops up again.
+            user.call(gateway.url, 8)
+            user.top_up("0.05")
+            user.call(gateway.url, 5)
+            if user.refused != 1 or user.calls != 10:
+                raise NotFoundError(
+                    f"the user's credit bought {user.calls} calls and refused {user.refused};"
+                    " 5 calls, a refusal, a top-up and 5 more were expected"
+                )
 
             _step(echo, 8, "The deployments are stopped in git; the farm removes their VMs")
             bot = bot_identity(repo, "main")
@@ -243,8 +253,9 @@ def _journey(source: Path, scratch: Path, repo_path: Path, public: str, echo: Ec
     echo(f"  pr-2 by {owner}: refused with {', '.join(refused)}")
     echo(f"  requests: {len(pairs)} of {_AGENT} with {model_id} (an issue and the CLI)")
     echo(
-        f"  a user: {DEMO_USER} signed in with GitHub (device flow), made a key, deployed"
-        f" {model_id} through the API, called it, and saw it in the dashboard"
+        f"  a user: {DEMO_USER} signed in with GitHub (device flow), made a key, topped up,"
+        f" deployed {model_id} through the API, called it until her credit ran out and was"
+        " refused, topped up again, called it, and saw it in the dashboard"
     )
     echo(f"  the farm: {len(everything)} VMs built, booted, answered, stopped")
     echo(f"  the gateway: {events} usage events committed to registry/usage/")

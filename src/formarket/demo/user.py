@@ -14,6 +14,7 @@ import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from urllib.parse import urlencode, urlsplit
 
@@ -21,18 +22,22 @@ from formarket.accounts import AccountStore, open_database
 from formarket.accounts.github_login import DeviceCode, GitHubLogin
 from formarket.control import Control, create_app
 from formarket.control.client import ControlClient, Credentials, sign_in
+from formarket.control.payments import Payments
 from formarket.errors import FormarketError
 from formarket.farm.settings import FarmSettings
 from formarket.gateway.server import ServerThread
 from formarket.httpclient import Client
 from formarket.standins.github import StandIn
+from formarket.standins.payments import PaymentsStandIn
 
 __all__ = ["DEMO_USER", "UserSide", "demo_control"]
 
 Echo = Callable[[str], None]
 DEMO_USER = "ada-lovelace"
-# The stand-in's OAuth app: known to it alone, not a secret.
+# The stand-ins' own credentials (an OAuth app, the payment provider's test keys): known to
+# them alone, not secrets.
 _APP_ID, _APP_SECRET = "formarket-demo", "demo-oauth-secret"
+_PAY_KEY, _PAY_HOOK = "sk_test_formarket_demo", "whsec_formarket_demo"
 
 
 @dataclass
@@ -41,12 +46,14 @@ class UserSide:
 
     url: str
     github: StandIn
+    payments: str  # the payment provider's stand-in
     control: Control  # its gateway_url is set once the gateway listens
     echo: Echo
     credentials: Credentials | None = None
     key: str = ""
     deployment: str = ""
     calls: int = 0  # answered calls of `deployment`
+    refused: int = 0  # calls refused for want of credit
 
     def sign_in(self, login: str = DEMO_USER) -> None:
         """`formarket login`: the device flow; the user types the code on GitHub's page."""
@@ -93,26 +100,61 @@ class UserSide:
         self.echo(f"  committed by the bot for {self.credentials.account}: {self.deployment}")
         return self.deployment
 
-    def call(self, gateway: str, calls: int = 5) -> None:
+    def top_up(self, amount: str) -> None:
+        """`formarket topup AMOUNT`: a checkout at the payment provider, paid on its page; the
+        provider's signed webhook credits the balance."""
+        assert self.credentials is not None
+        with ControlClient(self.url, self.credentials.key) as control:
+            made = control.call("POST", "/v1/topups", {"amount": amount})
+            self.echo(f"formarket topup {amount}  -> a checkout at {made['url']}")
+            with Client(self.payments) as browser:
+                paid = browser.post(
+                    made["url"].removeprefix(self.payments),
+                    content=b"",
+                    headers={"Content-Type": "application/x-www-form-urlencoded"},
+                )
+            if paid.status_code != 303:
+                raise FormarketError(f"the checkout page refused to take payment: {paid.text}")
+            balance = control.call("GET", "/v1/balance")
+        self.echo(
+            f"  paid on the provider's page; its signed webhook credited the account:"
+            f" formarket balance -> {_money(balance['balance'])} {balance['currency']}"
+        )
+
+    def call(self, gateway: str, calls: int) -> None:
         """Call the deployment through the gateway with the key, as the dashboard's snippet
-        does."""
+        does, `calls` times or until the balance cannot cover a call."""
         body = {"model": self.deployment, "messages": [{"role": "user", "content": "Hello"}]}
         headers = {"Authorization": f"Bearer {self.key}"}
-        answer = ""
+        answers: list[str] = []
+        spent = Decimal(0)
+        refusal = ""
         with Client(gateway, timeout=30.0) as http:
-            for n in range(calls):
+            for _ in range(calls):
                 reply = http.post("/v1/chat/completions", json=body, headers=headers)
+                if reply.status_code == 429 and reply.json()["error"]["code"] == (
+                    "insufficient_quota"
+                ):
+                    self.refused += 1
+                    refusal = reply.json()["error"]["message"]
+                    break
                 if reply.status_code != 200:
                     raise FormarketError(
                         f"{self.deployment} answered {reply.status_code}: {reply.text[:200]}"
                     )
                 self.calls += 1
-                if n == 0:
-                    answer = reply.json()["choices"][0]["message"]["content"]
-        self.echo(
-            f"  {self.credentials.account if self.credentials else '?'} -> {self.deployment}:"
-            f" 'Hello' -> {answer[:60]!r} ({calls} calls with the demo-app key)"
-        )
+                usage = reply.json()["usage"]
+                spent += Decimal(usage["cost"])
+                answers.append(reply.json()["choices"][0]["message"]["content"])
+        account = self.credentials.account if self.credentials else "?"
+        if answers:
+            self.echo(
+                f"  {account} -> {self.deployment}: 'Hello' -> {answers[0][:40]!r}"
+                f" ({len(answers)} calls with the demo-app key, each answer showing its cost:"
+                f" {_money(str(spent))} USD in all)"
+            )
+        if refusal:
+            self.echo(f"  the next is refused, 429 insufficient_quota: {refusal}")
 
     def dashboard(self) -> str:
         """Sign in to the dashboard with GitHub's web flow and read what it shows of the
@@ -148,7 +190,8 @@ def demo_control(scratch: Path, settings: FarmSettings, echo: Echo) -> Iterator[
     the accounts database is `database_url(scratch)`."""
     engine = open_database(database_url(scratch))
     try:
-        with StandIn() as github:
+        provider = PaymentsStandIn(_PAY_KEY, _PAY_HOOK)
+        with StandIn() as github, ServerThread(provider) as shop:
             github.oauth.add_app(_APP_ID, _APP_SECRET)
             github.oauth.interval = 1  # GitHub's own is 5 s; the demo need not wait that long
             control = Control(
@@ -158,11 +201,14 @@ def demo_control(scratch: Path, settings: FarmSettings, echo: Echo) -> Iterator[
                     _APP_ID, _APP_SECRET, server_url=github.url, api_url=github.url
                 ),
                 gateway_url="http://127.0.0.1",
+                payments=Payments(shop.url, _PAY_KEY, _PAY_HOOK),
             )
             with ServerThread(create_app(control)) as server:
+                provider.webhook_url = f"{server.url}/v1/payments/webhook"
                 echo(f"the control plane listens on {server.url} (API and dashboard);")
-                echo(f"GitHub's sign-in is the stand-in's, at {github.url}")
-                yield UserSide(server.url, github, control, echo)
+                echo(f"GitHub's sign-in is the stand-in's, at {github.url};")
+                echo(f"the payment provider is the stand-in's, at {shop.url}")
+                yield UserSide(server.url, github, shop.url, control, echo)
     finally:
         engine.dispose()
 
@@ -170,3 +216,8 @@ def demo_control(scratch: Path, settings: FarmSettings, echo: Echo) -> Iterator[
 def database_url(scratch: Path) -> str:
     """The demo's accounts database, shared by the control plane and the gateway."""
     return f"sqlite:///{(scratch / 'accounts.sqlite').absolute()}"
+
+
+def _money(amount: str) -> str:
+    whole, _, fraction = format(Decimal(amount).normalize(), "f").partition(".")
+    return f"{whole}.{fraction.ljust(2, '0')}"

@@ -20,6 +20,7 @@ import logging
 from collections.abc import Callable, Mapping
 from decimal import Decimal
 from pathlib import Path
+from typing import NamedTuple
 
 from dulwich.repo import BaseRepo
 from pydantic import ValidationError
@@ -33,14 +34,18 @@ from formarket.market.trees import commit_tree, read_path
 from formarket.registry.tokenizer_file import MAX_TOKENIZER_BYTES
 from formarket.schemas.deployment import Deployment
 from formarket.schemas.listing import TokenizerFile
-from formarket.schemas.pricing import PLATFORM_CURRENCY, PerTokenPricing
+from formarket.schemas.pricing import PLATFORM_CURRENCY, PerRequestPricing, PerTokenPricing
 from formarket.schemas.usage import ListingVersion
 from formarket.usage.events import Served
 from formarket.yamldoc import load_yaml
 
 __all__ = [
+    "FREE",
+    "CallPrices",
     "Tokenizers",
+    "call_prices",
     "publish_routes",
+    "request_price",
     "route_for",
     "routes_for",
     "served_by",
@@ -56,7 +61,19 @@ Tokenizers = Mapping[tuple[str, str], RouteTokenizer | None]
 _INDEX = "listings.json"
 
 _MILLION = Decimal(1_000_000)
-Prices = Callable[[ListingVersion], tuple[Decimal, Decimal]]
+Prices = Callable[[ListingVersion], "CallPrices"]
+
+
+class CallPrices(NamedTuple):
+    """What one call costs in the platform's currency, by a listing's `pricing`: per input
+    token, per output token, and per request (a close rates the call by the same terms)."""
+
+    input: Decimal
+    output: Decimal
+    request: Decimal
+
+
+FREE = CallPrices(Decimal(0), Decimal(0), Decimal(0))
 
 
 def token_prices(pricing: object) -> tuple[Decimal, Decimal]:
@@ -77,6 +94,25 @@ def token_prices(pricing: object) -> tuple[Decimal, Decimal]:
     return terms.input_per_million / _MILLION, terms.output_per_million / _MILLION
 
 
+def request_price(pricing: object) -> Decimal:
+    """The price of one request from per-request pricing in the platform's currency; anything
+    else prices no request (0)."""
+    if isinstance(pricing, PerRequestPricing):
+        terms = pricing
+    elif not isinstance(pricing, dict) or pricing.get("model") != "per_request":
+        return Decimal(0)
+    else:
+        try:
+            terms = PerRequestPricing.model_validate(pricing)
+        except ValidationError:
+            return Decimal(0)
+    return terms.per_request if terms.currency == PLATFORM_CURRENCY else Decimal(0)
+
+
+def call_prices(pricing: object) -> CallPrices:
+    return CallPrices(*token_prices(pricing), request_price(pricing))
+
+
 def _ref(deployment: Deployment) -> ListingVersion:
     return ListingVersion(id=deployment.listing.id, version=deployment.listing.version)
 
@@ -89,8 +125,9 @@ def route_for(
     tokenizers: Tokenizers | None = None,
     prices: Prices | None = None,
 ) -> Route:
-    """The route of a running deployment; `prices` gives a listing version's per-token prices
-    (those of the model it serves, else of the agent)."""
+    """The route of a running deployment; `prices` gives a listing version's prices: those of
+    the listing a close credits its calls to, the agent of an agent's deployment (its calls to
+    its model are the model's own calls, on the model's route), else the model."""
     model: ListingVersion | None = None
     agent: ListingVersion | None = None
     tokenizer: RouteTokenizer | None = None
@@ -102,10 +139,8 @@ def route_for(
         agent = _ref(deployment)
         partner = desired.get(deployment.model_deployment or "")
         model = _ref(partner) if partner is not None else None
-    priced = model or agent
-    input_price, output_price = (
-        prices(priced) if prices is not None and priced is not None else (Decimal(0), Decimal(0))
-    )
+    priced = agent or model
+    charged = prices(priced) if prices is not None and priced is not None else FREE
     return Route(
         deployment=deployment.id,
         endpoint=endpoint,
@@ -113,8 +148,9 @@ def route_for(
         agent=agent,
         model=model,
         tokenizer=tokenizer,
-        input_price=input_price,
-        output_price=output_price,
+        input_price=charged.input,
+        output_price=charged.output,
+        request_price=charged.request,
     )
 
 

@@ -18,7 +18,6 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from decimal import Decimal
 
 from dulwich.repo import Repo
 
@@ -45,7 +44,15 @@ from formarket.farm.gpus import DeviceMissing, missing_devices, remember_missing
 from formarket.farm.hosts import Host
 from formarket.farm.leases import open_leases
 from formarket.farm.libvirt_conn import Connections, HostConnection, HostError
-from formarket.farm.publish import Tokenizers, route_for, stock_tokenizers, tip_reader, token_prices
+from formarket.farm.publish import (
+    FREE,
+    CallPrices,
+    Tokenizers,
+    call_prices,
+    route_for,
+    stock_tokenizers,
+    tip_reader,
+)
 from formarket.farm.settings import FarmSettings, open_market
 from formarket.farm.sleeping import SleepMarks
 from formarket.farm.versions import Versions, versions_at
@@ -292,14 +299,14 @@ class _Step:
         )
 
 
-def prices_of(settings: FarmSettings) -> Callable[[ListingVersion], tuple[Decimal, Decimal]]:
-    """Per-token prices of listing versions, as each version was first published: the same
+def prices_of(settings: FarmSettings) -> Callable[[ListingVersion], CallPrices]:
+    """The prices of a call of listing versions, as each version was first published: the same
     price book the royalties rate calls with, so a deployment still running an older version
     reserves that version's prices. Read at most once per call of this, and only for a version
     this process has not priced yet (a published version's price never changes)."""
     books: list[PriceBook] = []
 
-    def prices(ref: ListingVersion) -> tuple[Decimal, Decimal]:
+    def prices(ref: ListingVersion) -> CallPrices:
         key = (str(settings.repo), ref.id, ref.version)
         found = _PRICES.get(key)
         if found is not None:
@@ -314,14 +321,14 @@ def prices_of(settings: FarmSettings) -> Callable[[ListingVersion], tuple[Decima
                 repo.close()
         entry = books[0].get(ref.id, ref.version)
         if entry is None:
-            return Decimal(0), Decimal(0)  # not published on the branch (yet): no price known
-        found = _PRICES[key] = token_prices(entry.pricing)
+            return FREE  # not published on the branch (yet): no price known
+        found = _PRICES[key] = call_prices(entry.pricing)
         return found
 
     return prices
 
 
-_PRICES: dict[tuple[str, str, str], tuple[Decimal, Decimal]] = {}
+_PRICES: dict[tuple[str, str, str], CallPrices] = {}
 
 
 def _add_route(settings: FarmSettings, route: Route) -> None:

@@ -406,6 +406,7 @@ class Gateway:
             want_out=0 if kind == "embedding" else (None if max_tokens is None else max_tokens * n),
             price_in=route.input_price,
             price_out=route.output_price,
+            price_call=route.request_price,
         )
         if isinstance(reservation, Refusal):
             raise ApiError(
@@ -489,14 +490,14 @@ class Gateway:
         DEFAULT_OUTPUT_HOLD tokens, and is cut there). The call's output budget is what the
         hold pays for."""
         assert self.credit is not None
-        price_in, price_out = route.input_price, route.output_price
+        price_in, price_out, price_call = route.input_price, route.output_price, route.request_price
         if want_out is None:
             want_out = DEFAULT_OUTPUT_HOLD
         if budget is not None:
             want_out = min(want_out, budget)
         need_out = 0 if kind == "embedding" else 1
-        need = need_in * price_in + need_out * price_out
-        want = max(need, want_in * price_in + want_out * price_out)
+        need = need_in * price_in + need_out * price_out + price_call
+        want = max(need, want_in * price_in + want_out * price_out + price_call)
         try:
             held = await self.credit.hold(account_id, need, want)
         except Exception as exc:
@@ -519,7 +520,7 @@ class Gateway:
             )
         if kind == "embedding" or price_out <= 0:
             return held, budget
-        afford = int((held.amount - want_in * price_in) / price_out)
+        afford = int((held.amount - price_call - want_in * price_in) / price_out)
         return held, afford if budget is None else min(budget, afford)
 
     async def _woken(self, key: KeyRecord, name: str, target: _Target) -> _Target:
@@ -792,7 +793,11 @@ class _Call:
     def cost(self, settled: Settled) -> Decimal:
         """What the call costs at its route's prices (what a close rates it at)."""
         route = self.target.route
-        return settled.input_tokens * route.input_price + settled.output_tokens * route.output_price
+        return (
+            settled.input_tokens * route.input_price
+            + settled.output_tokens * route.output_price
+            + route.request_price
+        )
 
     def settle(self, reported: tuple[int, int] | None) -> Settled:
         reservation = self.reservation
@@ -842,6 +847,7 @@ class _Call:
                 route.input_price,
                 route.output_price,
                 charged,
+                route.request_price,
             )
         elif charged:
             gateway.allowance.charge(

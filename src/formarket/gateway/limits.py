@@ -114,10 +114,11 @@ class Limits:
         want_out: int | None,
         price_in: Decimal,
         price_out: Decimal,
+        price_call: Decimal = Decimal(0),
     ) -> Reservation | Refusal | None:
         """Hold what a call may cost before it is forwarded: at least `need_in` tokens of
-        input (up to `want_in`) and up to `want_out` of output, within what the key has left
-        today. None when the key has no limit on tokens or money."""
+        input (up to `want_in`) and up to `want_out` of output, and the call's own price, within
+        what the key has left today. None when the key has no limit on tokens or money."""
         if key.tokens_per_day is None and key.usd_per_day is None:
             return None
         day = int(wall // _DAY)
@@ -130,7 +131,8 @@ class Limits:
         )
         usd_left = key.usd_per_day - used.usd - held_usd if key.usd_per_day is not None else None
         if (tokens_left is not None and tokens_left < need_in + 1) or (
-            usd_left is not None and (usd_left <= 0 or usd_left < need_in * price_in + price_out)
+            usd_left is not None
+            and (usd_left <= 0 or usd_left < need_in * price_in + price_out + price_call)
         ):
             spent = (
                 f"{key.tokens_per_day} tokens"
@@ -144,7 +146,7 @@ class Limits:
                 _DAY - int(wall) % _DAY,
             )
         if want_out is not None and (tokens_left is None or want_in + want_out <= tokens_left):
-            usd = want_in * price_in + want_out * price_out
+            usd = want_in * price_in + want_out * price_out + price_call
             if usd_left is None or usd <= usd_left:
                 # All the call may cost fits in what is left: the usual case, kept cheap.
                 self._held[key.id] = (held_tokens + want_in + want_out, held_usd + usd)
@@ -153,17 +155,17 @@ class Limits:
         if tokens_left is not None:
             taken_in = min(taken_in, tokens_left - 1)
         if usd_left is not None and price_in > 0:
-            taken_in = min(taken_in, int((usd_left - price_out) / price_in))
+            taken_in = min(taken_in, int((usd_left - price_call - price_out) / price_in))
         taken_in = max(taken_in, need_in)
         taken_out = want_out
         if tokens_left is not None:
             room = tokens_left - taken_in
             taken_out = room if taken_out is None else min(taken_out, room)
         if usd_left is not None and price_out > 0:
-            room = int((usd_left - taken_in * price_in) / price_out)
+            room = int((usd_left - price_call - taken_in * price_in) / price_out)
             taken_out = room if taken_out is None else min(taken_out, room)
         tokens = taken_in + (taken_out or 0)
-        usd = taken_in * price_in + (taken_out or 0) * price_out
+        usd = taken_in * price_in + (taken_out or 0) * price_out + price_call
         self._held[key.id] = (held_tokens + tokens, held_usd + usd)
         return Reservation(key.id, day, taken_in, taken_out, tokens, usd)
 
@@ -175,6 +177,7 @@ class Limits:
         price_in: Decimal,
         price_out: Decimal,
         charge: bool,
+        price_call: Decimal = Decimal(0),
     ) -> None:
         """Release a call's reservation and, when it is charged, count what was billed."""
         held_tokens, held_usd = self._held.get(reservation.key_id, (0, Decimal(0)))
@@ -191,7 +194,7 @@ class Limits:
             day = reservation.day if current is None else max(current.day, reservation.day)
             used = self._day(reservation.key_id, day)
             used.tokens += input_tokens + output_tokens
-            used.usd += input_tokens * price_in + output_tokens * price_out
+            used.usd += input_tokens * price_in + output_tokens * price_out + price_call
             self.dirty = True
 
     def charge(self, key: KeyRecord, wall: float, tokens: int) -> None:

@@ -90,6 +90,12 @@ class Route(Document):
         ge=0,
         description="The price of one output token in the platform's currency.",
     )
+    request_price: Decimal = Field(
+        default=Decimal(0),
+        ge=0,
+        description="The price of one answered call in the platform's currency, from per-request"
+        " pricing (0: none).",
+    )
     idle_since: datetime | None = Field(
         default=None,
         description="Set while the deployment is scaled to zero: its VM was stopped, idle, at"
@@ -115,7 +121,7 @@ class Route(Document):
     @property
     def priced(self) -> bool:
         """Whether its calls cost anything (a free route holds no credit)."""
-        return self.input_price > 0 or self.output_price > 0
+        return self.input_price > 0 or self.output_price > 0 or self.request_price > 0
 
     def served(self) -> Served:
         return Served(
