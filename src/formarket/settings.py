@@ -410,10 +410,10 @@ DATABASE_URL = Setting(
     "database_url",
     "FORMARKET_DATABASE_URL",
     URL,
-    "The accounts database (accounts, their API keys, sign-in sessions), shared by every"
-    " gateway and the control plane: postgresql://user@host/db, or sqlite:////path/file."
-    " It may hold a password.",
-    ("control", "gateway"),
+    "The accounts database (accounts, their API keys, sign-in sessions, prepaid credit),"
+    " shared by every gateway, the control plane and the farm (which charges instance time"
+    " to it): postgresql://user@host/db, or sqlite:////path/file. It may hold a password.",
+    ("control", "farm", "gateway"),
     shown="sqlite: accounts.sqlite in the gateway's folder (--gateway-dir)",
 )
 GITHUB_CLIENT_ID = Setting(

@@ -107,6 +107,8 @@ def test_the_openapi_document_names_every_route() -> None:
         "/v1/deployments/{deployment_id}",
         "/v1/deployments/{deployment_id}/upgrade",
         "/v1/usage",
+        "/v1/subscriptions",
+        "/v1/subscriptions/{subscription_id}",
     }
 
 

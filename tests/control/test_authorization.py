@@ -32,6 +32,10 @@ ROUTES = [
     ("DELETE", "/v1/deployments/dep-1", None),
     ("POST", "/v1/deployments/dep-1/upgrade", {"dry_run": True}),
     ("GET", "/v1/usage", None),
+    ("GET", "/v1/balance", None),
+    ("GET", "/v1/subscriptions", None),
+    ("POST", "/v1/subscriptions", {"listing": "lumen-labs/sketch-turbo", "tier": "Hobby"}),
+    ("DELETE", "/v1/subscriptions/sub_" + "0" * 24, None),
 ]
 
 

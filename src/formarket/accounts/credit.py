@@ -9,8 +9,14 @@ takes more when its slice runs short, and gives the rest back when it is idle or
 expires unless it is renewed: the lease of a process that was killed returns to the balance,
 less what it had written as spent, at the next lease taken on that account.
 
-So, whatever the processes do, `available` never goes below zero and a process never holds
-more than it leased: credit cannot be overspent. What the balance may miss is the cost of calls
+So, whatever the processes do, leasing never takes `available` below zero and a process never
+holds more than it leased: calls cannot overspend credit. Instance time is different: it has
+run by the time it is metered, so its charge (`charge`, once per instance-hours event id) is
+taken whole, and it alone may take `available` below zero; a gateway then leases nothing more.
+The balance shown is never below minus the instance time charged beyond it. An account at or
+below zero is marked (`standing`) when the farm finds it so, and the platform's terms give it
+a grace period from there before its deployments stop; a top-up that lifts it above zero
+clears the mark. What the balance may miss is the cost of calls
 a killed process served after it last wrote its lease (in the account's favour); the committed
 usage stays the record the invoices are computed from.
 
@@ -23,7 +29,7 @@ upgrade to a writer (which fails at once instead of waiting).
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
@@ -35,12 +41,22 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session as OrmSession
 from sqlalchemy.orm import sessionmaker
 
-from formarket.accounts.models import MONEY_SCALE, Account, Balance, Lease, TopUp
+from formarket.accounts.models import MONEY_SCALE, Account, Balance, Charge, Lease, TopUp
+from formarket.accounts.pseudonym import Pseudonyms
 from formarket.accounts.store import AccountView
 from formarket.errors import UsageError
 from formarket.schemas.pricing import PLATFORM_CURRENCY
 
-__all__ = ["BalanceView", "CreditStore", "LeaseGrant", "TopUpView", "check_amount", "down", "up"]
+__all__ = [
+    "BalanceView",
+    "CreditStore",
+    "LeaseGrant",
+    "Standing",
+    "TopUpView",
+    "check_amount",
+    "down",
+    "up",
+]
 
 _ZERO = Decimal(0)
 _QUANTUM = Decimal(1).scaleb(-MONEY_SCALE)
@@ -94,6 +110,15 @@ class TopUpView:
     state: str  # open, credited, expired
     created_at: datetime
     settled_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Standing:
+    """An account's balance (available and held), and since when it has been at or below
+    zero (None: it is above, or no one has found it at zero yet)."""
+
+    balance: Decimal
+    zero_since: datetime | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +186,87 @@ class CreditStore:
         with self._sessions() as db:
             return db.scalar(select(Account.id).where(Account.login == login))
 
+    def accounts_named(self, names: Iterable[str], pseudonyms: Pseudonyms) -> dict[str, int]:
+        """The account ids of `names` as git writes them (pseudonyms, or the logins of
+        documents from before pseudonyms); a name no account has is left out. Every login is
+        hashed: the database keeps no pseudonym, since only the key's holders can make one."""
+        wanted = set(names)
+        if not wanted:
+            return {}
+        found: dict[str, int] = {}
+        with self._sessions() as db:
+            for account_id, login in db.execute(select(Account.id, Account.login)):
+                for name in pseudonyms.names(login):
+                    if name in wanted:
+                        found[name] = account_id
+        return found
+
+    def standing(self, account_id: int, *, mark: bool = False) -> Standing:
+        """The account's balance and since when it is at zero; with `mark` (the farm, which
+        bills instance time), a balance found at or below zero is marked so from now, and one
+        found above zero is unmarked."""
+        with self._sessions.begin() as db:
+            if mark:
+                self._ensure_balance(db, account_id)
+                self._touch(db, account_id)
+            row = db.get(Balance, account_id, populate_existing=True)
+            if row is None:
+                return Standing(_ZERO, None)
+            balance = row.available + self._held(db, account_id)
+            if mark and balance <= 0 and row.zero_since is None:
+                row.zero_since = self._clock()
+            elif mark and balance > 0 and row.zero_since is not None:
+                row.zero_since = None
+            since = None if row.zero_since is None else _utc(row.zero_since)
+            return Standing(balance, since)
+
+    def charged(self, charge_id: str) -> Decimal | None:
+        """What the charge `charge_id` took; None when there is none."""
+        with self._sessions() as db:
+            return db.scalar(select(Charge.amount).where(Charge.id == charge_id))
+
+    # --- charges (the farm) ----------------------------------------------------------------
+
+    def charge(self, account_id: int, charge_id: str, amount: Decimal, kind: str) -> Decimal:
+        """Bring the charge `charge_id` to `amount` in all (rounded down to the places kept),
+        taking from the balance what it had not taken yet; what this call took. So a charge
+        asked again takes nothing (a retried metering cycle), and one asked for more takes
+        the difference (an instance-hour reported again, longer, after a crash). An id that
+        is another account's takes nothing. Taken whole even below zero: it is for time that
+        has run already."""
+        amount = down(amount)
+        if not amount.is_finite() or amount < 0:
+            raise ValueError(f"a charge is an amount of at least 0, not {amount}")
+        if not 0 < len(charge_id) <= 255 or not 0 < len(kind) <= 16:
+            raise ValueError("a charge's id is 1 to 255 characters, its kind 1 to 16")
+        insert = postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert
+        with self._sessions.begin() as db:
+            self._ensure_balance(db, account_id)
+            self._touch(db, account_id)
+            db.execute(
+                insert(Charge)
+                .values(
+                    id=charge_id,
+                    account_id=account_id,
+                    kind=kind,
+                    amount=_ZERO,
+                    created_at=self._clock(),
+                )
+                .on_conflict_do_nothing()
+            )
+            # Locked: two charges of one id are of one account, whose row is locked already;
+            # an id of another account's is locked here, and left alone.
+            row = db.scalars(select(Charge).where(Charge.id == charge_id).with_for_update()).one()
+            if row.account_id != account_id or row.amount >= amount:
+                return _ZERO
+            taken = amount - row.amount
+            row.amount = amount
+            balance = db.get(Balance, account_id, populate_existing=True)
+            assert balance is not None  # made above
+            balance.available = balance.available - taken
+            balance.spent = balance.spent + taken
+            return taken
+
     # --- top-ups ---------------------------------------------------------------------------
 
     def open_topup(self, account: AccountView, topup_id: str, amount: Decimal) -> None:
@@ -204,6 +310,11 @@ class CreditStore:
             assert balance is not None  # made above
             balance.available = balance.available + amount
             balance.credited = balance.credited + amount
+            if (
+                balance.zero_since is not None
+                and balance.available + self._held(db, row.account_id) > 0
+            ):
+                balance.zero_since = None  # above zero again: no stop is pending
             return True
 
     def expire_topup(self, topup_id: str) -> bool:
@@ -317,6 +428,14 @@ class CreditStore:
         """Lock the account's balance row before anything is read (see the module's doc)."""
         touched = update(Balance).where(Balance.account_id == account_id)
         return _changed(db, touched.values(account_id=Balance.account_id)) == 1
+
+    def _held(self, db: OrmSession, account_id: int) -> Decimal:
+        held = _ZERO
+        for amount, spent in db.execute(
+            select(Lease.amount, Lease.spent).where(Lease.account_id == account_id)
+        ):
+            held += amount - spent
+        return held
 
     def _ensure_balance(self, db: OrmSession, account_id: int) -> None:
         values = {"account_id": account_id, "available": _ZERO, "spent": _ZERO, "credited": _ZERO}

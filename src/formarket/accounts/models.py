@@ -28,11 +28,13 @@ __all__ = [
     "ApiKey",
     "Balance",
     "Base",
+    "Charge",
     "Generation",
     "Lease",
     "LoginState",
     "Money",
     "Session",
+    "Subscription",
     "TopUp",
 ]
 
@@ -130,8 +132,11 @@ class LoginState(Base):
 
 class Balance(Base):
     """An account's prepaid credit. `available` is what no gateway holds; each lease holds a
-    slice more. `spent` totals what returned leases spent, `credited` what top-ups added, so
-    that credited == available + spent + what open leases hold (their amount)."""
+    slice more. `spent` totals what returned leases spent and what charges took, `credited`
+    what top-ups added, so that credited == available + spent + what open leases hold (their
+    amount). Only a charge (instance time already run) takes `available` below zero.
+    `zero_since`: when the farm first found the balance at or below zero, while it still is
+    (a top-up that lifts it above zero clears it); the platform's grace runs from there."""
 
     __tablename__ = "balances"
 
@@ -139,6 +144,20 @@ class Balance(Base):
     available: Mapped[Decimal] = mapped_column(Money())
     spent: Mapped[Decimal] = mapped_column(Money())
     credited: Mapped[Decimal] = mapped_column(Money())
+    zero_since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+
+
+class Charge(Base):
+    """An amount taken from a balance for something other than a call: `id` is what it is
+    for (an instance-hours event's id), so that the same thing is never charged twice."""
+
+    __tablename__ = "charges"
+
+    id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    amount: Mapped[Decimal] = mapped_column(Money())
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class Lease(Base):
@@ -169,3 +188,25 @@ class TopUp(Base):
     state: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     settled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Subscription(Base):
+    """An account's subscription to a tier of a listing: its price and included usage as
+    they were when it subscribed, and the period paid for. `periods` counts the periods
+    charged; the charge of period n is `sub-<id>-<n>` in `charges`, so none is taken twice.
+    `state`: active, lapsed (a period the balance could not pay) or cancelled."""
+
+    __tablename__ = "subscriptions"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    listing: Mapped[str] = mapped_column(String(128))
+    tier: Mapped[str] = mapped_column(String(40))
+    price: Mapped[Decimal] = mapped_column(Money())
+    included_requests: Mapped[int | None] = mapped_column(BigInteger)
+    included_tokens: Mapped[int | None] = mapped_column(BigInteger)
+    state: Mapped[str] = mapped_column(String(16))
+    periods: Mapped[int] = mapped_column(Integer)
+    period_start: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    period_end: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

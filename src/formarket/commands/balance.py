@@ -21,7 +21,9 @@ def command(control_url: str, as_json: bool) -> None:
     \b
     Calls to priced deployments draw on it: each holds the most it can cost
     while it runs, and a call the balance cannot cover is refused
-    (insufficient_quota). `formarket topup AMOUNT` buys more.
+    (insufficient_quota). Deployments priced by the hour draw their running
+    time on it; at zero they stop after the grace of the platform's terms,
+    and a notice here says when. `formarket topup AMOUNT` buys more.
     """
     from formarket.commands._remote import account_client
 
@@ -37,6 +39,9 @@ def command(control_url: str, as_json: bool) -> None:
     click.echo(
         f"  credited in all: {currency} {shown['credited']}; spent: {currency} {shown['spent']}"
     )
+    if shown.get("notice"):
+        # Out of credit: the farm stops the deployments priced by the hour at `stops_at`.
+        click.echo(f"notice: {shown['notice']}")
     for topup in shown["topups"]:
         click.echo(
             f"{topup['created_at'][:19]}  {topup['currency']} {topup['amount']:>10}"

@@ -30,10 +30,13 @@ from formarket.accounts.credit import MAX_TOPUP
 from formarket.accounts.github_login import LoginError
 from formarket.accounts.keyformat import KEY_PATTERN
 from formarket.accounts.store import AccountView, KeyView
+from formarket.accounts.subscriptions import AlreadySubscribed, InsufficientCredit
 from formarket.control.context import Control
+from formarket.control.credit_notice import credit_notice
 from formarket.control.dashboard import add_dashboard
 from formarket.control.deployments import summary
 from formarket.control.payments import PaymentsError, WebhookRefused
+from formarket.control.subscriptions import add_subscriptions
 from formarket.control.usage import account_usage
 from formarket.deploy.forecast import MonthlyUsage
 from formarket.deploy.forecast import forecast as forecast_month
@@ -291,8 +294,23 @@ class BalanceOut(BaseModel):
     available: Decimal = Field(description="Of it, what no gateway holds for calls right now.")
     held: Decimal = Field(description="Held by gateways for calls in progress or soon.")
     credited: Decimal = Field(description="Every top-up credited, in all.")
-    spent: Decimal = Field(description="What calls have spent, as gateways last wrote it.")
+    spent: Decimal = Field(
+        description="What calls have spent, as gateways last wrote it, and the instance time"
+        " of your deployments priced by the hour."
+    )
     topups: tuple[TopUpOut, ...]
+    notice: str | None = Field(
+        default=None,
+        description="Set while your balance is at or below zero: what happens, and when.",
+    )
+    zero_since: datetime | None = Field(
+        default=None, description="Since when the farm has found your balance at zero."
+    )
+    stops_at: datetime | None = Field(
+        default=None,
+        description="When your deployments priced by the hour stop unless you top up (the"
+        " grace of the platform's terms after zero_since).",
+    )
 
 
 class WebhookOut(BaseModel):
@@ -361,6 +379,10 @@ def create_app(control: Control | None = None) -> FastAPI:
             status, code = 422, "refused"
         elif isinstance(exc, LoginError):
             status, code = 401, "sign_in_failed"
+        elif isinstance(exc, InsufficientCredit):
+            status, code = 402, "insufficient_quota"
+        elif isinstance(exc, AlreadySubscribed):
+            status, code = 409, "already_subscribed"
         return _failure(status, exc.message, code, exc.hint)
 
     @app.exception_handler(RequestValidationError)
@@ -640,9 +662,14 @@ def create_app(control: Control | None = None) -> FastAPI:
 
     @app.get("/v1/balance", response_model=BalanceOut)
     def balance(me: Account) -> BalanceOut:
-        """Your prepaid credit and your top-ups."""
+        """Your prepaid credit and your top-ups; while it is at zero, a notice of when your
+        deployments priced by the hour stop."""
         view = ctl().credit.balance(me)
+        told = credit_notice(ctl().credit, ctl().farm, me)
         return BalanceOut(
+            notice=told.notice,
+            zero_since=told.zero_since,
+            stops_at=told.stops_at,
             account=me.login,
             currency=view.currency,
             balance=view.balance,
@@ -711,6 +738,7 @@ def create_app(control: Control | None = None) -> FastAPI:
             raise ApiFailure(502, exc.message, "payments_unavailable") from exc
         return WebhookOut(received=True, outcome=outcome)
 
+    add_subscriptions(app, ctl, Account)
     add_dashboard(app, ctl)
     return app
 

@@ -13,7 +13,7 @@ not after, until it is woken.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -47,11 +47,13 @@ def meter_running(
     *,
     started: Mapping[str, datetime] | None = None,
     ended: Mapping[str, tuple[Served, datetime]] | None = None,
+    bill: Callable[[list[bytes]], None] | None = None,
 ) -> int:
     """Meter every running deployment up to `now`; how many events went to the spool.
     `started`: when deployments were woken, where a deployment without a clock starts from;
     `ended`: deployments stopped for idleness since the last cycle, metered up to their stop
-    and then forgotten."""
+    and then forgotten; `bill`: given the events once they are in the spool, before the
+    clocks move on (formarket.farm.billing records them as charges)."""
     at = int((now or datetime.now(UTC)).timestamp())
     clocks = _load(clock_file)
     woken = {k: int(v.timestamp()) for k, v in (started or {}).items()}
@@ -72,5 +74,7 @@ def meter_running(
             kept[dep_id] = max(end, since or end)
     if events:
         write_events(spool, events)
+        if bill is not None:
+            bill(events)
     _save(clock_file, kept)
     return len(events)

@@ -17,7 +17,7 @@ import re
 import socket
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -27,7 +27,14 @@ from formarket.builder.store import DirectoryStore
 from formarket.errors import FormarketError
 from formarket.farm import image_index, status, upgrades
 from formarket.farm.agentkeys import sweep_agent_keys
+from formarket.farm.billing import instance_charges, record_charges
 from formarket.farm.building import build_listing
+from formarket.farm.credit_cycle import (
+    CreditCycle,
+    charge_and_stop,
+    hour_prices_of,
+    renew_subscriptions,
+)
 from formarket.farm.desired import read_deployments
 from formarket.farm.fleet import (
     Actual,
@@ -113,6 +120,7 @@ class Cycle:
     failed: tuple[str, ...]
     metered: int
     seconds: float
+    credit: CreditCycle = field(default_factory=CreditCycle)
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -127,6 +135,10 @@ class Cycle:
             "enqueued": self.enqueued,
             "failed": list(self.failed),
             "metered": self.metered,
+            "charged": self.credit.charged,
+            "out_of_credit": list(self.credit.at_zero),
+            "stopped_for_credit": list(self.credit.stopped),
+            "subscriptions": dict(self.credit.renewed),
             "seconds": round(self.seconds, 3),
         }
 
@@ -152,9 +164,11 @@ def reconcile_once(
     pool: Connections | None = None,
     leases: Leases | None = None,
     meter: bool = True,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> Cycle:
     """One cycle: read git and libvirt, plan, hand out the work (each under a lease), publish
-    the routes of what runs and meter its running time."""
+    the routes of what runs, meter its running time and charge it to the accounts' balances
+    (stopping, past the grace of the terms, what accounts out of credit run)."""
     started = time.perf_counter()
     pool = pool or connections()
     leases = leases or open_leases(settings.broker_url or "", settings.state)
@@ -165,7 +179,7 @@ def reconcile_once(
             hint=f"it ends within {RECONCILE_LEASE_SECONDS:.0f}s even if its process died",
         )
     try:
-        return _cycle(settings, enqueue, pool, leases, meter, started)
+        return _cycle(settings, enqueue, pool, leases, meter, started, clock)
     finally:
         leases.release(RECONCILE_LEASE)
 
@@ -177,6 +191,7 @@ def _cycle(
     leases: Leases,
     meter: bool,
     started: float,
+    clock: Callable[[], datetime],
 ) -> Cycle:
     hosts = inventory(settings)
     repo = open_market(settings)
@@ -294,16 +309,31 @@ def _cycle(
             GitHub.from_env,
         )
     metered = 0
+    credit = CreditCycle()
     if meter:
         served = served_by(routes)
+        hour_prices = hour_prices_of(settings)
         metered = meter_running(
             settings.state / "meter.json",
             status.gateway_state(settings).spool,
             _meter_source(),
             served_by(awake_routes),
+            clock(),
             started=marks.awake(),
             ended={d: (served[d], at) for d, (_, at) in slept.items() if d in served},
+            bill=lambda events: record_charges(
+                settings.state, instance_charges(events, hour_prices)
+            ),
         )
+        credit = charge_and_stop(
+            settings,
+            desired,
+            hour_prices,
+            clock,
+            GitHub.from_env if settings.github_repo else None,
+        )
+        renewed = renew_subscriptions(settings, clock)
+        credit = replace(credit, renewed=tuple(sorted(renewed.items())))
     cycle = Cycle(
         the_plan,
         actual.down,
@@ -312,6 +342,7 @@ def _cycle(
         tuple(failed),
         metered,
         time.perf_counter() - started,
+        credit,
     )
     status.save_cycle(settings, cycle.summary())
     return cycle

@@ -353,6 +353,14 @@ class RoyaltyPolicy(Document):
         default_factory=UsageCeilings,
         description="Per-event quantities above what a gateway can produce: set aside, not paid.",
     )
+    grace_after_zero_hours: int = Field(
+        default=24,
+        ge=0,
+        le=720,
+        description="How long an account whose prepaid balance is at or below zero keeps its"
+        " deployments running (told meanwhile) before the farm stops them; a top-up that lifts"
+        " the balance above zero ends it.",
+    )
 
 
 # --- the documents of a closed period: royalties/YYYY-MM/ ------------------------------------

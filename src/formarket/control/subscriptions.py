@@ -1,0 +1,127 @@
+"""Subscriptions over HTTP: `POST /v1/subscriptions` {listing, tier} subscribes to a tier of a
+subscription-priced listing as it is at the marketplace's tip and pays its first month from
+the balance; `GET` lists the account's own; `DELETE /v1/subscriptions/{id}` stops one's
+renewals. An id that is another account's is not found, as one that does not exist.
+
+(No `from __future__ import annotations` here: FastAPI reads the routes' annotations, among
+them the app's own dependency that names the caller.)"""
+
+from collections.abc import Callable
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, Any
+
+from fastapi import FastAPI, Path
+from pydantic import BaseModel, ConfigDict, Field
+
+from formarket.accounts.store import AccountView
+from formarket.accounts.subscriptions import SubscriptionStore, SubscriptionView, Tier
+from formarket.control.context import Control
+from formarket.deploy.catalog import Catalog
+from formarket.errors import NotFoundError, UsageError
+from formarket.farm.settings import open_market
+from formarket.registry.git_snapshot import open_git_snapshot
+from formarket.schemas._types import LISTING_ID_PATTERN
+from formarket.schemas.pricing import PLATFORM_CURRENCY, SubscriptionPricing
+
+__all__ = ["add_subscriptions", "tier_of"]
+
+_FROZEN = ConfigDict(frozen=True, extra="forbid")
+_SUBSCRIPTION_ID = Annotated[str, Path(pattern=r"^sub_[0-9a-f]{24}$")]
+
+
+class NewSubscription(BaseModel):
+    model_config = _FROZEN
+    listing: str = Field(pattern=LISTING_ID_PATTERN, max_length=128, description="Its id.")
+    tier: str = Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,39}$", description="One of its tiers' names."
+    )
+
+
+class SubscriptionOut(BaseModel):
+    model_config = _FROZEN
+    id: str
+    listing: str
+    tier: str
+    price: Decimal = Field(description="What each month costs, in the platform's currency.")
+    currency: str
+    included_requests: int | None
+    included_tokens: int | None
+    state: str = Field(description="active, lapsed (a month the balance could not pay), cancelled.")
+    periods: int = Field(description="The months paid.")
+    period_start: datetime
+    period_end: datetime = Field(description="When the next month is charged.")
+
+
+class SubscriptionList(BaseModel):
+    model_config = _FROZEN
+    subscriptions: tuple[SubscriptionOut, ...]
+
+
+def _out(view: SubscriptionView) -> SubscriptionOut:
+    return SubscriptionOut(
+        id=view.id,
+        listing=view.listing,
+        tier=view.tier,
+        price=view.price,
+        currency=PLATFORM_CURRENCY,
+        included_requests=view.included_requests,
+        included_tokens=view.included_tokens,
+        state=view.state,
+        periods=view.periods,
+        period_start=view.period_start,
+        period_end=view.period_end,
+    )
+
+
+def tier_of(control: Control, listing_id: str, tier_name: str) -> Tier:
+    """The tier as the listing at the marketplace's tip prices it."""
+    repo = open_market(control.farm)
+    try:
+        catalog = Catalog(open_git_snapshot(repo, control.farm.branch))
+        listing = catalog.model(listing_id) or catalog.agent(listing_id)
+    finally:
+        repo.close()
+    if listing is None:
+        raise NotFoundError(f"no listing {listing_id}")
+    pricing = listing.pricing
+    if not isinstance(pricing, SubscriptionPricing):
+        raise UsageError(f"{listing_id} is not priced by subscription")
+    if pricing.currency != PLATFORM_CURRENCY:
+        raise UsageError(
+            f"{listing_id} is priced in {pricing.currency}; balances are in {PLATFORM_CURRENCY}"
+        )
+    for tier in pricing.tiers:
+        if tier.name == tier_name:
+            return Tier(
+                listing_id, tier.name, tier.monthly, tier.included_requests, tier.included_tokens
+            )
+    names = ", ".join(t.name for t in pricing.tiers)
+    raise UsageError(f"{listing_id} has no tier {tier_name!r}", hint=f"its tiers: {names}")
+
+
+def add_subscriptions(app: FastAPI, ctl: Callable[[], Control], account: Any) -> None:
+    """The routes, on `app`; `account` is the app's dependency that names the caller."""
+
+    def store() -> SubscriptionStore:
+        return SubscriptionStore(ctl().store.engine)
+
+    @app.post("/v1/subscriptions", response_model=SubscriptionOut, status_code=201)
+    def subscribe(body: NewSubscription, me: account) -> SubscriptionOut:
+        """Subscribe to a tier of a subscription-priced listing: its first month is paid from
+        your available balance now (refused with `insufficient_quota` when it does not cover
+        it), each next month when it starts."""
+        assert isinstance(me, AccountView)
+        return _out(store().subscribe(me, tier_of(ctl(), body.listing, body.tier)))
+
+    @app.get("/v1/subscriptions", response_model=SubscriptionList)
+    def subscriptions(me: account) -> SubscriptionList:
+        """Your subscriptions."""
+        assert isinstance(me, AccountView)
+        return SubscriptionList(subscriptions=tuple(_out(v) for v in store().subscriptions(me)))
+
+    @app.delete("/v1/subscriptions/{subscription_id}", response_model=SubscriptionOut)
+    def cancel(subscription_id: _SUBSCRIPTION_ID, me: account) -> SubscriptionOut:
+        """Stop one of your subscriptions' renewals; the month paid for runs to its end."""
+        assert isinstance(me, AccountView)
+        return _out(store().cancel(me, subscription_id))
