@@ -13,6 +13,7 @@ from formarket.accounts.credit import CreditStore
 from tests.accounts.databases import db_url, pg_url
 from tests.control.conftest import Plane
 from tests.control.test_cli import _login, _run
+from tests.control.test_dashboard import _get, _sign_in
 
 __all__ = ["db_url", "pg_url"]
 
@@ -64,3 +65,15 @@ def test_the_command_line_shows_the_notice(plane: Plane, tmp_path: Path) -> None
     assert "notice: Your balance has been at or below zero since 2026-12-01 09:30 UTC" in (
         shown.output
     )
+
+
+def test_the_dashboard_shows_the_notice_to_its_account_only(plane: Plane) -> None:
+    alice_session, bob_session = _sign_in(plane, "alice"), _sign_in(plane, "bob")
+    alice = plane.store.account("alice")
+    assert alice is not None
+    assert b"credit-notice" not in _get(plane.url, "/dashboard", alice_session).body
+    CreditStore(plane.store.engine, clock=lambda: AT).standing(alice.id, mark=True)
+    page = _get(plane.url, "/dashboard", alice_session).body
+    assert b'id="credit-notice"' in page
+    assert b"2026-12-02 09:30 UTC" in page
+    assert b"credit-notice" not in _get(plane.url, "/dashboard", bob_session).body

@@ -29,6 +29,7 @@ from formarket.accounts.credit import check_amount
 from formarket.accounts.github_login import LoginError
 from formarket.accounts.store import AccountView
 from formarket.control.context import Control
+from formarket.control.credit_notice import credit_notice
 from formarket.control.dashboard_pages import render
 from formarket.control.deployments import summary
 from formarket.control.earnings import statements_of
@@ -172,6 +173,7 @@ def add_dashboard(app: FastAPI, ctl: Callable[[], Control]) -> None:
             # The variable the farm's comments and the READMEs name for a caller's key.
             key_variable="FORMARKET_KEY",
             credit=control.credit.balance(account),
+            credit_notice=credit_notice(control.credit, control.farm, account).notice,
             topups=control.credit.topups(account)[-10:][::-1],
             can_top_up=control.payments is not None,
             topup_note=_TOPUP_NOTES.get(request.query_params.get("topup", ""), ""),

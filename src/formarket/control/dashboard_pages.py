@@ -61,6 +61,8 @@ _HOME = (
 <code id="new-key">{{ new_key }}</code></p>{% endif %}
 {% if topup_note %}<p class="fm-new-key">{{ topup_note }}</p>{% endif %}
 <h2>My credit</h2>
+{% if credit_notice %}<div class="admonition warning"><p class="admonition-title">Out of
+credit</p><p id="credit-notice">{{ credit_notice }}</p></div>{% endif %}
 <p>Balance <strong id="balance">{{ credit.balance | money }} {{ credit.currency }}</strong>
 <span class="fm-note">({{ credit.available | money }} available,
 {{ credit.held | money }} held by calls in progress;
