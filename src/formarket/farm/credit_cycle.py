@@ -29,13 +29,11 @@ from formarket.farm.billing import HourPrices, hour_price, pending_charges, sett
 from formarket.farm.desired import read_deployments, submit
 from formarket.farm.notify import Commenter
 from formarket.farm.out_of_credit import grace_of, overdue, stop_message, tell_out_of_credit
+from formarket.farm.pricing import published_pricing
 from formarket.farm.publish import tip_reader
 from formarket.farm.settings import FarmSettings, open_market
 from formarket.market.governance import bot_identity
 from formarket.market.layout import POLICY
-from formarket.market.refs import branch_tip
-from formarket.royalties.gitio import cache_dir_of, price_book
-from formarket.royalties.pricebook import PriceBook
 from formarket.schemas.deployment import Deployment
 
 __all__ = ["CreditCycle", "charge_and_stop", "hour_prices_of", "renew_subscriptions"]
@@ -58,25 +56,17 @@ class CreditCycle:
 def hour_prices_of(settings: FarmSettings) -> HourPrices:
     """Per-hour prices of listing versions as first published (the royalties' price book),
     read at most once per call of this and only for a version not priced yet."""
-    books: list[PriceBook] = []
+    pricing = published_pricing(settings)
 
     def prices(listing: str, version: str) -> Decimal:
         key = (str(settings.repo), listing, version)
         found = _HOUR_PRICES.get(key)
         if found is not None:
             return found
-        if not books:
-            repo = open_market(settings)
-            try:
-                books.append(
-                    price_book(repo, branch_tip(repo, settings.branch), cache_dir_of(repo))
-                )
-            finally:
-                repo.close()
-        entry = books[0].get(listing, version)
-        if entry is None:
+        terms = pricing(listing, version)
+        if terms is None:
             return Decimal(0)  # not published on the branch (yet): no price known
-        found = _HOUR_PRICES[key] = hour_price(entry.pricing)
+        found = _HOUR_PRICES[key] = hour_price(terms)
         return found
 
     return prices

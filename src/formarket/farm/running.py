@@ -44,6 +44,7 @@ from formarket.farm.gpus import DeviceMissing, missing_devices, remember_missing
 from formarket.farm.hosts import Host
 from formarket.farm.leases import open_leases
 from formarket.farm.libvirt_conn import Connections, HostConnection, HostError
+from formarket.farm.pricing import published_pricing
 from formarket.farm.publish import (
     FREE,
     CallPrices,
@@ -57,9 +58,6 @@ from formarket.farm.settings import FarmSettings, open_market
 from formarket.farm.sleeping import SleepMarks
 from formarket.farm.versions import Versions, versions_at
 from formarket.gateway.routes import Route, load_routes, save_routes
-from formarket.market.refs import branch_tip
-from formarket.royalties.gitio import cache_dir_of, price_book
-from formarket.royalties.pricebook import PriceBook
 from formarket.schemas.deployment import Deployment
 from formarket.schemas.usage import ListingVersion
 
@@ -304,25 +302,17 @@ def prices_of(settings: FarmSettings) -> Callable[[ListingVersion], CallPrices]:
     price book the royalties rate calls with, so a deployment still running an older version
     reserves that version's prices. Read at most once per call of this, and only for a version
     this process has not priced yet (a published version's price never changes)."""
-    books: list[PriceBook] = []
+    pricing = published_pricing(settings)
 
     def prices(ref: ListingVersion) -> CallPrices:
         key = (str(settings.repo), ref.id, ref.version)
         found = _PRICES.get(key)
         if found is not None:
             return found
-        if not books:
-            repo = open_market(settings)
-            try:
-                books.append(
-                    price_book(repo, branch_tip(repo, settings.branch), cache_dir_of(repo))
-                )
-            finally:
-                repo.close()
-        entry = books[0].get(ref.id, ref.version)
-        if entry is None:
+        terms = pricing(ref.id, ref.version)
+        if terms is None:
             return FREE  # not published on the branch (yet): no price known
-        found = _PRICES[key] = call_prices(entry.pricing)
+        found = _PRICES[key] = call_prices(terms)
         return found
 
     return prices

@@ -18,6 +18,7 @@ import stat
 from collections.abc import Mapping
 from pathlib import Path
 
+from formarket.atomicfile import create_once
 from formarket.errors import UsageError
 from formarket.settings import CACHE_KEY
 
@@ -74,25 +75,9 @@ def _read_key(path: Path) -> bytes:
 
 
 def _make_key(path: Path) -> bytes | None:
-    """A new key, written to a private file and linked into place, so that no run ever reads
-    a key half written; None when another run linked its own first."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    """A new key in `path`; None when another run made its own first."""
     key = secrets.token_bytes(_KEY_BYTES)
-    scratch = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
-    fd = os.open(scratch, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    try:
-        try:
-            os.write(fd, key)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        try:
-            os.link(scratch, path)
-        except FileExistsError:
-            return None
-    finally:
-        scratch.unlink(missing_ok=True)
-    return key
+    return key if create_once(path, key) else None
 
 
 def seal(key: bytes, label: bytes, payload: bytes) -> bytes:
