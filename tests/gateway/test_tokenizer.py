@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 from benchmarks.echo_chat_tokenizer import PATH, PER_MESSAGE, PER_REPLY, render_chat, train
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from tokenizers import Tokenizer
 
@@ -287,6 +287,7 @@ class _SearchOnly:
 
 @settings(max_examples=200)
 @given(ANY_TEXT, ANY_TEXT, st.integers(0, 60))
+@example("000", "000", 2)  # a prefix that uses the whole limit, and one character more does too
 def test_a_cut_from_the_offsets_fits_and_keeps_what_the_search_keeps(
     before: str, text: str, limit: int
 ) -> None:

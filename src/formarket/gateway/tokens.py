@@ -287,7 +287,9 @@ def _prefix(counter: Counter, before: str, text: str, limit: int) -> str:
         end = hint - len(before)
         used = count(before + text[:end])
         if used <= limit:
-            if used == limit or count(before + text[: end + 1]) > limit:
+            # Checked even when the hint's prefix uses the whole limit: a BPE tokenizer may
+            # count one more character as no more tokens ("0000" and "00000" are both two).
+            if count(before + text[: end + 1]) > limit:
                 return text[:end]  # the hint was the longest: the usual case
             lo, hi = end, max(hi, end + 1)
         else:
