@@ -196,14 +196,23 @@ class PaymentsStandIn:
             token.strip().encode(), self.secret_key.encode()
         )
 
-    async def _create(self, request: Request) -> Response:
+    async def _form(self, request: Request) -> dict[str, Any] | Response:
+        """An authorized API request's form-encoded body, or the refusal to answer with."""
         if not self._authorized(request):
             return _error(401, "Invalid API Key provided", "authentication_error")
         body = await request.body()
         if len(body) > _MAX_BODY:
             return _error(413, "request too large")
         try:
-            form = parse_form(body)
+            return parse_form(body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            return _error(400, f"invalid request body: {exc}")
+
+    async def _create(self, request: Request) -> Response:
+        form = await self._form(request)
+        if isinstance(form, Response):
+            return form
+        try:
             session = self._session(form, str(request.base_url).rstrip("/"))
         except (ValueError, UnicodeDecodeError, KeyError, TypeError) as exc:
             return _error(400, f"invalid checkout session: {exc}")
@@ -291,15 +300,9 @@ class PaymentsStandIn:
     # --- transfers to connected accounts -------------------------------------------------------
 
     async def _transfer(self, request: Request) -> Response:
-        if not self._authorized(request):
-            return _error(401, "Invalid API Key provided", "authentication_error")
-        body = await request.body()
-        if len(body) > _MAX_BODY:
-            return _error(413, "request too large")
-        try:
-            form = parse_form(body)
-        except (ValueError, UnicodeDecodeError) as exc:
-            return _error(400, f"invalid transfer: {exc}")
+        form = await self._form(request)
+        if isinstance(form, Response):
+            return form
         key = request.headers.get("idempotency-key")
         if key is not None and not 0 < len(key) <= 255:
             return _error(400, "Idempotency-Key is 1 to 255 characters", "idempotency_error")
