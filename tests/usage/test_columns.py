@@ -151,11 +151,18 @@ def _state(scan: FileScan) -> tuple[object, ...]:
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(files(), st.booleans(), st.booleans(), st.booleans(), st.integers(0, 2**63 - 1))
+@given(
+    files(),
+    st.booleans(),
+    st.booleans(),
+    st.booleans(),
+    st.booleans(),
+    st.integers(0, 2**63 - 1),
+)
 def test_the_columns_give_what_the_loop_gives_or_decline(
-    events: list[WireEvent], old: bool, by_day: bool, numbered: bool, seed: int
+    events: list[WireEvent], old: bool, by_day: bool, by_account: bool, numbered: bool, seed: int
 ) -> None:
-    spec = ScanSpec(NEW, OLD if old else None, seed, by_day=by_day)
+    spec = ScanSpec(NEW, OLD if old else None, seed, by_day=by_day, by_account=by_account)
     lines = [2 * i + 1 for i in range(len(events))] if numbered else None
     expected = _scan(events, lines, old, spec)
     scan = FileScan(3)
@@ -174,16 +181,19 @@ def test_the_columns_give_what_the_loop_gives_or_decline(
 
 
 @pytest.mark.parametrize("damage", sorted(_DAMAGE))
-@pytest.mark.parametrize(("old", "by_day"), [(False, False), (False, True), (True, False)])
+@pytest.mark.parametrize(
+    ("old", "by_day", "by_account"),
+    [(False, False, False), (False, True, False), (True, False, False), (False, False, True)],
+)
 def test_each_hostile_event_alone_is_judged_as_the_loop_judges_it(
-    damage: str, old: bool, by_day: bool
+    damage: str, old: bool, by_day: bool, by_account: bool
 ) -> None:
     events = [call(f"e-{i}", model=CHAT, time=f"2026-03-10T0{i}:00:00Z") for i in range(4)]
     events.append(hours("h-1", model=CHAT, seconds=3600, time="2026-03-10T05:59:59Z"))
     events[-1]["source"] = FILE.source
     _DAMAGE[damage](events[2])
     decoded = [DECODER.decode(line(e)) for e in events]
-    spec = ScanSpec(NEW, OLD if old else None, 11, by_day=by_day)
+    spec = ScanSpec(NEW, OLD if old else None, 11, by_day=by_day, by_account=by_account)
     expected = _scan(decoded, None, old, spec)
     scan = FileScan(3)
     if take_columns(scan, FILE, decoded, None, old, spec):
@@ -203,7 +213,7 @@ def test_a_clean_file_is_taken_by_the_columns() -> None:
     assert take_columns(scan, FILE, events, None, False, spec)
     assert _state(scan) == _state(_scan(events, None, False, spec))
     assert scan.totals == {
-        (False, month_index("2026-03"), 0, None, CHAT, True): [5, 5, 500, 250, 0, 0]
+        (False, month_index("2026-03"), 0, None, CHAT, True, ""): [5, 5, 500, 250, 0, 0]
     }
 
 

@@ -126,7 +126,7 @@ def shown_usage(
                 copies[kept] = copies.get(kept, 0) + 1
     out: Shown = {}
     for key, sums in totals.items():
-        _, _, day, agent, model, ok = key
+        _, _, day, agent, model, ok, _ = key
         if not sums[0] and key not in copies:
             continue
         out[(day, agent, model, ok)] = [*sums, copies.get(key, 0)]

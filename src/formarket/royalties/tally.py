@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from formarket.schemas.usage import SetAside, SummaryCounts, UsageConflict
 from formarket.usage.files import month_text
@@ -64,6 +64,9 @@ class Tally:
     counts: SummaryCounts
     conflicts: tuple[UsageConflict, ...]
     set_aside: tuple[SetAside, ...]
+    # With a reading `by_account`: the same usage per paying account (its name in git), whose
+    # quantities add up to `usage` exactly; empty otherwise.
+    accounts: dict[str, dict[UsageKey, Quantities]] = field(default_factory=dict)
 
 
 def tally(
@@ -85,9 +88,10 @@ def tally(
         key=lambda s: (s.file, s.line, s.code, s.message),
     )
     usage: dict[UsageKey, Quantities] = {}
+    accounts: dict[str, dict[UsageKey, Quantities]] = {}
     counted = adjustments = before_count = later = not_charged = 0
     period = spec.new.period
-    for (before, month, _, agent, model, ok), sums in sorted(totals.items(), key=_sort_key):
+    for (before, month, _, agent, model, ok, payer), sums in sorted(totals.items(), key=_sort_key):
         events = sums[0]
         if before:
             before_count += events
@@ -109,6 +113,9 @@ def tally(
         if ref is not None and events:
             key = (kind, month_text(month), ref[0], ref[1])
             usage[key] = usage.get(key, Quantities()).plus(sums)
+            if spec.by_account:
+                mine = accounts.setdefault(payer, {})
+                mine[key] = mine.get(key, Quantities()).plus(sums)
     counts = SummaryCounts(
         files=len(files),
         lines=sum(s.lines for s in scans),
@@ -122,12 +129,12 @@ def tally(
         counted_before=before_count,
         later=later,
     )
-    return Tally(usage, counts, tuple(conflicts), tuple(set_aside))
+    return Tally(usage, counts, tuple(conflicts), tuple(set_aside), accounts)
 
 
 def _sort_key(item: tuple[TotalsKey, Sums]) -> tuple[object, ...]:
-    before, month, day, agent, model, ok = item[0]
-    return (before, month, day, agent or ("", ""), model or ("", ""), ok)
+    before, month, day, agent, model, ok, payer = item[0]
+    return (before, month, day, agent or ("", ""), model or ("", ""), ok, payer)
 
 
 Fetch = Callable[[Mapping[int, set[int]]], Iterable[tuple[int, int, WireEvent]]]

@@ -44,8 +44,9 @@ from formarket.usage.wire import (
 
 __all__ = ["COLUMNS_FROM", "PendingKey", "add_pending", "take_columns"]
 
-# (counted before, month, day ordinal or 0, agent number, model number, outcome is ok)
-PendingKey = tuple[bool, int, int, int, int, bool]
+# (counted before, month, day ordinal or 0, agent number, model number, outcome is ok,
+# paying account or "")
+PendingKey = tuple[bool, int, int, int, int, bool, str]
 
 # Below this many events the loop is as quick as setting up the columns.
 COLUMNS_FROM = 2
@@ -146,7 +147,8 @@ def take_columns(
     if not all_ids_valid(ids):
         return False
     datas = list(map(_DATA, events))
-    if not all_accounts_valid(list(map(_ACCOUNT, datas))):
+    accounts = list(map(_ACCOUNT, datas))
+    if not all_accounts_valid(accounts):
         return False
     if not all_subjects_valid(list(map(_SUBJECT, events))):
         return False
@@ -204,10 +206,18 @@ def take_columns(
         buckets = [(month <= settled, month, 0) for month in in_order]
         bucket_of = np.array([in_order.index(month) for month in months], np.int64)[day_of]
     width = len(lookup.names)
-    if len(buckets) * width * width * 2 >= 1 << 62:
+    if spec.by_account:
+        account_number = lookup.account_number
+        payers = _ints(map(account_number, accounts), count)
+    else:
+        payers = np.zeros(count, np.int64)
+    payer_width = max(1, len(lookup.account_names))
+    if len(buckets) * width * width * 2 * payer_width >= 1 << 62:
         return False
     ok = _flags(map(_IS_OK, map(_OUTCOME, datas)), count)
-    keys = ((bucket_of.astype(np.int64) * width + agents) * width + models) * 2 + ok
+    keys = (
+        ((bucket_of.astype(np.int64) * width + agents) * width + models) * 2 + ok
+    ) * payer_width + payers
     order = np.argsort(keys, kind="stable")
     ordered = keys[order]
     starts = np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1])))
@@ -225,13 +235,15 @@ def take_columns(
     # Groups in the order of their first event, as the loop meets them; named at once (a
     # file of 25,000 events can hold 10,000 pairs of listing versions: no loop per pair).
     first = np.argsort(order[starts], kind="stable")
-    rest, oks = np.divmod(ordered[starts][first], 2)
+    rest, group_payers = np.divmod(ordered[starts][first], payer_width)
+    rest, oks = np.divmod(rest, 2)
     rest, group_models = np.divmod(rest, width)
     group_buckets, group_agents = np.divmod(rest, width)
     befores, group_months, group_days = (
         np.array(column, np.int64)[group_buckets].tolist() for column in zip(*buckets, strict=True)
     )
     names = lookup.names
+    payer_names = lookup.account_names if spec.by_account else [""]
     keys_named = zip(
         map(bool, befores),
         group_months,
@@ -239,6 +251,7 @@ def take_columns(
         map(names.__getitem__, group_agents.tolist()),
         map(names.__getitem__, group_models.tolist()),
         (oks == 1).tolist(),
+        map(payer_names.__getitem__, group_payers.tolist()),
         strict=True,
     )
     found: dict[TotalsKey, Sums] = dict(zip(keys_named, sums[first].tolist(), strict=True))
@@ -272,8 +285,8 @@ def add_pending(
     """The counted events' key digests, the claims', and the totals by listing version."""
     add_digests(scan, source, counted_ids, claimed_ids, seed)
     totals: dict[TotalsKey, Sums] = scan.totals
-    for (before, month, day, a, m, ok), sums in pending.items():
-        named: TotalsKey = (before, month, day, names[a], names[m], ok)
+    for (before, month, day, a, m, ok, payer), sums in pending.items():
+        named: TotalsKey = (before, month, day, names[a], names[m], ok, payer)
         current = totals.get(named)
         if current is None:
             totals[named] = sums

@@ -70,7 +70,13 @@ def _rules_text(rules: Rules | None) -> str:
 def spec_fingerprint(spec: ScanSpec) -> str:
     """Everything about a reading that its result depends on, as one digest."""
     digest = hashlib.sha256(_code_digest().encode())
-    for part in (_rules_text(spec.new), _rules_text(spec.old), spec.seed, spec.by_day):
+    for part in (
+        _rules_text(spec.new),
+        _rules_text(spec.old),
+        spec.seed,
+        spec.by_day,
+        spec.by_account,
+    ):
         digest.update(repr(part).encode() + b"\0")
     return digest.hexdigest()
 

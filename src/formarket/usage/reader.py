@@ -194,6 +194,7 @@ def take_events_each(
     source = file.source
     path = file.path
     by_day = spec.by_day
+    by_account = spec.by_account
     ids_ok = all_ids_valid([e.id for e in events])
     lookup = lookup_of(spec)
     numbers = lookup.numbers
@@ -285,7 +286,15 @@ def take_events_each(
         line_numbers.append(number)
         taken += 1
         day = moment.date().toordinal() if by_day else 0
-        total_key = (before, month, day, a, m, data.outcome == "ok")
+        total_key = (
+            before,
+            month,
+            day,
+            a,
+            m,
+            data.outcome == "ok",
+            data.account if by_account else "",
+        )
         measured = 1 if data.tokens_source != "upstream" and data.requests else 0
         sums = pending.get(total_key)
         if sums is None:

@@ -59,12 +59,14 @@ class ScanSpec:
     the files it had already read (`old`): a line's fate was decided by the close that first
     read it, and is never decided differently later. `seed` keys the digests of events'
     (source, id) (`formarket.usage.columns.key_digests`); `by_day` sums events per day of
-    their time as well as per month (a reading for charts and `usage show`, not a close)."""
+    their time as well as per month (a reading for charts and `usage show`, not a close);
+    `by_account` per paying account as well (a close that writes the accounts' invoices)."""
 
     new: Rules
     old: Rules | None
     seed: int = 0
     by_day: bool = False
+    by_account: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,8 +81,8 @@ class ScanFile:
 
 
 # (counted before, month index, day (a date's ordinal with `by_day`, else 0), agent (id,
-# version), model (id, version), outcome is ok)
-TotalsKey = tuple[bool, int, int, tuple[str, str] | None, tuple[str, str] | None, bool]
+# version), model (id, version), outcome is ok, paying account (with `by_account`, else ""))
+TotalsKey = tuple[bool, int, int, tuple[str, str] | None, tuple[str, str] | None, bool, str]
 # events, requests, input tokens, output tokens, instance seconds, calls whose tokens the
 # gateway counted (tokens_source other than upstream, at least one request)
 Sums = list[int]
@@ -121,6 +123,9 @@ class Lookup:
         self.known_old: list[bool] = [True]
         self.accounts: set[str] = set()
         self.subjects: set[str] = set()
+        # With `by_account`, each paying account's number, as listing versions have theirs.
+        self.account_numbers: dict[str, int] = {}
+        self.account_names: list[str] = []
 
     def number_of(self, ref: WireRef) -> int:
         problem = ref_problem(ref)
@@ -133,8 +138,15 @@ class Lookup:
         self.known_old.append(not problem and old is not None and name in old.known)
         return number
 
+    def account_number(self, account: str) -> int:
+        number = self.account_numbers.get(account)
+        if number is None:
+            number = self.account_numbers[account] = len(self.account_names)
+            self.account_names.append(account)
+        return number
+
     def size(self) -> int:
-        return len(self.names) + len(self.accounts) + len(self.subjects)
+        return len(self.names) + len(self.accounts) + len(self.subjects) + len(self.account_names)
 
 
 # One close at a time per process; a hostile log of endless distinct values cannot grow it
