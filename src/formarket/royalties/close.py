@@ -11,18 +11,26 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-
-from pydantic import BaseModel
+from collections.abc import Mapping, Sequence
+from dataclasses import astuple, dataclass, field
+from decimal import Decimal
 
 from formarket.royalties import ledger as ledger_rules
+from formarket.royalties.invoices import (
+    PrivatePart,
+    build_invoice,
+    invoice_bytes,
+    invoice_hash,
+    invoice_index,
+    invoice_lines,
+)
 from formarket.royalties.money import from_minor, to_minor_exact
 from formarket.royalties.payouts import Balance, payouts
 from formarket.royalties.pricebook import PriceBook
-from formarket.royalties.rating import RatedLine, rate
-from formarket.royalties.render import render_statement, render_summary
-from formarket.royalties.tally import Tally
+from formarket.royalties.rating import RatedLine, Rating, rate
+from formarket.royalties.render import dump_json, render_statement, render_summary
+from formarket.royalties.tally import Quantities, Tally, UsageKey
+from formarket.schemas.invoices import Invoice
 from formarket.schemas.publisher import Payout
 from formarket.schemas.usage import (
     CurrencyStatement,
@@ -52,6 +60,9 @@ class CloseContext:
     book: PriceBook
     methods: Mapping[str, Payout | None]
     prior: Mapping[tuple[str, str], Balance] = field(default_factory=dict)
+    # With invoices: each payer's invoice account (its name in git, or the pseudonym of an
+    # account git also names by its login) and every invoice account's private part.
+    invoicing: tuple[Mapping[str, str], Mapping[str, PrivatePart]] | None = None
 
 
 @dataclass(frozen=True)
@@ -60,6 +71,10 @@ class Closing:
     statements: tuple[Statement, ...]
     ledger: tuple[LedgerTransaction, ...]
     payouts: Payouts
+    # The gross per currency, which the invoices split; the invoices, when the close has
+    # their private parts (the operator's close; a verify recomputes the rest without them).
+    gross: tuple[tuple[str, Decimal], ...] = ()
+    invoices: tuple[Invoice, ...] = ()
 
 
 def close_period(tally: Tally, context: CloseContext) -> Closing:
@@ -100,11 +115,36 @@ def close_period(tally: Tally, context: CloseContext) -> Closing:
         set_aside=tally.set_aside,
         files={},
     )
+    gross: dict[str, int] = {}
+    for rated in rating.lines:
+        gross[rated.currency] = gross.get(rated.currency, 0) + rated.gross
     return Closing(
         summary,
         statements,
         (*usage_ledger, *payout_ledger),
         Payouts(period=period, policy=context.policy_ref, lines=payout_lines),
+        tuple((c, from_minor(gross[c], c)) for c in sorted(gross)),
+        _invoices(tally, rating, context),
+    )
+
+
+def _invoices(tally: Tally, rating: Rating, context: CloseContext) -> tuple[Invoice, ...]:
+    if context.invoicing is None:
+        return ()
+    aliases, private = context.invoicing
+    merged: dict[str, dict[UsageKey, Quantities]] = {}
+    for payer, usage in tally.accounts.items():
+        mine = merged.setdefault(aliases.get(payer, payer), {})
+        for key, quantities in usage.items():
+            before = mine.get(key)
+            mine[key] = quantities if before is None else before.plus(list(astuple(quantities)))
+    lines = invoice_lines(merged, rating)
+    missing = sorted(set(lines) - set(private))
+    if missing:
+        raise AssertionError(f"no private part for the invoice of {missing[0]}")
+    return tuple(
+        build_invoice(context.period, account, context.usage_commit, lines.get(account, {}), part)
+        for account, part in sorted(private.items())
     )
 
 
@@ -149,14 +189,27 @@ def _totals(
     return tuple(out)
 
 
-def dump_json(model: BaseModel) -> bytes:
-    """A document's bytes: indented JSON in the models' field order, UTF-8, final newline."""
-    return (json.dumps(model.model_dump(mode="json"), indent=2, ensure_ascii=False) + "\n").encode()
-
-
-def render_closing(closing: Closing) -> dict[str, bytes]:
-    """Every file of the period, by path relative to royalties/YYYY-MM/."""
+def render_closing(
+    closing: Closing, invoice_hashes: Sequence[str] | None = None
+) -> dict[str, bytes]:
+    """Every file of the period, by path relative to royalties/YYYY-MM/. The index of the
+    invoices is written from the invoices when the closing has them, else from
+    `invoice_hashes` (those a close committed, for a verify to recompute the rest)."""
     files: dict[str, bytes] = {}
+    period, commit = closing.summary.period, closing.summary.usage_commit
+    if closing.invoices:
+        files["invoices.json"] = dump_json(
+            invoice_index(
+                period,
+                commit,
+                ((c.currency, c.total) for i in closing.invoices for c in i.currencies),
+                (invoice_hash(invoice_bytes(i)) for i in closing.invoices),
+            )
+        )
+    elif invoice_hashes is not None:
+        files["invoices.json"] = dump_json(
+            invoice_index(period, commit, closing.gross, invoice_hashes)
+        )
     for statement in closing.statements:
         base = f"statements/{statement.publisher}"
         files[f"{base}.json"] = dump_json(statement)

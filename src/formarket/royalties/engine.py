@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -30,9 +30,11 @@ from formarket.registry.cachekey import cache_key
 from formarket.registry.publishers import valid_publishers
 from formarket.royalties import gitio, sent
 from formarket.royalties.close import CloseContext, Closing, close_period, render_closing
+from formarket.royalties.invoices import Invoicing
 from formarket.royalties.money import MINOR_UNITS, to_minor_exact
 from formarket.royalties.payouts import prior_balances
 from formarket.royalties.tally import Tally, tally
+from formarket.schemas.invoices import InvoiceIndex
 from formarket.schemas.publisher import Payout
 from formarket.schemas.usage import (
     Payouts,
@@ -124,6 +126,20 @@ def _closed_summary(repo: BaseRepo, history: History, period: str) -> Summary:
         ) from exc
 
 
+def _committed_invoices(repo: BaseRepo, history: History, period: str) -> list[str] | None:
+    """The hashes of the invoices that closed `period` committed (None if it committed no
+    index): a verify recomputes everything else of the index, and cannot recompute them."""
+    raw = read_path(repo, history.closes[period][1], "invoices.json")
+    if raw is None:
+        return None
+    try:
+        return list(InvoiceIndex.model_validate_json(raw).invoices)
+    except ValidationError as exc:
+        raise InputError(
+            f"not an index of invoices: {exc}", hint="restore it from the commit that closed it"
+        ) from exc
+
+
 def _refuse_broken(history: History) -> None:
     """A closed period changed or removed after its close is an error naming the commit that
     did it, never a reason to close it again."""
@@ -166,10 +182,13 @@ def compute(
     say: Say = _quiet,
     progress: Progress | None = None,
     cache_dir: Path | None = None,
+    invoicing: Invoicing | None = None,
+    invoice_hashes: Sequence[str] | None = None,
 ) -> Computed:
     """Close `period` from the usage and listings of `usage_commit`, after `previous`, whose
     payouts file is read from `balances_tree`. Pure in effect: writes nothing to git, only
-    to the cache (the repository's, or `cache_dir`)."""
+    to the cache (the repository's, or `cache_dir`). With `invoicing`, the accounts'
+    invoices too; without, the index of invoices is written only from `invoice_hashes`."""
     say(f"reading the listings' history up to {usage_commit.decode()[:12]}")
     cache = cache_dir or gitio.cache_dir_of(repo)
     book = gitio.price_book(repo, usage_commit, cache)
@@ -202,7 +221,7 @@ def compute(
             raise NotFoundError(f"royalties/{previous.period}/payouts.json is missing")
         prior = prior_balances(Payouts.model_validate_json(raw).lines)
     key = cache_key() if cache is not None else None
-    spec = ScanSpec(rules, old_rules, digest_seed(key))
+    spec = ScanSpec(rules, old_rules, digest_seed(key), by_account=invoicing is not None)
     first = min(rules.first, old_rules.first if old_rules else rules.first)
     # A file written the day before the window opens may hold its first events.
     first_day = _first_day(first) - timedelta(days=1)
@@ -236,9 +255,10 @@ def compute(
         book=book,
         methods=_methods(repo, tree),
         prior=prior,
+        invoicing=invoicing.parts(period, result.accounts) if invoicing is not None else None,
     )
     closing = close_period(result, context)
-    return Computed(usage_commit, closing, render_closing(closing), result)
+    return Computed(usage_commit, closing, render_closing(closing, invoice_hashes), result)
 
 
 def _originals(
@@ -397,9 +417,12 @@ def close(
     jobs: int | None = None,
     say: Say = _quiet,
     progress: Progress | None = None,
+    invoicing: Invoicing | None = None,
 ) -> tuple[Computed, ObjectID | None]:
     """Close `period` from the tip of `branch`; with `commit`, commit royalties/<period>/ as
-    the bot. Returns what was computed and the new commit (None without `commit`)."""
+    the bot. Returns what was computed and the new commit (None without `commit`). With
+    `invoicing`, the accounts' invoices are computed too, and their index committed: the
+    caller keeps the invoices themselves (they are private)."""
     check_period(period)
     moment = now or datetime.now(UTC)
     ends = _first_day(month_index(period) + 1)
@@ -411,7 +434,17 @@ def close(
     tip = branch_tip(repo, branch)
     tree = commit_tree(repo, tip)
     previous = _previous(repo, gitio.history(repo, tip, gitio.cache_dir_of(repo)), period)
-    computed = compute(repo, tip, period, previous, tree, jobs=jobs, say=say, progress=progress)
+    computed = compute(
+        repo,
+        tip,
+        period,
+        previous,
+        tree,
+        jobs=jobs,
+        say=say,
+        progress=progress,
+        invoicing=invoicing,
+    )
     if not commit:
         return computed, None
     bot = bot_at(repo, tip)
@@ -545,6 +578,11 @@ def _verify_closed(
             Difference(where, "the previous close it records is not the one committed before it")
         )
     try:
+        hashes = _committed_invoices(repo, history, period)
+    except InputError as exc:
+        differences.append(Difference(f"{base}/invoices.json", exc.message))
+        hashes = None
+    try:
         computed = compute(
             repo,
             usage_commit,
@@ -554,6 +592,7 @@ def _verify_closed(
             jobs=jobs,
             say=say,
             progress=progress,
+            invoice_hashes=hashes,
         )
     except FormarketError as exc:
         return [*differences, Difference(where, f"cannot be recomputed: {exc.message}")]

@@ -5,12 +5,21 @@ The JSON documents are the record; these pages say the same for people, and how 
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from decimal import Decimal
 
+from pydantic import BaseModel
+
 from formarket.schemas.usage import PayoutLine, Payouts, Statement, Summary, money_text
 
-__all__ = ["render_statement", "render_summary"]
+__all__ = ["dump_json", "render_statement", "render_summary"]
+
+
+def dump_json(model: BaseModel) -> bytes:
+    """A document's bytes: indented JSON in the models' field order, UTF-8, final newline."""
+    return (json.dumps(model.model_dump(mode="json"), indent=2, ensure_ascii=False) + "\n").encode()
+
 
 _METRICS = {
     "requests": "requests",
