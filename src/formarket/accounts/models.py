@@ -18,7 +18,16 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import BigInteger, DateTime, Dialect, ForeignKey, Integer, MetaData, String
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import Numeric, TypeDecorator, TypeEngine
 
@@ -30,6 +39,7 @@ __all__ = [
     "Base",
     "Charge",
     "Generation",
+    "InvoiceRow",
     "Lease",
     "LoginState",
     "Money",
@@ -209,4 +219,17 @@ class Subscription(Base):
     periods: Mapped[int] = mapped_column(Integer)
     period_start: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     period_end: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class InvoiceRow(Base):
+    """An account's invoice of a closed period, as the bytes whose SHA-256 the close
+    committed; `account` is its name in git (its pseudonym), which is all a close knows."""
+
+    __tablename__ = "invoices"
+
+    period: Mapped[str] = mapped_column(String(7), primary_key=True)
+    account: Mapped[str] = mapped_column(String(128), primary_key=True, index=True)
+    sha256: Mapped[str] = mapped_column(String(64))
+    body: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

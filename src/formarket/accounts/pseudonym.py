@@ -85,6 +85,12 @@ class Pseudonyms:
         mac = hmac.digest(self._key, _LABEL + login.lower().encode(), hashlib.sha256)
         return _PREFIX + base64.b32encode(mac).decode("ascii")[:_LENGTH].lower()
 
+    def secret(self, purpose: str, text: str) -> str:
+        """A secret of the key's holder for `text` (32 hex digits), one per `purpose`: what
+        the key hashes for a pseudonym is never what it hashes for anything else."""
+        label = f"formarket.{purpose}/1".encode() + b"\0"
+        return hmac.digest(self._key, label + text.encode(), hashlib.sha256).hex()[:32]
+
     def names(self, login: str) -> frozenset[str]:
         """Every name `login`'s account has in git: its pseudonym, and the login itself as
         documents committed before pseudonyms wrote it."""

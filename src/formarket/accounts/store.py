@@ -140,6 +140,11 @@ class AccountStore:
             db.flush()
             return _account_view(row)
 
+    def logins(self) -> list[str]:
+        """Every account's login, in order."""
+        with self._sessions() as db:
+            return list(db.scalars(select(Account.login).order_by(Account.login)))
+
     def account(self, login: str) -> AccountView | None:
         with self._sessions() as db:
             row = db.scalar(select(Account).where(Account.login == login))

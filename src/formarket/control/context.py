@@ -11,6 +11,7 @@ from pathlib import Path
 
 from formarket.accounts.credit import CreditStore
 from formarket.accounts.github_login import GitHubLogin
+from formarket.accounts.invoices import InvoiceStore
 from formarket.accounts.pseudonym import Pseudonyms, load_pseudonyms
 from formarket.accounts.store import AccountStore
 from formarket.control.deployments import DeploymentIndex
@@ -40,6 +41,7 @@ class Control:
     pseudonyms: Pseudonyms = field(init=False)
     index: DeploymentIndex = field(init=False)
     credit: CreditStore = field(init=False)
+    invoices: InvoiceStore = field(init=False)
 
     def __post_init__(self) -> None:
         self.pseudonyms = (
@@ -49,3 +51,4 @@ class Control:
         )
         self.index = DeploymentIndex(self.farm, self.pseudonyms)
         self.credit = CreditStore(self.store.engine)
+        self.invoices = InvoiceStore(self.store.engine, self.pseudonyms)

@@ -1,0 +1,132 @@
+"""Closing a period with the accounts' invoices: the operator's close.
+
+The royalties compute the invoices from the usage in git; the accounts database gives each
+one its private part (top-ups, subscription charges, the balance carried, the nonce) and
+keeps them once the close is committed. Their hashes and totals go to git with the close.
+
+    AccountInvoicing     the private parts of a period's invoices, from the accounts database
+    close_with_invoices  close a period, commit it, keep its invoices
+    reconcile            each account's balance by the books against the database's
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+
+from dulwich.objects import ObjectID
+from dulwich.repo import BaseRepo
+
+from formarket.accounts.credit import CreditStore
+from formarket.accounts.invoices import InvoiceStore
+from formarket.accounts.pseudonym import Pseudonyms
+from formarket.accounts.store import AccountStore
+from formarket.royalties import engine
+from formarket.royalties.invoices import PrivatePart, invoice_bytes, invoice_hash
+from formarket.schemas.invoices import Invoice
+from formarket.usage.scanner import Progress
+
+__all__ = ["AccountInvoicing", "Reconciled", "close_with_invoices", "reconcile"]
+
+
+class AccountInvoicing:
+    """`royalties.invoices.Invoicing` from the accounts database."""
+
+    def __init__(self, store: InvoiceStore, pseudonyms: Pseudonyms) -> None:
+        self.store = store
+        self.pseudonyms = pseudonyms
+
+    def parts(
+        self, period: str, payers: Collection[str]
+    ) -> tuple[Mapping[str, str], Mapping[str, PrivatePart]]:
+        records = self.store.records(period)
+        aliases = records.aliases
+        accounts = {aliases.get(p, p) for p in payers}
+        accounts |= set(records.top_ups) | set(records.charges)
+        accounts |= {a for a, amount in records.opening.items() if amount}
+        parts = {
+            account: PrivatePart(
+                nonce=self.pseudonyms.secret("invoice-nonce", f"{period}\0{account}"),
+                opening=records.opening.get(account, Decimal(0)),
+                top_ups=tuple(records.top_ups.get(account, ())),
+                charges=tuple(records.charges.get(account, ())),
+            )
+            for account in accounts
+        }
+        return {p: aliases[p] for p in payers if p in aliases}, parts
+
+
+def close_with_invoices(
+    repo: BaseRepo,
+    period: str,
+    store: InvoiceStore,
+    pseudonyms: Pseudonyms,
+    *,
+    branch: str = "main",
+    commit: bool = False,
+    jobs: int | None = None,
+    say: Callable[[str], None] | None = None,
+    progress: Progress | None = None,
+) -> tuple[engine.Computed, ObjectID | None]:
+    """Close `period` with its invoices; with `commit`, commit the close and keep the
+    invoices (after the commit: an invoice whose hash is not in git is never shown)."""
+    computed, new = engine.close(
+        repo,
+        period,
+        branch=branch,
+        commit=commit,
+        jobs=jobs,
+        say=say or _quiet,
+        progress=progress,
+        invoicing=AccountInvoicing(store, pseudonyms),
+    )
+    if new is not None:
+        keep(store, period, computed.closing.invoices)
+    return computed, new
+
+
+def keep(store: InvoiceStore, period: str, invoices: Collection[Invoice]) -> None:
+    rows = []
+    for invoice in invoices:
+        body = invoice_bytes(invoice)
+        rows.append((invoice.account, invoice_hash(body), body))
+    store.save(period, rows)
+
+
+def _quiet(_: str) -> None:
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Reconciled:
+    """One account's balance by its latest invoice and in the database now. They differ by
+    what happened since the period ended (calls, top-ups), by calls a killed gateway served
+    after it last wrote its lease, and by rounding: the database keeps fractions of a cent
+    per call, an invoice rounds each line once."""
+
+    login: str
+    period: str
+    by_the_books: Decimal
+    in_the_database: Decimal
+
+    @property
+    def difference(self) -> Decimal:
+        return self.in_the_database - self.by_the_books
+
+
+def reconcile(accounts: AccountStore, store: InvoiceStore, credit: CreditStore) -> list[Reconciled]:
+    """Each account with an invoice: its latest invoice's closing balance and its balance."""
+    out = []
+    for login in accounts.logins():
+        found = store.periods(login)
+        account = accounts.account(login)
+        if not found or account is None:
+            continue
+        latest = found[0]
+        out.append(
+            Reconciled(
+                login, latest.period, latest.closing_balance, credit.balance(account).balance
+            )
+        )
+    return out
