@@ -388,6 +388,7 @@ def preview(
     say: Say = _quiet,
     progress: Progress | None = None,
     cache_dir: Path | None = None,
+    invoicing: Invoicing | None = None,
 ) -> Computed:
     """What closing `period` now would give; nothing is written (but to the cache)."""
     check_period(period)
@@ -404,6 +405,7 @@ def preview(
         say=say,
         progress=progress,
         cache_dir=cache_dir,
+        invoicing=invoicing,
     )
 
 
