@@ -10,11 +10,16 @@ from typing import TYPE_CHECKING
 import click
 
 from formarket.commands._common import open_repo
-from formarket.commands._options import BRANCH_OPTION, REPO_OPTION
+from formarket.commands._options import BRANCH_OPTION, GATEWAY_DIR_OPTION, REPO_OPTION
 from formarket.errors import UsageError
 
 if TYPE_CHECKING:
+    from dulwich.objects import ObjectID
+    from dulwich.repo import BaseRepo
+
+    from formarket.control.invoicing import Reconciled
     from formarket.control.payouts import PayReport
+    from formarket.royalties.engine import Computed
 
 __all__ = ["command"]
 
@@ -72,7 +77,15 @@ def command() -> None:
 @_PERIOD
 @REPO_OPTION
 @BRANCH_OPTION
+@GATEWAY_DIR_OPTION
 @click.option("--commit", is_flag=True, help="Commit royalties/YYYY-MM/ as the bot.")
+@click.option(
+    "--invoices/--no-invoices",
+    default=None,
+    help="Compute each account's invoice from the accounts database (FORMARKET_DATABASE_URL,"
+    " else accounts.sqlite in the gateway's folder), commit their index and keep them there"
+    " (default: with --commit).",
+)
 @click.option(
     "--out",
     type=click.Path(file_okay=False, path_type=Path),
@@ -81,14 +94,27 @@ def command() -> None:
 )
 @_JOBS
 def close_command(
-    period: str, repo: Path, branch: str, commit: bool, out: Path | None, jobs: int | None
+    period: str,
+    repo: Path,
+    branch: str,
+    gateway_dir: Path | None,
+    commit: bool,
+    invoices: bool | None,
+    out: Path | None,
+    jobs: int | None,
 ) -> None:
     """Close a finished period: rate its usage, split it, post the ledger, write statements
-    and payouts.
+    and payouts, and each account's invoice.
 
     Without --commit nothing is written to git: the result is shown, and written to --out if
     given. A closed period never changes; usage that arrives for it later is posted as an
     adjustment in the next period that is closed.
+
+    \b
+    Invoices are private: the close commits only their SHA-256 hashes and totals
+    (royalties/YYYY-MM/invoices.json), which equal the statements' gross; the invoices stay
+    in the accounts database, where each account reads its own. Each account's balance is
+    then reconciled with its invoice, and the differences are shown.
 
     \b
     Exit status: 0 closed (or would close), 1 an error, 2 bad usage (a period not over, or
@@ -96,17 +122,23 @@ def close_command(
     """
     from formarket.royalties import engine
 
+    with_invoices = commit if invoices is None else invoices
     repository = open_repo(repo)
     try:
-        computed, new = engine.close(
-            repository,
-            period,
-            branch=branch,
-            commit=commit,
-            jobs=jobs,
-            say=_say,
-            progress=_Progress(),
-        )
+        if with_invoices:
+            computed, new = _close_with_invoices(
+                repository, period, repo, gateway_dir, branch, commit, jobs
+            )
+        else:
+            computed, new = engine.close(
+                repository,
+                period,
+                branch=branch,
+                commit=commit,
+                jobs=jobs,
+                say=_say,
+                progress=_Progress(),
+            )
     finally:
         repository.close()
     _show(computed.files, out)
@@ -116,6 +148,61 @@ def close_command(
         click.echo(
             f"\ncommitted royalties/{period}/ ({len(computed.files)} files) to {branch}"
             f" as {new.decode()[:12]}"
+        )
+        if with_invoices:
+            click.echo(f"kept {len(computed.closing.invoices)} invoices in the accounts database")
+
+
+def _close_with_invoices(
+    repository: BaseRepo,
+    period: str,
+    repo: Path,
+    gateway_dir: Path | None,
+    branch: str,
+    commit: bool,
+    jobs: int | None,
+) -> tuple[Computed, ObjectID | None]:
+    from formarket.accounts.credit import CreditStore
+    from formarket.accounts.database import database_url, open_database
+    from formarket.accounts.invoices import InvoiceStore
+    from formarket.accounts.pseudonym import load_pseudonyms
+    from formarket.accounts.store import AccountStore
+    from formarket.commands.gateway import state_paths
+    from formarket.control.invoicing import close_with_invoices, reconcile
+
+    paths = state_paths(repo, gateway_dir)
+    database = open_database(database_url(paths.root))
+    try:
+        pseudonyms = load_pseudonyms(paths.root)
+        store = InvoiceStore(database, pseudonyms)
+        computed, new = close_with_invoices(
+            repository,
+            period,
+            store,
+            pseudonyms,
+            branch=branch,
+            commit=commit,
+            jobs=jobs,
+            say=_say,
+            progress=_Progress(),
+        )
+        if new is not None:
+            _show_reconciled(reconcile(AccountStore(database), store, CreditStore(database)))
+        return computed, new
+    finally:
+        database.dispose()
+
+
+def _show_reconciled(found: list[Reconciled]) -> None:
+    differing = [r for r in found if r.difference]
+    click.echo(
+        f"\nbalances reconciled with their latest invoice: {len(found) - len(differing)} agree,"
+        f" {len(differing)} differ"
+    )
+    for r in differing:
+        click.echo(
+            f"  {r.login}: {r.by_the_books} by the {r.period} invoice, {r.in_the_database} in"
+            f" the database ({r.difference:+}: use since the period ended, or rounding)"
         )
 
 

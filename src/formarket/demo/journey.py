@@ -16,9 +16,11 @@ from pathlib import Path
 
 import yaml
 
+from formarket.accounts.database import open_database
+from formarket.accounts.invoices import InvoiceStore
 from formarket.accounts.pseudonym import key_path, load_pseudonyms
 from formarket.demo.calls import Hop, demo_calls, demo_gateway, demo_usage
-from formarket.demo.close import credited_requests, demo_close
+from formarket.demo.close import credited_requests, demo_close, demo_invoice
 from formarket.demo.farm import demo_farm
 from formarket.demo.requests import DEMO_CLI_ACCOUNT, DEMO_DEPLOYER, demo_requests
 from formarket.demo.site import demo_site
@@ -234,12 +236,24 @@ def _journey(source: Path, scratch: Path, repo_path: Path, public: str, echo: Ec
         seen = user.dashboard()
         echo(seen)
 
-    _step(echo, 9, "A month later the period is closed, its statements verified")
+    _step(echo, 9, "A month later the period is closed, its statements and invoices verified")
 
     now = datetime.now(UTC)
     next_month = date(now.year + now.month // 12, now.month % 12 + 1, 1)
-    period = demo_close(repo, echo, now=datetime(next_month.year, next_month.month, 2, tzinfo=UTC))
-    echo(_credited(repo_path, period, model_id, hop, user.calls))
+    accounts = open_database(database_url(scratch))
+    try:
+        invoices = InvoiceStore(accounts, load_pseudonyms(default_state_dir(repo_path)))
+        period, closed = demo_close(
+            repo,
+            echo,
+            now=datetime(next_month.year, next_month.month, 2, tzinfo=UTC),
+            invoices=invoices,
+            pseudonyms=load_pseudonyms(default_state_dir(repo_path)),
+        )
+        echo(_credited(repo_path, period, model_id, hop, user.calls))
+        invoiced = demo_invoice(repo, echo, invoices, DEMO_USER, period, closed.closing)
+    finally:
+        accounts.dispose()
 
     _step(echo, 10, "The catalog site shows the listings, their usage and their earnings")
 
@@ -260,6 +274,7 @@ def _journey(source: Path, scratch: Path, repo_path: Path, public: str, echo: Ec
     echo(f"  the farm: {len(everything)} VMs built, booted, answered, stopped")
     echo(f"  the gateway: {events} usage events committed to registry/usage/")
     echo(f"  royalties/{period}/: statements and payouts closed and verified")
+    echo(f"  {invoiced}")
     echo(f"  the catalog: formarket site serve --dir {site}")
     echo(_pseudonyms(repo_path))
 

@@ -57,9 +57,11 @@ __all__ = [
     "check_period",
     "close",
     "closed_periods",
+    "closed_summary",
     "compute",
     "load_policy",
     "preview",
+    "text_diff",
     "verify",
     "verify_all",
 ]
@@ -111,7 +113,7 @@ def closed_periods(history: History) -> list[str]:
     return sorted(history.closes)
 
 
-def _closed_summary(repo: BaseRepo, history: History, period: str) -> Summary:
+def closed_summary(repo: BaseRepo, history: History, period: str) -> Summary:
     """The summary.json that closed `period`, as the closing commit wrote it."""
     folder = history.closes[period][1]
     raw = read_path(repo, folder, "summary.json")
@@ -374,9 +376,7 @@ def _previous(repo: BaseRepo, history: History, period: str) -> PreviousClose | 
     if not closed:
         return None
     last = closed[-1]
-    return PreviousClose(
-        period=last, usage_commit=_closed_summary(repo, history, last).usage_commit
-    )
+    return PreviousClose(period=last, usage_commit=closed_summary(repo, history, last).usage_commit)
 
 
 def preview(
@@ -546,7 +546,7 @@ def _verify_closed(
     closer = history.commits[position]
     differences: list[Difference] = []
     try:
-        summary = _closed_summary(repo, history, period)
+        summary = closed_summary(repo, history, period)
     except InputError as exc:
         # The record of the inputs is broken: nothing can be recomputed from it.
         return [*differences, Difference(where, exc.message)]
@@ -570,7 +570,7 @@ def _verify_closed(
     expected = (
         PreviousClose(
             period=earlier[-1],
-            usage_commit=_closed_summary(repo, history, earlier[-1]).usage_commit,
+            usage_commit=closed_summary(repo, history, earlier[-1]).usage_commit,
         )
         if earlier
         else None
@@ -637,13 +637,13 @@ def _compare(
         elif mine != theirs:
             out.append(
                 Difference(
-                    path, f"differs from the recomputed file{where}", _diff(theirs, mine, path)
+                    path, f"differs from the recomputed file{where}", text_diff(theirs, mine, path)
                 )
             )
     return out
 
 
-def _diff(committed: bytes, recomputed: bytes, path: str, limit: int = 40) -> str:
+def text_diff(committed: bytes, recomputed: bytes, path: str, limit: int = 40) -> str:
     lines = list(
         difflib.unified_diff(
             committed.decode("utf-8", "replace").splitlines(),
