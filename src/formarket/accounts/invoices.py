@@ -46,6 +46,15 @@ def _utc(moment: datetime | None) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
+_PLACES = Decimal(1).scaleb(-8)
+
+
+def _money(amount: Decimal) -> Decimal:
+    """An amount as the database keeps it (18 places) as documents write money: at most 8
+    places, no trailing zeros (the amounts of top-ups and prices have far fewer)."""
+    return amount.quantize(_PLACES).normalize()
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -120,13 +129,16 @@ class InvoiceStore:
         paid: dict[str, list[InvoiceTopUp]] = {}
         for account_id, ident, settled_at, amount in top_ups:
             paid.setdefault(named[account_id], []).append(
-                InvoiceTopUp(reference=ident, credited_at=_utc(settled_at), amount=amount)
+                InvoiceTopUp(reference=ident, credited_at=_utc(settled_at), amount=_money(amount))
             )
         charged: dict[str, list[InvoiceCharge]] = {}
         for account_id, ident, created_at, amount in charges:
             charged.setdefault(named[account_id], []).append(
                 InvoiceCharge(
-                    kind=_SUBSCRIPTION, reference=ident, charged_at=_utc(created_at), amount=amount
+                    kind=_SUBSCRIPTION,
+                    reference=ident,
+                    charged_at=_utc(created_at),
+                    amount=_money(amount),
                 )
             )
         return PeriodRecords(aliases, opening, paid, charged)
