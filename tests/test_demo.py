@@ -69,6 +69,17 @@ def test_the_demo_runs_the_whole_journey(tmp_path: Path) -> None:
     assert int(credited.group(1)) == int(hop.group(1)) + 10  # and the user's 10 direct calls
     assert "calls the FAQ answered credit it nothing" in result.output
     assert "agrees with its recomputation from git, byte for byte" in result.output
+    # The month's invoices: hers shows her 10 calls and her top-ups, all of them add up to the
+    # statements' gross, and she recomputes hers from the public usage.
+    assert "requests: 10 x 0.002 USD per request = 0.02" in result.output
+    assert "balance (USD): opening 0 + top-ups 0.06 - usage 0.02 - charges 0 = closing 0.04" in (
+        result.output
+    )
+    assert re.search(
+        r"they agree: [0-9.]+ USD invoiced to \d+ accounts = the statements' gross", (result.output)
+    )
+    assert "invoice of" in summary
+    assert "verified against the close's hash" in summary
     assert (tmp_path / "site" / "agents" / "tinyforge" / "faq-bot" / "index.html").is_file()
     # Nothing of the farm is left running.
     committed = result.output.split("committed by the bot:")[1].split("\n", 1)[0]
