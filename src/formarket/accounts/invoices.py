@@ -96,10 +96,7 @@ class InvoiceStore:
         start, end = period_bounds(period)
         pseudonyms = self._pseudonyms
         with self._sessions() as db:
-            logins: dict[int, str] = {
-                account_id: login
-                for account_id, login in db.execute(select(Account.id, Account.login))
-            }
+            logins: dict[int, str] = dict(db.execute(select(Account.id, Account.login)).all())
             top_ups = db.execute(
                 select(TopUp.account_id, TopUp.id, TopUp.settled_at, TopUp.amount)
                 .where(TopUp.state == "credited")

@@ -22,6 +22,7 @@ from formarket.royalties import engine
 from formarket.royalties.close import Closing
 from formarket.royalties.invoice_check import check_invoice
 from formarket.schemas.invoices import Invoice
+from formarket.schemas.usage import money_text
 from formarket.usage.files import month_text
 
 __all__ = ["credited_requests", "demo_close", "demo_invoice"]
@@ -59,7 +60,13 @@ def demo_close(
 
 
 def demo_invoice(
-    repo: Repo, echo: Echo, invoices: InvoiceStore, login: str, period: str, close: Closing
+    repo: Repo,
+    echo: Echo,
+    invoices: InvoiceStore,
+    balance: Decimal,
+    login: str,
+    period: str,
+    close: Closing,
 ) -> str:
     """Show `login`'s invoice of `period`, check that the invoices, the statements and the
     payouts agree, and verify the invoice as its account would; a summary line."""
@@ -78,6 +85,15 @@ def demo_invoice(
     echo(
         f"  balance ({b.currency}): opening {b.opening} + top-ups {b.top_ups} - usage {b.usage}"
         f" - charges {b.charges} = closing {b.closing}"
+    )
+    # Reconciled: the running balance the gateway kept, against the books the close computed.
+    if balance != b.closing:
+        raise FormarketError(
+            f"{login}'s balance is {balance} in the accounts database, {b.closing} by the books"
+        )
+    echo(
+        f"  reconciled: the accounts database holds {money_text(balance.normalize())}"
+        f" {b.currency}, as the books say"
     )
     billed: dict[str, Decimal] = {}
     for other in close.invoices:

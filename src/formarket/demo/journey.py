@@ -16,9 +16,11 @@ from pathlib import Path
 
 import yaml
 
+from formarket.accounts.credit import CreditStore
 from formarket.accounts.database import open_database
 from formarket.accounts.invoices import InvoiceStore
 from formarket.accounts.pseudonym import key_path, load_pseudonyms
+from formarket.accounts.store import AccountStore
 from formarket.demo.calls import Hop, demo_calls, demo_gateway, demo_usage
 from formarket.demo.close import credited_requests, demo_close, demo_invoice
 from formarket.demo.farm import demo_farm
@@ -251,7 +253,10 @@ def _journey(source: Path, scratch: Path, repo_path: Path, public: str, echo: Ec
             pseudonyms=load_pseudonyms(default_state_dir(repo_path)),
         )
         echo(_credited(repo_path, period, model_id, hop, user.calls))
-        invoiced = demo_invoice(repo, echo, invoices, DEMO_USER, period, closed.closing)
+        her = AccountStore(accounts).account(DEMO_USER)
+        assert her is not None  # she signed in
+        balance = CreditStore(accounts).balance(her).balance
+        invoiced = demo_invoice(repo, echo, invoices, balance, DEMO_USER, period, closed.closing)
     finally:
         accounts.dispose()
 
