@@ -23,8 +23,7 @@ from formarket.accounts.invoices import InvoiceStore
 from formarket.accounts.pseudonym import Pseudonyms
 from formarket.accounts.store import AccountStore
 from formarket.royalties import engine
-from formarket.royalties.invoices import PrivatePart, invoice_bytes, invoice_hash
-from formarket.schemas.invoices import Invoice
+from formarket.royalties.invoices import Drafted, PrivatePart, invoice_hash
 from formarket.usage.scanner import Progress
 
 __all__ = ["AccountInvoicing", "Reconciled", "close_with_invoices", "reconcile"]
@@ -86,12 +85,8 @@ def close_with_invoices(
     return computed, new
 
 
-def keep(store: InvoiceStore, period: str, invoices: Collection[Invoice]) -> None:
-    rows = []
-    for invoice in invoices:
-        body = invoice_bytes(invoice)
-        rows.append((invoice.account, invoice_hash(body), body))
-    store.save(period, rows)
+def keep(store: InvoiceStore, period: str, invoices: Collection[Drafted]) -> None:
+    store.save(period, [(i.account, invoice_hash(i.data), i.data) for i in invoices])
 
 
 def _quiet(_: str) -> None:

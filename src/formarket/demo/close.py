@@ -97,8 +97,8 @@ def demo_invoice(
     )
     billed: dict[str, Decimal] = {}
     for other in close.invoices:
-        for section in other.currencies:
-            billed[section.currency] = billed.get(section.currency, Decimal(0)) + section.total
+        for currency, total in other.totals:
+            billed[currency] = billed.get(currency, Decimal(0)) + total
     gross = dict(close.gross)
     creator = {t.currency: t.creator for t in close.summary.totals}
     earned: dict[str, Decimal] = {}

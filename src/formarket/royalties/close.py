@@ -12,14 +12,15 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import astuple, dataclass, field
+from dataclasses import dataclass, field
 from decimal import Decimal
+from operator import add
 
 from formarket.royalties import ledger as ledger_rules
 from formarket.royalties.invoices import (
+    Drafted,
     PrivatePart,
-    build_invoice,
-    invoice_bytes,
+    draft_invoice,
     invoice_hash,
     invoice_index,
     invoice_lines,
@@ -29,8 +30,7 @@ from formarket.royalties.payouts import Balance, payouts
 from formarket.royalties.pricebook import PriceBook
 from formarket.royalties.rating import RatedLine, Rating, rate
 from formarket.royalties.render import dump_json, render_statement, render_summary
-from formarket.royalties.tally import Quantities, Tally, UsageKey
-from formarket.schemas.invoices import Invoice
+from formarket.royalties.tally import Tally, UsageKey
 from formarket.schemas.publisher import Payout
 from formarket.schemas.usage import (
     CurrencyStatement,
@@ -74,7 +74,7 @@ class Closing:
     # The gross per currency, which the invoices split; the invoices, when the close has
     # their private parts (the operator's close; a verify recomputes the rest without them).
     gross: tuple[tuple[str, Decimal], ...] = ()
-    invoices: tuple[Invoice, ...] = ()
+    invoices: tuple[Drafted, ...] = ()
 
 
 def close_period(tally: Tally, context: CloseContext) -> Closing:
@@ -128,22 +128,24 @@ def close_period(tally: Tally, context: CloseContext) -> Closing:
     )
 
 
-def _invoices(tally: Tally, rating: Rating, context: CloseContext) -> tuple[Invoice, ...]:
+def _invoices(tally: Tally, rating: Rating, context: CloseContext) -> tuple[Drafted, ...]:
     if context.invoicing is None:
         return ()
     aliases, private = context.invoicing
-    merged: dict[str, dict[UsageKey, Quantities]] = {}
-    for payer, usage in tally.accounts.items():
-        mine = merged.setdefault(aliases.get(payer, payer), {})
-        for key, quantities in usage.items():
+    merged: dict[str, dict[UsageKey, list[int]]] = dict(tally.accounts)
+    for payer in [p for p in merged if p in aliases and aliases[p] != p]:
+        # One account, named in git by its login as well as its pseudonym: one invoice.
+        usage = merged.pop(payer)
+        mine = merged[aliases[payer]] = dict(merged.get(aliases[payer], {}))
+        for key, sums in usage.items():
             before = mine.get(key)
-            mine[key] = quantities if before is None else before.plus(list(astuple(quantities)))
+            mine[key] = sums if before is None else list(map(add, before, sums))
     lines = invoice_lines(merged, rating)
-    missing = sorted(set(lines) - set(private))
+    missing = sorted(set(lines.shares) - set(private))
     if missing:
         raise AssertionError(f"no private part for the invoice of {missing[0]}")
     return tuple(
-        build_invoice(context.period, account, context.usage_commit, lines.get(account, {}), part)
+        draft_invoice(context.period, account, context.usage_commit, lines, part)
         for account, part in sorted(private.items())
     )
 
@@ -202,8 +204,8 @@ def render_closing(
             invoice_index(
                 period,
                 commit,
-                ((c.currency, c.total) for i in closing.invoices for c in i.currencies),
-                (invoice_hash(invoice_bytes(i)) for i in closing.invoices),
+                (total for drafted in closing.invoices for total in drafted.totals),
+                (invoice_hash(drafted.data) for drafted in closing.invoices),
             )
         )
     elif invoice_hashes is not None:

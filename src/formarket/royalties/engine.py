@@ -234,7 +234,10 @@ def compute(
     # close or a verify of the same usage takes it from the cache.
     inputs = repr([(f.file.path, f.old, f.commit, b) for f, b in zip(files, blobs, strict=True)])
     inputs += repr(extra)
-    kept = store.load(inputs, "tally") if store is not None else None
+    # A reading by account is kept only by the close that made it: its invoices are kept in
+    # the accounts database, and it is as large as the month's events.
+    keeps = store is not None and not spec.by_account
+    kept = store.load(inputs, "tally") if store is not None and keeps else None
     if isinstance(kept, Tally):
         say(f"the usage of {len(files)} files as read before (the cache)")
         result = kept
@@ -244,9 +247,9 @@ def compute(
             scans = scanner.scan(progress)
             say("settling events seen more than once")
             result = tally(files, scans, scanner.fetch, spec, extra)
-        if store is not None:
+        if store is not None and keeps:
             store.save(inputs, "tally", result)
-            trim(cache)
+        trim(cache)
     say(f"rating {len(result.usage)} listing versions")
     context = CloseContext(
         period=period,

@@ -24,7 +24,7 @@ from formarket.errors import InputError, NotFoundError
 from formarket.market.refs import branch_tip
 from formarket.market.trees import commit_tree, read_path
 from formarket.royalties import engine, gitio
-from formarket.royalties.invoices import PrivatePart, invoice_bytes, invoice_hash
+from formarket.royalties.invoices import PrivatePart, invoice_hash
 from formarket.schemas.invoices import Invoice, InvoiceIndex
 from formarket.usage.scanner import Progress
 
@@ -123,7 +123,7 @@ def check_invoice(
     if again is None:  # pragma: no cover - _Own gives the account a part, so it is invoiced
         problems.append(f"no invoice of {invoice.account} is recomputed")
     else:
-        recomputed = invoice_bytes(again)
+        recomputed = again.data
         if recomputed != data:
             problems.append(
                 "it differs from the invoice recomputed from the public usage:\n"

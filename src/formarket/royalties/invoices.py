@@ -17,13 +17,11 @@ from collections import defaultdict
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from fractions import Fraction
 from typing import Protocol
 
-from formarket.royalties.money import allocate, from_minor
+from formarket.royalties.money import allocate_counts, from_minor
 from formarket.royalties.rating import RatedLine, Rating
-from formarket.royalties.render import dump_json
-from formarket.royalties.tally import Quantities, UsageKey
+from formarket.royalties.tally import UsageKey
 from formarket.schemas.invoices import (
     Invoice,
     InvoiceBalance,
@@ -35,21 +33,20 @@ from formarket.schemas.invoices import (
     InvoiceTotal,
 )
 from formarket.schemas.pricing import PLATFORM_CURRENCY
-from formarket.schemas.usage import Metric
+from formarket.schemas.usage import money_text
 
 __all__ = [
     "AccountLines",
+    "Drafted",
     "Invoicing",
     "PrivatePart",
     "build_invoice",
+    "draft_invoice",
     "invoice_bytes",
     "invoice_hash",
     "invoice_index",
     "invoice_lines",
 ]
-
-# account -> currency -> lines, in statement order
-AccountLines = dict[str, dict[str, list[InvoiceLine]]]
 
 
 class Invoicing(Protocol):
@@ -74,54 +71,135 @@ class PrivatePart:
     charges: tuple[InvoiceCharge, ...] = ()
 
 
-def _quantity(q: Quantities, metric: Metric) -> int:
-    return int(getattr(q, metric))
+# Where each metric is in a tally's sums (events, requests, input, output, seconds).
+_SUM_OF: dict[str, int] = {
+    "requests": 1,
+    "input_tokens": 2,
+    "output_tokens": 3,
+    "instance_seconds": 4,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Drafted:
+    """An invoice as a close computes it: its bytes, and its totals for the index."""
+
+    account: str
+    data: bytes
+    totals: tuple[tuple[str, Decimal], ...]
+
+    def invoice(self) -> Invoice:
+        return Invoice.model_validate_json(self.data)
+
+
+@dataclass(slots=True)
+class AccountLines:
+    """Every account's share of every rated line. A month of usage makes millions of these,
+    so a share is three numbers (which line, the quantity, the amount in minor units), and
+    each line's JSON is written once, by its model, with the two numbers left to fill in."""
+
+    # per rated line: (currency, JSON up to the quantity, JSON between it and the amount)
+    lines: list[tuple[str, bytes, bytes]]
+    # account -> [(rated line, quantity, minor units)], in statement order
+    shares: dict[str, list[tuple[int, int, int]]]
 
 
 def invoice_lines(
-    accounts: Mapping[str, Mapping[UsageKey, Quantities]], rating: Rating
+    accounts: Mapping[str, Mapping[UsageKey, Sequence[int]]], rating: Rating
 ) -> AccountLines:
     """Each account's share of each rated line, in proportion to its quantity (one price per
-    line: a share of the quantity is a share of the exact amount)."""
-    users: dict[UsageKey, list[tuple[str, Quantities]]] = defaultdict(list)
+    line: a share of the quantity is a share of the exact amount). `accounts` gives each
+    account's sums per usage key, as `Tally.accounts` does."""
+    users: dict[UsageKey, list[tuple[str, Sequence[int]]]] = defaultdict(list)
     for account, usage in accounts.items():
-        for key, quantities in usage.items():
-            users[key].append((account, quantities))
-    out: AccountLines = {}
+        for key, sums in usage.items():
+            users[key].append((account, sums))
+    out = AccountLines([], {})
     for rated in rating.lines:
         _split_line(rated, users, out)
     return out
 
 
+def _template(rated: RatedLine) -> tuple[str, bytes, bytes]:
+    line = rated.line
+    probe = InvoiceLine(
+        kind=line.kind,
+        usage_period=line.usage_period,
+        listing=line.listing,
+        version=line.version,
+        metric=line.metric,
+        quantity=0,
+        unit_price=line.unit_price,
+        price_unit=line.price_unit,
+        amount=Decimal(0),
+    ).model_dump_json()
+    head, found, rest = probe.partition('"quantity":0,')
+    middle, end, tail = rest.rpartition('"amount":"0"}')
+    if not found or not end or tail or '"quantity":' in rest:
+        raise AssertionError(f"an invoice line is not written as expected: {probe}")
+    return rated.currency, f'{head}"quantity":'.encode(), f',{middle}"amount":"'.encode()
+
+
 def _split_line(
     rated: RatedLine,
-    users: Mapping[UsageKey, Sequence[tuple[str, Quantities]]],
+    users: Mapping[UsageKey, Sequence[tuple[str, Sequence[int]]]],
     out: AccountLines,
 ) -> None:
     line = rated.line
     key = (line.kind, line.usage_period, line.listing, line.version)
-    weights = {
-        account: Fraction(_quantity(q, line.metric))
-        for account, q in users.get(key, ())
-        if _quantity(q, line.metric)
-    }
+    at = _SUM_OF[line.metric]
+    weights = {account: quantity for account, sums in users.get(key, ()) if (quantity := sums[at])}
     if sum(weights.values()) != line.quantity:
         # The reading by account sums the same events as the reading by listing version.
         raise AssertionError(f"the accounts' {line.metric} of {key} do not add up to the line's")
-    parts = allocate(rated.gross, weights)
-    for account in sorted(weights):
-        share = InvoiceLine(
-            kind=line.kind,
-            usage_period=line.usage_period,
-            listing=line.listing,
-            version=line.version,
-            metric=line.metric,
-            quantity=int(weights[account]),
-            unit_price=line.unit_price,
-            price_unit=line.price_unit,
-            amount=from_minor(parts[account], rated.currency),
+    parts = allocate_counts(rated.gross, weights)
+    number = len(out.lines)
+    out.lines.append(_template(rated))
+    shares = out.shares
+    for account, quantity in weights.items():
+        share = (number, quantity, parts[account])
+        found = shares.get(account)
+        if found is None:
+            shares[account] = [share]
+        else:
+            found.append(share)
+
+
+def draft_invoice(
+    period: str,
+    account: str,
+    usage_commit: str,
+    lines: AccountLines,
+    private: PrivatePart,
+) -> Drafted:
+    """`build_invoice` of the account's shares, written as `invoice_bytes` writes it: the
+    invoice without its lines by its model, the lines from their templates."""
+    by_currency: dict[str, list[tuple[int, int, int]]] = {}
+    for share in lines.shares.get(account, ()):
+        by_currency.setdefault(lines.lines[share[0]][0], []).append(share)
+    sections = []
+    totals = []
+    for currency in sorted(by_currency):
+        written = []
+        total = 0
+        for number, quantity, units in by_currency[currency]:
+            _, head, middle = lines.lines[number]
+            amount = money_text(from_minor(units, currency)).encode()
+            written.append(b'%s%d%s%s"}' % (head, quantity, middle, amount))
+            total += units
+        money = from_minor(total, currency)
+        totals.append((currency, money))
+        sections.append(
+            b'{"currency":"%s","lines":[%s],"total":"%s"}'
+            % (currency.encode(), b",".join(written), money_text(money).encode())
         )
-        out.setdefault(account, {}).setdefault(rated.currency, []).append(share)
+    usage = next((m for c, m in totals if c == PLATFORM_CURRENCY), Decimal(0))
+    bare = _invoice(period, account, usage_commit, (), private, usage).model_dump_json().encode()
+    before, found, after = bare.partition(b'"currencies":[]')
+    if not found:
+        raise AssertionError("an invoice is not written as expected")
+    data = before + b'"currencies":[' + b",".join(sections) + b"]" + after + b"\n"
+    return Drafted(account, data, tuple(totals))
 
 
 def build_invoice(
@@ -131,6 +209,7 @@ def build_invoice(
     lines: Mapping[str, Sequence[InvoiceLine]],
     private: PrivatePart,
 ) -> Invoice:
+    """An invoice from its lines per currency: the definition `draft_invoice` is held to."""
     currencies = tuple(
         InvoiceCurrency(
             currency=currency,
@@ -140,6 +219,17 @@ def build_invoice(
         for currency in sorted(lines)
     )
     usage = next((c.total for c in currencies if c.currency == PLATFORM_CURRENCY), Decimal(0))
+    return _invoice(period, account, usage_commit, currencies, private, usage)
+
+
+def _invoice(
+    period: str,
+    account: str,
+    usage_commit: str,
+    currencies: tuple[InvoiceCurrency, ...],
+    private: PrivatePart,
+    usage: Decimal,
+) -> Invoice:
     top_ups = sum((t.amount for t in private.top_ups), Decimal(0))
     charges = sum((c.amount for c in private.charges), Decimal(0))
     return Invoice(
@@ -162,8 +252,10 @@ def build_invoice(
 
 
 def invoice_bytes(invoice: Invoice) -> bytes:
-    """An invoice's bytes, as kept, served and hashed: the close's JSON form."""
-    return dump_json(invoice)
+    """An invoice's bytes, as kept, served and hashed: compact JSON in the model's field
+    order, UTF-8, a final newline (an invoice has a line per listing version and metric an
+    account used: the indented form of the public documents took ten times as long)."""
+    return invoice.model_dump_json().encode() + b"\n"
 
 
 def invoice_hash(data: bytes) -> str:

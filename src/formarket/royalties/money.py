@@ -18,6 +18,7 @@ __all__ = [
     "MINOR_UNITS",
     "Rounding",
     "allocate",
+    "allocate_counts",
     "from_minor",
     "minor_units",
     "round_to_minor",
@@ -121,4 +122,29 @@ def allocate(total: int, weights: Mapping[str, Fraction]) -> dict[str, int]:
     by_remainder = sorted(names, key=lambda n: (-(exact[n] - parts[n]), n))
     for name in by_remainder[:left]:
         parts[name] += 1
+    return parts
+
+
+def allocate_counts(total: int, counts: Mapping[str, int]) -> dict[str, int]:
+    """`allocate` with whole-number weights (quantities), in integer arithmetic: the same
+    parts, for splitting a line among thousands of accounts without a Fraction each."""
+    if not counts:
+        raise ValueError("nothing to allocate to")
+    if any(c < 0 for c in counts.values()):
+        raise ValueError("weights must not be negative")
+    whole = sum(counts.values())
+    if whole == 0:
+        raise ValueError("weights must not all be zero")
+    if total < 0:
+        return {name: -part for name, part in allocate_counts(-total, counts).items()}
+    names = sorted(counts)
+    parts: dict[str, int] = {}
+    remainders: dict[str, int] = {}
+    for name in names:
+        parts[name], remainders[name] = divmod(total * counts[name], whole)
+    left = total - sum(parts.values())
+    if left:
+        # The largest remainders, ties to the first name: a stable sort of names in order.
+        for name in sorted(names, key=remainders.__getitem__, reverse=True)[:left]:
+            parts[name] += 1
     return parts

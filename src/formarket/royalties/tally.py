@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import add
 
 from formarket.schemas.usage import SetAside, SummaryCounts, UsageConflict
 from formarket.usage.files import month_text
@@ -64,9 +65,10 @@ class Tally:
     counts: SummaryCounts
     conflicts: tuple[UsageConflict, ...]
     set_aside: tuple[SetAside, ...]
-    # With a reading `by_account`: the same usage per paying account (its name in git), whose
-    # quantities add up to `usage` exactly; empty otherwise.
-    accounts: dict[str, dict[UsageKey, Quantities]] = field(default_factory=dict)
+    # With a reading `by_account`: the same usage per paying account (its name in git), as
+    # sums (events, requests, input tokens, output tokens, instance seconds) that add up to
+    # `usage` exactly; empty otherwise. Plain lists: a month may hold millions.
+    accounts: dict[str, dict[UsageKey, list[int]]] = field(default_factory=dict)
 
 
 def tally(
@@ -87,11 +89,13 @@ def tally(
         [*extra, *(item for scan in scans for item in scan.set_aside)],
         key=lambda s: (s.file, s.line, s.code, s.message),
     )
-    usage: dict[UsageKey, Quantities] = {}
-    accounts: dict[str, dict[UsageKey, Quantities]] = {}
+    sums_of: dict[UsageKey, list[int]] = {}
+    by_account: dict[str, dict[UsageKey, list[int]]] = {}
     counted = adjustments = before_count = later = not_charged = 0
     period = spec.new.period
-    for (before, month, _, agent, model, ok, payer), sums in sorted(totals.items(), key=_sort_key):
+    months: dict[int, str] = {}
+    # In any order: only sums are taken, and the rating sorts what it rates.
+    for (before, month, _, agent, model, ok, payer), sums in totals.items():
         events = sums[0]
         if before:
             before_count += events
@@ -111,11 +115,23 @@ def tally(
         # the events of the calls it served (each model call is an event of its own).
         ref = agent if agent is not None else model
         if ref is not None and events:
-            key = (kind, month_text(month), ref[0], ref[1])
-            usage[key] = usage.get(key, Quantities()).plus(sums)
+            text = months.get(month)
+            if text is None:
+                text = months[month] = month_text(month)
+            key = (kind, text, ref[0], ref[1])
+            found = sums_of.get(key)
+            if found is None:
+                sums_of[key] = sums[:5]
+            else:
+                found[:] = map(add, found, sums[:5])
             if spec.by_account:
-                mine = accounts.setdefault(payer, {})
-                mine[key] = mine.get(key, Quantities()).plus(sums)
+                mine = by_account.setdefault(payer, {})
+                kept = mine.get(key)
+                if kept is None:
+                    mine[key] = sums[:5]
+                else:
+                    kept[:] = map(add, kept, sums[:5])
+    usage = {key: Quantities(*sums) for key, sums in sorted(sums_of.items())}
     counts = SummaryCounts(
         files=len(files),
         lines=sum(s.lines for s in scans),
@@ -129,12 +145,7 @@ def tally(
         counted_before=before_count,
         later=later,
     )
-    return Tally(usage, counts, tuple(conflicts), tuple(set_aside), accounts)
-
-
-def _sort_key(item: tuple[TotalsKey, Sums]) -> tuple[object, ...]:
-    before, month, day, agent, model, ok, payer = item[0]
-    return (before, month, day, agent or ("", ""), model or ("", ""), ok, payer)
+    return Tally(usage, counts, tuple(conflicts), tuple(set_aside), by_account)
 
 
 Fetch = Callable[[Mapping[int, set[int]]], Iterable[tuple[int, int, WireEvent]]]
