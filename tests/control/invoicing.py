@@ -1,10 +1,11 @@
 """Real invoices for the control plane's tests: usage of a priced model committed by the bot for
 a finished month, top-ups credited in that month, and the operator's close with invoices
 (`close_with_invoices`), which commits the index to git and keeps the invoices in the
-accounts database the plane reads."""
+accounts database the control plane reads."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -12,6 +13,7 @@ from decimal import Decimal
 from dulwich.repo import Repo
 
 from formarket.accounts.credit import CreditStore
+from formarket.control.context import Control
 from formarket.control.invoicing import close_with_invoices
 from formarket.market.governance import bot_identity
 from formarket.market.layout import POLICY
@@ -19,7 +21,6 @@ from formarket.market.refs import branch_tip
 from formarket.market.trees import commit_tree, read_path
 from formarket.market.writer import Identity, commit_changes
 from formarket.schemas.pricing import PLATFORM_CURRENCY
-from tests.control.conftest import Plane
 from tests.deploy.conftest import MAINTAINER
 from tests.royalties.helpers import POLICY_FILE
 from tests.usage.helpers import call, gz, line, usage_file
@@ -32,7 +33,7 @@ MODEL = ("northwind-ai/northwind-chat-8b", "1.2.0")
 
 
 def close_month(
-    plane: Plane,
+    control: Control,
     calls: Mapping[str, int],
     top_ups: Mapping[str, Decimal] | None = None,
     *,
@@ -42,11 +43,12 @@ def close_month(
     cents), committed by the bot in `period`; each login's top-up credited on its 5th; then
     `period` closed with invoices."""
     year, month = int(period[:4]), int(period[5:7])
-    credit = CreditStore(plane.store.engine, clock=lambda: datetime(year, month, 5, 12, tzinfo=UTC))
+    fifth = datetime(year, month, 5, 12, tzinfo=UTC)
+    credit = CreditStore(control.store.engine, clock=lambda: fifth)
     for login, amount in (top_ups or {}).items():
-        account = plane.store.account(login)
+        account = control.store.account(login)
         assert account is not None, f"{login} signs in first"
-        ident = f"cs_test_{login}_{period}"
+        ident = "cs_test_" + hashlib.sha256(f"{login}/{period}".encode()).hexdigest()[:24]
         credit.open_topup(account, ident, amount)
         assert credit.credit_topup(ident, amount, PLATFORM_CURRENCY)
     events = []
@@ -59,9 +61,9 @@ def close_month(
                 input_tokens=1_000_000,
                 output_tokens=1_000_000,
             )
-            event["data"]["account"] = plane.control.pseudonyms.of(login)
+            event["data"]["account"] = control.pseudonyms.of(login)
             events.append(line(event))
-    repo = Repo(str(plane.market.repo))
+    repo = Repo(str(control.farm.repo))
     try:
         if read_path(repo, commit_tree(repo, branch_tip(repo, "main")), POLICY) is None:
             # The platform's terms, as a maintainer commits them before a first close.
@@ -76,8 +78,6 @@ def close_month(
                 f"Usage of {period}",
                 bot_identity(repo, "main"),
             )
-        close_with_invoices(
-            repo, period, plane.control.invoices, plane.control.pseudonyms, commit=True
-        )
+        close_with_invoices(repo, period, control.invoices, control.pseudonyms, commit=True)
     finally:
         repo.close()

@@ -35,6 +35,7 @@ from formarket.control.context import Control
 from formarket.control.credit_notice import credit_notice
 from formarket.control.dashboard import add_dashboard
 from formarket.control.deployments import summary
+from formarket.control.invoices import add_invoices
 from formarket.control.payments import PaymentsError, WebhookRefused
 from formarket.control.subscriptions import add_subscriptions
 from formarket.control.usage import account_usage
@@ -739,6 +740,7 @@ def create_app(control: Control | None = None) -> FastAPI:
         return WebhookOut(received=True, outcome=outcome)
 
     add_subscriptions(app, ctl, Account)
+    add_invoices(app, ctl, Account)
     add_dashboard(app, ctl)
     return app
 
