@@ -38,10 +38,11 @@ def close_month(
     top_ups: Mapping[str, Decimal] | None = None,
     *,
     period: str = PERIOD,
+    now: datetime | None = None,
 ) -> None:
     """Each login's `calls` of MODEL (a million tokens in and out each, so that they cost
-    cents), committed by the bot in `period`; each login's top-up credited on its 5th; then
-    `period` closed with invoices."""
+    cents), committed by the bot on the first of `period`; each login's top-up credited on
+    its 5th; then `period` closed with invoices at `now` (a period closes once it is over)."""
     year, month = int(period[:4]), int(period[5:7])
     fifth = datetime(year, month, 5, 12, tzinfo=UTC)
     credit = CreditStore(control.store.engine, clock=lambda: fifth)
@@ -57,7 +58,7 @@ def close_month(
             event = call(
                 f"{login}-{n}",
                 model=MODEL,
-                time=f"{period}-10T12:00:00Z",
+                time=f"{period}-01T00:00:00Z",
                 input_tokens=1_000_000,
                 output_tokens=1_000_000,
             )
@@ -74,10 +75,12 @@ def close_month(
             commit_changes(
                 repo,
                 "main",
-                {usage_file(f"{period}-10"): gz(events)},
+                {usage_file(f"{period}-01"): gz(events)},
                 f"Usage of {period}",
                 bot_identity(repo, "main"),
             )
-        close_with_invoices(repo, period, control.invoices, control.pseudonyms, commit=True)
+        close_with_invoices(
+            repo, period, control.invoices, control.pseudonyms, commit=True, now=now
+        )
     finally:
         repo.close()
