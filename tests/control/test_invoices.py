@@ -118,6 +118,9 @@ def test_odd_periods_are_refused_in_the_apis_shape(plane: Plane, period: str) ->
 @given(period=st.text(min_size=1, max_size=12))
 @example(period=PERIOD)
 @example(period=PERIOD + "\n")
+@example(period="/")
+@example(period="2026-03/")
+@example(period="..")
 @settings(
     max_examples=60,
     deadline=None,
@@ -131,6 +134,11 @@ def test_only_a_closed_period_of_ones_own_serves_an_invoice(
     if period == PERIOD:
         assert reply.status == 200
         assert reply.body == plane.control.invoices.body("alice", PERIOD)
+    elif reply.status == 307:
+        # A path that ends with a slash once decoded: the router sends it to the one
+        # without, which answers as any other (and serves nothing itself).
+        assert period.endswith("/")
+        assert reply.body == b""
     else:
         assert reply.status in (404, 405, 422), (period, reply.status)
         assert b"formarket.invoice" not in reply.body
