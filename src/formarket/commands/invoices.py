@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import click
@@ -12,9 +11,6 @@ from formarket.commands._options import CONTROL_URL_OPTION
 from formarket.errors import UsageError
 
 __all__ = ["command"]
-
-# A royalty period, as the control plane names it (its own check is the one that counts).
-_PERIOD = re.compile(r"[0-9]{4}-(0[1-9]|1[0-2])")
 
 
 @click.group("invoices")
@@ -71,11 +67,13 @@ def get(control_url: str, period: str, output: Path | None) -> None:
     """The invoice of PERIOD (YYYY-MM), as the exact bytes whose SHA-256 its close
     committed."""
     import hashlib
+    import re
 
     from formarket.atomicfile import write_atomically
     from formarket.commands._remote import account_client
+    from formarket.schemas.usage import PERIOD_PATTERN
 
-    if not _PERIOD.fullmatch(period):
+    if not re.fullmatch(PERIOD_PATTERN, period):  # the whole of it: no final newline either
         raise UsageError(f"{period!r} is not a period", hint="write the month as YYYY-MM")
     with account_client(control_url) as control:
         body = control.invoice(period)

@@ -22,12 +22,11 @@ from formarket.control.context import Control
 from formarket.errors import NotFoundError
 from formarket.schemas.invoices import Invoice
 from formarket.schemas.pricing import PLATFORM_CURRENCY
+from formarket.schemas.usage import PERIOD_PATTERN
 
-__all__ = ["PERIOD_PATTERN", "add_invoices", "invoice_download", "invoice_filename"]
+__all__ = ["add_invoices", "invoice_download", "invoice_filename", "own_invoice"]
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
-# A royalty period, as the close names it: a calendar month in UTC.
-PERIOD_PATTERN = r"^[0-9]{4}-(0[1-9]|1[0-2])$"
 _PERIOD = re.compile(PERIOD_PATTERN)
 _PERIOD_ID = Annotated[
     str, Path(pattern=PERIOD_PATTERN, max_length=7, description="The period: YYYY-MM.")
