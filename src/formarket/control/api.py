@@ -363,7 +363,8 @@ def create_app(control: Control | None = None) -> FastAPI:
     app = FastAPI(
         title="formarket control plane",
         version="1",
-        description="Accounts' keys, deployments and usage. Sign in with `formarket login`.",
+        description="Accounts' keys, deployments, usage, credit and invoices. Sign in with"
+        " `formarket login`.",
         responses=_ERRORS,
     )
 
