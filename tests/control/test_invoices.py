@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import uuid
+from datetime import UTC, datetime
 from decimal import Decimal
 from urllib.parse import quote
 
@@ -14,6 +16,7 @@ from dulwich.repo import Repo
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from formarket.accounts.credit import CreditStore
 from formarket.market.refs import branch_tip
 from formarket.market.trees import commit_tree, read_path
 from formarket.schemas.invoices import Invoice, InvoiceIndex
@@ -150,3 +153,27 @@ def invoiced(plane: Plane) -> tuple[Plane, str]:
     alice = plane.sign_in("alice")
     close_month(plane.control, {"alice": 2})
     return plane, alice
+
+
+@given(cents=st.integers(min_value=1, max_value=1_000_000))
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+def test_a_top_up_is_on_the_invoice_as_paid_to_the_cent(plane: Plane, cents: int) -> None:
+    # The database keeps amounts to 18 places; an invoice writes money with at most 8.
+    account = plane.store.sign_in("alice", 1)
+    credit = CreditStore(plane.store.engine, clock=lambda: datetime(2026, 3, 5, tzinfo=UTC))
+    amount = Decimal(cents).scaleb(-2)
+    ident = f"cs_test_{cents}_{uuid.uuid4().hex[:8]}"
+    credit.open_topup(account, ident, amount)
+    assert credit.credit_topup(ident, amount, "USD")
+    records = plane.control.invoices.records(PERIOD)
+    (paid,) = (
+        t for t in records.top_ups[plane.control.pseudonyms.of("alice")] if t.reference == ident
+    )
+    assert paid.amount == amount
+    assert paid.amount.as_tuple().exponent == -2
+    written = json.loads(paid.model_dump_json())["amount"]
+    assert written == f"{amount:.2f}"
