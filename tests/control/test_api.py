@@ -109,6 +109,8 @@ def test_the_openapi_document_names_every_route() -> None:
         "/v1/usage",
         "/v1/subscriptions",
         "/v1/subscriptions/{subscription_id}",
+        "/v1/invoices",
+        "/v1/invoices/{period}",
     }
 
 

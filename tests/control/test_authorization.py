@@ -1,5 +1,5 @@
 """Broken object-level authorization, tried on every route: account A never sees, stops or
-uses B's keys, deployments or usage, whatever ids it sends; a revoked, expired, scoped,
+uses B's keys, deployments, usage or invoices, whatever ids it sends; a revoked, expired, scoped,
 malformed or missing key is refused everywhere."""
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import pytest
 from formarket.control.limits import RateLimiter
 from tests.accounts.databases import db_url, pg_url
 from tests.control.conftest import Plane
+from tests.control.invoicing import PERIOD, close_month
 
 __all__ = ["db_url", "pg_url"]
 
@@ -36,6 +37,8 @@ ROUTES = [
     ("GET", "/v1/subscriptions", None),
     ("POST", "/v1/subscriptions", {"listing": "lumen-labs/sketch-turbo", "tier": "Hobby"}),
     ("DELETE", "/v1/subscriptions/sub_" + "0" * 24, None),
+    ("GET", "/v1/invoices", None),
+    ("GET", "/v1/invoices/2026-03", None),
 ]
 
 
@@ -76,6 +79,27 @@ def test_alice_never_reaches_bobs_things(plane: Plane) -> None:
     assert plane.call(bob, "GET", "/v1/keys").json()["keys"][0]["revoked_at"] is None
 
 
+def test_an_invoice_is_served_to_its_own_account_only(plane: Plane) -> None:
+    alice, bob, carol = plane.sign_in("alice"), plane.sign_in("bob"), plane.sign_in("carol")
+    close_month(plane.control, {"alice": 1, "bob": 2})
+    bobs = plane.call(bob, "GET", f"/v1/invoices/{PERIOD}")
+    assert bobs.status == 200
+    # Alice has her own invoice of the period: she is given hers, never Bob's.
+    (listed,) = plane.call(alice, "GET", "/v1/invoices").json()["invoices"]
+    assert listed["sha256"] not in bobs.body.decode()
+    alices = plane.call(alice, "GET", f"/v1/invoices/{PERIOD}")
+    assert alices.status == 200
+    assert alices.body != bobs.body
+    assert plane.control.pseudonyms.of("bob") not in alices.body.decode()
+    # Carol has none: Bob's period is answered as a missing one.
+    assert plane.call(carol, "GET", "/v1/invoices").json() == {"invoices": []}
+    theirs = plane.call(carol, "GET", f"/v1/invoices/{PERIOD}")
+    missing = plane.call(carol, "GET", "/v1/invoices/2001-01")
+    assert theirs.status == missing.status == 404
+    assert theirs.json()["error"]["code"] == missing.json()["error"]["code"]
+    assert b"formarket.invoice" not in theirs.body
+
+
 @pytest.mark.parametrize(
     "ident",
     ["..%2F..%2Fetc", "DEP-1", "dep-1%00", "dep-" + "a" * 300, "%20dep-1", "dep-1'--"],
@@ -86,6 +110,7 @@ def test_hostile_ids_are_refused_before_anything_is_read(plane: Plane, ident: st
         reply = plane.call(alice, method, f"/v1/deployments/{ident}")
         assert reply.status in (404, 422), (method, ident, reply.status)
     assert plane.call(alice, "DELETE", f"/v1/keys/{ident}").status in (404, 422)
+    assert plane.call(alice, "GET", f"/v1/invoices/{ident}").status in (404, 422)
 
 
 def _refused_everywhere(plane: Plane, key: str | None, status: int) -> None:

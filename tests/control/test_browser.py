@@ -5,6 +5,8 @@ README shows them. Select with `-m browser`, like the other browser tests."""
 
 from __future__ import annotations
 
+import hashlib
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -18,6 +20,7 @@ from formarket.gateway.server import ServerThread, build_gateway
 from formarket.schemas.usage import ListingVersion
 from formarket.standins.openai import StandIn as Upstream
 from tests.control.conftest import Plane
+from tests.control.invoicing import close_month
 from tests.control.test_payments import Shop, shop
 from tests.gateway.helpers import Client
 from tests.site.browser import TIMEOUT, browser
@@ -115,4 +118,50 @@ def test_a_user_tops_up_through_the_checkout_page(shop: Shop, browser: Browser) 
     expect(page.locator("#balance")).to_have_text("25.00 USD")
     expect(page.get_by_role("cell", name="credited")).to_be_visible()
     page.screenshot(path=str(SHOTS / "dashboard-credit.png"))
+    page.close()
+
+
+def test_a_user_tops_up_and_reads_the_invoice_of_the_month(shop: Shop, browser: Browser) -> None:
+    plane = shop.plane
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.set_default_timeout(TIMEOUT)
+    page.goto(f"{plane.url}/dashboard")
+    page.get_by_role("link", name="Sign in with GitHub").click()
+    page.get_by_label("Sign in to GitHub (stand-in) as").fill("ada")
+    page.get_by_role("button", name="Authorize").click()
+    page.get_by_label("Amount (USD)").fill("25.00")
+    page.get_by_role("button", name="Top up").click()
+    page.locator("#checkout").click()
+    page.locator("#pay").click()
+    expect(page.get_by_text("your balance grows")).to_be_visible()
+    page.reload()
+    expect(page.locator("#balance")).to_have_text("25.00 USD")
+
+    # The month ends and the operator closes it with its invoices: ada's calls of the month
+    # (committed by the bot) and the top-up she just paid are on hers.
+    now = datetime.now(UTC)
+    period = f"{now.year:04d}-{now.month:02d}"
+    month_after = datetime(now.year + now.month // 12, now.month % 12 + 1, 1, 1, tzinfo=UTC)
+    close_month(plane.control, {"ada": 3}, period=period, now=month_after)
+
+    page.get_by_role("link", name="My invoices").click()
+    row = page.get_by_role("row").filter(has_text=period)
+    expect(row).to_contain_text("2.40 USD")
+    expect(row).to_contain_text("22.60 USD")
+    page.get_by_role("link", name=period).click()
+    expect(page.get_by_role("heading", name=f"Invoice {period}")).to_be_visible()
+    line = page.get_by_role("row").filter(has_text="Output tokens")
+    expect(line).to_contain_text("northwind-ai/northwind-chat-8b")
+    expect(line).to_contain_text("3,000,000")
+    expect(line).to_contain_text("1.80 USD")
+    expect(page.get_by_role("row").filter(has_text="cs_test")).to_contain_text("25.00 USD")
+    expect(page.locator("#closing-balance")).to_have_text("22.60 USD")
+    page.screenshot(path=str(SHOTS / "dashboard-invoice.png"), full_page=True)
+
+    with page.expect_download() as download:
+        page.locator("#download").click()
+    assert download.value.suggested_filename == f"invoice-{period}.json"
+    saved = Path(download.value.path()).read_bytes()
+    assert saved == plane.control.invoices.body("ada", period)
+    assert hashlib.sha256(saved).hexdigest() == page.locator("#sha256").inner_text()
     page.close()

@@ -1,14 +1,17 @@
-"""`formarket login`, `keys` and `logout` against a served control plane and the GitHub
-stand-in: the device flow, the key kept 0600, keys made, listed and revoked."""
+"""`formarket login`, `keys`, `invoices` and `logout` against a served control plane and the
+GitHub stand-in: the device flow, the key kept 0600, keys made, listed and revoked, invoices
+listed and saved."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import stat
 import sys
 import threading
 import time
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -17,6 +20,7 @@ from click.testing import CliRunner, Result
 from formarket.cli import main
 from formarket.process import Runner
 from tests.control.conftest import Plane
+from tests.control.invoicing import PERIOD, close_month
 from tests.deploy.conftest import make_market
 from tests.gateway.helpers import Client
 
@@ -179,3 +183,46 @@ def test_signed_in_and_outside_a_clone_deployments_and_usage_go_through_the_api(
     operator = _run(["deployments", "list", "--all", "--repo", str(plane.market.repo)], config)
     assert operator.exit_code == 0, operator.output
     assert bob_dep in operator.output
+
+
+def test_invoices_are_listed_and_saved_as_the_bytes_git_has_the_hash_of(
+    plane: Plane, tmp_path: Path
+) -> None:
+    config = tmp_path / "config"
+    assert _login(plane, config, "alice").exit_code == 0
+    plane.sign_in("bob")
+    assert "no invoices yet" in _run(["invoices", "list"], config).output
+    close_month(plane.control, {"alice": 3, "bob": 1}, {"alice": Decimal("20.00")})
+    stored = plane.control.invoices.body("alice", PERIOD)
+    assert stored is not None
+    digest = hashlib.sha256(stored).hexdigest()
+
+    listed = _run(["invoices", "list"], config)
+    assert listed.exit_code == 0, listed.output
+    assert f"{PERIOD}  usage USD 2.40  closing balance USD 17.60  sha256 {digest}" in (
+        listed.output
+    )
+    (entry,) = json.loads(_run(["invoices", "list", "--json"], config).stdout)["invoices"]
+    assert entry["sha256"] == digest
+
+    saved = tmp_path / "out" / f"invoice-{PERIOD}.json"
+    saved.parent.mkdir()
+    got = _run(["invoices", "get", PERIOD, "-o", str(saved)], config)
+    assert got.exit_code == 0, got.output
+    assert saved.read_bytes() == stored
+    assert stat.S_IMODE(saved.stat().st_mode) == 0o600  # private, as the invoice is
+    assert digest in got.stderr
+    printed = _run(["invoices", "get", PERIOD], config)
+    assert printed.stdout_bytes == stored
+
+    # Periods that are none are refused here; a period with no invoice of alice's is not
+    # found at the control plane; neither writes a file.
+    for period, code in (("2026-13", 2), ("../2026-03", 2), ("2026-3", 2), ("2026-04", 1)):
+        refused = _run(["invoices", "get", period, "-o", str(tmp_path / "x.json")], config)
+        assert refused.exit_code == code, (period, refused.output)
+        assert "Traceback" not in refused.output
+        assert not (tmp_path / "x.json").exists()
+    assert _run(["logout"], config).exit_code == 0
+    signed_out = _run(["invoices", "list"], config)
+    assert signed_out.exit_code == 2
+    assert "formarket login" in signed_out.output

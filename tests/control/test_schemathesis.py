@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,7 @@ from formarket.control.limits import RateLimiter
 from formarket.farm.settings import FarmSettings
 from formarket.gateway.server import ServerThread
 from formarket.standins.github import StandIn
+from tests.control.invoicing import close_month
 from tests.deploy.conftest import make_market
 
 schema = schemathesis.openapi.from_dict(json.loads(openapi_document()))
@@ -58,6 +60,8 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
             limiter=RateLimiter(1e6, 10**6),
             sign_in_limiter=RateLimiter(1e6, 10**6),
         )
+        # An invoice of the key's account, so that the invoice routes answer with one too.
+        close_month(control, {"alice": 2}, {"alice": Decimal("5.00")})
         with ServerThread(create_app(control)) as server:
             yield Live(server.url, key)
     engine.dispose()

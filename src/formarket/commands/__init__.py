@@ -17,6 +17,7 @@ COMMANDS: dict[str, str] = {
     "formfile": "formfile",
     "farm": "farm",
     "gateway": "gateway",
+    "invoices": "invoices",
     "issue-deploy": "issue_deploy",
     "keys": "keys",
     "login": "login",

@@ -5,6 +5,8 @@ deployments and sees their usage, from any machine and with no clone of the mark
     limits       per-account (and, before sign-in, per-address) rate limits
     deployments  the desired deployments by account, read once per branch tip
     usage        an account's own usage by day and deployment, through formarket.usage
+    invoices     an account's invoices of the closed periods (GET /v1/invoices[/{period}])
+    dashboard_invoices   the dashboard's pages of them, and their download
     api          the routes (FastAPI) and their OpenAPI document
 """
 

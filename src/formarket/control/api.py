@@ -35,6 +35,7 @@ from formarket.control.context import Control
 from formarket.control.credit_notice import credit_notice
 from formarket.control.dashboard import add_dashboard
 from formarket.control.deployments import summary
+from formarket.control.invoices import add_invoices
 from formarket.control.payments import PaymentsError, WebhookRefused
 from formarket.control.subscriptions import add_subscriptions
 from formarket.control.usage import account_usage
@@ -362,7 +363,8 @@ def create_app(control: Control | None = None) -> FastAPI:
     app = FastAPI(
         title="formarket control plane",
         version="1",
-        description="Accounts' keys, deployments and usage. Sign in with `formarket login`.",
+        description="Accounts' keys, deployments, usage, credit and invoices. Sign in with"
+        " `formarket login`.",
         responses=_ERRORS,
     )
 
@@ -739,6 +741,7 @@ def create_app(control: Control | None = None) -> FastAPI:
         return WebhookOut(received=True, outcome=outcome)
 
     add_subscriptions(app, ctl, Account)
+    add_invoices(app, ctl, Account)
     add_dashboard(app, ctl)
     return app
 

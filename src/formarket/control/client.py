@@ -90,18 +90,21 @@ class ControlClient:
 
     def call(self, method: str, path: str, body: Any = None) -> Any:
         """The answer's JSON; a refusal raises with the server's message and hint."""
+        return _json(self.raw(method, path, body))
+
+    def raw(self, method: str, path: str, body: Any = None) -> bytes:
+        """The answer's bytes as they came; a refusal raises with the server's message and
+        hint."""
         answer = self._http.request(method, path, json=body)
-        try:
-            data = answer.json()
-        except ValueError:
-            data = None
         if answer.status_code >= 400:
+            data = _json(answer.content)
             error = data.get("error", {}) if isinstance(data, dict) else {}
+            error = error if isinstance(error, dict) else {}
             message = error.get("message") or f"HTTP {answer.status_code}"
             hint = error.get("hint") or ""
             kind = NotFoundError if answer.status_code == 404 else ControlError
             raise kind(f"the control plane at {self.base_url}: {message}", hint=hint)
-        return data
+        return answer.content
 
     def login_config(self) -> dict[str, str]:
         config: dict[str, str] = self.call("GET", "/v1/login/config")
@@ -131,9 +134,24 @@ class ControlClient:
         made: dict[str, Any] = self.call("POST", "/v1/topups", {"amount": amount})
         return made
 
+    def invoices(self) -> list[dict[str, Any]]:
+        listed: list[dict[str, Any]] = self.call("GET", "/v1/invoices")["invoices"]
+        return listed
+
+    def invoice(self, period: str) -> bytes:
+        """The invoice of `period` as the exact bytes whose SHA-256 its close committed."""
+        return self.raw("GET", f"/v1/invoices/{period}")
+
     def revoke_key(self, key_id: str) -> dict[str, Any]:
         revoked: dict[str, Any] = self.call("DELETE", f"/v1/keys/{key_id}")
         return revoked
+
+
+def _json(raw: bytes) -> Any:
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return None
 
 
 def sign_in(

@@ -30,6 +30,7 @@ from formarket.accounts.github_login import LoginError
 from formarket.accounts.store import AccountView
 from formarket.control.context import Control
 from formarket.control.credit_notice import credit_notice
+from formarket.control.dashboard_invoices import add_invoice_pages
 from formarket.control.dashboard_pages import render
 from formarket.control.deployments import summary
 from formarket.control.earnings import statements_of
@@ -185,6 +186,8 @@ def add_dashboard(app: FastAPI, ctl: Callable[[], Control]) -> None:
         if found is None:
             return sign_in_page("Sign in to see your deployments, keys and usage.")
         return home(request, *found)
+
+    add_invoice_pages(app, ctl, page, signed_in, _csrf)
 
     @app.get("/dashboard/listings", include_in_schema=False, response_class=HTMLResponse)
     def listings(request: Request) -> Response:

@@ -188,10 +188,91 @@ statements are written when it is closed (<code>formarket royalties close</code>
 {% endif %}{% endif %}{% endblock %}"""
 )
 
+_INVOICES = (
+    """{% extends "base" %}{% block body %}
+<p class="fm-lead">Each closed period in which you used, topped up or were charged anything has
+an invoice. Only you see it; its SHA-256 is committed to git with the period's close, in
+<code>royalties/YYYY-MM/invoices.json</code>, so that you can check that it is the one the
+close computed (<code>formarket invoices</code>).</p>
+{% if invoices %}"""
+    + _TABLE_OPEN
+    + """<thead><tr><th>Period</th><th>Usage</th><th>Closing balance</th><th>SHA-256</th>
+<th></th></tr></thead><tbody>
+{% for i in invoices %}<tr><td><a href="/dashboard/invoices/{{ i.period }}">{{ i.period }}</a>
+</td><td>{% for currency, amount in i.totals %}{{ amount | money }} {{ currency }}{% if not
+loop.last %}<br>{% endif %}{% else %}none{% endfor %}</td>
+<td>{{ i.closing_balance | money }} {{ currency }}</td><td><code>{{ i.sha256[:16] }}…</code></td>
+<td><a href="/dashboard/invoices/{{ i.period }}/download" download>Download</a></td></tr>
+{% endfor %}</tbody>"""
+    + _TABLE_CLOSE
+    + """
+{% else %}<p class="fm-empty">No invoice yet: a period's invoices are written when it is
+closed, after its month ends.</p>{% endif %}{% endblock %}"""
+)
+
+_INVOICE = (
+    """{% extends "base" %}{% block body %}
+<p><a class="md-button md-button--primary" id="download"
+ href="/dashboard/invoices/{{ invoice.period }}/download" download>Download
+invoice-{{ invoice.period }}.json</a> <a href="/dashboard/invoices">All invoices</a></p>
+<p class="fm-note">SHA-256 <code id="sha256">{{ sha256 }}</code>: the close of
+{{ invoice.period }} committed it to git. Your name there is
+<code>{{ invoice.account }}</code>; the usage counted is git's at
+<code>{{ invoice.usage_commit[:12] }}</code>.</p>
+<h2>Usage</h2>
+{% for c in invoice.currencies %}<h3>In {{ c.currency }}</h3>"""
+    + _TABLE_OPEN
+    + """<thead><tr><th>Listing</th><th>Version</th><th>Metric</th><th>Quantity</th>
+<th>Unit price</th><th>Amount</th></tr></thead><tbody>
+{% for line in c.lines %}<tr><td>{{ line.listing }}</td><td>{{ line.version }}</td>
+<td>{{ metrics.get(line.metric, line.metric) }}{% if line.usage_period != invoice.period %}
+(from {{ line.usage_period }}){% endif %}</td><td>{{ "{:,}".format(line.quantity) }}</td>
+<td>{{ line.unit_price }} per {{ line.price_unit }}</td>
+<td>{{ line.amount | money }} {{ c.currency }}</td></tr>{% endfor %}
+<tr><td colspan="5"><strong>Total</strong></td>
+<td><strong>{{ c.total | money }} {{ c.currency }}</strong></td></tr></tbody>"""
+    + _TABLE_CLOSE
+    + """{% else %}<p class="fm-empty">No usage in {{ invoice.period }}.</p>{% endfor %}
+<h2>Top-ups</h2>
+{% if invoice.top_ups %}"""
+    + _TABLE_OPEN
+    + """<thead><tr><th>Credited</th><th>Checkout</th><th>Amount</th></tr></thead><tbody>
+{% for t in invoice.top_ups %}<tr><td>{{ t.credited_at.strftime("%Y-%m-%d %H:%M") }}</td>
+<td><code>{{ t.reference }}</code></td><td>{{ t.amount | money }} {{ balance.currency }}</td>
+</tr>{% endfor %}</tbody>"""
+    + _TABLE_CLOSE
+    + """{% else %}<p class="fm-empty">No top-up in {{ invoice.period }}.</p>{% endif %}
+<h2>Charges</h2>
+{% if invoice.charges %}"""
+    + _TABLE_OPEN
+    + """<thead><tr><th>Charged</th><th>For</th><th>Reference</th><th>Amount</th></tr></thead>
+<tbody>{% for ch in invoice.charges %}<tr>
+<td>{{ ch.charged_at.strftime("%Y-%m-%d %H:%M") }}</td><td>{{ ch.kind }}</td>
+<td><code>{{ ch.reference }}</code></td><td>{{ ch.amount | money }} {{ balance.currency }}</td>
+</tr>{% endfor %}</tbody>"""
+    + _TABLE_CLOSE
+    + """{% else %}<p class="fm-empty">No subscription charged in {{ invoice.period }}.</p>
+{% endif %}
+<h2>Balance</h2>"""
+    + _TABLE_OPEN
+    + """<tbody>
+<tr><td>Opening balance</td><td id="opening-balance">{{ balance.opening | money }}
+{{ balance.currency }}</td></tr>
+<tr><td>Top-ups</td><td>+ {{ balance.top_ups | money }} {{ balance.currency }}</td></tr>
+<tr><td>Usage</td><td>− {{ balance.usage | money }} {{ balance.currency }}</td></tr>
+<tr><td>Charges</td><td>− {{ balance.charges | money }} {{ balance.currency }}</td></tr>
+<tr><td><strong>Closing balance</strong></td><td><strong id="closing-balance">{{
+balance.closing | money }} {{ balance.currency }}</strong></td></tr></tbody>"""
+    + _TABLE_CLOSE
+    + """{% endblock %}"""
+)
+
 _TEMPLATES = {
     "base": _BASE,
     "home": _HOME,
     "listings": _LISTINGS,
+    "invoices": _INVOICES,
+    "invoice": _INVOICE,
     "checkout": """{% extends "base" %}{% block body %}
 <p>A checkout of {{ checkout.amount }} {{ checkout.currency }} is open at the payment
 provider. Pay there; you come back here, and your balance grows once the provider confirms
@@ -216,7 +297,11 @@ def _money(value: Decimal) -> str:
 
 
 _ENV.filters["money"] = _money
-TABS = (("/dashboard", "My deployments"), ("/dashboard/listings", "My listings"))
+TABS = (
+    ("/dashboard", "My deployments"),
+    ("/dashboard/invoices", "My invoices"),
+    ("/dashboard/listings", "My listings"),
+)
 
 
 def render(template: str, title: str, **context: object) -> str:

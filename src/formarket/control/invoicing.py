@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 
 from dulwich.objects import ObjectID
@@ -64,17 +65,20 @@ def close_with_invoices(
     *,
     branch: str = "main",
     commit: bool = False,
+    now: datetime | None = None,
     jobs: int | None = None,
     say: Callable[[str], None] | None = None,
     progress: Progress | None = None,
 ) -> tuple[engine.Computed, ObjectID | None]:
     """Close `period` with its invoices; with `commit`, commit the close and keep the
-    invoices (after the commit: an invoice whose hash is not in git is never shown)."""
+    invoices (after the commit: an invoice whose hash is not in git is never shown). `now`
+    is when the close happens, as for `engine.close` (a period closes once it is over)."""
     computed, new = engine.close(
         repo,
         period,
         branch=branch,
         commit=commit,
+        now=now,
         jobs=jobs,
         say=say or _quiet,
         progress=progress,

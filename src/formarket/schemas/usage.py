@@ -44,6 +44,7 @@ __all__ = [
     "EVENT_ID_PATTERN",
     "INSTANCE_HOURS",
     "MAX_COUNT",
+    "PERIOD_PATTERN",
     "SOURCE_PATTERN",
     "CurrencyStatement",
     "CurrencyTerms",
@@ -84,7 +85,7 @@ ACCOUNT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@:-]{0,127}$"
 # A bound on every count in one event: far above any real call, far below what could overflow
 # a 64-bit sum of a month of events.
 MAX_COUNT = 10**12
-_PERIOD_PATTERN = r"^[0-9]{4}-(0[1-9]|1[0-2])$"
+PERIOD_PATTERN = r"^[0-9]{4}-(0[1-9]|1[0-2])$"
 _MONEY_PATTERN = r"^-?(0|[1-9][0-9]{0,17})(\.[0-9]{1,8})?$"
 _MONEY_RE = re.compile(_MONEY_PATTERN)
 
@@ -126,7 +127,7 @@ EventTime = Annotated[
 ]
 Period = Annotated[
     str,
-    StringConstraints(pattern=_PERIOD_PATTERN),
+    StringConstraints(pattern=PERIOD_PATTERN),
     Field(description="A royalty period: a calendar month in UTC, YYYY-MM."),
 ]
 CommitId = Annotated[
