@@ -226,6 +226,7 @@ REPO = Setting(
         "deployments",
         "farm",
         "gateway",
+        "invoices",
         "issue-deploy",
         "new",
         "royalties",
@@ -243,7 +244,17 @@ BRANCH = Setting(
     "FORMARKET_BRANCH",
     BRANCH_NAME,
     "The marketplace's branch: what is read, and what the bot commits to.",
-    ("control", "deploy", "deployments", "farm", "issue-deploy", "royalties", "test", "usage"),
+    (
+        "control",
+        "deploy",
+        "deployments",
+        "farm",
+        "invoices",
+        "issue-deploy",
+        "royalties",
+        "test",
+        "usage",
+    ),
     default="main",
     flag="--branch",
 )
@@ -358,9 +369,9 @@ GATEWAY_DIR = Setting(
     "gateway_dir",
     "FORMARKET_GATEWAY_DIR",
     PATH,
-    "The gateway's state folder: API keys, routes, quota counts and the usage spool. Not the"
-    " farm's (--state).",
-    ("control", "deploy", "deployments", "farm", "gateway", "usage"),
+    "The gateway's state folder: API keys, routes, quota counts, the usage spool, and the"
+    " accounts database and pseudonym key by default. Not the farm's (--state).",
+    ("control", "deploy", "deployments", "farm", "gateway", "royalties", "usage"),
     shown="<repo>/.git/formarket-gateway (<repo>/formarket-gateway when bare)",
     flag="--gateway-dir",
 )

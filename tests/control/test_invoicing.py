@@ -205,3 +205,21 @@ def test_an_index_changed_after_the_close_fails_the_verify(operator: Operator) -
     differences = engine.verify(repo, PERIOD)
     assert any(d.path == path for d in differences)
     repo.close()
+
+
+def test_the_account_verifies_its_invoice_from_the_command_line(
+    operator: Operator, tmp_path: Path
+) -> None:
+    operator.close()
+    body = operator.store.body("Ada-L", PERIOD)
+    assert body is not None
+    mine = tmp_path / "invoice.json"
+    mine.write_bytes(body)
+    verify = ["invoices", "verify", PERIOD, str(mine), "--repo", str(operator.market)]
+    result = CliRunner().invoke(main, verify)
+    assert result.exit_code == 0, result.output
+    assert f"the invoice of {operator.name} for {PERIOD} checks out" in result.output
+    mine.write_bytes(body.replace(b'"opening":"0"', b'"opening":"1"', 1))
+    result = CliRunner().invoke(main, verify)
+    assert result.exit_code == 1
+    assert "closing balance is not" in result.output or "is not among" in result.output

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from formarket.commands._options import CONTROL_URL_OPTION
+from formarket.commands._options import BRANCH_OPTION, CONTROL_URL_OPTION, REPO_OPTION
 from formarket.errors import UsageError
 
 __all__ = ["command"]
@@ -28,6 +28,7 @@ def command() -> None:
     Examples:
       formarket invoices list
       formarket invoices get 2026-03 -o invoice-2026-03.json
+      formarket invoices verify 2026-03 invoice-2026-03.json --repo marketplace/
     """
 
 
@@ -82,3 +83,49 @@ def get(control_url: str, period: str, output: Path | None) -> None:
         return
     write_atomically(output, body)
     click.echo(f"saved {output} (sha256 {hashlib.sha256(body).hexdigest()})", err=True)
+
+
+@command.command("verify")
+@click.argument("period")
+@click.argument("invoice", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@REPO_OPTION
+@BRANCH_OPTION
+@click.option(
+    "--jobs",
+    "-j",
+    type=click.IntRange(1, 64),
+    default=None,
+    help="Processes to read usage with (default: one per core).",
+)
+def verify(period: str, invoice: Path, repo: Path, branch: str, jobs: int | None) -> None:
+    """Check your invoice of PERIOD against the public record, on a clone of the marketplace.
+
+    \b
+    Its usage lines are recomputed from the usage committed to git under your account's
+    pseudonym (the name the invoice gives), split as the close split every line among the
+    accounts that used it; the top-ups, charges and balance carried are taken from the file
+    itself. The file must then be byte for byte what the recomputation gives, and its
+    SHA-256 one of those the period's close committed (royalties/YYYY-MM/invoices.json).
+    Nothing is sent anywhere: no one learns which invoice is yours.
+
+    \b
+    Exit status: 0 it checks out, 1 a problem (each is printed), 2 bad usage.
+    """
+    from formarket.commands._common import open_repo
+    from formarket.royalties.invoice_check import check_invoice
+
+    data = invoice.read_bytes()
+    repository = open_repo(repo)
+    try:
+        checked = check_invoice(repository, period, data, branch=branch, jobs=jobs)
+    finally:
+        repository.close()
+    if checked.problems:
+        for problem in checked.problems:
+            click.echo(f"{invoice}: {problem}", err=True)
+        raise SystemExit(1)
+    click.echo(
+        f"{invoice}: the invoice of {checked.invoice.account} for {period} checks out: its lines"
+        f" are recomputed from the public usage byte for byte, and its SHA-256"
+        f" {checked.sha256} is in royalties/{period}/invoices.json"
+    )

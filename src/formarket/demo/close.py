@@ -115,7 +115,7 @@ def demo_invoice(
         for c in sorted(gross)
     )
     echo(f"  they agree: {agree}")
-    echo(f"-- formarket invoices verify --period {period} invoice-{period}.json  (as {login})")
+    echo(f"-- formarket invoices verify {period} invoice-{period}.json  (as {login})")
     checked = check_invoice(repo, period, body)
     if checked.problems:
         raise FormarketError(f"{login}'s invoice does not verify: {checked.problems[0]}")
