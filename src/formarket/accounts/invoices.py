@@ -14,6 +14,7 @@ run again after a crash computes the very bytes whose hash it committed.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -27,6 +28,8 @@ from sqlalchemy.orm import sessionmaker
 from formarket.accounts.models import Account, Charge, InvoiceRow, TopUp
 from formarket.accounts.pseudonym import Pseudonyms
 from formarket.schemas.invoices import Invoice, InvoiceCharge, InvoiceTopUp
+
+_log = logging.getLogger("formarket.accounts")
 
 __all__ = ["InvoiceStore", "InvoiceSummary", "PeriodRecords", "period_bounds"]
 
@@ -169,7 +172,13 @@ class InvoiceStore:
             ).all()
         out = []
         for period, sha256, body in rows:
-            invoice = Invoice.model_validate_json(body)
+            try:
+                invoice = Invoice.model_validate_json(body)
+            except ValidationError:
+                # Written by this module only: a row that no longer reads is the database's
+                # damage, reported to the operator; the account's other invoices still list.
+                _log.error("the invoice of %s for %s in the database does not read", name, period)
+                continue
             out.append(
                 InvoiceSummary(
                     period,
