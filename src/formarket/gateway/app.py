@@ -271,10 +271,37 @@ class Gateway:
                 code="invalid_api_key",
                 headers=[(b"www-authenticate", b'Bearer error="invalid_token"')],
             )
+        record = self._billed(record)
         if len(self._known) >= _KNOWN_KEYS:
             self._known.clear()
         self._known[presented] = record
         return record
+
+    def _billed(self, record: KeyRecord) -> KeyRecord:
+        """The key the farm makes for an agent's calls to its model (an operator's key,
+        scoped to the model's deployment and named for the agent deployment's account by
+        its pseudonym: formarket.farm.agentkeys) draws on that account's credit, as the
+        account's own keys do. Looked up once per key (each login is hashed), not per call.
+        An account the database does not know has no credit to draw on: such a key's calls
+        go on as an operator's key's, unheld."""
+        if record.account_id is not None or record.scope is None or self.credit is None:
+            return record
+        try:
+            found = self.credit.store.accounts_named((record.account,), self.pseudonyms)
+        except Exception as exc:
+            _log.exception("the accounts database could not name the account of key %s", record.id)
+            raise ApiError(
+                503,
+                "prepaid credit cannot be checked just now, so calls are refused",
+                type="server_error",
+                code="credit_unavailable",
+                headers=[(b"retry-after", b"1")],
+            ) from exc
+        account_id = found.get(record.account)
+        if account_id is None:
+            _log.warning("key %s names an account the accounts database does not know", record.id)
+            return record
+        return msgspec.structs.replace(record, account_id=account_id)
 
     def _admit(self, key: KeyRecord) -> None:
         refusal = self.allowance.admit(key, self._clock(), self._wall())
