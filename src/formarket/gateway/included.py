@@ -17,6 +17,13 @@ period's included usage used up (its lease short, and the database with nothing 
 `Beyond` it: charged at the tier's overage price, or refused when there is none. Such a
 finding is believed for `recheck` seconds, so that calls beyond the included usage cost no
 round trip either.
+
+What leases cost the subscriber: near the end of a period's included usage, a call may be
+found beyond it while another gateway process still holds some unused, at most that
+process's slice (what it was short plus half of what was left when it took it), until it uses
+it or gives it back (`idle_return` seconds after its last call). Never the other way: the
+calls of all processes together never use more than the tier includes (but for a process
+killed outright, formarket.accounts.included says how much).
 """
 
 from __future__ import annotations
