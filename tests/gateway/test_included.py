@@ -12,6 +12,7 @@ import json
 import secrets
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from sqlalchemy.engine import Engine
 
 from formarket.accounts import AccountStore, AccountView, open_database
 from formarket.accounts.included import IncludedStore
-from formarket.accounts.subscriptions import Tier
+from formarket.accounts.subscriptions import Tier, next_period
 from formarket.gateway.config import GatewayConfig, StatePaths
 from formarket.gateway.included import Beyond, IncludedHold, IncludedUsage
 from formarket.gateway.routes import Route, save_routes
@@ -274,3 +275,82 @@ def test_concurrent_calls_never_use_more_included_usage_than_the_tier_has(
         assert (held.requests, held.tokens) == (0, 0)
     finally:
         engine.dispose()
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+        self.monotonic = 0.0
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def test_a_new_period_is_there_at_the_first_call_that_finds_the_old_one_over(
+    engine: Engine,
+) -> None:
+    clock = _Clock()
+    accounts, store = AccountStore(engine), IncludedStore(engine, clock=clock)
+    alice = accounts.sign_in("alice", 1)
+    store.grant(alice, Decimal("18.00"))
+    store.subscribe(alice, _tier(2, None, None))
+    usage = IncludedUsage(
+        IncludedStore(engine, clock=clock),
+        "p",
+        wall=lambda: clock.now.timestamp(),
+        clock=lambda: clock.monotonic,
+    )
+
+    async def calls(n: int) -> list[str]:
+        seen = []
+        for _ in range(n):
+            found = await usage.hold(alice.id, SKETCH.id, 1, 1)
+            if isinstance(found, IncludedHold):
+                usage.settle(found, 1)
+            seen.append(type(found).__name__)
+        return seen
+
+    async def run() -> None:
+        assert await calls(3) == ["IncludedHold", "IncludedHold", "Beyond"]
+        # The month ends: the next call renews the subscription (its next month paid from
+        # the balance, once) and draws on the new month's included usage.
+        clock.now = next_period(clock.now)
+        clock.monotonic += 10
+        assert await calls(3) == ["IncludedHold", "IncludedHold", "Beyond"]
+        # The month after cannot be paid: the subscription lapses, and calls go as a
+        # non-subscriber's.
+        clock.now = next_period(clock.now)
+        clock.monotonic += 10
+        assert await calls(1) == ["NoneType"]
+        await usage.maintain()
+        await asyncio.to_thread(usage.close)
+
+    asyncio.run(run())
+    (sub,) = store.subscriptions(alice)
+    assert (sub.state, sub.periods) == ("lapsed", 2)
+    assert store.balance(alice).balance == Decimal(0)
+
+
+def test_a_new_subscriber_is_seen_within_the_recheck(engine: Engine) -> None:
+    clock = _Clock()
+    accounts, store = AccountStore(engine), IncludedStore(engine, clock=clock)
+    alice = accounts.sign_in("alice", 1)
+    store.grant(alice, Decimal("9.00"))
+    usage = IncludedUsage(IncludedStore(engine, clock=clock), "p", clock=lambda: clock.monotonic)
+
+    async def run() -> None:
+        assert await usage.hold(alice.id, SKETCH.id, 1, 1) is None
+        store.subscribe(alice, _tier(5, None, None))
+        assert await usage.hold(alice.id, SKETCH.id, 1, 1) is None  # believed a while
+        clock.monotonic += usage.recheck
+        assert await usage.hold(alice.id, SKETCH.id, 1, 1) is None  # asked in the background
+        for _ in range(100):
+            await asyncio.sleep(0.01)
+            found = await usage.hold(alice.id, SKETCH.id, 1, 1)
+            if found is not None:
+                break
+        assert isinstance(found, IncludedHold)
+        usage.settle(found, 1)
+        await asyncio.to_thread(usage.close)
+
+    asyncio.run(run())

@@ -199,10 +199,10 @@ class IncludedUsage:
         subscription to `listing`, leasing more when this process's lease is short; `Beyond`
         when its period's included usage is used up; None when it has no subscription."""
         found = self.try_hold(account_id, listing, need, want)
-        if found is False:
-            return None
         if not isinstance(found, bool):
             return found
+        if not found:
+            return None
         key = (account_id, listing)
         allowance = self._allowances.get(key)
         if allowance is None:
@@ -210,13 +210,14 @@ class IncludedUsage:
         async with allowance.lock:
             if self._allowances.get(key) is not allowance:
                 return await self.hold(account_id, listing, need, want)
+            # Another call may have asked the database while this one waited.
+            found = self.try_hold(account_id, listing, need, want)
+            if not isinstance(found, bool):
+                return found
+            if not found:
+                return None
             terms = allowance.terms
             fresh = terms is not None and self._wall() < terms.period_end.timestamp()
-            if fresh:
-                # Another call may have topped it up while this one waited.
-                done = self._take(allowance, need, want)
-                if done is not None:
-                    return done
             short = Measure(1, need)  # not knowing the terms yet: the store ignores the rest
             if fresh:
                 requests, tokens = allowance.free()
