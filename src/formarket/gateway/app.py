@@ -299,7 +299,7 @@ class Gateway:
             ) from exc
         account_id = found.get(record.account)
         if account_id is None:
-            _log.warning("key %s names an account the accounts database does not know", record.id)
+            _log.info("key %s names an account the accounts database does not know", record.id)
             return record
         return msgspec.structs.replace(record, account_id=account_id)
 
