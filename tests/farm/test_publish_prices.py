@@ -6,7 +6,14 @@ from __future__ import annotations
 from decimal import Decimal
 from pathlib import Path
 
-from formarket.farm.publish import CallPrices, call_prices, request_price, route_for, token_prices
+from formarket.farm.publish import (
+    CallPrices,
+    by_subscription,
+    call_prices,
+    request_price,
+    route_for,
+    token_prices,
+)
 from formarket.farm.running import prices_of as _prices
 from formarket.farm.settings import FarmSettings
 from formarket.market.repository import create_repository
@@ -110,7 +117,29 @@ def test_a_deployment_of_an_older_version_reserves_that_versions_prices(tmp_path
         Decimal("0.000003"),
         Decimal("0.000004"),
     )
-    assert prices(ListingVersion(id="acme/chat", version="9.9.9")) == (0, 0, 0)
+    assert prices(ListingVersion(id="acme/chat", version="9.9.9")) == (0, 0, 0, False)
+
+
+def test_a_route_of_a_version_priced_by_subscription_says_so() -> None:
+    # A subscriber's calls to it draw on its tier at the gateway (formarket.gateway.included).
+    pricing = {
+        "model": "subscription",
+        "currency": "USD",
+        "tiers": [{"name": "Hobby", "monthly": "9.00", "included_requests": 500}],
+    }
+    assert by_subscription(pricing)
+    assert call_prices(pricing) == CallPrices(Decimal(0), Decimal(0), Decimal(0), True)
+    assert not by_subscription({**pricing, "currency": "EUR"})  # balances are in USD
+    assert not by_subscription({**pricing, "tiers": []})  # malformed
+    assert not by_subscription({"model": "free"})
+    model = deployment("dep-m", listing="acme/chat", version="1.0.0")
+    route = route_for(
+        model, "http://127.0.0.1:1", {"dep-m": model}, prices=lambda _: call_prices(pricing)
+    )
+    assert route.subscription
+    assert not route.priced
+    assert route.priced_by == "acme/chat"
+    assert not route_for(model, "http://127.0.0.1:1", {"dep-m": model}).subscription
 
 
 def _per_token(input_price: str, output_price: str) -> dict[str, str]:

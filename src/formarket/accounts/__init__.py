@@ -6,6 +6,8 @@ models     the tables
 keyformat  the form of a key (`fmk_<id>_<secret>`), shared with the operator's keys
 store      every read and write, for one account at a time
 credit     prepaid credit: balances, the slices of them gateways lease, top-ups credited once
+subscriptions  tiers subscribed to, each period charged once from the balance
+included   subscriptions' included usage per period, and the slices of it gateways lease
 pseudonym  the only name an account has in git: a keyed hash of its login
 """
 

@@ -39,6 +39,7 @@ __all__ = [
     "Base",
     "Charge",
     "Generation",
+    "IncludedLease",
     "InvoiceRow",
     "Lease",
     "LoginState",
@@ -201,10 +202,12 @@ class TopUp(Base):
 
 
 class Subscription(Base):
-    """An account's subscription to a tier of a listing: its price and included usage as
-    they were when it subscribed, and the period paid for. `periods` counts the periods
-    charged; the charge of period n is `sub-<id>-<n>` in `charges`, so none is taken twice.
-    `state`: active, lapsed (a period the balance could not pay) or cancelled."""
+    """An account's subscription to a tier of a listing: its price, included usage and
+    overage price as they were when it subscribed, and the period paid for. `periods` counts
+    the periods charged; the charge of period n is `sub-<id>-<n>` in `charges`, so none is
+    taken twice. `state`: active, lapsed (a period the balance could not pay) or cancelled.
+    `used_requests` and `used_tokens` count the included usage of the current period that
+    gateways' leases (`IncludedLease`) have given back as used; a new period starts them at 0."""
 
     __tablename__ = "subscriptions"
 
@@ -220,6 +223,29 @@ class Subscription(Base):
     period_start: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     period_end: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    overage_per_request: Mapped[Decimal | None] = mapped_column(Money(), default=None)
+    used_requests: Mapped[int] = mapped_column(BigInteger, default=0)
+    used_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class IncludedLease(Base):
+    """A slice of a subscription period's included usage that one gateway process draws its
+    calls on in memory, as `Lease` is of a balance (formarket.accounts.included says why).
+    `requests` and `tokens` are what it holds (0 in a measure the tier does not limit), the
+    `used_` ones what its calls used as the process last wrote it; only a lease of the
+    subscription's current `period` counts."""
+
+    __tablename__ = "included_leases"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    subscription_id: Mapped[str] = mapped_column(ForeignKey("subscriptions.id"), index=True)
+    period: Mapped[int] = mapped_column(Integer)
+    holder: Mapped[str] = mapped_column(String(200))
+    requests: Mapped[int] = mapped_column(BigInteger)
+    tokens: Mapped[int] = mapped_column(BigInteger)
+    used_requests: Mapped[int] = mapped_column(BigInteger)
+    used_tokens: Mapped[int] = mapped_column(BigInteger)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class InvoiceRow(Base):

@@ -4,7 +4,8 @@ start of each period after, a calendar month.
 A period is paid only from what no gateway holds (`available`), and only when that covers it:
 a subscription never takes a balance below zero. The charge of a subscription's period n is
 recorded as `sub-<id>-<n>` in the same transaction that moves the period on, so renewing twice
-(two farm cycles, a retry) charges once. A period the balance cannot pay lapses the
+(two farm cycles, a retry, a gateway that finds the period over: formarket.accounts.included)
+charges once. A period the balance cannot pay lapses the
 subscription; subscribing again starts a new one. Cancelling stops the renewals; the period
 paid for runs to its end.
 """
@@ -24,6 +25,7 @@ from formarket.accounts.credit import CreditStore, _utc
 from formarket.accounts.models import Balance, Charge, Subscription
 from formarket.accounts.store import AccountView
 from formarket.errors import NotFoundError, UsageError
+from formarket.schemas.pricing import SubscriptionTier
 
 __all__ = [
     "AlreadySubscribed",
@@ -54,6 +56,19 @@ class Tier:
     price: Decimal
     included_requests: int | None
     included_tokens: int | None
+    overage_per_request: Decimal | None = None
+
+    @staticmethod
+    def of(listing: str, tier: SubscriptionTier) -> Tier:
+        """The terms of `tier` of `listing`'s subscription pricing."""
+        return Tier(
+            listing,
+            tier.name,
+            tier.monthly,
+            tier.included_requests,
+            tier.included_tokens,
+            tier.overage_per_request,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +83,7 @@ class SubscriptionView:
     periods: int
     period_start: datetime
     period_end: datetime
+    overage_per_request: Decimal | None = None
 
 
 def next_period(start: datetime) -> datetime:
@@ -89,6 +105,7 @@ def _view(row: Subscription) -> SubscriptionView:
         row.periods,
         _utc(row.period_start),
         _utc(row.period_end),
+        row.overage_per_request,
     )
 
 
@@ -100,6 +117,9 @@ class SubscriptionStore(CreditStore):
         cover it, UsageError when the account has an active subscription to the listing."""
         if not tier.price.is_finite() or tier.price < 0:
             raise UsageError(f"a tier's price is at least 0, not {tier.price}")
+        overage = tier.overage_per_request
+        if overage is not None and (not overage.is_finite() or overage < 0):
+            raise UsageError(f"a tier's overage price is at least 0, not {overage}")
         now = self._clock()
         with self._sessions.begin() as db:
             self._ensure_balance(db, account.id)
@@ -124,6 +144,9 @@ class SubscriptionStore(CreditStore):
                 price=tier.price,
                 included_requests=tier.included_requests,
                 included_tokens=tier.included_tokens,
+                overage_per_request=tier.overage_per_request,
+                used_requests=0,
+                used_tokens=0,
                 state="active",
                 periods=0,
                 period_start=now,
@@ -207,5 +230,8 @@ class SubscriptionStore(CreditStore):
         row.periods = period
         row.period_start = start
         row.period_end = next_period(start)
+        # A new period's included usage is whole again (leases of the old one no longer count).
+        row.used_requests = 0
+        row.used_tokens = 0
         db.flush()
         return True

@@ -93,9 +93,7 @@ def tier_of(control: Control, listing_id: str, tier_name: str) -> Tier:
         )
     for tier in pricing.tiers:
         if tier.name == tier_name:
-            return Tier(
-                listing_id, tier.name, tier.monthly, tier.included_requests, tier.included_tokens
-            )
+            return Tier.of(listing_id, tier)
     names = ", ".join(t.name for t in pricing.tiers)
     raise UsageError(f"{listing_id} has no tier {tier_name!r}", hint=f"its tiers: {names}")
 

@@ -34,7 +34,12 @@ from formarket.market.trees import commit_tree, read_path
 from formarket.registry.tokenizer_file import MAX_TOKENIZER_BYTES
 from formarket.schemas.deployment import Deployment
 from formarket.schemas.listing import TokenizerFile
-from formarket.schemas.pricing import PLATFORM_CURRENCY, PerRequestPricing, PerTokenPricing
+from formarket.schemas.pricing import (
+    PLATFORM_CURRENCY,
+    PerRequestPricing,
+    PerTokenPricing,
+    SubscriptionPricing,
+)
 from formarket.schemas.usage import ListingVersion
 from formarket.usage.events import Served
 from formarket.yamldoc import load_yaml
@@ -43,6 +48,7 @@ __all__ = [
     "FREE",
     "CallPrices",
     "Tokenizers",
+    "by_subscription",
     "call_prices",
     "publish_routes",
     "request_price",
@@ -66,11 +72,14 @@ Prices = Callable[[ListingVersion], "CallPrices"]
 
 class CallPrices(NamedTuple):
     """What one call costs in the platform's currency, by a listing's `pricing`: per input
-    token, per output token, and per request (a close rates the call by the same terms)."""
+    token, per output token, and per request (a close rates the call by the same terms); and
+    whether it is priced by subscription (a subscriber's calls draw on its tier at the
+    gateway)."""
 
     input: Decimal
     output: Decimal
     request: Decimal
+    subscription: bool = False
 
 
 FREE = CallPrices(Decimal(0), Decimal(0), Decimal(0))
@@ -109,8 +118,19 @@ def request_price(pricing: object) -> Decimal:
     return terms.per_request if terms.currency == PLATFORM_CURRENCY else Decimal(0)
 
 
+def by_subscription(pricing: object) -> bool:
+    """Whether `pricing` is subscription pricing in the platform's currency (the only one a
+    subscription can be paid in)."""
+    if isinstance(pricing, dict) and pricing.get("model") == "subscription":
+        try:
+            pricing = SubscriptionPricing.model_validate(pricing)
+        except ValidationError:
+            return False
+    return isinstance(pricing, SubscriptionPricing) and pricing.currency == PLATFORM_CURRENCY
+
+
 def call_prices(pricing: object) -> CallPrices:
-    return CallPrices(*token_prices(pricing), request_price(pricing))
+    return CallPrices(*token_prices(pricing), request_price(pricing), by_subscription(pricing))
 
 
 def _ref(deployment: Deployment) -> ListingVersion:
@@ -151,6 +171,7 @@ def route_for(
         input_price=charged.input,
         output_price=charged.output,
         request_price=charged.request,
+        subscription=charged.subscription,
     )
 
 

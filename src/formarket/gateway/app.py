@@ -29,7 +29,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import msgspec
 
@@ -37,6 +37,7 @@ from formarket.accounts.pseudonym import Pseudonyms
 from formarket.gateway.account_keys import Authenticator
 from formarket.gateway.ceilings import DEFAULT_LIMITS, GatewayLimits
 from formarket.gateway.credit import Credit, Hold, Short
+from formarket.gateway.included import Beyond, IncludedHold, IncludedUsage
 from formarket.gateway.keys import KeyRecord
 from formarket.gateway.limits import Limits, Refusal, Reservation
 from formarket.gateway.meter import Meter
@@ -84,6 +85,23 @@ _ZERO = Decimal(0)
 DEFAULT_OUTPUT_HOLD = 16_384
 
 
+class _Prices(NamedTuple):
+    """What a call costs in the platform's currency: per input token, per output token, per
+    call. The route's, but for a subscriber's calls (formarket.gateway.included)."""
+
+    input: Decimal
+    output: Decimal
+    request: Decimal
+
+    @property
+    def priced(self) -> bool:
+        """Whether the call costs anything (a free call holds no credit)."""
+        return self.input > 0 or self.output > 0 or self.request > 0
+
+
+_FREE = _Prices(_ZERO, _ZERO, _ZERO)
+
+
 @dataclass(frozen=True, slots=True)
 class _Target:
     route: Route
@@ -91,6 +109,7 @@ class _Target:
     endpoint: Endpoint
     events: CallEvents
     counter: Counter
+    prices: _Prices
 
 
 class Exchange(Protocol):
@@ -144,9 +163,11 @@ class Gateway:
         waker: Waker | None = None,
         activity: Activity | None = None,
         credit: Credit | None = None,
+        included: IncludedUsage | None = None,
     ) -> None:
         self.keys = keys
         self.credit = credit
+        self.included = included
         self.waker = waker
         self.activity = activity
         self.routes = routes
@@ -250,10 +271,37 @@ class Gateway:
                 code="invalid_api_key",
                 headers=[(b"www-authenticate", b'Bearer error="invalid_token"')],
             )
+        record = self._billed(record)
         if len(self._known) >= _KNOWN_KEYS:
             self._known.clear()
         self._known[presented] = record
         return record
+
+    def _billed(self, record: KeyRecord) -> KeyRecord:
+        """The key the farm makes for an agent's calls to its model (an operator's key,
+        scoped to the model's deployment and named for the agent deployment's account by
+        its pseudonym: formarket.farm.agentkeys) draws on that account's credit, as the
+        account's own keys do. Looked up once per key (each login is hashed), not per call.
+        An account the database does not know has no credit to draw on: such a key's calls
+        go on as an operator's key's, unheld."""
+        if record.account_id is not None or record.scope is None or self.credit is None:
+            return record
+        try:
+            found = self.credit.store.accounts_named((record.account,), self.pseudonyms)
+        except Exception as exc:
+            _log.exception("the accounts database could not name the account of key %s", record.id)
+            raise ApiError(
+                503,
+                "prepaid credit cannot be checked just now, so calls are refused",
+                type="server_error",
+                code="credit_unavailable",
+                headers=[(b"retry-after", b"1")],
+            ) from exc
+        account_id = found.get(record.account)
+        if account_id is None:
+            _log.info("key %s names an account the accounts database does not know", record.id)
+            return record
+        return msgspec.structs.replace(record, account_id=account_id)
 
     def _admit(self, key: KeyRecord) -> None:
         refusal = self.allowance.admit(key, self._clock(), self._wall())
@@ -323,6 +371,7 @@ class Gateway:
                 Endpoint.parse(found.endpoint),
                 CallEvents(self.meter.source, served),
                 self._counters(found),
+                _Prices(found.input_price, found.output_price, found.request_price),
             )
             # A route whose tokenizer could not be had yet (the farm may still be writing it)
             # is counted by the estimate for this call only, and looked for again on the next.
@@ -396,47 +445,75 @@ class Gateway:
                 code="too_many_calls",
                 headers=[(b"retry-after", b"1")],
             )
-        reservation = self.allowance.reserve(
-            key,
-            self._wall(),
-            need_in=measured_in.tokens,
-            want_in=measured_in.tokens
-            if target.counter.method != "estimate"
-            else measured_in.bound,
-            want_out=0 if kind == "embedding" else (None if max_tokens is None else max_tokens * n),
-            price_in=route.input_price,
-            price_out=route.output_price,
-            price_call=route.request_price,
-        )
-        if isinstance(reservation, Refusal):
-            raise ApiError(
-                429,
-                reservation.message,
-                type="insufficient_quota",
-                code=reservation.code,
-                headers=[(b"retry-after", str(reservation.retry_after).encode())],
-            )
-        budget = reservation.output_tokens if reservation is not None else None
-        hold: Hold | None = None
-        if key.account_id is not None and self.credit is not None and route.priced:
-            want_in = reservation.input_tokens if reservation is not None else measured_in.bound
-            want_out = 0 if kind == "embedding" else max_tokens * n if max_tokens else None
-            try:
-                hold, budget = await self._hold(
-                    key.account_id, route, measured_in.tokens, want_in, want_out, budget, kind
-                )
-            except BaseException:
-                if reservation is not None:
-                    self.allowance.settle(
-                        reservation, 0, 0, route.input_price, route.output_price, False
-                    )
-                raise
-        trimmer = Trimmer(target.counter, kind, n=n, max_tokens=max_tokens, budget=budget)
+        # Read before anything is held, so that a bad header has nothing to hand back.
         parent = _parent(exchange) if key.scope is not None else None
+        want_in = measured_in.tokens if target.counter.method != "estimate" else measured_in.bound
+        want_out = 0 if kind == "embedding" else (None if max_tokens is None else max_tokens * n)
+        prices = target.prices
+        included: IncludedHold | None = None
+        if route.subscription and key.account_id is not None and self.included is not None:
+            found = await self._included(key.account_id, route, want_in, want_out, kind)
+            if isinstance(found, IncludedHold):
+                included, prices = found, _FREE
+            elif found is not None:
+                prices = _Prices(_ZERO, _ZERO, found)
+        reservation: Reservation | Refusal | None = None
+        hold: Hold | None = None
+        try:
+            reservation = self.allowance.reserve(
+                key,
+                self._wall(),
+                need_in=measured_in.tokens,
+                want_in=want_in,
+                want_out=want_out,
+                price_in=prices.input,
+                price_out=prices.output,
+                price_call=prices.request,
+            )
+            if isinstance(reservation, Refusal):
+                raise ApiError(
+                    429,
+                    reservation.message,
+                    type="insufficient_quota",
+                    code=reservation.code,
+                    headers=[(b"retry-after", str(reservation.retry_after).encode())],
+                )
+            budget = reservation.output_tokens if reservation is not None else None
+            if included is not None and included.limit is not None and kind != "embedding":
+                # The call is cut where the included tokens it holds end.
+                room = included.limit - want_in
+                budget = room if budget is None else min(budget, room)
+            if key.account_id is not None and self.credit is not None and prices.priced:
+                hold, budget = await self._hold(
+                    key.account_id,
+                    prices,
+                    measured_in.tokens,
+                    reservation.input_tokens if reservation is not None else measured_in.bound,
+                    0 if kind == "embedding" else max_tokens * n if max_tokens else None,
+                    budget,
+                    kind,
+                )
+        except BaseException:
+            if included is not None and self.included is not None:
+                self.included.release(included)
+            if isinstance(reservation, Reservation):
+                self.allowance.settle(reservation, 0, 0, prices.input, prices.output, False)
+            raise
+        trimmer = Trimmer(target.counter, kind, n=n, max_tokens=max_tokens, budget=budget)
         call = _Call(
-            self, key, target, kind, measured_in, self.meter.next_id(), trimmer, reservation, parent
+            self,
+            key,
+            target,
+            kind,
+            measured_in,
+            self.meter.next_id(),
+            trimmer,
+            reservation,
+            parent,
+            prices,
         )
         call.hold = hold
+        call.included = included
         if kind == "embedding":
             call.inputs = embedding_inputs(document)
         self._open[key.id] = open_calls + 1
@@ -475,10 +552,53 @@ class Gateway:
             else:
                 self._open.pop(key.id, None)
 
+    async def _included(
+        self, account_id: int, route: Route, want_in: int, want_out: int | None, kind: Kind
+    ) -> IncludedHold | Decimal | None:
+        """A subscriber's call to the listing it subscribes to: a hold of its included usage
+        (for its input and its bound on output, DEFAULT_OUTPUT_HOLD tokens when it sets
+        none), or the price it is charged beyond it; None when the account has no
+        subscription to the listing (the call is priced as the route prices it). Refused
+        when the included usage is used up and the tier sells no more."""
+        assert self.included is not None
+        listing = route.priced_by
+        out = want_out if want_out is not None else DEFAULT_OUTPUT_HOLD
+        need = want_in + (0 if kind == "embedding" else 1)
+        want = max(need, want_in + out)
+        found: IncludedHold | Beyond | bool | None
+        found = self.included.try_hold(account_id, listing, need, want)
+        if found is True:
+            try:
+                found = await self.included.hold(account_id, listing, need, want)
+            except Exception as exc:
+                _log.exception("the accounts database could not hold included usage for a call")
+                raise ApiError(
+                    503,
+                    "your subscription's included usage cannot be checked just now, so calls"
+                    " are refused",
+                    type="server_error",
+                    code="subscription_unavailable",
+                    headers=[(b"retry-after", b"1")],
+                ) from exc
+        if isinstance(found, bool) or found is None:
+            return None
+        if isinstance(found, Beyond):
+            if found.overage is None:
+                raise ApiError(
+                    429,
+                    f"the usage your subscription to {listing} includes is used up for this"
+                    " period, and its tier sells no more: it renews at the next period, or"
+                    " subscribe to a larger tier",
+                    type="insufficient_quota",
+                    code="insufficient_quota",
+                )
+            return found.overage
+        return found
+
     async def _hold(
         self,
         account_id: int,
-        route: Route,
+        prices: _Prices,
         need_in: int,
         want_in: int,
         want_out: int | None,
@@ -486,11 +606,11 @@ class Gateway:
         kind: Kind,
     ) -> tuple[Hold, int | None]:
         """Hold the most the call can cost of its account's prepaid credit: its input and
-        its bound on output at the route's prices (a call that sets no bound holds for
+        its bound on output at its prices (a call that sets no bound holds for
         DEFAULT_OUTPUT_HOLD tokens, and is cut there). The call's output budget is what the
         hold pays for."""
         assert self.credit is not None
-        price_in, price_out, price_call = route.input_price, route.output_price, route.request_price
+        price_in, price_out, price_call = prices
         if want_out is None:
             want_out = DEFAULT_OUTPUT_HOLD
         if budget is not None:
@@ -747,11 +867,13 @@ class _Call:
         "event_id",
         "gateway",
         "hold",
+        "included",
         "inputs",
         "key",
         "kind",
         "measured_in",
         "parent",
+        "prices",
         "reservation",
         "started",
         "target",
@@ -770,8 +892,10 @@ class _Call:
         trimmer: Trimmer,
         reservation: Reservation | None,
         parent: str | None,
+        prices: _Prices,
     ) -> None:
         self.gateway = gateway
+        self.prices = prices
         self.key = key
         self.target = target
         self.kind = kind
@@ -782,6 +906,7 @@ class _Call:
         self.parent = parent
         self.cut: Cut | None = None
         self.hold: Hold | None = None
+        self.included: IncludedHold | None = None
         self.inputs = 1
         self.started = gateway._clock()
         self.wall = gateway._wall()
@@ -791,12 +916,13 @@ class _Call:
         return ((b"x-request-id", event_id), (b"x-formarket-call", event_id))
 
     def cost(self, settled: Settled) -> Decimal:
-        """What the call costs at its route's prices (what a close rates it at)."""
-        route = self.target.route
+        """What the call costs at its prices: its route's, what a close rates it at, but
+        for a subscriber's (nothing within its included usage, the overage price beyond)."""
+        prices = self.prices
         return (
-            settled.input_tokens * route.input_price
-            + settled.output_tokens * route.output_price
-            + route.request_price
+            settled.input_tokens * prices.input
+            + settled.output_tokens * prices.output
+            + prices.request
         )
 
     def settle(self, reported: tuple[int, int] | None) -> Settled:
@@ -837,17 +963,23 @@ class _Call:
         hold, self.hold = self.hold, None
         if hold is not None and gateway.credit is not None:
             gateway.credit.settle(hold, self.cost(settled) if charged else _ZERO)
+        included, self.included = self.included, None
+        if included is not None and gateway.included is not None:
+            if charged:
+                gateway.included.settle(included, settled.input_tokens + settled.output_tokens)
+            else:
+                gateway.included.release(included)
         reservation, self.reservation = self.reservation, None
         if reservation is not None:
-            route = self.target.route
+            prices = self.prices
             gateway.allowance.settle(
                 reservation,
                 settled.input_tokens,
                 settled.output_tokens,
-                route.input_price,
-                route.output_price,
+                prices.input,
+                prices.output,
                 charged,
-                route.request_price,
+                prices.request,
             )
         elif charged:
             gateway.allowance.charge(
@@ -863,12 +995,13 @@ class _Call:
         hold, self.hold = self.hold, None
         if hold is not None and self.gateway.credit is not None:
             self.gateway.credit.settle(hold, _ZERO)
+        included, self.included = self.included, None
+        if included is not None and self.gateway.included is not None:
+            self.gateway.included.release(included)
         reservation, self.reservation = self.reservation, None
         if reservation is not None:
-            route = self.target.route
-            self.gateway.allowance.settle(
-                reservation, 0, 0, route.input_price, route.output_price, False
-            )
+            prices = self.prices
+            self.gateway.allowance.settle(reservation, 0, 0, prices.input, prices.output, False)
 
 
 def _usage(settled: Settled, cost: Decimal) -> dict[str, int | str]:

@@ -96,6 +96,12 @@ class Route(Document):
         description="The price of one answered call in the platform's currency, from per-request"
         " pricing (0: none).",
     )
+    subscription: bool = Field(
+        default=False,
+        description="Whether the listing version that prices its calls is priced by"
+        " subscription: a subscriber's calls draw on its tier's included usage, then on its"
+        " credit at the tier's overage price.",
+    )
     idle_since: datetime | None = Field(
         default=None,
         description="Set while the deployment is scaled to zero: its VM was stopped, idle, at"
@@ -130,6 +136,14 @@ class Route(Document):
             (self.agent.id, self.agent.version) if self.agent else None,
             (self.model.id, self.model.version) if self.model else None,
         )
+
+    @property
+    def priced_by(self) -> str:
+        """The listing whose terms price its calls: the agent it runs, else its model (a
+        subscription to it is what a call draws on)."""
+        ref = self.agent or self.model
+        assert ref is not None  # checked when it was made
+        return ref.id
 
     def listings(self) -> tuple[str, ...]:
         return tuple(ref.id for ref in (self.agent, self.model) if ref is not None)

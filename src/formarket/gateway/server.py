@@ -24,6 +24,7 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from formarket.accounts.credit import CreditStore
 from formarket.accounts.database import database_url, open_database
+from formarket.accounts.included import IncludedStore
 from formarket.accounts.pseudonym import load_pseudonyms
 from formarket.accounts.store import AccountStore
 from formarket.accounts.watch import watch
@@ -32,6 +33,7 @@ from formarket.gateway.account_keys import AccountKeys
 from formarket.gateway.app import Gateway
 from formarket.gateway.config import GatewayConfig
 from formarket.gateway.credit import Credit
+from formarket.gateway.included import IncludedUsage
 from formarket.gateway.keys import KeyStore, load_keys
 from formarket.gateway.limits import Limits
 from formarket.gateway.meter import Meter
@@ -94,6 +96,7 @@ def build_gateway(config: GatewayConfig) -> Gateway:
         operator_keys.get, AccountStore(engine), watch(engine), rate=config.account_key_rate
     )
     credit = Credit(CreditStore(engine), config.source)
+    included = IncludedUsage(IncludedStore(engine), config.source)
     routes = FileRouteTable(paths.routes)
     activity = Activity(paths.root, config.source)
     tasks: list[asyncio.Task[None]] = []
@@ -117,6 +120,7 @@ def build_gateway(config: GatewayConfig) -> Gateway:
         tasks.append(loop.create_task(save_quota()))
         tasks.append(loop.create_task(save_activity()))
         tasks.append(loop.create_task(credit.run()))
+        tasks.append(loop.create_task(included.run()))
 
     async def shutdown() -> None:
         for task in tasks:
@@ -127,6 +131,7 @@ def build_gateway(config: GatewayConfig) -> Gateway:
         write_atomically(paths.quota, allowance.dump(), durable=False)
         activity.publish()
         await asyncio.to_thread(credit.close)
+        await asyncio.to_thread(included.close)
         pool.close()
         keys.close()
         engine.dispose()
@@ -146,6 +151,7 @@ def build_gateway(config: GatewayConfig) -> Gateway:
         waker=Waker(WakeRequests(paths.root), routes.fresh, max_wait=config.wake_timeout),
         activity=activity,
         credit=credit,
+        included=included,
     )
 
 
