@@ -164,15 +164,20 @@ def test_a_call_is_cut_where_its_included_tokens_end(
     assert used.tokens == billed
 
 
-def test_without_a_subscription_calls_go_as_before(
+def test_without_a_subscription_a_listing_sold_by_subscription_is_refused(
     tmp_path: Path, upstream: str, db_url: str, engine: Engine
 ) -> None:
     accounts = AccountStore(engine)
     key, _ = accounts.create_key(accounts.sign_in("alice", 1))
     with _serve(tmp_path, upstream, db_url) as server:
-        reply = Client(server.url, key).chat("dep-sub", max_tokens=5)
-    assert reply.status == 200
-    assert reply.json()["usage"]["cost"] == "0"
+        client = Client(server.url, key)
+        refused = client.chat("dep-sub", max_tokens=5)
+        free = client.chat("dep-free")  # a listing not sold by subscription is served
+    assert refused.status == 403
+    error = refused.json()["error"]
+    assert (error["type"], error["code"]) == ("insufficient_quota", "subscription_required")
+    assert "subscribe to one of its tiers first" in error["message"]
+    assert free.status == 200
 
 
 def test_two_gateway_processes_never_serve_more_included_calls_than_the_tier_has(

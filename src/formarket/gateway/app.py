@@ -455,7 +455,7 @@ class Gateway:
             found = await self._included(key.account_id, route, want_in, want_out, kind)
             if isinstance(found, IncludedHold):
                 included, prices = found, _FREE
-            elif found is not None:
+            else:
                 prices = _Prices(_ZERO, _ZERO, found)
         reservation: Reservation | Refusal | None = None
         hold: Hold | None = None
@@ -554,12 +554,12 @@ class Gateway:
 
     async def _included(
         self, account_id: int, route: Route, want_in: int, want_out: int | None, kind: Kind
-    ) -> IncludedHold | Decimal | None:
+    ) -> IncludedHold | Decimal:
         """A subscriber's call to the listing it subscribes to: a hold of its included usage
         (for its input and its bound on output, DEFAULT_OUTPUT_HOLD tokens when it sets
-        none), or the price it is charged beyond it; None when the account has no
-        subscription to the listing (the call is priced as the route prices it). Refused
-        when the included usage is used up and the tier sells no more."""
+        none), or the price it is charged beyond it. Refused when the account has no
+        subscription to the listing, and when the included usage is used up and the tier
+        sells no more."""
         assert self.included is not None
         listing = route.priced_by
         out = want_out if want_out is not None else DEFAULT_OUTPUT_HOLD
@@ -581,7 +581,15 @@ class Gateway:
                     headers=[(b"retry-after", b"1")],
                 ) from exc
         if isinstance(found, bool) or found is None:
-            return None
+            # Sold by subscription only: an account without one is not served for free.
+            raise ApiError(
+                403,
+                f"{listing} is sold by subscription: subscribe to one of its tiers first"
+                " (POST /v1/subscriptions on the control plane); a new subscription is seen"
+                f" here within {self.included.recheck:g} seconds",
+                type="insufficient_quota",
+                code="subscription_required",
+            )
         if isinstance(found, Beyond):
             if found.overage is None:
                 raise ApiError(
