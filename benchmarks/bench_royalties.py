@@ -50,6 +50,7 @@ MAINTAINER = Identity("market-steward", "market-steward@users.noreply.github.com
 FULL = (10_000, 10_000_000)
 QUICK = (1_000, 500_000)
 _FORMAT = 3  # bump when the generated repository changes
+PAYERS = 50_000  # the accounts that call, each call's chosen at random
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,7 +173,7 @@ def generate(root: Path, listings: int, events: int, seed: int = 11) -> BenchRep
         seed=seed,
         gateways=("gateway/gw-1", "gateway/gw-2", "gateway/gw-3"),
         deployments=len(fleet),
-        accounts=50_000,
+        accounts=PAYERS,
         flush_events=25_000,
     )
     shares = [calls // len(days) + (1 if i < calls % len(days) else 0) for i in range(len(days))]
@@ -283,6 +284,28 @@ def close_warm(bench: BenchRepo, cache: Path, out: Path) -> Run:
     return _ours(bench, cache, "royalties", "close", "--period", PERIOD, "--out", str(out))
 
 
+def close_invoiced(bench: BenchRepo, cache: Path, out: Path, accounts: Path) -> Run:
+    """A cold close that also computes every paying account's invoice, as the operator's
+    close does (a fresh accounts database: no top-ups, so each invoice is its usage)."""
+    for folder in (cache, accounts):
+        if folder.exists():
+            shutil.rmtree(folder)
+    accounts.mkdir(parents=True)
+    return _ours(
+        bench,
+        cache,
+        "royalties",
+        "close",
+        "--period",
+        PERIOD,
+        "--out",
+        str(out),
+        "--invoices",
+        "--gateway-dir",
+        str(accounts),
+    )
+
+
 def show(bench: BenchRepo, cache: Path, *, cold: bool) -> Run:
     if cold and cache.exists():
         shutil.rmtree(cache)
@@ -347,6 +370,7 @@ class Month:
     show_warm: Run
     peak: int  # the largest of our cold closes' peaks
     identical: bool  # the cold and the warm close wrote the same bytes
+    invoiced: Run | None = None  # a cold close with every account's invoice
 
 
 def _same_files(one: Path, other: Path) -> bool:
@@ -355,7 +379,7 @@ def _same_files(one: Path, other: Path) -> bool:
     return bool(mine) and mine == theirs
 
 
-def measure_month(listings: int, events: int, rounds: int) -> Month:
+def measure_month(listings: int, events: int, rounds: int, *, invoices: bool = False) -> Month:
     root = SOURCE / "build" / "bench" / f"royalties-{listings}-{events}"
     print(f"royalties: a repository of {listings:,} listings and {events:,} events", flush=True)
     bench = generate(root, listings, events)
@@ -372,6 +396,10 @@ def measure_month(listings: int, events: int, rounds: int) -> Month:
     warm = close_warm(bench, cache, scratch / "out-warm")
     show_cold = show(bench, cache, cold=True)
     show_warm = show(bench, cache, cold=False)
+    invoiced = None
+    if invoices:
+        print("royalties: a cold close with every account's invoice", flush=True)
+        invoiced = close_invoiced(bench, cache, scratch / "out-invoiced", scratch / "accounts")
     return Month(
         bench,
         _best(colds),
@@ -383,6 +411,7 @@ def measure_month(listings: int, events: int, rounds: int) -> Month:
         show_warm,
         max(r.peak_bytes for r in colds),
         _same_files(scratch / "out-cold", scratch / "out-warm"),
+        invoiced,
     )
 
 
@@ -459,7 +488,7 @@ def section(quick: bool) -> str:
     listings, events = QUICK if quick else FULL
     load = os.getloadavg()[0]
     full = measure_month(listings, events, 1 if quick else 2)
-    small = measure_month(listings // 10, events // 10, 1 if quick else 3)
+    small = measure_month(listings // 10, events // 10, 1 if quick else 3, invoices=True)
     f, s = full, small
     n = f"{f.bench.events:,}"
     rows = [
@@ -520,6 +549,19 @@ def section(quick: bool) -> str:
             "",
         ),
     ]
+    if s.invoiced is not None:
+        i = s.invoiced
+        rows.append(
+            (
+                f"the same with every account's invoice ({PAYERS:,} accounts)",
+                f"{i.seconds:.1f} s (CPU {i.cpu_seconds:.1f} s), {_gib(i.peak_bytes)}",
+                f"{s.duck.seconds:.1f} s",
+                f"{s.duck.seconds / i.seconds:.2f}× ({i.seconds / s.cold.seconds:.1f}× our"
+                " close without)",
+                "",
+                "",
+            )
+        )
     growth = f.cold.seconds / s.cold.seconds
     lines = [
         "## Royalties: closing a period",
@@ -540,7 +582,11 @@ def section(quick: bool) -> str:
         " ran alternately (two of each at full size, three at a tenth), the best of each shown"
         f" (all runs, seconds: ours {_runs(f.colds)} and DuckDB {_runs(f.ducks)} at full size;"
         f" ours {_runs(s.colds)} and DuckDB {_runs(s.ducks)} at a tenth); peak memory sums the"
-        " command and its workers.",
+        " command and its workers. The operator's close also computes every paying account's"
+        " invoice (`--invoices`, with a fresh accounts database): measured once, at a tenth,"
+        " where each call's account is one of 50,000 chosen at random, so that nearly every"
+        " account uses many listing versions, and a month's invoices hold about as many lines"
+        " as it has events.",
         f"The cold and the warm close wrote {'the same' if f.identical else '**different**'}"
         " bytes (statements, ledger, payouts, summary).",
         f"The machine's load average was {load:.1f} on {len(os.sched_getaffinity(0))} cores when"
