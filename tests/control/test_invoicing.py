@@ -223,3 +223,67 @@ def test_the_account_verifies_its_invoice_from_the_command_line(
     result = CliRunner().invoke(main, verify)
     assert result.exit_code == 1
     assert "closing balance is not" in result.output or "is not among" in result.output
+
+
+def test_the_next_invoice_opens_with_the_balance_this_one_closed_with(
+    operator: Operator,
+) -> None:
+    operator.close()
+    march = operator.store.body("Ada-L", PERIOD)
+    assert march is not None
+    closing = Invoice.model_validate_json(march).balance.closing
+    assert closing != 0
+    result = CliRunner().invoke(
+        main,
+        [
+            "royalties",
+            "close",
+            "--period",
+            "2026-04",
+            "--repo",
+            str(operator.market),
+            "--gateway-dir",
+            str(operator.state),
+            "--commit",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    april = operator.store.body("Ada-L", "2026-04")
+    assert april is not None  # no usage in April: the balance carried makes an invoice
+    invoice = Invoice.model_validate_json(april)
+    assert invoice.currencies == ()
+    assert invoice.balance.opening == closing
+    assert invoice.balance.closing == closing
+    assert [s.period for s in operator.store.periods("Ada-L")] == ["2026-04", PERIOD]
+
+
+def test_invoices_lost_after_the_close_are_kept_again_as_committed(operator: Operator) -> None:
+    operator.close()
+    before = operator.store.body("Ada-L", PERIOD)
+    operator.store.save(PERIOD, [])  # the process stopped after the commit
+    assert operator.store.body("Ada-L", PERIOD) is None
+    reissue = [
+        "royalties",
+        "reissue-invoices",
+        "--period",
+        PERIOD,
+        "--repo",
+        str(operator.market),
+        "--gateway-dir",
+        str(operator.state),
+    ]
+    result = CliRunner().invoke(main, reissue)
+    assert result.exit_code == 0, result.output
+    assert "whose SHA-256 its close committed" in result.output
+    assert operator.store.body("Ada-L", PERIOD) == before
+    # A top-up of the period credited since: the invoices would differ, none is kept.
+    ada = operator.accounts.account("Ada-L")
+    assert ada is not None
+    march = CreditStore(operator.engine, clock=lambda: datetime(2026, 3, 20, tzinfo=UTC))
+    march.open_topup(ada, "cs_test_late", Decimal(1))
+    assert march.credit_topup("cs_test_late", Decimal(1), "usd")
+    operator.store.save(PERIOD, [])
+    result = CliRunner().invoke(main, reissue)
+    assert result.exit_code == 1
+    assert "differ from" in result.output
+    assert operator.store.body("Ada-L", PERIOD) is None

@@ -113,7 +113,7 @@ class InvoiceStore:
                 .order_by(Charge.created_at, Charge.id)
             ).all()
             earlier = db.execute(
-                select(InvoiceRow.account, InvoiceRow.body)
+                select(InvoiceRow.account, InvoiceRow.closing)
                 .where(InvoiceRow.period < period)
                 .order_by(InvoiceRow.period)
             ).all()
@@ -123,12 +123,8 @@ class InvoiceStore:
             for login in logins.values()
             for name in pseudonyms.names(login)
         }
-        opening: dict[str, Decimal] = {}
-        for account, body in earlier:  # oldest first: the latest earlier invoice wins
-            try:
-                opening[account] = Invoice.model_validate_json(body).balance.closing
-            except ValidationError:
-                continue  # written by this module only; a broken row carries nothing
+        # Oldest first: each account's latest earlier invoice is the one kept.
+        opening = {account: _money(closing) for account, closing in earlier}
         paid: dict[str, list[InvoiceTopUp]] = {}
         for account_id, ident, settled_at, amount in top_ups:
             paid.setdefault(named[account_id], []).append(
@@ -146,18 +142,23 @@ class InvoiceStore:
             )
         return PeriodRecords(aliases, opening, paid, charged)
 
-    def save(self, period: str, invoices: Sequence[tuple[str, str, bytes]]) -> None:
-        """Keep a close's invoices of `period` (account, SHA-256, bytes), replacing what an
-        earlier try kept."""
+    def save(self, period: str, invoices: Sequence[tuple[str, str, bytes, Decimal]]) -> None:
+        """Keep a close's invoices of `period` (account, SHA-256, bytes, closing balance),
+        replacing what an earlier try kept."""
         now = self._clock()
         with self._sessions.begin() as db:
             db.execute(delete(InvoiceRow).where(InvoiceRow.period == period))
-            for account, sha256, body in invoices:
-                db.add(
-                    InvoiceRow(
-                        period=period, account=account, sha256=sha256, body=body, created_at=now
-                    )
+            db.add_all(
+                InvoiceRow(
+                    period=period,
+                    account=account,
+                    sha256=sha256,
+                    body=body,
+                    closing=closing,
+                    created_at=now,
                 )
+                for account, sha256, body, closing in invoices
+            )
 
     # --- what an account sees ---------------------------------------------------------------
 

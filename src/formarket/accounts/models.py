@@ -258,4 +258,6 @@ class InvoiceRow(Base):
     account: Mapped[str] = mapped_column(String(128), primary_key=True, index=True)
     sha256: Mapped[str] = mapped_column(String(64))
     body: Mapped[bytes] = mapped_column(LargeBinary)
+    # Its closing balance, which the next period's invoice opens with.
+    closing: Mapped[Decimal] = mapped_column(Money())
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -69,6 +69,7 @@ def command() -> None:
       formarket royalties verify --period 2026-01      recompute and compare, byte for byte
       formarket royalties verify --all                 every period closed in history
       formarket royalties pay --period 2026-01         send its payouts (payment provider)
+      formarket royalties reissue-invoices --period 2026-01   keep its invoices again
       formarket royalties payouts --period 2026-01     each payout line and its transfer
     """
 
@@ -191,6 +192,53 @@ def _close_with_invoices(
         return computed, new
     finally:
         database.dispose()
+
+
+@command.command("reissue-invoices")
+@_PERIOD
+@REPO_OPTION
+@BRANCH_OPTION
+@GATEWAY_DIR_OPTION
+@_JOBS
+def reissue_command(
+    period: str, repo: Path, branch: str, gateway_dir: Path | None, jobs: int | None
+) -> None:
+    """Keep a closed period's invoices again, when its close was committed but they were not
+    kept (the process stopped between the two).
+
+    \b
+    They are computed again from the inputs the close recorded and the accounts database,
+    and kept only if every one is an invoice whose SHA-256 the close committed: an invoice
+    never differs from its hash in git.
+
+    \b
+    Exit status: 0 kept, 1 an error (nothing kept).
+    """
+    from formarket.accounts.database import database_url, open_database
+    from formarket.accounts.invoices import InvoiceStore
+    from formarket.accounts.pseudonym import load_pseudonyms
+    from formarket.commands.gateway import state_paths
+    from formarket.control.invoicing import reissue
+
+    paths = state_paths(repo, gateway_dir)
+    database = open_database(database_url(paths.root))
+    repository = open_repo(repo)
+    try:
+        pseudonyms = load_pseudonyms(paths.root)
+        kept = reissue(
+            repository,
+            period,
+            InvoiceStore(database, pseudonyms),
+            pseudonyms,
+            branch=branch,
+            jobs=jobs,
+            say=_say,
+            progress=_Progress(),
+        )
+    finally:
+        repository.close()
+        database.dispose()
+    click.echo(f"kept {kept} invoices of {period}, each one whose SHA-256 its close committed")
 
 
 def _show_reconciled(found: list[Reconciled]) -> None:

@@ -6,6 +6,7 @@ keeps them once the close is committed. Their hashes and totals go to git with t
 
     AccountInvoicing     the private parts of a period's invoices, from the accounts database
     close_with_invoices  close a period, commit it, keep its invoices
+    reissue              a closed period's invoices computed and kept again, as committed
     reconcile            each account's balance by the books against the database's
 """
 
@@ -23,11 +24,14 @@ from formarket.accounts.credit import CreditStore
 from formarket.accounts.invoices import InvoiceStore
 from formarket.accounts.pseudonym import Pseudonyms
 from formarket.accounts.store import AccountStore
-from formarket.royalties import engine
+from formarket.errors import FormarketError, NotFoundError
+from formarket.market.refs import branch_tip
+from formarket.market.trees import commit_tree
+from formarket.royalties import engine, gitio
 from formarket.royalties.invoices import Drafted, PrivatePart, invoice_hash
 from formarket.usage.scanner import Progress
 
-__all__ = ["AccountInvoicing", "Reconciled", "close_with_invoices", "reconcile"]
+__all__ = ["AccountInvoicing", "Reconciled", "close_with_invoices", "reconcile", "reissue"]
 
 
 class AccountInvoicing:
@@ -90,7 +94,57 @@ def close_with_invoices(
 
 
 def keep(store: InvoiceStore, period: str, invoices: Collection[Drafted]) -> None:
-    store.save(period, [(i.account, invoice_hash(i.data), i.data) for i in invoices])
+    store.save(period, [(i.account, invoice_hash(i.data), i.data, i.closing) for i in invoices])
+
+
+def reissue(
+    repo: BaseRepo,
+    period: str,
+    store: InvoiceStore,
+    pseudonyms: Pseudonyms,
+    *,
+    branch: str = "main",
+    jobs: int | None = None,
+    say: Callable[[str], None] | None = None,
+    progress: Progress | None = None,
+) -> int:
+    """Compute the invoices of closed `period` again and keep them, when its close was
+    committed but its invoices were not kept (the process died between the two). Every
+    invoice must be one whose hash the close committed; returns how many were kept."""
+    tip = branch_tip(repo, branch)
+    history = gitio.history(repo, tip, gitio.cache_dir_of(repo))
+    if period not in history.closes:
+        raise NotFoundError(f"period {period} is not closed", hint="close it first")
+    hashes = engine.committed_invoices(repo, history, period)
+    if hashes is None:
+        raise NotFoundError(
+            f"the close of {period} committed no invoices",
+            hint="it was closed without them (--no-invoices): they cannot be issued now",
+        )
+    summary = engine.closed_summary(repo, history, period)
+    computed = engine.compute(
+        repo,
+        ObjectID(summary.usage_commit.encode()),
+        period,
+        summary.previous_close,
+        commit_tree(repo, history.commits[history.closes[period][0]]),
+        jobs=jobs,
+        say=say or _quiet,
+        progress=progress,
+        invoicing=AccountInvoicing(store, pseudonyms),
+    )
+    invoices = computed.closing.invoices
+    committed = set(hashes)
+    differ = [d.account for d in invoices if invoice_hash(d.data) not in committed]
+    if differ or len(invoices) != len(committed):
+        raise FormarketError(
+            f"{len(differ)} of {len(invoices)} invoices of {period} computed again differ from"
+            f" the {len(committed)} its close committed: the accounts database changed since"
+            " (a top-up or a charge of the period, or an earlier invoice)",
+            hint="restore the accounts database from before the change, then run this again",
+        )
+    keep(store, period, invoices)
+    return len(invoices)
 
 
 def _quiet(_: str) -> None:

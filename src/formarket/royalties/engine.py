@@ -58,6 +58,7 @@ __all__ = [
     "close",
     "closed_periods",
     "closed_summary",
+    "committed_invoices",
     "compute",
     "load_policy",
     "preview",
@@ -128,7 +129,7 @@ def closed_summary(repo: BaseRepo, history: History, period: str) -> Summary:
         ) from exc
 
 
-def _committed_invoices(repo: BaseRepo, history: History, period: str) -> list[str] | None:
+def committed_invoices(repo: BaseRepo, history: History, period: str) -> list[str] | None:
     """The hashes of the invoices that closed `period` committed (None if it committed no
     index): a verify recomputes everything else of the index, and cannot recompute them."""
     raw = read_path(repo, history.closes[period][1], "invoices.json")
@@ -583,7 +584,7 @@ def _verify_closed(
             Difference(where, "the previous close it records is not the one committed before it")
         )
     try:
-        hashes = _committed_invoices(repo, history, period)
+        hashes = committed_invoices(repo, history, period)
     except InputError as exc:
         differences.append(Difference(f"{base}/invoices.json", exc.message))
         hashes = None

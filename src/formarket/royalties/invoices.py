@@ -87,6 +87,7 @@ class Drafted:
     account: str
     data: bytes
     totals: tuple[tuple[str, Decimal], ...]
+    closing: Decimal  # the balance by the books, which the next invoice opens with
 
     def invoice(self) -> Invoice:
         return Invoice.model_validate_json(self.data)
@@ -194,12 +195,13 @@ def draft_invoice(
             % (currency.encode(), b",".join(written), money_text(money).encode())
         )
     usage = next((m for c, m in totals if c == PLATFORM_CURRENCY), Decimal(0))
-    bare = _invoice(period, account, usage_commit, (), private, usage).model_dump_json().encode()
+    bare_invoice = _invoice(period, account, usage_commit, (), private, usage)
+    bare = bare_invoice.model_dump_json().encode()
     before, found, after = bare.partition(b'"currencies":[]')
     if not found:
         raise AssertionError("an invoice is not written as expected")
     data = before + b'"currencies":[' + b",".join(sections) + b"]" + after + b"\n"
-    return Drafted(account, data, tuple(totals))
+    return Drafted(account, data, tuple(totals), bare_invoice.balance.closing)
 
 
 def build_invoice(

@@ -5,6 +5,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+MONEY = sa.Numeric(38, 18).with_variant(sa.String(48), "sqlite")
+
 revision = "0006"
 down_revision = "0005"
 
@@ -16,6 +18,7 @@ def upgrade() -> None:
         sa.Column("account", sa.String(128), nullable=False),
         sa.Column("sha256", sa.String(64), nullable=False),
         sa.Column("body", sa.LargeBinary(), nullable=False),
+        sa.Column("closing", MONEY, nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("period", "account", name="pk_invoices"),
     )
