@@ -89,7 +89,7 @@ class InvoiceStore:
         self, engine: Engine, pseudonyms: Pseudonyms, *, clock: Callable[[], datetime] = _now
     ) -> None:
         self._sessions = sessionmaker(engine, expire_on_commit=False)
-        self._pseudonyms = pseudonyms
+        self.pseudonyms = pseudonyms
         self._clock = clock
 
     # --- what a close needs -----------------------------------------------------------------
@@ -97,7 +97,7 @@ class InvoiceStore:
     def records(self, period: str) -> PeriodRecords:
         """What the database knows of `period` for the invoices, by account name in git."""
         start, end = period_bounds(period)
-        pseudonyms = self._pseudonyms
+        pseudonyms = self.pseudonyms
         with self._sessions() as db:
             logins: dict[int, str] = dict(db.execute(select(Account.id, Account.login)).all())
             top_ups = db.execute(
@@ -164,7 +164,7 @@ class InvoiceStore:
 
     def periods(self, login: str) -> list[InvoiceSummary]:
         """`login`'s invoices, newest first."""
-        name = self._pseudonyms.of(login)
+        name = self.pseudonyms.of(login)
         with self._sessions() as db:
             rows = db.execute(
                 select(InvoiceRow.period, InvoiceRow.sha256, InvoiceRow.body)
@@ -192,7 +192,7 @@ class InvoiceStore:
 
     def body(self, login: str, period: str) -> bytes | None:
         """`login`'s invoice of `period`, as the bytes whose hash its close committed."""
-        name = self._pseudonyms.of(login)
+        name = self.pseudonyms.of(login)
         with self._sessions() as db:
             return db.scalar(
                 select(InvoiceRow.body).where(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,7 +18,9 @@ from formarket.errors import UsageError
 if TYPE_CHECKING:
     from dulwich.objects import ObjectID
     from dulwich.repo import BaseRepo
+    from sqlalchemy.engine import Engine
 
+    from formarket.accounts.invoices import InvoiceStore
     from formarket.control.invoicing import Reconciled
     from formarket.control.payouts import PayReport
     from formarket.royalties.engine import Computed
@@ -154,6 +158,23 @@ def close_command(
             click.echo(f"kept {len(computed.closing.invoices)} invoices in the accounts database")
 
 
+@contextmanager
+def _accounts(repo: Path, gateway_dir: Path | None) -> Iterator[tuple[Engine, InvoiceStore]]:
+    """The accounts database (FORMARKET_DATABASE_URL, else in the gateway's folder) and its
+    invoices, named by the pseudonyms of the key there."""
+    from formarket.accounts.database import database_url, open_database
+    from formarket.accounts.invoices import InvoiceStore
+    from formarket.accounts.pseudonym import load_pseudonyms
+    from formarket.commands.gateway import state_paths
+
+    paths = state_paths(repo, gateway_dir)
+    database = open_database(database_url(paths.root))
+    try:
+        yield database, InvoiceStore(database, load_pseudonyms(paths.root))
+    finally:
+        database.dispose()
+
+
 def _close_with_invoices(
     repository: BaseRepo,
     period: str,
@@ -164,23 +185,15 @@ def _close_with_invoices(
     jobs: int | None,
 ) -> tuple[Computed, ObjectID | None]:
     from formarket.accounts.credit import CreditStore
-    from formarket.accounts.database import database_url, open_database
-    from formarket.accounts.invoices import InvoiceStore
-    from formarket.accounts.pseudonym import load_pseudonyms
     from formarket.accounts.store import AccountStore
-    from formarket.commands.gateway import state_paths
     from formarket.control.invoicing import close_with_invoices, reconcile
 
-    paths = state_paths(repo, gateway_dir)
-    database = open_database(database_url(paths.root))
-    try:
-        pseudonyms = load_pseudonyms(paths.root)
-        store = InvoiceStore(database, pseudonyms)
+    with _accounts(repo, gateway_dir) as (database, store):
         computed, new = close_with_invoices(
             repository,
             period,
             store,
-            pseudonyms,
+            store.pseudonyms,
             branch=branch,
             commit=commit,
             jobs=jobs,
@@ -190,8 +203,6 @@ def _close_with_invoices(
         if new is not None:
             _show_reconciled(reconcile(AccountStore(database), store, CreditStore(database)))
         return computed, new
-    finally:
-        database.dispose()
 
 
 @command.command("reissue-invoices")
@@ -214,30 +225,23 @@ def reissue_command(
     \b
     Exit status: 0 kept, 1 an error (nothing kept).
     """
-    from formarket.accounts.database import database_url, open_database
-    from formarket.accounts.invoices import InvoiceStore
-    from formarket.accounts.pseudonym import load_pseudonyms
-    from formarket.commands.gateway import state_paths
     from formarket.control.invoicing import reissue
 
-    paths = state_paths(repo, gateway_dir)
-    database = open_database(database_url(paths.root))
     repository = open_repo(repo)
     try:
-        pseudonyms = load_pseudonyms(paths.root)
-        kept = reissue(
-            repository,
-            period,
-            InvoiceStore(database, pseudonyms),
-            pseudonyms,
-            branch=branch,
-            jobs=jobs,
-            say=_say,
-            progress=_Progress(),
-        )
+        with _accounts(repo, gateway_dir) as (_, store):
+            kept = reissue(
+                repository,
+                period,
+                store,
+                store.pseudonyms,
+                branch=branch,
+                jobs=jobs,
+                say=_say,
+                progress=_Progress(),
+            )
     finally:
         repository.close()
-        database.dispose()
     click.echo(f"kept {kept} invoices of {period}, each one whose SHA-256 its close committed")
 
 

@@ -290,13 +290,7 @@ class Gateway:
             found = self.credit.store.accounts_named((record.account,), self.pseudonyms)
         except Exception as exc:
             _log.exception("the accounts database could not name the account of key %s", record.id)
-            raise ApiError(
-                503,
-                "prepaid credit cannot be checked just now, so calls are refused",
-                type="server_error",
-                code="credit_unavailable",
-                headers=[(b"retry-after", b"1")],
-            ) from exc
+            raise _credit_down() from exc
         account_id = found.get(record.account)
         if account_id is None:
             _log.info("key %s names an account the accounts database does not know", record.id)
@@ -630,13 +624,7 @@ class Gateway:
             held = await self.credit.hold(account_id, need, want)
         except Exception as exc:
             _log.exception("the accounts database could not hold credit for a call")
-            raise ApiError(
-                503,
-                "prepaid credit cannot be checked just now, so calls are refused",
-                type="server_error",
-                code="credit_unavailable",
-                headers=[(b"retry-after", b"1")],
-            ) from exc
+            raise _credit_down() from exc
         if isinstance(held, Short):
             raise ApiError(
                 429,
@@ -1138,6 +1126,16 @@ def _allow(method: str, allowed: str) -> None:
 
 def _too_large(limit: int) -> ApiError:
     return ApiError(413, f"the request body is larger than {limit} bytes", code="request_too_large")
+
+
+def _credit_down() -> ApiError:
+    return ApiError(
+        503,
+        "prepaid credit cannot be checked just now, so calls are refused",
+        type="server_error",
+        code="credit_unavailable",
+        headers=[(b"retry-after", b"1")],
+    )
 
 
 def _metering_down(exc: Exception) -> ApiError:

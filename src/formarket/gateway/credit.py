@@ -19,14 +19,14 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
 
 from formarket.accounts.credit import CreditStore, LeaseGrant, down, up
 
-__all__ = ["Credit", "Hold", "Short"]
+__all__ = ["Credit", "Hold", "Short", "maintain_every"]
 
 _log = logging.getLogger("formarket.gateway")
 _ZERO = Decimal(0)
@@ -63,6 +63,20 @@ class Short:
     """The balance cannot cover the call."""
 
     need: Decimal
+
+
+async def maintain_every(
+    maintain: Callable[[], Awaitable[None]], every: float, leases: str
+) -> None:
+    """Run `maintain` every `every` seconds, until cancelled; a failure is logged, and the
+    next round tries again (the database may be down for a moment; the leases hold until
+    their ttl)."""
+    while True:
+        await asyncio.sleep(every)
+        try:
+            await maintain()
+        except Exception:
+            _log.exception("could not renew this gateway's %s", leases)
 
 
 class Credit:
@@ -199,13 +213,7 @@ class Credit:
 
     async def run(self, every: float = 1.0) -> None:
         """`maintain` every `every` seconds, until cancelled."""
-        while True:
-            await asyncio.sleep(every)
-            try:
-                await self.maintain()
-            except Exception:
-                # The database may be down for a moment; the leases hold until their ttl.
-                _log.exception("could not renew this gateway's credit leases")
+        await maintain_every(self.maintain, every, "credit leases")
 
     def close(self) -> None:
         """Give back every lease (at shutdown, when no call is open)."""

@@ -39,6 +39,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 from formarket.accounts.included import IncludedStore, Measure, Slice, Terms
+from formarket.gateway.credit import maintain_every
 
 __all__ = ["Beyond", "IncludedHold", "IncludedUsage"]
 
@@ -328,13 +329,7 @@ class IncludedUsage:
 
     async def run(self, every: float = 1.0) -> None:
         """`maintain` every `every` seconds, until cancelled."""
-        while True:
-            await asyncio.sleep(every)
-            try:
-                await self.maintain()
-            except Exception:
-                # The database may be down for a moment; the leases hold until their ttl.
-                _log.exception("could not renew this gateway's leases of included usage")
+        await maintain_every(self.maintain, every, "leases of included usage")
 
     def close(self) -> None:
         """Give back every lease (at shutdown, when no call is open)."""
