@@ -4,6 +4,7 @@ cancels another's (its ids answer as ones that do not exist)."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from formarket.accounts.credit import CreditStore
+from formarket.accounts.included import IncludedStore, Measure
 from formarket.market.writer import Identity, commit_changes
 from tests.accounts.databases import db_url, pg_url
 from tests.control.conftest import Plane
@@ -70,6 +72,27 @@ def test_a_subscription_is_paid_from_the_balance_and_only_its_account_sees_it(
     assert plane.call(None, "DELETE", f"/v1/subscriptions/{sub['id']}").status == 401
     [mine] = plane.call(alice, "GET", "/v1/subscriptions").json()["subscriptions"]
     assert mine["state"] == "active"
+    assert (mine["used_requests"], mine["held_requests"]) == (0, 0)
+    # A gateway leases 10 of the included requests, then gives the lease back having used 3.
+    account = plane.store.account("alice")
+    assert account is not None
+    included = IncludedStore(plane.store.engine)
+    _, lease = included.take_included(
+        account.id,
+        LISTING,
+        "gw-1",
+        None,
+        Measure(),
+        short=Measure(1, 0),
+        more=Measure(10, 0),
+        ttl=timedelta(seconds=60),
+    )
+    assert lease is not None
+    [mine] = plane.call(alice, "GET", "/v1/subscriptions").json()["subscriptions"]
+    assert (mine["used_requests"], mine["held_requests"]) == (0, 10)
+    assert included.give_back_included(account.id, lease, Measure(3, 0))
+    [mine] = plane.call(alice, "GET", "/v1/subscriptions").json()["subscriptions"]
+    assert (mine["used_requests"], mine["held_requests"]) == (3, 0)
     cancelled = plane.call(alice, "DELETE", f"/v1/subscriptions/{sub['id']}")
     assert cancelled.json()["state"] == "cancelled"
     # Unknown tiers and listings, and listings not priced by subscription.

@@ -1,6 +1,7 @@
 """Subscriptions over HTTP: `POST /v1/subscriptions` {listing, tier} subscribes to a tier of a
 subscription-priced listing as it is at the marketplace's tip and pays its first month from
-the balance; `GET` lists the account's own; `DELETE /v1/subscriptions/{id}` stops one's
+the balance; `GET` lists the account's own, with how much of this month's included usage
+the gateways have used; `DELETE /v1/subscriptions/{id}` stops one's
 renewals. An id that is another account's is not found, as one that does not exist.
 
 (No `from __future__ import annotations` here: FastAPI reads the routes' annotations, among
@@ -14,8 +15,9 @@ from typing import Annotated, Any
 from fastapi import FastAPI, Path
 from pydantic import BaseModel, ConfigDict, Field
 
+from formarket.accounts.included import IncludedStore
 from formarket.accounts.store import AccountView
-from formarket.accounts.subscriptions import SubscriptionStore, SubscriptionView, Tier
+from formarket.accounts.subscriptions import SubscriptionView, Tier
 from formarket.control.context import Control
 from formarket.deploy.catalog import Catalog
 from formarket.errors import NotFoundError, UsageError
@@ -51,6 +53,20 @@ class SubscriptionOut(BaseModel):
     periods: int = Field(description="The months paid.")
     period_start: datetime
     period_end: datetime = Field(description="When the next month is charged.")
+    overage_per_request: Decimal | None = Field(
+        description="What a request beyond the included usage costs; none: the tier sells"
+        " no more, and such calls are refused."
+    )
+    used_requests: int = Field(
+        description="Of this month's included requests, those the gateways wrote back as used"
+        " (they write each second)."
+    )
+    used_tokens: int
+    held_requests: int = Field(
+        description="Of this month's included requests, those the gateways hold for calls"
+        " now: used or given back soon."
+    )
+    held_tokens: int
 
 
 class SubscriptionList(BaseModel):
@@ -58,7 +74,8 @@ class SubscriptionList(BaseModel):
     subscriptions: tuple[SubscriptionOut, ...]
 
 
-def _out(view: SubscriptionView) -> SubscriptionOut:
+def _out(view: SubscriptionView, store: IncludedStore) -> SubscriptionOut:
+    used, held = store.included_usage(view.id)
     return SubscriptionOut(
         id=view.id,
         listing=view.listing,
@@ -71,6 +88,11 @@ def _out(view: SubscriptionView) -> SubscriptionOut:
         periods=view.periods,
         period_start=view.period_start,
         period_end=view.period_end,
+        overage_per_request=view.overage_per_request,
+        used_requests=used.requests,
+        used_tokens=used.tokens,
+        held_requests=held.requests,
+        held_tokens=held.tokens,
     )
 
 
@@ -101,8 +123,8 @@ def tier_of(control: Control, listing_id: str, tier_name: str) -> Tier:
 def add_subscriptions(app: FastAPI, ctl: Callable[[], Control], account: Any) -> None:
     """The routes, on `app`; `account` is the app's dependency that names the caller."""
 
-    def store() -> SubscriptionStore:
-        return SubscriptionStore(ctl().store.engine)
+    def store() -> IncludedStore:
+        return IncludedStore(ctl().store.engine)
 
     @app.post("/v1/subscriptions", response_model=SubscriptionOut, status_code=201)
     def subscribe(body: NewSubscription, me: account) -> SubscriptionOut:
@@ -110,16 +132,23 @@ def add_subscriptions(app: FastAPI, ctl: Callable[[], Control], account: Any) ->
         your available balance now (refused with `insufficient_quota` when it does not cover
         it), each next month when it starts."""
         assert isinstance(me, AccountView)
-        return _out(store().subscribe(me, tier_of(ctl(), body.listing, body.tier)))
+        subscriptions = store()
+        return _out(
+            subscriptions.subscribe(me, tier_of(ctl(), body.listing, body.tier)), subscriptions
+        )
 
     @app.get("/v1/subscriptions", response_model=SubscriptionList)
     def subscriptions(me: account) -> SubscriptionList:
         """Your subscriptions."""
         assert isinstance(me, AccountView)
-        return SubscriptionList(subscriptions=tuple(_out(v) for v in store().subscriptions(me)))
+        subscriptions = store()
+        return SubscriptionList(
+            subscriptions=tuple(_out(v, subscriptions) for v in subscriptions.subscriptions(me))
+        )
 
     @app.delete("/v1/subscriptions/{subscription_id}", response_model=SubscriptionOut)
     def cancel(subscription_id: _SUBSCRIPTION_ID, me: account) -> SubscriptionOut:
         """Stop one of your subscriptions' renewals; the month paid for runs to its end."""
         assert isinstance(me, AccountView)
-        return _out(store().cancel(me, subscription_id))
+        subscriptions = store()
+        return _out(subscriptions.cancel(me, subscription_id), subscriptions)
