@@ -452,7 +452,7 @@ CONTROL_URL = Setting(
     URL,
     "The control plane's address (`formarket control serve`), where `formarket login` signs"
     " in and `formarket keys` manages keys.",
-    ("balance", "invoices", "keys", "login", "logout", "topup"),
+    ("balance", "invoices", "keys", "login", "logout", "subscriptions", "topup"),
     default="http://127.0.0.1:8090",
     flag="--control-url",
 )

@@ -21,6 +21,8 @@ from formarket.cli import main
 from formarket.process import Runner
 from tests.control.conftest import Plane
 from tests.control.invoicing import PERIOD, close_month
+from tests.control.test_subscriptions import LISTING as SUBSCRIBED
+from tests.control.test_subscriptions import _credit, _priced_in_usd
 from tests.deploy.conftest import make_market
 from tests.gateway.helpers import Client
 
@@ -226,3 +228,27 @@ def test_invoices_are_listed_and_saved_as_the_bytes_git_has_the_hash_of(
     signed_out = _run(["invoices", "list"], config)
     assert signed_out.exit_code == 2
     assert "formarket login" in signed_out.output
+
+
+def test_subscriptions_are_made_listed_and_cancelled_from_the_command_line(
+    plane: Plane, tmp_path: Path
+) -> None:
+    config = tmp_path / "config"
+    assert _login(plane, config, "alice").exit_code == 0
+    assert "no subscriptions" in _run(["subscriptions", "list"], config).output
+    _priced_in_usd(plane)
+    short = _run(["subscriptions", "add", SUBSCRIBED, "Hobby"], config)
+    assert short.exit_code == 1
+    assert "balance" in short.output
+    _credit(plane, "alice", "10.00")
+    made = _run(["subscriptions", "add", SUBSCRIBED, "Hobby"], config)
+    assert made.exit_code == 0, made.output
+    assert f"{SUBSCRIBED} Hobby  active  9" in made.output
+    assert "requests 0 of 500 used or in use" in made.output
+    (sub,) = json.loads(_run(["subscriptions", "list", "--json"], config).stdout)["subscriptions"]
+    cancelled = _run(["subscriptions", "cancel", sub["id"]], config)
+    assert cancelled.exit_code == 0, cancelled.output
+    assert "cancelled" in cancelled.output
+    unknown = _run(["subscriptions", "cancel", "sub_" + "0" * 24], config)
+    assert unknown.exit_code == 1
+    assert "Traceback" not in unknown.output

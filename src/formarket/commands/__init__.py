@@ -28,6 +28,7 @@ COMMANDS: dict[str, str] = {
     "schema": "schema",
     "settings": "settings",
     "site": "site",
+    "subscriptions": "subscriptions",
     "test": "test",
     "topup": "topup",
     "usage": "usage",

@@ -142,6 +142,20 @@ class ControlClient:
         """The invoice of `period` as the exact bytes whose SHA-256 its close committed."""
         return self.raw("GET", f"/v1/invoices/{period}")
 
+    def subscriptions(self) -> list[dict[str, Any]]:
+        listed: list[dict[str, Any]] = self.call("GET", "/v1/subscriptions")["subscriptions"]
+        return listed
+
+    def subscribe(self, listing: str, tier: str) -> dict[str, Any]:
+        made: dict[str, Any] = self.call(
+            "POST", "/v1/subscriptions", {"listing": listing, "tier": tier}
+        )
+        return made
+
+    def cancel_subscription(self, subscription_id: str) -> dict[str, Any]:
+        cancelled: dict[str, Any] = self.call("DELETE", f"/v1/subscriptions/{subscription_id}")
+        return cancelled
+
     def revoke_key(self, key_id: str) -> dict[str, Any]:
         revoked: dict[str, Any] = self.call("DELETE", f"/v1/keys/{key_id}")
         return revoked
