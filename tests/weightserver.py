@@ -78,12 +78,14 @@ class Files:
                 self.end_headers()
                 if plan.cut_after:
                     body = body[: plan.cut_after.pop(0)]
-                    self.wfile.write(body)
+                    # Counted before they are written: a client that has read them all may
+                    # look at the count before this thread gets to it after writing.
                     files.sent += len(body)
+                    self.wfile.write(body)
                     self.close_connection = True
                     return
-                self.wfile.write(body)
                 files.sent += len(body)
+                self.wfile.write(body)
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
