@@ -18,6 +18,7 @@ from formarket.accounts.included import IncludedStore, Measure
 from formarket.market.writer import Identity, commit_changes
 from tests.accounts.databases import db_url, pg_url
 from tests.control.conftest import Plane
+from tests.control.test_dashboard import _get, _sign_in
 
 __all__ = ["db_url", "pg_url"]
 
@@ -125,3 +126,37 @@ def test_hostile_subscription_requests_change_nothing(
     assert plane.call(key, "DELETE", f"/v1/subscriptions/{sub_id}").status in (404, 422)
     assert plane.call(key, "GET", "/v1/subscriptions").json() == {"subscriptions": []}
     assert plane.call(key, "GET", "/v1/balance").json()["balance"] == "0"
+
+
+def test_the_dashboard_shows_a_subscription_and_its_included_usage(plane: Plane) -> None:
+    session = _sign_in(plane, "alice")
+    assert b"My subscriptions" not in _get(plane.url, "/dashboard", session).body
+    _priced_in_usd(plane)
+    _credit(plane, "alice", "10.00")
+    alice = plane.sign_in("alice")
+    made = plane.call(alice, "POST", "/v1/subscriptions", {"listing": LISTING, "tier": "Hobby"})
+    assert made.status == 201, made.body
+    account = plane.store.account("alice")
+    assert account is not None
+    included = IncludedStore(plane.store.engine)
+    _, lease = included.take_included(
+        account.id,
+        LISTING,
+        "gw-1",
+        None,
+        Measure(),
+        short=Measure(1, 0),
+        more=Measure(7, 0),
+        ttl=timedelta(seconds=60),
+    )
+    assert lease is not None
+    page = _get(plane.url, "/dashboard", session).body.decode()
+    assert "My subscriptions" in page
+    row = page.split("My subscriptions", 1)[1]
+    assert LISTING in row
+    assert "7 of\n500" in row  # held by a gateway for calls now: counted as used
+    # Another account sees none of it.
+    assert (
+        "My subscriptions"
+        not in _get(plane.url, "/dashboard", _sign_in(plane, "bob")).body.decode()
+    )

@@ -37,6 +37,7 @@ from formarket.control.earnings import statements_of
 from formarket.control.look import Look, load_look
 from formarket.control.payments import PaymentsError
 from formarket.control.publishers import publishers_of
+from formarket.control.subscriptions import subscriptions_of
 from formarket.control.usage import account_usage, listing_usage
 from formarket.errors import FormarketError
 from formarket.farm.desired import set_state
@@ -176,6 +177,7 @@ def add_dashboard(app: FastAPI, ctl: Callable[[], Control]) -> None:
             credit=control.credit.balance(account),
             credit_notice=credit_notice(control.credit, control.farm, account).notice,
             topups=control.credit.topups(account)[-10:][::-1],
+            subscriptions=subscriptions_of(control, account),
             can_top_up=control.payments is not None,
             topup_note=_TOPUP_NOTES.get(request.query_params.get("topup", ""), ""),
         )

@@ -80,6 +80,22 @@ credit</p><p id="credit-notice">{{ credit_notice }}</p></div>{% endif %}
 <td>{{ t.created_at.strftime("%Y-%m-%d %H:%M") }}</td></tr>{% endfor %}</tbody>"""
     + _TABLE_CLOSE
     + """{% endif %}
+{% if subscriptions %}<h2>My subscriptions</h2>"""
+    + _TABLE_OPEN
+    + """<thead><tr><th>Listing</th><th>Tier</th><th>State</th><th>A month</th>
+<th>Included requests used</th><th>Included tokens used</th><th>Beyond</th><th>Renews</th>
+</tr></thead>
+<tbody>{% for s in subscriptions %}<tr><td>{{ s.listing }}</td><td>{{ s.tier }}</td>
+<td>{{ s.state }}</td><td>{{ s.price | money }} {{ credit.currency }}</td>
+<td>{% if s.included_requests is none %}unlimited{% else %}{{ s.used_requests }} of
+{{ s.included_requests }}{% endif %}</td>
+<td>{% if s.included_tokens is none %}unlimited{% else %}{{ s.used_tokens }} of
+{{ s.included_tokens }}{% endif %}</td>
+<td>{% if s.overage is none %}refused{% else %}{{ s.overage | money }} a request{% endif %}</td>
+<td>{{ s.period_end.strftime("%Y-%m-%d") }}</td></tr>{% endfor %}</tbody>"""
+    + _TABLE_CLOSE
+    + """<p class="fm-note">Used: what the gateways wrote back and what they hold for calls
+now. <code>formarket subscriptions cancel ID</code> stops one's renewals.</p>{% endif %}
 <h2>My deployments</h2>
 {% if deployments %}"""
     + _TABLE_OPEN

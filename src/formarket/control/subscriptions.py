@@ -8,6 +8,7 @@ renewals. An id that is another account's is not found, as one that does not exi
 them the app's own dependency that names the caller.)"""
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any
@@ -26,7 +27,7 @@ from formarket.registry.git_snapshot import open_git_snapshot
 from formarket.schemas._types import LISTING_ID_PATTERN
 from formarket.schemas.pricing import PLATFORM_CURRENCY, SubscriptionPricing
 
-__all__ = ["add_subscriptions", "tier_of"]
+__all__ = ["Shown", "add_subscriptions", "subscriptions_of", "tier_of"]
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
 _SUBSCRIPTION_ID = Annotated[str, Path(pattern=r"^sub_[0-9a-f]{24}$")]
@@ -94,6 +95,45 @@ def _out(view: SubscriptionView, store: IncludedStore) -> SubscriptionOut:
         held_requests=held.requests,
         held_tokens=held.tokens,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Shown:
+    """A subscription as the dashboard shows it: used counts what the gateways hold too."""
+
+    listing: str
+    tier: str
+    state: str
+    price: Decimal
+    included_requests: int | None
+    included_tokens: int | None
+    used_requests: int
+    used_tokens: int
+    overage: Decimal | None
+    period_end: datetime
+
+
+def subscriptions_of(control: Control, account: AccountView) -> list[Shown]:
+    """The account's subscriptions, active first, each with this month's included usage."""
+    store = IncludedStore(control.store.engine)
+    out = []
+    for view in store.subscriptions(account):
+        used, held = store.included_usage(view.id)
+        out.append(
+            Shown(
+                view.listing,
+                view.tier,
+                view.state,
+                view.price,
+                view.included_requests,
+                view.included_tokens,
+                used.requests + held.requests,
+                used.tokens + held.tokens,
+                view.overage_per_request,
+                view.period_end,
+            )
+        )
+    return sorted(out, key=lambda s: (s.state != "active", s.listing, s.tier))
 
 
 def tier_of(control: Control, listing_id: str, tier_name: str) -> Tier:
