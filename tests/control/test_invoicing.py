@@ -287,3 +287,13 @@ def test_invoices_lost_after_the_close_are_kept_again_as_committed(operator: Ope
     assert result.exit_code == 1
     assert "differ from" in result.output
     assert operator.store.body("Ada-L", PERIOD) is None
+
+
+def test_a_file_too_large_to_be_an_invoice_is_not_read(operator: Operator, tmp_path: Path) -> None:
+    huge = tmp_path / "invoice.json"
+    with huge.open("wb") as out:
+        out.truncate((256 << 20) + 1)  # sparse: nothing written to disk
+    verify = ["invoices", "verify", PERIOD, str(huge), "--repo", str(operator.market)]
+    result = CliRunner().invoke(main, verify)
+    assert result.exit_code == 2
+    assert "no invoice is that large" in result.output

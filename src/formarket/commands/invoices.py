@@ -12,6 +12,10 @@ from formarket.errors import UsageError
 
 __all__ = ["command"]
 
+# An invoice has a line per listing version and metric its account used in a month: a few
+# hundred bytes each. Anything larger than this is not one, and is not read whole.
+_LARGEST_INVOICE = 256 << 20
+
 
 @click.group("invoices")
 def command() -> None:
@@ -114,6 +118,12 @@ def verify(period: str, invoice: Path, repo: Path, branch: str, jobs: int | None
     from formarket.commands._common import open_repo
     from formarket.royalties.invoice_check import check_invoice
 
+    size = invoice.stat().st_size
+    if size > _LARGEST_INVOICE:
+        raise UsageError(
+            f"{invoice} is {size:,} bytes: no invoice is that large",
+            hint="give the file `formarket invoices get` saved, unchanged",
+        )
     data = invoice.read_bytes()
     repository = open_repo(repo)
     try:
