@@ -27,6 +27,7 @@ from formarket.accounts.invoices import InvoiceStore
 from formarket.accounts.pseudonym import load_pseudonyms
 from formarket.accounts.store import AccountStore
 from formarket.cli import main
+from formarket.control.invoicing import reconcile
 from formarket.errors import InputError
 from formarket.market.refs import branch_tip
 from formarket.market.trees import commit_tree, read_path
@@ -129,6 +130,16 @@ def test_the_close_keeps_each_invoice_and_commits_only_their_hashes(operator: Op
     assert b"cs_test_1" not in raw
     assert b"Ada-L" not in raw
     assert b"ada-l" not in raw
+    # Reconciled: her balance in the database (the top-up: these calls were committed to git
+    # without a gateway holding credit) against her invoice's closing balance.
+    (mine,) = [
+        r
+        for r in reconcile(operator.accounts, operator.store, CreditStore(operator.engine))
+        if r.login.lower() == "ada-l"
+    ]
+    assert (mine.period, mine.by_the_books) == (PERIOD, invoice.balance.closing)
+    assert mine.in_the_database == Decimal(5)
+    assert mine.difference == Decimal(5) - invoice.balance.closing
     # A third party's verify recomputes everything but the hashes, and agrees.
     assert engine.verify(repo, PERIOD) == []
     # The account checks its invoice from the public usage.

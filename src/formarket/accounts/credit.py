@@ -163,6 +163,19 @@ class CreditStore:
             return BalanceView(account.login, _ZERO, _ZERO, _ZERO, _ZERO)
         return BalanceView(account.login, row.available, held, row.credited, row.spent)
 
+    def balances(self) -> dict[int, Decimal]:
+        """Every account's balance (available and held by leases), by account id, in two
+        queries: what a close reconciles, for every account at once."""
+        with self._sessions() as db:
+            found: dict[int, Decimal] = dict(
+                db.execute(select(Balance.account_id, Balance.available)).all()
+            )
+            for account_id, amount, spent in db.execute(
+                select(Lease.account_id, Lease.amount, Lease.spent)
+            ):
+                found[account_id] = found.get(account_id, _ZERO) + amount - spent
+        return found
+
     def topups(self, account: AccountView) -> list[TopUpView]:
         with self._sessions() as db:
             rows = db.scalars(

@@ -190,6 +190,17 @@ class InvoiceStore:
             )
         return out
 
+    def latest_closings(self) -> dict[str, tuple[str, Decimal]]:
+        """Each invoiced account's latest invoice: name in git -> (period, closing balance)."""
+        with self._sessions() as db:
+            rows = db.execute(
+                select(InvoiceRow.account, InvoiceRow.period, InvoiceRow.closing).order_by(
+                    InvoiceRow.period
+                )
+            ).all()
+        # In period order: each account's latest is the one kept.
+        return {account: (period, _money(closing)) for account, period, closing in rows}
+
     def body(self, login: str, period: str) -> bytes | None:
         """`login`'s invoice of `period`, as the bytes whose hash its close committed."""
         name = self.pseudonyms.of(login)

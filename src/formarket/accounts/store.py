@@ -140,10 +140,11 @@ class AccountStore:
             db.flush()
             return _account_view(row)
 
-    def logins(self) -> list[str]:
-        """Every account's login, in order."""
+    def ids(self) -> list[tuple[int, str]]:
+        """Every account's id and login, by login."""
         with self._sessions() as db:
-            return list(db.scalars(select(Account.login).order_by(Account.login)))
+            rows = db.execute(select(Account.id, Account.login).order_by(Account.login)).all()
+        return [(account_id, login) for account_id, login in rows]
 
     def account(self, login: str) -> AccountView | None:
         with self._sessions() as db:

@@ -169,17 +169,15 @@ class Reconciled:
 
 
 def reconcile(accounts: AccountStore, store: InvoiceStore, credit: CreditStore) -> list[Reconciled]:
-    """Each account with an invoice: its latest invoice's closing balance and its balance."""
+    """Each account with an invoice: its latest invoice's closing balance and its balance,
+    read for all accounts at once (a close reconciles every one)."""
+    closings = store.latest_closings()
+    balances = credit.balances()
     out = []
-    for login in accounts.logins():
-        found = store.periods(login)
-        account = accounts.account(login)
-        if not found or account is None:
+    for account_id, login in accounts.ids():
+        latest = closings.get(store.pseudonyms.of(login))
+        if latest is None:
             continue
-        latest = found[0]
-        out.append(
-            Reconciled(
-                login, latest.period, latest.closing_balance, credit.balance(account).balance
-            )
-        )
+        period, closing = latest
+        out.append(Reconciled(login, period, closing, balances.get(account_id, Decimal(0))))
     return out
