@@ -179,3 +179,19 @@ def test_usage_paths_round_trip(day: str, source: str, seq: int) -> None:
     parsed = parse_usage_path(path)
     assert parsed is not None
     assert (parsed.day, parsed.source, parsed.seq) == (when, source, seq)
+
+
+def test_a_call_whose_tokens_source_is_no_pattern_of_it_is_set_aside() -> None:
+    # Found by the property above: the loop checked a call's tokens_source only when other
+    # things about the event called for it, and counted a line validate_line refuses.
+    event = call("c-1", model=("acme/chat", "1.0.0"))
+    event["data"]["tokens_source"] = "0"
+    raw = json.dumps(event).encode()
+    assert isinstance(validate_line(raw), str)
+    file = parse_usage_path("registry/usage/2026/03/10/gateway/gw-1-000001.jsonl.gz")
+    assert file is not None
+    known = frozenset({("acme/chat", "1.0.0")})
+    rules = Rules(month_index("2026-03"), 0, known, timedelta(days=1), frozenset({"acme/chat"}))
+    scan = scan_file(0, file, gz([raw]), False, ScanSpec(rules, None))
+    assert scan.events == 0
+    assert [s.code for s in scan.set_aside] == ["USG011"]

@@ -204,6 +204,7 @@ def take_events_each(
     known_old = lookup.known_old
     accounts = lookup.accounts
     subjects = lookup.subjects
+    sources = lookup.sources
     number_of = lookup.number_of
     max_requests, max_input, max_output, max_seconds = (old_rules or new_rules).ceilings
     pending: dict[PendingKey, Sums] = {}
@@ -246,11 +247,19 @@ def take_events_each(
             if problem:
                 reject("USG005", number, problem, not old)
                 continue
-        if event.type != _CALL_TYPE or data.instance_seconds or not (a or m):
+        if (
+            event.type != _CALL_TYPE
+            or data.instance_seconds
+            or not (a or m)
+            or data.tokens_source not in sources
+            or isinstance(data.parent, str)
+        ):
             problem = event_problem(event.type, data)
             if problem:
                 reject("USG011", number, problem, not old)
                 continue
+            # Checked against its pattern once: a file holds a handful of these.
+            sources.add(data.tokens_source)
         if (
             data.output_tokens > max_output
             or data.input_tokens > max_input

@@ -123,6 +123,7 @@ class Lookup:
         self.known_old: list[bool] = [True]
         self.accounts: set[str] = set()
         self.subjects: set[str] = set()
+        self.sources: set[str] = set()  # tokens_source values checked against their pattern
         # With `by_account`, each paying account's number, as listing versions have theirs.
         self.account_numbers: dict[str, int] = {}
         self.account_names: list[str] = []
