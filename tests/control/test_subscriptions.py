@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from formarket.accounts.credit import CreditStore
-from formarket.accounts.included import IncludedStore, Measure
+from formarket.accounts.included import IncludedStore, Measure, Slice
 from formarket.market.writer import Identity, commit_changes
 from tests.accounts.databases import db_url, pg_url
 from tests.control.conftest import Plane
@@ -40,6 +40,25 @@ def _priced_in_usd(plane: Plane) -> None:
         commit_changes(repo, "main", {path: raw}, "USD", Identity("mara", "m@x.org"))
     finally:
         repo.close()
+
+
+def _gateway_leases(plane: Plane, login: str, requests: int) -> tuple[IncludedStore, int, Slice]:
+    """A gateway process leases `requests` of `login`'s subscription's included requests."""
+    account = plane.store.account(login)
+    assert account is not None
+    included = IncludedStore(plane.store.engine)
+    _, lease = included.take_included(
+        account.id,
+        LISTING,
+        "gw-1",
+        None,
+        Measure(),
+        short=Measure(1, 0),
+        more=Measure(requests, 0),
+        ttl=timedelta(seconds=60),
+    )
+    assert lease is not None
+    return included, account.id, lease
 
 
 def _credit(plane: Plane, login: str, amount: str) -> None:
@@ -75,23 +94,10 @@ def test_a_subscription_is_paid_from_the_balance_and_only_its_account_sees_it(
     assert mine["state"] == "active"
     assert (mine["used_requests"], mine["held_requests"]) == (0, 0)
     # A gateway leases 10 of the included requests, then gives the lease back having used 3.
-    account = plane.store.account("alice")
-    assert account is not None
-    included = IncludedStore(plane.store.engine)
-    _, lease = included.take_included(
-        account.id,
-        LISTING,
-        "gw-1",
-        None,
-        Measure(),
-        short=Measure(1, 0),
-        more=Measure(10, 0),
-        ttl=timedelta(seconds=60),
-    )
-    assert lease is not None
+    included, account_id, lease = _gateway_leases(plane, "alice", 10)
     [mine] = plane.call(alice, "GET", "/v1/subscriptions").json()["subscriptions"]
     assert (mine["used_requests"], mine["held_requests"]) == (0, 10)
-    assert included.give_back_included(account.id, lease, Measure(3, 0))
+    assert included.give_back_included(account_id, lease, Measure(3, 0))
     [mine] = plane.call(alice, "GET", "/v1/subscriptions").json()["subscriptions"]
     assert (mine["used_requests"], mine["held_requests"]) == (3, 0)
     cancelled = plane.call(alice, "DELETE", f"/v1/subscriptions/{sub['id']}")
@@ -136,20 +142,7 @@ def test_the_dashboard_shows_a_subscription_and_its_included_usage(plane: Plane)
     alice = plane.sign_in("alice")
     made = plane.call(alice, "POST", "/v1/subscriptions", {"listing": LISTING, "tier": "Hobby"})
     assert made.status == 201, made.body
-    account = plane.store.account("alice")
-    assert account is not None
-    included = IncludedStore(plane.store.engine)
-    _, lease = included.take_included(
-        account.id,
-        LISTING,
-        "gw-1",
-        None,
-        Measure(),
-        short=Measure(1, 0),
-        more=Measure(7, 0),
-        ttl=timedelta(seconds=60),
-    )
-    assert lease is not None
+    _gateway_leases(plane, "alice", 7)
     page = _get(plane.url, "/dashboard", session).body.decode()
     assert "My subscriptions" in page
     row = page.split("My subscriptions", 1)[1]

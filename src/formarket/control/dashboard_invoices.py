@@ -56,6 +56,20 @@ def add_invoice_pages(
             here=_HERE,
         )
 
+    def mine(
+        request: Request, period: str, sign_in_first: str
+    ) -> tuple[AccountView, str, bytes] | Response:
+        """The signed-in account, its session and its invoice of `period`; else the page
+        that answers instead (sign in first, or not found)."""
+        found = signed_in(request)
+        if found is None:
+            return sign_in(sign_in_first)
+        account, session = found
+        try:
+            return account, session, own_invoice(ctl(), account.login, period)
+        except NotFoundError:
+            return not_found(account, session)
+
     @app.get("/dashboard/invoices", include_in_schema=False, response_class=HTMLResponse)
     def invoices(request: Request) -> Response:
         found = signed_in(request)
@@ -74,14 +88,10 @@ def add_invoice_pages(
 
     @app.get("/dashboard/invoices/{period}", include_in_schema=False, response_class=HTMLResponse)
     def invoice(period: str, request: Request) -> Response:
-        found = signed_in(request)
-        if found is None:
-            return sign_in("Sign in to see your invoices.")
-        account, session = found
-        try:
-            body = own_invoice(ctl(), account.login, period)
-        except NotFoundError:
-            return not_found(account, session)
+        found = mine(request, period, "Sign in to see your invoices.")
+        if isinstance(found, Response):
+            return found
+        account, session, body = found
         shown = Invoice.model_validate_json(body)
         return page(
             "invoice",
@@ -98,12 +108,7 @@ def add_invoice_pages(
 
     @app.get("/dashboard/invoices/{period}/download", include_in_schema=False)
     def download(period: str, request: Request) -> Response:
-        found = signed_in(request)
-        if found is None:
-            return sign_in("Sign in to download your invoices.")
-        account, session = found
-        try:
-            body = own_invoice(ctl(), account.login, period)
-        except NotFoundError:
-            return not_found(account, session)
-        return invoice_download(body, period)
+        found = mine(request, period, "Sign in to download your invoices.")
+        if isinstance(found, Response):
+            return found
+        return invoice_download(found[2], period)

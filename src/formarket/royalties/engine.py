@@ -437,22 +437,12 @@ def close(
             f"{period} is not over until {ends} (UTC)",
             hint=f"see where it stands with `formarket royalties preview --period {period}`",
         )
-    tip = branch_tip(repo, branch)
-    tree = commit_tree(repo, tip)
-    previous = _previous(repo, gitio.history(repo, tip, gitio.cache_dir_of(repo)), period)
-    computed = compute(
-        repo,
-        tip,
-        period,
-        previous,
-        tree,
-        jobs=jobs,
-        say=say,
-        progress=progress,
-        invoicing=invoicing,
+    computed = preview(
+        repo, period, branch=branch, jobs=jobs, say=say, progress=progress, invoicing=invoicing
     )
     if not commit:
         return computed, None
+    tip = computed.usage_commit
     bot = bot_at(repo, tip)
     wanted = {f"{period_folder(period)}/{rel}": data for rel, data in computed.files.items()}
 
