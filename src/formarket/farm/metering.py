@@ -18,20 +18,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from formarket.atomicfile import write_atomically
+from formarket.farm.statefile import load_mapping
 from formarket.usage.events import Served, instance_hours
 from formarket.usage.spool import write_events
 
 __all__ = ["meter_running"]
-
-
-def _load(path: Path) -> dict[str, int]:
-    try:
-        data = json.loads(path.read_bytes())
-    except (FileNotFoundError, ValueError):
-        return {}
-    if not isinstance(data, dict):
-        return {}
-    return {k: v for k, v in data.items() if isinstance(k, str) and isinstance(v, int)}
 
 
 def _save(path: Path, clocks: Mapping[str, int]) -> None:
@@ -55,7 +46,7 @@ def meter_running(
     and then forgotten; `bill`: given the events once they are in the spool, before the
     clocks move on (formarket.farm.billing records them as charges)."""
     at = int((now or datetime.now(UTC)).timestamp())
-    clocks = _load(clock_file)
+    clocks = load_mapping(clock_file, int)
     woken = {k: int(v.timestamp()) for k, v in (started or {}).items()}
     spans: list[tuple[str, Served, int]] = [(d, s, at) for d, s in running.items()]
     spans += [(d, s, int(t.timestamp())) for d, (s, t) in (ended or {}).items()]

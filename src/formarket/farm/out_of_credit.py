@@ -29,6 +29,7 @@ from formarket.accounts.credit import Standing
 from formarket.atomicfile import write_atomically
 from formarket.errors import FormarketError
 from formarket.farm.notify import Commenter
+from formarket.farm.statefile import load_mapping
 from formarket.schemas.deployment import Deployment
 from formarket.schemas.usage import RoyaltyPolicy
 from formarket.yamldoc import load_yaml
@@ -121,16 +122,6 @@ def notice_comment(deployments: list[Deployment], stops_at: datetime) -> str:
     return "\n".join(lines)
 
 
-def _load(path: Path) -> dict[str, str]:
-    try:
-        data = json.loads(path.read_bytes())
-    except (FileNotFoundError, ValueError):
-        return {}
-    if not isinstance(data, dict):
-        return {}
-    return {k: v for k, v in data.items() if isinstance(k, str) and isinstance(v, str)}
-
-
 def tell_out_of_credit(
     state: Path,
     desired: Mapping[str, Deployment],
@@ -141,7 +132,7 @@ def tell_out_of_credit(
     """Comment on each issue whose deployments an account at zero runs, once per time the
     balance reached zero; the issues told. A failure to post is tried again next cycle."""
     path = state / _TOLD
-    told = _load(path)
+    told = load_mapping(path, str)
     wanted: dict[int, tuple[str, datetime, list[Deployment]]] = {}
     for item in due:
         mark = item.zero_since.isoformat()
