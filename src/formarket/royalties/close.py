@@ -71,10 +71,18 @@ class Closing:
     statements: tuple[Statement, ...]
     ledger: tuple[LedgerTransaction, ...]
     payouts: Payouts
-    # The gross per currency, which the invoices split; the invoices, when the close has
-    # their private parts (the operator's close; a verify recomputes the rest without them).
-    gross: tuple[tuple[str, Decimal], ...] = ()
+    # The invoices, when the close has their private parts (the operator's close; a verify
+    # recomputes the rest without them).
     invoices: tuple[Drafted, ...] = ()
+
+    @property
+    def gross(self) -> tuple[tuple[str, Decimal], ...]:
+        """The statements' gross per currency: what the invoices split."""
+        found: dict[str, Decimal] = {}
+        for statement in self.statements:
+            for section in statement.currencies:
+                found[section.currency] = found.get(section.currency, Decimal(0)) + section.gross
+        return tuple(sorted(found.items()))
 
 
 def close_period(tally: Tally, context: CloseContext) -> Closing:
@@ -115,15 +123,11 @@ def close_period(tally: Tally, context: CloseContext) -> Closing:
         set_aside=tally.set_aside,
         files={},
     )
-    gross: dict[str, int] = {}
-    for rated in rating.lines:
-        gross[rated.currency] = gross.get(rated.currency, 0) + rated.gross
     return Closing(
         summary,
         statements,
         (*usage_ledger, *payout_ledger),
         Payouts(period=period, policy=context.policy_ref, lines=payout_lines),
-        tuple((c, from_minor(gross[c], c)) for c in sorted(gross)),
         _invoices(tally, rating, context),
     )
 

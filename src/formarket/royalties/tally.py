@@ -45,15 +45,6 @@ class Quantities:
     output_tokens: int = 0
     instance_seconds: int = 0
 
-    def plus(self, sums: Sums) -> Quantities:
-        return Quantities(
-            self.events + sums[0],
-            self.requests + sums[1],
-            self.input_tokens + sums[2],
-            self.output_tokens + sums[3],
-            self.instance_seconds + sums[4],
-        )
-
 
 # (usage or adjustment, the period the usage belongs to, listing id, version)
 UsageKey = tuple[str, str, str, str]
@@ -119,18 +110,9 @@ def tally(
             if text is None:
                 text = months[month] = month_text(month)
             key = (kind, text, ref[0], ref[1])
-            found = sums_of.get(key)
-            if found is None:
-                sums_of[key] = sums[:5]
-            else:
-                found[:] = map(add, found, sums[:5])
+            _add_into(sums_of, key, sums)
             if spec.by_account:
-                mine = by_account.setdefault(payer, {})
-                kept = mine.get(key)
-                if kept is None:
-                    mine[key] = sums[:5]
-                else:
-                    kept[:] = map(add, kept, sums[:5])
+                _add_into(by_account.setdefault(payer, {}), key, sums)
     usage = {key: Quantities(*sums) for key, sums in sorted(sums_of.items())}
     counts = SummaryCounts(
         files=len(files),
@@ -146,6 +128,15 @@ def tally(
         later=later,
     )
     return Tally(usage, counts, tuple(conflicts), tuple(set_aside), by_account)
+
+
+def _add_into(table: dict[UsageKey, list[int]], key: UsageKey, sums: Sums) -> None:
+    """Add the quantities of `sums` (events to instance seconds) to `table[key]`."""
+    found = table.get(key)
+    if found is None:
+        table[key] = sums[:5]
+    else:
+        found[:] = map(add, found, sums[:5])
 
 
 Fetch = Callable[[Mapping[int, set[int]]], Iterable[tuple[int, int, WireEvent]]]
