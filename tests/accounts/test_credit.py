@@ -113,6 +113,54 @@ def test_an_expired_lease_returns_less_what_it_wrote_as_spent(db_url: str) -> No
         engine.dispose()
 
 
+def test_a_process_that_stalled_past_its_ttl_is_charged_what_its_open_calls_spent(
+    db_url: str,
+) -> None:
+    """A stalled process's lease expires and the other process leases and spends it all; the
+    stalled process's open call was served all the same: it is charged, below zero, once."""
+    clock = Clock()
+    engine = open_database(db_url)
+    try:
+        store, credit = AccountStore(engine), CreditStore(engine, clock=clock)
+        alice = store.sign_in("alice", 1)
+        credit.grant(alice, Decimal("1.00"))
+        seconds = lambda: clock.now.timestamp()  # noqa: E731
+        stalled = Credit(credit, "stalled", idle_return=60.0, clock=seconds)
+        alive = Credit(credit, "alive", idle_return=60.0, clock=seconds)
+
+        spent_alive = ZERO
+
+        async def run() -> None:
+            nonlocal spent_alive
+            held = await stalled.hold(alice.id, Decimal("0.50"), Decimal("0.50"))
+            assert isinstance(held, Hold)
+            early = await stalled.hold(alice.id, Decimal("0.10"), Decimal("0.10"))
+            assert isinstance(early, Hold)
+            stalled.settle(early, Decimal("0.10"))  # spent, not yet written
+            clock.now += timedelta(seconds=61)
+            # The other process sweeps the expired lease and spends all there is.
+            cent, bit = Decimal("0.01"), Decimal("0.05")
+            while isinstance(taken := await alive.hold(alice.id, cent, bit), Hold):
+                spent_alive += alive.settle(taken, taken.amount)
+            # The stalled process wakes: its lease is gone, and a new hold finds no credit.
+            assert isinstance(await stalled.hold(alice.id, Decimal("0.01"), Decimal("0.01")), Short)
+            stalled.settle(held, Decimal("0.30"))
+            await stalled.maintain()
+            await stalled.maintain()  # charged once, whatever the rounds
+            stalled.close()
+            alive.close()
+
+        asyncio.run(run())
+        view = credit.balance(alice)
+        assert spent_alive > Decimal("0.60")  # it had the stalled call's held credit too
+        assert view.held == 0
+        assert view.spent == Decimal("0.40") + spent_alive
+        assert view.available == Decimal("1.00") - view.spent
+        assert Decimal("-0.40") <= view.available < 0
+    finally:
+        engine.dispose()
+
+
 def test_a_topup_is_credited_once_and_only_as_opened(db_url: str) -> None:
     engine = open_database(db_url)
     try:
@@ -173,9 +221,10 @@ def test_holders_never_spend_more_than_was_credited(
     steps: list[tuple[int, str, Decimal]],
     credited: Decimal,
 ) -> None:
-    """Any interleaving of holds, settles, renewals and expiries across three processes:
-    the balance never goes below zero, what was spent never exceeds what was credited, and
-    every cent is available, spent or held by a lease."""
+    """Any interleaving of holds, settles, renewals and stalls past the ttl across three
+    processes: what was spent never exceeds what was credited, but for what calls open in a
+    stalled process spent (served all the same, and charged even below zero); and in the end
+    the database has every cent the processes spent, and every other cent is available."""
     url = f"sqlite:///{tmp_path_factory.mktemp('credit') / 'a.sqlite'}"
     engine = open_database(url)
     clock = Clock()
@@ -183,12 +232,22 @@ def test_holders_never_spend_more_than_was_credited(
         store, credit = AccountStore(engine), CreditStore(engine, clock=clock)
         alice = store.sign_in("alice", 1)
         credit.grant(alice, credited)
-        procs = [Credit(credit, f"gw/{i}", headroom=4, idle_return=0.0) for i in range(3)]
+        procs = [
+            Credit(
+                credit,
+                f"gw/{i}",
+                headroom=4,
+                idle_return=0.0,
+                clock=lambda: clock.now.timestamp(),
+            )
+            for i in range(3)
+        ]
         open_holds: list[list[tuple[Hold, Decimal]]] = [[], [], []]
         charged = ZERO
+        stalled = ZERO  # held by open calls when the processes stalled
 
         async def run() -> None:
-            nonlocal charged
+            nonlocal charged, stalled
             for which, action, amount in steps:
                 proc = procs[which]
                 if action == "hold":
@@ -203,10 +262,11 @@ def test_holders_never_spend_more_than_was_credited(
                 elif action == "maintain":
                     await proc.maintain()
                 elif action == "expire":
+                    stalled += sum(held.amount for holds in open_holds for held, _ in holds)
                     clock.now += timedelta(seconds=61)
                 view = credit.balance(alice)
-                assert view.available >= 0
-                assert charged <= credited
+                assert view.available >= -stalled
+                assert charged <= credited + stalled
             for which, proc in enumerate(procs):
                 for held, _ in open_holds[which]:
                     proc.settle(held, ZERO)
@@ -215,8 +275,9 @@ def test_holders_never_spend_more_than_was_credited(
         asyncio.run(run())
         view = credit.balance(alice)
         assert view.credited == credited
-        assert view.available + view.spent == credited  # every lease returned
-        assert view.spent <= charged  # expired leases may have missed what they spent
+        assert view.held == 0  # every lease returned
+        assert view.spent == charged
+        assert view.available == credited - charged
     finally:
         engine.dispose()
 

@@ -13,6 +13,8 @@ So, whatever the processes do, leasing never takes `available` below zero and a 
 holds more than it leased: calls cannot overspend credit. Instance time is different: it has
 run by the time it is metered, so its charge (`charge`, once per instance-hours event id) is
 taken whole, and it alone may take `available` below zero; a gateway then leases nothing more.
+(So are calls served by a process that stalled past its lease's ttl: formarket.gateway.credit
+charges them the same way, once per lost lease.)
 The balance shown is never below minus the instance time charged beyond it. An account at or
 below zero is marked (`standing`) when the farm finds it so, and the platform's terms give it
 a grace period from there before its deployments stop; a top-up that lifts it above zero

@@ -10,6 +10,13 @@ cover it. A background task writes what each
 lease spent and renews it, and gives back a lease that held nothing for `idle_return` seconds,
 so that credit one process no longer needs is there for the others. Every lease is given back
 at shutdown; one a killed process held expires after `ttl`.
+
+A process that stalls past `ttl` finds its lease gone when it wakes, and the balance has
+taken back what its open calls held, and may have leased it to others. Those calls were
+served all the same, so what they spend, and what the lease spent since it was last written,
+is charged to the balance (one charge per lost lease, brought up to date at each `maintain`):
+the database misses no cent, and the balance goes below zero by at most what was open when
+the process stalled.
 """
 
 from __future__ import annotations
@@ -37,6 +44,8 @@ class _Lease:
     account_id: int
     grant: LeaseGrant | None = None
     spent: Decimal = _ZERO
+    written: Decimal = _ZERO  # `spent` as the database last recorded it
+    valid_until: float = 0.0  # by this process's clock; see Credit.try_hold
     held: Decimal = _ZERO
     holds: int = 0
     last_used: float = 0.0
@@ -99,11 +108,19 @@ class Credit:
         self.idle_return = idle_return
         self._clock = clock
         self._leases: dict[int, _Lease] = {}
+        # Leases found expired under open calls or unwritten spending, by their charge id,
+        # with what was charged of them so far.
+        self._lost: dict[str, tuple[_Lease, Decimal]] = {}
 
     def try_hold(self, account_id: int, want: Decimal) -> Hold | None:
-        """A hold of `want` from the lease in memory, or None when the lease cannot cover it."""
+        """A hold of `want` from the lease in memory, or None when the lease cannot cover it
+        or may have expired."""
         lease = self._leases.get(account_id)
-        if lease is None or lease.free < want:
+        # Past half its ttl since it was last written, the lease is renewed before it is
+        # held from again: a process that stalled must learn first whether its lease
+        # expired meanwhile (and went to others), with half the ttl left for clocks that
+        # differ between hosts.
+        if lease is None or lease.free < want or self._clock() >= lease.valid_until:
             return None
         want = up(want)
         if lease.free < want:
@@ -141,8 +158,11 @@ class Credit:
             if self._leases.get(account_id) is not lease:
                 # Given back or lost while this call waited: start again on the new one.
                 return await self.hold(account_id, need, want)
-            if lease.free < want:
+            if lease.free < want or self._clock() >= lease.valid_until:
                 await self._top_up(lease, need - lease.free, want - lease.free)
+                if self._leases.get(account_id) is not lease:
+                    # Lost (it expired while this process stalled): a new lease may have it.
+                    return await self.hold(account_id, need, want)
             if lease.free < need:
                 if lease.grant is None and lease.holds == 0:
                     self._leases.pop(account_id, None)
@@ -168,12 +188,13 @@ class Credit:
         # calls, so that transactions stay rare, while the store never hands one process
         # more than half of what is left (the others' share).
         asked = max(more * self.headroom, lease.last_top_up * 2)
+        spent, started = lease.spent, self._clock()
         grant, added = await asyncio.to_thread(
             self.store.take,
             lease.account_id,
             self.holder,
             lease.grant,
-            lease.spent,
+            spent,
             short=max(short, _ZERO),
             more=asked,
             ttl=self.ttl,
@@ -181,16 +202,39 @@ class Credit:
         if added > 0:
             lease.last_top_up = added
         if grant is None and lease.grant is not None:
-            # It expired under us (this process stalled past its ttl) and went back to the
-            # balance: what its open calls spend from now on is not counted against it.
-            _log.warning("the credit lease of account %d expired while in use", lease.account_id)
-            self._leases.pop(lease.account_id, None)
+            self._expired(lease, lease.grant)
             lease.grant = None
             return
+        if grant is not None:
+            lease.written = min(spent, grant.amount)
+            lease.valid_until = started + self.ttl.total_seconds() / 2
         lease.grant = grant
 
+    def _expired(self, lease: _Lease, grant: LeaseGrant) -> None:
+        # It expired under us (this process stalled past its ttl) and went back to the
+        # balance, less what was last written as spent: the rest is charged (see the doc).
+        _log.warning("the credit lease of account %d expired while in use", lease.account_id)
+        self._leases.pop(lease.account_id, None)
+        if lease.holds > 0 or lease.spent > lease.written:
+            self._lost[f"lease:{grant.id}"] = (lease, _ZERO)
+
+    async def _charge_lost(self) -> None:
+        for charge_id, (lease, charged) in list(self._lost.items()):
+            due = lease.spent - lease.written
+            if due > charged:
+                await asyncio.to_thread(
+                    self.store.charge, lease.account_id, charge_id, due, "calls"
+                )
+                charged = due
+            if lease.holds == 0 and lease.spent - lease.written == charged:
+                del self._lost[charge_id]
+            else:
+                self._lost[charge_id] = (lease, charged)
+
     async def maintain(self) -> None:
-        """Write what each lease spent and renew it; give back those idle long enough."""
+        """Write what each lease spent and renew it; give back those idle long enough; charge
+        what lost leases spent."""
+        await self._charge_lost()
         now = self._clock()
         for account_id, lease in list(self._leases.items()):
             async with lease.lock:
@@ -204,21 +248,36 @@ class Credit:
                 if lease.holds == 0 and now - lease.last_used >= self.idle_return:
                     # Out of reach of new holds first, so none can come in while it returns.
                     self._leases.pop(account_id, None)
-                    await asyncio.to_thread(self.store.give_back, account_id, grant, lease.spent)
+                    returned = await asyncio.to_thread(
+                        self.store.give_back, account_id, grant, lease.spent
+                    )
+                    if not returned:
+                        self._expired(lease, grant)
                     continue
-                kept = await asyncio.to_thread(self.store.renew, grant, lease.spent, self.ttl)
-                if not kept:
-                    _log.warning("the credit lease of account %d expired while in use", account_id)
-                    self._leases.pop(account_id, None)
+                spent, started = lease.spent, self._clock()
+                kept = await asyncio.to_thread(self.store.renew, grant, spent, self.ttl)
+                if kept:
+                    lease.written = min(spent, grant.amount)
+                    lease.valid_until = started + self.ttl.total_seconds() / 2
+                else:
+                    self._expired(lease, grant)
+                    lease.grant = None
+        await self._charge_lost()
 
     async def run(self, every: float = 1.0) -> None:
         """`maintain` every `every` seconds, until cancelled."""
         await maintain_every(self.maintain, every, "credit leases")
 
     def close(self) -> None:
-        """Give back every lease (at shutdown, when no call is open)."""
+        """Give back every lease, and charge what lost leases spent (at shutdown, when no
+        call is open)."""
         for account_id, lease in list(self._leases.items()):
             self._leases.pop(account_id, None)
             if lease.grant is not None:
                 with contextlib.suppress(Exception):
-                    self.store.give_back(account_id, lease.grant, lease.spent)
+                    if not self.store.give_back(account_id, lease.grant, lease.spent):
+                        self._expired(lease, lease.grant)
+        for charge_id, (lease, _) in list(self._lost.items()):
+            self._lost.pop(charge_id, None)
+            with contextlib.suppress(Exception):
+                self.store.charge(lease.account_id, charge_id, lease.spent - lease.written, "calls")
