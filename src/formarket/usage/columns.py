@@ -15,7 +15,8 @@ stays the one definition of what counts, and this only ever skips work whose res
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from operator import attrgetter
 from types import SimpleNamespace
@@ -24,8 +25,9 @@ import numpy as np
 import numpy.typing as npt
 
 from formarket.schemas.usage import CALL, MAX_COUNT, event_problem
-from formarket.usage.digests import key_digests
+from formarket.usage.digests import key_digests, padded_digests
 from formarket.usage.files import UsageFile
+from formarket.usage.lines import LineColumns
 from formarket.usage.scan import (
     FileScan,
     Lookup,
@@ -40,9 +42,10 @@ from formarket.usage.wire import (
     all_accounts_valid,
     all_ids_valid,
     all_subjects_valid,
+    joined_ids_valid,
 )
 
-__all__ = ["COLUMNS_FROM", "PendingKey", "add_pending", "take_columns"]
+__all__ = ["COLUMNS_FROM", "PendingKey", "add_pending", "take_columns", "take_line_columns"]
 
 # (counted before, month, day ordinal or 0, agent number, model number, outcome is ok,
 # paying account or "")
@@ -98,18 +101,44 @@ def _numbers(refs: list[object], lookup: Lookup) -> npt.NDArray[np.int64] | None
     return out
 
 
-def _patterns_hold(datas: list[object]) -> bool:
+def _patterns_hold(tokens_sources: set[str], parents: set[object]) -> bool:
     """The strings `event_problem` checks against a pattern hold to it, each checked once.
-    The loop checks them on some events only; any bad one at all sends the file to the loop,
+    The loop checks them on every call; any bad one at all sends the file to the loop,
     which knows which events it decides."""
-    for tokens_source in set(map(_TOKENS, datas)):
+    for tokens_source in tokens_sources:
         probe = SimpleNamespace(
             agent=True, model=None, tokens_source=tokens_source, parent=None, instance_seconds=0
         )
         if event_problem(CALL, probe):
             return False
-    parents = [p for p in set(map(_PARENT, datas)) if isinstance(p, str)]
-    return all_ids_valid(parents)
+    return all_ids_valid([p for p in parents if isinstance(p, str)])
+
+
+@dataclass(frozen=True, slots=True)
+class _Columns:
+    """A file's events by field, as the checks and sums below take them, from either reader:
+    msgspec's events (`take_columns`) or the C reader's columns (`take_line_columns`)."""
+
+    count: int
+    latest: datetime | None  # the latest time; None when a time is not in UTC
+    ordinals: Callable[[], npt.NDArray[np.int64]]  # each event's day (date.toordinal)
+    sources: set[str]
+    ids_valid: Callable[[], bool]
+    accounts: list[str]  # the distinct accounts
+    subjects: list[str]  # the distinct subjects
+    agents: Callable[[Lookup], npt.NDArray[np.int64] | None]  # _numbers of the agents
+    models: Callable[[Lookup], npt.NDArray[np.int64] | None]
+    tokens_sources: set[str]
+    parents: set[object]
+    is_call: Callable[[], npt.NDArray[np.bool_]]
+    requests: Callable[[], npt.NDArray[np.int64]]
+    inputs: Callable[[], npt.NDArray[np.int64]]
+    outputs: Callable[[], npt.NDArray[np.int64]]
+    seconds: Callable[[], npt.NDArray[np.int64]]
+    ok: Callable[[], npt.NDArray[np.bool_]]
+    upstream: Callable[[], npt.NDArray[np.bool_]]  # tokens_source is "upstream"
+    payers: Callable[[Lookup], npt.NDArray[np.int64]]  # each event's account number
+    digests: Callable[[int], npt.NDArray[np.int64]]  # the key digests, by seed
 
 
 def take_columns(
@@ -125,6 +154,96 @@ def take_columns(
     count = len(events)
     if count < COLUMNS_FROM or count > _MOST_EVENTS:
         return False
+    times = list(map(_TIME, events))
+    datas = list(map(_DATA, events))
+    # Aware and naive times do not compare: the zones are checked first.
+    latest = max(times) if set(map(_TZ, times)) == {UTC} else None
+    ids = list(map(_ID, events))
+    accounts = list(map(_ACCOUNT, datas))
+    columns = _Columns(
+        count=count,
+        latest=latest,
+        ordinals=lambda: _ints(map(datetime.toordinal, times), count),
+        sources=set(map(_SOURCE, events)),
+        ids_valid=lambda: all_ids_valid(ids),
+        accounts=list(set(accounts)),
+        subjects=list(set(map(_SUBJECT, events))),
+        agents=lambda lookup: _numbers(list(map(_AGENT, datas)), lookup),
+        models=lambda lookup: _numbers(list(map(_MODEL, datas)), lookup),
+        tokens_sources=set(map(_TOKENS, datas)),
+        parents=set(map(_PARENT, datas)),
+        is_call=lambda: _flags(map(_IS_CALL, map(_TYPE, events)), count),
+        requests=lambda: _ints(map(_REQUESTS, datas), count),
+        inputs=lambda: _ints(map(_INPUT, datas), count),
+        outputs=lambda: _ints(map(_OUTPUT, datas), count),
+        seconds=lambda: _ints(map(_SECONDS, datas), count),
+        ok=lambda: _flags(map(_IS_OK, map(_OUTCOME, datas)), count),
+        upstream=lambda: _flags(map(_IS_UPSTREAM, map(_TOKENS, datas)), count),
+        payers=lambda lookup: _ints(map(lookup.account_number, accounts), count),
+        digests=lambda seed: key_digests(file.source, ids, seed),
+    )
+    return _take(scan, file, columns, lines, old, spec)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_EPOCH_ORDINAL = _EPOCH.toordinal()
+_DAY_MICROS = 86_400_000_000
+
+
+def take_line_columns(
+    scan: FileScan, file: UsageFile, read: LineColumns, old: bool, spec: ScanSpec
+) -> bool:
+    """`take_columns` of a file the C reader read (`formarket.usage.lines`), every line an
+    event: True when done, False (with `scan` untouched) when msgspec and the loop must read
+    it."""
+    count = read.count
+    if count < COLUMNS_FROM or count > _MOST_EVENTS:
+        return False
+
+    def refs(codes: npt.NDArray[np.int32]) -> Callable[[Lookup], npt.NDArray[np.int64] | None]:
+        def numbers(lookup: Lookup) -> npt.NDArray[np.int64] | None:
+            # Each distinct listing version once, then by each event's code (-1: none).
+            found = _numbers([*read.refs, None], lookup)
+            return None if found is None else found[codes]
+
+        return numbers
+
+    columns = _Columns(
+        count=count,
+        latest=_EPOCH + timedelta(microseconds=int(read.micros.max())),
+        ordinals=lambda: read.micros // _DAY_MICROS + _EPOCH_ORDINAL,
+        sources=set(read.sources),
+        ids_valid=lambda: joined_ids_valid(read.ids_joined, count),
+        accounts=read.accounts,
+        subjects=read.subjects,
+        agents=refs(read.agent_codes),
+        models=refs(read.model_codes),
+        tokens_sources=set(read.tokens),
+        parents=set(read.parents),
+        is_call=lambda: read.calls,
+        requests=lambda: read.requests,
+        inputs=lambda: read.inputs,
+        outputs=lambda: read.outputs,
+        seconds=lambda: read.seconds,
+        ok=lambda: read.oks,
+        upstream=lambda: np.array(list(map(_IS_UPSTREAM, read.tokens)), np.bool_)[read.token_codes],
+        payers=lambda lookup: np.array([lookup.account_number(a) for a in read.accounts], np.int64)[
+            read.account_codes
+        ],
+        digests=lambda seed: padded_digests(file.source, read.id_words, read.id_lengths, seed),
+    )
+    return _take(scan, file, columns, None, old, spec)
+
+
+def _take(
+    scan: FileScan,
+    file: UsageFile,
+    columns: _Columns,
+    lines: Sequence[int] | None,
+    old: bool,
+    spec: ScanSpec,
+) -> bool:
+    count = columns.count
     new_rules = spec.new
     old_rules = spec.old if old and spec.old is not None else None
     settled = old_rules.period if old_rules is not None else -1
@@ -133,39 +252,34 @@ def take_columns(
     source = file.source
 
     # The line's own checks (USG006, USG007, USG010): UTC, not after the file's day, the
-    # file's source. Aware and naive times do not compare: the zones are checked first.
-    times = list(map(_TIME, events))
-    if set(map(_TZ, times)) != {UTC} or max(times) >= limit:
+    # file's source.
+    if columns.latest is None or columns.latest >= limit:
         return False
-    if list(map(_SOURCE, events)).count(source) != count:
+    if columns.sources != {source}:
         return False
 
     # The patterns of the strings (USG005): the ids, accounts and deployments all at once,
     # each listing version once.
     lookup = lookup_of(spec)
-    ids = list(map(_ID, events))
-    if not all_ids_valid(ids):
+    if not columns.ids_valid():
         return False
-    datas = list(map(_DATA, events))
-    accounts = list(map(_ACCOUNT, datas))
-    if not all_accounts_valid(accounts):
+    if not all_accounts_valid(columns.accounts):
         return False
-    if not all_subjects_valid(list(map(_SUBJECT, events))):
+    if not all_subjects_valid(columns.subjects):
         return False
-    agents = _numbers(list(map(_AGENT, datas)), lookup)
-    models = _numbers(list(map(_MODEL, datas)), lookup)
+    agents = columns.agents(lookup)
+    models = columns.models(lookup)
     if agents is None or models is None:
         return False
 
     # The data's consistency with the event's type (USG011) and the ceilings (USG018).
-    types = list(map(_TYPE, events))
-    if not _patterns_hold(datas):
+    if not _patterns_hold(columns.tokens_sources, columns.parents):
         return False
-    is_call = _flags(map(_IS_CALL, types), count)
-    requests = _ints(map(_REQUESTS, datas), count)
-    inputs = _ints(map(_INPUT, datas), count)
-    outputs = _ints(map(_OUTPUT, datas), count)
-    seconds = _ints(map(_SECONDS, datas), count)
+    is_call = columns.is_call()
+    requests = columns.requests()
+    inputs = columns.inputs()
+    outputs = columns.outputs()
+    seconds = columns.seconds()
     counted = (requests != 0) | (inputs != 0) | (outputs != 0)
     inconsistent = np.where(is_call, seconds != 0, (seconds <= 0) | counted)
     if bool(np.any(inconsistent)) or bool(np.any((agents == 0) & (models == 0))):
@@ -180,7 +294,7 @@ def take_columns(
         return False
 
     # Each event's day, by the days that occur (a file holds one or two), and its month.
-    days, day_of = np.unique(_ints(map(datetime.toordinal, times), count), return_inverse=True)
+    days, day_of = np.unique(columns.ordinals(), return_inverse=True)
     day_list = days.tolist()
     months = [d.year * 12 + d.month - 1 for d in map(date.fromordinal, day_list)]
     for index, month in enumerate(months):
@@ -206,22 +320,18 @@ def take_columns(
         buckets = [(month <= settled, month, 0) for month in in_order]
         bucket_of = np.array([in_order.index(month) for month in months], np.int64)[day_of]
     width = len(lookup.names)
-    if spec.by_account:
-        account_number = lookup.account_number
-        payers = _ints(map(account_number, accounts), count)
-    else:
-        payers = np.zeros(count, np.int64)
+    payers = columns.payers(lookup) if spec.by_account else np.zeros(count, np.int64)
     payer_width = max(1, len(lookup.account_names))
     if len(buckets) * width * width * 2 * payer_width >= 1 << 62:
         return False
-    ok = _flags(map(_IS_OK, map(_OUTCOME, datas)), count)
+    ok = columns.ok()
     keys = (
         ((bucket_of.astype(np.int64) * width + agents) * width + models) * 2 + ok
     ) * payer_width + payers
     order = np.argsort(keys, kind="stable")
     ordered = keys[order]
     starts = np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1])))
-    measured = (~_flags(map(_IS_UPSTREAM, map(_TOKENS, datas)), count)) & (requests != 0)
+    measured = ~columns.upstream() & (requests != 0)
     sums = np.stack(
         [
             np.diff(np.append(starts, count)),
@@ -257,7 +367,7 @@ def take_columns(
     found: dict[TotalsKey, Sums] = dict(zip(keys_named, sums[first].tolist(), strict=True))
     scan.events += count
     scan.line_numbers.extend(lines if lines is not None else range(1, count + 1))
-    add_digests(scan, source, ids, [], spec.seed)
+    scan.digests.frombytes(columns.digests(spec.seed).tobytes())
     if not scan.totals:
         scan.totals = found
     else:

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["key_digests"]
+__all__ = ["key_digests", "padded_digests"]
 
 _PRIME = np.uint64(0x100000001B3)
 _MIX1 = np.uint64(0xFF51AFD7ED558CCD)
@@ -32,12 +32,6 @@ def key_digests(source: str, ids: Sequence[str], seed: int) -> npt.NDArray[np.in
     usage can aim for many such second looks."""
     if not ids:
         return np.empty(0, dtype=np.int64)
-    # The source and the seed, once per call, by a keyed hash; the ids by a fast mix of
-    # their 8-byte words, in numpy, from there.
-    start = int.from_bytes(
-        hashlib.blake2b(source.encode(), digest_size=8, key=seed.to_bytes(8, "little")).digest(),
-        "little",
-    )
     # Only ids that match EVENT_ID_PATTERN are digested (events with others are set aside
     # first): ASCII without NUL, so the zero padding of the shorter ids is unambiguous.
     try:
@@ -48,13 +42,28 @@ def key_digests(source: str, ids: Sequence[str], seed: int) -> npt.NDArray[np.in
     padded = codes.astype(f"S{width * 8}")
     columns = padded.view(np.uint64).reshape(len(ids), width)
     lengths = np.char.str_len(codes).astype(np.uint64)
-    words = (lengths + np.uint64(7)) // np.uint64(8)
-    digests = np.full(len(ids), start, dtype=np.uint64)
+    return padded_digests(source, columns, lengths, seed)
+
+
+def padded_digests(
+    source: str, words: npt.NDArray[np.uint64], lengths: npt.NDArray[np.uint64], seed: int
+) -> npt.NDArray[np.int64]:
+    """`key_digests` of ids given as rows of 8-byte words, zero-padded, and their lengths in
+    bytes (as formarket.usage.lines reads them)."""
+    # The source and the seed, once per call, by a keyed hash; the ids by a fast mix of
+    # their 8-byte words, in numpy, from there.
+    start = int.from_bytes(
+        hashlib.blake2b(source.encode(), digest_size=8, key=seed.to_bytes(8, "little")).digest(),
+        "little",
+    )
+    width = words.shape[1]
+    counted = (lengths + np.uint64(7)) // np.uint64(8)
+    digests = np.full(len(lengths), start, dtype=np.uint64)
     # Each id's own words only: its digest must not depend on the longest id beside it.
     for j in range(width):
-        mixed = (digests ^ columns[:, j]) * _PRIME
+        mixed = (digests ^ words[:, j]) * _PRIME
         mixed ^= mixed >> _S29
-        digests = np.where(words > j, mixed, digests)
+        digests = np.where(counted > j, mixed, digests)
     digests ^= lengths * _PRIME
     digests ^= digests >> _S33
     digests *= _MIX1

@@ -32,7 +32,7 @@ from formarket.schemas.usage import (
     SetAside,
     event_problem,
 )
-from formarket.usage.columns import PendingKey, add_pending, take_columns
+from formarket.usage.columns import PendingKey, add_pending, take_columns, take_line_columns
 from formarket.usage.files import (
     MAX_LINE_BYTES,
     UsageFile,
@@ -40,6 +40,7 @@ from formarket.usage.files import (
     month_index,
     month_text,
 )
+from formarket.usage.lines import read_columns
 from formarket.usage.scan import (
     FileScan,
     Rules,
@@ -123,6 +124,10 @@ def scan_file(
             scan.set_aside.append(issue("USG001", file.path, 0, raw))
         return scan
     scan.lines = _line_count(raw)
+    if not keep:
+        read = read_columns(raw)
+        if read is not None and take_line_columns(scan, file, read, old, spec):
+            return scan
     fast = _fast_events(raw, scan.lines)
     if fast is not None:
         take_events(scan, file, fast, None, old, spec)

@@ -51,6 +51,7 @@ __all__ = [
     "field_problem",
     "is_utc",
     "issue",
+    "joined_ids_valid",
     "ref_problem",
     "validate_line",
 ]
@@ -192,17 +193,19 @@ def _all_of(values: list[str], chars: bytes, longest: int, ends: tuple[bytes, by
     if not values:
         return True
     joined = "\n" + "\n".join(values) + "\n"
+    return _joined_hold(joined, len(values), chars, ends) and max(map(len, values)) <= longest
+
+
+def _joined_hold(joined: str, count: int, chars: bytes, ends: tuple[bytes, bytes]) -> bool:
     # A value holding a line break would pass as two: the count of breaks rules that out.
-    if joined.count("\n") != len(values) + 1 or not joined.isascii():
+    if joined.count("\n") != count + 1 or not joined.isascii():
         return False
     raw = joined.encode("ascii")
     if raw.translate(None, chars + b"\n") or b"\n\n" in raw:
         return False
     if any(b"\n" + bytes([c]) in raw for c in ends[0]):
         return False
-    if any(bytes([c]) + b"\n" in raw for c in ends[1]):
-        return False
-    return max(map(len, values)) <= longest
+    return not any(bytes([c]) + b"\n" in raw for c in ends[1])
 
 
 _ALNUM = string.ascii_letters.encode() + string.digits.encode()
@@ -213,6 +216,16 @@ def all_ids_valid(ids: list[str]) -> bool:
     """Every one of `ids` matches EVENT_ID_PATTERN (tests/usage/test_reader.py holds the
     two together)."""
     return _all_of(ids, _ALNUM + b"._:-", 128, (b"._:-", b""))
+
+
+def joined_ids_valid(joined: str, count: int) -> bool:
+    """`all_ids_valid` of `count` ids given joined, each followed by a line break."""
+    if not count:
+        return not joined
+    breaks = np.flatnonzero(np.frombuffer(joined.encode("ascii", "replace"), np.uint8) == _NEWLINE)
+    if len(breaks) != count or int(np.diff(breaks, prepend=-1).max()) - 1 > 128:
+        return False
+    return _joined_hold("\n" + joined, count, _ALNUM + b"._:-", (b"._:-", b""))
 
 
 def all_accounts_valid(accounts: list[str]) -> bool:

@@ -1,0 +1,496 @@
+/* Usage lines in the form the collectors write them, read into columns in C.
+
+   A file of usage is almost always written by formarket's own collectors: every line one
+   event, its fields in the schema's order, no spaces, strings of plain ASCII, times in UTC
+   with a "Z". `parse` reads such a file without making a Python object per event: numbers
+   and times into arrays, each string field into a small table of its distinct values with a
+   number per line. Anything else at all (another field order, a space, an escape, a byte
+   outside printable ASCII, a number out of bounds, a date that does not exist, a blank line)
+   makes it return None, and the file is read as before (msgspec, then the loop), which says
+   what is wrong where. So this reader never decides anything: it only ever accepts lines that
+   msgspec decodes to exactly the values it returns (tests/usage/test_lines.py holds the two
+   together on random clean and hostile files). The patterns of the strings are checked in
+   Python, over the distinct values (formarket.usage.columns). */
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* A table of the distinct values of one string field: open addressing over spans of the
+   file, each value numbered in the order it is first met. */
+typedef struct {
+    const char *start;
+    Py_ssize_t length;
+    uint64_t hash;
+    int32_t number;
+} Slot;
+
+typedef struct {
+    Slot *slots;
+    Py_ssize_t capacity; /* a power of two */
+    Py_ssize_t used;
+    const char **starts; /* by number */
+    Py_ssize_t *lengths;
+} Table;
+
+static int table_init(Table *t) {
+    t->capacity = 64;
+    t->used = 0;
+    t->slots = calloc((size_t)t->capacity, sizeof(Slot));
+    t->starts = malloc(sizeof(char *) * 32);
+    t->lengths = malloc(sizeof(Py_ssize_t) * 32);
+    return t->slots && t->starts && t->lengths ? 0 : -1;
+}
+
+static void table_free(Table *t) {
+    free(t->slots);
+    free(t->starts);
+    free(t->lengths);
+}
+
+static uint64_t hash_of(const char *start, Py_ssize_t length) {
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (Py_ssize_t i = 0; i < length; i++) {
+        h ^= (unsigned char)start[i];
+        h *= 0x100000001b3ULL;
+    }
+    return h ^ (h >> 29);
+}
+
+static int table_grow(Table *t) {
+    Py_ssize_t capacity = t->capacity * 2;
+    Slot *slots = calloc((size_t)capacity, sizeof(Slot));
+    if (!slots) return -1;
+    for (Py_ssize_t i = 0; i < t->capacity; i++) {
+        Slot *s = &t->slots[i];
+        if (!s->start) continue;
+        Py_ssize_t j = (Py_ssize_t)(s->hash & (uint64_t)(capacity - 1));
+        while (slots[j].start) j = (j + 1) & (capacity - 1);
+        slots[j] = *s;
+    }
+    free(t->slots);
+    t->slots = slots;
+    t->capacity = capacity;
+    /* The numbered lists hold at most half the capacity. */
+    const char **starts = realloc(t->starts, sizeof(char *) * (size_t)(capacity / 2));
+    if (!starts) return -1;
+    t->starts = starts;
+    Py_ssize_t *lengths = realloc(t->lengths, sizeof(Py_ssize_t) * (size_t)(capacity / 2));
+    if (!lengths) return -1;
+    t->lengths = lengths;
+    return 0;
+}
+
+/* The number of a value, added when new; -1 when out of memory. */
+static int32_t table_number(Table *t, const char *start, Py_ssize_t length) {
+    uint64_t h = hash_of(start, length);
+    Py_ssize_t mask = t->capacity - 1;
+    Py_ssize_t j = (Py_ssize_t)(h & (uint64_t)mask);
+    while (t->slots[j].start) {
+        Slot *s = &t->slots[j];
+        if (s->hash == h && s->length == length && memcmp(s->start, start, (size_t)length) == 0)
+            return s->number;
+        j = (j + 1) & mask;
+    }
+    if ((t->used + 1) * 2 > t->capacity) {
+        if (table_grow(t) < 0) return -1;
+        return table_number(t, start, length);
+    }
+    int32_t number = (int32_t)t->used;
+    t->slots[j] = (Slot){start, length, h, number};
+    t->starts[number] = start;
+    t->lengths[number] = length;
+    t->used++;
+    return number;
+}
+
+static PyObject *table_values(Table *t) {
+    PyObject *values = PyList_New(t->used);
+    if (!values) return NULL;
+    for (Py_ssize_t i = 0; i < t->used; i++) {
+        PyObject *value = PyUnicode_DecodeASCII(t->starts[i], t->lengths[i], NULL);
+        if (!value) {
+            Py_DECREF(values);
+            return NULL;
+        }
+        PyList_SET_ITEM(values, i, value);
+    }
+    return values;
+}
+
+/* --- the line's grammar ---------------------------------------------------------------- */
+
+typedef struct {
+    const char *p;
+    const char *end; /* the line's end */
+} Cursor;
+
+#define LITERAL(c, text) literal((c), (text), sizeof(text) - 1)
+
+static int literal(Cursor *c, const char *text, Py_ssize_t length) {
+    if (c->end - c->p < length || memcmp(c->p, text, (size_t)length) != 0) return 0;
+    c->p += length;
+    return 1;
+}
+
+/* A string's characters up to its closing quote (consumed): 1 to `longest` bytes of printable
+   ASCII without a backslash (msgspec's own bounds count characters, which are bytes here). */
+static int string_of(Cursor *c, Py_ssize_t longest, const char **start, Py_ssize_t *length) {
+    const char *p = c->p;
+    const char *stop = c->end - p > longest ? p + longest + 1 : c->end;
+    while (p < stop) {
+        unsigned char ch = (unsigned char)*p;
+        if (ch == '"') break;
+        if (ch < 0x20 || ch > 0x7e || ch == '\\') return 0;
+        p++;
+    }
+    if (p >= c->end || *p != '"' || p == c->p) return 0;
+    *start = c->p;
+    *length = p - c->p;
+    c->p = p + 1;
+    return 1;
+}
+
+/* A count: 0 or digits without a leading zero, at most `most`. */
+static int count_of(Cursor *c, int64_t most, int64_t *value) {
+    const char *p = c->p;
+    if (p >= c->end || *p < '0' || *p > '9') return 0;
+    if (*p == '0') {
+        *value = 0;
+        c->p = p + 1;
+        return c->p < c->end && (*c->p == ',' || *c->p == '}');
+    }
+    int64_t v = 0;
+    int digits = 0;
+    while (p < c->end && *p >= '0' && *p <= '9') {
+        if (++digits > 18) return 0;
+        v = v * 10 + (*p - '0');
+        p++;
+    }
+    if (v > most || p >= c->end || (*p != ',' && *p != '}')) return 0;
+    *value = v;
+    c->p = p;
+    return 1;
+}
+
+static int digits_of(const char *p, int n, int *value) {
+    int v = 0;
+    for (int i = 0; i < n; i++) {
+        if (p[i] < '0' || p[i] > '9') return 0;
+        v = v * 10 + (p[i] - '0');
+    }
+    *value = v;
+    return 1;
+}
+
+static int64_t days_from_civil(int64_t y, int m, int d) {
+    y -= m <= 2;
+    int64_t era = (y >= 0 ? y : y - 399) / 400;
+    int64_t yoe = y - era * 400;
+    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + doe - 719468;
+}
+
+/* "YYYY-MM-DDTHH:MM:SS" with no fraction or one of 3 or 6 digits, then "Z" and the closing
+   quote: microseconds since 1970-01-01 UTC. */
+static int time_of(Cursor *c, int64_t *micros) {
+    const char *p = c->p;
+    Py_ssize_t left = c->end - p;
+    int y, mo, d, h, mi, s, fraction = 0, places = 0;
+    if (left < 21) return 0;
+    if (!digits_of(p, 4, &y) || p[4] != '-' || !digits_of(p + 5, 2, &mo) || p[7] != '-' ||
+        !digits_of(p + 8, 2, &d) || p[10] != 'T' || !digits_of(p + 11, 2, &h) || p[13] != ':' ||
+        !digits_of(p + 14, 2, &mi) || p[16] != ':' || !digits_of(p + 17, 2, &s))
+        return 0;
+    p += 19;
+    if (*p == '.') {
+        const char *q = p + 1;
+        while (q < c->end && *q >= '0' && *q <= '9') q++;
+        places = (int)(q - p - 1);
+        if ((places != 3 && places != 6) || !digits_of(p + 1, places, &fraction)) return 0;
+        p = q;
+    }
+    if (c->end - p < 2 || p[0] != 'Z' || p[1] != '"') return 0;
+    static const int month_days[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    int leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    if (y < 1 || mo < 1 || mo > 12 || d < 1 || h > 23 || mi > 59 || s > 59) return 0;
+    if (d > month_days[mo - 1] + (mo == 2 && leap)) return 0;
+    int64_t micro = places == 3 ? (int64_t)fraction * 1000 : (int64_t)fraction;
+    *micros = ((days_from_civil(y, mo, d) * 24 + h) * 60 + mi) * 60 * 1000000LL +
+              (int64_t)s * 1000000LL + micro;
+    c->p = p + 2;
+    return 1;
+}
+
+/* An agent or a model: null (number -1) or {"id":"...","version":"..."}, the two strings one
+   value of the table, joined by a line break (which no string here holds). */
+static int ref_of(Cursor *c, Table *refs, int32_t *number) {
+    if (LITERAL(c, "null")) {
+        *number = -1;
+        return 1;
+    }
+    const char *id, *version;
+    Py_ssize_t id_length, version_length;
+    if (!LITERAL(c, "{\"id\":\"") || !string_of(c, 128, &id, &id_length) ||
+        !LITERAL(c, ",\"version\":\"") || !string_of(c, 128, &version, &version_length) ||
+        !LITERAL(c, "}"))
+        return 0;
+    /* The pair lies in the line as `id","version":"version`: that span names it, since
+       neither string holds a quote. */
+    *number = table_number(refs, id, (version + version_length) - id);
+    return *number >= 0 ? 1 : -1;
+}
+
+enum { T_SOURCE, T_SUBJECT, T_ACCOUNT, T_REF, T_TOKENS, T_PARENT, TABLES };
+
+typedef struct {
+    Py_ssize_t count;
+    int64_t *times, *requests, *inputs, *outputs, *seconds;
+    uint8_t *calls, *oks;
+    int32_t *codes[TABLES];
+    int32_t *models; /* the model's number in T_REF; codes[T_REF] holds the agent's */
+    Py_ssize_t *id_starts;
+    uint8_t *id_lengths;
+    Table tables[TABLES];
+} Columns;
+
+static const char CALL[] = "dev.formarket.usage.call";
+static const char HOURS[] = "dev.formarket.usage.instance-hours";
+
+/* One line into row `i`: 1 when it is in the collectors' form, 0 when not, -1 when out of
+   memory. */
+static int line_of(Cursor *c, Columns *out, Py_ssize_t i, const char *base, int64_t most) {
+    const char *start;
+    Py_ssize_t length;
+    int64_t value;
+    int32_t number;
+#define NUMBERED(table, into)                                                    \
+    do {                                                                         \
+        number = table_number(&out->tables[table], start, length);               \
+        if (number < 0) return -1;                                               \
+        (into) = number;                                                         \
+    } while (0)
+
+    if (!LITERAL(c, "{\"specversion\":\"1.0\",\"id\":\"") || !string_of(c, 128, &start, &length))
+        return 0;
+    out->id_starts[i] = start - base;
+    out->id_lengths[i] = (uint8_t)length;
+    if (!LITERAL(c, ",\"source\":\"") || !string_of(c, 128, &start, &length)) return 0;
+    NUMBERED(T_SOURCE, out->codes[T_SOURCE][i]);
+    if (!LITERAL(c, ",\"type\":\"")) return 0;
+    if (LITERAL(c, CALL)) {
+        out->calls[i] = 1;
+    } else if (LITERAL(c, HOURS)) {
+        out->calls[i] = 0;
+    } else {
+        return 0;
+    }
+    if (!LITERAL(c, "\",\"time\":\"") || !time_of(c, &out->times[i])) return 0;
+    if (!LITERAL(c, ",\"subject\":\"") || !string_of(c, 128, &start, &length)) return 0;
+    NUMBERED(T_SUBJECT, out->codes[T_SUBJECT][i]);
+    if (!LITERAL(c, ",\"datacontenttype\":\"application/json\",\"data\":{\"account\":\"") ||
+        !string_of(c, 128, &start, &length))
+        return 0;
+    NUMBERED(T_ACCOUNT, out->codes[T_ACCOUNT][i]);
+    int found;
+    if (!LITERAL(c, ",\"agent\":")) return 0;
+    found = ref_of(c, &out->tables[T_REF], &out->codes[T_REF][i]);
+    if (found <= 0) return found;
+    if (!LITERAL(c, ",\"model\":")) return 0;
+    found = ref_of(c, &out->tables[T_REF], &out->models[i]);
+    if (found <= 0) return found;
+    if (!LITERAL(c, ",\"input_tokens\":") || !count_of(c, most, &out->inputs[i])) return 0;
+    if (!LITERAL(c, ",\"output_tokens\":") || !count_of(c, most, &out->outputs[i])) return 0;
+    if (!LITERAL(c, ",\"requests\":") || !count_of(c, most, &out->requests[i])) return 0;
+    if (!LITERAL(c, ",\"duration_ms\":") || !count_of(c, most, &value)) return 0;
+    if (!LITERAL(c, ",\"outcome\":\"")) return 0;
+    if (LITERAL(c, "ok\"")) {
+        out->oks[i] = 1;
+    } else if (LITERAL(c, "error\"") || LITERAL(c, "rejected\"")) {
+        out->oks[i] = 0;
+    } else {
+        return 0;
+    }
+    if (!LITERAL(c, ",\"tokens_source\":\"") || !string_of(c, 71, &start, &length)) return 0;
+    NUMBERED(T_TOKENS, out->codes[T_TOKENS][i]);
+    out->seconds[i] = 0;
+    if (LITERAL(c, ",\"instance_seconds\":") && !count_of(c, most, &out->seconds[i])) return 0;
+    if (LITERAL(c, ",\"cut\":")) {
+        if (!LITERAL(c, "null") && !LITERAL(c, "\"max_tokens\"") && !LITERAL(c, "\"choices\"") &&
+            !LITERAL(c, "\"budget\"") && !LITERAL(c, "\"size\"") &&
+            !LITERAL(c, "\"duration\"") && !LITERAL(c, "\"idle\""))
+            return 0;
+    }
+    out->codes[T_PARENT][i] = -1;
+    if (LITERAL(c, ",\"parent\":")) {
+        if (!LITERAL(c, "null")) {
+            if (!LITERAL(c, "\"") || !string_of(c, 128, &start, &length)) return 0;
+            NUMBERED(T_PARENT, out->codes[T_PARENT][i]);
+        }
+    }
+    return LITERAL(c, "}}") && c->p == c->end;
+#undef NUMBERED
+}
+
+static PyObject *array_bytes(const void *data, Py_ssize_t size) {
+    return PyBytes_FromStringAndSize((const char *)data, size);
+}
+
+static void columns_free(Columns *out) {
+    free(out->times);
+    free(out->requests);
+    free(out->inputs);
+    free(out->outputs);
+    free(out->seconds);
+    free(out->calls);
+    free(out->oks);
+    for (int t = 0; t < TABLES; t++) {
+        free(out->codes[t]);
+        table_free(&out->tables[t]);
+    }
+    free(out->models);
+    free(out->id_starts);
+    free(out->id_lengths);
+}
+
+static PyObject *parse(PyObject *module, PyObject *args) {
+    (void)module;
+    Py_buffer view;
+    long long most;
+    Py_ssize_t longest_line;
+    if (!PyArg_ParseTuple(args, "y*Ln", &view, &most, &longest_line)) return NULL;
+    const char *raw = view.buf;
+    Py_ssize_t size = view.len;
+    PyObject *result = NULL;
+    Columns out;
+    memset(&out, 0, sizeof out);
+
+    /* Lines: every one ends with a line break but perhaps the last. */
+    Py_ssize_t count = 0;
+    for (const char *p = raw; (p = memchr(p, '\n', (size_t)(raw + size - p))) != NULL; p++) count++;
+    if (size > 0 && raw[size - 1] != '\n') count++;
+    if (count == 0) goto declined;
+    out.count = count;
+    size_t n = (size_t)count;
+    out.times = malloc(n * 8);
+    out.requests = malloc(n * 8);
+    out.inputs = malloc(n * 8);
+    out.outputs = malloc(n * 8);
+    out.seconds = malloc(n * 8);
+    out.calls = malloc(n);
+    out.oks = malloc(n);
+    out.models = malloc(n * 4);
+    out.id_starts = malloc(n * sizeof(Py_ssize_t));
+    out.id_lengths = malloc(n);
+    int ok = out.times && out.requests && out.inputs && out.outputs && out.seconds && out.calls &&
+             out.oks && out.models && out.id_starts && out.id_lengths;
+    for (int t = 0; t < TABLES && ok; t++) {
+        out.codes[t] = malloc(n * 4);
+        ok = out.codes[t] && table_init(&out.tables[t]) == 0;
+    }
+    if (!ok) goto no_memory;
+
+    int found = 1;
+    Py_BEGIN_ALLOW_THREADS;
+    const char *p = raw;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        const char *end = memchr(p, '\n', (size_t)(raw + size - p));
+        if (!end) end = raw + size;
+        if (end - p > longest_line) {
+            found = 0;
+            break;
+        }
+        Cursor c = {p, end};
+        found = line_of(&c, &out, i, raw, (int64_t)most);
+        if (found <= 0) break;
+        p = end + 1;
+    }
+    Py_END_ALLOW_THREADS;
+    if (found < 0) goto no_memory;
+    if (found == 0) goto declined;
+
+    /* The ids, each zero-padded to a whole number of 8-byte words, as formarket.usage.digests
+       takes them, and joined by line breaks, as the pattern check takes them. */
+    Py_ssize_t longest = 0, joined_size = 0;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        if (out.id_lengths[i] > longest) longest = out.id_lengths[i];
+        joined_size += out.id_lengths[i] + 1;
+    }
+    Py_ssize_t width = (longest + 7) / 8 * 8;
+    PyObject *padded = PyBytes_FromStringAndSize(NULL, width * count);
+    PyObject *joined = PyBytes_FromStringAndSize(NULL, joined_size);
+    PyObject *lengths = PyBytes_FromStringAndSize(NULL, count * 8);
+    if (!padded || !joined || !lengths) {
+        Py_XDECREF(padded);
+        Py_XDECREF(joined);
+        Py_XDECREF(lengths);
+        goto failed;
+    }
+    char *pad = PyBytes_AS_STRING(padded), *join = PyBytes_AS_STRING(joined);
+    uint64_t *length_words = (uint64_t *)PyBytes_AS_STRING(lengths);
+    memset(pad, 0, (size_t)(width * count));
+    for (Py_ssize_t i = 0; i < count; i++) {
+        memcpy(pad + i * width, raw + out.id_starts[i], out.id_lengths[i]);
+        memcpy(join, raw + out.id_starts[i], out.id_lengths[i]);
+        join += out.id_lengths[i];
+        *join++ = '\n';
+        length_words[i] = out.id_lengths[i];
+    }
+
+    PyObject *tables = PyTuple_New(TABLES * 2);
+    if (!tables) goto failed_ids;
+    for (int t = 0; t < TABLES; t++) {
+        PyObject *codes = array_bytes(out.codes[t], count * 4);
+        PyObject *values = table_values(&out.tables[t]);
+        if (!codes || !values) {
+            Py_XDECREF(codes);
+            Py_XDECREF(values);
+            Py_DECREF(tables);
+            goto failed_ids;
+        }
+        PyTuple_SET_ITEM(tables, 2 * t, codes);
+        PyTuple_SET_ITEM(tables, 2 * t + 1, values);
+    }
+    result = Py_BuildValue(
+        "nNNNnNNNNNNNNN", count, array_bytes(out.times, count * 8),
+        array_bytes(out.requests, count * 8), array_bytes(out.inputs, count * 8),
+        width, array_bytes(out.outputs, count * 8), array_bytes(out.seconds, count * 8),
+        array_bytes(out.calls, count), array_bytes(out.oks, count),
+        array_bytes(out.models, count * 4), padded, lengths, joined, tables);
+    columns_free(&out);
+    PyBuffer_Release(&view);
+    return result;
+
+failed_ids:
+    Py_DECREF(padded);
+    Py_DECREF(joined);
+    Py_DECREF(lengths);
+failed:
+    columns_free(&out);
+    PyBuffer_Release(&view);
+    return NULL;
+no_memory:
+    columns_free(&out);
+    PyBuffer_Release(&view);
+    return PyErr_NoMemory();
+declined:
+    columns_free(&out);
+    PyBuffer_Release(&view);
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef methods[] = {
+    {"parse", parse, METH_VARARGS,
+     "parse(raw, most, longest_line): a file's columns, or None when a line is not in the "
+     "collectors' form."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "formarket.usage._lines",
+                                    "Usage lines in the collectors' form, read into columns.",
+                                    -1, methods, NULL, NULL, NULL, NULL};
+
+PyMODINIT_FUNC PyInit__lines(void) { return PyModule_Create(&module); }

@@ -1,0 +1,3 @@
+from typing import Any
+
+def parse(raw: bytes, most: int, longest_line: int, /) -> tuple[Any, ...] | None: ...
