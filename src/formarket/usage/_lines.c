@@ -33,11 +33,13 @@ typedef struct {
     Py_ssize_t used;
     const char **starts; /* by number */
     Py_ssize_t *lengths;
+    int32_t last; /* the value met last: lines in a row often share it */
 } Table;
 
 static int table_init(Table *t) {
     t->capacity = 64;
     t->used = 0;
+    t->last = -1;
     t->slots = calloc((size_t)t->capacity, sizeof(Slot));
     t->starts = malloc(sizeof(char *) * 32);
     t->lengths = malloc(sizeof(Py_ssize_t) * 32);
@@ -51,12 +53,21 @@ static void table_free(Table *t) {
 }
 
 static uint64_t hash_of(const char *start, Py_ssize_t length) {
-    uint64_t h = 0xcbf29ce484222325ULL;
-    for (Py_ssize_t i = 0; i < length; i++) {
-        h ^= (unsigned char)start[i];
-        h *= 0x100000001b3ULL;
+    uint64_t h = 0x9e3779b97f4a7c15ULL ^ (uint64_t)length;
+    Py_ssize_t i = 0;
+    for (; i + 8 <= length; i += 8) {
+        uint64_t word;
+        memcpy(&word, start + i, 8);
+        h = (h ^ word) * 0x100000001b3ULL;
+        h ^= h >> 29;
     }
-    return h ^ (h >> 29);
+    if (i < length) {
+        uint64_t word = 0;
+        memcpy(&word, start + i, (size_t)(length - i));
+        h = (h ^ word) * 0x100000001b3ULL;
+        h ^= h >> 29;
+    }
+    return h ^ (h >> 32);
 }
 
 static int table_grow(Table *t) {
@@ -85,13 +96,16 @@ static int table_grow(Table *t) {
 
 /* The number of a value, added when new; -1 when out of memory. */
 static int32_t table_number(Table *t, const char *start, Py_ssize_t length) {
+    if (t->last >= 0 && t->lengths[t->last] == length &&
+        memcmp(t->starts[t->last], start, (size_t)length) == 0)
+        return t->last;
     uint64_t h = hash_of(start, length);
     Py_ssize_t mask = t->capacity - 1;
     Py_ssize_t j = (Py_ssize_t)(h & (uint64_t)mask);
     while (t->slots[j].start) {
         Slot *s = &t->slots[j];
         if (s->hash == h && s->length == length && memcmp(s->start, start, (size_t)length) == 0)
-            return s->number;
+            return t->last = s->number;
         j = (j + 1) & mask;
     }
     if ((t->used + 1) * 2 > t->capacity) {
@@ -103,7 +117,7 @@ static int32_t table_number(Table *t, const char *start, Py_ssize_t length) {
     t->starts[number] = start;
     t->lengths[number] = length;
     t->used++;
-    return number;
+    return t->last = number;
 }
 
 static PyObject *table_values(Table *t) {
@@ -137,19 +151,22 @@ static int literal(Cursor *c, const char *text, Py_ssize_t length) {
 
 /* A string's characters up to its closing quote (consumed): 1 to `longest` bytes of printable
    ASCII without a backslash (msgspec's own bounds count characters, which are bytes here). */
+/* The bytes a string may hold here: printable ASCII but the quote and the backslash. */
+static unsigned char plain[256];
+
+static void plain_init(void) {
+    for (int ch = 0x20; ch <= 0x7e; ch++) plain[ch] = ch != '"' && ch != '\\';
+}
+
 static int string_of(Cursor *c, Py_ssize_t longest, const char **start, Py_ssize_t *length) {
-    const char *p = c->p;
-    const char *stop = c->end - p > longest ? p + longest + 1 : c->end;
-    while (p < stop) {
-        unsigned char ch = (unsigned char)*p;
-        if (ch == '"') break;
-        if (ch < 0x20 || ch > 0x7e || ch == '\\') return 0;
-        p++;
-    }
-    if (p >= c->end || *p != '"' || p == c->p) return 0;
+    const unsigned char *p = (const unsigned char *)c->p;
+    const unsigned char *stop =
+        (const unsigned char *)(c->end - c->p > longest ? c->p + longest : c->end);
+    while (p < stop && plain[*p]) p++;
+    if ((const char *)p >= c->end || *p != '"' || (const char *)p == c->p) return 0;
     *start = c->p;
-    *length = p - c->p;
-    c->p = p + 1;
+    *length = (const char *)p - c->p;
+    c->p = (const char *)p + 1;
     return 1;
 }
 
@@ -493,4 +510,7 @@ static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "formarket.usage._lin
                                     "Usage lines in the collectors' form, read into columns.",
                                     -1, methods, NULL, NULL, NULL, NULL};
 
-PyMODINIT_FUNC PyInit__lines(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit__lines(void) {
+    plain_init();
+    return PyModule_Create(&module);
+}

@@ -123,11 +123,12 @@ def scan_file(
         if report:
             scan.set_aside.append(issue("USG001", file.path, 0, raw))
         return scan
-    scan.lines = _line_count(raw)
     if not keep:
         read = read_columns(raw)
         if read is not None and take_line_columns(scan, file, read, old, spec):
+            scan.lines = read.count
             return scan
+    scan.lines = _line_count(raw)
     fast = _fast_events(raw, scan.lines)
     if fast is not None:
         take_events(scan, file, fast, None, old, spec)

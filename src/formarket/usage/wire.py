@@ -18,6 +18,7 @@ from typing import Annotated, Literal
 
 import msgspec
 import numpy as np
+import numpy.typing as npt
 from msgspec import UNSET, UnsetType
 
 from formarket.rules import rules_of
@@ -208,8 +209,16 @@ def _joined_hold(joined: str, count: int, chars: bytes, ends: tuple[bytes, bytes
     return not any(bytes([c]) + b"\n" in raw for c in ends[1])
 
 
+def _table(chars: bytes) -> npt.NDArray[np.bool_]:
+    table = np.zeros(256, np.bool_)
+    table[list(chars)] = True
+    return table
+
+
 _ALNUM = string.ascii_letters.encode() + string.digits.encode()
 _LOWER = string.ascii_lowercase.encode() + string.digits.encode()
+_ID_BYTES = _table(_ALNUM + b"._:-\n")
+_ID_FIRST = _table(_ALNUM)
 
 
 def all_ids_valid(ids: list[str]) -> bool:
@@ -219,13 +228,19 @@ def all_ids_valid(ids: list[str]) -> bool:
 
 
 def joined_ids_valid(joined: str, count: int) -> bool:
-    """`all_ids_valid` of `count` ids given joined, each followed by a line break."""
-    if not count:
-        return not joined
-    breaks = np.flatnonzero(np.frombuffer(joined.encode("ascii", "replace"), np.uint8) == _NEWLINE)
-    if len(breaks) != count or int(np.diff(breaks, prepend=-1).max()) - 1 > 128:
+    """`all_ids_valid` of `count` ids given joined, each followed by a line break: by numpy,
+    a table lookup per byte, since a file's ids are a megabyte."""
+    if not count or not joined.isascii():
+        return not count and not joined
+    raw = np.frombuffer(joined.encode("ascii"), np.uint8)
+    breaks = np.flatnonzero(raw == _NEWLINE)
+    if len(breaks) != count or breaks[-1] != len(raw) - 1:
         return False
-    return _joined_hold("\n" + joined, count, _ALNUM + b"._:-", (b"._:-", b""))
+    starts = np.concatenate(([0], breaks[:-1] + 1))
+    lengths = breaks - starts
+    if int(lengths.min()) < 1 or int(lengths.max()) > 128:
+        return False
+    return bool(_ID_BYTES[raw].all()) and bool(_ID_FIRST[raw[starts]].all())
 
 
 def all_accounts_valid(accounts: list[str]) -> bool:
