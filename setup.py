@@ -9,7 +9,7 @@ setup(
         Extension(
             "formarket.usage._lines",
             ["src/formarket/usage/_lines.c"],
-            extra_compile_args=["-O2"],
+            extra_compile_args=["-O3"],
             optional=True,
         )
     ]

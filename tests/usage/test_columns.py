@@ -231,7 +231,7 @@ def test_the_joined_checks_accept_what_the_patterns_accept(values: list[str]) ->
     ):
         expected = all(re.fullmatch(pattern, v) is not None for v in values)
         assert check(values) == expected, (pattern, values)
-    joined = "".join(v + "\n" for v in values)
+    joined = "".join(v + "\n" for v in values).encode()
     expected = all(re.fullmatch(EVENT_ID_PATTERN, v) is not None for v in values)
     assert joined_ids_valid(joined, len(values)) == expected, values
 
@@ -244,12 +244,12 @@ def test_the_joined_checks_bound_lengths() -> None:
     assert not all_ids_valid(["a\nb"])
     assert not all_ids_valid([""])
     assert all_ids_valid([])
-    assert joined_ids_valid("a" * 128 + "\n", 1)
-    assert not joined_ids_valid("a" * 129 + "\n", 1)
-    assert not joined_ids_valid("a\n\n", 2)
-    assert not joined_ids_valid("a\nb", 2)
-    assert joined_ids_valid("", 0)
-    assert not joined_ids_valid("a\n", 0)
+    assert joined_ids_valid(b"a" * 128 + b"\n", 1)
+    assert not joined_ids_valid(b"a" * 129 + b"\n", 1)
+    assert not joined_ids_valid(b"a\n\n", 2)
+    assert not joined_ids_valid(b"a\nb", 2)
+    assert joined_ids_valid(b"", 0)
+    assert not joined_ids_valid(b"a\n", 0)
 
 
 _LINES = [line(call("e-1", model=CHAT)), line(call("e-2", agent=HELPER)), b"", b"junk", b"{}"]

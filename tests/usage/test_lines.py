@@ -104,7 +104,7 @@ def _as_decoded(read: LineColumns, events: list[WireEvent]) -> None:
     assert read.seconds.tolist() == [d.instance_seconds for d in datas]
     assert read.calls.tolist() == [e.type == "dev.formarket.usage.call" for e in events]
     assert read.oks.tolist() == [d.outcome == "ok" for d in datas]
-    assert read.ids_joined == "".join(e.id + "\n" for e in events)
+    assert read.ids_joined == "".join(e.id + "\n" for e in events).encode()
     ids = [
         bytes(row.tobytes()[:length])
         for row, length in zip(read.id_words, read.id_lengths, strict=True)

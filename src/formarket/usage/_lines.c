@@ -18,11 +18,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* A table of the distinct values of one string field: open addressing over spans of the
-   file, each value numbered in the order it is first met. */
+/* A table of the distinct values of one string field, each numbered in the order it is first
+   met. Open addressing; each value is copied, as it is met, into an arena of its own, so that
+   comparing with it later reads memory close by rather than a line far back in the file. */
 typedef struct {
-    const char *start;
-    Py_ssize_t length;
+    Py_ssize_t offset; /* in the arena */
+    Py_ssize_t length; /* 0: a free slot (values are never empty) */
     uint64_t hash;
     int32_t number;
 } Slot;
@@ -31,8 +32,10 @@ typedef struct {
     Slot *slots;
     Py_ssize_t capacity; /* a power of two */
     Py_ssize_t used;
-    const char **starts; /* by number */
+    Py_ssize_t *offsets; /* by number */
     Py_ssize_t *lengths;
+    char *arena;
+    Py_ssize_t arena_used, arena_size;
     int32_t last; /* the value met last: lines in a row often share it */
 } Table;
 
@@ -40,16 +43,20 @@ static int table_init(Table *t) {
     t->capacity = 64;
     t->used = 0;
     t->last = -1;
+    t->arena_used = 0;
+    t->arena_size = 4096;
     t->slots = calloc((size_t)t->capacity, sizeof(Slot));
-    t->starts = malloc(sizeof(char *) * 32);
+    t->offsets = malloc(sizeof(Py_ssize_t) * 32);
     t->lengths = malloc(sizeof(Py_ssize_t) * 32);
-    return t->slots && t->starts && t->lengths ? 0 : -1;
+    t->arena = malloc((size_t)t->arena_size);
+    return t->slots && t->offsets && t->lengths && t->arena ? 0 : -1;
 }
 
 static void table_free(Table *t) {
     free(t->slots);
-    free(t->starts);
+    free(t->offsets);
     free(t->lengths);
+    free(t->arena);
 }
 
 static uint64_t hash_of(const char *start, Py_ssize_t length) {
@@ -76,18 +83,18 @@ static int table_grow(Table *t) {
     if (!slots) return -1;
     for (Py_ssize_t i = 0; i < t->capacity; i++) {
         Slot *s = &t->slots[i];
-        if (!s->start) continue;
+        if (!s->length) continue;
         Py_ssize_t j = (Py_ssize_t)(s->hash & (uint64_t)(capacity - 1));
-        while (slots[j].start) j = (j + 1) & (capacity - 1);
+        while (slots[j].length) j = (j + 1) & (capacity - 1);
         slots[j] = *s;
     }
     free(t->slots);
     t->slots = slots;
     t->capacity = capacity;
     /* The numbered lists hold at most half the capacity. */
-    const char **starts = realloc(t->starts, sizeof(char *) * (size_t)(capacity / 2));
-    if (!starts) return -1;
-    t->starts = starts;
+    Py_ssize_t *offsets = realloc(t->offsets, sizeof(Py_ssize_t) * (size_t)(capacity / 2));
+    if (!offsets) return -1;
+    t->offsets = offsets;
     Py_ssize_t *lengths = realloc(t->lengths, sizeof(Py_ssize_t) * (size_t)(capacity / 2));
     if (!lengths) return -1;
     t->lengths = lengths;
@@ -97,14 +104,15 @@ static int table_grow(Table *t) {
 /* The number of a value, added when new; -1 when out of memory. */
 static int32_t table_number(Table *t, const char *start, Py_ssize_t length) {
     if (t->last >= 0 && t->lengths[t->last] == length &&
-        memcmp(t->starts[t->last], start, (size_t)length) == 0)
+        memcmp(t->arena + t->offsets[t->last], start, (size_t)length) == 0)
         return t->last;
     uint64_t h = hash_of(start, length);
     Py_ssize_t mask = t->capacity - 1;
     Py_ssize_t j = (Py_ssize_t)(h & (uint64_t)mask);
-    while (t->slots[j].start) {
+    while (t->slots[j].length) {
         Slot *s = &t->slots[j];
-        if (s->hash == h && s->length == length && memcmp(s->start, start, (size_t)length) == 0)
+        if (s->hash == h && s->length == length &&
+            memcmp(t->arena + s->offset, start, (size_t)length) == 0)
             return t->last = s->number;
         j = (j + 1) & mask;
     }
@@ -112,10 +120,19 @@ static int32_t table_number(Table *t, const char *start, Py_ssize_t length) {
         if (table_grow(t) < 0) return -1;
         return table_number(t, start, length);
     }
+    if (t->arena_used + length > t->arena_size) {
+        Py_ssize_t size = (t->arena_size + length) * 2;
+        char *arena = realloc(t->arena, (size_t)size);
+        if (!arena) return -1;
+        t->arena = arena;
+        t->arena_size = size;
+    }
+    memcpy(t->arena + t->arena_used, start, (size_t)length);
     int32_t number = (int32_t)t->used;
-    t->slots[j] = (Slot){start, length, h, number};
-    t->starts[number] = start;
+    t->slots[j] = (Slot){t->arena_used, length, h, number};
+    t->offsets[number] = t->arena_used;
     t->lengths[number] = length;
+    t->arena_used += length;
     t->used++;
     return t->last = number;
 }
@@ -124,11 +141,13 @@ static PyObject *table_values(Table *t) {
     PyObject *values = PyList_New(t->used);
     if (!values) return NULL;
     for (Py_ssize_t i = 0; i < t->used; i++) {
-        PyObject *value = PyUnicode_DecodeASCII(t->starts[i], t->lengths[i], NULL);
+        /* Printable ASCII, checked as it was read: copied, not decoded again. */
+        PyObject *value = PyUnicode_New(t->lengths[i], 127);
         if (!value) {
             Py_DECREF(values);
             return NULL;
         }
+        memcpy(PyUnicode_1BYTE_DATA(value), t->arena + t->offsets[i], (size_t)t->lengths[i]);
         PyList_SET_ITEM(values, i, value);
     }
     return values;
@@ -143,8 +162,9 @@ typedef struct {
 
 #define LITERAL(c, text) literal((c), (text), sizeof(text) - 1)
 
-static int literal(Cursor *c, const char *text, Py_ssize_t length) {
-    if (c->end - c->p < length || memcmp(c->p, text, (size_t)length) != 0) return 0;
+static inline __attribute__((always_inline)) int literal(Cursor *c, const char *text,
+                                                        Py_ssize_t length) {
+    if (c->end - c->p < length || __builtin_memcmp(c->p, text, (size_t)length) != 0) return 0;
     c->p += length;
     return 1;
 }
@@ -158,7 +178,7 @@ static void plain_init(void) {
     for (int ch = 0x20; ch <= 0x7e; ch++) plain[ch] = ch != '"' && ch != '\\';
 }
 
-static int string_of(Cursor *c, Py_ssize_t longest, const char **start, Py_ssize_t *length) {
+static inline int string_of(Cursor *c, Py_ssize_t longest, const char **start, Py_ssize_t *length) {
     const unsigned char *p = (const unsigned char *)c->p;
     const unsigned char *stop =
         (const unsigned char *)(c->end - c->p > longest ? c->p + longest : c->end);
@@ -171,7 +191,7 @@ static int string_of(Cursor *c, Py_ssize_t longest, const char **start, Py_ssize
 }
 
 /* A count: 0 or digits without a leading zero, at most `most`. */
-static int count_of(Cursor *c, int64_t most, int64_t *value) {
+static inline int count_of(Cursor *c, int64_t most, int64_t *value) {
     const char *p = c->p;
     if (p >= c->end || *p < '0' || *p > '9') return 0;
     if (*p == '0') {
@@ -269,7 +289,8 @@ typedef struct {
     uint8_t *calls, *oks;
     int32_t *codes[TABLES];
     int32_t *models; /* the model's number in T_REF; codes[T_REF] holds the agent's */
-    Py_ssize_t *id_starts;
+    char *ids; /* every id followed by a line break, copied as it is read */
+    Py_ssize_t ids_used;
     uint8_t *id_lengths;
     Table tables[TABLES];
 } Columns;
@@ -293,7 +314,10 @@ static int line_of(Cursor *c, Columns *out, Py_ssize_t i, const char *base, int6
 
     if (!LITERAL(c, "{\"specversion\":\"1.0\",\"id\":\"") || !string_of(c, 128, &start, &length))
         return 0;
-    out->id_starts[i] = start - base;
+    (void)base;
+    memcpy(out->ids + out->ids_used, start, (size_t)length);
+    out->ids[out->ids_used + length] = '\n';
+    out->ids_used += length + 1;
     out->id_lengths[i] = (uint8_t)length;
     if (!LITERAL(c, ",\"source\":\"") || !string_of(c, 128, &start, &length)) return 0;
     NUMBERED(T_SOURCE, out->codes[T_SOURCE][i]);
@@ -348,30 +372,13 @@ static int line_of(Cursor *c, Columns *out, Py_ssize_t i, const char *base, int6
             NUMBERED(T_PARENT, out->codes[T_PARENT][i]);
         }
     }
-    return LITERAL(c, "}}") && c->p == c->end;
+    return LITERAL(c, "}}");
 #undef NUMBERED
 }
 
-static PyObject *array_bytes(const void *data, Py_ssize_t size) {
-    return PyBytes_FromStringAndSize((const char *)data, size);
-}
-
-static void columns_free(Columns *out) {
-    free(out->times);
-    free(out->requests);
-    free(out->inputs);
-    free(out->outputs);
-    free(out->seconds);
-    free(out->calls);
-    free(out->oks);
-    for (int t = 0; t < TABLES; t++) {
-        free(out->codes[t]);
-        table_free(&out->tables[t]);
-    }
-    free(out->models);
-    free(out->id_starts);
-    free(out->id_lengths);
-}
+/* The columns are written straight into the bytes objects handed back: no copy after. */
+enum { C_TIMES, C_REQUESTS, C_INPUTS, C_OUTPUTS, C_SECONDS, C_CALLS, C_OKS, C_MODELS, C_CODES };
+#define COLUMNS (C_CODES + TABLES)
 
 static PyObject *parse(PyObject *module, PyObject *args) {
     (void)module;
@@ -381,121 +388,120 @@ static PyObject *parse(PyObject *module, PyObject *args) {
     if (!PyArg_ParseTuple(args, "y*Ln", &view, &most, &longest_line)) return NULL;
     const char *raw = view.buf;
     Py_ssize_t size = view.len;
-    PyObject *result = NULL;
+    PyObject *result = NULL, *columns[COLUMNS] = {NULL};
+    PyObject *padded = NULL, *joined = NULL, *lengths = NULL, *tables = NULL;
     Columns out;
     memset(&out, 0, sizeof out);
+    int found = 0;
 
     /* Lines: every one ends with a line break but perhaps the last. */
     Py_ssize_t count = 0;
     for (const char *p = raw; (p = memchr(p, '\n', (size_t)(raw + size - p))) != NULL; p++) count++;
     if (size > 0 && raw[size - 1] != '\n') count++;
-    if (count == 0) goto declined;
-    out.count = count;
-    size_t n = (size_t)count;
-    out.times = malloc(n * 8);
-    out.requests = malloc(n * 8);
-    out.inputs = malloc(n * 8);
-    out.outputs = malloc(n * 8);
-    out.seconds = malloc(n * 8);
-    out.calls = malloc(n);
-    out.oks = malloc(n);
-    out.models = malloc(n * 4);
-    out.id_starts = malloc(n * sizeof(Py_ssize_t));
-    out.id_lengths = malloc(n);
-    int ok = out.times && out.requests && out.inputs && out.outputs && out.seconds && out.calls &&
-             out.oks && out.models && out.id_starts && out.id_lengths;
-    for (int t = 0; t < TABLES && ok; t++) {
-        out.codes[t] = malloc(n * 4);
-        ok = out.codes[t] && table_init(&out.tables[t]) == 0;
+    if (count == 0) goto done;
+    static const int widths[COLUMNS] = {8, 8, 8, 8, 8, 1, 1, 4, 4, 4, 4, 4, 4, 4};
+    for (int k = 0; k < COLUMNS; k++) {
+        columns[k] = PyBytes_FromStringAndSize(NULL, count * widths[k]);
+        if (!columns[k]) goto done;
     }
-    if (!ok) goto no_memory;
+#define AS(type, k) ((type *)PyBytes_AS_STRING(columns[k]))
+    out.count = count;
+    out.times = AS(int64_t, C_TIMES);
+    out.requests = AS(int64_t, C_REQUESTS);
+    out.inputs = AS(int64_t, C_INPUTS);
+    out.outputs = AS(int64_t, C_OUTPUTS);
+    out.seconds = AS(int64_t, C_SECONDS);
+    out.calls = AS(uint8_t, C_CALLS);
+    out.oks = AS(uint8_t, C_OKS);
+    out.models = AS(int32_t, C_MODELS);
+    for (int t = 0; t < TABLES; t++) {
+        out.codes[t] = AS(int32_t, C_CODES + t);
+        if (table_init(&out.tables[t]) < 0) {
+            found = -1;
+            goto done;
+        }
+    }
+#undef AS
+    /* The ids and their line breaks fit in the file: each line holds its id and more. */
+    joined = PyBytes_FromStringAndSize(NULL, size);
+    out.ids = joined ? PyBytes_AS_STRING(joined) : NULL;
+    out.id_lengths = malloc((size_t)count);
+    if (!out.ids || !out.id_lengths) {
+        found = -1;
+        goto done;
+    }
 
-    int found = 1;
     Py_BEGIN_ALLOW_THREADS;
-    const char *p = raw;
+    /* No line break can be inside a line read here (strings hold none): each line is read
+       to its end, which must be a line break or the end of the file. */
+    Cursor c = {raw, raw + size};
     for (Py_ssize_t i = 0; i < count; i++) {
-        const char *end = memchr(p, '\n', (size_t)(raw + size - p));
-        if (!end) end = raw + size;
-        if (end - p > longest_line) {
+        const char *start = c.p;
+        found = line_of(&c, &out, i, raw, (int64_t)most);
+        if (found <= 0) break;
+        if (c.p - start > longest_line || (c.p < c.end && *c.p != '\n')) {
             found = 0;
             break;
         }
-        Cursor c = {p, end};
-        found = line_of(&c, &out, i, raw, (int64_t)most);
-        if (found <= 0) break;
-        p = end + 1;
+        c.p++;
     }
     Py_END_ALLOW_THREADS;
-    if (found < 0) goto no_memory;
-    if (found == 0) goto declined;
+    if (found <= 0) goto done;
 
     /* The ids, each zero-padded to a whole number of 8-byte words, as formarket.usage.digests
        takes them, and joined by line breaks, as the pattern check takes them. */
-    Py_ssize_t longest = 0, joined_size = 0;
-    for (Py_ssize_t i = 0; i < count; i++) {
+    Py_ssize_t longest = 0;
+    for (Py_ssize_t i = 0; i < count; i++)
         if (out.id_lengths[i] > longest) longest = out.id_lengths[i];
-        joined_size += out.id_lengths[i] + 1;
-    }
     Py_ssize_t width = (longest + 7) / 8 * 8;
-    PyObject *padded = PyBytes_FromStringAndSize(NULL, width * count);
-    PyObject *joined = PyBytes_FromStringAndSize(NULL, joined_size);
-    PyObject *lengths = PyBytes_FromStringAndSize(NULL, count * 8);
-    if (!padded || !joined || !lengths) {
-        Py_XDECREF(padded);
-        Py_XDECREF(joined);
-        Py_XDECREF(lengths);
+    padded = PyBytes_FromStringAndSize(NULL, width * count);
+    lengths = PyBytes_FromStringAndSize(NULL, count * 8);
+    tables = PyTuple_New(TABLES);
+    if (!padded || !lengths || !tables || _PyBytes_Resize(&joined, out.ids_used) < 0)
         goto failed;
-    }
-    char *pad = PyBytes_AS_STRING(padded), *join = PyBytes_AS_STRING(joined);
+    char *pad = PyBytes_AS_STRING(padded);
+    const char *id = PyBytes_AS_STRING(joined);
     uint64_t *length_words = (uint64_t *)PyBytes_AS_STRING(lengths);
     memset(pad, 0, (size_t)(width * count));
     for (Py_ssize_t i = 0; i < count; i++) {
-        memcpy(pad + i * width, raw + out.id_starts[i], out.id_lengths[i]);
-        memcpy(join, raw + out.id_starts[i], out.id_lengths[i]);
-        join += out.id_lengths[i];
-        *join++ = '\n';
+        memcpy(pad + i * width, id, out.id_lengths[i]);
+        id += out.id_lengths[i] + 1;
         length_words[i] = out.id_lengths[i];
     }
-
-    PyObject *tables = PyTuple_New(TABLES * 2);
-    if (!tables) goto failed_ids;
     for (int t = 0; t < TABLES; t++) {
-        PyObject *codes = array_bytes(out.codes[t], count * 4);
         PyObject *values = table_values(&out.tables[t]);
-        if (!codes || !values) {
-            Py_XDECREF(codes);
-            Py_XDECREF(values);
-            Py_DECREF(tables);
-            goto failed_ids;
-        }
-        PyTuple_SET_ITEM(tables, 2 * t, codes);
-        PyTuple_SET_ITEM(tables, 2 * t + 1, values);
+        if (!values) goto failed;
+        PyTuple_SET_ITEM(tables, t, values);
     }
-    result = Py_BuildValue(
-        "nNNNnNNNNNNNNN", count, array_bytes(out.times, count * 8),
-        array_bytes(out.requests, count * 8), array_bytes(out.inputs, count * 8),
-        width, array_bytes(out.outputs, count * 8), array_bytes(out.seconds, count * 8),
-        array_bytes(out.calls, count), array_bytes(out.oks, count),
-        array_bytes(out.models, count * 4), padded, lengths, joined, tables);
-    columns_free(&out);
-    PyBuffer_Release(&view);
-    return result;
+    PyObject *codes = PyTuple_New(TABLES);
+    if (!codes) goto failed;
+    for (int t = 0; t < TABLES; t++) {
+        PyTuple_SET_ITEM(codes, t, columns[C_CODES + t]);
+        columns[C_CODES + t] = NULL;
+    }
+    result = Py_BuildValue("nNNNNNNNNnNNNNN", count, columns[C_TIMES], columns[C_REQUESTS],
+                           columns[C_INPUTS], columns[C_OUTPUTS], columns[C_SECONDS],
+                           columns[C_CALLS], columns[C_OKS], columns[C_MODELS], width, padded,
+                           lengths, joined, tables, codes);
+    /* Py_BuildValue took every reference ("N"), whether it succeeded or not. */
+    for (int k = 0; k < C_CODES; k++) columns[k] = NULL;
+    padded = joined = lengths = tables = NULL;
+    goto done;
 
-failed_ids:
-    Py_DECREF(padded);
-    Py_DECREF(joined);
-    Py_DECREF(lengths);
 failed:
-    columns_free(&out);
+    found = -2;
+done:
+    for (int k = 0; k < COLUMNS; k++) Py_XDECREF(columns[k]);
+    Py_XDECREF(padded);
+    Py_XDECREF(joined);
+    Py_XDECREF(lengths);
+    Py_XDECREF(tables);
+    for (int t = 0; t < TABLES; t++) table_free(&out.tables[t]);
+    free(out.id_lengths);
     PyBuffer_Release(&view);
-    return NULL;
-no_memory:
-    columns_free(&out);
-    PyBuffer_Release(&view);
-    return PyErr_NoMemory();
-declined:
-    columns_free(&out);
-    PyBuffer_Release(&view);
+    if (result) return result;
+    if (found == -1) return PyErr_NoMemory();
+    if (found == -2 || PyErr_Occurred()) return NULL;
     Py_RETURN_NONE;
 }
 

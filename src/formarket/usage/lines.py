@@ -55,7 +55,7 @@ class LineColumns:
     oks: npt.NDArray[np.bool_]  # the outcome is "ok"
     id_words: npt.NDArray[np.uint64]  # each id zero-padded, as 8-byte words
     id_lengths: npt.NDArray[np.uint64]
-    ids_joined: str  # every id followed by a line break
+    ids_joined: bytes  # every id followed by a line break
     sources: list[str]
     source_codes: npt.NDArray[np.int32]
     subjects: list[str]
@@ -84,19 +84,20 @@ def read_columns(raw: bytes) -> LineColumns | None:
         micros,
         requests,
         inputs,
-        width,
         outputs,
         seconds,
         calls,
         oks,
         models,
+        width,
         padded,
         lengths,
         joined,
         tables,
+        columns,
     ) = parsed
-    sources, subjects, accounts, refs, tokens, parents = tables[1::2]
-    codes = [np.frombuffer(c, _I32) for c in tables[0::2]]
+    sources, subjects, accounts, refs, tokens, parents = tables
+    codes = [np.frombuffer(c, _I32) for c in columns]
     return LineColumns(
         count=count,
         micros=np.frombuffer(micros, _I64),
@@ -108,7 +109,7 @@ def read_columns(raw: bytes) -> LineColumns | None:
         oks=np.frombuffer(oks, np.bool_),
         id_words=np.frombuffer(padded, np.uint64).reshape(count, width // 8),
         id_lengths=np.frombuffer(lengths, np.uint64),
-        ids_joined=joined.decode("ascii"),
+        ids_joined=joined,
         sources=sources,
         source_codes=codes[0],
         subjects=subjects,

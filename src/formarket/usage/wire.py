@@ -227,12 +227,12 @@ def all_ids_valid(ids: list[str]) -> bool:
     return _all_of(ids, _ALNUM + b"._:-", 128, (b"._:-", b""))
 
 
-def joined_ids_valid(joined: str, count: int) -> bool:
+def joined_ids_valid(joined: bytes, count: int) -> bool:
     """`all_ids_valid` of `count` ids given joined, each followed by a line break: by numpy,
     a table lookup per byte, since a file's ids are a megabyte."""
-    if not count or not joined.isascii():
-        return not count and not joined
-    raw = np.frombuffer(joined.encode("ascii"), np.uint8)
+    if not count:
+        return not joined
+    raw = np.frombuffer(joined, np.uint8)
     breaks = np.flatnonzero(raw == _NEWLINE)
     if len(breaks) != count or breaks[-1] != len(raw) - 1:
         return False
