@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from formarket.usage.columns import take_columns, take_line_columns
-from formarket.usage.lines import BUILT, LineColumns, read_columns
+from formarket.usage.lines import BUILT, LineColumns, read_columns, ref_of
 from formarket.usage.reader import ScanSpec
 from formarket.usage.scan import FileScan
 from formarket.usage.wire import DECODER, WireEvent, canonical_json
@@ -113,7 +113,7 @@ def _as_decoded(read: LineColumns, events: list[WireEvent]) -> None:
     assert [read.sources[c] for c in read.source_codes] == [e.source for e in events]
     assert [read.subjects[c] for c in read.subject_codes] == [e.subject for e in events]
     assert [read.accounts[c] for c in read.account_codes] == [d.account for d in datas]
-    refs = [*read.refs, None]
+    refs = [*map(ref_of, read.refs), None]
     assert [refs[c] for c in read.agent_codes] == [d.agent for d in datas]
     assert [refs[c] for c in read.model_codes] == [d.model for d in datas]
     assert [read.tokens[c] for c in read.token_codes] == [d.tokens_source for d in datas]

@@ -179,6 +179,8 @@ def _settle_duplicates(
         groups[(item.source, item.id)].append(copy)
     duplicates = 0
     conflicts: list[UsageConflict] = []
+    # The copies counted that must not be, by file: taken back file by file, at once.
+    taken_back: dict[int, list[_Copy]] = defaultdict(list)
     for (source, ident), copies in sorted(groups.items()):
         if len(copies) < 2:
             continue  # another key with the same digest
@@ -189,12 +191,8 @@ def _settle_duplicates(
         for other in others:
             # Copies the previous close had read were reported by it.
             duplicates += not other.old
-            if other.claim:
-                continue  # counted nowhere: nothing to take back
-            single = FileScan(other.index)
-            scan_file = files[other.index]
-            take_events(single, scan_file.file, [other.event], [other.line], other.old, spec)
-            add_totals(totals, single.totals, -1)
+            if not other.claim:  # else counted nowhere: nothing to take back
+                taken_back[other.index].append(other)
         if any(c.digest != kept.digest and not c.old for c in others):
             named = [kept, *others]
             conflicts.append(
@@ -208,6 +206,12 @@ def _settle_duplicates(
                     },
                 )
             )
+    for index, others in sorted(taken_back.items()):
+        scan_file = files[index]
+        again = FileScan(index)
+        events, lines = [c.event for c in others], [c.line for c in others]
+        take_events(again, scan_file.file, events, lines, scan_file.old, spec)
+        add_totals(totals, again.totals, -1)
     # A subtraction can leave an all-zero entry; it would still be a (zero) line otherwise.
     for key in [k for k, v in totals.items() if not any(v)]:
         del totals[key]

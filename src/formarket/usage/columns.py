@@ -27,7 +27,7 @@ import numpy.typing as npt
 from formarket.schemas.usage import CALL, MAX_COUNT, event_problem
 from formarket.usage.digests import key_digests, padded_digests
 from formarket.usage.files import UsageFile
-from formarket.usage.lines import LineColumns
+from formarket.usage.lines import LineColumns, ref_of
 from formarket.usage.scan import (
     FileScan,
     Lookup,
@@ -94,6 +94,27 @@ def _numbers(refs: list[object], lookup: Lookup) -> npt.NDArray[np.int64] | None
         for ref in {r for r, n in zip(refs, found, strict=True) if n is None}:
             lookup.number_of(ref)  # type: ignore[arg-type]
         found = list(map(numbers.__getitem__, refs))  # type: ignore[arg-type]
+    out = np.array(found, dtype=np.int64)
+    problems = lookup.problems
+    if any(problems[n] for n in np.unique(out).tolist()):
+        return None
+    return out
+
+
+def _numbers_by_key(keys: list[str], lookup: Lookup) -> npt.NDArray[np.int64] | None:
+    """`_numbers` of listing versions named by the C reader's keys, then 0 (for none)."""
+    by_key = lookup.numbers_by_key
+    found = list(map(by_key.get, keys))
+    if None in found:
+        numbers = lookup.numbers
+        for position, number in enumerate(found):
+            if number is None:
+                ref = ref_of(keys[position])
+                known = numbers.get(ref)
+                found[position] = by_key[keys[position]] = (
+                    lookup.number_of(ref) if known is None else known
+                )
+    found.append(0)
     out = np.array(found, dtype=np.int64)
     problems = lookup.problems
     if any(problems[n] for n in np.unique(out).tolist()):
@@ -200,10 +221,14 @@ def take_line_columns(
     if count < COLUMNS_FROM or count > _MOST_EVENTS:
         return False
 
+    numbered: list[npt.NDArray[np.int64] | None] = []
+
     def refs(codes: npt.NDArray[np.int32]) -> Callable[[Lookup], npt.NDArray[np.int64] | None]:
         def numbers(lookup: Lookup) -> npt.NDArray[np.int64] | None:
             # Each distinct listing version once, then by each event's code (-1: none).
-            found = _numbers([*read.refs, None], lookup)
+            if not numbered:
+                numbered.append(_numbers_by_key(read.refs, lookup))
+            found = numbered[0]
             return None if found is None else found[codes]
 
         return numbers

@@ -31,7 +31,7 @@ try:
 except ImportError:  # pragma: no cover - built with the package wherever gcc is
     _lines = None  # type: ignore[assignment]
 
-__all__ = ["BUILT", "LineColumns", "read_columns"]
+__all__ = ["BUILT", "LineColumns", "read_columns", "ref_of"]
 
 BUILT = _lines is not None
 
@@ -62,13 +62,20 @@ class LineColumns:
     subject_codes: npt.NDArray[np.int32]
     accounts: list[str]
     account_codes: npt.NDArray[np.int32]
-    refs: list[WireRef]
+    refs: list[str]  # each listing version by its key (`ref_of` makes it a WireRef)
     agent_codes: npt.NDArray[np.int32]
     model_codes: npt.NDArray[np.int32]
     tokens: list[str]
     token_codes: npt.NDArray[np.int32]
     parents: list[str]
     parent_codes: npt.NDArray[np.int32]
+
+
+def ref_of(key: str) -> WireRef:
+    """The listing version a key of `LineColumns.refs` names (`id","version":"version`, as the
+    line holds it: neither string holds a quote)."""
+    ident, version = key.split(_REF_JOIN)
+    return WireRef(ident, version)
 
 
 def read_columns(raw: bytes) -> LineColumns | None:
@@ -116,7 +123,7 @@ def read_columns(raw: bytes) -> LineColumns | None:
         subject_codes=codes[1],
         accounts=accounts,
         account_codes=codes[2],
-        refs=[WireRef(*ref.split(_REF_JOIN)) for ref in refs],
+        refs=refs,
         agent_codes=codes[3],
         model_codes=np.frombuffer(models, _I32),
         tokens=tokens,

@@ -117,6 +117,8 @@ class Lookup:
     def __init__(self, spec: ScanSpec) -> None:
         self.spec = spec
         self.numbers: dict[WireRef | None, int] = {None: 0}
+        # The same numbers by the C reader's names of listing versions (formarket.usage.lines)
+        self.numbers_by_key: dict[str, int] = {}
         self.names: list[tuple[str, str] | None] = [None]
         self.problems: list[str] = [""]
         self.known_new: list[bool] = [True]
@@ -147,7 +149,13 @@ class Lookup:
         return number
 
     def size(self) -> int:
-        return len(self.names) + len(self.accounts) + len(self.subjects) + len(self.account_names)
+        return (
+            len(self.names)
+            + len(self.numbers_by_key)
+            + len(self.accounts)
+            + len(self.subjects)
+            + len(self.account_names)
+        )
 
 
 # One close at a time per process; a hostile log of endless distinct values cannot grow it
