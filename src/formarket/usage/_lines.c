@@ -284,7 +284,6 @@ static int ref_of(Cursor *c, Table *refs, int32_t *number) {
 enum { T_SOURCE, T_SUBJECT, T_ACCOUNT, T_REF, T_TOKENS, T_PARENT, TABLES };
 
 typedef struct {
-    Py_ssize_t count;
     int64_t *times, *requests, *inputs, *outputs, *seconds;
     uint8_t *calls, *oks;
     int32_t *codes[TABLES];
@@ -300,7 +299,7 @@ static const char HOURS[] = "dev.formarket.usage.instance-hours";
 
 /* One line into row `i`: 1 when it is in the collectors' form, 0 when not, -1 when out of
    memory. */
-static int line_of(Cursor *c, Columns *out, Py_ssize_t i, const char *base, int64_t most) {
+static int line_of(Cursor *c, Columns *out, Py_ssize_t i, int64_t most) {
     const char *start;
     Py_ssize_t length;
     int64_t value;
@@ -314,7 +313,6 @@ static int line_of(Cursor *c, Columns *out, Py_ssize_t i, const char *base, int6
 
     if (!LITERAL(c, "{\"specversion\":\"1.0\",\"id\":\"") || !string_of(c, 128, &start, &length))
         return 0;
-    (void)base;
     memcpy(out->ids + out->ids_used, start, (size_t)length);
     out->ids[out->ids_used + length] = '\n';
     out->ids_used += length + 1;
@@ -405,7 +403,6 @@ static PyObject *parse(PyObject *module, PyObject *args) {
         if (!columns[k]) goto done;
     }
 #define AS(type, k) ((type *)PyBytes_AS_STRING(columns[k]))
-    out.count = count;
     out.times = AS(int64_t, C_TIMES);
     out.requests = AS(int64_t, C_REQUESTS);
     out.inputs = AS(int64_t, C_INPUTS);
@@ -437,7 +434,7 @@ static PyObject *parse(PyObject *module, PyObject *args) {
     Cursor c = {raw, raw + size};
     for (Py_ssize_t i = 0; i < count; i++) {
         const char *start = c.p;
-        found = line_of(&c, &out, i, raw, (int64_t)most);
+        found = line_of(&c, &out, i, (int64_t)most);
         if (found <= 0) break;
         if (c.p - start > longest_line || (c.p < c.end && *c.p != '\n')) {
             found = 0;

@@ -186,27 +186,41 @@ def validate_line(line: bytes) -> WireEvent | str:
     return problem or event
 
 
-def _all_of(values: list[str], chars: bytes, longest: int, ends: tuple[bytes, bytes]) -> bool:
-    """Every value is 1 to `longest` ASCII characters of `chars`, none starting with one of
-    ends[0] nor ending with one of ends[1]: the shape of the identifier patterns below,
-    checked over all values joined by line breaks at once, in C (bytes.translate and find),
-    rather than by a regular expression per value."""
-    if not values:
-        return True
-    joined = "\n" + "\n".join(values) + "\n"
-    return _joined_hold(joined, len(values), chars, ends) and max(map(len, values)) <= longest
+class _Shape:
+    """The shape of an identifier pattern below: 1 to `longest` ASCII characters of `chars`,
+    the first and the last of `ends`, as tables of the bytes each may be."""
 
+    def __init__(self, chars: bytes, ends: tuple[bytes, bytes], longest: int) -> None:
+        self.inner = _table(chars + b"\n")  # the line breaks between values pass here
+        self.first = _table(chars.translate(None, ends[0]))
+        self.last = _table(chars.translate(None, ends[1]))
+        self.longest = longest
 
-def _joined_hold(joined: str, count: int, chars: bytes, ends: tuple[bytes, bytes]) -> bool:
-    # A value holding a line break would pass as two: the count of breaks rules that out.
-    if joined.count("\n") != count + 1 or not joined.isascii():
-        return False
-    raw = joined.encode("ascii")
-    if raw.translate(None, chars + b"\n") or b"\n\n" in raw:
-        return False
-    if any(b"\n" + bytes([c]) in raw for c in ends[0]):
-        return False
-    return not any(bytes([c]) + b"\n" in raw for c in ends[1])
+    def holds_joined(self, joined: bytes, count: int) -> bool:
+        """Every one of `count` values, each followed by a line break in `joined`, has this
+        shape: a table lookup per byte, in numpy, rather than a regular expression per value
+        (a file's ids are a megabyte)."""
+        if not count:
+            return not joined
+        raw = np.frombuffer(joined, np.uint8)
+        # A value holding a line break would pass as two: the count of breaks rules that out.
+        breaks = np.flatnonzero(raw == _NEWLINE)
+        if len(breaks) != count or breaks[-1] != len(raw) - 1:
+            return False
+        starts = np.concatenate(([0], breaks[:-1] + 1))
+        lengths = breaks - starts
+        if int(lengths.min()) < 1 or int(lengths.max()) > self.longest:
+            return False
+        return (
+            bool(self.inner[raw].all())
+            and bool(self.first[raw[starts]].all())
+            and bool(self.last[raw[breaks - 1]].all())
+        )
+
+    def holds(self, values: list[str]) -> bool:
+        # Not ASCII (lone surrogates included) encodes to bytes no table lets pass.
+        joined = "".join(v + "\n" for v in values).encode("utf-8", "surrogatepass")
+        return self.holds_joined(joined, len(values))
 
 
 def _table(chars: bytes) -> npt.NDArray[np.bool_]:
@@ -217,40 +231,30 @@ def _table(chars: bytes) -> npt.NDArray[np.bool_]:
 
 _ALNUM = string.ascii_letters.encode() + string.digits.encode()
 _LOWER = string.ascii_lowercase.encode() + string.digits.encode()
-_ID_BYTES = _table(_ALNUM + b"._:-\n")
-_ID_FIRST = _table(_ALNUM)
+_ID = _Shape(_ALNUM + b"._:-", (b"._:-", b""), 128)
+_ACCOUNT_SHAPE = _Shape(_ALNUM + b"._@:-", (b"._@:-", b""), 128)
+_SUBJECT = _Shape(_LOWER + b"-", (b"-", b"-"), 64)
 
 
 def all_ids_valid(ids: list[str]) -> bool:
-    """Every one of `ids` matches EVENT_ID_PATTERN (tests/usage/test_reader.py holds the
+    """Every one of `ids` matches EVENT_ID_PATTERN (tests/usage/test_columns.py holds the
     two together)."""
-    return _all_of(ids, _ALNUM + b"._:-", 128, (b"._:-", b""))
+    return _ID.holds(ids)
 
 
 def joined_ids_valid(joined: bytes, count: int) -> bool:
-    """`all_ids_valid` of `count` ids given joined, each followed by a line break: by numpy,
-    a table lookup per byte, since a file's ids are a megabyte."""
-    if not count:
-        return not joined
-    raw = np.frombuffer(joined, np.uint8)
-    breaks = np.flatnonzero(raw == _NEWLINE)
-    if len(breaks) != count or breaks[-1] != len(raw) - 1:
-        return False
-    starts = np.concatenate(([0], breaks[:-1] + 1))
-    lengths = breaks - starts
-    if int(lengths.min()) < 1 or int(lengths.max()) > 128:
-        return False
-    return bool(_ID_BYTES[raw].all()) and bool(_ID_FIRST[raw[starts]].all())
+    """`all_ids_valid` of `count` ids given joined, each followed by a line break."""
+    return _ID.holds_joined(joined, count)
 
 
 def all_accounts_valid(accounts: list[str]) -> bool:
     """Every one of `accounts` matches ACCOUNT_PATTERN."""
-    return _all_of(accounts, _ALNUM + b"._@:-", 128, (b"._@:-", b""))
+    return _ACCOUNT_SHAPE.holds(accounts)
 
 
 def all_subjects_valid(subjects: list[str]) -> bool:
     """Every one of `subjects` matches DEPLOYMENT_PATTERN."""
-    return _all_of(subjects, _LOWER + b"-", 64, (b"-", b"-"))
+    return _SUBJECT.holds(subjects)
 
 
 def issue(code: str, file: str, line: int, message: str) -> SetAside:
