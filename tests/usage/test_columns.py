@@ -147,7 +147,7 @@ def _state(scan: FileScan) -> tuple[object, ...]:
         scan.line_numbers.tobytes(),
         scan.claims.tobytes(),
         scan.claim_lines.tobytes(),
-        list(scan.totals.items()),
+        scan.totals.named(),
     )
 
 
@@ -213,7 +213,7 @@ def test_a_clean_file_is_taken_by_the_columns() -> None:
     scan = FileScan(0)
     assert take_columns(scan, FILE, events, None, False, spec)
     assert _state(scan) == _state(_scan(events, None, False, spec))
-    assert scan.totals == {
+    assert scan.totals.named() == {
         (False, month_index("2026-03"), 0, None, CHAT, True, ""): [5, 5, 500, 250, 0, 0]
     }
 

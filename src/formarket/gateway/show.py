@@ -25,8 +25,9 @@ from formarket.registry.cachekey import cache_key
 from formarket.usage.committed import usage_files
 from formarket.usage.partials import digest_seed, store_for, trim
 from formarket.usage.reader import reading_spec, take_events
-from formarket.usage.scan import FileScan, ScanFile, ScanSpec, Sums, TotalsKey, add_totals
+from formarket.usage.scan import FileScan, ScanFile, ScanSpec, TotalsKey
 from formarket.usage.scanner import Scanner, repeated_lines
+from formarket.usage.totals import merge
 from formarket.usage.wire import WireEvent
 
 Fetch = Callable[[Mapping[int, set[int]]], Iterable[tuple[int, int, WireEvent]]]
@@ -104,9 +105,7 @@ def shown_usage(
     """The usage of `scans` per day and listing versions, each event counted once: its
     first copy (in path order, then line order) counts, the others are counted as duplicate
     copies of it. Only the events whose key digest repeats are read again (`fetch`)."""
-    totals: dict[TotalsKey, Sums] = {}
-    for scan in scans:
-        add_totals(totals, scan.totals)
+    parts = [scan.totals for scan in scans]
     wanted, _ = repeated_lines(scans)
     groups: dict[tuple[str, str], list[tuple[int, int, WireEvent]]] = {}
     for index, number, event in fetch(wanted):
@@ -120,12 +119,12 @@ def shown_usage(
             single = FileScan(index)
             take_events(single, files[index].file, [event], [number], False, spec)
             if position == 0:
-                kept = next(iter(single.totals))
+                kept = next(iter(single.totals.named()))
             else:
-                add_totals(totals, single.totals, -1)
+                parts.append(single.totals.negated())
                 copies[kept] = copies.get(kept, 0) + 1
     out: Shown = {}
-    for key, sums in totals.items():
+    for key, sums in merge(parts).named().items():
         _, _, day, agent, model, ok, _ = key
         if not sums[0] and key not in copies:
             continue

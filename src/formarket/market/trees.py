@@ -8,10 +8,13 @@ history.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
 from dulwich.diff_tree import tree_changes
+from dulwich.object_store import DiskObjectStore
 from dulwich.objects import Blob, Commit, ObjectID, Tree
 from dulwich.repo import BaseRepo
+from isal import isal_zlib
 
 from formarket.errors import InputError, NotFoundError
 
@@ -31,6 +34,8 @@ __all__ = [
 ]
 
 DIR_MODE = 0o040000
+# isal's stub declares its error as an instance; it is the exception class.
+_INFLATE_ERROR = cast(type[Exception], isal_zlib.error)
 
 
 def tree(repo: BaseRepo, tree_id: ObjectID | None) -> Tree | None:
@@ -106,10 +111,35 @@ def read_path(repo: BaseRepo, tree_id: ObjectID, path: str) -> bytes | None:
 
 
 def read_blob(repo: BaseRepo, blob_id: ObjectID) -> bytes:
+    loose = _loose_blob(repo, blob_id)
+    if loose is not None:
+        return loose
     obj = repo.object_store[blob_id]
     if not isinstance(obj, Blob):
         raise NotFoundError(f"{blob_id.decode()} is not a file")
     return obj.as_raw_string()
+
+
+def _loose_blob(repo: BaseRepo, blob_id: ObjectID) -> bytes | None:
+    """A loose blob's bytes, inflated by ISA-L (three times zlib's speed: a month's usage
+    files are megabytes each, read twice by a close); None for any other object, or a
+    loose one that does not read as a blob, which dulwich then reads and judges."""
+    store = repo.object_store
+    if not isinstance(store, DiskObjectStore) or len(blob_id) != 40:
+        return None
+    name = blob_id.decode("ascii")
+    try:
+        stored = (Path(store.path) / name[:2] / name[2:]).read_bytes()
+    except OSError:
+        return None
+    try:
+        raw = isal_zlib.decompress(stored)
+    except _INFLATE_ERROR:
+        return None
+    header, _, body = raw.partition(b"\0")
+    if header != b"blob %d" % len(body):
+        return None
+    return body
 
 
 def files_under(repo: BaseRepo, tree_id: ObjectID, path: str) -> dict[str, bytes]:

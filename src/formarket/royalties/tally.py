@@ -21,9 +21,9 @@ from operator import add
 
 from formarket.schemas.usage import SetAside, SummaryCounts, UsageConflict
 from formarket.usage.files import month_text
-from formarket.usage.reader import FileScan, ScanFile, ScanSpec, Sums, TotalsKey, take_events
-from formarket.usage.scan import add_totals
+from formarket.usage.reader import FileScan, ScanFile, ScanSpec, Sums, take_events
 from formarket.usage.scanner import repeated_lines
+from formarket.usage.totals import Totals, merge
 from formarket.usage.wire import WireEvent, canonical_digest, canonical_json
 
 __all__ = [
@@ -72,10 +72,13 @@ def tally(
     """The period's usage from the scans of `files` (scan.index indexes `files`); `fetch`
     reads the few lines that need a second look again (`formarket.usage.reader.fetch_lines`
     of each file); `extra` are files set aside before scanning."""
-    totals: dict[TotalsKey, Sums] = {}
-    for scan in scans:
-        add_totals(totals, scan.totals)
-    duplicates, conflicts = _settle_duplicates(files, scans, fetch, spec, totals)
+    duplicates, conflicts, taken_back = _settle_duplicates(files, scans, fetch, spec)
+    # A subtraction can leave an all-zero entry; it would still be a (zero) line otherwise.
+    totals = {
+        key: sums
+        for key, sums in merge([*(s.totals for s in scans), *taken_back]).named().items()
+        if any(sums)
+    }
     set_aside = sorted(
         [*extra, *(item for scan in scans for item in scan.set_aside)],
         key=lambda s: (s.file, s.line, s.code, s.message),
@@ -159,8 +162,9 @@ def _settle_duplicates(
     scans: Sequence[FileScan],
     fetch: Fetch,
     spec: ScanSpec,
-    totals: dict[TotalsKey, Sums],
-) -> tuple[int, list[UsageConflict]]:
+) -> tuple[int, list[UsageConflict], list[Totals]]:
+    """How many copies were not counted, the conflicts among them, and the totals to take
+    back (negated): of the copies counted that must not be."""
     groups: dict[tuple[str, str], list[_Copy]] = defaultdict(list)
     wanted, claimed = repeated_lines(scans)
     for index, number, item in fetch(wanted):
@@ -206,13 +210,11 @@ def _settle_duplicates(
                     },
                 )
             )
+    negated: list[Totals] = []
     for index, others in sorted(taken_back.items()):
         scan_file = files[index]
         again = FileScan(index)
         events, lines = [c.event for c in others], [c.line for c in others]
         take_events(again, scan_file.file, events, lines, scan_file.old, spec)
-        add_totals(totals, again.totals, -1)
-    # A subtraction can leave an all-zero entry; it would still be a (zero) line otherwise.
-    for key in [k for k, v in totals.items() if not any(v)]:
-        del totals[key]
-    return duplicates, conflicts
+        negated.append(again.totals.negated())
+    return duplicates, conflicts, negated

@@ -57,7 +57,7 @@ def file_totals(path: str, raw: bytes, spec: ScanSpec) -> UsageTotals:
     totals: UsageTotals = {}
     if scan is None:
         return totals
-    for (_, month, _, agent, model, ok, _), sums in scan.totals.items():
+    for (_, month, _, agent, model, ok, _), sums in scan.totals.named().items():
         if not ok:
             continue
         text = month_text(month)

@@ -33,10 +33,9 @@ from formarket.usage.scan import (
     Lookup,
     ScanSpec,
     Sums,
-    TotalsKey,
-    add_totals,
     lookup_of,
 )
+from formarket.usage.totals import NO_PAYERS, Totals, merge
 from formarket.usage.wire import (
     WireEvent,
     all_accounts_valid,
@@ -288,9 +287,9 @@ def _take(
     lookup = lookup_of(spec)
     if not columns.ids_valid():
         return False
-    if not all_accounts_valid(columns.accounts):
+    if not _checked(columns.accounts, lookup.accounts, all_accounts_valid):
         return False
-    if not all_subjects_valid(columns.subjects):
+    if not _checked(columns.subjects, lookup.subjects, all_subjects_valid):
         return False
     agents = columns.agents(lookup)
     models = columns.models(lookup)
@@ -334,69 +333,42 @@ def _take(
             if not all(known[number] for number in refs.tolist()):
                 return False  # a listing version not published then (USG008, USG009)
 
-    # Sums by (day or month, agent, model, outcome is ok): one int64 key per event, sorted.
-    if spec.by_day:
-        buckets = [
-            (month <= settled, month, day) for month, day in zip(months, day_list, strict=True)
-        ]
-        bucket_of = day_of
-    else:
-        in_order = sorted(set(months))
-        buckets = [(month <= settled, month, 0) for month in in_order]
-        bucket_of = np.array([in_order.index(month) for month in months], np.int64)[day_of]
-    width = len(lookup.names)
+    # Sums by (day or month, agent, model, outcome is ok, payer): rows of numbers, each key
+    # once; named once per reading, not per file (a file of 25,000 events can hold 10,000
+    # pairs of listing versions).
+    buckets = [
+        (month <= settled, month, day if spec.by_day else 0)
+        for month, day in zip(months, day_list, strict=True)
+    ]
     payers = columns.payers(lookup) if spec.by_account else np.zeros(count, np.int64)
-    payer_width = max(1, len(lookup.account_names))
-    if len(buckets) * width * width * 2 * payer_width >= 1 << 62:
-        return False
-    ok = columns.ok()
-    keys = (
-        ((bucket_of.astype(np.int64) * width + agents) * width + models) * 2 + ok
-    ) * payer_width + payers
-    order = np.argsort(keys, kind="stable")
-    ordered = keys[order]
-    starts = np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1])))
+    keys = np.column_stack(
+        (np.array(buckets, np.int64)[day_of], agents, models, columns.ok(), payers)
+    ).astype(np.int64, copy=False)
     measured = ~columns.upstream() & (requests != 0)
-    sums = np.stack(
-        [
-            np.diff(np.append(starts, count)),
-            *(
-                np.add.reduceat(column[order], starts)
-                for column in (requests, inputs, outputs, seconds, measured.astype(np.int64))
-            ),
-        ],
-        axis=1,
+    sums = np.column_stack(
+        (np.ones(count, np.int64), requests, inputs, outputs, seconds, measured)
+    ).astype(np.int64, copy=False)
+    found = Totals.summed(
+        lookup.names, lookup.account_names if spec.by_account else NO_PAYERS, keys, sums
     )
-    # Groups in the order of their first event, as the loop meets them; named at once (a
-    # file of 25,000 events can hold 10,000 pairs of listing versions: no loop per pair).
-    first = np.argsort(order[starts], kind="stable")
-    rest, group_payers = np.divmod(ordered[starts][first], payer_width)
-    rest, oks = np.divmod(rest, 2)
-    rest, group_models = np.divmod(rest, width)
-    group_buckets, group_agents = np.divmod(rest, width)
-    befores, group_months, group_days = (
-        np.array(column, np.int64)[group_buckets].tolist() for column in zip(*buckets, strict=True)
-    )
-    names = lookup.names
-    payer_names = lookup.account_names if spec.by_account else [""]
-    keys_named = zip(
-        map(bool, befores),
-        group_months,
-        group_days,
-        map(names.__getitem__, group_agents.tolist()),
-        map(names.__getitem__, group_models.tolist()),
-        (oks == 1).tolist(),
-        map(payer_names.__getitem__, group_payers.tolist()),
-        strict=True,
-    )
-    found: dict[TotalsKey, Sums] = dict(zip(keys_named, sums[first].tolist(), strict=True))
     scan.events += count
-    scan.line_numbers.extend(lines if lines is not None else range(1, count + 1))
-    scan.digests.frombytes(columns.digests(spec.seed).tobytes())
-    if not scan.totals:
-        scan.totals = found
+    if lines is None:
+        scan.line_numbers.frombytes(np.arange(1, count + 1, dtype=np.uintc).tobytes())
     else:
-        add_totals(scan.totals, found)
+        scan.line_numbers.extend(lines)
+    scan.digests.frombytes(columns.digests(spec.seed).tobytes())
+    scan.totals = merge([scan.totals, found]) if len(scan.totals) else found
+    return True
+
+
+def _checked(values: list[str], valid: set[str], check: Callable[[list[str]], bool]) -> bool:
+    """Every one of `values` holds to its pattern: those not in `valid` (the values of this
+    reading found valid before) checked at once, then added there. A month's files name the
+    same tens of thousands of accounts again and again."""
+    fresh = [v for v in values if v not in valid]
+    if fresh and not check(fresh):
+        return False
+    valid.update(fresh)
     return True
 
 
@@ -411,20 +383,29 @@ def add_digests(
 def add_pending(
     scan: FileScan,
     pending: dict[PendingKey, Sums],
-    names: Sequence[tuple[str, str] | None],
+    lookup: Lookup,
     counted_ids: list[str],
     claimed_ids: list[str],
     source: str,
-    seed: int,
+    spec: ScanSpec,
 ) -> None:
     """The counted events' key digests, the claims', and the totals by listing version."""
-    add_digests(scan, source, counted_ids, claimed_ids, seed)
-    totals: dict[TotalsKey, Sums] = scan.totals
-    for (before, month, day, a, m, ok, payer), sums in pending.items():
-        named: TotalsKey = (before, month, day, names[a], names[m], ok, payer)
-        current = totals.get(named)
-        if current is None:
-            totals[named] = sums
-        else:
-            for i, value in enumerate(sums):
-                current[i] += value
+    add_digests(scan, source, counted_ids, claimed_ids, spec.seed)
+    if not pending:
+        return
+    payer = lookup.account_number if spec.by_account else _no_payer
+    rows = [
+        (before, month, day, a, m, ok, payer(account))
+        for before, month, day, a, m, ok, account in pending
+    ]
+    found = Totals.summed(
+        lookup.names,
+        lookup.account_names if spec.by_account else NO_PAYERS,
+        np.array(rows, np.int64),
+        np.array(list(pending.values()), np.int64),
+    )
+    scan.totals = merge([scan.totals, found]) if len(scan.totals) else found
+
+
+def _no_payer(account: str) -> int:
+    return 0

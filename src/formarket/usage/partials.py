@@ -30,11 +30,12 @@ import formarket.schemas.usage as usage_schema
 from formarket.atomicfile import writing_atomically
 from formarket.schemas.usage import SetAside
 from formarket.usage.scan import FileScan, Rules, ScanFile, ScanSpec
+from formarket.usage.totals import Totals
 
 __all__ = ["PartialStore", "digest_seed", "spec_fingerprint", "store_for", "trim"]
 
 # Raise when what an entry holds changes shape: entries of another format are never read.
-FORMAT = 1
+FORMAT = 2
 # What the usage entries of one cache folder may take: a month of 15 million events takes about
 # 350 MB under one reading's rules.
 KEEP_BYTES = 4 << 30
@@ -133,6 +134,8 @@ class PartialStore:
         if not isinstance(found, tuple) or len(found) != 8:
             return None
         lines, events, set_aside, digests, numbers, claims, claim_lines, totals = found
+        if not isinstance(totals, Totals):
+            return None
         scan = FileScan(index, lines, events, totals=totals)
         scan.set_aside = [
             SetAside(code=code, file=file, line=line, message=message)

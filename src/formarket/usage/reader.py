@@ -329,7 +329,7 @@ def take_events_each(
             sums[4] += data.instance_seconds
             sums[5] += measured
     scan.events += taken
-    add_pending(scan, pending, names, counted_ids, claimed_ids, source, spec.seed)
+    add_pending(scan, pending, lookup, counted_ids, claimed_ids, source, spec)
 
 
 def _above(data: WireData, ceilings: tuple[int, int, int, int]) -> str:

@@ -12,10 +12,10 @@ from __future__ import annotations
 from array import array
 from dataclasses import dataclass, field
 from datetime import timedelta
-from operator import add, sub
 
 from formarket.schemas.usage import SetAside, UsageCeilings
 from formarket.usage.files import UsageFile
+from formarket.usage.totals import SUMS, Sums, Totals, TotalsKey
 from formarket.usage.wire import WireEvent, WireRef, ref_problem
 
 __all__ = [
@@ -26,8 +26,8 @@ __all__ = [
     "ScanFile",
     "ScanSpec",
     "Sums",
+    "Totals",
     "TotalsKey",
-    "add_totals",
     "lookup_of",
 ]
 
@@ -80,15 +80,6 @@ class ScanFile:
     commit: int = 0
 
 
-# (counted before, month index, day (a date's ordinal with `by_day`, else 0), agent (id,
-# version), model (id, version), outcome is ok, paying account (with `by_account`, else ""))
-TotalsKey = tuple[bool, int, int, tuple[str, str] | None, tuple[str, str] | None, bool, str]
-# events, requests, input tokens, output tokens, instance seconds, calls whose tokens the
-# gateway counted (tokens_source other than upstream, at least one request)
-Sums = list[int]
-SUMS = 6
-
-
 @dataclass(slots=True)
 class FileScan:
     """What one file holds: totals, and a key digest and line per event counted; with
@@ -104,7 +95,7 @@ class FileScan:
     # decides it, so a later copy of one of these is never counted either.
     claims: array[int] = field(default_factory=lambda: array("q"))
     claim_lines: array[int] = field(default_factory=lambda: array("I"))
-    totals: dict[TotalsKey, Sums] = field(default_factory=dict)
+    totals: Totals = field(default_factory=Totals.empty)
     accepted: list[WireEvent] = field(default_factory=list)
 
 
@@ -168,16 +159,3 @@ def lookup_of(spec: ScanSpec) -> Lookup:
     if not _LOOKUP or _LOOKUP[0].spec is not spec or _LOOKUP[0].size() > _LOOKUP_LIMIT:
         _LOOKUP[:] = [Lookup(spec)]
     return _LOOKUP[0]
-
-
-def add_totals(into: dict[TotalsKey, Sums], more: dict[TotalsKey, Sums], sign: int = 1) -> None:
-    """Add (or with sign -1, subtract) one set of totals to another."""
-    # Called on every file's totals, thousands of entries each: list operations in C.
-    for key, sums in more.items():
-        current = into.get(key)
-        if current is None:
-            into[key] = sums.copy() if sign == 1 else [-v for v in sums]
-        elif sign == 1:
-            current[:] = map(add, current, sums)
-        else:
-            current[:] = map(sub, current, sums)

@@ -30,7 +30,8 @@ from formarket.market.repository import open_repository
 from formarket.market.trees import read_blob
 from formarket.usage.partials import PartialStore
 from formarket.usage.reader import fetch_lines, scan_file
-from formarket.usage.scan import FileScan, ScanFile, ScanSpec, Sums, TotalsKey, add_totals
+from formarket.usage.scan import FileScan, ScanFile, ScanSpec
+from formarket.usage.totals import Totals, merge
 from formarket.usage.wire import WireEvent
 
 __all__ = ["Progress", "Scanner", "repeated_lines"]
@@ -63,28 +64,50 @@ def _read(
     return scan
 
 
+# Rows of totals gathered before they are merged: each file's rows are kept until then.
+_MERGE_ROWS = 1 << 18
+
+
+class _Summing:
+    """Totals of many files, merged every _MERGE_ROWS rows rather than file by file."""
+
+    def __init__(self) -> None:
+        self.parts: list[Totals] = []
+        self.rows = 0
+
+    def add(self, totals: Totals) -> None:
+        self.parts.append(totals)
+        self.rows += len(totals)
+        if self.rows >= _MERGE_ROWS:
+            self.parts = [merge(self.parts)]
+            self.rows = len(self.parts[0])
+
+    def total(self) -> Totals:
+        return merge(self.parts)
+
+
 def _scan_batch(
     batch: list[tuple[int, ScanFile, ObjectID]],
-) -> tuple[list[tuple[int, FileScan]], dict[TotalsKey, Sums]]:
+) -> tuple[list[tuple[int, FileScan]], Totals]:
     """Scan a batch of files; their totals come back summed once, not file by file (each
-    file's totals hold an entry per pair of listing versions: sending and adding them one
-    file at a time cost more than reading the usage)."""
+    file's totals hold a row per pair of listing versions: sending them one file at a time
+    costs more than summing them here)."""
     assert _worker is not None
     repo, spec, store = _worker
     scans = []
-    totals: dict[TotalsKey, Sums] = {}
-    # The collector's passes over the totals (millions of entries by the end of a month)
-    # cost a tenth of the reading, and reading makes no cycles to collect.
+    summing = _Summing()
+    # Reading makes no cycles to collect, and the collector's passes over what it keeps
+    # would cost time.
     gc.disable()
     try:
         for index, item, blob in batch:
             scan = _read(repo, spec, store, index, item, blob)
-            add_totals(totals, scan.totals)
-            scan.totals = {}
+            summing.add(scan.totals)
+            scan.totals = Totals.empty()
             scans.append((index, scan))
     finally:
         gc.enable()
-    return scans, totals
+    return scans, summing.total()
 
 
 def _fetch(index: int, blob: ObjectID, lines: set[int]) -> list[tuple[int, int, WireEvent]]:
@@ -166,13 +189,13 @@ class Scanner:
         first: a file's own totals would otherwise pile up to gigabytes over a month."""
         total = len(self.files)
         results: list[FileScan | None] = [None] * total
-        totals: dict[TotalsKey, Sums] = {}
+        summing = _Summing()
         done = events = 0
         for scans, batch_totals in self._batches():
-            add_totals(totals, batch_totals)
+            summing.add(batch_totals)
             for index, scan in scans:
-                add_totals(totals, scan.totals)
-                scan.totals = {}
+                summing.add(scan.totals)
+                scan.totals = Totals.empty()
                 results[index] = scan
                 events += scan.events
                 done += 1
@@ -181,18 +204,18 @@ class Scanner:
         out = [r for r in results if r is not None]
         assert len(out) == total
         if out:
-            out[0].totals = totals
+            out[0].totals = summing.total()
         return out
 
     def _batches(
         self,
-    ) -> Iterable[tuple[list[tuple[int, FileScan]], dict[TotalsKey, Sums]]]:
+    ) -> Iterable[tuple[list[tuple[int, FileScan]], Totals]]:
         if self.kept:
-            yield sorted(self.kept.items()), {}
+            yield sorted(self.kept.items()), Totals.empty()
         if self.pool is None:
             for i in self.todo:
                 item, blob = self.files[i], self.blobs[i]
-                yield [(i, _read(self.repo, self.spec, self.store, i, item, blob))], {}
+                yield [(i, _read(self.repo, self.spec, self.store, i, item, blob))], Totals.empty()
             return
         # Eight batches a worker: few enough that totals travel rarely, enough that the
         # workers finish together.
@@ -239,13 +262,21 @@ def repeated_lines(
     if len(repeated) == 0:
         return out, claimed
     del ordered
-    # Each file's digests looked up among the few repeated ones by binary search: memory of
-    # the size of one file's digests, where one search over the month's took a gigabyte.
+    # Each file's digests looked up among the few repeated ones: memory of the size of one
+    # file's digests, where one search over the month's took a gigabyte. A table of which
+    # low bits the repeated digests have passes a few hundredths of them on to the binary
+    # search, which alone cost more than the sort.
+    bits = max(16, min(26, int(len(repeated)).bit_length() + 6))
+    mask = (1 << bits) - 1
+    table = np.zeros(1 << bits, np.bool_)
+    table[repeated & mask] = True
     count = len(scans)
     for owner, pool in enumerate(pools):
-        places = np.searchsorted(repeated, pool)
+        maybe = np.flatnonzero(table[pool & mask])
+        candidates = pool[maybe]
+        places = np.searchsorted(repeated, candidates)
         places[places == len(repeated)] = 0
-        hits = np.flatnonzero(repeated[places] == pool).tolist()
+        hits = maybe[repeated[places] == candidates].tolist()
         if owner < count:
             scan = scans[owner]
             for position in hits:

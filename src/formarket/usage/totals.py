@@ -1,0 +1,197 @@
+"""A reading's sums by group, as columns: kept per file, merged per close, named once.
+
+A file of 25,000 events can hold 10,000 groups (pairs of listing versions), and a month
+hundreds of such files. Each group named as a tuple of tuples, added into a dictionary per
+file, per batch and per close, and pickled between processes cost more than reading the
+events. Here a group is one row of small integers, the listing versions and the paying
+accounts numbered by the tables the rows point into, so that merging many files' totals is a
+concatenation, one sort and one `reduceat`; names are looked up once per close (`named`).
+
+Inside one process the rows of every file point into the same tables (the reading's
+`Lookup`, which only grows), and merging them needs no renumbering. A `Totals` that leaves its
+process (pickled into the cache or to the close) takes only the names its rows use.
+
+    Totals      the sums of a reading, by group
+    merge       many totals as one, each group once
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from math import prod
+from typing import Any, TypeVar
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = ["KEYS", "NO_PAYERS", "SUMS", "Name", "Sums", "Totals", "TotalsKey", "merge"]
+
+Name = tuple[str, str] | None
+# (counted before, month index, day (a date's ordinal with `by_day`, else 0), agent (id,
+# version), model (id, version), outcome is ok, paying account (with `by_account`, else ""))
+TotalsKey = tuple[bool, int, int, Name, Name, bool, str]
+# events, requests, input tokens, output tokens, instance seconds, calls whose tokens the
+# gateway counted (tokens_source other than upstream, at least one request)
+Sums = list[int]
+SUMS = 6
+
+# The columns of a row's key: counted before (0 or 1), month, day, agent and model (numbers
+# in `names`), outcome is ok (0 or 1), paying account (a number in `payers`).
+KEYS = 7
+_AGENT, _MODEL, _PAYER = 3, 4, 6
+_NO_NAMES: list[Name] = [None]
+# The payers of a reading that is not by account: every row's is 0, "".
+NO_PAYERS: list[str] = [""]
+
+Table = npt.NDArray[np.int64]
+_T = TypeVar("_T")
+
+
+@dataclass(slots=True)
+class Totals:
+    """Sums by group: row i's key is keys[i] (KEYS columns) and its sums are sums[i] (SUMS
+    columns); its agent and model are names[...] and its paying account payers[...]. A row
+    may repeat a key (until `merge`) and may sum to zero (a subtraction's result)."""
+
+    names: list[Name]
+    payers: list[str]
+    keys: Table
+    sums: Table
+
+    @staticmethod
+    def empty() -> Totals:
+        return Totals(
+            _NO_NAMES, NO_PAYERS, np.zeros((0, KEYS), np.int64), np.zeros((0, SUMS), np.int64)
+        )
+
+    @staticmethod
+    def of(named: dict[TotalsKey, Sums]) -> Totals:
+        """The totals of named groups, as `named` gives them back."""
+        names: dict[Name, int] = {None: 0}
+        payers: dict[str, int] = {"": 0}
+        rows = [
+            (
+                before,
+                month,
+                day,
+                names.setdefault(agent, len(names)),
+                names.setdefault(model, len(names)),
+                ok,
+                payers.setdefault(payer, len(payers)),
+            )
+            for before, month, day, agent, model, ok, payer in named
+        ]
+        return Totals(
+            list(names),
+            list(payers),
+            np.array(rows, np.int64).reshape(-1, KEYS),
+            np.array(list(named.values()), np.int64).reshape(-1, SUMS),
+        )
+
+    @staticmethod
+    def summed(names: list[Name], payers: list[str], keys: Table, sums: Table) -> Totals:
+        """The totals of rows that may repeat a key, each key once."""
+        return Totals(names, payers, *_reduce(keys, sums))
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def negated(self) -> Totals:
+        return Totals(self.names, self.payers, self.keys, -self.sums)
+
+    def named(self) -> dict[TotalsKey, Sums]:
+        """Each group by its names (merged first: each key once), with its sums."""
+        merged = merge([self])
+        names, payers = merged.names, merged.payers
+        keys = merged.keys.T.tolist()
+        rows = zip(
+            map(bool, keys[0]),
+            keys[1],
+            keys[2],
+            map(names.__getitem__, keys[_AGENT]),
+            map(names.__getitem__, keys[_MODEL]),
+            map(bool, keys[5]),
+            map(payers.__getitem__, keys[_PAYER]),
+            strict=True,
+        )
+        return dict(zip(rows, merged.sums.tolist(), strict=True))
+
+    def compact(self) -> Totals:
+        """The same totals with only the names their rows use: what leaves the process."""
+        used = np.unique(self.keys[:, _AGENT : _MODEL + 1])
+        payers_used = np.unique(self.keys[:, _PAYER])
+        keys = self.keys.copy()
+        keys[:, _AGENT : _MODEL + 1] = np.searchsorted(used, keys[:, _AGENT : _MODEL + 1])
+        keys[:, _PAYER] = np.searchsorted(payers_used, keys[:, _PAYER])
+        names, payers = self.names, self.payers
+        return Totals(
+            [names[i] for i in used.tolist()],
+            [payers[i] for i in payers_used.tolist()],
+            keys,
+            self.sums,
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickled (into the cache, to the close's process) with its own names only, never
+        # with the whole table of its process.
+        small = self.compact()
+        return (Totals, (small.names, small.payers, small.keys, small.sums))
+
+
+def merge(parts: Sequence[Totals]) -> Totals:
+    """The totals of `parts` as one, each key once (zero sums kept)."""
+    parts = [p for p in parts if len(p)]
+    if not parts:
+        return Totals.empty()
+    first = parts[0]
+    if all(p.names is first.names and p.payers is first.payers for p in parts):
+        names, payers = first.names, first.payers
+        keys = np.concatenate([p.keys for p in parts])
+    else:
+        parts = [p.compact() for p in parts]
+        names, name_numbers = _union([p.names for p in parts])
+        payers, payer_numbers = _union([p.payers for p in parts])
+        keys = np.concatenate([p.keys for p in parts])
+        start = 0
+        for part, renamed, repaid in zip(parts, name_numbers, payer_numbers, strict=True):
+            rows = keys[start : start + len(part)]
+            rows[:, _AGENT : _MODEL + 1] = renamed[rows[:, _AGENT : _MODEL + 1]]
+            rows[:, _PAYER] = repaid[rows[:, _PAYER]]
+            start += len(part)
+    sums = np.concatenate([p.sums for p in parts])
+    keys, sums = _reduce(keys, sums)
+    return Totals(names, payers, keys, sums)
+
+
+def _union(tables: Sequence[list[_T]]) -> tuple[list[_T], list[Table]]:
+    """One table of every value of `tables`, and each table's numbers in it."""
+    index: dict[_T, int] = {}
+    numbers = [
+        np.fromiter((index.setdefault(v, len(index)) for v in table), np.int64, len(table))
+        for table in tables
+    ]
+    return list(index), numbers
+
+
+def _reduce(keys: Table, sums: Table) -> tuple[Table, Table]:
+    """Each distinct row of `keys` once, with the sums of its rows, in key order."""
+    if len(keys) < 2:
+        return keys, sums
+    low = keys.min(axis=0)
+    spans = (keys.max(axis=0) - low + 1).tolist()
+    if prod(spans) < 1 << 62:
+        # One int64 per row (mixed radix over the columns' ranges): one sort of integers.
+        composite = np.zeros(len(keys), np.int64)
+        for column, span in enumerate(spans):
+            composite *= span
+            composite += keys[:, column] - low[column]
+        order = np.argsort(composite, kind="stable")
+        ordered = composite[order]
+        starts = np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1])))
+    else:
+        order = np.lexsort(keys.T[::-1])
+        ordered_keys = keys[order]
+        changed = np.any(ordered_keys[1:] != ordered_keys[:-1], axis=1)
+        starts = np.flatnonzero(np.concatenate(([True], changed)))
+    return keys[order[starts]], np.add.reduceat(sums[order], starts, axis=0)
