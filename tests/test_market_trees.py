@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import zlib
+from pathlib import Path
+
+import pytest
+from dulwich.object_store import DiskObjectStore
 from dulwich.objects import Blob, Tree
 from dulwich.repo import MemoryRepo
 
-from formarket.market.trees import DIR_MODE, entry, subtree, tree
+from formarket.errors import NotFoundError
+from formarket.market.repository import create_repository
+from formarket.market.trees import DIR_MODE, entry, read_blob, subtree, tree
 
 
 def _repo() -> tuple[MemoryRepo, Tree]:
@@ -44,3 +51,30 @@ def test_what_is_not_a_folder_or_not_there_is_none() -> None:
     assert subtree(repo, root, "registry/slug/listing.yaml") is None
     assert tree(repo, None) is None
     assert tree(repo, entry(repo, root, "README.md")[1]) is None  # type: ignore[index]
+
+
+def test_a_blob_reads_the_same_loose_packed_or_damaged(tmp_path: Path) -> None:
+    repo = create_repository(tmp_path / "repo", bare=True)
+    data = bytes(range(256)) * 4096 + b"\0blob 7\0"  # a header look-alike inside the content
+    blob = Blob.from_string(data)
+    tree_ = Tree()  # not a blob: refused either way
+    store = repo.object_store
+    store.add_object(blob)
+    store.add_object(tree_)
+    assert isinstance(store, DiskObjectStore)
+    assert read_blob(repo, blob.id) == data
+    with pytest.raises(NotFoundError):
+        read_blob(repo, tree_.id)
+    # A loose object that does not inflate as a blob goes to dulwich, which judges it.
+    loose = Path(store.path) / blob.id.decode()[:2] / blob.id.decode()[2:]
+    stored = loose.read_bytes()
+    loose.chmod(0o644)
+    loose.write_bytes(zlib.compress(b"blob 3\0abcdef"))
+    with pytest.raises(Exception):  # noqa: B017, PT011 - dulwich's own error, whichever it is
+        read_blob(repo, blob.id)
+    loose.write_bytes(stored)
+    # Packed, and the loose copy gone: read from the pack.
+    store.pack_loose_objects()
+    assert not loose.exists()
+    assert read_blob(repo, blob.id) == data
+    repo.close()
