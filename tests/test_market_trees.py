@@ -70,7 +70,7 @@ def test_a_blob_reads_the_same_loose_packed_or_damaged(tmp_path: Path) -> None:
     stored = loose.read_bytes()
     loose.chmod(0o644)
     loose.write_bytes(zlib.compress(b"blob 3\0abcdef"))
-    with pytest.raises(Exception):  # noqa: B017, PT011 - dulwich's own error, whichever it is
+    with pytest.raises(Exception):  # noqa: B017 - dulwich's own error, whichever it is
         read_blob(repo, blob.id)
     loose.write_bytes(stored)
     # Packed, and the loose copy gone: read from the pack.

@@ -266,7 +266,7 @@ def repeated_lines(
     # file's digests, where one search over the month's took a gigabyte. A table of which
     # low bits the repeated digests have passes a few hundredths of them on to the binary
     # search, which alone cost more than the sort.
-    bits = max(16, min(26, int(len(repeated)).bit_length() + 6))
+    bits = max(16, min(26, len(repeated).bit_length() + 6))
     mask = (1 << bits) - 1
     table = np.zeros(1 << bits, np.bool_)
     table[repeated & mask] = True
