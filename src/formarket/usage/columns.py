@@ -287,9 +287,9 @@ def _take(
     lookup = lookup_of(spec)
     if not columns.ids_valid():
         return False
-    if not _checked(columns.accounts, lookup.accounts, all_accounts_valid):
+    if not all_accounts_valid(columns.accounts):
         return False
-    if not _checked(columns.subjects, lookup.subjects, all_subjects_valid):
+    if not all_subjects_valid(columns.subjects):
         return False
     agents = columns.agents(lookup)
     models = columns.models(lookup)
@@ -327,10 +327,9 @@ def _take(
         if month < rules.first:
             return False  # too late (USG013): a claim, which the loop records
         if month <= rules.period:
-            known = lookup.known_old if before else lookup.known_new
-            on_day = day_of == index
-            refs = np.unique(np.concatenate((agents[on_day], models[on_day])))
-            if not all(known[number] for number in refs.tolist()):
+            known = lookup.known_array(old=before)
+            on_day = slice(None) if len(months) == 1 else day_of == index
+            if not (known[agents[on_day]].all() and known[models[on_day]].all()):
                 return False  # a listing version not published then (USG008, USG009)
 
     # Sums by (day or month, agent, model, outcome is ok, payer): rows of numbers, each key
@@ -341,8 +340,8 @@ def _take(
         for month, day in zip(months, day_list, strict=True)
     ]
     payers = columns.payers(lookup) if spec.by_account else np.zeros(count, np.int64)
-    keys = np.column_stack(
-        (np.array(buckets, np.int64)[day_of], agents, models, columns.ok(), payers)
+    keys = np.vstack(
+        (np.array(buckets, np.int64).T[:, day_of], agents, models, columns.ok(), payers)
     ).astype(np.int64, copy=False)
     measured = ~columns.upstream() & (requests != 0)
     sums = np.column_stack(
@@ -358,17 +357,6 @@ def _take(
         scan.line_numbers.extend(lines)
     scan.digests.frombytes(columns.digests(spec.seed).tobytes())
     scan.totals = merge([scan.totals, found]) if len(scan.totals) else found
-    return True
-
-
-def _checked(values: list[str], valid: set[str], check: Callable[[list[str]], bool]) -> bool:
-    """Every one of `values` holds to its pattern: those not in `valid` (the values of this
-    reading found valid before) checked at once, then added there. A month's files name the
-    same tens of thousands of accounts again and again."""
-    fresh = [v for v in values if v not in valid]
-    if fresh and not check(fresh):
-        return False
-    valid.update(fresh)
     return True
 
 
@@ -401,7 +389,7 @@ def add_pending(
     found = Totals.summed(
         lookup.names,
         lookup.account_names if spec.by_account else NO_PAYERS,
-        np.array(rows, np.int64),
+        np.array(rows, np.int64).T.copy(),
         np.array(list(pending.values()), np.int64),
     )
     scan.totals = merge([scan.totals, found]) if len(scan.totals) else found

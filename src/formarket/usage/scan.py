@@ -13,6 +13,9 @@ from array import array
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+import numpy as np
+import numpy.typing as npt
+
 from formarket.schemas.usage import SetAside, UsageCeilings
 from formarket.usage.files import UsageFile
 from formarket.usage.totals import SUMS, Sums, Totals, TotalsKey
@@ -120,6 +123,7 @@ class Lookup:
         # With `by_account`, each paying account's number, as listing versions have theirs.
         self.account_numbers: dict[str, int] = {}
         self.account_names: list[str] = []
+        self._known_arrays = {False: np.zeros(0, np.bool_), True: np.zeros(0, np.bool_)}
 
     def number_of(self, ref: WireRef) -> int:
         problem = ref_problem(ref)
@@ -131,6 +135,14 @@ class Lookup:
         old = self.spec.old
         self.known_old.append(not problem and old is not None and name in old.known)
         return number
+
+    def known_array(self, *, old: bool) -> npt.NDArray[np.bool_]:
+        """`known_old` (or `known_new`) as an array, to index by a column of numbers."""
+        known = self.known_old if old else self.known_new
+        cached = self._known_arrays[old]
+        if len(cached) != len(known):
+            cached = self._known_arrays[old] = np.array(known, np.bool_)
+        return cached
 
     def account_number(self, account: str) -> int:
         number = self.account_numbers.get(account)

@@ -50,9 +50,10 @@ _T = TypeVar("_T")
 
 @dataclass(slots=True)
 class Totals:
-    """Sums by group: row i's key is keys[i] (KEYS columns) and its sums are sums[i] (SUMS
-    columns); its agent and model are names[...] and its paying account payers[...]. A row
-    may repeat a key (until `merge`) and may sum to zero (a subtraction's result)."""
+    """Sums by group: row i's key is keys[:, i] (KEYS columns, each one contiguous) and its
+    sums are sums[i] (SUMS columns); its agent and model are names[...] and its paying
+    account payers[...]. A row may repeat a key (until `merge`) and may sum to zero (a
+    subtraction's result)."""
 
     names: list[Name]
     payers: list[str]
@@ -62,7 +63,7 @@ class Totals:
     @staticmethod
     def empty() -> Totals:
         return Totals(
-            _NO_NAMES, NO_PAYERS, np.zeros((0, KEYS), np.int64), np.zeros((0, SUMS), np.int64)
+            _NO_NAMES, NO_PAYERS, np.zeros((KEYS, 0), np.int64), np.zeros((0, SUMS), np.int64)
         )
 
     @staticmethod
@@ -85,7 +86,7 @@ class Totals:
         return Totals(
             list(names),
             list(payers),
-            np.array(rows, np.int64).reshape(-1, KEYS),
+            np.ascontiguousarray(np.array(rows, np.int64).reshape(-1, KEYS).T),
             np.array(list(named.values()), np.int64).reshape(-1, SUMS),
         )
 
@@ -95,7 +96,7 @@ class Totals:
         return Totals(names, payers, *_reduce(keys, sums))
 
     def __len__(self) -> int:
-        return len(self.keys)
+        return int(self.keys.shape[1])
 
     def negated(self) -> Totals:
         return Totals(self.names, self.payers, self.keys, -self.sums)
@@ -104,7 +105,7 @@ class Totals:
         """Each group by its names (merged first: each key once), with its sums."""
         merged = merge([self])
         names, payers = merged.names, merged.payers
-        keys = merged.keys.T.tolist()
+        keys = merged.keys.tolist()
         rows = zip(
             map(bool, keys[0]),
             keys[1],
@@ -119,11 +120,11 @@ class Totals:
 
     def compact(self) -> Totals:
         """The same totals with only the names their rows use: what leaves the process."""
-        used = np.unique(self.keys[:, _AGENT : _MODEL + 1])
-        payers_used = np.unique(self.keys[:, _PAYER])
+        used = np.unique(self.keys[_AGENT : _MODEL + 1])
+        payers_used = np.unique(self.keys[_PAYER])
         keys = self.keys.copy()
-        keys[:, _AGENT : _MODEL + 1] = np.searchsorted(used, keys[:, _AGENT : _MODEL + 1])
-        keys[:, _PAYER] = np.searchsorted(payers_used, keys[:, _PAYER])
+        keys[_AGENT : _MODEL + 1] = np.searchsorted(used, keys[_AGENT : _MODEL + 1])
+        keys[_PAYER] = np.searchsorted(payers_used, keys[_PAYER])
         names, payers = self.names, self.payers
         return Totals(
             [names[i] for i in used.tolist()],
@@ -147,17 +148,17 @@ def merge(parts: Sequence[Totals]) -> Totals:
     first = parts[0]
     if all(p.names is first.names and p.payers is first.payers for p in parts):
         names, payers = first.names, first.payers
-        keys = np.concatenate([p.keys for p in parts])
+        keys = np.concatenate([p.keys for p in parts], axis=1)
     else:
         parts = [p.compact() for p in parts]
         names, name_numbers = _union([p.names for p in parts])
         payers, payer_numbers = _union([p.payers for p in parts])
-        keys = np.concatenate([p.keys for p in parts])
+        keys = np.concatenate([p.keys for p in parts], axis=1)
         start = 0
         for part, renamed, repaid in zip(parts, name_numbers, payer_numbers, strict=True):
-            rows = keys[start : start + len(part)]
-            rows[:, _AGENT : _MODEL + 1] = renamed[rows[:, _AGENT : _MODEL + 1]]
-            rows[:, _PAYER] = repaid[rows[:, _PAYER]]
+            rows = keys[:, start : start + len(part)]
+            rows[_AGENT : _MODEL + 1] = renamed[rows[_AGENT : _MODEL + 1]]
+            rows[_PAYER] = repaid[rows[_PAYER]]
             start += len(part)
     sums = np.concatenate([p.sums for p in parts])
     keys, sums = _reduce(keys, sums)
@@ -175,23 +176,23 @@ def _union(tables: Sequence[list[_T]]) -> tuple[list[_T], list[Table]]:
 
 
 def _reduce(keys: Table, sums: Table) -> tuple[Table, Table]:
-    """Each distinct row of `keys` once, with the sums of its rows, in key order."""
-    if len(keys) < 2:
+    """Each distinct key of `keys` once, with the sums of its rows, in key order."""
+    if keys.shape[1] < 2:
         return keys, sums
-    low = keys.min(axis=0)
-    spans = (keys.max(axis=0) - low + 1).tolist()
+    low = keys.min(axis=1)
+    spans = (keys.max(axis=1) - low + 1).tolist()
     if prod(spans) < 1 << 62:
         # One int64 per row (mixed radix over the columns' ranges): one sort of integers.
-        composite = np.zeros(len(keys), np.int64)
+        composite = np.zeros(keys.shape[1], np.int64)
         for column, span in enumerate(spans):
             composite *= span
-            composite += keys[:, column] - low[column]
-        order = np.argsort(composite, kind="stable")
+            composite += keys[column] - low[column]
+        order = np.argsort(composite)
         ordered = composite[order]
         starts = np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1])))
     else:
-        order = np.lexsort(keys.T[::-1])
-        ordered_keys = keys[order]
-        changed = np.any(ordered_keys[1:] != ordered_keys[:-1], axis=1)
+        order = np.lexsort(keys[::-1])
+        ordered_keys = keys[:, order]
+        changed = np.any(ordered_keys[:, 1:] != ordered_keys[:, :-1], axis=0)
         starts = np.flatnonzero(np.concatenate(([True], changed)))
-    return keys[order[starts]], np.add.reduceat(sums[order], starts, axis=0)
+    return keys[:, order[starts]], np.add.reduceat(sums[order], starts, axis=0)

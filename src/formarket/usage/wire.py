@@ -219,7 +219,7 @@ class _Shape:
 
     def holds(self, values: list[str]) -> bool:
         # Not ASCII (lone surrogates included) encodes to bytes no table lets pass.
-        joined = "".join(v + "\n" for v in values).encode("utf-8", "surrogatepass")
+        joined = ("\n".join(values) + "\n" if values else "").encode("utf-8", "surrogatepass")
         return self.holds_joined(joined, len(values))
 
 
