@@ -284,7 +284,7 @@ static int ref_of(Cursor *c, Table *refs, int32_t *number) {
 enum { T_SOURCE, T_SUBJECT, T_ACCOUNT, T_REF, T_TOKENS, T_PARENT, TABLES };
 
 typedef struct {
-    int64_t *times, *requests, *inputs, *outputs, *seconds;
+    int64_t *times, *requests, *inputs, *outputs, *seconds, *starts;
     uint8_t *calls, *oks;
     int32_t *codes[TABLES];
     int32_t *models; /* the model's number in T_REF; codes[T_REF] holds the agent's */
@@ -375,7 +375,18 @@ static int line_of(Cursor *c, Columns *out, Py_ssize_t i, int64_t most) {
 }
 
 /* The columns are written straight into the bytes objects handed back: no copy after. */
-enum { C_TIMES, C_REQUESTS, C_INPUTS, C_OUTPUTS, C_SECONDS, C_CALLS, C_OKS, C_MODELS, C_CODES };
+enum {
+    C_TIMES,
+    C_REQUESTS,
+    C_INPUTS,
+    C_OUTPUTS,
+    C_SECONDS,
+    C_STARTS,
+    C_CALLS,
+    C_OKS,
+    C_MODELS,
+    C_CODES
+};
 #define COLUMNS (C_CODES + TABLES)
 
 static PyObject *parse(PyObject *module, PyObject *args) {
@@ -397,7 +408,7 @@ static PyObject *parse(PyObject *module, PyObject *args) {
     for (const char *p = raw; (p = memchr(p, '\n', (size_t)(raw + size - p))) != NULL; p++) count++;
     if (size > 0 && raw[size - 1] != '\n') count++;
     if (count == 0) goto done;
-    static const int widths[COLUMNS] = {8, 8, 8, 8, 8, 1, 1, 4, 4, 4, 4, 4, 4, 4};
+    static const int widths[COLUMNS] = {8, 8, 8, 8, 8, 8, 1, 1, 4, 4, 4, 4, 4, 4, 4};
     for (int k = 0; k < COLUMNS; k++) {
         columns[k] = PyBytes_FromStringAndSize(NULL, count * widths[k]);
         if (!columns[k]) goto done;
@@ -408,6 +419,7 @@ static PyObject *parse(PyObject *module, PyObject *args) {
     out.inputs = AS(int64_t, C_INPUTS);
     out.outputs = AS(int64_t, C_OUTPUTS);
     out.seconds = AS(int64_t, C_SECONDS);
+    out.starts = AS(int64_t, C_STARTS);
     out.calls = AS(uint8_t, C_CALLS);
     out.oks = AS(uint8_t, C_OKS);
     out.models = AS(int32_t, C_MODELS);
@@ -434,6 +446,7 @@ static PyObject *parse(PyObject *module, PyObject *args) {
     Cursor c = {raw, raw + size};
     for (Py_ssize_t i = 0; i < count; i++) {
         const char *start = c.p;
+        out.starts[i] = start - raw;
         found = line_of(&c, &out, i, (int64_t)most);
         if (found <= 0) break;
         if (c.p - start > longest_line || (c.p < c.end && *c.p != '\n')) {
@@ -476,10 +489,10 @@ static PyObject *parse(PyObject *module, PyObject *args) {
         PyTuple_SET_ITEM(codes, t, columns[C_CODES + t]);
         columns[C_CODES + t] = NULL;
     }
-    result = Py_BuildValue("nNNNNNNNNnNNNNN", count, columns[C_TIMES], columns[C_REQUESTS],
+    result = Py_BuildValue("nNNNNNNNNNnNNNNN", count, columns[C_TIMES], columns[C_REQUESTS],
                            columns[C_INPUTS], columns[C_OUTPUTS], columns[C_SECONDS],
-                           columns[C_CALLS], columns[C_OKS], columns[C_MODELS], width, padded,
-                           lengths, joined, tables, codes);
+                           columns[C_STARTS], columns[C_CALLS], columns[C_OKS],
+                           columns[C_MODELS], width, padded, lengths, joined, tables, codes);
     /* Py_BuildValue took every reference ("N"), whether it succeeded or not. */
     for (int k = 0; k < C_CODES; k++) columns[k] = NULL;
     padded = joined = lengths = tables = NULL;

@@ -51,6 +51,7 @@ class LineColumns:
     inputs: npt.NDArray[np.int64]
     outputs: npt.NDArray[np.int64]
     seconds: npt.NDArray[np.int64]
+    starts: npt.NDArray[np.int64]  # where each line starts in the file's bytes
     calls: npt.NDArray[np.bool_]  # the type is a call (else instance hours)
     oks: npt.NDArray[np.bool_]  # the outcome is "ok"
     id_words: npt.NDArray[np.uint64]  # each id zero-padded, as 8-byte words
@@ -93,6 +94,7 @@ def read_columns(raw: bytes) -> LineColumns | None:
         inputs,
         outputs,
         seconds,
+        starts,
         calls,
         oks,
         models,
@@ -112,6 +114,7 @@ def read_columns(raw: bytes) -> LineColumns | None:
         inputs=np.frombuffer(inputs, _I64),
         outputs=np.frombuffer(outputs, _I64),
         seconds=np.frombuffer(seconds, _I64),
+        starts=np.frombuffer(starts, _I64),
         calls=np.frombuffer(calls, np.bool_),
         oks=np.frombuffer(oks, np.bool_),
         id_words=np.frombuffer(padded, np.uint64).reshape(count, width // 8),

@@ -25,6 +25,7 @@ from typing import TypeVar
 
 import msgspec
 import numpy as np
+import numpy.typing as npt
 from pydantic import ValidationError
 
 from formarket.schemas.usage import (
@@ -64,6 +65,7 @@ from formarket.usage.wire import (
 from formarket.yamldoc import YamlError, load_yaml
 
 __all__ = [
+    "FileLines",
     "FileScan",
     "Rules",
     "ScanFile",
@@ -71,7 +73,9 @@ __all__ = [
     "Sums",
     "TotalsKey",
     "close_rules",
+    "events_on",
     "fetch_lines",
+    "read_file",
     "reading_spec",
     "scan_file",
     "select_files",
@@ -116,25 +120,53 @@ def scan_file(
     """Read one usage file. `old` files were read by the previous close: their problems were
     reported then and are not reported again. With `keep`, the events that count are kept
     in `accepted`, in line order."""
+    return read_file(index, file, data, old, spec, keep=keep)[0]
+
+
+class FileLines:
+    """A file's bytes as read, and where its lines start: kept for a moment by a reader that
+    looks at the next file of the same collector."""
+
+    __slots__ = ("_starts", "raw")
+
+    def __init__(self, raw: bytes, starts: npt.NDArray[np.int64] | None = None) -> None:
+        self.raw = raw
+        self._starts = starts
+
+    def line(self, number: int) -> bytes:
+        """Line `number` (from 1), without its line break."""
+        if self._starts is None:
+            breaks = np.flatnonzero(np.frombuffer(self.raw, np.uint8) == _NEWLINE)
+            self._starts = np.concatenate(([0], breaks + 1))[: _line_count(self.raw)]
+        starts = self._starts
+        if number < len(starts):
+            return self.raw[int(starts[number - 1]) : int(starts[number]) - 1]
+        return self.raw[int(starts[number - 1]) :].removesuffix(b"\n")
+
+
+def read_file(
+    index: int, file: UsageFile, data: bytes, old: bool, spec: ScanSpec, *, keep: bool = False
+) -> tuple[FileScan, FileLines | None]:
+    """`scan_file`, and the file's lines (None when it is not a gzip file of usage)."""
     scan = FileScan(index)
     report = not old
     raw = decompress(data)
     if isinstance(raw, str):
         if report:
             scan.set_aside.append(issue("USG001", file.path, 0, raw))
-        return scan
+        return scan, None
     if not keep:
         read = read_columns(raw)
         if read is not None and take_line_columns(scan, file, read, old, spec):
             scan.lines = read.count
-            return scan
+            return scan, FileLines(raw, read.starts)
     scan.lines = _line_count(raw)
     fast = _fast_events(raw, scan.lines)
     if fast is not None:
         take_events(scan, file, fast, None, old, spec)
         if keep:
             _keep(scan, fast, range(1, len(fast) + 1))
-        return scan
+        return scan, FileLines(raw)
     good: list[WireEvent] = []
     numbers: list[int] = []
     for number, item in decode_lines(raw):
@@ -147,7 +179,7 @@ def scan_file(
     take_events(scan, file, good, numbers, old, spec)
     if keep:
         _keep(scan, good, numbers)
-    return scan
+    return scan, FileLines(raw)
 
 
 def _keep(scan: FileScan, events: Sequence[WireEvent], numbers: Iterable[int]) -> None:
@@ -374,6 +406,19 @@ def _unknown(key: tuple[str, str], rules: Rules, number: int) -> tuple[str, int,
     if listing in rules.listings:
         return ("USG009", number, f"{listing} has no version {version}")
     return ("USG008", number, f"no listing {listing}")
+
+
+def events_on(
+    index: int, lines: Mapping[int, bytes], wanted: Iterable[int]
+) -> list[tuple[int, int, WireEvent]]:
+    """The events on the wanted lines of file `index`, of `lines` (line number -> line)."""
+    out = []
+    for number in sorted(wanted):
+        try:
+            out.append((index, number, DECODER.decode(lines[number])))
+        except msgspec.DecodeError:
+            continue
+    return out
 
 
 def fetch_lines(index: int, data: bytes, lines: set[int]) -> list[tuple[int, int, WireEvent]]:

@@ -100,6 +100,9 @@ class FileScan:
     claim_lines: array[int] = field(default_factory=lambda: array("I"))
     totals: Totals = field(default_factory=Totals.empty)
     accepted: list[WireEvent] = field(default_factory=list)
+    # Lines already read while the file's bytes were at hand (line number -> the line), for
+    # the second look at events seen more than once; never kept in the cache.
+    early: dict[int, bytes] = field(default_factory=dict)
 
 
 class Lookup:

@@ -29,7 +29,7 @@ from dulwich.repo import BaseRepo, Repo
 from formarket.market.repository import open_repository
 from formarket.market.trees import read_blob
 from formarket.usage.partials import PartialStore
-from formarket.usage.reader import fetch_lines, scan_file
+from formarket.usage.reader import FileLines, events_on, fetch_lines, read_file
 from formarket.usage.scan import FileScan, ScanFile, ScanSpec
 from formarket.usage.totals import Totals, merge
 from formarket.usage.wire import WireEvent
@@ -57,11 +57,74 @@ def _read(
     index: int,
     item: ScanFile,
     blob: ObjectID,
-) -> FileScan:
-    scan = scan_file(index, item.file, read_blob(repo, blob), item.old, spec)
+) -> tuple[FileScan, FileLines | None]:
+    scan, lines = read_file(index, item.file, read_blob(repo, blob), item.old, spec)
     if store is not None:
         store.put_scan(blob.decode(), item, scan)
-    return scan
+    return scan, lines
+
+
+# The bytes of the latest files kept for a look at the next file of the same collector.
+_NEIGHBOURS_BYTES = 96 << 20
+
+
+class _Neighbours:
+    """The latest file read of each collector, its bytes kept until its next file is read.
+
+    A collector that gets no answer to a flush sends its events again in its next file, so
+    nearly every event seen twice in a month is in two files of one collector, one after the
+    other. The lines they share (by key digest) are taken from both while their bytes are at
+    hand (`FileScan.early`): the second look then reads those files again only for the lines
+    it wants that are not there. It decides nothing: which events repeat, and which copy
+    counts, is still settled over every file's digests."""
+
+    def __init__(self) -> None:
+        self.latest: dict[str, tuple[FileScan, FileLines]] = {}
+        self.size = 0
+
+    def add(self, source: str, scan: FileScan, lines: FileLines | None) -> None:
+        before = self.latest.pop(source, None)
+        if before is not None:
+            self.size -= len(before[1].raw)
+            if lines is not None:
+                _take_shared(*before, scan, lines)
+        if lines is None or len(lines.raw) > _NEIGHBOURS_BYTES:
+            return
+        self.latest[source] = (scan, lines)
+        self.size += len(lines.raw)
+        while self.size > _NEIGHBOURS_BYTES:
+            _, oldest = self.latest.pop(next(iter(self.latest)))
+            self.size -= len(oldest.raw)
+
+
+# A table of this many low bits of the digests passes about one in a hundred of the others
+# on to the exact comparison.
+_LOW_BITS = 20
+
+
+def _take_shared(first: FileScan, first_lines: FileLines, then: FileScan, lines: FileLines) -> None:
+    """The lines of `first` and `then` whose events have a key digest in common, into each
+    one's `early`."""
+    one = np.frombuffer(first.digests, np.int64)
+    other = np.frombuffer(then.digests, np.int64)
+    if not len(one) or not len(other):
+        return
+    mask = (1 << _LOW_BITS) - 1
+    table = np.zeros(1 << _LOW_BITS, np.bool_)
+    table[one & mask] = True
+    maybe_other = np.flatnonzero(table[other & mask])
+    table[:] = False
+    table[other[maybe_other] & mask] = True
+    maybe_one = np.flatnonzero(table[one & mask])
+    _, in_one, in_other = np.intersect1d(one[maybe_one], other[maybe_other], return_indices=True)
+    for scan, file_lines, positions in (
+        (first, first_lines, maybe_one[in_one]),
+        (then, lines, maybe_other[in_other]),
+    ):
+        numbers = scan.line_numbers
+        for position in positions.tolist():
+            number = numbers[position]
+            scan.early[number] = file_lines.line(number)
 
 
 # Rows of totals gathered before they are merged: each file's rows are kept until then.
@@ -96,12 +159,14 @@ def _scan_batch(
     repo, spec, store = _worker
     scans = []
     summing = _Summing()
+    neighbours = _Neighbours()
     # Reading makes no cycles to collect, and the collector's passes over what it keeps
     # would cost time.
     gc.disable()
     try:
         for index, item, blob in batch:
-            scan = _read(repo, spec, store, index, item, blob)
+            scan, lines = _read(repo, spec, store, index, item, blob)
+            neighbours.add(item.file.source, scan, lines)
             summing.add(scan.totals)
             scan.totals = Totals.empty()
             scans.append((index, scan))
@@ -152,6 +217,8 @@ class Scanner:
         self.spec = spec
         self.store = store
         self.kept: dict[int, FileScan] = {}
+        # Lines read early, by file index (FileScan.early), for `fetch`.
+        self.early: dict[int, dict[int, bytes]] = {}
         if store is not None:
             for i, (item, blob) in enumerate(zip(files, blobs, strict=True)):
                 found = store.get_scan(i, blob.decode(), item)
@@ -197,6 +264,8 @@ class Scanner:
                 summing.add(scan.totals)
                 scan.totals = Totals.empty()
                 results[index] = scan
+                if scan.early:
+                    self.early[index], scan.early = scan.early, {}
                 events += scan.events
                 done += 1
             if progress:
@@ -213,9 +282,12 @@ class Scanner:
         if self.kept:
             yield sorted(self.kept.items()), Totals.empty()
         if self.pool is None:
+            neighbours = _Neighbours()
             for i in self.todo:
                 item, blob = self.files[i], self.blobs[i]
-                yield [(i, _read(self.repo, self.spec, self.store, i, item, blob))], Totals.empty()
+                scan, lines = _read(self.repo, self.spec, self.store, i, item, blob)
+                neighbours.add(item.file.source, scan, lines)
+                yield [(i, scan)], Totals.empty()
             return
         # Eight batches a worker: few enough that totals travel rarely, enough that the
         # workers finish together.
@@ -229,7 +301,17 @@ class Scanner:
             yield future.result()
 
     def fetch(self, wanted: Mapping[int, set[int]]) -> Iterable[tuple[int, int, WireEvent]]:
-        """The events on the wanted lines of each file."""
+        """The events on the wanted lines of each file: those read early from the lines
+        kept, the others from the files again."""
+        rest: dict[int, set[int]] = {}
+        for index, lines in sorted(wanted.items()):
+            early = self.early.get(index, {})
+            yield from events_on(index, early, lines & early.keys())
+            if lines - early.keys():
+                rest[index] = lines - early.keys()
+        yield from self._fetch_again(rest)
+
+    def _fetch_again(self, wanted: Mapping[int, set[int]]) -> Iterable[tuple[int, int, WireEvent]]:
         if self.pool is None:
             for index, lines in sorted(wanted.items()):
                 yield from fetch_lines(index, read_blob(self.repo, self.blobs[index]), lines)
