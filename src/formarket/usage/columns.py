@@ -115,8 +115,7 @@ def _numbers_by_key(keys: list[str], lookup: Lookup) -> npt.NDArray[np.int64] | 
                 )
     found.append(0)
     out = np.array(found, dtype=np.int64)
-    problems = lookup.problems
-    if any(problems[n] for n in np.unique(out).tolist()):
+    if lookup.problem_array()[out].any():
         return None
     return out
 

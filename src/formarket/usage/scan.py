@@ -127,6 +127,7 @@ class Lookup:
         self.account_numbers: dict[str, int] = {}
         self.account_names: list[str] = []
         self._known_arrays = {False: np.zeros(0, np.bool_), True: np.zeros(0, np.bool_)}
+        self._problem_array = np.zeros(0, np.bool_)
 
     def number_of(self, ref: WireRef) -> int:
         problem = ref_problem(ref)
@@ -139,12 +140,21 @@ class Lookup:
         self.known_old.append(not problem and old is not None and name in old.known)
         return number
 
+    def problem_array(self) -> npt.NDArray[np.bool_]:
+        """Whether each listing version has a problem, as an array."""
+        done = len(self._problem_array)
+        if done != len(self.problems):
+            more = np.array([bool(p) for p in self.problems[done:]], np.bool_)
+            self._problem_array = np.concatenate((self._problem_array, more))
+        return self._problem_array
+
     def known_array(self, *, old: bool) -> npt.NDArray[np.bool_]:
         """`known_old` (or `known_new`) as an array, to index by a column of numbers."""
         known = self.known_old if old else self.known_new
         cached = self._known_arrays[old]
         if len(cached) != len(known):
-            cached = self._known_arrays[old] = np.array(known, np.bool_)
+            more = np.array(known[len(cached) :], np.bool_)
+            cached = self._known_arrays[old] = np.concatenate((cached, more))
         return cached
 
     def account_number(self, account: str) -> int:

@@ -264,14 +264,16 @@ class Scanner:
                 summing.add(scan.totals)
                 scan.totals = Totals.empty()
                 results[index] = scan
-                if scan.early:
-                    self.early[index], scan.early = scan.early, {}
                 events += scan.events
                 done += 1
             if progress:
                 progress(done, total, events)
         out = [r for r in results if r is not None]
         assert len(out) == total
+        # Taken only now: a file's lines shared with the next one are added as that is read.
+        for scan in out:
+            if scan.early:
+                self.early[scan.index], scan.early = scan.early, {}
         if out:
             out[0].totals = summing.total()
         return out

@@ -120,18 +120,10 @@ class Totals:
 
     def compact(self) -> Totals:
         """The same totals with only the names their rows use: what leaves the process."""
-        used = np.unique(self.keys[_AGENT : _MODEL + 1])
-        payers_used = np.unique(self.keys[_PAYER])
         keys = self.keys.copy()
-        keys[_AGENT : _MODEL + 1] = np.searchsorted(used, keys[_AGENT : _MODEL + 1])
-        keys[_PAYER] = np.searchsorted(payers_used, keys[_PAYER])
-        names, payers = self.names, self.payers
-        return Totals(
-            [names[i] for i in used.tolist()],
-            [payers[i] for i in payers_used.tolist()],
-            keys,
-            self.sums,
-        )
+        names = _renumbered(keys[_AGENT : _MODEL + 1], self.names)
+        payers = _renumbered(keys[_PAYER], self.payers)
+        return Totals(names, payers, keys, self.sums)
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Pickled (into the cache, to the close's process) with its own names only, never
@@ -165,6 +157,17 @@ def merge(parts: Sequence[Totals]) -> Totals:
     return Totals(names, payers, keys, sums)
 
 
+def _renumbered(numbers: Table, table: list[_T]) -> list[_T]:
+    """The values of `table` that `numbers` use, in order; `numbers` renumbered in place to
+    point into that list. (A mark per value of the table rather than a sort of the numbers:
+    the table of a process is tens of thousands long, a file's numbers as many.)"""
+    used = np.zeros(len(table), np.bool_)
+    used[numbers] = True
+    places = np.flatnonzero(used)
+    numbers[...] = (np.cumsum(used) - 1)[numbers]
+    return list(map(table.__getitem__, places.tolist()))
+
+
 def _union(tables: Sequence[list[_T]]) -> tuple[list[_T], list[Table]]:
     """One table of every value of `tables`, and each table's numbers in it."""
     index: dict[_T, int] = {}
@@ -185,8 +188,9 @@ def _reduce(keys: Table, sums: Table) -> tuple[Table, Table]:
         # One int64 per row (mixed radix over the columns' ranges): one sort of integers.
         composite = np.zeros(keys.shape[1], np.int64)
         for column, span in enumerate(spans):
-            composite *= span
-            composite += keys[column] - low[column]
+            if span > 1:  # a column of one value (most of them, in a file) adds nothing
+                composite *= span
+                composite += keys[column] - low[column]
         order = np.argsort(composite)
         ordered = composite[order]
         starts = np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1])))
