@@ -294,7 +294,11 @@ class Scanner:
         # Eight batches a worker: few enough that totals travel rarely, enough that the
         # workers finish together.
         size = max(1, len(self.todo) // (self.jobs * 8))
-        work = [(i, self.files[i], self.blobs[i]) for i in self.todo]
+        # Each collector's files together, in order: a batch then ends in the middle of one
+        # collector's files, not of every collector's, and a file's neighbour is nearly
+        # always read in the same batch (`_Neighbours`).
+        todo = sorted(self.todo, key=lambda i: self.files[i].file.source)
+        work = [(i, self.files[i], self.blobs[i]) for i in todo]
         futures = [
             self.pool.submit(_scan_batch, work[start : start + size])
             for start in range(0, len(work), size)
