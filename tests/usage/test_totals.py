@@ -73,7 +73,7 @@ def test_rows_numbered_by_one_table_merge_as_named_rows(
                 names,
                 payers,
                 np.array(keys, np.int64).reshape(-1, 7).T.copy(),
-                np.array([s for _, s in rows], np.int64).reshape(-1, SUMS),
+                np.array([s for _, s in rows], np.int64).reshape(-1, SUMS).T.copy(),
             )
         )
     expected = _added([_added([{k: s}]) for rows in files for k, s in rows])
@@ -88,7 +88,7 @@ def test_rows_numbered_by_one_table_merge_as_named_rows(
 def test_a_pickled_totals_takes_only_the_names_its_rows_use() -> None:
     names: list[Name] = [None, *((f"listing-{i}", "1.0.0") for i in range(10_000))]
     keys = np.array([[0, 24_300, 0, 0, 7, 1, 0], [0, 24_300, 0, 9_999, 7, 1, 0]], np.int64).T.copy()
-    totals = Totals(names, [""], keys, np.ones((2, SUMS), np.int64))
+    totals = Totals(names, [""], keys, np.ones((SUMS, 2), np.int64))
     small = pickle.loads(pickle.dumps(totals))
     assert small.names == [None, ("listing-6", "1.0.0"), ("listing-9998", "1.0.0")]
     assert small.named() == totals.named()

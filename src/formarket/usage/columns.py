@@ -343,7 +343,7 @@ def _take(
         (np.array(buckets, np.int64).T[:, day_of], agents, models, columns.ok(), payers)
     ).astype(np.int64, copy=False)
     measured = ~columns.upstream() & (requests != 0)
-    sums = np.column_stack(
+    sums = np.vstack(
         (np.ones(count, np.int64), requests, inputs, outputs, seconds, measured)
     ).astype(np.int64, copy=False)
     found = Totals.summed(
@@ -389,7 +389,7 @@ def add_pending(
         lookup.names,
         lookup.account_names if spec.by_account else NO_PAYERS,
         np.array(rows, np.int64).T.copy(),
-        np.array(list(pending.values()), np.int64),
+        np.array(list(pending.values()), np.int64).T.copy(),
     )
     scan.totals = merge([scan.totals, found]) if len(scan.totals) else found
 
