@@ -34,6 +34,10 @@ __all__ = [
 ]
 
 DIR_MODE = 0o040000
+# A loose object's header, "blob <size>" and a NUL, fits in this many bytes.
+_HEADER_BYTES = 32
+# Deflate cannot expand its input more than about 1,032 times.
+_MOST_EXPANSION = 1032
 # isal's stub declares its error as an instance; it is the exception class.
 _INFLATE_ERROR = cast(type[Exception], isal_zlib.error)
 
@@ -133,11 +137,20 @@ def _loose_blob(repo: BaseRepo, blob_id: ObjectID) -> bytes | None:
     except OSError:
         return None
     try:
-        raw = isal_zlib.decompress(stored)
+        # The header first ("blob <size>"), then the content into one buffer of that size:
+        # growing one as it filled cost as long as the inflating.
+        engine = isal_zlib.decompressobj()
+        head = engine.decompress(stored, _HEADER_BYTES)
+        kind, nul, rest = head.partition(b"\0")
+        if not nul or not kind.startswith(b"blob ") or not kind[5:].isdigit():
+            return None
+        size = int(kind[5:])
+        if size > len(stored) * _MOST_EXPANSION:
+            return None  # a lie: dulwich reads it and says so
+        body = rest + engine.decompress(engine.unconsumed_tail, size - len(rest) + 1)
     except _INFLATE_ERROR:
         return None
-    header, _, body = raw.partition(b"\0")
-    if header != b"blob %d" % len(body):
+    if len(body) != size or not engine.eof or engine.unused_data:
         return None
     return body
 

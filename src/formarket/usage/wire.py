@@ -188,10 +188,10 @@ def validate_line(line: bytes) -> WireEvent | str:
 
 class _Shape:
     """The shape of an identifier pattern below: 1 to `longest` ASCII characters of `chars`,
-    the first and the last of `ends`, as tables of the bytes each may be."""
+    the first and the last not of `ends`, as the bytes each may be."""
 
     def __init__(self, chars: bytes, ends: tuple[bytes, bytes], longest: int) -> None:
-        self.inner = _table(chars + b"\n")  # the line breaks between values pass here
+        self.inner = chars + b"\n"  # the line breaks between values pass here
         self.first = _table(chars.translate(None, ends[0]))
         self.last = _table(chars.translate(None, ends[1]))
         self.longest = longest
@@ -211,8 +211,10 @@ class _Shape:
         lengths = breaks - starts
         if int(lengths.min()) < 1 or int(lengths.max()) > self.longest:
             return False
+        # Every byte one of `inner`: what deleting those leaves (bytes.translate, in C, a
+        # few times quicker than a table lookup in numpy).
         return (
-            bool(self.inner[raw].all())
+            not joined.translate(None, self.inner)
             and bool(self.first[raw[starts]].all())
             and bool(self.last[raw[breaks - 1]].all())
         )
