@@ -29,7 +29,9 @@ from formarket.usage.wire import (
     all_ids_valid,
     all_subjects_valid,
     decode_wanted,
+    joined_accounts_valid,
     joined_ids_valid,
+    joined_subjects_valid,
 )
 from tests.usage.helpers import call, hours, line
 
@@ -232,8 +234,13 @@ def test_the_joined_checks_accept_what_the_patterns_accept(values: list[str]) ->
         expected = all(re.fullmatch(pattern, v) is not None for v in values)
         assert check(values) == expected, (pattern, values)
     joined = "".join(v + "\n" for v in values).encode()
-    expected = all(re.fullmatch(EVENT_ID_PATTERN, v) is not None for v in values)
-    assert joined_ids_valid(joined, len(values)) == expected, values
+    for joined_check, pattern in (
+        (joined_ids_valid, EVENT_ID_PATTERN),
+        (joined_accounts_valid, ACCOUNT_PATTERN),
+        (joined_subjects_valid, DEPLOYMENT_PATTERN),
+    ):
+        expected = all(re.fullmatch(pattern, v) is not None for v in values)
+        assert joined_check(joined, len(values)) == expected, (pattern, values)
 
 
 def test_the_joined_checks_bound_lengths() -> None:

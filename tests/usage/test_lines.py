@@ -111,8 +111,12 @@ def _as_decoded(read: LineColumns, events: list[WireEvent]) -> None:
     ]
     assert ids == [e.id.encode() for e in events]
     assert [read.sources[c] for c in read.source_codes] == [e.source for e in events]
-    assert [read.subjects[c] for c in read.subject_codes] == [e.subject for e in events]
-    assert [read.accounts[c] for c in read.account_codes] == [d.account for d in datas]
+    assert read.subjects_joined == "".join(e.subject + "\n" for e in events).encode()
+    if read.accounts_joined is None:
+        assert [read.accounts[c] for c in read.account_codes] == [d.account for d in datas]
+    else:
+        assert read.accounts_joined == "".join(d.account + "\n" for d in datas).encode()
+        assert not read.accounts
     refs = [*map(ref_of, read.refs), None]
     assert [refs[c] for c in read.agent_codes] == [d.agent for d in datas]
     assert [refs[c] for c in read.model_codes] == [d.model for d in datas]
@@ -124,9 +128,9 @@ def _as_decoded(read: LineColumns, events: list[WireEvent]) -> None:
 
 
 @settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(raw_files())
-def test_the_reader_reads_what_msgspec_decodes_or_declines(raw: bytes) -> None:
-    read = read_columns(raw)
+@given(raw_files(), st.booleans())
+def test_the_reader_reads_what_msgspec_decodes_or_declines(raw: bytes, payers: bool) -> None:
+    read = read_columns(raw, payers=payers)
     if read is None:
         return
     events = DECODER.decode_lines(raw)  # every line an event: msgspec must agree
@@ -140,7 +144,7 @@ def test_a_file_taken_through_the_reader_is_scanned_as_msgspec_scans_it(
     raw: bytes, old: bool, by_day: bool, by_account: bool, seed: int
 ) -> None:
     spec = ScanSpec(NEW, OLD if old else None, seed, by_day=by_day, by_account=by_account)
-    read = read_columns(raw)
+    read = read_columns(raw, payers=by_account)
     scan = FileScan(3)
     if read is None or not take_line_columns(scan, FILE, read, old, spec):
         assert _state(scan) == _state(FileScan(3))
@@ -160,9 +164,10 @@ def test_a_clean_file_in_the_collectors_form_is_never_declined(events: list[Wire
     raw = b"".join(canonical_json(e) + b"\n" for e in events)
     # Clean: times in UTC, strings in ASCII (the hostile events of `files` may be neither).
     assume(raw and raw.isascii() and all(e.time.utcoffset() == timedelta(0) for e in events))
-    read = read_columns(raw)
-    assert read is not None
-    _as_decoded(read, events)
+    for payers in (False, True):
+        read = read_columns(raw, payers=payers)
+        assert read is not None
+        _as_decoded(read, events)
 
 
 def test_times_of_every_form_the_collectors_write() -> None:

@@ -323,6 +323,11 @@ typedef struct {
     Py_ssize_t ids_used;
     uint8_t *id_lengths;
     Table tables[TABLES];
+    /* Fields kept joined rather than numbered: each value followed by a line break, as the
+       pattern checks take them (deployments always: only their pattern is checked; accounts
+       unless each event's paying account is wanted). */
+    char *joined[TABLES];
+    Py_ssize_t joined_used[TABLES];
 } Columns;
 
 static const char CALL[] = "dev.formarket.usage.call";
@@ -340,6 +345,17 @@ static int line_of(Cursor *c, Columns *out, Py_ssize_t i, int64_t most) {
         number = table_number(&out->tables[table], start, length);               \
         if (number < 0) return -1;                                               \
         (into) = number;                                                         \
+    } while (0)
+#define JOINED_OR_NUMBERED(table, into)                                          \
+    do {                                                                         \
+        char *joined = out->joined[table];                                       \
+        if (joined) {                                                            \
+            memcpy(joined + out->joined_used[table], start, (size_t)length);     \
+            joined[out->joined_used[table] + length] = '\n';                     \
+            out->joined_used[table] += length + 1;                               \
+        } else {                                                                 \
+            NUMBERED(table, into);                                               \
+        }                                                                        \
     } while (0)
 
     if (!LITERAL(c, "{\"specversion\":\"1.0\",\"id\":\"") || !string_of(c, 128, &start, &length))
@@ -360,11 +376,11 @@ static int line_of(Cursor *c, Columns *out, Py_ssize_t i, int64_t most) {
     }
     if (!LITERAL(c, "\",\"time\":\"") || !time_of(c, &out->times[i])) return 0;
     if (!LITERAL(c, ",\"subject\":\"") || !string_of(c, 128, &start, &length)) return 0;
-    NUMBERED(T_SUBJECT, out->codes[T_SUBJECT][i]);
+    JOINED_OR_NUMBERED(T_SUBJECT, out->codes[T_SUBJECT][i]);
     if (!LITERAL(c, ",\"datacontenttype\":\"application/json\",\"data\":{\"account\":\"") ||
         !string_of(c, 128, &start, &length))
         return 0;
-    NUMBERED(T_ACCOUNT, out->codes[T_ACCOUNT][i]);
+    JOINED_OR_NUMBERED(T_ACCOUNT, out->codes[T_ACCOUNT][i]);
     int found;
     if (!LITERAL(c, ",\"agent\":")) return 0;
     found = ref_of(c, &out->tables[T_REF], &out->codes[T_REF][i]);
@@ -402,6 +418,7 @@ static int line_of(Cursor *c, Columns *out, Py_ssize_t i, int64_t most) {
         }
     }
     return LITERAL(c, "}}");
+#undef JOINED_OR_NUMBERED
 #undef NUMBERED
 }
 
@@ -425,11 +442,13 @@ static PyObject *parse(PyObject *module, PyObject *args) {
     Py_buffer view;
     long long most;
     Py_ssize_t longest_line;
-    if (!PyArg_ParseTuple(args, "y*Ln", &view, &most, &longest_line)) return NULL;
+    int payers;
+    if (!PyArg_ParseTuple(args, "y*Lnp", &view, &most, &longest_line, &payers)) return NULL;
     const char *raw = view.buf;
     Py_ssize_t size = view.len;
     PyObject *result = NULL, *columns[COLUMNS] = {NULL};
     PyObject *padded = NULL, *joined = NULL, *lengths = NULL, *tables = NULL;
+    PyObject *kept_joined[TABLES] = {NULL};
     Columns out;
     memset(&out, 0, sizeof out);
     int found = 0;
@@ -469,6 +488,13 @@ static PyObject *parse(PyObject *module, PyObject *args) {
     if (!out.ids || !out.id_lengths) {
         found = -1;
         goto done;
+    }
+    /* So do the joined fields' values: each line holds its value and more. */
+    for (int t = 0; t < TABLES; t++) {
+        if (t != T_SUBJECT && (t != T_ACCOUNT || payers)) continue;
+        kept_joined[t] = PyBytes_FromStringAndSize(NULL, size);
+        if (!kept_joined[t]) goto failed;
+        out.joined[t] = PyBytes_AS_STRING(kept_joined[t]);
     }
 
     Py_BEGIN_ALLOW_THREADS;
@@ -510,8 +536,18 @@ static PyObject *parse(PyObject *module, PyObject *args) {
         length_words[i] = out.id_lengths[i];
     }
     for (int t = 0; t < TABLES; t++) {
-        PyObject *values = table_values(&out.tables[t]);
-        if (!values) goto failed;
+        PyObject *values;
+        if (kept_joined[t]) {
+            /* The joined values, and no numbers (none were written). */
+            if (_PyBytes_Resize(&kept_joined[t], out.joined_used[t]) < 0 ||
+                _PyBytes_Resize(&columns[C_CODES + t], 0) < 0)
+                goto failed;
+            values = kept_joined[t];
+            kept_joined[t] = NULL;
+        } else {
+            values = table_values(&out.tables[t]);
+            if (!values) goto failed;
+        }
         PyTuple_SET_ITEM(tables, t, values);
     }
     PyObject *codes = PyTuple_New(TABLES);
@@ -537,7 +573,10 @@ done:
     Py_XDECREF(joined);
     Py_XDECREF(lengths);
     Py_XDECREF(tables);
-    for (int t = 0; t < TABLES; t++) table_free(&out.tables[t]);
+    for (int t = 0; t < TABLES; t++) {
+        Py_XDECREF(kept_joined[t]);
+        table_free(&out.tables[t]);
+    }
     free(out.id_lengths);
     PyBuffer_Release(&view);
     if (result) return result;
@@ -548,8 +587,8 @@ done:
 
 static PyMethodDef methods[] = {
     {"parse", parse, METH_VARARGS,
-     "parse(raw, most, longest_line): a file's columns, or None when a line is not in the "
-     "collectors' form."},
+     "parse(raw, most, longest_line, payers): a file's columns, or None when a line is not in "
+     "the collectors' form; without payers, the accounts joined rather than numbered."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -41,7 +41,9 @@ from formarket.usage.wire import (
     all_accounts_valid,
     all_ids_valid,
     all_subjects_valid,
+    joined_accounts_valid,
     joined_ids_valid,
+    joined_subjects_valid,
 )
 
 __all__ = ["COLUMNS_FROM", "PendingKey", "add_pending", "take_columns", "take_line_columns"]
@@ -143,8 +145,8 @@ class _Columns:
     ordinals: Callable[[], npt.NDArray[np.int64]]  # each event's day (date.toordinal)
     sources: set[str]
     ids_valid: Callable[[], bool]
-    accounts: list[str]  # the distinct accounts
-    subjects: list[str]  # the distinct subjects
+    accounts_valid: Callable[[], bool]  # every account matches its pattern
+    subjects_valid: Callable[[], bool]
     agents: Callable[[Lookup], npt.NDArray[np.int64] | None]  # _numbers of the agents
     models: Callable[[Lookup], npt.NDArray[np.int64] | None]
     tokens_sources: set[str]
@@ -185,8 +187,8 @@ def take_columns(
         ordinals=lambda: _ints(map(datetime.toordinal, times), count),
         sources=set(map(_SOURCE, events)),
         ids_valid=lambda: all_ids_valid(ids),
-        accounts=list(set(accounts)),
-        subjects=list(set(map(_SUBJECT, events))),
+        accounts_valid=lambda: all_accounts_valid(list(set(accounts))),
+        subjects_valid=lambda: all_subjects_valid(list(set(map(_SUBJECT, events)))),
         agents=lambda lookup: _numbers(list(map(_AGENT, datas)), lookup),
         models=lambda lookup: _numbers(list(map(_MODEL, datas)), lookup),
         tokens_sources=set(map(_TOKENS, datas)),
@@ -237,8 +239,12 @@ def take_line_columns(
         ordinals=lambda: read.micros // _DAY_MICROS + _EPOCH_ORDINAL,
         sources=set(read.sources),
         ids_valid=lambda: joined_ids_valid(read.ids_joined, count),
-        accounts=read.accounts,
-        subjects=read.subjects,
+        accounts_valid=lambda: (
+            all_accounts_valid(read.accounts)
+            if read.accounts_joined is None
+            else joined_accounts_valid(read.accounts_joined, count)
+        ),
+        subjects_valid=lambda: joined_subjects_valid(read.subjects_joined, count),
         agents=refs(read.agent_codes),
         models=refs(read.model_codes),
         tokens_sources=set(read.tokens),
@@ -286,9 +292,9 @@ def _take(
     lookup = lookup_of(spec)
     if not columns.ids_valid():
         return False
-    if not all_accounts_valid(columns.accounts):
+    if not columns.accounts_valid():
         return False
-    if not all_subjects_valid(columns.subjects):
+    if not columns.subjects_valid():
         return False
     agents = columns.agents(lookup)
     models = columns.models(lookup)

@@ -59,10 +59,12 @@ class LineColumns:
     ids_joined: bytes  # every id followed by a line break
     sources: list[str]
     source_codes: npt.NDArray[np.int32]
-    subjects: list[str]
-    subject_codes: npt.NDArray[np.int32]
+    subjects_joined: bytes  # every deployment followed by a line break
+    # With `payers`, the distinct accounts and each event's number among them; else every
+    # account followed by a line break, and no numbers.
     accounts: list[str]
     account_codes: npt.NDArray[np.int32]
+    accounts_joined: bytes | None
     refs: list[str]  # each listing version by its key (`ref_of` makes it a WireRef)
     agent_codes: npt.NDArray[np.int32]
     model_codes: npt.NDArray[np.int32]
@@ -79,12 +81,14 @@ def ref_of(key: str) -> WireRef:
     return WireRef(ident, version)
 
 
-def read_columns(raw: bytes) -> LineColumns | None:
+def read_columns(raw: bytes, *, payers: bool = False) -> LineColumns | None:
     """`raw`'s events by field, or None when any line is not in the collectors' form (or the
-    reader was not built)."""
+    reader was not built). Each event's paying account is numbered only with `payers`: a
+    month's files name tens of thousands of accounts, which a close only checks against
+    their pattern."""
     if _lines is None:
         return None
-    parsed = _lines.parse(raw, MAX_COUNT, MAX_LINE_BYTES)
+    parsed = _lines.parse(raw, MAX_COUNT, MAX_LINE_BYTES, payers)
     if parsed is None:
         return None
     (
@@ -122,10 +126,10 @@ def read_columns(raw: bytes) -> LineColumns | None:
         ids_joined=joined,
         sources=sources,
         source_codes=codes[0],
-        subjects=subjects,
-        subject_codes=codes[1],
-        accounts=accounts,
+        subjects_joined=subjects,
+        accounts=accounts if payers else [],
         account_codes=codes[2],
+        accounts_joined=None if payers else accounts,
         refs=refs,
         agent_codes=codes[3],
         model_codes=np.frombuffer(models, _I32),

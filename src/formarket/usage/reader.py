@@ -156,7 +156,7 @@ def read_file(
             scan.set_aside.append(issue("USG001", file.path, 0, raw))
         return scan, None
     if not keep:
-        read = read_columns(raw)
+        read = read_columns(raw, payers=spec.by_account)
         if read is not None and take_line_columns(scan, file, read, old, spec):
             scan.lines = read.count
             return scan, FileLines(raw, read.starts)

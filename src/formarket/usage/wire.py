@@ -52,7 +52,9 @@ __all__ = [
     "field_problem",
     "is_utc",
     "issue",
+    "joined_accounts_valid",
     "joined_ids_valid",
+    "joined_subjects_valid",
     "ref_problem",
     "validate_line",
 ]
@@ -257,6 +259,17 @@ def all_accounts_valid(accounts: list[str]) -> bool:
 def all_subjects_valid(subjects: list[str]) -> bool:
     """Every one of `subjects` matches DEPLOYMENT_PATTERN."""
     return _SUBJECT.holds(subjects)
+
+
+def joined_accounts_valid(joined: bytes, count: int) -> bool:
+    """`all_accounts_valid` of `count` accounts given joined, each followed by a line break."""
+    return _ACCOUNT_SHAPE.holds_joined(joined, count)
+
+
+def joined_subjects_valid(joined: bytes, count: int) -> bool:
+    """`all_subjects_valid` of `count` deployments given joined, each followed by a line
+    break."""
+    return _SUBJECT.holds_joined(joined, count)
 
 
 def issue(code: str, file: str, line: int, message: str) -> SetAside:
