@@ -10,6 +10,7 @@ figures of the whole list of files, so showing the same usage again reads no usa
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
@@ -27,7 +28,7 @@ from formarket.usage.partials import digest_seed, store_for, trim
 from formarket.usage.reader import reading_spec, take_events
 from formarket.usage.scan import FileScan, ScanFile, ScanSpec, TotalsKey
 from formarket.usage.scanner import Scanner, repeated_lines
-from formarket.usage.totals import merge
+from formarket.usage.totals import Totals, merge
 from formarket.usage.wire import WireEvent
 
 Fetch = Callable[[Mapping[int, set[int]]], Iterable[tuple[int, int, WireEvent]]]
@@ -110,19 +111,24 @@ def shown_usage(
     groups: dict[tuple[str, str], list[tuple[int, int, WireEvent]]] = {}
     for index, number, event in fetch(wanted):
         groups.setdefault((event.source, event.id), []).append((index, number, event))
-    copies: dict[TotalsKey, int] = {}
+    # By file, at once: the copies that do not count (taken back), and the copy that does,
+    # once for each other copy of it (the events it sums to are its duplicate copies).
+    taken_back: dict[int, list[tuple[int, WireEvent]]] = defaultdict(list)
+    repeats: dict[int, list[tuple[int, WireEvent]]] = defaultdict(list)
     for group in groups.values():
         if len(group) < 2:
             continue  # another key with the same digest
         group.sort(key=lambda c: (c[0], c[1]))
-        for position, (index, number, event) in enumerate(group):
-            single = FileScan(index)
-            take_events(single, files[index].file, [event], [number], False, spec)
-            if position == 0:
-                kept = next(iter(single.totals.named()))
-            else:
-                parts.append(single.totals.negated())
-                copies[kept] = copies.get(kept, 0) + 1
+        (index, number, event), *others = group
+        repeats[index].extend([(number, event)] * len(others))
+        for other_index, other_number, other in others:
+            taken_back[other_index].append((other_number, other))
+    for index, copies_here in sorted(taken_back.items()):
+        parts.append(_taken(files, index, copies_here, spec).negated())
+    copies: dict[TotalsKey, int] = {}
+    for index, kept in sorted(repeats.items()):
+        for key, sums in _taken(files, index, kept, spec).named().items():
+            copies[key] = copies.get(key, 0) + sums[0]
     out: Shown = {}
     for key, sums in merge(parts).named().items():
         _, _, day, agent, model, ok, _ = key
@@ -130,6 +136,16 @@ def shown_usage(
             continue
         out[(day, agent, model, ok)] = [*sums, copies.get(key, 0)]
     return out
+
+
+def _taken(
+    files: Sequence[ScanFile], index: int, events: list[tuple[int, WireEvent]], spec: ScanSpec
+) -> Totals:
+    """The totals of `events` (line number, event) of file `index`, as a reading takes them."""
+    scan = FileScan(index)
+    numbers = [number for number, _ in events]
+    take_events(scan, files[index].file, [event for _, event in events], numbers, False, spec)
+    return scan.totals
 
 
 def _add_shown(summary: UsageSummary, shown: Shown, since: date | None) -> None:

@@ -391,7 +391,8 @@ def add_pending(
         (before, month, day, a, m, ok, payer(account))
         for before, month, day, a, m, ok, account in pending
     ]
-    found = Totals.summed(
+    # Each key once already: a dictionary's.
+    found = Totals(
         lookup.names,
         lookup.account_names if spec.by_account else NO_PAYERS,
         np.array(rows, np.int64).T.copy(),

@@ -132,18 +132,22 @@ _MERGE_ROWS = 1 << 18
 
 
 class _Summing:
-    """Totals of many files, merged every _MERGE_ROWS rows rather than file by file."""
+    """Totals of many files, merged once the rows gathered since the last merge are as many
+    as it left (and at least _MERGE_ROWS), rather than file by file: each row is then merged
+    a few times at most, however many groups the month holds (by day and by account, a
+    month's totals hold millions)."""
 
     def __init__(self) -> None:
         self.parts: list[Totals] = []
         self.rows = 0
+        self.merged = 0  # the rows the last merge left
 
     def add(self, totals: Totals) -> None:
         self.parts.append(totals)
         self.rows += len(totals)
-        if self.rows >= _MERGE_ROWS:
+        if self.rows - self.merged >= max(_MERGE_ROWS, self.merged):
             self.parts = [merge(self.parts)]
-            self.rows = len(self.parts[0])
+            self.rows = self.merged = len(self.parts[0])
 
     def total(self) -> Totals:
         return merge(self.parts)
