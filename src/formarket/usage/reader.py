@@ -14,6 +14,8 @@ its USG code.
     reading_spec        the rules of a reading outside a close, from the platform's terms
     select_files        which files a close reads, and the files it sets aside whole
     scan_file           one file read, checked and summed (take_events: the hot loop)
+    read_file           the same, and the file's lines (FileLines) for a look at the next file
+    events_on           chosen lines of those kept, decoded
     fetch_lines         chosen lines of a file decoded again
 """
 

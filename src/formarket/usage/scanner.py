@@ -5,7 +5,10 @@ the same rules is taken from there, and only the others are read. Worker process
 repository themselves and read each file's blob by id, so only ids go out and compact scans
 come back; each worker keeps what it read in the cache itself. The same workers then read
 again the few lines that need a second look. An in-memory repository, or a handful of files,
-is read in this process: a pool costs more than it saves there.
+is read in this process: a pool costs more than it saves there. Each collector's files are
+read in order, and the lines a file shares with the collector's previous one (its retried
+flush) are taken while both are at hand (`_Neighbours`), so the second look reads again only
+the few files whose lines were not.
 
     Scanner          the files' scans, then the lines asked for again
     repeated_lines   which lines hold an event whose key digest occurs more than once
