@@ -349,14 +349,14 @@ def repeated_lines(
         return out, claimed
     pools = [np.frombuffer(s.digests, dtype=np.int64) for s in scans]
     pools += [np.frombuffer(s.claims, dtype=np.int64) for s in scans]
-    digests = np.concatenate(pools)
-    if len(digests) < 2:
+    ordered = np.concatenate(pools)
+    if len(ordered) < 2:
         return out, claimed
-    ordered = np.sort(digests)
+    ordered.sort()  # in place: a month's digests are a hundred megabytes and more
     repeated = np.unique(ordered[1:][ordered[1:] == ordered[:-1]])
+    del ordered
     if len(repeated) == 0:
         return out, claimed
-    del ordered
     # Each file's digests looked up among the few repeated ones: memory of the size of one
     # file's digests, where one search over the month's took a gigabyte. A table of which
     # low bits the repeated digests have passes a few hundredths of them on to the binary
