@@ -6,9 +6,11 @@ from __future__ import annotations
 import pickle
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from formarket.errors import FormarketError
 from formarket.usage.totals import SUMS, Name, Sums, Totals, TotalsKey, merge
 
 _NAMES: list[Name] = [None, ("chat", "1.0.0"), ("chat", "1.1.0"), ("faq-bot", "0.2.0")]
@@ -92,3 +94,13 @@ def test_a_pickled_totals_takes_only_the_names_its_rows_use() -> None:
     small = pickle.loads(pickle.dumps(totals))
     assert small.names == [None, ("listing-6", "1.0.0"), ("listing-9998", "1.0.0")]
     assert small.named() == totals.named()
+
+
+def test_sums_past_64_bits_are_refused_not_wrapped() -> None:
+    keys = np.zeros((7, 10), np.int64)
+    near = np.full((SUMS, 10), 1 << 60, np.int64)
+    with pytest.raises(FormarketError, match="64-bit"):
+        Totals.summed([None], [""], keys, near)
+    # Far below the bound, many rows merge as they are.
+    small = np.full((SUMS, 10), 10**12, np.int64)
+    assert Totals.summed([None], [""], keys, small).sums[:, 0].tolist() == [10**13] * SUMS

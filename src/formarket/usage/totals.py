@@ -25,6 +25,8 @@ from typing import Any, TypeVar
 import numpy as np
 import numpy.typing as npt
 
+from formarket.errors import FormarketError
+
 __all__ = ["KEYS", "NO_PAYERS", "SUMS", "Name", "Sums", "Totals", "TotalsKey", "merge"]
 
 Name = tuple[str, str] | None
@@ -47,6 +49,8 @@ NO_PAYERS: list[str] = [""]
 Table = npt.NDArray[np.int64]
 _T = TypeVar("_T")
 _INT32 = np.iinfo(np.int32)
+# Below 2**63 with room for the rounding of a sum of floats.
+_SAFE = float(1 << 62)
 
 
 @dataclass(slots=True)
@@ -171,6 +175,25 @@ def merge(parts: Sequence[Totals]) -> Totals:
     return Totals(names, payers, keys, sums)
 
 
+def _within_int64(sums: Table) -> None:
+    """Refuse sums that 64-bit integers might not hold, rather than let them wrap. Each
+    event's counts are at most 10**12 (the schema's bound), so this takes over nine million
+    such events in one group: a month no gateway produces, but one a policy's ceilings allow."""
+    if not sums.size:
+        return
+    most = float(np.abs(sums).max())
+    if (
+        most * sums.shape[1] < _SAFE
+        or float(np.abs(sums).sum(axis=1, dtype=np.float64).max()) < _SAFE
+    ):
+        return
+    raise FormarketError(
+        "usage sums past what 64-bit integers hold: more than nine million events of"
+        " 10**12 tokens each in one listing version",
+        hint="lower the ceilings of royalties/policy.yaml; no gateway produces such events",
+    )
+
+
 def _renumbered(numbers: Table, table: list[_T]) -> list[_T]:
     """The values of `table` that `numbers` use, in order; `numbers` renumbered in place to
     point into that list. (A mark per value of the table rather than a sort of the numbers:
@@ -213,6 +236,7 @@ def _reduce(keys: Table, sums: Table) -> tuple[Table, Table]:
         ordered_keys = keys[:, order]
         changed = np.any(ordered_keys[:, 1:] != ordered_keys[:, :-1], axis=0)
         starts = np.flatnonzero(np.concatenate(([True], changed)))
+    _within_int64(sums)
     # Column by column: numpy's gathers and reduceat along one contiguous row are several
     # times quicker than along an axis of a 2-d array.
     firsts = order[starts]
