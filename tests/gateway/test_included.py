@@ -12,7 +12,7 @@ import json
 import secrets
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -359,3 +359,55 @@ def test_a_new_subscriber_is_seen_within_the_recheck(engine: Engine) -> None:
         await asyncio.to_thread(usage.close)
 
     asyncio.run(run())
+
+
+def test_a_process_that_stalled_past_its_ttl_serves_nothing_from_its_lost_lease(
+    engine: Engine,
+) -> None:
+    """A stalled process's lease expires and the other process takes all the included usage
+    there is; the stalled process, waking with calls still free in its lease in memory, asks
+    the database first and finds the period used up."""
+    clock = _Clock()
+    accounts, store = AccountStore(engine), IncludedStore(engine, clock=clock)
+    alice = accounts.sign_in("alice", 1)
+    store.grant(alice, Decimal("9.00"))
+    store.subscribe(alice, _tier(20, None, None))
+
+    def process(name: str) -> IncludedUsage:
+        return IncludedUsage(
+            IncludedStore(engine, clock=clock),
+            name,
+            headroom=4,
+            idle_return=600.0,
+            wall=lambda: clock.now.timestamp(),
+            clock=lambda: clock.monotonic,
+        )
+
+    stalled, alive = process("stalled"), process("alive")
+
+    async def run() -> int:
+        first = await stalled.hold(alice.id, SKETCH.id, 1, 1)
+        assert isinstance(first, IncludedHold)
+        stalled.settle(first, 1)
+        requests, _ = first.allowance.free()
+        assert requests is not None
+        assert requests > 0  # calls left in its lease in memory
+        clock.now += timedelta(seconds=61)
+        clock.monotonic += 61
+        served = 0
+        while isinstance(found := await alive.hold(alice.id, SKETCH.id, 1, 1), IncludedHold):
+            alive.settle(found, 1)
+            served += 1
+        assert isinstance(found, Beyond)
+        # Awake: no call is served from the lease the database took back.
+        assert isinstance(await stalled.hold(alice.id, SKETCH.id, 1, 1), Beyond)
+        await asyncio.to_thread(stalled.close)
+        await asyncio.to_thread(alive.close)
+        return served
+
+    served = asyncio.run(run())
+    assert served == 20 - 1 or served == 20  # the stalled call's use was written or lost
+    (sub,) = store.subscriptions(alice)
+    used, held = store.included_usage(sub.id)
+    assert used.requests <= 20
+    assert (held.requests, held.tokens) == (0, 0)

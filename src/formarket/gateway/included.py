@@ -18,6 +18,11 @@ period's included usage used up (its lease short, and the database with nothing 
 finding is believed for `recheck` seconds, so that calls beyond the included usage cost no
 round trip either.
 
+A process that stalls past `ttl` finds its lease gone when it wakes: past half the ttl since a
+lease was last written, it is renewed before calls draw on it again, so that a stalled process
+never serves calls from included usage the database has taken back (and may have leased to
+others). Calls open across the stall count against the lease that follows when they settle.
+
 What leases cost the subscriber: near the end of a period's included usage, a call may be
 found beyond it while another gateway process still holds some unused, at most that
 process's slice (what it was short plus half of what was left when it took it), until it uses
@@ -56,6 +61,7 @@ class _Allowance:
     terms: Terms | None = None
     checked: float | None = None  # when the database last said what `terms` says (None: never)
     lease: Slice | None = None
+    valid_until: float = 0.0  # by this process's clock; see IncludedUsage.try_hold
     used_requests: int = 0
     used_tokens: int = 0
     held_requests: int = 0
@@ -144,6 +150,12 @@ class IncludedUsage:
             return False
         if self._wall() >= terms.period_end.timestamp():
             return True  # its period is over: the database says what comes next
+        if allowance.lease is not None and now >= allowance.valid_until:
+            # Past half its ttl since it was last written, the lease is renewed before it is
+            # held from again: a process that stalled must learn first whether its lease
+            # expired meanwhile (and went to others), with half the ttl left for clocks that
+            # differ between hosts (as credit's leases, formarket.gateway.credit).
+            return True
         found = self._take(allowance, need, want)
         if found is not None:
             return found
@@ -243,6 +255,7 @@ class IncludedUsage:
             max(more.tokens * self.headroom, last.tokens * 2),
         )
         before = allowance.lease
+        started = self._clock()
         terms, lease = await asyncio.to_thread(
             self.store.take_included,
             allowance.account_id,
@@ -274,6 +287,8 @@ class IncludedUsage:
         ):
             allowance.exhausted = None
         allowance.lease = lease
+        if lease is not None:
+            allowance.valid_until = started + self.ttl.total_seconds() / 2
 
     def settle(self, hold: IncludedHold, tokens: int) -> None:
         """End a hold: one request and `tokens` (at most what was held) are used, when the
@@ -318,8 +333,11 @@ class IncludedUsage:
                         self.store.give_back_included, allowance.account_id, lease, used
                     )
                     continue
+                started = self._clock()
                 kept = await asyncio.to_thread(self.store.renew_included, lease, used, self.ttl)
-                if not kept:
+                if kept:
+                    allowance.valid_until = started + self.ttl.total_seconds() / 2
+                else:
                     _log.warning(
                         "a lease of included usage of account %d expired while in use",
                         allowance.account_id,
