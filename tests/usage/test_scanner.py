@@ -7,12 +7,14 @@ from __future__ import annotations
 from datetime import date, timedelta
 from pathlib import Path
 
+import pytest
 from dulwich.objects import Blob
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from formarket.market.repository import create_repository
 from formarket.market.trees import read_blob
+from formarket.usage import scanner
 from formarket.usage.files import pack_lines, parse_usage_path, usage_path
 from formarket.usage.reader import fetch_lines
 from formarket.usage.scan import Rules, ScanFile, ScanSpec
@@ -99,4 +101,40 @@ def test_the_second_look_gives_what_git_gives(
             assert shared == sum(len(lines) for lines in wanted.values())
         outcomes.append((found, [s.totals.named() for s in scans[:1]]))
     assert outcomes[0] == outcomes[1]
+    repo.close()
+
+
+def test_a_collector_that_sends_everything_twice_is_read_again_not_held(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Lines taken early are bounded per batch; past the bound, the second look reads them
+    from git, to the same result."""
+    monkeypatch.setattr(scanner, "_EARLY_BYTES", 2_000)
+    flushes = [list(range(1, 41))] * 4
+    raws = _month(flushes, [list(range(40))] * 4, 1)
+    repo = create_repository(tmp_path / "repo", bare=True)
+    blobs, items = [], []
+    for seq, raw in enumerate(raws):
+        blob = Blob.from_string(raw)
+        repo.object_store.add_object(blob)
+        parsed = parse_usage_path(usage_path(DAY, "gateway/gw-0", seq))
+        assert parsed is not None
+        blobs.append(blob.id)
+        items.append(ScanFile(parsed, False))
+    with Scanner(repo, items, blobs, SPEC, jobs=1) as reading:
+        scans = reading.scan()
+        wanted, _ = repeated_lines(scans)
+        found = sorted(reading.fetch(wanted), key=lambda c: (c[0], c[1]))
+        early = sum(len(line) for lines in reading.early.values() for line in lines.values())
+    assert sum(len(lines) for lines in wanted.values()) == 2 * 3 * 40
+    assert 0 < early < 2_000 + 2 * 40 * 600  # stopped after the pair that passed the bound
+    expected = sorted(
+        (
+            item
+            for index, lines in wanted.items()
+            for item in fetch_lines(index, read_blob(repo, blobs[index]), lines)
+        ),
+        key=lambda c: (c[0], c[1]),
+    )
+    assert found == expected
     repo.close()

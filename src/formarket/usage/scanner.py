@@ -69,6 +69,10 @@ def _read(
 
 # The bytes of the latest files kept for a look at the next file of the same collector.
 _NEIGHBOURS_BYTES = 96 << 20
+# The lines taken early by one batch of files, at most: they travel to the close's process and
+# stay there until the second look. (A month's repeated events are a few thousandths of it; a
+# collector that sends everything twice would otherwise send its month to the close again.)
+_EARLY_BYTES = 8 << 20
 
 
 class _Neighbours:
@@ -84,13 +88,14 @@ class _Neighbours:
     def __init__(self) -> None:
         self.latest: dict[str, tuple[FileScan, FileLines]] = {}
         self.size = 0
+        self.taken = 0  # bytes of lines taken early
 
     def add(self, source: str, scan: FileScan, lines: FileLines | None) -> None:
         before = self.latest.pop(source, None)
         if before is not None:
             self.size -= len(before[1].raw)
-            if lines is not None:
-                _take_shared(*before, scan, lines)
+            if lines is not None and self.taken < _EARLY_BYTES:
+                self.taken += _take_shared(*before, scan, lines)
         if lines is None or len(lines.raw) > _NEIGHBOURS_BYTES:
             return
         self.latest[source] = (scan, lines)
@@ -105,13 +110,13 @@ class _Neighbours:
 _LOW_BITS = 20
 
 
-def _take_shared(first: FileScan, first_lines: FileLines, then: FileScan, lines: FileLines) -> None:
+def _take_shared(first: FileScan, first_lines: FileLines, then: FileScan, lines: FileLines) -> int:
     """The lines of `first` and `then` whose events have a key digest in common, into each
-    one's `early`."""
+    one's `early`; returns their bytes."""
     one = np.frombuffer(first.digests, np.int64)
     other = np.frombuffer(then.digests, np.int64)
     if not len(one) or not len(other):
-        return
+        return 0
     mask = (1 << _LOW_BITS) - 1
     table = np.zeros(1 << _LOW_BITS, np.bool_)
     table[one & mask] = True
@@ -120,6 +125,7 @@ def _take_shared(first: FileScan, first_lines: FileLines, then: FileScan, lines:
     table[other[maybe_other] & mask] = True
     maybe_one = np.flatnonzero(table[one & mask])
     _, in_one, in_other = np.intersect1d(one[maybe_one], other[maybe_other], return_indices=True)
+    taken = 0
     for scan, file_lines, positions in (
         (first, first_lines, maybe_one[in_one]),
         (then, lines, maybe_other[in_other]),
@@ -127,7 +133,9 @@ def _take_shared(first: FileScan, first_lines: FileLines, then: FileScan, lines:
         numbers = scan.line_numbers
         for position in positions.tolist():
             number = numbers[position]
-            scan.early[number] = file_lines.line(number)
+            scan.early[number] = found = file_lines.line(number)
+            taken += len(found)
+    return taken
 
 
 # Rows of totals gathered before they are merged: each file's rows are kept until then.
