@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from formarket.schemas.usage import ACCOUNT_PATTERN, DEPLOYMENT_PATTERN, EVENT_ID_PATTERN
 from formarket.usage.columns import take_columns
 from formarket.usage.files import UsageFile, month_index
-from formarket.usage.reader import Rules, ScanSpec, take_events_each
+from formarket.usage.reader import FileLines, Rules, ScanSpec, events_on, take_events_each
 from formarket.usage.scan import FileScan
 from formarket.usage.scanner import repeated_lines
 from formarket.usage.wire import (
@@ -28,7 +28,6 @@ from formarket.usage.wire import (
     all_accounts_valid,
     all_ids_valid,
     all_subjects_valid,
-    decode_wanted,
     joined_accounts_valid,
     joined_ids_valid,
     joined_subjects_valid,
@@ -278,7 +277,7 @@ def test_the_lines_asked_for_are_those_split_gives(
         for n in sorted(wanted)
         if 1 <= n <= len(split) and split[n - 1] in _LINES[:2]
     ]
-    assert list(decode_wanted(raw, wanted)) == expected
+    assert events_on(0, FileLines(raw), wanted) == [(0, n, e) for n, e in expected]
 
 
 def test_repeats_are_found_across_and_within_files() -> None:

@@ -8,7 +8,8 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
-from dulwich.objects import Blob
+from dulwich.objects import Blob, ObjectID
+from dulwich.repo import Repo
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -19,6 +20,7 @@ from formarket.usage.files import pack_lines, parse_usage_path, usage_path
 from formarket.usage.reader import fetch_lines
 from formarket.usage.scan import Rules, ScanFile, ScanSpec
 from formarket.usage.scanner import Scanner, repeated_lines
+from formarket.usage.wire import WireEvent
 from tests.usage.helpers import call, line
 
 SPEC = ScanSpec(Rules(-1, -1, frozenset(), timedelta(minutes=10)), None, 5, by_day=True)
@@ -53,6 +55,35 @@ def _month(flushes: list[list[int]], resent: list[list[int]], sources: int) -> l
     return files
 
 
+def _committed(
+    folder: Path, raws: list[bytes], per_source: int
+) -> tuple[Repo, list[ObjectID], list[ScanFile]]:
+    """The files as loose blobs of a new repository, `per_source` files a collector."""
+    repo = create_repository(folder, bare=True)
+    blobs, items = [], []
+    for number, raw in enumerate(raws):
+        blob = Blob.from_string(raw)
+        repo.object_store.add_object(blob)
+        source, seq = divmod(number, per_source)
+        parsed = parse_usage_path(usage_path(DAY, f"gateway/gw-{source}", seq))
+        assert parsed is not None
+        blobs.append(blob.id)
+        items.append(ScanFile(parsed, False))
+    return repo, blobs, items
+
+
+def _from_git(
+    repo: Repo, blobs: list[ObjectID], wanted: dict[int, set[int]]
+) -> list[tuple[int, int, WireEvent]]:
+    """The wanted lines, each file read whole from git again."""
+    found = (
+        item
+        for index, lines in wanted.items()
+        for item in fetch_lines(index, read_blob(repo, blobs[index]), lines)
+    )
+    return sorted(found, key=lambda c: (c[0], c[1]))
+
+
 @settings(
     max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
@@ -65,19 +96,8 @@ def test_the_second_look_gives_what_git_gives(
     tmp_path: Path, flushes: list[list[int]], data: st.DataObject, sources: int
 ) -> None:
     resent = [data.draw(st.lists(st.integers(0, 40), max_size=6)) for _ in flushes]
-    raws = _month(flushes, resent, sources)
     folder = tmp_path / f"repo-{len(list(tmp_path.iterdir()))}"
-    repo = create_repository(folder, bare=True)
-    blobs, items = [], []
-    for number, raw in enumerate(raws):
-        blob = Blob.from_string(raw)
-        repo.object_store.add_object(blob)
-        source, seq = divmod(number, len(flushes))
-        path = usage_path(DAY, f"gateway/gw-{source}", seq)
-        parsed = parse_usage_path(path)
-        assert parsed is not None
-        blobs.append(blob.id)
-        items.append(ScanFile(parsed, False))
+    repo, blobs, items = _committed(folder, _month(flushes, resent, sources), len(flushes))
     outcomes = []
     for jobs in (1, 2):
         with Scanner(repo, items, blobs, SPEC, jobs=jobs) as scanner:
@@ -85,15 +105,7 @@ def test_the_second_look_gives_what_git_gives(
             wanted, _ = repeated_lines(scans)
             found = sorted(scanner.fetch(wanted), key=lambda c: (c[0], c[1]))
             shared = sum(len(lines) for lines in scanner.early.values())
-        expected = sorted(
-            (
-                item
-                for index, lines in wanted.items()
-                for item in fetch_lines(index, read_blob(repo, blobs[index]), lines)
-            ),
-            key=lambda c: (c[0], c[1]),
-        )
-        assert found == expected
+        assert found == _from_git(repo, blobs, wanted)
         assert bool(found) == any(again for again in resent[1:])
         if jobs == 1:
             # Every resent line shares its key with the line it repeats, in the collector's
@@ -112,15 +124,7 @@ def test_a_collector_that_sends_everything_twice_is_read_again_not_held(
     monkeypatch.setattr(scanner, "_EARLY_BYTES", 2_000)
     flushes = [list(range(1, 41))] * 4
     raws = _month(flushes, [list(range(40))] * 4, 1)
-    repo = create_repository(tmp_path / "repo", bare=True)
-    blobs, items = [], []
-    for seq, raw in enumerate(raws):
-        blob = Blob.from_string(raw)
-        repo.object_store.add_object(blob)
-        parsed = parse_usage_path(usage_path(DAY, "gateway/gw-0", seq))
-        assert parsed is not None
-        blobs.append(blob.id)
-        items.append(ScanFile(parsed, False))
+    repo, blobs, items = _committed(tmp_path / "repo", raws, len(flushes))
     with Scanner(repo, items, blobs, SPEC, jobs=1) as reading:
         scans = reading.scan()
         wanted, _ = repeated_lines(scans)
@@ -128,13 +132,5 @@ def test_a_collector_that_sends_everything_twice_is_read_again_not_held(
         early = sum(len(line) for lines in reading.early.values() for line in lines.values())
     assert sum(len(lines) for lines in wanted.values()) == 2 * 3 * 40
     assert 0 < early < 2_000 + 2 * 40 * 600  # stopped after the pair that passed the bound
-    expected = sorted(
-        (
-            item
-            for index, lines in wanted.items()
-            for item in fetch_lines(index, read_blob(repo, blobs[index]), lines)
-        ),
-        key=lambda c: (c[0], c[1]),
-    )
-    assert found == expected
+    assert found == _from_git(repo, blobs, wanted)
     repo.close()

@@ -25,7 +25,7 @@ from formarket.registry.cache import default_cache_dir
 from formarket.registry.cachekey import cache_key
 from formarket.usage.committed import usage_files
 from formarket.usage.partials import digest_seed, store_for, trim
-from formarket.usage.reader import reading_spec, take_events
+from formarket.usage.reader import reading_spec, totals_of
 from formarket.usage.scan import FileScan, ScanFile, ScanSpec, TotalsKey
 from formarket.usage.scanner import Scanner, repeated_lines
 from formarket.usage.totals import Totals, merge
@@ -124,10 +124,10 @@ def shown_usage(
         for other_index, other_number, other in others:
             taken_back[other_index].append((other_number, other))
     for index, copies_here in sorted(taken_back.items()):
-        parts.append(_taken(files, index, copies_here, spec).negated())
+        parts.append(_totals(files, index, copies_here, spec).negated())
     copies: dict[TotalsKey, int] = {}
     for index, kept in sorted(repeats.items()):
-        for key, sums in _taken(files, index, kept, spec).named().items():
+        for key, sums in _totals(files, index, kept, spec).named().items():
             copies[key] = copies.get(key, 0) + sums[0]
     out: Shown = {}
     for key, sums in merge(parts).named().items():
@@ -138,14 +138,11 @@ def shown_usage(
     return out
 
 
-def _taken(
+def _totals(
     files: Sequence[ScanFile], index: int, events: list[tuple[int, WireEvent]], spec: ScanSpec
 ) -> Totals:
-    """The totals of `events` (line number, event) of file `index`, as a reading takes them."""
-    scan = FileScan(index)
     numbers = [number for number, _ in events]
-    take_events(scan, files[index].file, [event for _, event in events], numbers, False, spec)
-    return scan.totals
+    return totals_of(index, files[index].file, [e for _, e in events], numbers, False, spec)
 
 
 def _add_shown(summary: UsageSummary, shown: Shown, since: date | None) -> None:

@@ -8,7 +8,6 @@ history.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import cast
 
 from dulwich.diff_tree import tree_changes
 from dulwich.object_store import DiskObjectStore
@@ -17,6 +16,7 @@ from dulwich.repo import BaseRepo
 from isal import isal_zlib
 
 from formarket.errors import InputError, NotFoundError
+from formarket.inflate import INFLATE_ERROR, MOST_EXPANSION
 
 __all__ = [
     "DIR_MODE",
@@ -36,10 +36,6 @@ __all__ = [
 DIR_MODE = 0o040000
 # A loose object's header, "blob <size>" and a NUL, fits in this many bytes.
 _HEADER_BYTES = 32
-# Deflate cannot expand its input more than about 1,032 times.
-_MOST_EXPANSION = 1032
-# isal's stub declares its error as an instance; it is the exception class.
-_INFLATE_ERROR = cast(type[Exception], isal_zlib.error)
 
 
 def tree(repo: BaseRepo, tree_id: ObjectID | None) -> Tree | None:
@@ -145,10 +141,10 @@ def _loose_blob(repo: BaseRepo, blob_id: ObjectID) -> bytes | None:
         if not nul or not kind.startswith(b"blob ") or not kind[5:].isdigit():
             return None
         size = int(kind[5:])
-        if size > len(stored) * _MOST_EXPANSION:
+        if size > len(stored) * MOST_EXPANSION:
             return None  # a lie: dulwich reads it and says so
         body = rest + engine.decompress(engine.unconsumed_tail, size - len(rest) + 1)
-    except _INFLATE_ERROR:
+    except INFLATE_ERROR:
         return None
     if len(body) != size or not engine.eof or engine.unused_data:
         return None

@@ -21,7 +21,7 @@ from operator import add
 
 from formarket.schemas.usage import SetAside, SummaryCounts, UsageConflict
 from formarket.usage.files import month_text
-from formarket.usage.reader import FileScan, ScanFile, ScanSpec, Sums, take_events
+from formarket.usage.reader import FileScan, ScanFile, ScanSpec, Sums, totals_of
 from formarket.usage.scanner import repeated_lines
 from formarket.usage.totals import Totals, merge
 from formarket.usage.wire import WireEvent, canonical_digest, canonical_json
@@ -210,11 +210,15 @@ def _settle_duplicates(
                     },
                 )
             )
-    negated: list[Totals] = []
-    for index, others in sorted(taken_back.items()):
-        scan_file = files[index]
-        again = FileScan(index)
-        events, lines = [c.event for c in others], [c.line for c in others]
-        take_events(again, scan_file.file, events, lines, scan_file.old, spec)
-        negated.append(again.totals.negated())
+    negated = [
+        totals_of(
+            index,
+            files[index].file,
+            [c.event for c in others],
+            [c.line for c in others],
+            files[index].old,
+            spec,
+        ).negated()
+        for index, others in sorted(taken_back.items())
+    ]
     return duplicates, conflicts, negated

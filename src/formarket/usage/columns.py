@@ -95,11 +95,7 @@ def _numbers(refs: list[object], lookup: Lookup) -> npt.NDArray[np.int64] | None
         for ref in {r for r, n in zip(refs, found, strict=True) if n is None}:
             lookup.number_of(ref)  # type: ignore[arg-type]
         found = list(map(numbers.__getitem__, refs))  # type: ignore[arg-type]
-    out = np.array(found, dtype=np.int64)
-    problems = lookup.problems
-    if any(problems[n] for n in np.unique(out).tolist()):
-        return None
-    return out
+    return _valid(found, lookup)
 
 
 def _numbers_by_key(keys: list[str], lookup: Lookup) -> npt.NDArray[np.int64] | None:
@@ -116,10 +112,14 @@ def _numbers_by_key(keys: list[str], lookup: Lookup) -> npt.NDArray[np.int64] | 
                     lookup.number_of(ref) if known is None else known
                 )
     found.append(0)
-    out = np.array(found, dtype=np.int64)
-    if lookup.problem_array()[out].any():
-        return None
-    return out
+    return _valid(found, lookup)
+
+
+def _valid(numbers: Sequence[int | None], lookup: Lookup) -> npt.NDArray[np.int64] | None:
+    """`numbers` (every one found by now) as an array, or None when one of them names a
+    listing version that is not valid."""
+    out = np.array(numbers, dtype=np.int64)
+    return None if lookup.problem_array()[out].any() else out
 
 
 def _patterns_hold(tokens_sources: set[str], parents: set[object]) -> bool:

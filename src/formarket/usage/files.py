@@ -16,9 +16,10 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
-from typing import cast
 
 from isal import isal_zlib
+
+from formarket.inflate import INFLATE_ERROR, MOST_EXPANSION
 
 __all__ = [
     "MAX_FILE_BYTES",
@@ -86,10 +87,6 @@ def pack_lines(lines: Iterable[bytes]) -> bytes:
     return gzip.compress(b"\n".join(lines) + b"\n", 6, mtime=0)
 
 
-# isal's stub declares its error as an instance; it is the exception class.
-_INFLATE_ERROR = cast(type[Exception], isal_zlib.error)
-
-
 def decompress(data: bytes) -> bytes | str:
     """The file's bytes, or why they cannot be had. Several gzip members are one stream.
 
@@ -119,18 +116,13 @@ def decompress(data: bytes) -> bytes | str:
             if not engine.eof:
                 return "the gzip stream is truncated"
             rest = engine.unused_data
-    except _INFLATE_ERROR as exc:
+    except INFLATE_ERROR as exc:
         return f"not a gzip file ({exc})"
     return b"".join(out)
-
-
-# Deflate cannot expand its input more than about 1,032 times: a larger size in a trailer
-# is a lie, and is not allocated.
-_MOST_EXPANSION = 1032
 
 
 def _trailer_size(data: bytes) -> int:
     """The size a gzip member's trailer gives (modulo 4 GiB), within what `data` can hold."""
     if len(data) < 18:
         return 0
-    return min(int.from_bytes(data[-4:], "little"), len(data) * _MOST_EXPANSION)
+    return min(int.from_bytes(data[-4:], "little"), len(data) * MOST_EXPANSION)

@@ -14,6 +14,7 @@ its USG code.
     reading_spec        the rules of a reading outside a close, from the platform's terms
     select_files        which files a close reads, and the files it sets aside whole
     scan_file           one file read, checked and summed (take_events: the hot loop)
+    totals_of           chosen events of a file taken again, as the reading took them
     read_file           the same, and the file's lines (FileLines) for a look at the next file
     events_on           chosen lines of those kept, decoded
     fetch_lines         chosen lines of a file decoded again
@@ -21,7 +22,7 @@ its USG code.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, time, timedelta
 from typing import TypeVar
 
@@ -50,6 +51,7 @@ from formarket.usage.scan import (
     ScanFile,
     ScanSpec,
     Sums,
+    Totals,
     TotalsKey,
     lookup_of,
 )
@@ -59,7 +61,6 @@ from formarket.usage.wire import (
     WireEvent,
     all_ids_valid,
     decode_lines,
-    decode_wanted,
     field_problem,
     is_utc,
     issue,
@@ -83,6 +84,7 @@ __all__ = [
     "select_files",
     "take_events",
     "take_events_each",
+    "totals_of",
 ]
 
 Key = TypeVar("Key")
@@ -125,9 +127,11 @@ def scan_file(
     return read_file(index, file, data, old, spec, keep=keep)[0]
 
 
-class FileLines:
-    """A file's bytes as read, and where its lines start: kept for a moment by a reader that
-    looks at the next file of the same collector."""
+class FileLines(Mapping[int, bytes]):
+    """A file's lines by number (from 1, each without its line break), over its bytes as
+    read: kept for a moment by a reader that looks at the next file of the same collector,
+    and read for the few lines a second look wants. Where each line starts is the C reader's,
+    or found when first asked."""
 
     __slots__ = ("_starts", "raw")
 
@@ -135,15 +139,27 @@ class FileLines:
         self.raw = raw
         self._starts = starts
 
-    def line(self, number: int) -> bytes:
-        """Line `number` (from 1), without its line break."""
+    def _found(self) -> npt.NDArray[np.int64]:
         if self._starts is None:
+            # Line breaks found by numpy, in C: splitting a file into lines to read a few
+            # of them cost as much as reading them all.
             breaks = np.flatnonzero(np.frombuffer(self.raw, np.uint8) == _NEWLINE)
             self._starts = np.concatenate(([0], breaks + 1))[: _line_count(self.raw)]
-        starts = self._starts
+        return self._starts
+
+    def __getitem__(self, number: int) -> bytes:
+        starts = self._found()
+        if not 1 <= number <= len(starts):
+            raise KeyError(number)
         if number < len(starts):
             return self.raw[int(starts[number - 1]) : int(starts[number]) - 1]
         return self.raw[int(starts[number - 1]) :].removesuffix(b"\n")
+
+    def __len__(self) -> int:
+        return len(self._found())
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(range(1, len(self) + 1))
 
 
 def read_file(
@@ -215,6 +231,21 @@ def take_events(
     every other."""
     if not take_columns(scan, file, events, lines, old, spec):
         take_events_each(scan, file, events, lines, old, spec)
+
+
+def totals_of(
+    index: int,
+    file: UsageFile,
+    events: Sequence[WireEvent],
+    lines: Sequence[int],
+    old: bool,
+    spec: ScanSpec,
+) -> Totals:
+    """The totals of `events` of file `index` (events[i] on line lines[i]), taken as any
+    reading takes them: the copies of repeated events, read again to be taken back."""
+    scan = FileScan(index)
+    take_events(scan, file, events, lines, old, spec)
+    return scan.totals
 
 
 def take_events_each(
@@ -413,12 +444,13 @@ def _unknown(key: tuple[str, str], rules: Rules, number: int) -> tuple[str, int,
 def events_on(
     index: int, lines: Mapping[int, bytes], wanted: Iterable[int]
 ) -> list[tuple[int, int, WireEvent]]:
-    """The events on the wanted lines of file `index`, of `lines` (line number -> line)."""
+    """The events on the wanted lines of file `index`, of `lines` (line number -> line);
+    lines that are not there, or not events, are skipped."""
     out = []
-    for number in sorted(wanted):
+    for number in sorted(set(wanted)):
         try:
             out.append((index, number, DECODER.decode(lines[number])))
-        except msgspec.DecodeError:
+        except (KeyError, msgspec.DecodeError):
             continue
     return out
 
@@ -428,7 +460,7 @@ def fetch_lines(index: int, data: bytes, lines: set[int]) -> list[tuple[int, int
     royalties look at twice, to settle events seen more than once."""
     raw = decompress(data)
     assert isinstance(raw, bytes), "a file that was read once reads again"
-    return [(index, number, event) for number, event in decode_wanted(raw, lines)]
+    return events_on(index, FileLines(raw), lines)
 
 
 def select_files(

@@ -18,11 +18,10 @@ import numpy.typing as npt
 
 from formarket.schemas.usage import SetAside, UsageCeilings
 from formarket.usage.files import UsageFile
-from formarket.usage.totals import SUMS, Sums, Totals, TotalsKey
+from formarket.usage.totals import Sums, Totals, TotalsKey
 from formarket.usage.wire import WireEvent, WireRef, ref_problem
 
 __all__ = [
-    "SUMS",
     "FileScan",
     "Lookup",
     "Rules",
@@ -126,8 +125,8 @@ class Lookup:
         # With `by_account`, each paying account's number, as listing versions have theirs.
         self.account_numbers: dict[str, int] = {}
         self.account_names: list[str] = []
-        self._known_arrays = {False: np.zeros(0, np.bool_), True: np.zeros(0, np.bool_)}
-        self._problem_array = np.zeros(0, np.bool_)
+        # The lists of listing versions above, as arrays (`_array`).
+        self._arrays: dict[str, npt.NDArray[np.bool_]] = {}
 
     def number_of(self, ref: WireRef) -> int:
         problem = ref_problem(ref)
@@ -142,19 +141,18 @@ class Lookup:
 
     def problem_array(self) -> npt.NDArray[np.bool_]:
         """Whether each listing version has a problem, as an array."""
-        done = len(self._problem_array)
-        if done != len(self.problems):
-            more = np.array([bool(p) for p in self.problems[done:]], np.bool_)
-            self._problem_array = np.concatenate((self._problem_array, more))
-        return self._problem_array
+        return self._array("problems", self.problems)
 
     def known_array(self, *, old: bool) -> npt.NDArray[np.bool_]:
         """`known_old` (or `known_new`) as an array, to index by a column of numbers."""
-        known = self.known_old if old else self.known_new
-        cached = self._known_arrays[old]
-        if len(cached) != len(known):
-            more = np.array(known[len(cached) :], np.bool_)
-            cached = self._known_arrays[old] = np.concatenate((cached, more))
+        return self._array("old" if old else "new", self.known_old if old else self.known_new)
+
+    def _array(self, name: str, values: list[str] | list[bool]) -> npt.NDArray[np.bool_]:
+        # The lists only grow: only what was appended since is added.
+        cached = self._arrays.get(name, _NONE)
+        if len(cached) != len(values):
+            more = np.array([bool(v) for v in values[len(cached) :]], np.bool_)
+            cached = self._arrays[name] = np.concatenate((cached, more))
         return cached
 
     def account_number(self, account: str) -> int:
@@ -172,6 +170,9 @@ class Lookup:
             + len(self.subjects)
             + len(self.account_names)
         )
+
+
+_NONE = np.zeros(0, np.bool_)
 
 
 # One close at a time per process; a hostile log of endless distinct values cannot grow it

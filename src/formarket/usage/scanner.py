@@ -133,7 +133,7 @@ def _take_shared(first: FileScan, first_lines: FileLines, then: FileScan, lines:
         numbers = scan.line_numbers
         for position in positions.tolist():
             number = numbers[position]
-            scan.early[number] = found = file_lines.line(number)
+            scan.early[number] = found = file_lines[number]
             taken += len(found)
     return taken
 

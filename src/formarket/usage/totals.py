@@ -72,30 +72,6 @@ class Totals:
         )
 
     @staticmethod
-    def of(named: dict[TotalsKey, Sums]) -> Totals:
-        """The totals of named groups, as `named` gives them back."""
-        names: dict[Name, int] = {None: 0}
-        payers: dict[str, int] = {"": 0}
-        rows = [
-            (
-                before,
-                month,
-                day,
-                names.setdefault(agent, len(names)),
-                names.setdefault(model, len(names)),
-                ok,
-                payers.setdefault(payer, len(payers)),
-            )
-            for before, month, day, agent, model, ok, payer in named
-        ]
-        return Totals(
-            list(names),
-            list(payers),
-            np.ascontiguousarray(np.array(rows, np.int64).reshape(-1, KEYS).T),
-            np.ascontiguousarray(np.array(list(named.values()), np.int64).reshape(-1, SUMS).T),
-        )
-
-    @staticmethod
     def summed(names: list[Name], payers: list[str], keys: Table, sums: Table) -> Totals:
         """The totals of rows that may repeat a key, each key once."""
         return Totals(names, payers, *_reduce(keys, sums))

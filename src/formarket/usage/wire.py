@@ -48,7 +48,6 @@ __all__ = [
     "canonical_digest",
     "canonical_json",
     "decode_lines",
-    "decode_wanted",
     "field_problem",
     "is_utc",
     "issue",
@@ -153,21 +152,6 @@ def decode_lines(raw: bytes) -> Iterable[tuple[int, WireEvent | SetAside]]:
             yield number, issue("USG004", "", number, f"not JSON: {exc}")
 
 
-def decode_wanted(raw: bytes, wanted: Iterable[int]) -> Iterable[tuple[int, WireEvent]]:
-    """The events on the given lines (1-based); lines that are not events are skipped."""
-    # The line breaks found by numpy, in C: splitting a file into lines to read a few of them
-    # cost as much as reading them all.
-    breaks = np.flatnonzero(np.frombuffer(raw, np.uint8) == _NEWLINE).tolist()
-    ends = [*breaks, len(raw)]
-    for number in sorted(set(wanted)):
-        if 1 <= number <= len(ends):
-            start = breaks[number - 2] + 1 if number > 1 else 0
-            try:
-                yield number, DECODER.decode(raw[start : ends[number - 1]])
-            except msgspec.DecodeError:
-                continue
-
-
 def validate_line(line: bytes) -> WireEvent | str:
     """One line checked as `UsageEvent` checks a document: the event, or why it is not one.
     What depends on the file or the close (source, day, listings) is not checked here."""
@@ -200,8 +184,8 @@ class _Shape:
 
     def holds_joined(self, joined: bytes, count: int) -> bool:
         """Every one of `count` values, each followed by a line break in `joined`, has this
-        shape: a table lookup per byte, in numpy, rather than a regular expression per value
-        (a file's ids are a megabyte)."""
+        shape: checked over all of them at once, in C (numpy, bytes.translate), rather than
+        by a regular expression per value (a file's ids are a megabyte)."""
         if not count:
             return not joined
         raw = np.frombuffer(joined, np.uint8)
