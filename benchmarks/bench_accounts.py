@@ -353,8 +353,9 @@ def section(quick: bool) -> str:
         "",
         "An account's key is checked against the accounts database once; later calls with it",
         "are believed until a revocation moves the database's generation (SQLite: `PRAGMA",
-        "data_version` on every call; PostgreSQL: a NOTIFY read from the socket without",
-        "waiting) or the key's expiry comes. The operator's keys are the baseline. Target: an",
+        "data_version` once per turn of the gateway's event loop, for the calls that arrived",
+        "together; PostgreSQL: a NOTIFY read from the socket without waiting) or the key's",
+        "expiry comes. The operator's keys are the baseline. Target: an",
         f"account's key adds no more than {TARGET_MS} ms at p50 to a call.",
         "",
         "| database | check, operator key (µs, p50) | check, account key (µs, p50) | added |"

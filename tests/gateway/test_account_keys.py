@@ -4,16 +4,18 @@ every gateway process that shares the database."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from formarket.accounts import AccountStore, open_database
+from formarket.gateway.account_keys import Authenticator
 from formarket.gateway.config import GatewayConfig, StatePaths
 from formarket.gateway.keys import create_key
 from formarket.gateway.routes import Route, save_routes
@@ -110,6 +112,81 @@ def test_operator_keys_still_work_beside_accounts_keys(
     config = GatewayConfig(state, source="gateway/acc", database_url=db_url)
     with ServerThread(build_gateway(config)) as server:
         assert Client(server.url, key).chat("dep-a1").status == 200
+
+
+class _Asking:
+    """An exchange that asks for a deployment no key reaches: it is answered once its key is
+    checked (401) or believed (404), without a deployment."""
+
+    method = "POST"
+    path = "/v1/chat/completions"
+    started = False
+
+    def __init__(self, key: str) -> None:
+        self.headers: list[tuple[bytes, bytes]] = [
+            (b"authorization", f"Bearer {key}".encode()),
+            (b"content-type", b"application/json"),
+        ]
+        self.status = 0
+
+    async def read(self) -> tuple[bytes, bool]:
+        return b'{"model": "dep-none", "messages": [{"role": "user", "content": "hi"}]}', False
+
+    def respond(self, status: int, headers: Sequence[tuple[bytes, bytes]], body: bytes) -> None:
+        self.started, self.status = True, status
+
+    def start(self, status: int, headers: Sequence[tuple[bytes, bytes]]) -> None:
+        raise AssertionError("nothing is streamed")
+
+    async def send(self, data: bytes) -> None:
+        raise AssertionError("nothing is streamed")
+
+    def finish(self, data: bytes = b"") -> None:
+        raise AssertionError("nothing is streamed")
+
+    def on_gone(self, callback: Callable[[], None]) -> None:
+        pass
+
+
+def test_calls_in_one_turn_of_the_loop_share_a_key_check_and_the_next_turn_sees_a_revocation(
+    tmp_path: Path, db_url: str, accounts: AccountStore
+) -> None:
+    state = StatePaths(tmp_path / "gw")
+    _routes(state, "http://127.0.0.1:9")
+    gateway = build_gateway(GatewayConfig(state, source="gateway/acc", database_url=db_url))
+    check = gateway.keys
+    asked: list[int] = []
+
+    def counted() -> Authenticator:
+        asked.append(1)
+        return check()
+
+    gateway.keys = counted
+    alice = accounts.sign_in("alice", 1)
+    key, view = accounts.create_key(alice)
+
+    async def served() -> list[int]:
+        statuses = []
+        for _ in range(3):  # one turn: nothing here waits for the loop
+            exchange = _Asking(key)
+            await gateway.handle(exchange)
+            statuses.append(exchange.status)
+        assert len(asked) == 1
+        await asyncio.sleep(0)  # the next turn asks again, and sees the revocation
+        await asyncio.to_thread(accounts.revoke_key, alice, view.id)
+        exchange = _Asking(key)
+        await gateway.handle(exchange)
+        assert len(asked) == 2
+        return [*statuses, exchange.status]
+
+    async def calls() -> list[int]:
+        await gateway.startup()
+        try:
+            return await served()
+        finally:
+            await gateway.shutdown()
+
+    assert asyncio.run(calls()) == [404, 404, 404, 401]
 
 
 def _gateway(state: StatePaths, repo: Path, db: str, log: Path) -> tuple[Started, str]:

@@ -1,4 +1,8 @@
-"""Knowing, on every call and for a few microseconds, whether a key stopped being valid.
+"""Knowing, for every call and in a few microseconds, whether a key stopped being valid.
+
+The gateway asks once per turn of its event loop, for the calls that arrived together
+(`Gateway._current_keys`): none of them could tell a revocation committed between them from
+one committed just after.
 
 A gateway keeps the keys it has checked, so that a call does not cost a database query; a
 revocation must still reach every gateway at once, whichever process made it. The store bumps

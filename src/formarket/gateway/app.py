@@ -23,6 +23,7 @@ over a limit, malformed, unknown deployment) reach no deployment and are not met
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -188,6 +189,7 @@ class Gateway:
         self._snapshot: Routes | None = None
         self._targets: dict[str, _Target] = {}
         self._store: Authenticator | None = None
+        self._store_now: Authenticator | None = None  # asked for in this turn of the loop
         self._known: dict[bytes, KeyRecord] = {}
         self._open: dict[str, int] = {}  # calls in progress, by key id
 
@@ -256,9 +258,9 @@ class Gateway:
         # account's key) costs more than the rest of authenticating; a header already verified
         # by this very key check is believed again. The check is replaced, and starts afresh,
         # when a key may have stopped being valid (account_keys.AccountKeys says when).
-        store = self.keys()
-        if store is not self._store:
-            self._store, self._known = store, {}
+        store = self._store_now
+        if store is None:
+            store = self._current_keys()
         record = self._known.get(presented)
         if record is not None:
             return record
@@ -276,6 +278,21 @@ class Gateway:
             self._known.clear()
         self._known[presented] = record
         return record
+
+    def _current_keys(self) -> Authenticator:
+        """The key check, asked for once per turn of the event loop: whether a key may have
+        stopped being valid costs a database read (SQLite's `PRAGMA data_version`), as much
+        as the rest of authenticating, and the calls that arrived together in one turn cannot
+        tell a revocation committed between them from one committed just after."""
+        store = self.keys()
+        if store is not self._store:
+            self._store, self._known = store, {}
+        self._store_now = store
+        asyncio.get_running_loop().call_soon(self._turn_ended)
+        return store
+
+    def _turn_ended(self) -> None:
+        self._store_now = None
 
     def _billed(self, record: KeyRecord) -> KeyRecord:
         """The key the farm makes for an agent's calls to its model (an operator's key,
