@@ -66,6 +66,39 @@ def test_the_text_of_a_prompt_is_counted_in_utf8_bytes_wherever_it_nests(
     assert request.text_bytes == _text_bytes(choices)
 
 
+class _Counted:
+    """A counter of its own (one token per character), beside the estimate."""
+
+    method = "sha256:test"
+
+    def text(self, text: str) -> int:
+        return len(text)
+
+    def chat_overhead(self, messages: int) -> int:
+        return 5 * messages + 1 if messages else 0
+
+    def cut_hint(self, text: str, limit: int) -> int | None:
+        return None
+
+
+# Plain messages (a role and text), and ones that are nearly so.
+MESSAGE = st.fixed_dictionaries(
+    {"role": st.text(max_size=3), "content": st.text() | st.lists(st.text(), max_size=2)},
+    optional={"name": st.text(min_size=1) | st.integers(), "tool_call_id": st.text()},
+)
+
+
+@given(st.lists(MESSAGE | MESSAGE | JSON, max_size=5), st.booleans())
+def test_a_chat_is_measured_the_same_whether_its_messages_are_plain_or_not(
+    messages: list[object], counted: bool
+) -> None:
+    # An empty `tools` list adds no text, and takes the request down the general walk.
+    counter = _Counted() if counted else ESTIMATE
+    plain = measure_request("chat", {"messages": messages}, counter)
+    walked = measure_request("chat", {"messages": messages, "tools": []}, counter)
+    assert plain == walked
+
+
 def test_token_ids_in_a_prompt_count_one_each() -> None:
     assert measure_request("completion", {"prompt": [[1, 2, 3], [4]]}, ESTIMATE).token_ids == 4
     assert measure_request("embedding", {"input": "abcd"}, ESTIMATE).text_bytes == 4

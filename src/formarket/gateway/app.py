@@ -188,6 +188,7 @@ class Gateway:
         self._disagreements: dict[str, tuple[float, int]] = {}
         self._snapshot: Routes | None = None
         self._targets: dict[str, _Target] = {}
+        self._named: dict[tuple[str, tuple[str, ...] | None, str], _Target] = {}
         self._store: Authenticator | None = None
         self._store_now: Authenticator | None = None  # asked for in this turn of the loop
         self._known: dict[bytes, KeyRecord] = {}
@@ -351,7 +352,12 @@ class Gateway:
     def _target(self, key: KeyRecord, name: str) -> _Target:
         routes = self.routes.snapshot()
         if routes is not self._snapshot:
-            self._snapshot, self._targets = routes, {}
+            self._snapshot, self._targets, self._named = routes, {}, {}
+        # What a name means depends only on the routes, the key's account and its scope.
+        asked = (key.account, key.scope, name)
+        target = self._named.get(asked)
+        if target is not None:
+            return target
         found = resolve(routes, self.pseudonyms.names(key.account), name)
         if key.scope is not None:
             if isinstance(found, list):
@@ -388,6 +394,10 @@ class Gateway:
             # is counted by the estimate for this call only, and looked for again on the next.
             if found.tokenizer is None or target.counter is not ESTIMATE:
                 self._targets[found.deployment] = target
+        if target is self._targets.get(found.deployment):
+            if len(self._named) >= _KNOWN_KEYS:
+                self._named.clear()
+            self._named[asked] = target
         return target
 
     # --- GET /v1/models --------------------------------------------------------------------
@@ -691,27 +701,29 @@ class Gateway:
                     raise _too_large(limit)
             elif name == b"content-type":
                 content_type = value
-        if content_type.split(b";", 1)[0].strip().lower() != b"application/json":
+        if (
+            content_type != b"application/json"
+            and content_type.split(b";", 1)[0].strip().lower() != b"application/json"
+        ):
             raise ApiError(
                 415,
                 "the request body must be JSON, sent with `Content-Type: application/json`",
                 code="unsupported_media_type",
             )
-        parts: list[bytes] = []
-        size = 0
-        while True:
-            try:
-                chunk, more = await exchange.read()
-            except ClientGone:
-                raise ApiError(400, "the client went away", code="client_disconnected") from None
+        chunk, more = await _read(exchange)
+        size = len(chunk)
+        if size > limit:
+            raise _too_large(limit)
+        if not more:
+            return chunk  # the usual body, whole in one piece
+        parts = [chunk]
+        while more:
+            chunk, more = await _read(exchange)
             size += len(chunk)
             if size > limit:
                 raise _too_large(limit)
-            if not more and not parts:
-                return chunk
             parts.append(chunk)
-            if not more:
-                return b"".join(parts)
+        return b"".join(parts)
 
     async def _complete(self, call: _Call, response: UpstreamResponse, exchange: Exchange) -> None:
         """A whole answer: read it, trim it to what the request allowed, meter it, pass it on
@@ -1139,6 +1151,13 @@ def _allow(method: str, allowed: str) -> None:
             code="method_not_allowed",
             headers=[(b"allow", allowed.encode())],
         )
+
+
+async def _read(exchange: Exchange) -> tuple[bytes, bool]:
+    try:
+        return await exchange.read()
+    except ClientGone:
+        raise ApiError(400, "the client went away", code="client_disconnected") from None
 
 
 def _too_large(limit: int) -> ApiError:

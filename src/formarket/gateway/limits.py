@@ -22,6 +22,7 @@ from formarket.gateway.keys import KeyRecord
 __all__ = ["Limits", "Refusal", "Reservation"]
 
 _DAY = 86400
+_ZERO = Decimal(0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,17 +34,11 @@ class Refusal:
     retry_after: int
 
 
-@dataclass(slots=True)
-class _Bucket:
-    tokens: float
-    at: float
-
-
 class _Day(msgspec.Struct):
     day: int  # days since the epoch, UTC
     requests: int = 0
     tokens: int = 0
-    usd: Decimal = Decimal(0)  # spent, in the platform's currency
+    usd: Decimal = _ZERO  # spent, in the platform's currency
 
 
 @dataclass(slots=True)
@@ -59,19 +54,42 @@ class Reservation:
     usd: Decimal
 
 
+class _Key:
+    """One key's running state: its token bucket, its day's counts (the `_Day` saved for it)
+    and what calls in progress hold of that day."""
+
+    __slots__ = ("at", "bucket", "held_tokens", "held_usd", "used")
+
+    def __init__(self, bucket: float, used: _Day) -> None:
+        self.bucket = bucket
+        self.at: float | None = None  # when the bucket was last taken from (None: never)
+        self.used = used
+        self.held_tokens = 0
+        self.held_usd = _ZERO
+
+
 @dataclass(slots=True)
 class Limits:
     """The state of every key's bucket and quota. `now` is monotonic seconds (for rates),
     `wall` seconds since the epoch (quotas are per UTC day)."""
 
-    _buckets: dict[str, _Bucket] = field(default_factory=dict)
     _days: dict[str, _Day] = field(default_factory=dict)
-    _held: dict[str, tuple[int, Decimal]] = field(default_factory=dict)
+    _keys: dict[str, _Key] = field(default_factory=dict)
     dirty: bool = False
+
+    def _key(self, key: KeyRecord, day: int) -> _Key:
+        """The key's state on `day`; another day than its counts' begins them afresh."""
+        state = self._keys.get(key.id)
+        if state is None:
+            state = self._keys[key.id] = _Key(float(key.burst), self._day(key.id, day))
+        elif state.used.day != day:
+            state.used = self._day(key.id, day)
+        return state
 
     def admit(self, key: KeyRecord, now: float, wall: float) -> Refusal | None:
         """Take one call from the key's allowance, or say why not."""
-        used = self._day(key.id, int(wall // _DAY))
+        state = self._key(key, int(wall // _DAY))
+        used = state.used
         if key.requests_per_day is not None and used.requests >= key.requests_per_day:
             return Refusal(
                 "insufficient_quota",
@@ -84,22 +102,21 @@ class Limits:
                 f"this key's quota of {key.tokens_per_day} tokens per day is used up",
                 _DAY - int(wall) % _DAY,
             )
-        bucket = self._buckets.get(key.id)
-        if bucket is None:
-            bucket = self._buckets[key.id] = _Bucket(float(key.burst), now)
-        bucket.tokens = min(
-            float(key.burst), bucket.tokens + (now - bucket.at) * key.rate_per_second
-        )
-        bucket.at = now
-        if bucket.tokens < 1.0:
-            wait = (1.0 - bucket.tokens) / key.rate_per_second
+        at = state.at
+        bucket = state.bucket
+        if at is not None:
+            bucket = min(float(key.burst), bucket + (now - at) * key.rate_per_second)
+        state.at = now
+        if bucket < 1.0:
+            state.bucket = bucket
+            wait = (1.0 - bucket) / key.rate_per_second
             return Refusal(
                 "rate_limit_exceeded",
                 f"rate limit reached: {key.rate_per_second:g} requests per second"
                 f" (bursts of {key.burst})",
                 max(1, int(wait + 0.999)),
             )
-        bucket.tokens -= 1.0
+        state.bucket = bucket - 1.0
         used.requests += 1
         self.dirty = True
         return None
@@ -114,30 +131,31 @@ class Limits:
         want_out: int | None,
         price_in: Decimal,
         price_out: Decimal,
-        price_call: Decimal = Decimal(0),
+        price_call: Decimal = _ZERO,
     ) -> Reservation | Refusal | None:
         """Hold what a call may cost before it is forwarded: at least `need_in` tokens of
         input (up to `want_in`) and up to `want_out` of output, and the call's own price, within
         what the key has left today. None when the key has no limit on tokens or money."""
-        if key.tokens_per_day is None and key.usd_per_day is None:
+        tokens_cap = key.tokens_per_day
+        usd_cap = key.usd_per_day
+        if tokens_cap is None and usd_cap is None:
             return None
         day = int(wall // _DAY)
-        used = self._day(key.id, day)
-        held_tokens, held_usd = self._held.get(key.id, (0, Decimal(0)))
-        tokens_left = (
-            key.tokens_per_day - used.tokens - held_tokens
-            if key.tokens_per_day is not None
-            else None
-        )
-        usd_left = key.usd_per_day - used.usd - held_usd if key.usd_per_day is not None else None
+        state = self._keys.get(key.id)
+        if state is None or state.used.day != day:
+            state = self._key(key, day)
+        used = state.used
+        held_tokens = state.held_tokens
+        tokens_left = tokens_cap - used.tokens - held_tokens if tokens_cap is not None else None
+        usd_left = usd_cap - used.usd - state.held_usd if usd_cap is not None else None
         if (tokens_left is not None and tokens_left < need_in + 1) or (
             usd_left is not None
             and (usd_left <= 0 or usd_left < need_in * price_in + price_out + price_call)
         ):
             spent = (
-                f"{key.tokens_per_day} tokens"
+                f"{tokens_cap} tokens"
                 if tokens_left is not None and tokens_left < need_in + 1
-                else f"{key.usd_per_day} in spending"
+                else f"{usd_cap} in spending"
             )
             return Refusal(
                 "insufficient_quota",
@@ -149,8 +167,10 @@ class Limits:
             usd = want_in * price_in + want_out * price_out + price_call
             if usd_left is None or usd <= usd_left:
                 # All the call may cost fits in what is left: the usual case, kept cheap.
-                self._held[key.id] = (held_tokens + want_in + want_out, held_usd + usd)
-                return Reservation(key.id, day, want_in, want_out, want_in + want_out, usd)
+                tokens = want_in + want_out
+                state.held_tokens = held_tokens + tokens
+                state.held_usd += usd
+                return Reservation(key.id, day, want_in, want_out, tokens, usd)
         taken_in = want_in
         if tokens_left is not None:
             taken_in = min(taken_in, tokens_left - 1)
@@ -166,7 +186,8 @@ class Limits:
             taken_out = room if taken_out is None else min(taken_out, room)
         tokens = taken_in + (taken_out or 0)
         usd = taken_in * price_in + (taken_out or 0) * price_out + price_call
-        self._held[key.id] = (held_tokens + tokens, held_usd + usd)
+        state.held_tokens = held_tokens + tokens
+        state.held_usd += usd
         return Reservation(key.id, day, taken_in, taken_out, tokens, usd)
 
     def settle(
@@ -177,22 +198,18 @@ class Limits:
         price_in: Decimal,
         price_out: Decimal,
         charge: bool,
-        price_call: Decimal = Decimal(0),
+        price_call: Decimal = _ZERO,
     ) -> None:
         """Release a call's reservation and, when it is charged, count what was billed."""
-        held_tokens, held_usd = self._held.get(reservation.key_id, (0, Decimal(0)))
-        held_tokens -= reservation.tokens
-        held_usd -= reservation.usd
-        if held_tokens <= 0 and held_usd <= 0:
-            self._held.pop(reservation.key_id, None)
-        else:
-            self._held[reservation.key_id] = (held_tokens, held_usd)
+        state = self._keys[reservation.key_id]
+        state.held_tokens -= reservation.tokens
+        state.held_usd -= reservation.usd
         if charge:
             # A call that began before midnight and ended after it counts on the new day
             # (the old one is no longer kept).
-            current = self._days.get(reservation.key_id)
-            day = reservation.day if current is None else max(current.day, reservation.day)
-            used = self._day(reservation.key_id, day)
+            used = state.used
+            if used.day < reservation.day:
+                used = state.used = self._day(reservation.key_id, reservation.day)
             used.tokens += input_tokens + output_tokens
             used.usd += input_tokens * price_in + output_tokens * price_out + price_call
             self.dirty = True
@@ -200,7 +217,7 @@ class Limits:
     def charge(self, key: KeyRecord, wall: float, tokens: int) -> None:
         """Count the tokens billed for a call."""
         if tokens:
-            self._day(key.id, int(wall // _DAY)).tokens += tokens
+            self._key(key, int(wall // _DAY)).used.tokens += tokens
             self.dirty = True
 
     def _day(self, key_id: str, day: int) -> _Day:
@@ -219,3 +236,5 @@ class Limits:
             self._days = msgspec.json.decode(data, type=dict[str, _Day])
         except msgspec.DecodeError:
             self._days = {}
+        for key_id, state in self._keys.items():
+            state.used = self._day(key_id, state.used.day)

@@ -67,7 +67,7 @@ _MEMO_CHARS = 16 << 10
 class TokenizerCounter:
     """Counts with one tokenizer and one chat template's overhead (see the module's rules)."""
 
-    __slots__ = ("_encode", "_memo", "_method", "per_message", "per_reply", "sha256")
+    __slots__ = ("_encode", "_memo", "method", "per_message", "per_reply", "sha256")
 
     def __init__(self, tokenizer: Tokenizer, sha256: str, per_message: int, per_reply: int):
         self._encode = tokenizer.encode
@@ -75,11 +75,8 @@ class TokenizerCounter:
         self.sha256 = sha256
         self.per_message = per_message
         self.per_reply = per_reply
-        self._method = f"sha256:{sha256}"
-
-    @property
-    def method(self) -> str:
-        return self._method
+        # An attribute, not a property: it is read several times on every call.
+        self.method = f"sha256:{sha256}"
 
     def text(self, text: str) -> int:
         if not text:

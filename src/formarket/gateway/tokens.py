@@ -22,7 +22,7 @@ Pure functions over decoded JSON: the gateway's app calls them with what it forw
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Literal, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Literal, NamedTuple, Protocol, cast
 
 from formarket.usage.events import Cut
 
@@ -101,10 +101,7 @@ class _Estimate:
     """The byte-based estimate behind the `Counter` interface."""
 
     __slots__ = ()
-
-    @property
-    def method(self) -> str:
-        return "estimate"
+    method = "estimate"
 
     def text(self, text: str) -> int:
         return -(-_utf8(text) // BYTES_PER_TOKEN)
@@ -209,10 +206,34 @@ def _walk(value: object, count: Callable[[str], int] | None) -> tuple[int, int, 
     return text, tokens, ids
 
 
+def _plain_chat(
+    messages: list[object], count: Callable[[str], int] | None
+) -> tuple[int, int] | None:
+    """`_walk`'s sums over a chat of plain messages (a role and text content, nothing else),
+    most of what a gateway sees, without the general walk; None for any other chat."""
+    text = tokens = 0
+    for message in messages:
+        if type(message) is not dict or len(message) != 2 or "role" not in message:
+            return None
+        content = message.get("content")
+        if type(content) is not str:
+            return None
+        size = len(content) if content.isascii() else len(content.encode("utf-8", "surrogatepass"))
+        text += size
+        tokens += -(-size // BYTES_PER_TOKEN) if count is None else count(content)
+    return text, tokens
+
+
 def measure_request(kind: Kind, request: Mapping[str, object], counter: Counter) -> Measure:
     """The input the model reads: the text of the request's input fields."""
     text = tokens = ids = 0
     count = None if counter is ESTIMATE else counter.text
+    if kind == "chat" and "tools" not in request and "functions" not in request:
+        messages = request.get("messages")
+        plain = _plain_chat(messages, count) if isinstance(messages, list) else None
+        if plain is not None:
+            pieces = len(cast(list[object], messages))
+            return Measure(plain[0], 0, pieces, plain[1], counter.chat_overhead(pieces))
     for name in _INPUT_FIELDS[kind]:
         if name in request:
             more_text, more_tokens, more_ids = _walk(request[name], count)
@@ -230,7 +251,13 @@ def measure_request(kind: Kind, request: Mapping[str, object], counter: Counter)
 def upstream_usage(kind: Kind, usage: object) -> tuple[int, int] | None:
     """(input, output) tokens from an OpenAI `usage` object, or None when it has none or it
     is not one (a count that is not a non-negative integer is no count)."""
-    if type(usage) is not dict and not isinstance(usage, Mapping):
+    if type(usage) is dict:
+        # Decoded JSON, counts as plain integers: the usual report, checked in one go.
+        prompt = usage.get("prompt_tokens")
+        completion = usage.get("completion_tokens", 0 if kind == "embedding" else None)
+        if type(prompt) is int and type(completion) is int and prompt >= 0 and completion >= 0:
+            return prompt, completion
+    elif not isinstance(usage, Mapping):
         return None
     prompt = usage.get("prompt_tokens")
     completion = usage.get("completion_tokens", 0 if kind == "embedding" else None)
@@ -366,10 +393,12 @@ class Trimmer:
     @property
     def output_tokens(self) -> int:
         count = self.counter.text
+        cap = self.max_tokens
         total = 0
         for state in self._choices.values():
             if len(state.parts) == 1:
-                total += self._bill(state.used)  # one piece: counted whole already
+                # One piece: counted whole already.
+                total += state.used if cap is None or state.used <= cap else cap
             elif state.used:
                 total += min(self._bill(state.used), count("".join(state.parts)))
         return total
@@ -407,8 +436,12 @@ class Trimmer:
                 tokens = self.counter.text(text)
                 limit = self._fresh_limit()
                 if limit is None or tokens <= limit:
+                    # `_take`, for a choice not seen before.
                     state = self._choices[0] = _Choice()
-                    self._take(state, text, tokens)
+                    state.used = tokens
+                    state.parts.append(text)
+                    cap = self.max_tokens
+                    self._billed += tokens if cap is None or tokens <= cap else cap
                     return False
         return self._choices_of(document, whole=True)
 

@@ -202,10 +202,12 @@ class SpoolWriter:
         if self._fd < 0:
             self._open()
         line = encode_line(payload)
-        view = memoryview(line)
         try:
-            while view:
-                view = view[os.write(self._fd, view) :]
+            written = os.write(self._fd, line)
+            if written < len(line):  # rare for a regular file: a full disk, a signal
+                view = memoryview(line)[written:]
+                while view:
+                    view = view[os.write(self._fd, view) :]
         except OSError as exc:
             raise SpoolError(f"cannot write to the spool: {exc.strerror or exc}") from exc
         self._bytes += len(line)
