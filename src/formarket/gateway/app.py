@@ -557,11 +557,10 @@ class Gateway:
             # where it is and billed for what it sent).
             response.limit(self.limits.max_duration)
             try:
-                content_type = response.header(b"content-type") or b""
                 if (
                     stream
                     and response.status == 200
-                    and content_type.startswith(b"text/event-stream")
+                    and (response.header(b"content-type") or b"").startswith(b"text/event-stream")
                 ):
                     await self._stream(call, response, exchange, wants_usage)
                 else:

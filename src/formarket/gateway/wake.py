@@ -83,9 +83,8 @@ class Activity:
         self._dirty = False
 
     def begin(self, deployment: str) -> None:
+        # No time taken: a deployment with a call in progress is shown as called now.
         self._open[deployment] = self._open.get(deployment, 0) + 1
-        self._last[deployment] = self._wall()
-        self._dirty = True
 
     def end(self, deployment: str) -> None:
         left = self._open.get(deployment, 1) - 1
@@ -102,7 +101,7 @@ class Activity:
             return None
         self._dirty = False
         now = self._wall()
-        last = {dep: now if dep in self._open else at for dep, at in self._last.items()}
+        last = {**self._last, **dict.fromkeys(self._open, now)}
         body = {"format": _ACTIVITY_FORMAT, "last_call": {d: _stamp(t) for d, t in last.items()}}
         return json.dumps(body, sort_keys=True).encode() + b"\n"
 
