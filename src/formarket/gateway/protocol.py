@@ -63,6 +63,10 @@ def _status_line(status: int) -> bytes:
 
 _STATUS = {status: _status_line(status) for status in range(100, 600)}
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+# Request targets already parsed, and the methods callers send: the same few, call after call.
+_PATHS: dict[bytes, str] = {}
+_PATHS_KEPT = 1024
+_METHODS = {m.encode(): m for m in ("GET", "POST", "HEAD", "PUT", "DELETE", "OPTIONS", "PATCH")}
 
 
 class _HeadTooLarge(Exception):
@@ -414,12 +418,19 @@ class HttpProtocol(asyncio.Protocol):
         self._in_head = False
         self._body_began = self.loop.time()
         parser = self.parser
-        path = httptools.parse_url(self._url).path.decode("ascii")
-        if "%" in path:
-            path = unquote(path)
+        url = self._url
+        path = _PATHS.get(url)
+        if path is None:
+            path = httptools.parse_url(url).path.decode("ascii")
+            if "%" in path:
+                path = unquote(path)
+            if len(_PATHS) >= _PATHS_KEPT:
+                _PATHS.clear()
+            _PATHS[url] = path
+        method = parser.get_method()
         exchange = HttpExchange(
             self,
-            parser.get_method().decode("ascii"),
+            _METHODS.get(method) or method.decode("ascii"),
             path,
             self._headers,
             parser.get_http_version() != "1.0" and parser.should_keep_alive(),
