@@ -32,7 +32,7 @@ import subprocess  # noqa: TID251 - the benchmarks time whole commands
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -78,10 +78,15 @@ class Load:
     seconds: float
     p50_ms: float
     p99_ms: float
+    server_cpu: float = 0.0  # CPU seconds the process called spent meanwhile (0: not measured)
 
     @property
     def rate(self) -> float:
         return self.calls / self.seconds
+
+    @property
+    def cpu_per_call_us(self) -> float:
+        return self.server_cpu / self.calls * 1e6
 
 
 # --- the load generator (a process of its own) ------------------------------------------------
@@ -133,6 +138,12 @@ async def _load(
         ordered[len(ordered) // 2] * 1000,
         ordered[int(len(ordered) * 0.99)] * 1000,
     )
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User and system CPU time a process has used (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _pinned(cpus: set[int] | None) -> Callable[[], None] | None:
@@ -266,10 +277,15 @@ def _calls(
         lat: dict[str, list[Load]] = {"direct": [], "gateway": []}
         rate: dict[str, list[Load]] = {"direct": [], "gateway": []}
         for _ in range(rounds):
-            for name, url in (("direct", upstream_url), ("gateway", gateway_url)):
+            for name, url, server in (
+                ("direct", upstream_url, upstream),
+                ("gateway", gateway_url, gateway),
+            ):
                 if latency:
                     lat[name].append(_run_load(url, key, 1, 60.0, calls, client, distinct))
-                rate[name].append(_run_load(url, key, 16, seconds, 10**9, client, distinct))
+                before = _cpu_seconds(server.pid)
+                load = _run_load(url, key, 16, seconds, 10**9, client, distinct)
+                rate[name].append(replace(load, server_cpu=_cpu_seconds(server.pid) - before))
         return (
             min(lat["direct"], key=lambda r: r.p50_ms) if latency else None,
             min(lat["gateway"], key=lambda r: r.p50_ms) if latency else None,
@@ -465,6 +481,14 @@ def section(quick: bool) -> str:
             _yes(ratio >= 0.8),
         ),
         (
+            "CPU per call of the process called, in those rounds",
+            f"{g_rate.cpu_per_call_us:.0f} µs (the gateway)",
+            f"{d_rate.cpu_per_call_us:.0f} µs (the stand-in)",
+            f"{g_rate.cpu_per_call_us / d_rate.cpu_per_call_us:.1f}×",
+            "",
+            "",
+        ),
+        (
             "the same, 1,024 different calls in turn (no count reused)",
             f"{dg_rate.rate:,.0f} calls/s",
             f"{dd_rate.rate:,.0f} calls/s",
@@ -517,7 +541,12 @@ def section(quick: bool) -> str:
         " cap before it is forwarded, then settled. In production"
         " the gateway has a host of its own, apart from the VMs and the callers; the nearest"
         " this two-core machine comes is the gateway alone on CPU 1, the stand-in and the load"
-        " generator sharing CPU 0 (in both runs). The last throughput row has every process"
+        " generator sharing CPU 0 (in both runs), so the ratio is set by how the gateway's CPU"
+        " per call compares with what the stand-in and the load generator spend together on"
+        " theirs; the row after it gives the CPU time the process called (the gateway, or the"
+        " stand-in in the direct run) spent per call in those rounds, as Linux accounts it."
+        " Machines differ in that balance, so the ratio moves from one machine (or day) to"
+        " another more than either figure alone. The last throughput row has every process"
         " share both CPUs instead. The stand-in does no inference, so the gateway's share of"
         " each call is as large as it gets: with a real model a call takes far longer and the"
         " gateway's cost is the same. The stand-in answers as a model with that tokenizer"
