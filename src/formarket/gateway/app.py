@@ -27,7 +27,7 @@ import asyncio
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, NamedTuple, Protocol
@@ -80,6 +80,7 @@ _JSON = (b"content-type", b"application/json")
 _BAD_JSON = (msgspec.DecodeError, UnicodeDecodeError, RecursionError)
 _PASSED_4XX = frozenset({400, 404, 409, 413, 422, 429})
 _KNOWN_KEYS = 10_000  # Authorization headers remembered as verified, at most
+_KNOWN_NAMES = 10_000  # (account, scope, model name) remembered with their target, at most
 _EVENT_ID = re.compile(EVENT_ID_PATTERN)
 _ZERO = Decimal(0)
 # What a call that sets no max_tokens holds of prepaid credit for its output, in tokens.
@@ -197,12 +198,9 @@ class Gateway:
     async def handle(self, exchange: Exchange) -> None:
         """Answer one request."""
         try:
-            # A call to a model is forwarded from here: one coroutine fewer on its way.
-            endpoint = ENDPOINTS.get(exchange.path)
-            if endpoint is not None and exchange.method == "POST":
-                await self._forward(exchange, exchange.path, *endpoint)
-            else:
-                await self._dispatch(exchange)
+            forwarding = self._dispatch(exchange)
+            if forwarding is not None:
+                await forwarding
         except ApiError as err:
             if not exchange.started:
                 exchange.respond(err.status, (_JSON, *err.headers), err.body())
@@ -220,14 +218,16 @@ class Gateway:
         if self._on_shutdown is not None:
             await self._on_shutdown()
 
-    async def _dispatch(self, exchange: Exchange) -> None:
+    def _dispatch(self, exchange: Exchange) -> Coroutine[Any, Any, None] | None:
+        """Answer a request at once, or return the forwarding of a call to a model for
+        `handle` to await (one coroutine fewer on the way of every call)."""
         method = exchange.method
         path = exchange.path
         endpoint = ENDPOINTS.get(path)
         if endpoint is not None:
             _allow(method, "POST")
-            await self._forward(exchange, path, *endpoint)
-        elif path == "/v1/models" or path.startswith("/v1/models/"):
+            return self._forward(exchange, path, *endpoint)
+        if path == "/v1/models" or path.startswith("/v1/models/"):
             _allow(method, "GET")
             key = self._authenticate(exchange)
             self._models(
@@ -243,6 +243,7 @@ class Gateway:
             exchange.respond(200, (_JSON,), b'{"status":"ok"}')
         else:
             raise ApiError(404, f"unknown request URL: {method} {path}", code="unknown_url")
+        return None
 
     # --- who is calling ------------------------------------------------------------------
 
@@ -400,7 +401,7 @@ class Gateway:
             if found.tokenizer is None or target.counter is not ESTIMATE:
                 self._targets[found.deployment] = target
         if target is self._targets.get(found.deployment):
-            if len(self._named) >= _KNOWN_KEYS:
+            if len(self._named) >= _KNOWN_NAMES:
                 self._named.clear()
             self._named[asked] = target
         return target

@@ -251,13 +251,7 @@ def measure_request(kind: Kind, request: Mapping[str, object], counter: Counter)
 def upstream_usage(kind: Kind, usage: object) -> tuple[int, int] | None:
     """(input, output) tokens from an OpenAI `usage` object, or None when it has none or it
     is not one (a count that is not a non-negative integer is no count)."""
-    if type(usage) is dict:
-        # Decoded JSON, counts as plain integers: the usual report, checked in one go.
-        prompt = usage.get("prompt_tokens")
-        completion = usage.get("completion_tokens", 0 if kind == "embedding" else None)
-        if type(prompt) is int and type(completion) is int and prompt >= 0 and completion >= 0:
-            return prompt, completion
-    elif not isinstance(usage, Mapping):
+    if type(usage) is not dict and not isinstance(usage, Mapping):
         return None
     prompt = usage.get("prompt_tokens")
     completion = usage.get("completion_tokens", 0 if kind == "embedding" else None)
@@ -393,12 +387,10 @@ class Trimmer:
     @property
     def output_tokens(self) -> int:
         count = self.counter.text
-        cap = self.max_tokens
         total = 0
         for state in self._choices.values():
             if len(state.parts) == 1:
-                # One piece: counted whole already.
-                total += state.used if cap is None or state.used <= cap else cap
+                total += self._bill(state.used)  # one piece: counted whole already
             elif state.used:
                 total += min(self._bill(state.used), count("".join(state.parts)))
         return total
@@ -436,12 +428,8 @@ class Trimmer:
                 tokens = self.counter.text(text)
                 limit = self._fresh_limit()
                 if limit is None or tokens <= limit:
-                    # `_take`, for a choice not seen before.
                     state = self._choices[0] = _Choice()
-                    state.used = tokens
-                    state.parts.append(text)
-                    cap = self.max_tokens
-                    self._billed += tokens if cap is None or tokens <= cap else cap
+                    self._take(state, text, tokens)
                     return False
         return self._choices_of(document, whole=True)
 

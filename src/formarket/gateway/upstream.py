@@ -281,22 +281,9 @@ class UpstreamResponse:
 
     async def read(self, limit: int) -> bytes:
         """The whole body; UpstreamError past `limit` bytes."""
-        conn = self._conn
-        chunks = conn.chunks
-        if (
-            conn.done
-            and len(chunks) == 1
-            and conn.buffered <= limit
-            and not conn.paused
-            and (not self.deadline or conn.loop.time() < self.deadline)
-        ):
-            # The usual answer: all of it came with its head, in one piece, in time.
-            conn.buffered = 0
-            body = chunks.popleft()
-            self.close()
-            return body
         parts = []
         size = 0
+        conn = self._conn
         try:
             while True:
                 # Whatever has arrived at once, rather than a wait per piece.

@@ -26,6 +26,7 @@ from pathlib import Path
 from types import TracebackType
 
 import numpy as np
+import numpy.typing as npt
 from dulwich.objects import ObjectID
 from dulwich.repo import BaseRepo, Repo
 
@@ -110,6 +111,25 @@ class _Neighbours:
 _LOW_BITS = 20
 
 
+class _LowBits:
+    """Which low bits (the last `bits`) some digests have, as a table: a cheap first sieve
+    before comparing digests exactly, which lets through only the few that may match."""
+
+    def __init__(self, digests: npt.NDArray[np.int64], bits: int) -> None:
+        self.mask = (1 << bits) - 1
+        self.table = np.zeros(1 << bits, np.bool_)
+        self.table[digests & self.mask] = True
+
+    def refill(self, digests: npt.NDArray[np.int64]) -> None:
+        """The table of other digests, in the same memory."""
+        self.table[:] = False
+        self.table[digests & self.mask] = True
+
+    def maybe(self, digests: npt.NDArray[np.int64]) -> npt.NDArray[np.intp]:
+        """The positions of `digests` whose low bits are in the table."""
+        return np.flatnonzero(self.table[digests & self.mask])
+
+
 def _take_shared(first: FileScan, first_lines: FileLines, then: FileScan, lines: FileLines) -> int:
     """The lines of `first` and `then` whose events have a key digest in common, into each
     one's `early`; returns their bytes."""
@@ -117,13 +137,10 @@ def _take_shared(first: FileScan, first_lines: FileLines, then: FileScan, lines:
     other = np.frombuffer(then.digests, np.int64)
     if not len(one) or not len(other):
         return 0
-    mask = (1 << _LOW_BITS) - 1
-    table = np.zeros(1 << _LOW_BITS, np.bool_)
-    table[one & mask] = True
-    maybe_other = np.flatnonzero(table[other & mask])
-    table[:] = False
-    table[other[maybe_other] & mask] = True
-    maybe_one = np.flatnonzero(table[one & mask])
+    sieve = _LowBits(one, _LOW_BITS)
+    maybe_other = sieve.maybe(other)
+    sieve.refill(other[maybe_other])
+    maybe_one = sieve.maybe(one)
     _, in_one, in_other = np.intersect1d(one[maybe_one], other[maybe_other], return_indices=True)
     taken = 0
     for scan, file_lines, positions in (
@@ -370,12 +387,10 @@ def repeated_lines(
     # low bits the repeated digests have passes a few hundredths of them on to the binary
     # search, which alone cost more than the sort.
     bits = max(16, min(26, len(repeated).bit_length() + 6))
-    mask = (1 << bits) - 1
-    table = np.zeros(1 << bits, np.bool_)
-    table[repeated & mask] = True
+    sieve = _LowBits(repeated, bits)
     count = len(scans)
     for owner, pool in enumerate(pools):
-        maybe = np.flatnonzero(table[pool & mask])
+        maybe = sieve.maybe(pool)
         candidates = pool[maybe]
         places = np.searchsorted(repeated, candidates)
         places[places == len(repeated)] = 0
